@@ -1,0 +1,153 @@
+"""Loading and saving networks (YAML or JSON, safe loading only), the built-in zoo, and a builder API."""
+
+from __future__ import annotations
+
+import difflib
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from ..errors import NetworkError, NotFoundError, PerfModelError, format_pydantic_error
+from ..paths import data_dir
+from .layer_graph import LayerGraph
+from .network_file import NetworkFile, expand_network, validate_op
+from .spec import OP_CLASSES
+
+_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+def read_data_file(path: Path, error_cls: type[PerfModelError] = NetworkError) -> Any:
+    """Parse a YAML or JSON file safely; syntax errors name the file and line."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise error_cls(f"cannot read file: {e.strerror}", file=str(path)) from None
+    if path.suffix == ".json":
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as e:
+            raise error_cls(f"JSON syntax error at line {e.lineno}, column {e.colno}: {e.msg}", file=str(path)) from None
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise error_cls(f"YAML syntax error{at}: {problem}", file=str(path)) from None
+
+
+def builtin_networks() -> dict[str, Path]:
+    """Built-in network names (file stems) -> files."""
+    d = data_dir("networks")
+    return {p.stem: p for p in sorted(d.iterdir()) if p.suffix in _SUFFIXES} if d else {}
+
+
+def _norm(s: str) -> str:
+    return s.lower().replace("-", "").replace("_", "")
+
+
+def resolve_builtin(name: str, table: dict[str, Path], what: str) -> Path:
+    """Find a built-in file by name (case, '-' and '_' ignored), or raise with close matches."""
+    if name in table:
+        return table[name]
+    by_norm = {_norm(k): v for k, v in table.items()}
+    if _norm(name) in by_norm:
+        return by_norm[_norm(name)]
+    close = difflib.get_close_matches(name, table.keys(), n=4, cutoff=0.5)
+    hint = f" Did you mean: {', '.join(close)}?" if close else ""
+    raise NotFoundError(
+        f"unknown {what} '{name}': not a built-in name and no such file.{hint} "
+        f"List the built-in ones with `perfmodel {what if what != 'network' else 'networks'}`."
+    )
+
+
+def load_network(name_or_path: str | Path | LayerGraph) -> LayerGraph:
+    """Load a network from a built-in name (e.g. 'resnet50') or a YAML/JSON file path."""
+    if isinstance(name_or_path, LayerGraph):
+        return name_or_path
+    p = Path(name_or_path)
+    if p.suffix in _SUFFIXES or p.exists():
+        if not p.exists():
+            raise NotFoundError(f"no such network file '{p}'")
+        return network_from_dict(read_data_file(p), file=str(p), origin=str(p))
+    return network_from_dict(read_data_file(resolve_builtin(str(name_or_path), builtin_networks(), "network")),
+                             file=None, origin=str(name_or_path), builtin=True)
+
+
+def network_from_dict(data: Any, *, file: str | None = None, origin: str | None = None,
+                      builtin: bool = False) -> LayerGraph:
+    """Validate a parsed network description and build its LayerGraph."""
+    label = file or (f"built-in network '{origin}'" if builtin else None)
+    if not isinstance(data, dict):
+        raise NetworkError(f"expected a mapping with 'name' and 'layers', got {type(data).__name__}", file=label)
+    try:
+        nf = NetworkFile.model_validate(data)
+    except ValidationError as e:
+        raise NetworkError(format_pydantic_error(e), file=label) from None
+    try:
+        specs = expand_network(nf)
+        return LayerGraph(nf.name, specs, description=nf.description, source=nf.source, file=nf, origin=origin)
+    except PerfModelError as e:
+        raise e.with_file(label) if label else e
+
+
+def network_to_dict(graph: LayerGraph, *, flat: bool = False) -> dict[str, Any]:
+    """The file form of a graph: its original description (with blocks) or, if flat, every layer."""
+    if graph.file is not None and not flat:
+        return graph.file.model_dump(mode="json", exclude_defaults=True)
+    out: dict[str, Any] = {"name": graph.name}
+    if graph.description:
+        out["description"] = graph.description
+    if graph.source:
+        out["source"] = graph.source
+    out["layers"] = [
+        {"op": s.op, **s.model_dump(mode="json", exclude_defaults=True, exclude={"op"})} for s in graph.specs
+    ]
+    return out
+
+
+def save_network(graph: LayerGraph, path: str | Path, *, flat: bool = False) -> Path:
+    """Write a graph to YAML or JSON (by suffix); loading it back gives an equal graph."""
+    p = Path(path)
+    data = network_to_dict(graph, flat=flat)
+    if p.suffix == ".json":
+        p.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    else:
+        import yaml
+
+        p.write_text(yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=110), encoding="utf-8")
+    return p
+
+
+class NetworkBuilder:
+    """Build a LayerGraph in Python: `b.conv2d("c1", out_channels=64, kernel=3)` returns the layer name.
+
+    Every op kind is a method named after it; `inputs` defaults to the previous layer.
+    """
+
+    def __init__(self, name: str, description: str = ""):
+        self.name = name
+        self.description = description
+        self._specs: list = []
+
+    def add(self, op: str, name: str, **fields: Any) -> str:
+        """Append a layer of kind `op`; returns its name."""
+        raw = {"op": op, "name": name, **fields}
+        if "inputs" not in raw and op != "input":
+            if not self._specs:
+                raise NetworkError("has no input: add an input layer first", where=f"layer '{name}'")
+            raw["inputs"] = [self._specs[-1].name]
+        self._specs.append(validate_op(raw, f"layer '{name}'"))
+        return name
+
+    def __getattr__(self, op: str):
+        if op in OP_CLASSES:
+            return lambda name, **fields: self.add(op, name, **fields)
+        raise AttributeError(op)
+
+    def build(self) -> LayerGraph:
+        return LayerGraph(self.name, list(self._specs), description=self.description)

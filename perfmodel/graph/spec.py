@@ -1,0 +1,361 @@
+"""Op specifications: one frozen pydantic model per op kind, discriminated on `op`.
+
+Shapes are per sample (no batch dimension). Layouts: images [C, H, W], 1-d signals [C, L],
+sequences [T, F] (time first), token ids [T]. Every layer has a unique `name`; `inputs` names the
+layers it reads (default: the layer written just before it).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, Union, get_args
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+IntPair = Union[int, tuple[int, int]]
+
+
+class OpBase(BaseModel):
+    """Fields every layer has."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(min_length=1)
+    inputs: tuple[str, ...] | None = None
+    # Name of an earlier layer whose parameters this layer reuses (tied embeddings, GAN discriminator
+    # applied twice, RBM's transposed weights). A sharing layer adds no parameters of its own.
+    share_params_with: str | None = None
+
+    @field_validator("inputs", mode="before")
+    @classmethod
+    def _one_input_as_list(cls, v):
+        if isinstance(v, str):
+            return (v,)
+        return v
+
+    @property
+    def has_params(self) -> bool:
+        return False
+
+
+def _pos(v, field: str):
+    vals = v if isinstance(v, tuple) else (v,)
+    for x in vals:
+        if x <= 0:
+            raise ValueError(f"{field} must be positive, got {v}")
+    return v
+
+
+def _nonneg(v, field: str):
+    vals = v if isinstance(v, tuple) else (v,)
+    for x in vals:
+        if x < 0:
+            raise ValueError(f"{field} must be >= 0, got {v}")
+    return v
+
+
+class Input(OpBase):
+    op: Literal["input"] = "input"
+    shape: tuple[int, ...]
+    # "float" inputs take the training dtype; "int64" inputs are token ids or class labels
+    dtype: Literal["float", "int64"] = "float"
+
+    @field_validator("shape")
+    @classmethod
+    def _shape_positive(cls, v):
+        return _pos(v, "shape") if v else v
+
+
+class Dense(OpBase):
+    """y = x W^T + b over the last dimension."""
+
+    op: Literal["dense"] = "dense"
+    units: int = Field(gt=0)
+    bias: bool = True
+
+    @property
+    def has_params(self) -> bool:
+        return True
+
+
+class _ConvBase(OpBase):
+    out_channels: int = Field(gt=0)
+    kernel: IntPair
+    stride: IntPair = 1
+    padding: IntPair | Literal["same", "valid"] = 0
+    dilation: IntPair = 1
+    groups: int = Field(default=1, gt=0)
+    bias: bool = True
+
+    @field_validator("kernel", "stride", "dilation")
+    @classmethod
+    def _positive(cls, v, info):
+        return _pos(v, info.field_name)
+
+    @field_validator("padding")
+    @classmethod
+    def _padding_nonneg(cls, v):
+        if isinstance(v, str):
+            return v
+        return _nonneg(v, "padding")
+
+    @property
+    def has_params(self) -> bool:
+        return True
+
+
+class Conv1d(_ConvBase):
+    op: Literal["conv1d"] = "conv1d"
+
+
+class Conv2d(_ConvBase):
+    op: Literal["conv2d"] = "conv2d"
+
+
+class ConvTranspose2d(_ConvBase):
+    op: Literal["conv_transpose2d"] = "conv_transpose2d"
+    padding: IntPair = 0
+    output_padding: IntPair = 0
+
+
+class _Pool2d(OpBase):
+    kernel: IntPair
+    stride: IntPair | None = None  # default: the kernel
+    padding: IntPair = 0
+    ceil_mode: bool = False
+
+    @field_validator("kernel")
+    @classmethod
+    def _positive(cls, v):
+        return _pos(v, "kernel")
+
+
+class MaxPool2d(_Pool2d):
+    op: Literal["maxpool2d"] = "maxpool2d"
+
+
+class AvgPool2d(_Pool2d):
+    op: Literal["avgpool2d"] = "avgpool2d"
+
+
+class GlobalAvgPool(OpBase):
+    """Average over all spatial dims: [C, ...] -> [C]."""
+
+    op: Literal["global_avgpool"] = "global_avgpool"
+
+
+class BatchNorm(OpBase):
+    """Batch normalisation over channel dim 0 ([C], [C, L] or [C, H, W])."""
+
+    op: Literal["batchnorm"] = "batchnorm"
+    eps: float = 1e-5
+    affine: bool = True
+
+    @property
+    def has_params(self) -> bool:
+        return self.affine
+
+
+class LayerNorm(OpBase):
+    """Layer normalisation over the last dimension."""
+
+    op: Literal["layernorm"] = "layernorm"
+    eps: float = 1e-5
+    affine: bool = True
+
+    @property
+    def has_params(self) -> bool:
+        return self.affine
+
+
+class Relu(OpBase):
+    op: Literal["relu"] = "relu"
+
+
+class LeakyRelu(OpBase):
+    op: Literal["leaky_relu"] = "leaky_relu"
+    slope: float = 0.01
+
+
+class Sigmoid(OpBase):
+    op: Literal["sigmoid"] = "sigmoid"
+
+
+class Tanh(OpBase):
+    op: Literal["tanh"] = "tanh"
+
+
+class Gelu(OpBase):
+    op: Literal["gelu"] = "gelu"
+
+
+class Softmax(OpBase):
+    op: Literal["softmax"] = "softmax"
+    axis: int = -1
+
+
+class Dropout(OpBase):
+    op: Literal["dropout"] = "dropout"
+    p: float = Field(default=0.5, ge=0.0, lt=1.0)
+
+
+class Add(OpBase):
+    """Elementwise sum of two or more inputs of the same shape."""
+
+    op: Literal["add"] = "add"
+
+
+class Mul(OpBase):
+    """Elementwise product of two inputs of the same shape."""
+
+    op: Literal["mul"] = "mul"
+
+
+class Concat(OpBase):
+    """Concatenate inputs along `axis` of the per-sample shape (0 = channels)."""
+
+    op: Literal["concat"] = "concat"
+    axis: int = 0
+
+
+class Flatten(OpBase):
+    op: Literal["flatten"] = "flatten"
+
+
+class Reshape(OpBase):
+    """Reshape the per-sample tensor; one entry may be -1."""
+
+    op: Literal["reshape"] = "reshape"
+    shape: tuple[int, ...]
+
+
+class Select(OpBase):
+    """Take index `index` along `axis`, dropping that axis (e.g. BERT's [CLS] token)."""
+
+    op: Literal["select"] = "select"
+    axis: int = 0
+    index: int = 0
+
+
+class Embedding(OpBase):
+    """Lookup table: int ids [T] -> [T, dim]."""
+
+    op: Literal["embedding"] = "embedding"
+    vocab: int = Field(gt=0)
+    dim: int = Field(gt=0)
+
+    @property
+    def has_params(self) -> bool:
+        return True
+
+
+class PositionalEmbedding(OpBase):
+    """Learned position table added to a [T, dim] input: y[t] = x[t] + P[t]; P has max_len x dim."""
+
+    op: Literal["positional_embedding"] = "positional_embedding"
+    max_len: int = Field(gt=0)
+
+    @property
+    def has_params(self) -> bool:
+        return True
+
+
+class _Recurrent(OpBase):
+    """Recurrent layer over a [T, F] sequence; output [T, hidden*dirs] or [hidden*dirs] (last step)."""
+
+    hidden: int = Field(gt=0)
+    layers: int = Field(default=1, gt=0)
+    bidirectional: bool = False
+    bias: bool = True
+    return_sequences: bool = True
+
+    @property
+    def has_params(self) -> bool:
+        return True
+
+    @property
+    def gates(self) -> int:
+        return {"rnn": 1, "lstm": 4, "gru": 3}[self.op]  # type: ignore[attr-defined]
+
+
+class RNN(_Recurrent):
+    op: Literal["rnn"] = "rnn"
+    nonlinearity: Literal["tanh", "relu"] = "tanh"
+
+
+class LSTM(_Recurrent):
+    op: Literal["lstm"] = "lstm"
+
+
+class GRU(_Recurrent):
+    op: Literal["gru"] = "gru"
+
+
+class Attention(OpBase):
+    """Multi-head self-attention on [T, D]: QKV projection, softmax(QK^T/sqrt(d))V, output projection."""
+
+    op: Literal["attention"] = "attention"
+    heads: int = Field(gt=0)
+    causal: bool = False
+    bias: bool = True
+    dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
+
+    @property
+    def has_params(self) -> bool:
+        return True
+
+
+class MatMul(OpBase):
+    """Batched matrix product of two inputs: [..., M, K] x [..., K, N] -> [..., M, N]."""
+
+    op: Literal["matmul"] = "matmul"
+    transpose_b: bool = False
+
+
+class Upsample(OpBase):
+    """Upsample [C, H, W] (or [C, L]) by an integer factor."""
+
+    op: Literal["upsample"] = "upsample"
+    scale: int = Field(default=2, gt=0)
+    mode: Literal["nearest", "bilinear"] = "nearest"
+
+
+class SoftmaxCrossEntropy(OpBase):
+    """Loss: softmax over the last dim of logits against integer labels; output is a scalar per sample."""
+
+    op: Literal["softmax_cross_entropy"] = "softmax_cross_entropy"
+
+
+class MSELoss(OpBase):
+    """Loss: mean squared error against a target of the input's shape; scalar per sample."""
+
+    op: Literal["mse"] = "mse"
+
+
+class BCELoss(OpBase):
+    """Loss: binary cross-entropy with logits against a target of the input's shape; scalar per sample."""
+
+    op: Literal["bce"] = "bce"
+
+
+OpSpec = Annotated[
+    Union[
+        Input, Dense, Conv1d, Conv2d, ConvTranspose2d, MaxPool2d, AvgPool2d, GlobalAvgPool, BatchNorm,
+        LayerNorm, Relu, LeakyRelu, Sigmoid, Tanh, Gelu, Softmax, Dropout, Add, Mul, Concat, Flatten,
+        Reshape, Select, Embedding, PositionalEmbedding, RNN, LSTM, GRU, Attention, MatMul, Upsample,
+        SoftmaxCrossEntropy, MSELoss, BCELoss,
+    ],
+    Field(discriminator="op"),
+]
+
+OP_CLASSES: dict[str, type[OpBase]] = {
+    cls.model_fields["op"].default: cls for cls in get_args(get_args(OpSpec)[0])
+}
+OP_KINDS: tuple[str, ...] = tuple(sorted(OP_CLASSES))
+LOSS_OPS = frozenset({"softmax_cross_entropy", "mse", "bce"})
+
+
+def pair(v: IntPair) -> tuple[int, int]:
+    """Normalise an int-or-pair field to a pair."""
+    if isinstance(v, tuple):
+        return v
+    return (v, v)

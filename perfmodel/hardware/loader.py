@@ -1,0 +1,90 @@
+"""Loading hardware profiles (devices, links, storage, nodes, clusters) from data files by name or path."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from ..errors import HardwareError, NotFoundError, PerfModelError, format_pydantic_error
+from ..graph.io import read_data_file, resolve_builtin
+from ..paths import data_dir
+from .schema import Device, Link, Storage
+
+# kind -> model class; other modules (nodes, clusters) register theirs with `register_kind`
+HARDWARE_KINDS: dict[str, type[BaseModel]] = {"device": Device, "link": Link, "storage": Storage}
+_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+def register_kind(kind: str, cls: type[BaseModel]) -> None:
+    """Make files with `kind: <kind>` load as `cls`."""
+    HARDWARE_KINDS[kind] = cls
+    builtin_hardware.cache_clear()
+
+
+@lru_cache(maxsize=1)
+def builtin_hardware() -> dict[str, Path]:
+    """Built-in profile names -> files (the name is the file stem; names are unique across kinds)."""
+    d = data_dir("hardware_profiles")
+    if d is None:
+        return {}
+    return {p.stem: p for p in sorted(d.rglob("*")) if p.suffix in _SUFFIXES}
+
+
+def hardware_from_dict(data: Any, *, file: str | None = None, kind: str | None = None) -> BaseModel:
+    """Validate a parsed profile into its model (chosen by its `kind` field)."""
+    if not isinstance(data, dict):
+        raise HardwareError(f"expected a mapping with 'kind' and 'name', got {type(data).__name__}", file=file)
+    k = data.get("kind", kind)
+    if k not in HARDWARE_KINDS:
+        raise HardwareError(
+            f"field 'kind': expected one of {sorted(HARDWARE_KINDS)}, got {k!r}", file=file
+        )
+    try:
+        return HARDWARE_KINDS[k].model_validate(data)
+    except ValidationError as e:
+        raise HardwareError(format_pydantic_error(e), file=file) from None
+    except ValueError as e:  # unit parsing inside validators
+        raise HardwareError(str(e), file=file) from None
+
+
+def load_hardware(name_or_path: str | Path | BaseModel, kind: str | None = None) -> Any:
+    """Load a profile from a built-in name (e.g. 'v100-sxm2') or a file; `kind` restricts what is accepted."""
+    if isinstance(name_or_path, BaseModel):
+        obj = name_or_path
+    else:
+        p = Path(name_or_path)
+        if p.suffix in _SUFFIXES or p.exists():
+            if not p.exists():
+                raise NotFoundError(f"no such hardware file '{p}'")
+            obj = _load_file(p, str(p))
+        else:
+            path = resolve_builtin(str(name_or_path), builtin_hardware(), "hardware")
+            obj = _load_file(path, str(path))
+    if kind is not None and getattr(obj, "kind", None) != kind:
+        raise HardwareError(f"'{getattr(obj, 'name', name_or_path)}' is a {getattr(obj, 'kind', '?')} profile, expected a {kind}")
+    return obj
+
+
+@lru_cache(maxsize=256)
+def _load_cached(path: str, mtime: float) -> BaseModel:
+    return hardware_from_dict(read_data_file(Path(path), HardwareError), file=path)
+
+
+def _load_file(p: Path, label: str) -> BaseModel:
+    try:
+        return _load_cached(str(p), p.stat().st_mtime)
+    except PerfModelError:
+        raise
+
+
+def list_hardware(kind: str | None = None) -> list[BaseModel]:
+    """All built-in profiles (optionally of one kind), loaded and validated."""
+    out = []
+    for _, p in builtin_hardware().items():
+        obj = _load_file(p, str(p))
+        if kind is None or getattr(obj, "kind", None) == kind:
+            out.append(obj)
+    return out
