@@ -89,7 +89,7 @@ class _Expander:
                 raise NetworkError(f"expected a mapping, got {raw!r}", where=where)
             raw = _substitute(raw, args, where) if args is not None and local is not None else raw
             if "block" in raw:
-                prev = self._use(raw, prefix, prev, local, depth, where)
+                prev = self._use(raw, prefix, prev, block_input, local, depth, where)
                 if local is not None:
                     local[str(raw.get("name"))] = prev
                 continue
@@ -132,7 +132,8 @@ class _Expander:
             return local[ref]
         return ref
 
-    def _use(self, raw: dict[str, Any], prefix: str, prev: str | None, local, depth: int, where: str) -> str:
+    def _use(self, raw: dict[str, Any], prefix: str, prev: str | None, block_input: str | None, local, depth: int,
+             where: str) -> str:
         allowed = {"block", "name", "repeat", "args", "inputs"}
         extra = set(raw) - allowed
         if extra:
@@ -167,7 +168,7 @@ class _Expander:
                 inputs = inputs[0]
             if not isinstance(inputs, str):
                 raise NetworkError(f"field 'inputs' of a block use: expected one layer name, got {inputs!r}", where=where)
-            prev = self._resolve(inputs, None, local, where) if inputs != "$input" else prev
+            prev = self._resolve(inputs, block_input, local, where)  # '$input': the enclosing block's input
         if prev is None:
             raise NetworkError("block use has no input: it is the first entry", where=where)
         for r in range(repeat):

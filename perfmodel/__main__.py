@@ -1,0 +1,1 @@
+from perfmodel.cli import main; main()

@@ -1,0 +1,9 @@
+"""The `perfmodel` command line: a thin typer layer over the API.
+
+Each module in this package registers its commands on `app`; heavy imports happen inside commands.
+"""
+
+from .app import app, main
+from . import core_cmds  # noqa: F401  (registers predict, show, networks, hardware)
+
+__all__ = ["app", "main"]

@@ -1,0 +1,162 @@
+"""Core commands: predict, show, networks, hardware."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+from .app import app
+from .render import dumps, prediction_text, table
+
+
+def parse_plan(plan: Optional[str]) -> Optional[dict]:
+    """'dp=8,tp=1,pp=1,microbatches=4' -> dict of ints."""
+    if not plan:
+        return None
+    out = {}
+    for part in plan.split(","):
+        if "=" not in part:
+            from ..errors import InputError
+
+            raise InputError(f"--plan: expected key=value pairs like dp=8,tp=1,pp=1,microbatches=4, got {part!r}")
+        k, v = part.split("=", 1)
+        try:
+            out[k.strip()] = int(v)
+        except ValueError:
+            out[k.strip()] = v.strip()
+    return out
+
+
+def parse_size(value: Optional[str], what: str) -> Optional[float]:
+    if value is None:
+        return None
+    from ..errors import InputError
+    from ..units import parse_quantity
+
+    try:
+        return parse_quantity(value, "bytes", field=what)
+    except ValueError as e:
+        raise InputError(str(e)) from None
+
+
+@app.command()
+def predict(
+    network: str = typer.Argument(..., help="built-in network name (see `perfmodel networks`) or a YAML/JSON file"),
+    hardware: str = typer.Option(..., "--hardware", "-H", help="device, node or cluster name (see `perfmodel hardware`) or file"),
+    batch: Optional[int] = typer.Option(None, "--batch", "-b", help="samples per iteration per data-parallel replica (default 32)"),
+    dtype: str = typer.Option("fp32", "--dtype", help="fp32, tf32, fp16, bf16, fp8 or int8"),
+    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads (default: all physical cores)"),
+    optimizer: str = typer.Option("sgd", "--optimizer", help="sgd, momentum, adam or adamw"),
+    devices: int = typer.Option(1, "--devices", "-n", help="number of devices"),
+    nodes: Optional[int] = typer.Option(None, "--nodes", help="number of nodes (cluster profiles)"),
+    plan: Optional[str] = typer.Option(None, "--plan", help="parallel plan, e.g. dp=8,tp=1,pp=1,microbatches=4"),
+    sync: str = typer.Option("sync", "--sync", help="sync, async or mixed"),
+    allreduce: str = typer.Option("ring", "--allreduce", help="ring, tree, halving-doubling, hierarchical or ps"),
+    no_overlap: bool = typer.Option(False, "--no-overlap", help="do not overlap gradient communication with backward"),
+    straggler_cv: float = typer.Option(0.0, "--straggler-cv", help="coefficient of variation of per-device step time"),
+    dataset_size: Optional[str] = typer.Option(None, "--dataset-size", help="dataset size, e.g. 1.2TB (enables the IO model)"),
+    storage: Optional[str] = typer.Option(None, "--storage", help="storage profile the dataset is read from, e.g. nvme-pcie4"),
+    no_prefetch: bool = typer.Option(False, "--no-prefetch", help="input loading does not overlap compute"),
+    layers: bool = typer.Option(False, "--layers", help="show every layer (and include them in --json)"),
+    json_out: bool = typer.Option(False, "--json", help="machine-readable output"),
+) -> None:
+    """Predict one training iteration: time, breakdown, memory and bottleneck."""
+    from ..prediction import predict as api_predict
+
+    options = {}
+    if devices != 1:
+        options["devices"] = devices
+    if nodes is not None:
+        options["nodes"] = nodes
+    if plan:
+        options["plan"] = parse_plan(plan)
+    if sync != "sync":
+        options["sync"] = sync
+    if allreduce != "ring":
+        options["allreduce"] = allreduce
+    if no_overlap:
+        options["overlap"] = False
+    if straggler_cv:
+        options["straggler_cv"] = straggler_cv
+    if dataset_size is not None:
+        options["dataset_size"] = parse_size(dataset_size, "--dataset-size")
+    if storage is not None:
+        options["storage"] = storage
+    if no_prefetch:
+        options["prefetch"] = False
+    p = api_predict(network, hardware, batch=batch, dtype=dtype, threads=threads, optimizer=optimizer,
+                    layers=True, **options)
+    if json_out:
+        typer.echo(dumps(p.to_dict(layers=layers)))
+    else:
+        typer.echo(prediction_text(p, show_layers=layers))
+
+
+@app.command()
+def show(
+    network: str = typer.Argument(..., help="built-in network name or a YAML/JSON file"),
+    batch: int = typer.Option(1, "--batch", "-b", help="batch size the FLOPs and activation bytes are given for"),
+    dtype: str = typer.Option("fp32", "--dtype"),
+    json_out: bool = typer.Option(False, "--json", help="machine-readable output"),
+) -> None:
+    """Describe a network: parameters, FLOPs, activation memory and per-layer shapes."""
+    from ..summary import network_summary
+    from ..units import fmt_bytes, fmt_count
+
+    s = network_summary(network, batch=batch, dtype=dtype)
+    if json_out:
+        typer.echo(dumps(s.to_dict()))
+        return
+    typer.echo(f"{s.name}: {s.description}".rstrip(": "))
+    typer.echo(f"parameters: {s.params:,}")
+    typer.echo(f"FLOPs per batch of {s.batch}: forward {fmt_count(s.flops['forward'])}, backward {fmt_count(s.flops['backward'])}")
+    typer.echo(f"activations kept for backward: {fmt_bytes(s.activation_bytes)} ({s.dtype})")
+    typer.echo("")
+    rows = [(l.name, l.op, "x".join(map(str, l.output_shape)), f"{l.params:,}", fmt_count(l.flops_forward),
+             fmt_bytes(l.saved_bytes)) for l in s.layers]
+    typer.echo(table(["layer", "op", "output", "params", "fwd FLOP", "saved"], rows, "lllrrr"))
+
+
+@app.command()
+def networks(json_out: bool = typer.Option(False, "--json", help="machine-readable output")) -> None:
+    """List the built-in networks."""
+    from ..graph.io import builtin_networks, read_data_file
+
+    rows = []
+    for name, path in builtin_networks().items():
+        data = read_data_file(path)
+        rows.append({"name": name, "title": data.get("name", name), "description": data.get("description", "")})
+    if json_out:
+        typer.echo(dumps(rows))
+    else:
+        typer.echo(table(["name", "description"], [(r["name"], r["description"][:90]) for r in rows], "ll"))
+
+
+@app.command()
+def hardware(
+    kind: Optional[str] = typer.Option(None, "--kind", help="only device, link, storage, node or cluster"),
+    json_out: bool = typer.Option(False, "--json", help="machine-readable output"),
+) -> None:
+    """List the built-in hardware profiles."""
+    from ..hardware import list_hardware
+    from ..units import fmt_bytes, fmt_count
+
+    items = list_hardware(kind)
+    if json_out:
+        typer.echo(dumps([h.model_dump(mode="json") for h in items]))
+        return
+    rows = []
+    for h in items:
+        if h.kind == "device":
+            best = max(h.peak_flops.items(), key=lambda kv: kv[1])
+            what = (f"{h.type}, fp32 {fmt_count(h.peak_flops['fp32'], 'FLOP/s')}, {best[0]} {fmt_count(best[1], 'FLOP/s')}, "
+                    f"{fmt_bytes(h.memory_bandwidth_Bps)}/s, {fmt_bytes(h.memory_bytes)}")
+        elif h.kind == "link":
+            what = f"{h.type}, {fmt_bytes(h.bandwidth_Bps)}/s per direction, latency {h.latency_s * 1e6:.1f} us"
+        elif h.kind == "storage":
+            what = f"{h.type}, read {fmt_bytes(h.effective_read_Bps)}/s"
+        else:
+            what = getattr(h, "summary", lambda: "")() if callable(getattr(h, "summary", None)) else ""
+        rows.append((h.name, h.kind, what))
+    typer.echo(table(["name", "kind", "summary"], rows, "lll"))

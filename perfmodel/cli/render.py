@@ -1,0 +1,96 @@
+"""Plain-text rendering of tables and predictions for the terminal (no third-party dependencies)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Sequence
+
+from ..units import fmt_bytes, fmt_count, fmt_seconds
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], align: str | None = None) -> str:
+    """A left/right aligned text table; `align` is a string of 'l'/'r' per column (numbers right by default)."""
+    cells = [[str(h) for h in headers]] + [[str(c) for c in r] for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    if align is None:
+        align = "".join("r" if rows and isinstance(rows[0][i], (int, float)) else "l" for i in range(len(headers)))
+    out = []
+    for j, r in enumerate(cells):
+        line = "  ".join(c.rjust(w) if a == "r" else c.ljust(w) for c, w, a in zip(r, widths, align))
+        out.append(line.rstrip())
+        if j == 0:
+            out.append("  ".join("-" * w for w in widths))
+    return "\n".join(out)
+
+
+def dumps(obj: Any) -> str:
+    """JSON text with stable key order as produced by the API."""
+    return json.dumps(obj, indent=2, default=str)
+
+
+PART_LABELS = {
+    "compute": "compute-bound kernels",
+    "memory": "memory-bound kernels",
+    "overhead": "kernel launch/dispatch overhead",
+    "communication": "exposed communication",
+    "bubble": "pipeline bubble",
+    "straggler": "straggler wait",
+    "host_to_device": "host-to-device transfer",
+    "io": "storage IO",
+}
+
+
+def prediction_text(p, show_layers: bool = False, top: int = 5) -> str:
+    """Human summary of a Prediction."""
+    total = p.iteration_time_s
+    dev = f"{p.devices} x " if p.devices > 1 else ""
+    thr = f", {p.threads} threads" if p.threads else ""
+    lines = [
+        f"{p.network} on {dev}{p.hardware} ({p.device_type}{thr}), batch {p.batch}, {p.dtype}, optimizer {p.optimizer}",
+        "",
+        f"iteration time   {fmt_seconds(total)}   ({p.throughput_samples_per_s:,.1f} samples/s)",
+        "",
+        "breakdown (parts add up to the iteration time)",
+    ]
+    rows = [(PART_LABELS.get(k, k), fmt_seconds(v), f"{v / total:.1%}" if total else "-")
+            for k, v in p.breakdown.items() if v > 0 or k in ("compute", "memory", "overhead")]
+    lines.append(table(["part", "time", "share"], rows, "lrr"))
+    if p.hidden and any(v > 0 for v in p.hidden.values()):
+        hid = ", ".join(f"{k} {fmt_seconds(v)}" for k, v in p.hidden.items() if v > 0)
+        lines.append(f"hidden by overlap (not in the total): {hid}")
+    st = p.stages
+    lines += [
+        "",
+        "stages: " + ", ".join(f"{k.replace('_', '-')} {fmt_seconds(v)}" for k, v in st.items() if v > 0),
+        f"work: {fmt_count(p.flops['total'], 'FLOP')} per iteration; achieved {fmt_count(p.achieved_flops, 'FLOP/s')} "
+        f"= {p.utilization:.1%} of the {fmt_count(p.peak_flops, 'FLOP/s')} {p.dtype} peak",
+    ]
+    m = p.memory
+    fit = "fits" if m.fits else "DOES NOT FIT"
+    lines += [
+        f"memory: {fmt_bytes(m.total_bytes)} of {fmt_bytes(m.capacity_bytes)} per device, {fit}; largest batch that fits: {m.max_batch}",
+        "  " + ", ".join(f"{k.replace('_bytes', '')} {fmt_bytes(getattr(m, k))}" for k in (
+            "weights_bytes", "gradients_bytes", "optimizer_bytes", "activations_bytes", "workspace_bytes", "reserved_bytes")),
+        f"bottleneck: {p.bottleneck}",
+    ]
+    if p.parallel:
+        lines.append("parallel: " + ", ".join(f"{k}={v}" for k, v in p.parallel.items() if not isinstance(v, (dict, list))))
+    for w in p.warnings:
+        lines.append(f"warning: {w}")
+    if show_layers and p.layers:
+        lines += ["", layers_table(p.layers, total)]
+    elif p.layers:
+        lines += ["", f"top {top} layers by time (all with --layers):", layers_table(p.top_layers(top), total)]
+    return "\n".join(lines)
+
+
+def layers_table(rows, total: float) -> str:
+    """Per-layer table: op, output shape, params, forward FLOPs, stage times, bound."""
+    out = []
+    for r in rows:
+        out.append((
+            r.name, r.op, "x".join(map(str, r.output_shape)), fmt_count(r.params), fmt_count(r.flops["forward"]),
+            fmt_seconds(r.time_s["forward"]), fmt_seconds(r.time_s["backward_data"] + r.time_s["backward_weight"]),
+            f"{r.time_s['total'] / total:.1%}" if total else "-", r.bound,
+        ))
+    return table(["layer", "op", "output", "params", "fwd FLOP", "fwd", "bwd", "share", "bound"], out, "llrrrrrrl")

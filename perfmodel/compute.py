@@ -1,0 +1,122 @@
+"""Time of work on one device: roofline with size-dependent efficiency plus per-kernel overhead; CPU thread scaling."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .errors import InputError
+from .hardware.schema import Device, EfficiencyCurve
+from .ops.base import Work
+
+# Fraction of the per-kernel dispatch cost hidden behind device execution. GPUs run kernels
+# asynchronously, so a launch overlaps the previous kernel; CPUs dispatch and compute on the same core.
+GPU_OVERHEAD_OVERLAPS = True
+
+
+@dataclass(frozen=True, slots=True)
+class Rates:
+    """Effective peak rates of one device for one dtype and thread count."""
+
+    matrix_flops: float  # FLOP/s for matrix/conv work in the compute dtype (tensor cores where used)
+    vector_flops: float  # FLOP/s for elementwise work
+    bandwidth_Bps: float
+    overhead_s: float
+    overhead_overlaps: bool
+    matrix: EfficiencyCurve
+    conv: EfficiencyCurve
+    memory: EfficiencyCurve
+    thread_factor: float  # compute speed relative to one core (CPUs) or 1 (GPUs)
+
+
+def thread_speedup(device: Device, threads: int) -> float:
+    """Compute speed at `threads` relative to one thread: Amdahl up to physical cores, then a hyper-thread penalty."""
+    cores = device.cores or 1
+    ts = device.thread_scaling
+    n = min(threads, cores)
+    s = n / (1.0 + ts.serial_fraction * (n - 1))
+    extra = max(0, threads - cores)
+    if extra:
+        s *= max(0.05, 1.0 - ts.hyperthread_penalty * extra / cores)
+    return s
+
+
+def cpu_bandwidth(device: Device, threads: int) -> float:
+    """Memory bandwidth reachable with `threads`: per-core limited until the socket limit (2x fair share if unset)."""
+    cores = device.cores or 1
+    per_core = device.thread_scaling.per_core_bandwidth_Bps or 2.0 * device.memory_bandwidth_Bps / cores
+    bw = min(device.memory_bandwidth_Bps, per_core * min(threads, cores))
+    extra = max(0, threads - cores)
+    if extra:
+        bw *= max(0.05, 1.0 - device.thread_scaling.hyperthread_penalty * extra / cores)
+    return bw
+
+
+def device_rates(device: Device, dtype: str, threads: int | None = None) -> Rates:
+    """Effective rates for `dtype` on `device`; CPUs scale from one core's share of the peak by `threads`."""
+    if not device.supports(dtype):
+        have = ", ".join(k for k in device.peak_flops if k != "fp64")
+        raise InputError(f"device '{device.name}' has no {dtype} rate in its profile; it supports: {have}")
+    peak = device.peak(dtype)
+    vector = device.peak("fp32")
+    lowp = dtype in ("fp16", "bf16", "fp8", "int8")
+    eff = device.efficiency
+    if device.is_cpu:
+        cores = device.cores or 1
+        t = threads if threads is not None else cores
+        if t < 1:
+            raise InputError(f"threads must be >= 1, got {t}")
+        f = thread_speedup(device, t)
+        return Rates(
+            matrix_flops=peak / cores * f, vector_flops=vector / cores * f, bandwidth_Bps=cpu_bandwidth(device, t),
+            overhead_s=device.kernel_overhead_s, overhead_overlaps=False,
+            matrix=eff.curve("matrix", dtype), conv=eff.curve("conv", dtype), memory=eff.memory, thread_factor=f,
+        )
+    return Rates(
+        matrix_flops=peak, vector_flops=vector * (2.0 if lowp and device.supports("fp16") else 1.0),
+        bandwidth_Bps=device.memory_bandwidth_Bps, overhead_s=device.kernel_overhead_s,
+        overhead_overlaps=GPU_OVERHEAD_OVERLAPS,
+        matrix=eff.curve("matrix", dtype), conv=eff.curve("conv", dtype), memory=eff.memory, thread_factor=1.0,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class WorkTime:
+    """Time of one Work item, split into the roofline part and the exposed overhead."""
+
+    time_s: float
+    compute_s: float  # FLOPs / (peak x efficiency)
+    memory_s: float  # bytes / (bandwidth x efficiency)
+    overhead_s: float  # exposed per-kernel overhead
+
+    @property
+    def bound(self) -> str:
+        roof = max(self.compute_s, self.memory_s)
+        if self.overhead_s > roof:
+            return "overhead"
+        return "compute" if self.compute_s >= self.memory_s else "memory"
+
+
+def work_time(w: Work, r: Rates) -> WorkTime:
+    """Roofline time of `w`: max(FLOPs/(peak*eff), bytes/(bw*eff)) plus per-kernel overhead.
+
+    Efficiency depends on the work per kernel. On GPUs a launch overlaps execution, so each kernel
+    costs max(its roofline time, the overhead); on CPUs dispatch adds to compute.
+    """
+    k = max(1, w.kernels)
+    if w.family == "memory":
+        curve = r.memory
+        cflops = r.vector_flops * r.memory.at(w.bytes / k) if w.flops else 1.0
+    else:
+        curve = r.matrix if w.family == "matrix" else r.conv
+        cflops = r.matrix_flops * curve.at(w.flops / k)
+    compute = w.flops / cflops if w.flops else 0.0
+    memory = w.bytes / (r.bandwidth_Bps * r.memory.at(w.bytes / k)) if w.bytes else 0.0
+    roof = compute if compute > memory else memory
+    if w.kernels <= 0:
+        return WorkTime(roof, compute, memory, 0.0)
+    launch = w.kernels * r.overhead_s
+    if r.overhead_overlaps:
+        exposed = launch - roof if launch > roof else 0.0
+    else:
+        exposed = launch
+    return WorkTime(roof + exposed, compute, memory, exposed)

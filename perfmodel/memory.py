@@ -1,0 +1,64 @@
+"""Memory footprint of training on one device, whether it fits, and the largest batch that fits.
+
+Assumptions: parameters, gradients and optimizer state in fp32 (AMP keeps fp32 master weights and
+caches one low-precision copy of the weights per step); activations saved for backward as the cost
+rules report them; workspace = the two largest per-layer (output + scratch) buffers alive at once
+during backward; plus the runtime's reserve (CUDA context, allocator) from the profile. Every term
+except the fixed ones grows linearly with the batch, so the largest batch follows in closed form.
+"""
+
+from __future__ import annotations
+
+import math
+
+from .graph.layer_graph import LayerGraph
+from .hardware.schema import Device
+from .ops import DTYPE_BYTES, op_cost
+from .optimizers import MASTER_BYTES, optimizer_state_bytes
+from .result import MemoryFootprint
+
+LOWP = ("fp16", "bf16", "fp8", "int8")
+WORKSPACE_BUFFERS = 2  # gradient-in and gradient-out of the layer being back-propagated
+
+
+def _terms(graph: LayerGraph, batch: int, dtype: str, optimizer: str, costs=None) -> dict[str, float]:
+    b = DTYPE_BYTES[dtype]
+    if costs is None:
+        costs = [op_cost(l, batch, b) for l in graph.layers]
+    params = sum(c.params for c in costs)
+    weights = params * MASTER_BYTES + (params * b if dtype in LOWP else 0)
+    acts = sum(c.saved_bytes for c in costs)
+    inputs = sum(c.output_bytes for l, c in zip(graph.layers, costs) if l.op == "input")
+    per_layer = sorted((c.output_bytes + c.workspace_bytes for c in costs), reverse=True)
+    workspace = sum(per_layer[:WORKSPACE_BUFFERS])
+    return {
+        "weights_bytes": float(weights),
+        "gradients_bytes": float(params * MASTER_BYTES),
+        "optimizer_bytes": optimizer_state_bytes(optimizer, params),
+        "activations_bytes": float(acts + inputs),
+        "workspace_bytes": float(workspace),
+    }
+
+
+def memory_footprint(graph: LayerGraph, device: Device, batch: int, dtype: str = "fp32",
+                     optimizer: str = "sgd", costs=None) -> MemoryFootprint:
+    """Footprint at `batch` (with `costs` from the same batch if already computed) and the largest batch that fits."""
+    t = _terms(graph, batch, dtype, optimizer, costs)
+    reserved = device.runtime_reserved_bytes
+    total = sum(t.values()) + reserved
+    # the footprint is affine in the batch: evaluate the slope from batch 1 and 2
+    t1 = _terms(graph, 1, dtype, optimizer)
+    t2 = _terms(graph, 2, dtype, optimizer)
+    per_sample = sum(t2.values()) - sum(t1.values())
+    fixed = sum(t1.values()) - per_sample + reserved
+    cap = device.memory_bytes
+    if fixed + per_sample > cap:
+        max_b = 0
+    elif per_sample <= 0:
+        max_b = 2**31 - 1
+    else:
+        max_b = int(math.floor((cap - fixed) / per_sample + 1e-9))
+    return MemoryFootprint(
+        **t, reserved_bytes=reserved, total_bytes=total, capacity_bytes=cap, fits=total <= cap,
+        max_batch=max_b, bytes_per_sample=per_sample,
+    )

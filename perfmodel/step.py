@@ -1,0 +1,140 @@
+"""One training step on one device: per-layer, per-stage times from op costs and device rates.
+
+The parallel model reuses these per-layer times (pipeline stage balancing, tensor splitting, overlap
+of gradient buckets with backward), so this module returns plain data, not a Prediction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .compute import Rates, WorkTime, device_rates, work_time
+from .errors import InputError
+from .graph.layer_graph import LayerGraph
+from .hardware.schema import Device
+from .ops import DTYPE_BYTES, STAGES, OpCost, op_cost
+from .ops.base import Work
+from .optimizers import OPTIMIZER_NAMES, optimizer_work
+
+# Under autocast (fp16/bf16), each forward casts the fp32 weights to the compute dtype once.
+AMP_WEIGHT_CAST = True
+LOWP = ("fp16", "bf16", "fp8", "int8")
+
+
+@dataclass(frozen=True, slots=True)
+class StageTime:
+    """Summed times of one stage of one layer."""
+
+    time_s: float = 0.0
+    compute_s: float = 0.0
+    memory_s: float = 0.0
+    overhead_s: float = 0.0
+    roof_compute_s: float = 0.0  # part of time_s spent in compute-bound work
+    roof_memory_s: float = 0.0  # part of time_s spent in memory-bound work
+
+
+def stage_time(works: tuple[Work, ...], r: Rates) -> StageTime:
+    """Sum the work items of a stage, attributing each item's roofline time to its bound."""
+    t = c = m = o = rc = rm = 0.0
+    for w in works:
+        wt: WorkTime = work_time(w, r)
+        t += wt.time_s
+        c += wt.compute_s
+        m += wt.memory_s
+        o += wt.overhead_s
+        roof = wt.time_s - wt.overhead_s
+        if wt.compute_s >= wt.memory_s:
+            rc += roof
+        else:
+            rm += roof
+    return StageTime(t, c, m, o, rc, rm)
+
+
+@dataclass(frozen=True, slots=True)
+class LayerTime:
+    forward: StageTime
+    backward_data: StageTime
+    backward_weight: StageTime
+
+    @property
+    def total_s(self) -> float:
+        return self.forward.time_s + self.backward_data.time_s + self.backward_weight.time_s
+
+    def stage(self, name: str) -> StageTime:
+        return getattr(self, name)
+
+
+@dataclass(frozen=True)
+class StepProfile:
+    """Everything about one step on one device that the predictions are built from."""
+
+    graph: LayerGraph
+    device: Device
+    batch: int
+    dtype: str
+    threads: int | None
+    optimizer: str
+    rates: Rates
+    costs: tuple[OpCost, ...]
+    times: tuple[LayerTime, ...]
+    optimizer_time: StageTime
+    optimizer_work: Work
+    cast_time: StageTime
+    params: int
+    param_tensors: int
+
+    @property
+    def forward_s(self) -> float:
+        return sum(t.forward.time_s for t in self.times) + self.cast_time.time_s
+
+    @property
+    def backward_s(self) -> float:
+        return sum(t.backward_data.time_s + t.backward_weight.time_s for t in self.times)
+
+    @property
+    def compute_s(self) -> float:
+        """Forward plus backward (no optimizer step)."""
+        return self.forward_s + self.backward_s
+
+    @property
+    def total_s(self) -> float:
+        return self.compute_s + self.optimizer_time.time_s
+
+
+def check_args(device: Device, batch: int, dtype: str, threads: int | None, optimizer: str) -> None:
+    """Reject nonsensical arguments with a message naming the argument and what is expected."""
+    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+        raise InputError(f"batch must be a positive integer, got {batch!r}")
+    if dtype not in DTYPE_BYTES:
+        raise InputError(f"dtype must be one of {', '.join(DTYPE_BYTES)}, got {dtype!r}")
+    if optimizer not in OPTIMIZER_NAMES:
+        raise InputError(f"optimizer must be one of {', '.join(OPTIMIZER_NAMES)}, got {optimizer!r}")
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise InputError(f"threads must be a positive integer, got {threads!r}")
+
+
+def _param_tensors(c: OpCost) -> int:
+    """Parameter tensors of a layer (weight and bias, or more for recurrent/attention layers)."""
+    return int(c.extra.get("param_tensors", 2 if c.params else 0))
+
+
+def step_profile(graph: LayerGraph, device: Device, batch: int, dtype: str = "fp32",
+                 threads: int | None = None, optimizer: str = "sgd") -> StepProfile:
+    """Per-layer and per-stage times of one training step of `graph` at `batch` on `device`."""
+    check_args(device, batch, dtype, threads, optimizer)
+    r = device_rates(device, dtype, threads)
+    b = DTYPE_BYTES[dtype]
+    costs = tuple(op_cost(l, batch, b) for l in graph.layers)
+    times = tuple(LayerTime(*(stage_time(c.stage(s), r) for s in STAGES)) for c in costs)
+    params = sum(c.params for c in costs)
+    tensors = sum(_param_tensors(c) for c in costs)
+    ow = optimizer_work(optimizer, params, tensors, gpu=not device.is_cpu)
+    ot = stage_time((ow,), r)
+    if AMP_WEIGHT_CAST and dtype in LOWP and params:
+        cast = Work("memory", flops=0.0, bytes_read=4.0 * params, bytes_written=float(b * params),
+                    kernels=max(1, tensors))
+        ct = stage_time((cast,), r)
+    else:
+        ct = StageTime()
+    return StepProfile(graph, device, batch, dtype, threads if device.is_cpu else None, optimizer, r, costs,
+                       times, ot, ow, ct, params, tensors)
