@@ -116,7 +116,7 @@ def _build(specs: list[OpBase]) -> tuple[Layer, ...]:
             if src not in by_name:
                 import difflib
 
-                close = difflib.get_close_matches(src, by_name.keys(), n=3)
+                close = difflib.get_close_matches(src, by_name.keys(), n=3, cutoff=0.5)
                 hint = f"; did you mean {', '.join(close)}?" if close else ""
                 raise NetworkError(f"input '{src}' names no layer{hint}", where=f"layer '{s.name}'")
             g.add_edge(src, s.name)

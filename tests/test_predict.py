@@ -1,0 +1,143 @@
+"""predict(): totals, breakdown, memory footprint and property-based invariants."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import perfmodel
+from perfmodel.hardware.schema import ThreadScaling
+from perfmodel.memory import memory_footprint
+from perfmodel.optimizers import optimizer_work
+
+from .conftest import small_cnn, small_mlp
+
+CNN = small_cnn()
+MLP = small_mlp()
+
+
+def test_breakdown_and_stages_add_up(cnn, v100, cpu):
+    for hw in (v100, cpu):
+        p = perfmodel.predict(cnn, hw, batch=8)
+        assert sum(p.breakdown.values()) == pytest.approx(p.iteration_time_s, rel=1e-9)
+        assert sum(p.stages.values()) == pytest.approx(p.iteration_time_s, rel=1e-9)
+        assert sum(r.time_s["total"] for r in p.layers) + p.stages["optimizer"] == pytest.approx(
+            p.iteration_time_s, rel=1e-9)
+        assert p.throughput_samples_per_s == pytest.approx(8 / p.iteration_time_s)
+
+
+def test_first_layer_has_no_backward_data(cnn, v100):
+    p = perfmodel.predict(cnn, v100, batch=4)
+    c1 = next(r for r in p.layers if r.name == "c1")
+    assert c1.time_s["backward_data"] == 0 and c1.flops["backward_data"] == 0
+    c2 = next(r for r in p.layers if r.name == "c2")
+    assert c2.flops["backward_data"] > 0
+
+
+def test_optimizer_step_is_memory_bound_over_params():
+    w = optimizer_work("adam", 1000, 2, gpu=True)
+    # Adam reads param, grad, m, v and writes param, m, v: 7 fp32 values per parameter
+    assert w.bytes == 7 * 4 * 1000
+    assert optimizer_work("sgd", 1000, 2, gpu=False).bytes == 3 * 4 * 1000
+
+
+def test_memory_footprint_by_hand(mlp, v100):
+    params = 256 * 512 + 512 + 512 * 10 + 10
+    m = memory_footprint(mlp, v100, batch=16, dtype="fp32", optimizer="adam")
+    assert m.weights_bytes == 4 * params
+    assert m.gradients_bytes == 4 * params
+    assert m.optimizer_bytes == 8 * params
+    assert m.total_bytes == pytest.approx(
+        m.weights_bytes + m.gradients_bytes + m.optimizer_bytes + m.activations_bytes + m.workspace_bytes
+        + v100.runtime_reserved_bytes)
+
+
+def test_largest_batch_fits_and_next_does_not(v100):
+    g = perfmodel.load_network("resnet50")
+    m = memory_footprint(g, v100, batch=1)
+    assert m.max_batch > 1
+    assert memory_footprint(g, v100, batch=m.max_batch).fits
+    assert not memory_footprint(g, v100, batch=m.max_batch + 1).fits
+
+
+def test_not_fitting_is_reported(v100):
+    p = perfmodel.predict("resnet50", v100, batch=4096, layers=False)
+    assert not p.memory.fits
+    assert any("does not fit" in w for w in p.warnings)
+
+
+def test_mixed_precision_faster_on_tensor_cores(v100):
+    p32 = perfmodel.predict("resnet50", v100, batch=64, layers=False)
+    p16 = perfmodel.predict("resnet50", v100, batch=64, dtype="fp16", layers=False)
+    assert p16.iteration_time_s < p32.iteration_time_s
+
+
+def test_to_dict_has_stable_keys(cnn, v100):
+    d = perfmodel.predict(cnn, v100, batch=2).to_dict()
+    for k in ("iteration_time_s", "throughput_samples_per_s", "breakdown", "memory", "layers", "assumptions",
+              "bottleneck", "utilization"):
+        assert k in d
+    assert "total_bytes" in d["memory"] and "fits" in d["memory"]
+
+
+# ---------------------------------------------------------------- properties
+
+devices = st.sampled_from(["v100-sxm2", "a100-sxm4-80gb", "i7-3820", "xeon-e5-2630v3-2s", "k80"])
+nets = st.sampled_from([CNN, MLP])
+batches = st.integers(min_value=1, max_value=256)
+factors = st.floats(min_value=1.0, max_value=16.0)
+PROP = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@PROP
+@given(net=nets, dev=devices, batch=batches)
+def test_times_finite_nonnegative_and_breakdown_sums(net, dev, batch):
+    p = perfmodel.predict(net, dev, batch=batch)
+    assert math.isfinite(p.iteration_time_s) and p.iteration_time_s > 0
+    assert all(math.isfinite(v) and v >= 0 for v in p.breakdown.values())
+    assert sum(p.breakdown.values()) == pytest.approx(p.iteration_time_s, rel=1e-9)
+    for r in p.layers:
+        assert all(math.isfinite(v) and v >= 0 for v in r.time_s.values())
+
+
+@PROP
+@given(net=nets, dev=devices, batch=batches, f=factors)
+def test_more_bandwidth_never_slower(net, dev, batch, f):
+    d = perfmodel.load_hardware(dev)
+    faster = d.model_copy(update={"memory_bandwidth_Bps": d.memory_bandwidth_Bps * f})
+    if d.is_cpu and d.thread_scaling.per_core_bandwidth_Bps:
+        ts = d.thread_scaling.model_copy(update={"per_core_bandwidth_Bps": d.thread_scaling.per_core_bandwidth_Bps * f})
+        faster = faster.model_copy(update={"thread_scaling": ts})
+    t0 = perfmodel.predict(net, d, batch=batch, layers=False).iteration_time_s
+    t1 = perfmodel.predict(net, faster, batch=batch, layers=False).iteration_time_s
+    assert t1 <= t0 * (1 + 1e-12)
+
+
+@PROP
+@given(net=nets, dev=devices, batch=batches, f=factors)
+def test_more_peak_flops_never_slower(net, dev, batch, f):
+    d = perfmodel.load_hardware(dev)
+    faster = d.model_copy(update={"peak_flops": {k: v * f for k, v in d.peak_flops.items()}})
+    t0 = perfmodel.predict(net, d, batch=batch, layers=False).iteration_time_s
+    t1 = perfmodel.predict(net, faster, batch=batch, layers=False).iteration_time_s
+    assert t1 <= t0 * (1 + 1e-12)
+
+
+@PROP
+@given(net=nets, dev=st.sampled_from(["i7-3820", "xeon-e5-2630v3-2s"]), batch=batches,
+       serial=st.floats(0.0, 0.5), data=st.data())
+def test_more_threads_up_to_physical_cores_never_slower(net, dev, batch, serial, data):
+    d = perfmodel.load_hardware(dev)
+    d = d.model_copy(update={"thread_scaling": d.thread_scaling.model_copy(update={"serial_fraction": serial})})
+    n = data.draw(st.integers(1, d.cores - 1))
+    t_n = perfmodel.predict(net, d, batch=batch, threads=n, layers=False).iteration_time_s
+    t_n1 = perfmodel.predict(net, d, batch=batch, threads=n + 1, layers=False).iteration_time_s
+    assert t_n1 <= t_n * (1 + 1e-12)
+
+
+def test_threads_past_physical_cores_do_not_help(cpu):
+    t = {n: perfmodel.predict("fcn5", cpu, batch=64, threads=n, layers=False).iteration_time_s for n in (4, 8)}
+    assert t[8] >= t[4]
