@@ -13,7 +13,8 @@ import math
 
 from .graph.layer_graph import LayerGraph
 from .hardware.schema import Device
-from .ops import DTYPE_BYTES, op_cost
+from .ops import DTYPE_BYTES
+from .ops.base import graph_costs
 from .optimizers import MASTER_BYTES, optimizer_state_bytes
 from .result import MemoryFootprint
 
@@ -24,7 +25,7 @@ WORKSPACE_BUFFERS = 2  # gradient-in and gradient-out of the layer being back-pr
 def _terms(graph: LayerGraph, batch: int, dtype: str, optimizer: str, costs=None) -> dict[str, float]:
     b = DTYPE_BYTES[dtype]
     if costs is None:
-        costs = [op_cost(l, batch, b) for l in graph.layers]
+        costs = graph_costs(graph, batch, b)
     params = sum(c.params for c in costs)
     weights = params * MASTER_BYTES + (params * b if dtype in LOWP else 0)
     acts = sum(c.saved_bytes for c in costs)
@@ -42,22 +43,23 @@ def _terms(graph: LayerGraph, batch: int, dtype: str, optimizer: str, costs=None
 
 def memory_footprint(graph: LayerGraph, device: Device, batch: int, dtype: str = "fp32",
                      optimizer: str = "sgd", costs=None) -> MemoryFootprint:
-    """Footprint at `batch` (with `costs` from the same batch if already computed) and the largest batch that fits."""
+    """Footprint at `batch` (with `costs` from the same batch if already computed) and the largest batch that fits.
+
+    Activations and workspace are proportional to the batch; weights, gradients, optimizer state and
+    the runtime reserve are not. So total(b) = fixed + b * per_sample, solved for the largest b.
+    """
     t = _terms(graph, batch, dtype, optimizer, costs)
     reserved = device.runtime_reserved_bytes
     total = sum(t.values()) + reserved
-    # the footprint is affine in the batch: evaluate the slope from batch 1 and 2
-    t1 = _terms(graph, 1, dtype, optimizer)
-    t2 = _terms(graph, 2, dtype, optimizer)
-    per_sample = sum(t2.values()) - sum(t1.values())
-    fixed = sum(t1.values()) - per_sample + reserved
+    per_sample = (t["activations_bytes"] + t["workspace_bytes"]) / batch
+    fixed = total - per_sample * batch
     cap = device.memory_bytes
     if fixed + per_sample > cap:
         max_b = 0
     elif per_sample <= 0:
         max_b = 2**31 - 1
     else:
-        max_b = int(math.floor((cap - fixed) / per_sample + 1e-9))
+        max_b = int(math.floor((cap - fixed) / per_sample * (1 + 1e-12)))
     return MemoryFootprint(
         **t, reserved_bytes=reserved, total_bytes=total, capacity_bytes=cap, fits=total <= cap,
         max_batch=max_b, bytes_per_sample=per_sample,

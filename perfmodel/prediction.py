@@ -57,10 +57,12 @@ def predict(network: str | Path | LayerGraph, hardware: str | Path | Any, *, bat
     return prediction_from_profile(prof, layers=layers)
 
 
-def layer_rows(prof: StepProfile) -> tuple[LayerRow, ...]:
-    """Per-layer rows of a step profile."""
+def layer_rows(prof: StepProfile, only: list[int] | None = None) -> tuple[LayerRow, ...]:
+    """Per-layer rows of a step profile (all layers, or the indices in `only`)."""
     rows = []
-    for layer, c, t in zip(prof.graph.layers, prof.costs, prof.times):
+    idx = range(len(prof.costs)) if only is None else only
+    for i in idx:
+        layer, c, t = prof.graph.layers[i], prof.costs[i], prof.times[i]
         ts = {s: t.stage(s).time_s for s in STAGES}
         longest = max(STAGES, key=lambda s: ts[s])
         st = t.stage(longest)
@@ -117,7 +119,11 @@ def bottleneck_text(breakdown: dict[str, float], rows: tuple[LayerRow, ...], tot
 def prediction_from_profile(prof: StepProfile, *, layers: bool = True, batch_label: int | None = None) -> Prediction:
     """Assemble the Prediction of a single-device step."""
     total = prof.total_s
-    rows = layer_rows(prof)
+    if layers:
+        rows = layer_rows(prof)
+    else:  # only the costliest layers, for the bottleneck sentence
+        top = sorted(range(len(prof.times)), key=lambda i: prof.times[i].total_s, reverse=True)[:3]
+        rows = layer_rows(prof, top)
     bd = single_breakdown(prof)
     fwd_flops = sum(c.flops("forward") for c in prof.costs)
     bwd_flops = sum(c.flops("backward_data") + c.flops("backward_weight") for c in prof.costs)

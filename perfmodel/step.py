@@ -12,7 +12,8 @@ from .compute import Rates, WorkTime, device_rates, work_time
 from .errors import InputError
 from .graph.layer_graph import LayerGraph
 from .hardware.schema import Device
-from .ops import DTYPE_BYTES, STAGES, OpCost, op_cost
+from .ops import DTYPE_BYTES, STAGES, OpCost
+from .ops.base import graph_costs
 from .ops.base import Work
 from .optimizers import OPTIMIZER_NAMES, optimizer_work
 
@@ -124,7 +125,7 @@ def step_profile(graph: LayerGraph, device: Device, batch: int, dtype: str = "fp
     check_args(device, batch, dtype, threads, optimizer)
     r = device_rates(device, dtype, threads)
     b = DTYPE_BYTES[dtype]
-    costs = tuple(op_cost(l, batch, b) for l in graph.layers)
+    costs = graph_costs(graph, batch, b)
     times = tuple(LayerTime(*(stage_time(c.stage(s), r) for s in STAGES)) for c in costs)
     params = sum(c.params for c in costs)
     tensors = sum(_param_tensors(c) for c in costs)

@@ -13,7 +13,7 @@ from perfmodel.hardware.schema import ThreadScaling
 from perfmodel.memory import memory_footprint
 from perfmodel.optimizers import optimizer_work
 
-from .conftest import small_cnn, small_mlp
+from conftest import small_cnn, small_mlp
 
 CNN = small_cnn()
 MLP = small_mlp()

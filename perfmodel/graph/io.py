@@ -32,7 +32,7 @@ def read_data_file(path: Path, error_cls: type[PerfModelError] = NetworkError) -
     import yaml
 
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -134,8 +134,8 @@ class NetworkBuilder:
         self.description = description
         self._specs: list = []
 
-    def add(self, op: str, name: str, **fields: Any) -> str:
-        """Append a layer of kind `op`; returns its name."""
+    def layer(self, op: str, name: str, **fields: Any) -> str:
+        """Append a layer of kind `op`; returns its name. (`b.add(...)` is the elementwise-add op.)"""
         raw = {"op": op, "name": name, **fields}
         if "inputs" not in raw and op != "input":
             if not self._specs:
@@ -146,7 +146,7 @@ class NetworkBuilder:
 
     def __getattr__(self, op: str):
         if op in OP_CLASSES:
-            return lambda name, **fields: self.add(op, name, **fields)
+            return lambda name, **fields: self.layer(op, name, **fields)
         raise AttributeError(op)
 
     def build(self) -> LayerGraph:

@@ -94,6 +94,21 @@ def op_cost(layer: Layer, batch: int, dtype_bytes: int) -> OpCost:
     return replace(c, **changes) if changes else c
 
 
+_COST_CACHE_SIZE = 8  # (batch, dtype) entries kept per graph
+
+
+def graph_costs(graph, batch: int, dtype_bytes: int) -> tuple[OpCost, ...]:
+    """Costs of every layer of `graph`, memoised on the graph (graphs are immutable once built)."""
+    cache = graph.__dict__.setdefault("_cost_cache", {})
+    key = (batch, dtype_bytes)
+    hit = cache.get(key)
+    if hit is None:
+        if len(cache) >= _COST_CACHE_SIZE:
+            cache.pop(next(iter(cache)))
+        hit = cache[key] = tuple(op_cost(l, batch, dtype_bytes) for l in graph.layers)
+    return hit
+
+
 def numel(shape: tuple[int, ...]) -> int:
     """Number of elements of a per-sample shape."""
     n = 1
