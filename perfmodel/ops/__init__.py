@@ -1,6 +1,19 @@
 """Op cost rules, one small function per op kind, registered in COST_RULES."""
 
-from . import dense  # noqa: F401  (registers rules)
+from . import (  # noqa: F401  (importing a module registers its rules)
+    attention,
+    conv,
+    custom,
+    dense,
+    elementwise,
+    embedding,
+    loss,
+    matmul,
+    norm,
+    pool,
+    recurrent,
+    shape_ops,
+)
 from .base import COST_RULES, DTYPE_BYTES, FAMILIES, STAGES, OpCost, Work, cost_rule, op_cost
 
 __all__ = ["COST_RULES", "DTYPE_BYTES", "FAMILIES", "STAGES", "OpCost", "Work", "cost_rule", "op_cost"]

@@ -1,0 +1,57 @@
+"""Cost rules of convolutions: conv1d, conv2d and conv_transpose2d.
+
+A direct-convolution count: every output position of every output channel does in/groups * prod(kernel)
+multiply-adds (padded zeros included, as cuDNN's implicit GEMM does). Each GEMM-like pass is one
+cuDNN kernel; the bias is a separate broadcast-add kernel in forward (PyTorch's `_convolution` adds it
+after the cuDNN call) and a separate reduction in backward. Autograd saves the input (for the weight
+gradient); the weight is a parameter, not an activation.
+"""
+
+from __future__ import annotations
+
+from ..graph.layer_graph import Layer
+from .base import OpCost, Work, cost_rule, numel
+
+
+def _kernel_numel(layer: Layer) -> int:
+    """Kernel taps: kh*kw for 2-d, k for 1-d (a pair given to conv1d uses its first entry, as shapes.py does)."""
+    spatial, k = len(layer.input_shapes[0]) - 1, layer.spec.kernel
+    return numel((k if isinstance(k, tuple) else (k,) * spatial)[:spatial])
+
+
+def _conv_cost(layer: Layer, batch: int, b: int, macs: int, c_in: int, c_out: int) -> OpCost:
+    """Shared by conv and transposed conv: `macs` multiply-adds per sample, weight c_in*c_out/g*k."""
+    s = layer.spec
+    n_in, n_out = batch * numel(layer.input_shapes[0]), batch * numel(layer.output_shape)
+    weights = c_in * c_out // s.groups * _kernel_numel(layer)
+    bias = c_out if s.bias else 0
+    flops = 2 * batch * macs
+    fwd = [Work("conv", flops=flops, bytes_read=(n_in + weights) * b, bytes_written=n_out * b)]
+    bwd_w = [Work("conv", flops=flops, bytes_read=(n_out + n_in) * b, bytes_written=weights * b)]
+    if bias:  # broadcast add over the output; backward reduces dy over batch and positions
+        fwd.append(Work("memory", flops=n_out, bytes_read=(n_out + bias) * b, bytes_written=n_out * b))
+        bwd_w.append(Work("memory", flops=n_out, bytes_read=n_out * b, bytes_written=bias * b))
+    bwd_d = Work("conv", flops=flops, bytes_read=(n_out + weights) * b, bytes_written=n_in * b)
+    return OpCost(
+        forward=tuple(fwd), backward_data=(bwd_d,), backward_weight=tuple(bwd_w),
+        params=weights + bias, saved_bytes=n_in * b, output_bytes=n_out * b,
+        extra={"param_tensors": 2 if bias else 1},
+    )
+
+
+@cost_rule("conv1d", "conv2d")
+def conv(layer: Layer, batch: int, b: int) -> OpCost:
+    """y = conv(x, W) + b; backward-data is the transposed conv and backward-weight a correlation of
+    x with dy, both with the forward's multiply-adds (the bias is extra: add forward, reduction backward)."""
+    c_in, c_out = layer.input_shapes[0][0], layer.output_shape[0]
+    macs = numel(layer.output_shape) * (c_in // layer.spec.groups) * _kernel_numel(layer)
+    return _conv_cost(layer, batch, b, macs, c_in, c_out)
+
+
+@cost_rule("conv_transpose2d")
+def conv_transpose(layer: Layer, batch: int, b: int) -> OpCost:
+    """The mirror of conv: every input position scatters out/groups * kh*kw multiply-adds; backward-data
+    is an ordinary conv and backward-weight a correlation, both with the same multiply-adds."""
+    c_in, c_out = layer.input_shapes[0][0], layer.output_shape[0]
+    macs = numel(layer.input_shapes[0]) * (c_out // layer.spec.groups) * _kernel_numel(layer)
+    return _conv_cost(layer, batch, b, macs, c_in, c_out)

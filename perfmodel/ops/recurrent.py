@@ -1,0 +1,128 @@
+"""Cost rules of recurrent layers: rnn, lstm and gru (cuDNN-style execution, as PyTorch uses on GPU).
+
+Per layer and direction, with g gates, hidden H, input width `in` (F for layer 0, H*dirs above) and
+T steps: the input projection of all steps is one GEMM (2*batch*T*in*gH); each step launches one
+recurrent GEMM (2*batch*H*gH) and one fused elementwise kernel (sum of both projections, the two
+biases b_ih and b_hh, the gate nonlinearities and the state update). return_sequences only changes
+the output shape.
+
+Backward split: op_cost drops backward_data when the layer's input needs no gradient, but the
+back-propagation through time is still needed for the weight gradients. So backward_data holds only
+the layer-0 input-gradient GEMM (dX = dgates W_ih); everything else (the per-step recurrent
+dh GEMMs, the gate backward kernels, the inter-layer dX GEMMs, dW_ih, dW_hh and the bias reduction)
+is charged to backward_weight. Together the data-gradient GEMMs have the forward GEMMs' FLOPs and the
+weight-gradient GEMMs the same again. extra["data_chain_flops"] gives the share of backward_weight that is
+data-gradient work, for schedules that separate the two.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..graph.layer_graph import Layer
+from .base import OpCost, Work, cost_rule, numel
+from .elementwise import ACT_FWD_FLOPS
+
+# Elementwise FLOPs per hidden unit per step, beyond adding the two projections and the two biases.
+CELL_FWD_FLOPS: dict[str, int] = {
+    # i, f, o sigmoids; tanh(g) and tanh(c); c = f*c + i*g (3); h = o*tanh(c) (1)
+    "lstm": 3 * ACT_FWD_FLOPS["sigmoid"] + 2 * ACT_FWD_FLOPS["tanh"] + 4,
+    # r, z sigmoids; n = tanh(x_n + r*h_n) (tanh + 2); h = (1-z)*n + z*h (4)
+    "gru": 2 * ACT_FWD_FLOPS["sigmoid"] + ACT_FWD_FLOPS["tanh"] + 2 + 4,
+}
+# The gate backward differentiates every nonlinearity and the state update: about twice the forward work.
+CELL_BWD_FACTOR = 2
+# Per-step states kept per hidden unit: h (and c for LSTM).
+STATES = {"rnn": 1, "lstm": 2, "gru": 1}
+
+
+@dataclass
+class _Acc:
+    """Running sum of one group of identical kernels."""
+
+    family: str
+    flops: float = 0.0
+    read: float = 0.0
+    written: float = 0.0
+    kernels: int = 0
+
+    def add(self, flops: float, read: float, written: float, kernels: int) -> None:
+        self.flops += flops
+        self.read += read
+        self.written += written
+        self.kernels += kernels
+
+    def work(self) -> Work:
+        return Work(self.family, flops=self.flops, bytes_read=self.read, bytes_written=self.written,
+                    kernels=self.kernels)
+
+
+def _cell_flops(layer: Layer) -> int:
+    """Elementwise FLOPs per hidden unit per step of the gate nonlinearities and state update."""
+    s = layer.spec
+    return ACT_FWD_FLOPS[s.nonlinearity] if s.op == "rnn" else CELL_FWD_FLOPS[s.op]
+
+
+@dataclass(frozen=True)
+class _Dims:
+    """Sizes of one layer-direction: batch*T, T, batch, input width, hidden, g*hidden, states, biases."""
+
+    bt: int
+    t: int
+    batch: int
+    n_in: int
+    h: int
+    gh: int
+    ns: int
+    nb: int
+
+
+def _forward(acc: dict[str, _Acc], d: _Dims, cell_flops: int, b: int) -> None:
+    """Input-projection GEMM (1 kernel), per-step recurrent GEMMs and fused gate kernels (T each)."""
+    acc["in"].add(2 * d.bt * d.n_in * d.gh, (d.bt * d.n_in + d.n_in * d.gh) * b, d.bt * d.gh * b, 1)
+    acc["rec"].add(2 * d.bt * d.h * d.gh, d.t * (d.batch * d.h + d.h * d.gh) * b, d.bt * d.gh * b, d.t)
+    acc["cell"].add(d.bt * ((1 + d.nb) * d.gh + d.h * cell_flops),
+                    (d.bt * (2 * d.gh + (d.ns - 1) * d.h) + d.nb * d.gh) * b, d.bt * (d.gh + d.ns * d.h) * b, d.t)
+
+
+def _backward(acc: dict[str, _Acc], d: _Dims, cell_flops: int, b: int, first: bool) -> None:
+    """Per-step dh GEMMs and gate backward (T kernels each), dX GEMM, dW_ih + dW_hh GEMMs, bias reduction."""
+    acc["dx0" if first else "dx"].add(2 * d.bt * d.gh * d.n_in, (d.bt * d.gh + d.gh * d.n_in) * b,
+                                      d.bt * d.n_in * b, 1)
+    acc["bptt"].add(2 * d.bt * d.gh * d.h, d.t * (d.batch * d.gh + d.gh * d.h) * b, d.bt * d.h * b, d.t)
+    acc["cellb"].add(CELL_BWD_FACTOR * d.bt * ((1 + d.nb) * d.gh + d.h * cell_flops),
+                     d.bt * (d.gh + 2 * d.ns * d.h) * b, d.bt * (d.gh + d.ns * d.h) * b, d.t)
+    acc["dw"].add(2 * d.bt * d.gh * (d.n_in + d.h), d.bt * (2 * d.gh + d.n_in + d.h) * b,
+                  d.gh * (d.n_in + d.h) * b, 2)
+    if d.nb:
+        acc["db"].add(d.bt * d.gh, d.bt * d.gh * b, d.nb * d.gh * b, 1)
+
+
+_GROUPS = {"in": "matrix", "rec": "matrix", "cell": "memory", "dx0": "matrix", "bptt": "matrix", "cellb": "memory",
+           "dx": "matrix", "dw": "matrix", "db": "memory"}
+
+
+@cost_rule("rnn", "lstm", "gru")
+def recurrent(layer: Layer, batch: int, b: int) -> OpCost:
+    """Stacked (bi)directional RNN/LSTM/GRU over [T, F]; see the module docstring for the kernel model."""
+    s = layer.spec
+    t, f = layer.input_shapes[0]
+    dirs, nb, cell_flops = (2 if s.bidirectional else 1), (2 if s.bias else 0), _cell_flops(layer)
+    gh, ns = s.gates * s.hidden, STATES[s.op]
+    acc = {k: _Acc(fam) for k, fam in _GROUPS.items()}
+    params, saved = 0, batch * t * f * b  # autograd keeps the layer's input
+    for layer_i in range(s.layers):
+        d = _Dims(batch * t, t, batch, f if layer_i == 0 else s.hidden * dirs, s.hidden, gh, ns, nb)
+        for _ in range(dirs):
+            params += gh * d.n_in + gh * d.h + nb * gh
+            saved += d.bt * (gh + ns * d.h) * b  # activated gates and states of every step (cuDNN reserve)
+            _forward(acc, d, cell_flops, b)
+            _backward(acc, d, cell_flops, b, first=layer_i == 0)
+    return OpCost(
+        forward=tuple(acc[k].work() for k in ("in", "rec", "cell")),
+        backward_data=(acc["dx0"].work(),),
+        backward_weight=tuple(acc[k].work() for k in ("bptt", "cellb", "dx", "dw", "db") if acc[k].kernels),
+        params=params, saved_bytes=saved, output_bytes=batch * numel(layer.output_shape) * b,
+        extra={"param_tensors": s.layers * dirs * (2 + nb),
+               "data_chain_flops": sum(acc[k].flops for k in ("bptt", "cellb", "dx"))},
+    )
