@@ -79,7 +79,7 @@ class EfficiencyCurve(_Frozen):
 
 
 class Efficiency(_Frozen):
-    """Efficiency curves per op family; `lowp_matrix`/`lowp_conv` apply to fp16/bf16/fp8/int8 if given."""
+    """Efficiency curves per op family; `lowp_matrix`/`lowp_conv` apply to tensor-core dtypes (tf32, fp16, bf16, fp8, int8) if given."""
 
     matrix: EfficiencyCurve = EfficiencyCurve(max=0.75, half=2e8)
     conv: EfficiencyCurve = EfficiencyCurve(max=0.65, half=5e8)
@@ -89,7 +89,7 @@ class Efficiency(_Frozen):
     source: str = "default guesses; replace by `perfmodel calibrate` or a fitted profile"
 
     def curve(self, family: str, dtype: str) -> EfficiencyCurve:
-        if dtype in ("fp16", "bf16", "fp8", "int8"):
+        if dtype in ("tf32", "fp16", "bf16", "fp8", "int8"):
             low = getattr(self, f"lowp_{family}", None)
             if low is not None:
                 return low
