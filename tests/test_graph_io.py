@@ -86,3 +86,18 @@ def test_backward_flags():
     assert not g["side"].in_backward
     assert not g["g"].needs_input_grad  # reads the input directly
     assert g["loss"].needs_input_grad
+
+
+def test_fan_out_gradients_are_summed_once_per_extra_consumer():
+    from conftest import small_cnn
+
+    from perfmodel.ops import op_cost
+
+    g = small_cnn()
+    r1 = g["r1"]  # read by c2 and by the residual add
+    assert r1.grad_consumers == 2 and g["c2"].grad_consumers == 1
+    c = op_cost(r1, 4, 4)
+    acc = c.backward_data[-1]
+    n = 4 * 16 * 32 * 32 * 4  # output bytes of r1 at batch 4
+    assert (acc.bytes_read, acc.bytes_written, acc.kernels) == (2 * n, n, 1)
+    assert op_cost(r1, 4, 4).flops("backward_data") > op_cost(g["r2"], 4, 4).flops("backward_data")

@@ -29,6 +29,8 @@ class Layer:
     needs_input_grad: bool
     # True when this layer lies on a path to a loss (or to a graph output if there is no loss)
     in_backward: bool
+    # layers that read this layer's output and send a gradient back (autograd sums them: fan-out - 1 adds)
+    grad_consumers: int = 0
 
     @property
     def name(self) -> str:
@@ -140,6 +142,12 @@ def _build(specs: list[OpBase]) -> tuple[Layer, ...]:
     for n in sinks:
         in_bwd |= nx.ancestors(g, n)
 
+    consumers: dict[str, int] = {}
+    for s in specs:
+        if s.name in in_bwd:
+            for src in set(s.inputs or ()):
+                consumers[src] = consumers.get(src, 0) + 1
+
     layers: list[Layer] = []
     done: dict[str, Layer] = {}
     for i, n in enumerate(order):
@@ -159,6 +167,7 @@ def _build(specs: list[OpBase]) -> tuple[Layer, ...]:
         layers.append(Layer(
             spec=s, index=i, input_names=ins, input_shapes=shapes, output_shape=out, int_input=int_in,
             requires_grad=req, needs_input_grad=upstream_grad and n in in_bwd, in_backward=n in in_bwd,
+            grad_consumers=consumers.get(n, 0) if req else 0,
         ))
         done[n] = layers[-1]
     return tuple(layers)

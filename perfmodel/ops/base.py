@@ -84,13 +84,21 @@ def op_cost(layer: Layer, batch: int, dtype_bytes: int) -> OpCost:
     (e.g. the first layer) has no backward-data; a layer sharing another's parameters owns none.
     """
     c = COST_RULES[layer.op](layer, batch, dtype_bytes)
-    changes = {}
+    changes: dict = {}
     if not layer.in_backward:
         changes.update(backward_data=(), backward_weight=(), saved_bytes=0.0)
     elif not layer.needs_input_grad:
         changes["backward_data"] = ()
+    if layer.grad_consumers > 1 and layer.in_backward:
+        # autograd sums the gradients arriving from several consumers: (k-1) elementwise adds
+        k = layer.grad_consumers
+        n = c.output_bytes
+        acc = Work("memory", flops=(k - 1) * n / dtype_bytes, bytes_read=2 * (k - 1) * n,
+                   bytes_written=(k - 1) * n, kernels=k - 1)
+        changes["backward_data"] = changes.get("backward_data", c.backward_data) + (acc,)
     if layer.spec.share_params_with is not None and c.params:
         changes["params"] = 0
+        changes["extra"] = {**c.extra, "param_tensors": 0}
     return replace(c, **changes) if changes else c
 
 
