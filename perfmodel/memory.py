@@ -22,7 +22,8 @@ LOWP = ("fp16", "bf16", "fp8", "int8")
 WORKSPACE_BUFFERS = 2  # gradient-in and gradient-out of the layer being back-propagated
 
 
-def _terms(graph: LayerGraph, batch: int, dtype: str, optimizer: str, costs=None) -> dict[str, float]:
+def _terms(graph: LayerGraph, batch: int, dtype: str, optimizer: str, costs=None,
+           activations_bytes: float | None = None) -> dict[str, float]:
     b = DTYPE_BYTES[dtype]
     if costs is None:
         costs = graph_costs(graph, batch, b)
@@ -36,19 +37,21 @@ def _terms(graph: LayerGraph, batch: int, dtype: str, optimizer: str, costs=None
         "weights_bytes": float(weights),
         "gradients_bytes": float(params * MASTER_BYTES),
         "optimizer_bytes": optimizer_state_bytes(optimizer, params),
-        "activations_bytes": float(acts + inputs),
+        "activations_bytes": float(acts + inputs) if activations_bytes is None else float(activations_bytes),
         "workspace_bytes": float(workspace),
     }
 
 
 def memory_footprint(graph: LayerGraph, device: Device, batch: int, dtype: str = "fp32",
-                     optimizer: str = "sgd", costs=None) -> MemoryFootprint:
+                     optimizer: str = "sgd", costs=None, activations_bytes: float | None = None) -> MemoryFootprint:
     """Footprint at `batch` (with `costs` from the same batch if already computed) and the largest batch that fits.
 
     Activations and workspace are proportional to the batch; weights, gradients, optimizer state and
     the runtime reserve are not. So total(b) = fixed + b * per_sample, solved for the largest b.
+    `activations_bytes` replaces the activations term (it must be proportional to the batch), e.g. with
+    activation recomputation (perfmodel.recompute).
     """
-    t = _terms(graph, batch, dtype, optimizer, costs)
+    t = _terms(graph, batch, dtype, optimizer, costs, activations_bytes)
     reserved = device.runtime_reserved_bytes
     total = sum(t.values()) + reserved
     per_sample = (t["activations_bytes"] + t["workspace_bytes"]) / batch
