@@ -22,7 +22,8 @@ DEFAULT_BATCH = 32
 _PARALLEL_DEFAULTS: dict[str, Any] = {
     "devices": 1, "nodes": None, "plan": None, "sync": "sync", "allreduce": "ring", "overlap": True,
     "bucket_bytes": None, "straggler_cv": 0.0, "dataset_size": None, "storage": None, "prefetch": True,
-    "grad_accumulation": 1, "input_bytes_per_sample": None,
+    "grad_accumulation": 1, "input_bytes_per_sample": None, "scaling": "weak", "ps_servers": None,
+    "ps_colocated": False, "p2p": None, "raid0": None,
 }
 
 

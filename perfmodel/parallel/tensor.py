@@ -1,0 +1,141 @@
+"""Megatron-style tensor parallelism: split dense, attention and embedding layers over `tp` devices.
+
+Sharding follows Shoeybi et al. 2019 (Megatron-LM), walking the layers in order and tracking
+whether an activation is split along its hidden dimension:
+
+- a dense layer whose input is whole is *column-parallel*: FLOPs and weights / tp, its output is
+  split; backward all-reduces the gradient of its input (Megatron's `f`);
+- a dense layer whose input is split is *row-parallel*: FLOPs and weights / tp, forward
+  all-reduces its output (Megatron's `g`);
+- attention splits its heads: QKV column-parallel, output projection row-parallel, so forward
+  all-reduces the output and backward all-reduces the input gradient;
+- an embedding is vocabulary-parallel: table / tp, forward all-reduces the output;
+- elementwise ops (relu, gelu, tanh, sigmoid, dropout, ...) on a split activation stay split, work / tp;
+- any other op reading a split activation first all-gathers it (forward) and runs replicated.
+
+A transformer layer thus has 2 all-reduces of its activations in forward and 2 in backward.
+Convolutions, recurrent layers and norms are replicated on every tensor-parallel rank.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from ..graph.layer_graph import LayerGraph
+from ..hardware.schema import Device
+from ..ops import DTYPE_BYTES, STAGES, OpCost
+from ..ops.base import graph_costs
+from ..ops.base import Work
+from ..optimizers import optimizer_work
+from ..step import AMP_WEIGHT_CAST, LOWP, LayerTime, StepProfile, check_args, stage_time, step_profile
+from ..compute import device_rates
+
+SPLIT_ELEMENTWISE = frozenset({"relu", "gelu", "tanh", "sigmoid", "leaky_relu", "dropout"})
+# Embeddings with fewer rows than this (token types, segments) are replicated, as Megatron does.
+VOCAB_PARALLEL_MIN_ROWS = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class TPLayer:
+    """How one layer is split and which activation collectives it needs per micro-batch."""
+
+    split: bool = False
+    fwd_allreduce_bytes: float = 0.0
+    fwd_allgather_bytes: float = 0.0
+    bwd_allreduce_bytes: float = 0.0
+    role: str = "replicated"  # column, row, heads, vocab, elementwise, replicated
+
+
+def tensor_parallel_layout(graph: LayerGraph, costs: tuple[OpCost, ...], tp: int) -> tuple[TPLayer, ...]:
+    """Split decisions and activation collectives per layer (all empty when tp == 1)."""
+    if tp <= 1:
+        return tuple(TPLayer() for _ in graph.layers)
+    out_bytes = {l.name: c.output_bytes for l, c in zip(graph.layers, costs)}
+    sharded: dict[str, bool] = {}
+    res = []
+    for layer, c in zip(graph.layers, costs):
+        ins = layer.input_names
+        in_split = [n for n in ins if sharded.get(n)]
+        in_bytes = sum(out_bytes[n] for n in ins)
+        bwd_in = in_bytes if layer.needs_input_grad and layer.in_backward else 0.0
+        op = layer.op
+        if op == "dense":
+            if in_split:
+                res.append(TPLayer(True, fwd_allreduce_bytes=c.output_bytes, role="row"))
+                sharded[layer.name] = False
+            else:
+                res.append(TPLayer(True, bwd_allreduce_bytes=bwd_in, role="column"))
+                sharded[layer.name] = True
+        elif op == "attention":
+            gather = sum(out_bytes[n] for n in in_split)
+            res.append(TPLayer(True, fwd_allreduce_bytes=c.output_bytes, fwd_allgather_bytes=gather,
+                               bwd_allreduce_bytes=bwd_in, role="heads"))
+            sharded[layer.name] = False
+        elif op == "embedding" and c.params and getattr(layer.spec, "vocab", 0) >= VOCAB_PARALLEL_MIN_ROWS:
+            res.append(TPLayer(True, fwd_allreduce_bytes=c.output_bytes, role="vocab"))
+            sharded[layer.name] = False
+        elif op in SPLIT_ELEMENTWISE and in_split and len(ins) == 1:
+            res.append(TPLayer(True, role="elementwise"))
+            sharded[layer.name] = True
+        else:
+            gather = sum(out_bytes[n] for n in in_split)
+            res.append(TPLayer(False, fwd_allgather_bytes=gather))
+            sharded[layer.name] = False
+    return tuple(res)
+
+
+def _split_work(w: Work, tp: int) -> Work:
+    return Work(w.family, w.flops / tp, w.bytes_read / tp, w.bytes_written / tp, w.kernels)
+
+
+def shard_cost(c: OpCost, t: TPLayer, tp: int) -> OpCost:
+    """The cost one tensor-parallel rank pays for its slice of a split layer."""
+    if not t.split or tp <= 1:
+        return c
+    out = c.output_bytes / tp if t.role in ("column", "elementwise") else c.output_bytes
+    return replace(
+        c, **{s: tuple(_split_work(w, tp) for w in c.stage(s)) for s in STAGES},
+        params=-(-c.params // tp), saved_bytes=c.saved_bytes / tp, output_bytes=out,
+        workspace_bytes=c.workspace_bytes / tp,
+    )
+
+
+def _param_tensors(c: OpCost) -> int:
+    return int(c.extra.get("param_tensors", 2 if c.params else 0))
+
+
+def profile_from_costs(graph: LayerGraph, device: Device, batch: int, dtype: str, threads: int | None,
+                       optimizer: str, costs: tuple[OpCost, ...]) -> StepProfile:
+    """A StepProfile from given (e.g. sharded) costs, timed exactly as step_profile does."""
+    check_args(device, batch, dtype, threads, optimizer)
+    r = device_rates(device, dtype, threads)
+    b = DTYPE_BYTES[dtype]
+    times = tuple(LayerTime(*(stage_time(c.stage(s), r) for s in STAGES)) for c in costs)
+    params = sum(c.params for c in costs)
+    tensors = sum(_param_tensors(c) for c in costs)
+    ow = optimizer_work(optimizer, params, tensors, gpu=not device.is_cpu)
+    ot = stage_time((ow,), r)
+    if AMP_WEIGHT_CAST and dtype in LOWP and params:
+        cast = Work("memory", flops=0.0, bytes_read=4.0 * params, bytes_written=float(b * params),
+                    kernels=max(1, tensors))
+        ct = stage_time((cast,), r)
+    else:
+        from ..step import StageTime
+
+        ct = StageTime()
+    return StepProfile(graph, device, batch, dtype, threads if device.is_cpu else None, optimizer, r, costs,
+                       times, ot, ow, ct, params, tensors)
+
+
+def sharded_profile(graph: LayerGraph, device: Device, batch: int, dtype: str, threads: int | None,
+                    optimizer: str, tp: int) -> tuple[StepProfile, tuple[TPLayer, ...]]:
+    """Per-layer times of one tensor-parallel rank at `batch`, and the layout (identical to step_profile when tp == 1)."""
+    if tp <= 1:
+        prof = step_profile(graph, device, batch, dtype, threads, optimizer)
+        return prof, tuple(TPLayer() for _ in graph.layers)
+    check_args(device, batch, dtype, threads, optimizer)
+    b = DTYPE_BYTES[dtype]
+    full = graph_costs(graph, batch, b)
+    layout = tensor_parallel_layout(graph, full, tp)
+    costs = tuple(shard_cost(c, t, tp) for c, t in zip(full, layout))
+    return profile_from_costs(graph, device, batch, dtype, threads, optimizer, costs), layout
