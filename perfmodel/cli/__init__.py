@@ -5,5 +5,6 @@ Each module in this package registers its commands on `app`; heavy imports happe
 
 from .app import app, main
 from . import core_cmds  # noqa: F401  (registers predict, show, networks, hardware)
+from . import validate_cmds  # noqa: F401  (registers validate)
 
 __all__ = ["app", "main"]
