@@ -194,7 +194,7 @@ def predict_parallel(graph: LayerGraph, hw: Any, *, batch: int, dtype: str = "fp
     sync_exposed = max(0.0, tail - opt_part)
     comm_total = sum(sc.comm_s for sc in sched) / pp if pp else 0.0  # per device (its own stage)
     comm_crit = sched[s_star].comm_s
-    comm_hidden = max(0.0, comm_crit - sync_exposed)
+    comm_hidden = max(0.0, comm_crit - sync_exposed) if overlap else 0.0
 
     # ---- breakdown of the synchronous critical path ---------------------------------------------------
     crit = timing.critical_stage
