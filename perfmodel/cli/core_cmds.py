@@ -58,6 +58,13 @@ def predict(
     dataset_size: Optional[str] = typer.Option(None, "--dataset-size", help="dataset size, e.g. 1.2TB (enables the IO model)"),
     storage: Optional[str] = typer.Option(None, "--storage", help="storage profile the dataset is read from, e.g. nvme-pcie4"),
     no_prefetch: bool = typer.Option(False, "--no-prefetch", help="input loading does not overlap compute"),
+    raid0: Optional[int] = typer.Option(None, "--raid0", help="stripe the storage over this many disks (RAID 0)"),
+    bucket_size: Optional[str] = typer.Option(None, "--bucket-size", help="gradient bucket size, e.g. 25MiB (DDP default)"),
+    grad_accumulation: int = typer.Option(1, "--grad-accumulation", help="micro-steps per gradient synchronisation"),
+    scaling: str = typer.Option("weak", "--scaling", help="weak: --batch per replica; strong: --batch is the global batch"),
+    ps_servers: Optional[int] = typer.Option(None, "--ps-servers", help="parameter-server shards (--allreduce ps, async, mixed)"),
+    ps_colocated: bool = typer.Option(False, "--ps-colocated", help="parameter-server shards run on the worker nodes"),
+    p2p: Optional[bool] = typer.Option(None, "--p2p/--no-p2p", help="force GPUDirect peer-to-peer over PCIe on or off"),
     layers: bool = typer.Option(False, "--layers", help="show every layer (and include them in --json)"),
     json_out: bool = typer.Option(False, "--json", help="machine-readable output"),
 ) -> None:
@@ -85,6 +92,20 @@ def predict(
         options["storage"] = storage
     if no_prefetch:
         options["prefetch"] = False
+    if raid0 is not None:
+        options["raid0"] = raid0
+    if bucket_size is not None:
+        options["bucket_bytes"] = parse_size(bucket_size, "--bucket-size")
+    if grad_accumulation != 1:
+        options["grad_accumulation"] = grad_accumulation
+    if scaling != "weak":
+        options["scaling"] = scaling
+    if ps_servers is not None:
+        options["ps_servers"] = ps_servers
+    if ps_colocated:
+        options["ps_colocated"] = True
+    if p2p is not None:
+        options["p2p"] = p2p
     p = api_predict(network, hardware, batch=batch, dtype=dtype, threads=threads, optimizer=optimizer,
                     layers=True, **options)
     if json_out:
