@@ -1,0 +1,154 @@
+"""Calibration fit on synthetic timings: timings generated with compute.py from a known profile are fitted
+back, and the fitted profile reproduces the known curves, rates, overhead and thread scaling."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from perfmodel.calibration_fit import (
+    FitOptions, Sample, bin_curve, fit_profile, fit_thread_scaling, predicted_sample_time, profile_dict, residuals,
+)
+from perfmodel.compute import device_rates, work_time
+from perfmodel.hardware.loader import hardware_from_dict
+from perfmodel.hardware.schema import Device, Efficiency, EfficiencyCurve, ThreadScaling
+from perfmodel.ops.base import Work
+
+CORES = 2
+PEAK = 160e9  # whole device; 80 GFLOP/s per core
+BW = 60e9
+PER_CORE_BW = 40e9
+SERIAL = 0.08
+RAW_OVERHEAD = 2e-6  # per call in the benchmarks (no autograd)
+TRAIN_OVERHEAD = 5e-6  # per kernel inside a training step
+
+# one point per half-decade bin, at the bin's centre, so the binned fit lands exactly on the curve
+MATRIX_PTS = ((10 ** 5.25, 0.10), (10 ** 5.75, 0.22), (10 ** 6.25, 0.45), (10 ** 6.75, 0.66), (10 ** 7.25, 0.8),
+              (10 ** 7.75, 0.9), (10 ** 8.25, 0.95), (10 ** 8.75, 1.0))
+CONV_PTS = ((10 ** 6.25, 0.2), (10 ** 7.25, 0.5), (10 ** 8.25, 0.75), (10 ** 9.25, 0.8))
+MEMORY_PTS = ((10 ** 4.25, 0.2), (10 ** 5.25, 0.7), (10 ** 6.25, 1.0), (10 ** 7.25, 0.6), (10 ** 8.25, 0.45))
+
+
+def true_device() -> Device:
+    return Device(
+        name="synthetic", type="cpu", source="test", peak_flops={"fp32": PEAK}, memory_bandwidth=BW, memory=8e9,
+        kernel_overhead=RAW_OVERHEAD, cores=CORES,
+        efficiency=Efficiency(matrix=EfficiencyCurve(points=MATRIX_PTS), conv=EfficiencyCurve(points=CONV_PTS),
+                              memory=EfficiencyCurve(points=MEMORY_PTS)),
+        thread_scaling=ThreadScaling(serial_fraction=SERIAL, hyperthread_penalty=0.0, per_core_bandwidth=PER_CORE_BW),
+    )
+
+
+def synthetic_samples(jitter: float = 0.0) -> list[Sample]:
+    """Timings as compute.py predicts them for the true device (benchmarks pay RAW_OVERHEAD per call)."""
+    dev = true_device()
+    out: list[Sample] = []
+    for t in (1, 2):
+        r = device_rates(dev, "fp32", threads=t)
+        for i, (size, _) in enumerate(MATRIX_PTS):
+            w = Work("matrix", flops=size, bytes_read=size / 200, bytes_written=0.0, kernels=1)  # compute bound
+            f = 1.0 + (jitter if i % 2 else -jitter)
+            out.append(Sample("matrix", t, work_time(w, r).time_s * f, w.flops, w.bytes, 1, label=f"gemm{i}"))
+        for i, (size, _) in enumerate(CONV_PTS):
+            w = Work("conv", flops=size, bytes_read=size / 100, kernels=1)
+            out.append(Sample("conv", t, work_time(w, r).time_s, w.flops, w.bytes, 1, label=f"conv{i}"))
+        for i, (size, _) in enumerate(MEMORY_PTS):
+            w = Work("memory", flops=0.0, bytes_read=size * 2 / 3, bytes_written=size / 3, kernels=1)
+            out.append(Sample("memory", t, work_time(w, r).time_s, 0.0, w.bytes, 1, label=f"mem{i}"))
+        out.append(Sample("dispatch", t, 130 * TRAIN_OVERHEAD, kernels=130, label="chain"))
+        out.append(Sample("dispatch_raw", t, RAW_OVERHEAD, kernels=1, label="tiny"))
+    return out
+
+
+def test_fit_recovers_known_curves_and_rates():
+    samples = synthetic_samples()
+    fit = fit_profile(samples, FitOptions(cores=CORES, nominal_peak_per_core={"fp32": PEAK / CORES}))
+    assert fit.peak_flops["fp32"] == pytest.approx(PEAK)
+    assert fit.kernel_overhead_s == pytest.approx(TRAIN_OVERHEAD)
+    assert fit.bench_overhead_s == pytest.approx(RAW_OVERHEAD)
+    assert fit.serial_fraction == pytest.approx(SERIAL, abs=1e-6)
+    assert fit.speedups[2] == pytest.approx(2 / (1 + SERIAL))
+    # bandwidth: the best single-thread rate is the per-core bandwidth at the curve's best point (1.0)
+    assert fit.per_core_bandwidth_Bps == pytest.approx(PER_CORE_BW)
+    assert fit.memory_bandwidth_Bps == pytest.approx(BW)
+    for fam, pts in (("matrix", MATRIX_PTS), ("conv", CONV_PTS), ("memory", MEMORY_PTS)):
+        curve = EfficiencyCurve(points=tuple(fit.curves[fam]))
+        true = EfficiencyCurve(points=pts)
+        assert len(fit.curves[fam]) == len(pts)
+        for size, eff in pts:
+            assert curve.at(size) == pytest.approx(eff, rel=2e-3), (fam, size)
+            assert curve.at(size * 1.7) == pytest.approx(true.at(size * 1.7), rel=2e-3)
+
+
+def test_fit_without_nominal_peak_reproduces_the_timings():
+    """With the peak taken from the best measured rate, peak x efficiency (what predictions use) is recovered."""
+    samples = synthetic_samples()
+    fit = fit_profile(samples, FitOptions(cores=CORES))
+    assert fit.peak_flops["fp32"] == pytest.approx(PEAK * 1.0)  # the best GEMM point has efficiency 1.0
+    for s in samples:
+        if s.family in ("matrix", "conv", "memory"):
+            assert predicted_sample_time(s, fit) == pytest.approx(s.time_s, rel=3e-3), s.label
+    assert max(abs(r["error_pct"]) for r in residuals(samples, fit)) < 0.5
+
+
+def test_fitted_profile_predicts_training_kernels_with_the_autograd_overhead():
+    fit = fit_profile(synthetic_samples(), FitOptions(cores=CORES))
+    prof = profile_dict(fit, name="synthetic-fit", source="test", memory_bytes=8e9)
+    dev = hardware_from_dict(prof)
+    assert isinstance(dev, Device)
+    assert dev.kernel_overhead_s == pytest.approx(TRAIN_OVERHEAD)
+    size = MATRIX_PTS[5][0]
+    w = Work("matrix", flops=size, bytes_read=size / 200, kernels=1)
+    got = work_time(w, device_rates(dev, "fp32", threads=2)).time_s
+    want = work_time(w, device_rates(true_device(), "fp32", threads=2)).time_s - RAW_OVERHEAD + TRAIN_OVERHEAD
+    assert got == pytest.approx(want, rel=5e-3)
+
+
+def test_profile_written_by_fit_validates_and_round_trips(tmp_path):
+    yaml = pytest.importorskip("yaml")
+    fit = fit_profile(synthetic_samples(), FitOptions(cores=CORES))
+    prof = profile_dict(fit, name="synth", source="calibrated on a test by perfmodel calibrate", memory_bytes=16e9,
+                        model="Synthetic CPU", vendor="none", eff_source="synthetic", ts_source="synthetic")
+    p = tmp_path / "synth.yaml"
+    p.write_text(yaml.safe_dump(prof, sort_keys=False))
+    from perfmodel.hardware.loader import load_hardware
+
+    dev = load_hardware(p)
+    assert dev.type == "cpu" and dev.cores == CORES
+    assert dev.thread_scaling.serial_fraction == pytest.approx(SERIAL, abs=1e-4)
+    assert dev.efficiency.matrix.points is not None
+    assert dev.peak_flops["fp32"] == pytest.approx(PEAK, rel=1e-3)
+
+
+def test_binning_takes_median_per_thread_count_then_geometric_mean():
+    pairs = [(1e6, 0.4, 1), (1.2e6, 0.5, 1), (1.1e6, 0.6, 1), (1e6, 0.1, 2), (1.5e6, 0.9, 2)]
+    pts = bin_curve(pairs, bins_per_decade=2)
+    assert len(pts) == 1
+    size, eff = pts[0]
+    assert eff == pytest.approx(math.sqrt(0.5 * 0.5), rel=1e-3)  # medians 0.5 (t=1) and 0.5 (t=2)
+    assert 1e6 < size < 1.5e6
+
+
+def test_thread_scaling_fit_by_hand():
+    # speedup 1.6 on 2 cores: 2 / (1 + s) = 1.6 -> s = 0.25
+    s, pen = fit_thread_scaling({2: 1.6}, cores=2)
+    assert s == pytest.approx(0.25)
+    assert pen is None
+    # 4 threads on 2 cores run at 0.9 of the 2-thread speed: penalty = 0.1 * 2 / 2 = 0.1
+    s, pen = fit_thread_scaling({2: 1.6, 4: 1.44}, cores=2)
+    assert pen == pytest.approx(0.1)
+
+
+def test_fit_is_robust_to_timing_jitter():
+    fit = fit_profile(synthetic_samples(jitter=0.05), FitOptions(cores=CORES))
+    for s in synthetic_samples(jitter=0.0):
+        if s.family == "matrix":
+            assert predicted_sample_time(s, fit) == pytest.approx(s.time_s, rel=0.12)
+
+
+def test_missing_samples_give_clear_errors():
+    with pytest.raises(ValueError, match="fp32"):
+        fit_profile([Sample("memory", 1, 1e-3, bytes=1e6)], FitOptions(cores=2))
+    with pytest.raises(ValueError, match="memory"):
+        fit_profile([Sample("matrix", 1, 1e-3, flops=1e8)], FitOptions(cores=2))
