@@ -43,10 +43,11 @@ PART_LABELS = {
 def prediction_text(p, show_layers: bool = False, top: int = 5) -> str:
     """Human summary of a Prediction."""
     total = p.iteration_time_s
-    dev = f"{p.devices} x " if p.devices > 1 else ""
+    dev = f", {p.devices} devices" if p.devices > 1 else ""
     thr = f", {p.threads} threads" if p.threads else ""
+    bl = "global batch" if p.devices > 1 else "batch"
     lines = [
-        f"{p.network} on {dev}{p.hardware} ({p.device_type}{thr}), batch {p.batch}, {p.dtype}, optimizer {p.optimizer}",
+        f"{p.network} on {p.hardware} ({p.device_type}{dev}{thr}), {bl} {p.batch}, {p.dtype}, optimizer {p.optimizer}",
         "",
         f"iteration time   {fmt_seconds(total)}   ({p.throughput_samples_per_s:,.1f} samples/s)",
         "",
@@ -74,13 +75,38 @@ def prediction_text(p, show_layers: bool = False, top: int = 5) -> str:
         f"bottleneck: {p.bottleneck}",
     ]
     if p.parallel:
-        lines.append("parallel: " + ", ".join(f"{k}={v}" for k, v in p.parallel.items() if not isinstance(v, (dict, list))))
+        lines += ["", parallel_text(p.parallel)]
     for w in p.warnings:
         lines.append(f"warning: {w}")
     if show_layers and p.layers:
         lines += ["", layers_table(p.layers, total)]
     elif p.layers:
         lines += ["", f"top {top} layers by time (all with --layers):", layers_table(p.top_layers(top), total)]
+    return "\n".join(lines)
+
+
+def _fmt_value(k: str, v: Any) -> str:
+    if isinstance(v, int) and not isinstance(v, bool) and k.endswith("_bytes"):
+        return fmt_bytes(v)
+    if isinstance(v, float):
+        if k.endswith("_s"):
+            return fmt_seconds(v)
+        if k.endswith("_bytes"):
+            return fmt_bytes(v)
+        if "fraction" in k or "efficiency" in k:
+            return f"{v:.1%}"
+        return f"{v:.4g}"
+    return str(v)
+
+
+def parallel_text(par: dict) -> str:
+    """The parallel breakdown as `key: value` lines, times and sizes in human units; empty parts left out."""
+    lines = ["parallel"]
+    for k, v in par.items():
+        if v is None or isinstance(v, (dict, list, tuple)) or (isinstance(v, float) and v == 0.0 and k.endswith("_s")):
+            continue
+        label = k[:-2] if k.endswith("_s") else k
+        lines.append(f"  {label.replace('_', ' '):28s} {_fmt_value(k, v)}")
     return "\n".join(lines)
 
 
