@@ -1,0 +1,516 @@
+"""Grids of what-if scenarios: every combination of networks, hardware, device counts, batches, dtypes, ...
+
+    from perfmodel import sweep
+    res = sweep("resnet50", hardware=["v100-sxm2", "a100-sxm4-40gb"], devices=[1, 2, 4, 8], batch=[32, 64])
+    res.rows            # list of flat dicts; pandas.DataFrame(res.rows) if you have pandas
+    res.to_csv("sweep.csv")
+
+Each row is one predict() call (layers=False) on the scenario, flattened: the scenario keys, the
+iteration time, throughput, scaling efficiency, the breakdown parts, the memory footprint and, when
+a price per device-hour is known, the cost per hour and per sample. A scenario that cannot run (a
+dtype the device lacks, a plan that is invalid, a batch that does not fit in memory) becomes a row
+with an `error` text instead of stopping the sweep.
+
+Speed: networks and hardware are loaded once; scenarios are evaluated in an order that reuses the
+per-graph op-cost cache (perfmodel.ops.base.graph_costs, keyed by batch and dtype); identical
+predict() calls (e.g. the one-device baselines of the scaling efficiency) are made once; and during
+the sweep, step_profile (perfmodel.step: the per-layer times of one device at one batch, dtype,
+threads and optimizer; about two thirds of a predict() call) is memoised, so scenarios that differ
+only in device count, all-reduce algorithm or other multi-device options share one profile. The memo
+is scoped to the sweep (`memo_step_profiles`): it replaces `step_profile` in the loaded perfmodel
+modules that imported it and restores them afterwards. StepProfile is immutable and step_profile a
+pure function of its arguments, so results are unchanged (tests compare rows with predict()).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import itertools
+import json
+import math
+import sys
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+from .errors import InputError, PerfModelError
+from .result import BREAKDOWN_PARTS, Prediction
+
+# keyword options of predict() a sweep passes through (any of them may be a list: one axis each)
+_PREDICT_OPTIONS = ("optimizer", "threads", "devices", "nodes", "plan", "sync", "allreduce", "overlap", "bucket_bytes",
+                    "straggler_cv", "dataset_size", "storage", "prefetch", "grad_accumulation",
+                    "input_bytes_per_sample")
+# axes whose change leaves the one-device baseline of the scaling efficiency unchanged
+_MULTI_DEVICE_ONLY = ("devices", "nodes", "plan", "sync", "allreduce", "overlap", "bucket_bytes", "straggler_cv",
+                      "grad_accumulation")
+
+SCENARIO_COLUMNS = ("network", "hardware", "devices", "batch", "global_batch", "dtype", "optimizer", "threads")
+RESULT_COLUMNS = (
+    "iteration_time_s", "throughput", "scaling_efficiency", "utilization", "achieved_flops",
+    *(f"{p}_s" for p in BREAKDOWN_PARTS), "bottleneck_part",
+    "memory_total_bytes", "memory_capacity_bytes", "fits", "max_batch",
+    "price_per_device_hour", "cost_per_hour", "cost_per_sample", "error",
+)
+
+ProgressFn = Callable[[int, int], None]
+
+
+class ProgressBar:
+    """A text progress bar on stderr (no dependency): redrawn in place on a terminal, every 10% otherwise."""
+
+    def __init__(self, stream=None, label: str = "sweep", width: int = 30, min_interval_s: float = 0.1):
+        self.stream = stream if stream is not None else sys.stderr
+        self.label = label
+        self.width = width
+        self.min_interval_s = min_interval_s
+        self._last = 0.0
+        self._last_decile = -1
+        self._t0 = time.perf_counter()
+        self._tty = bool(getattr(self.stream, "isatty", lambda: False)())
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.perf_counter()
+        finished = done >= total
+        frac = done / total if total else 1.0
+        if self._tty:
+            if not finished and now - self._last < self.min_interval_s:
+                return
+            self._last = now
+            n = int(round(frac * self.width))
+            el = now - self._t0
+            eta = el / frac - el if frac > 0 else 0.0
+            self.stream.write(f"\r{self.label} [{'#' * n}{'.' * (self.width - n)}] {done}/{total} "
+                              f"{el:5.1f}s elapsed, ~{eta:4.1f}s left ")
+            if finished:
+                self.stream.write("\n")
+            self.stream.flush()
+        else:
+            dec = int(frac * 10)
+            if dec != self._last_decile and (dec > self._last_decile):
+                self._last_decile = dec
+                self.stream.write(f"{self.label}: {done}/{total} ({frac:.0%}) {now - self._t0:.1f}s\n")
+                self.stream.flush()
+
+
+@dataclass
+class SweepResult:
+    """Rows of a sweep (flat dicts with the same keys), in grid order, plus timing."""
+
+    rows: list[dict[str, Any]]
+    columns: tuple[str, ...]
+    axes: dict[str, list[Any]]
+    elapsed_s: float = 0.0
+    predict_calls: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __iter__(self):
+        return iter(self.rows)
+
+    @property
+    def ok(self) -> list[dict[str, Any]]:
+        """Rows that predicted successfully and fit in memory."""
+        return [r for r in self.rows if r["error"] is None]
+
+    @property
+    def errors(self) -> list[dict[str, Any]]:
+        return [r for r in self.rows if r["error"] is not None]
+
+    def best(self, key: str = "throughput", maximize: bool = True) -> dict[str, Any] | None:
+        """The feasible row with the largest (or smallest) `key`."""
+        ok = [r for r in self.ok if r.get(key) is not None]
+        if not ok:
+            return None
+        return (max if maximize else min)(ok, key=lambda r: r[key])
+
+    def to_csv(self, path: str | Path | None = None) -> str:
+        """CSV text of the rows (written to `path` if given)."""
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=list(self.columns), lineterminator="\n")
+        w.writeheader()
+        for r in self.rows:
+            w.writerow({k: ("" if v is None else (json.dumps(v) if isinstance(v, (dict, list)) else v))
+                        for k, v in r.items()})
+        text = buf.getvalue()
+        if path is not None:
+            Path(path).write_text(text)
+        return text
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"columns": list(self.columns), "axes": {k: [_jsonable(x) for x in v] for k, v in self.axes.items()},
+                "rows": self.rows, "elapsed_s": self.elapsed_s, "predict_calls": self.predict_calls,
+                "notes": self.notes}
+
+    def to_dataframe(self):
+        """A pandas DataFrame of the rows (needs pandas, which perfmodel does not depend on)."""
+        try:
+            import pandas as pd
+        except ImportError as e:  # pragma: no cover - depends on the environment
+            raise InputError("to_dataframe needs pandas; or use pandas.DataFrame(result.rows) yourself") from e
+        return pd.DataFrame(self.rows, columns=list(self.columns))
+
+
+@contextmanager
+def memo_step_profiles():
+    """Within the block, step_profile(graph, device, batch, dtype, threads, optimizer) is computed once per
+    distinct argument tuple (graph and device by identity) in every loaded perfmodel module using it."""
+    from . import step as step_mod
+
+    orig = step_mod.step_profile
+    if getattr(orig, "_memoised", False):  # nested sweep: already memoised
+        yield
+        return
+    cache: dict[tuple, tuple] = {}
+
+    def step_profile(graph, device, batch, dtype="fp32", threads=None, optimizer="sgd"):
+        key = (id(graph), id(device), batch, dtype, threads, optimizer)
+        hit = cache.get(key)
+        if hit is None:  # keep graph and device referenced so their ids stay unique while cached
+            hit = cache[key] = (orig(graph, device, batch, dtype, threads, optimizer), graph, device)
+        return hit[0]
+
+    step_profile._memoised = True  # type: ignore[attr-defined]
+    step_profile.__doc__ = orig.__doc__
+    patched = []
+    for name, mod in list(sys.modules.items()):
+        if (name == "perfmodel" or name.startswith("perfmodel.")) and getattr(mod, "step_profile", None) is orig:
+            setattr(mod, "step_profile", step_profile)
+            patched.append(mod)
+    try:
+        yield
+    finally:
+        for mod in patched:
+            if getattr(mod, "step_profile", None) is step_profile:
+                setattr(mod, "step_profile", orig)
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, (str, int, float, bool)) or v is None:
+        return v
+    if isinstance(v, dict):
+        return {k: _jsonable(x) for k, x in v.items()}
+    return getattr(v, "name", str(v))
+
+
+def _axis(value: Any) -> list[Any]:
+    """A scalar is a one-value axis; a list/tuple/range/set is an axis (strings and dicts are scalars)."""
+    if isinstance(value, (list, tuple, range)):
+        out = list(value)
+        if not out:
+            raise InputError("a sweep axis is empty")
+        return out
+    if isinstance(value, (set, frozenset)):
+        return sorted(value)
+    return [value]
+
+
+def _label(obj: Any) -> str:
+    if isinstance(obj, str):
+        p = Path(obj)
+        return p.stem if p.suffix in (".yaml", ".yml", ".json") else obj
+    if isinstance(obj, Path):
+        return obj.stem
+    return getattr(obj, "name", str(obj))
+
+
+def prediction_row(p: Prediction, *, batch: int | None = None, devices: int | None = None) -> dict[str, Any]:
+    """The result columns of one Prediction as a flat dict (without scenario keys, price or efficiency)."""
+    bd = p.breakdown
+    part = max(bd, key=lambda k: bd[k]) if bd else None
+    m = p.memory
+    row = {
+        "iteration_time_s": p.iteration_time_s,
+        "throughput": p.throughput_samples_per_s,
+        "utilization": p.utilization,
+        "achieved_flops": p.achieved_flops,
+    }
+    for k in BREAKDOWN_PARTS:
+        row[f"{k}_s"] = float(bd.get(k, 0.0))
+    row.update(bottleneck_part=part, memory_total_bytes=m.total_bytes, memory_capacity_bytes=m.capacity_bytes,
+               fits=m.fits, max_batch=m.max_batch)
+    return row
+
+
+def _empty_result() -> dict[str, Any]:
+    return {k: None for k in RESULT_COLUMNS}
+
+
+def sweep(network: Any, hardware: Any, *, devices: Any = 1, batch: Any = None, dtype: Any = "fp32",
+          optimizer: Any = "sgd", threads: Any = None, price_per_hour: float | dict[str, float] | None = None,
+          efficiency: bool = True, progress: ProgressFn | bool | None = None, workers: int | None = 1,
+          **options: Any) -> SweepResult:
+    """Predict every combination of the given values and return one flat row per scenario.
+
+    `network`, `hardware`, `devices`, `batch` (per device), `dtype`, `optimizer`, `threads` and any
+    further predict() option (`allreduce`, `sync`, `nodes`, `plan`, `overlap`, `straggler_cv`, ...)
+    may each be one value or a list of values (an axis). Rows come in the order of
+    itertools.product over (network, hardware, devices, batch, dtype, optimizer, threads, *options).
+
+    `price_per_hour`: one price per device-hour for all hardware, or {hardware name: price}; without
+    it, the profile's `price_per_hour` or the example table (perfmodel.planning.price_per_device_hour).
+    `efficiency`: also predict the one-device baseline of each scenario for `scaling_efficiency` =
+    throughput / (devices x one-device throughput at the same per-device batch, dtype, hardware).
+    `progress`: a callable progress(done, total), True for a bar on stderr, or None.
+    `workers`: processes to spread the scenarios over (forked, so POSIX only; 1 = in this process;
+    None = one per CPU core when the sweep has at least 2,000 scenarios). Rows are the same.
+    """
+    from .graph.io import load_network
+    from .hardware.loader import load_hardware
+    from .planning import price_per_device_hour
+    from .prediction import DEFAULT_BATCH, predict
+
+    t0 = time.perf_counter()
+    unknown = set(options) - set(_PREDICT_OPTIONS)
+    if unknown:
+        raise InputError(f"sweep: unknown option(s) {sorted(unknown)}; known: network, hardware, devices, batch, "
+                         f"dtype, optimizer, threads, {', '.join(o for o in _PREDICT_OPTIONS if o not in ('devices', 'optimizer', 'threads'))}")
+    axes: dict[str, list[Any]] = {
+        "network": _axis(network), "hardware": _axis(hardware), "devices": _axis(devices),
+        "batch": _axis(DEFAULT_BATCH if batch is None else batch), "dtype": _axis(dtype),
+        "optimizer": _axis(optimizer), "threads": _axis(threads),
+    }
+    for k, v in options.items():
+        axes[k] = _axis(v)
+    extra_keys = [k for k in options]
+
+    # load every network and hardware once (unknown names are a user error: raise now, not per row)
+    graphs = {i: load_network(n) for i, n in enumerate(axes["network"])}
+    hws = {i: load_hardware(h) for i, h in enumerate(axes["hardware"])}
+    net_labels = [_label(n) for n in axes["network"]]
+    hw_labels = [_label(h) for h in axes["hardware"]]
+
+    names = list(axes)
+    sizes = [len(axes[k]) for k in names]
+    total = math.prod(sizes)
+    columns = (*SCENARIO_COLUMNS, *extra_keys, *RESULT_COLUMNS)
+    if progress is True:
+        progress = ProgressBar()
+    elif progress is False:
+        progress = None
+
+    # evaluation order: network, batch, dtype bytes, hardware first, so each graph's op-cost cache
+    # (a few (batch, dtype) entries) is filled once per (batch, dtype) instead of thrashing
+    from .ops import DTYPE_BYTES
+
+    idx_of = {k: i for i, k in enumerate(names)}
+    order_keys = ["network", "batch", "dtype", "hardware", "optimizer", "threads"] + [
+        k for k in names if k not in ("network", "batch", "dtype", "hardware", "optimizer", "threads")]
+    combos = list(itertools.product(*(range(s) for s in sizes)))
+
+    def sort_key(c):
+        out = []
+        for k in order_keys:
+            i = c[idx_of[k]]
+            if k == "dtype":
+                out.append((-DTYPE_BYTES.get(axes["dtype"][i], 0), i))
+            else:
+                out.append(i)
+        return out
+
+    eval_order = sorted(range(total), key=lambda j: sort_key(combos[j]))
+
+    cache: dict[tuple, Any] = {}
+    calls = [0]
+
+    def run(key: tuple, kwargs: dict[str, Any], gi: int, hi: int):
+        hit = cache.get(key)
+        if hit is None:
+            calls[0] += 1
+            try:
+                hit = predict(graphs[gi], hws[hi], layers=False, **kwargs)
+            except (PerfModelError, ValueError) as e:
+                hit = e
+            cache[key] = hit
+        return hit
+
+    price_cache: dict[int, tuple[float | None, str]] = {}
+
+    def one_row(c: tuple[int, ...]) -> dict[str, Any]:
+        val = {k: axes[k][c[idx_of[k]]] for k in names}
+        gi, hi = c[idx_of["network"]], c[idx_of["hardware"]]
+        # pass only non-default keys so the call is exactly what a user would write
+        kw = {k: val[k] for k in names if k not in ("network", "hardware")
+              and not (k in _DEFAULTS and _same(val[k], _DEFAULTS[k]))}
+        res = run((gi, hi, _freeze(kw)), kw, gi, hi)
+        row: dict[str, Any] = {
+            "network": net_labels[gi], "hardware": hw_labels[hi], "devices": val["devices"], "batch": val["batch"],
+            "global_batch": None, "dtype": val["dtype"], "optimizer": val["optimizer"], "threads": val["threads"],
+        }
+        for k in extra_keys:
+            row[k] = _jsonable(val[k])
+        out = _empty_result()
+        if hi not in price_cache:
+            price_cache[hi] = price_per_device_hour(hws[hi], price_per_hour)
+        price = price_cache[hi][0]
+        if price is not None:
+            out["price_per_device_hour"] = price
+        if isinstance(res, Exception):
+            out["error"] = str(res)
+            row.update(out)
+            return row
+        p: Prediction = res
+        out.update(prediction_row(p))
+        row["global_batch"] = p.batch
+        if p.threads is not None:
+            row["threads"] = p.threads
+        if not p.memory.fits:
+            out["error"] = (f"does not fit: needs {p.memory.total_bytes / 1e9:.2f} GB of "
+                            f"{p.memory.capacity_bytes / 1e9:.2f} GB per device; largest batch that fits: "
+                            f"{p.memory.max_batch}")
+        if efficiency:
+            n = p.devices
+            if n == 1 and not any(k in kw for k in ("nodes", "plan")):
+                out["scaling_efficiency"] = 1.0
+            else:
+                bkw = {k: v for k, v in kw.items() if k not in _MULTI_DEVICE_ONLY}
+                base = run((gi, hi, _freeze(bkw)), bkw, gi, hi)
+                if not isinstance(base, Exception) and base.throughput_samples_per_s > 0 and n > 0:
+                    out["scaling_efficiency"] = p.throughput_samples_per_s / (n * base.throughput_samples_per_s)
+        if price is not None:
+            out["cost_per_hour"] = price * p.devices
+            thr = p.throughput_samples_per_s
+            out["cost_per_sample"] = price * p.devices / 3600.0 / thr if thr > 0 else None
+        row.update(out)
+        return row
+
+    rows: list[dict[str, Any] | None] = [None] * total
+    try:  # load the multi-device model before memoising, so its modules are patched too
+        import perfmodel.parallel.predict  # noqa: F401
+    except ImportError:
+        pass
+    n_workers = _workers(workers, total)
+    with memo_step_profiles():
+        if n_workers <= 1:
+            for done, j in enumerate(eval_order, 1):
+                rows[j] = one_row(combos[j])
+                if progress is not None:
+                    progress(done, total)
+        else:
+            calls[0] += _run_forked(one_row, calls, combos, eval_order, rows, n_workers, progress, total)
+    notes = []
+    if any(r["error"] and "multi-device prediction is not available" in r["error"] for r in rows):  # type: ignore[index]
+        notes.append("multi-device rows failed: the parallel model (perfmodel.parallel.predict) is not available")
+    return SweepResult(rows=rows, columns=columns, axes={k: list(v) for k, v in axes.items()},  # type: ignore[arg-type]
+                       elapsed_s=time.perf_counter() - t0, predict_calls=calls[0], notes=notes)
+
+
+FORK_MIN_SCENARIOS = 2000  # workers=None forks only for sweeps at least this large
+_CHUNKS_PER_WORKER = 8
+_FORK_STATE: dict[str, Any] = {}
+
+
+def _workers(workers: int | None, total: int) -> int:
+    import multiprocessing as mp
+    import os
+
+    if "fork" not in mp.get_all_start_methods():
+        return 1
+    if workers is None:
+        return min(os.cpu_count() or 1, 8) if total >= FORK_MIN_SCENARIOS else 1
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise InputError(f"workers must be a positive integer or None, got {workers!r}")
+    return min(workers, max(1, total))
+
+
+def _chunk(indices: list[int]) -> list[tuple[int, dict[str, Any]]]:
+    one_row, calls, combos = _FORK_STATE["one_row"], _FORK_STATE["calls"], _FORK_STATE["combos"]
+    before = calls[0]
+    out = [(j, one_row(combos[j])) for j in indices]
+    return out + [(-1, {"calls": calls[0] - before})]
+
+
+def _run_forked(one_row, calls, combos, eval_order, rows, n_workers, progress, total) -> int:
+    """Evaluate contiguous chunks of the evaluation order in forked processes; return their predict() calls."""
+    import multiprocessing as mp
+
+    size = max(1, math.ceil(len(eval_order) / (n_workers * _CHUNKS_PER_WORKER)))
+    chunks = [eval_order[i:i + size] for i in range(0, len(eval_order), size)]
+    _FORK_STATE.update(one_row=one_row, calls=calls, combos=combos)
+    extra = 0
+    done = 0
+    try:
+        with mp.get_context("fork").Pool(n_workers) as pool:
+            for part in pool.imap_unordered(_chunk, chunks):
+                for j, row in part:
+                    if j < 0:
+                        extra += row["calls"]
+                    else:
+                        rows[j] = row
+                        done += 1
+                if progress is not None:
+                    progress(done, total)
+    finally:
+        _FORK_STATE.clear()
+    return extra
+
+
+_DEFAULTS: dict[str, Any] = {
+    "batch": None, "dtype": "fp32", "optimizer": "sgd", "threads": None, "devices": 1, "nodes": None, "plan": None,
+    "sync": "sync", "allreduce": "ring", "overlap": True, "bucket_bytes": None, "straggler_cv": 0.0,
+    "dataset_size": None, "storage": None, "prefetch": True, "grad_accumulation": 1, "input_bytes_per_sample": None,
+}
+
+
+def _same(a: Any, b: Any) -> bool:
+    return type(a) is type(b) and a == b or (a is None and b is None) or (
+        isinstance(a, (int, float)) and not isinstance(a, bool) and isinstance(b, (int, float))
+        and not isinstance(b, bool) and a == b)
+
+
+def _freeze(d: Any) -> Any:
+    if isinstance(d, dict):
+        return tuple(sorted((k, _freeze(v)) for k, v in d.items()))
+    if isinstance(d, (list, tuple)):
+        return tuple(_freeze(x) for x in d)
+    if hasattr(d, "model_dump"):
+        return ("obj", id(d))
+    return d
+
+
+def rows_by(rows: Iterable[dict[str, Any]], *keys: str) -> dict[tuple, list[dict[str, Any]]]:
+    """Group rows by the values of `keys` (insertion order kept)."""
+    out: dict[tuple, list[dict[str, Any]]] = {}
+    for r in rows:
+        out.setdefault(tuple(r[k] for k in keys), []).append(r)
+    return out
+
+
+def parse_list(text: str | None, cast: Callable[[str], Any] = str) -> list[Any] | None:
+    """'1,2,4' -> [1, 2, 4]; for integers 'LOW..HIGH' gives the powers of two LOW, 2 LOW, ... <= HIGH; None -> None."""
+    if text is None:
+        return None
+    out: list[Any] = []
+    for part in str(text).split(","):
+        part = part.strip()
+        if not part:
+            continue
+        if cast is int and ".." in part:
+            lo_s, hi_s = part.split("..", 1)
+            try:
+                lo, hi = int(lo_s), int(hi_s)
+            except ValueError:
+                raise InputError(f"cannot read range {part!r}: expected LOW..HIGH, e.g. 1..64") from None
+            if lo < 1 or hi < lo:
+                raise InputError(f"range {part!r}: expected LOW..HIGH with 1 <= LOW <= HIGH")
+            v = lo
+            while v <= hi:
+                out.append(v)
+                v *= 2
+            continue
+        try:
+            out.append(cast(part))
+        except ValueError:
+            raise InputError(f"cannot read {part!r} in {text!r}") from None
+    if not out:
+        raise InputError(f"empty list {text!r}")
+    return out
+
+
+__all__ = ["sweep", "SweepResult", "ProgressBar", "prediction_row", "rows_by", "parse_list",
+           "SCENARIO_COLUMNS", "RESULT_COLUMNS"]
+

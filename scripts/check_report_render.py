@@ -1,0 +1,210 @@
+#!/usr/bin/env python
+"""Render a perfmodel HTML report in headless Chromium and check that its charts were drawn.
+
+    python scripts/check_report_render.py [REPORT.html] [--png shot.png] [--network resnet50 --hardware v100-sxm2]
+
+Without REPORT.html a report is generated first (perfmodel.report.html.write_report). Two checks:
+1. DOM: Chromium's --dump-dom after the page's scripts ran must contain, for every plotly figure
+   div of the page, a rendered plot (plotly's `main-svg` <svg> elements), and no figure left empty.
+2. Pixels: a screenshot (--screenshot) must show coloured chart marks (bars, lines) in at least
+   `--min-bands` separate horizontal bands of the page, i.e. several charts drew something; the PNG
+   is decoded with PIL when installed, else with zlib + struct here.
+Exit status 0 when both pass, 1 when a check fails, 2 when Chromium is not installed.
+Chromium is Debian's `chromium` package (apt-get install -y chromium).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+import zlib
+from pathlib import Path
+
+CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         "--disable-dev-shm-usage", "--hide-scrollbars")
+COLOUR_SPREAD = 60  # a pixel is a chart mark when max(r,g,b) - min(r,g,b) exceeds this (text and grid are grey)
+BAND_PX = 100  # height of the horizontal bands the screenshot is cut into
+BAND_MIN_MARKS = 200  # coloured pixels a band needs to count as showing a chart
+
+
+def find_chromium() -> str | None:
+    for n in CHROMIUM_NAMES:
+        p = shutil.which(n)
+        if p:
+            return p
+    return None
+
+
+def _run(cmd: list[str], timeout: float) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+
+
+def dump_dom(chromium: str, html: Path, budget_ms: int = 5000, timeout: float = 120) -> str:
+    with tempfile.TemporaryDirectory() as prof:
+        r = _run([chromium, *FLAGS, f"--user-data-dir={prof}", f"--virtual-time-budget={budget_ms}", "--dump-dom",
+                  html.resolve().as_uri()], timeout)
+    if r.returncode != 0 and not r.stdout:
+        raise RuntimeError(f"chromium --dump-dom failed ({r.returncode}): {r.stderr[-2000:]}")
+    return r.stdout
+
+
+def screenshot(chromium: str, html: Path, png: Path, width: int = 1400, height: int = 2400, budget_ms: int = 5000,
+               timeout: float = 120) -> Path:
+    png = png.resolve()
+    with tempfile.TemporaryDirectory() as prof:
+        r = _run([chromium, *FLAGS, f"--user-data-dir={prof}", f"--screenshot={png}", f"--window-size={width},{height}",
+                  f"--virtual-time-budget={budget_ms}", html.resolve().as_uri()], timeout)
+    if not png.exists():
+        raise RuntimeError(f"chromium --screenshot wrote nothing ({r.returncode}): {r.stderr[-2000:]}")
+    return png
+
+
+# ---- PNG decoding (8-bit RGB / RGBA / grey, non-interlaced), used when PIL is missing -------------------------
+
+def _paeth(a: int, b: int, c: int) -> int:
+    p = a + b - c
+    pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+    if pa <= pb and pa <= pc:
+        return a
+    return b if pb <= pc else c
+
+
+def read_png(path: Path) -> tuple[int, int, int, bytes]:
+    """(width, height, channels, raw pixel bytes) of an 8-bit non-interlaced PNG."""
+    try:
+        from PIL import Image  # type: ignore
+
+        im = Image.open(path).convert("RGB")
+        return im.width, im.height, 3, im.tobytes()
+    except ImportError:
+        pass
+    data = Path(path).read_bytes()
+    if data[:8] != b"\x89PNG\r\n\x1a\n":
+        raise ValueError(f"{path} is not a PNG")
+    pos, idat = 8, []
+    w = h = depth = ctype = interlace = 0
+    while pos < len(data):
+        (n,) = struct.unpack(">I", data[pos:pos + 4])
+        kind = data[pos + 4:pos + 8]
+        chunk = data[pos + 8:pos + 8 + n]
+        pos += 12 + n
+        if kind == b"IHDR":
+            w, h, depth, ctype, _, _, interlace = struct.unpack(">IIBBBBB", chunk)
+        elif kind == b"IDAT":
+            idat.append(chunk)
+        elif kind == b"IEND":
+            break
+    channels = {0: 1, 2: 3, 4: 2, 6: 4}.get(ctype)
+    if depth != 8 or channels is None or interlace:
+        raise ValueError(f"unsupported PNG (bit depth {depth}, colour type {ctype}, interlace {interlace})")
+    raw = zlib.decompress(b"".join(idat))
+    stride = w * channels
+    out = bytearray(h * stride)
+    prev = bytearray(stride)
+    i = 0
+    for y in range(h):
+        f = raw[i]
+        line = bytearray(raw[i + 1:i + 1 + stride])
+        i += 1 + stride
+        if f == 1:
+            for x in range(channels, stride):
+                line[x] = (line[x] + line[x - channels]) & 255
+        elif f == 2:
+            for x in range(stride):
+                line[x] = (line[x] + prev[x]) & 255
+        elif f == 3:
+            for x in range(stride):
+                left = line[x - channels] if x >= channels else 0
+                line[x] = (line[x] + ((left + prev[x]) >> 1)) & 255
+        elif f == 4:
+            for x in range(stride):
+                left = line[x - channels] if x >= channels else 0
+                ul = prev[x - channels] if x >= channels else 0
+                line[x] = (line[x] + _paeth(left, prev[x], ul)) & 255
+        out[y * stride:(y + 1) * stride] = line
+        prev = line
+    return w, h, channels, bytes(out)
+
+
+def coloured_bands(path: Path) -> tuple[list[int], int, int]:
+    """Coloured (chart-mark) pixel counts per horizontal band of BAND_PX rows; also width and height."""
+    w, h, ch, px = read_png(path)
+    bands = [0] * ((h + BAND_PX - 1) // BAND_PX)
+    if ch < 3:
+        return bands, w, h
+    stride = w * ch
+    for y in range(0, h, 2):  # every other row and column is plenty
+        row = px[y * stride:(y + 1) * stride]
+        n = 0
+        for x in range(0, stride, 2 * ch):
+            r, g, b = row[x], row[x + 1], row[x + 2]
+            if max(r, g, b) - min(r, g, b) > COLOUR_SPREAD:
+                n += 1
+        bands[y // BAND_PX] += n
+    return bands, w, h
+
+
+def check(html: Path, png: Path, *, width: int = 1400, height: int = 2400, min_bands: int = 3,
+          chromium: str | None = None) -> dict:
+    """Run both checks; returns a dict with `ok` and the evidence."""
+    chromium = chromium or find_chromium()
+    if chromium is None:
+        raise FileNotFoundError("chromium is not installed (apt-get install -y chromium)")
+    source = html.read_text(encoding="utf-8")
+    n_figs = len(re.findall(r'class="plotly-graph-div"', source))
+    dom = dump_dom(chromium, html)
+    # each rendered figure: <div ... class="plotly-graph-div js-plotly-plot" ...> with <svg class="main-svg">
+    rendered = len(re.findall(r'class="[^"]*\bjs-plotly-plot\b', dom))
+    main_svgs = len(re.findall(r'class="main-svg"', dom))
+    traces = len(re.findall(r'class="(?:trace|point|bars|scatterlayer)\b', dom))
+    screenshot(chromium, html, png, width, height)
+    bands, w, h = coloured_bands(png)
+    chart_bands = sum(1 for b in bands if b >= BAND_MIN_MARKS)
+    ok_dom = n_figs > 0 and rendered >= n_figs and main_svgs >= n_figs and traces > 0
+    ok_px = chart_bands >= min_bands
+    return {"ok": ok_dom and ok_px, "dom_ok": ok_dom, "pixels_ok": ok_px, "figures_in_page": n_figs,
+            "figures_rendered": rendered, "main_svg_elements": main_svgs, "trace_elements": traces,
+            "screenshot": str(png), "screenshot_size": [w, h], "bands_with_charts": chart_bands,
+            "coloured_pixels_per_band": bands, "chromium": chromium}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[1])
+    ap.add_argument("html", nargs="?", help="report to check (default: generate one)")
+    ap.add_argument("--png", default=None, help="screenshot path (default: next to the report)")
+    ap.add_argument("--network", default="resnet50")
+    ap.add_argument("--hardware", default="v100-sxm2")
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--dtype", default="fp16")
+    ap.add_argument("--width", type=int, default=1400)
+    ap.add_argument("--height", type=int, default=2400)
+    ap.add_argument("--min-bands", type=int, default=3)
+    args = ap.parse_args(argv)
+    chromium = find_chromium()
+    if chromium is None:
+        print("chromium is not installed (apt-get install -y chromium); nothing checked", file=sys.stderr)
+        return 2
+    if args.html:
+        html = Path(args.html)
+    else:
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+        from perfmodel.report.html import write_report
+
+        html = write_report(args.network, args.hardware.split(","), Path(tempfile.mkdtemp()) / "report.html",
+                            batch=args.batch, dtype=args.dtype)
+    png = Path(args.png) if args.png else html.with_suffix(".png")
+    res = check(html, png, width=args.width, height=args.height, min_bands=args.min_bands, chromium=chromium)
+    print(json.dumps(res, indent=2))
+    return 0 if res["ok"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
