@@ -1,0 +1,576 @@
+"""torch.distributed check of the data-parallel model on this machine's CPU (gloo over loopback).
+
+1. **All-reduce microbenchmark** (`calibrate_allreduce`): 2 processes, gloo, 127.0.0.1; all-reduce of
+   fp32 tensors from 4 KB to 64 MB; the median time per size is fitted (least squares on relative
+   error) to the ring formula for p = 2 ranks, T(n) = n / B + 2 alpha, giving the link's bandwidth B and
+   latency alpha, saved as the link profile `local-gloo-loopback` (`hardware_profiles/links/`). No
+   training run is used for this fit.
+2. **DDP training** (`measure_ddp`): `world` processes x `threads` intra-op threads each, the network
+   built by `perfmodel.torch.to_module`, wrapped in DistributedDataParallel (default buckets), SGD;
+   warm-up steps, then timed steps (zero_grad, forward + loss, backward with the bucketed gradient
+   all-reduce, optimizer step), timed on every rank; the step time is the slowest rank's.
+3. **Prediction** (`predict_ddp`): the calibrated CPU profile of this machine (`perfmodel calibrate`)
+   as one device per process at `threads` threads, on a 2-"node" cluster whose network is the fitted
+   loopback link: per-device compute from the single-device model, the DDP bucket schedule and the
+   ring all-reduce from the fitted alpha-beta.
+4. **Suite** (`run_ddp_suite`): the cases below, measurements appended to
+   validation/measurements/ddp-cpu.jsonl, report in validation/reports/ddp-cpu/.
+
+Communication on CPUs: gloo moves the data with the same cores that compute (TCP copies through the
+kernel), so with every core busy computing, an all-reduce cannot run "for free" behind backward.
+The prediction therefore sets overlap by CPU headroom: overlapped only when the processes leave at
+least one idle core (`CPU_COMM_OVERLAP_NEEDS_IDLE_CORE`).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+import os
+import socket
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Sequence, TextIO
+
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from ..errors import InputError, NotFoundError
+from ..graph.io import load_network
+from ..graph.layer_graph import LayerGraph
+from ..hardware.schema import Device, Link
+from ..hardware.topology import Cluster, Node
+
+LINK_NAME = "local-gloo-loopback"
+SIZES_BYTES = tuple(4 * 1024 * 4**i for i in range(8))  # 4 KiB .. 64 MiB
+SUITE = "ddp-cpu"
+TARGET_PCT = 15.0
+# On CPUs gloo's transfers need a core; overlap with backward is only possible with a spare one.
+CPU_COMM_OVERLAP_NEEDS_IDLE_CORE = True
+
+
+# ---------------------------------------------------------------------------------------------------
+# process plumbing
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _init(rank: int, world: int, port: int, threads: int) -> None:
+    torch.set_num_threads(threads)
+    try:
+        torch.set_num_interop_threads(1)
+    except RuntimeError:
+        pass
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world,
+                            timeout=_dt.timedelta(seconds=300))
+
+
+def _spawn(fn, world: int, args: tuple) -> list[Any]:
+    """Run fn(rank, world, port, out_dir, *args) in `world` processes; each writes rank<k>.json; return them."""
+    port = _free_port()
+    env_before = os.environ.get("GLOO_SOCKET_IFNAME")
+    os.environ["GLOO_SOCKET_IFNAME"] = "lo"
+    try:
+        with tempfile.TemporaryDirectory(prefix="perfmodel-ddp-") as d:
+            mp.spawn(fn, args=(world, port, d, *args), nprocs=world, join=True)
+            return [json.loads((Path(d) / f"rank{r}.json").read_text()) for r in range(world)]
+    finally:
+        if env_before is None:
+            os.environ.pop("GLOO_SOCKET_IFNAME", None)
+        else:
+            os.environ["GLOO_SOCKET_IFNAME"] = env_before
+
+
+def _write(out_dir: str, rank: int, obj: Any) -> None:
+    Path(out_dir, f"rank{rank}.json").write_text(json.dumps(obj))
+
+
+# ---------------------------------------------------------------------------------------------------
+# 1. all-reduce microbenchmark and alpha-beta fit
+
+
+ROUNDS = 5  # passes over all sizes, interleaved so that load changes spread over every size
+
+
+def _reps(n: int) -> int:
+    """Repetitions per size per round: many for small messages, a few for large ones."""
+    return int(min(40, max(2, 2e7 / max(n, 1))))
+
+
+def _allreduce_worker(rank: int, world: int, port: int, out_dir: str, sizes: Sequence[int], threads: int) -> None:
+    _init(rank, world, port, threads)
+    res: dict[str, list[float]] = {str(n): [] for n in sizes}
+    bufs = {n: torch.ones(max(1, n // 4), dtype=torch.float32) for n in sizes}
+    for n in sizes:  # warm-up
+        for _ in range(2):
+            dist.all_reduce(bufs[n])
+    for _ in range(ROUNDS):
+        for n in sizes:
+            t = bufs[n]
+            for _ in range(_reps(n)):
+                dist.barrier()
+                t0 = time.perf_counter()
+                dist.all_reduce(t)
+                res[str(n)].append(time.perf_counter() - t0)
+    dist.barrier()
+    dist.destroy_process_group()
+    _write(out_dir, rank, res)
+
+
+def fit_alpha_beta(points: Sequence[tuple[float, float]], ranks: int = 2) -> tuple[float, float]:
+    """(latency alpha, bandwidth B) of the ring all-reduce formula fitted to (bytes, seconds) points.
+
+    T(n) = 2(p-1)/p * n/B + 2(p-1) alpha is linear in n: T = c0 + c1 n, fitted by least squares on the
+    relative error (each point weighted by 1/T), so that small and large messages count alike.
+    """
+    if len(points) < 2:
+        raise InputError("need at least two (bytes, seconds) points to fit alpha and beta")
+    import numpy as np
+
+    n = np.array([p[0] for p in points], dtype=float)
+    t = np.array([p[1] for p in points], dtype=float)
+    w = 1.0 / t
+    A = np.stack([np.ones_like(n), n], axis=1) * w[:, None]
+    c0, c1 = np.linalg.lstsq(A, t * w, rcond=None)[0]
+    if c1 <= 0:
+        raise InputError("all-reduce times do not grow with the message size; cannot fit a bandwidth")
+    c0 = max(0.0, float(c0))
+    p = ranks
+    alpha = c0 / (2 * (p - 1))
+    bandwidth = 2 * (p - 1) / p / float(c1)
+    return alpha, bandwidth
+
+
+@dataclass(frozen=True)
+class LinkCalibration:
+    alpha_s: float
+    bandwidth_Bps: float
+    points: tuple[tuple[int, float], ...]  # (bytes, median seconds)
+    threads: int
+    machine: dict[str, Any]
+    created_utc: str
+
+    def link(self) -> Link:
+        return Link(name=LINK_NAME, type="loopback", source=self.source, bandwidth=self.bandwidth_Bps,
+                    latency=self.alpha_s, efficiency=1.0, notes=self.notes)
+
+    @property
+    def source(self) -> str:
+        return (f"measured on {self.machine.get('cpu_model', '?')} by perfmodel.torch.ddp.calibrate_allreduce: gloo "
+                f"all-reduce, 2 processes x {self.threads} thread over 127.0.0.1, torch "
+                f"{self.machine.get('torch_version', '?')}, {self.created_utc}")
+
+    @property
+    def notes(self) -> str:
+        pts = ", ".join(f"{n / 1024:.0f} KiB: {t * 1e6:.0f} us" for n, t in self.points)
+        return ("alpha-beta fit of T(n) = n/B + 2 alpha (ring all-reduce, p = 2) by least squares on relative error "
+                f"to the median all-reduce time per size ({pts}). efficiency 1.0: the fit already is the achieved "
+                "rate. Valid for this machine only.")
+
+    def residuals_pct(self) -> list[float]:
+        from ..parallel.collectives import ring_allreduce
+
+        return [100.0 * (ring_allreduce(n, 2, self.bandwidth_Bps, self.alpha_s) - t) / t for n, t in self.points]
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["residuals_pct"] = self.residuals_pct()
+        return d
+
+
+def calibrate_allreduce(sizes: Sequence[int] = SIZES_BYTES, threads: int = 1, world: int = 2) -> LinkCalibration:
+    """Run the gloo all-reduce microbenchmark over loopback and fit alpha and beta."""
+    from .measure import machine_info
+
+    res = _spawn(_allreduce_worker, world, (tuple(sizes), threads))
+    points = []
+    for n in sizes:
+        # per repetition, the slowest rank's time
+        per_rep = [max(r[str(n)][i] for r in res) for i in range(len(res[0][str(n)]))]
+        points.append((int(n), statistics.median(per_rep)))
+    alpha, bw = fit_alpha_beta(points, world)
+    return LinkCalibration(alpha, bw, tuple(points), threads, machine_info(threads).model_dump(),
+                           _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
+
+
+def save_link(cal: LinkCalibration, path: str | Path | None = None) -> Path:
+    """Write the fitted link as a YAML profile (default hardware_profiles/links/local-gloo-loopback.yaml)."""
+    import yaml
+
+    from ..paths import repo_root
+
+    if path is None:
+        root = repo_root() or Path.cwd()
+        path = root / "hardware_profiles" / "links" / f"{LINK_NAME}.yaml"
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    data = {"kind": "link", "name": LINK_NAME, "type": "loopback", "source": cal.source, "notes": cal.notes,
+            "bandwidth": float(cal.bandwidth_Bps), "latency": float(cal.alpha_s), "efficiency": 1.0}
+    p.write_text(yaml.safe_dump(data, sort_keys=False, width=110), encoding="utf-8")
+    return p
+
+
+# ---------------------------------------------------------------------------------------------------
+# 2. DDP training measurement
+
+
+def _ddp_worker(rank: int, world: int, port: int, out_dir: str, graph_data: dict, batch: int, warmup: int,
+                steps: int, threads: int, seed: int) -> None:
+    _init(rank, world, port, threads)
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    from ..graph.io import network_from_dict
+    from .to_module import make_batch, to_module
+
+    graph = network_from_dict(graph_data)
+    torch.manual_seed(seed)  # same initial weights on every rank (DDP also broadcasts rank 0's)
+    model = DDP(to_module(graph))
+    model.train()
+    x, y = make_batch(graph, batch, seed=seed + rank)
+    opt = torch.optim.SGD(model.parameters(), lr=1e-3)
+
+    def step() -> None:
+        opt.zero_grad(set_to_none=True)
+        loss = model(x, y)
+        loss.backward()
+        opt.step()
+
+    for _ in range(warmup):
+        step()
+    dist.barrier()
+    times = []
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - t0)
+    dist.barrier()
+    dist.destroy_process_group()
+    _write(out_dir, rank, times)
+
+
+def _graph_dict(graph: LayerGraph) -> dict:
+    from ..graph.io import network_to_dict
+
+    return network_to_dict(graph, flat=True)
+
+
+@dataclass(frozen=True)
+class DDPMeasurement:
+    network: str
+    batch: int  # per process
+    world: int
+    threads: int
+    warmup: int
+    steps: int
+    params: int
+    rank_step_times_s: tuple[tuple[float, ...], ...]
+    step_times_s: tuple[float, ...]  # per step: the slowest rank
+    median_s: float
+    p10_s: float
+    p90_s: float
+    machine: dict[str, Any]
+    created_utc: str
+    load_avg_before: tuple[float, float, float] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d.update(schema="perfmodel.measurement/1", kind="ddp_training_step", suite=SUITE, device="cpu",
+                 dtype="fp32", optimizer="sgd", backend="gloo")
+        return d
+
+
+def _loadavg():
+    try:
+        return tuple(os.getloadavg())
+    except OSError:
+        return None
+
+
+def measure_ddp(network: str | Path | LayerGraph, batch: int, *, world: int = 2, threads: int = 1, warmup: int = 3,
+                steps: int = 10, seed: int = 0) -> DDPMeasurement:
+    """Time DDP training steps of `network` with `world` gloo processes x `threads` threads on this CPU."""
+    from .measure import machine_info, summarize_times
+
+    graph = load_network(network)
+    if batch < 1 or steps < 1 or warmup < 0 or world < 1 or threads < 1:
+        raise InputError("batch, steps, world and threads must be >= 1 and warmup >= 0")
+    la = _loadavg()
+    res = _spawn(_ddp_worker, world, (_graph_dict(graph), batch, warmup, steps, threads, seed))
+    per_step = [max(r[i] for r in res) for i in range(steps)]
+    s = summarize_times(per_step)
+    from ..ops.base import graph_costs
+
+    params = sum(c.params for c in graph_costs(graph, 1, 4))
+    return DDPMeasurement(graph.name, batch, world, threads, warmup, steps, params,
+                          tuple(tuple(r) for r in res), tuple(per_step), s["median_s"], s["p10_s"], s["p90_s"],
+                          machine_info(threads).model_dump(),
+                          _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), la)
+
+
+# ---------------------------------------------------------------------------------------------------
+# 3. prediction
+
+
+def local_cluster(device: Device, link: Link, world: int = 2, host_memory_bytes: float | None = None) -> Cluster:
+    """`world` worker processes on this machine as a cluster of 1-device 'nodes' joined by the loopback link."""
+    if host_memory_bytes is None:
+        try:
+            host_memory_bytes = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        except (ValueError, OSError):
+            host_memory_bytes = device.memory_bytes
+    node = Node(name="local-process", source="one worker process on this machine", device=device, devices=1,
+                host_memory=host_memory_bytes, fabric_type="host")
+    return Cluster(name=f"local-{world}proc-gloo", source=f"{world} processes on this machine, gloo over loopback",
+                   node=node, nodes=world, network=link, nics_per_node=1)
+
+
+def predict_ddp(network: str | Path | LayerGraph, batch: int, device: Device, link: Link, *, world: int = 2,
+                threads: int = 1, overlap: bool | None = None):
+    """Predicted DDP step (a Prediction) for `world` processes x `threads` threads on `device`."""
+    from ..prediction import predict
+
+    if overlap is None:
+        cores = device.cores or 1
+        overlap = not (CPU_COMM_OVERLAP_NEEDS_IDLE_CORE and world * threads >= cores)
+    return predict(load_network(network), local_cluster(device, link, world), batch=batch, devices=world,
+                   threads=threads, optimizer="sgd", overlap=overlap, layers=False)
+
+
+# ---------------------------------------------------------------------------------------------------
+# 4. the suite
+
+
+@dataclass(frozen=True)
+class DDPCase:
+    name: str
+    network: str  # built-in name or path relative to the repository root
+    batch: int  # per process
+    world: int = 2
+    threads: int = 1
+    steps: int = 15
+    warmup: int = 3
+
+
+CASES = (
+    DDPCase("mlp-b64", "validation/networks/mlp.yaml", 64),
+    DDPCase("mlp-b16", "validation/networks/mlp.yaml", 16),
+    DDPCase("cnn-vgg-small-b16", "validation/networks/vgg_small.yaml", 16, steps=10),
+    DDPCase("cnn-resnet-small-b16", "validation/networks/resnet_small.yaml", 16, steps=10),
+    DDPCase("autoencoder-b64", "autoencoder", 64),
+)
+
+
+@dataclass(frozen=True)
+class DDPCaseResult:
+    case: DDPCase
+    measured: DDPMeasurement
+    predicted_s: float
+    breakdown: dict[str, float]
+    parallel: dict[str, Any]
+
+    @property
+    def error_pct(self) -> float:
+        return 100.0 * (self.predicted_s - self.measured.median_s) / self.measured.median_s
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"case": asdict(self.case), "measured_median_s": self.measured.median_s,
+                "measured_p10_s": self.measured.p10_s, "measured_p90_s": self.measured.p90_s,
+                "predicted_s": self.predicted_s, "error_pct": self.error_pct, "breakdown": self.breakdown,
+                "communication": {k: self.parallel.get(k) for k in (
+                    "gradient_sync_s", "exposed_communication_s", "hidden_communication_s", "buckets", "overlap")},
+                "params": self.measured.params, "load_avg_before": self.measured.load_avg_before}
+
+
+@dataclass
+class DDPSuiteResult:
+    suite: str
+    profile: str
+    profile_source: str
+    link: LinkCalibration
+    link_path: str | None
+    cases: list[DDPCaseResult] = field(default_factory=list)
+    measurements_path: str | None = None
+    report_dir: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        errs = [abs(c.error_pct) for c in self.cases]
+        if not errs:
+            return {"cases": 0}
+        srt = sorted(errs)
+        worst = max(self.cases, key=lambda c: abs(c.error_pct))
+        return {"cases": len(errs), "median_abs_error_pct": statistics.median(errs),
+                "mean_abs_error_pct": statistics.fmean(errs),
+                "p90_abs_error_pct": srt[min(len(srt) - 1, math.ceil(0.9 * len(srt)) - 1)],
+                "worst_case": worst.case.name, "worst_abs_error_pct": abs(worst.error_pct),
+                "within_target": sum(e <= TARGET_PCT for e in errs), "target_pct": TARGET_PCT}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"suite": self.suite, "profile": self.profile, "profile_source": self.profile_source,
+                "link": self.link.to_dict(), "link_path": self.link_path, "summary": self.summary(),
+                "cases": [c.to_dict() for c in self.cases], "measurements_path": self.measurements_path,
+                "report_dir": self.report_dir, "notes": self.notes}
+
+    def text(self) -> str:
+        lines = [f"{self.suite}: {len(self.cases)} cases, profile {self.profile}, link {LINK_NAME} "
+                 f"(alpha {self.link.alpha_s * 1e6:.1f} us, B {self.link.bandwidth_Bps / 1e9:.2f} GB/s)", ""]
+        lines.append(f"{'case':24s} {'measured ms':>12s} {'predicted ms':>13s} {'error':>8s}")
+        for c in self.cases:
+            lines.append(f"{c.case.name:24s} {c.measured.median_s * 1e3:12.1f} {c.predicted_s * 1e3:13.1f} "
+                         f"{c.error_pct:+7.1f}%")
+        s = self.summary()
+        if s.get("cases"):
+            lines += ["", f"median |error| {s['median_abs_error_pct']:.1f}%, worst {s['worst_abs_error_pct']:.1f}% "
+                      f"({s['worst_case']}); within {TARGET_PCT:.0f}%: {s['within_target']}/{s['cases']}"]
+        lines += [f"note: {n}" for n in self.notes]
+        return "\n".join(lines)
+
+
+def _repo_path(rel: str) -> Path:
+    from ..paths import repo_root
+
+    root = repo_root() or Path.cwd()
+    return root / rel
+
+
+def _resolve_network(spec: str) -> str | Path:
+    p = _repo_path(spec)
+    return p if p.suffix in (".yaml", ".yml", ".json") and p.exists() else spec
+
+
+def run_ddp_suite(report_dir: str | Path | None = None, measurements_path: str | Path | None = None, *,
+                  cases: Sequence[DDPCase] | Sequence[str] | None = None, profile: Device | str | None = None,
+                  link: Link | str | None = None, recalibrate_link: bool = True, save_link_profile: bool = True,
+                  steps: int | None = None, warmup: int | None = None,
+                  progress: TextIO | None = sys.stderr) -> DDPSuiteResult:
+    """Run the ddp-cpu suite: link microbenchmark (unless `link` is given), DDP cases, predictions, report.
+
+    report_dir: default validation/reports/ddp-cpu (None writes there; pass a folder to write elsewhere).
+    measurements_path: default validation/measurements/ddp-cpu.jsonl (append-only).
+    profile: the CPU profile to predict with (default: the calibrated profile of this machine).
+    """
+    from ..hardware.loader import load_hardware
+    from .measure import append_jsonl
+
+    def say(msg: str) -> None:
+        if progress is not None:
+            print(msg, file=progress, flush=True)
+
+    if profile is None:
+        from ..validation.suites import find_calibrated_profile
+
+        dev = find_calibrated_profile("cpu")
+    elif isinstance(profile, Device):
+        dev = profile
+    else:
+        dev = load_hardware(profile, kind="device")
+    meas_path = Path(measurements_path) if measurements_path else _repo_path("validation/measurements/ddp-cpu.jsonl")
+    rep_dir = Path(report_dir) if report_dir else _repo_path("validation/reports/ddp-cpu")
+    # the link: fitted here from the all-reduce microbenchmark (never from the training runs)
+    link_path = None
+    if isinstance(link, Link):
+        cal = None
+        lk = link
+    elif isinstance(link, str):
+        cal = None
+        lk = load_hardware(link, kind="link")
+    else:
+        say("all-reduce microbenchmark (gloo, 2 processes, 4 KiB .. 64 MiB) ...")
+        cal = calibrate_allreduce()
+        lk = cal.link()
+        append_jsonl(meas_path, {"schema": "perfmodel.measurement/1", "kind": "allreduce_microbenchmark",
+                                 "suite": SUITE, "backend": "gloo", "world": 2, **cal.to_dict()})
+        if save_link_profile:
+            link_path = str(save_link(cal))
+        say(f"  alpha {cal.alpha_s * 1e6:.1f} us, bandwidth {cal.bandwidth_Bps / 1e9:.2f} GB/s")
+    if cal is None:
+        cal = LinkCalibration(lk.latency_s, lk.effective_bandwidth_Bps, (), 1, {}, "")
+    sel: list[DDPCase] = []
+    for c in (cases or CASES):
+        if isinstance(c, DDPCase):
+            sel.append(c)
+        else:
+            found = [k for k in CASES if k.name == c or k.network == c]
+            if not found:
+                raise NotFoundError(f"unknown ddp-cpu case '{c}'; known: {', '.join(k.name for k in CASES)}")
+            sel.extend(found)
+    res = DDPSuiteResult(SUITE, dev.name, dev.source, cal, link_path, measurements_path=str(meas_path),
+                         report_dir=str(rep_dir))
+    for c in sel:
+        if steps is not None or warmup is not None:
+            from dataclasses import replace
+
+            c = replace(c, steps=steps or c.steps, warmup=c.warmup if warmup is None else warmup)
+        net = _resolve_network(c.network)
+        say(f"case {c.name}: {c.world} processes x {c.threads} thread, batch {c.batch} per process ...")
+        m = measure_ddp(net, c.batch, world=c.world, threads=c.threads, warmup=c.warmup, steps=c.steps)
+        append_jsonl(meas_path, {**m.to_dict(), "case": c.name})
+        p = predict_ddp(net, c.batch, dev, lk, world=c.world, threads=c.threads)
+        r = DDPCaseResult(c, m, p.iteration_time_s, dict(p.breakdown), dict(p.parallel or {}))
+        res.cases.append(r)
+        say(f"  measured {m.median_s * 1e3:.1f} ms, predicted {r.predicted_s * 1e3:.1f} ms ({r.error_pct:+.1f}%)")
+    if CPU_COMM_OVERLAP_NEEDS_IDLE_CORE:
+        res.notes.append("gradient all-reduce not overlapped with backward when the processes use every core "
+                         "(gloo needs a core to move data)")
+    write_report(res, rep_dir)
+    return res
+
+
+def write_report(res: DDPSuiteResult, report_dir: Path) -> Path:
+    """report.md and results.json in `report_dir`."""
+    report_dir.mkdir(parents=True, exist_ok=True)
+    (report_dir / "results.json").write_text(json.dumps(res.to_dict(), indent=1, default=str), encoding="utf-8")
+    s = res.summary()
+    cal = res.link
+    L = ["# ddp-cpu: torch.distributed data parallel on this CPU, predicted vs measured", ""]
+    mach = (res.cases[0].measured.machine if res.cases else cal.machine) or {}
+    L += [f"Machine: {mach.get('cpu_model', '?')}, {mach.get('physical_cores', '?')} physical cores, torch "
+          f"{mach.get('torch_version', '?')}, gloo over 127.0.0.1.", "",
+          f"Compute profile: `{res.profile}` ({res.profile_source}).", "",
+          "## Link: all-reduce microbenchmark (the only input fitted here)", "",
+          f"gloo all-reduce of fp32 tensors between 2 processes, median per size (slowest rank per repetition); "
+          f"least-squares fit of T(n) = n/B + 2 alpha (ring, p = 2) on relative error: "
+          f"**alpha = {cal.alpha_s * 1e6:.1f} us, B = {cal.bandwidth_Bps / 1e9:.2f} GB/s**"
+          + (f", saved as `{Path(res.link_path).name}`." if res.link_path else "."), ""]
+    if cal.points:
+        L += ["| bytes | measured | fitted | error |", "|---:|---:|---:|---:|"]
+        for (n, t), e in zip(cal.points, cal.residuals_pct()):
+            L.append(f"| {n / 1024:.0f} KiB | {t * 1e6:.0f} us | {t * (1 + e / 100) * 1e6:.0f} us | {e:+.1f}% |")
+        L.append("")
+    L += ["## Training steps", "",
+          "DistributedDataParallel (default 25 MiB buckets, 1 MiB first bucket), SGD, fp32; step = zero_grad, "
+          "forward + loss, backward (with the bucketed all-reduce), optimizer step; the slowest rank per step; "
+          "median over the timed steps after warm-up. The prediction uses the calibrated CPU profile at 1 thread "
+          "per process and the fitted link; nothing is fitted to these runs.", "",
+          "| case | network | params | batch/process | processes x threads | measured ms (p10-p90) | predicted ms | "
+          "error | predicted compute / comm exposed / comm hidden ms |",
+          "|---|---|---:|---:|---|---:|---:|---:|---|"]
+    for c in res.cases:
+        m = c.measured
+        comp = sum(c.breakdown.get(k, 0.0) for k in ("compute", "memory", "overhead"))
+        L.append(f"| {c.case.name} | {m.network} | {m.params:,} | {c.case.batch} | {c.case.world} x {c.case.threads} | "
+                 f"{m.median_s * 1e3:.1f} ({m.p10_s * 1e3:.1f}-{m.p90_s * 1e3:.1f}) | {c.predicted_s * 1e3:.1f} | "
+                 f"{c.error_pct:+.1f}% | {comp * 1e3:.1f} / {c.breakdown.get('communication', 0) * 1e3:.1f} / "
+                 f"{(c.parallel.get('hidden_communication_s') or 0) * 1e3:.1f} |")
+    L.append("")
+    if s.get("cases"):
+        L += [f"Absolute error: median {s['median_abs_error_pct']:.1f}%, mean {s['mean_abs_error_pct']:.1f}%, "
+              f"p90 {s['p90_abs_error_pct']:.1f}%, worst {s['worst_abs_error_pct']:.1f}% ({s['worst_case']}); "
+              f"{s['within_target']} of {s['cases']} cases within the {TARGET_PCT:.0f}% target.", ""]
+    for n in res.notes:
+        L.append(f"- {n}")
+    L += ["", f"Measurements (append-only JSONL): `{Path(res.measurements_path).name if res.measurements_path else ''}`. "
+          "Regenerate with `perfmodel validate --suite ddp-cpu` (or `perfmodel.torch.ddp.run_ddp_suite()`).", ""]
+    p = report_dir / "report.md"
+    p.write_text("\n".join(L), encoding="utf-8")
+    return p
