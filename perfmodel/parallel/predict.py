@@ -26,7 +26,7 @@ from ..dataflow import input_bytes_per_sample as graph_input_bytes
 from ..errors import InputError
 from ..graph.layer_graph import LayerGraph
 from ..hardware.loader import load_hardware
-from ..hardware.topology import System, resolve_system
+from ..hardware.topology import resolve_system
 from ..memory import memory_footprint
 from ..ops import DTYPE_BYTES, STAGES
 from ..ops.base import graph_costs
@@ -39,7 +39,7 @@ from . import collectives as C
 from .data_parallel import (DDP_BUCKET_BYTES, DDP_FIRST_BUCKET_BYTES, GRAD_BYTES, make_buckets, replica_batch,
                             sync_schedule)
 from .pipeline import inflight_microbatches, partition, schedule_time
-from .plan import Placement, dp_allreduce_fn, make_plan, place
+from .plan import dp_allreduce_fn, make_plan, place
 from .sync_modes import PS_UPDATE_BYTES_FACTOR, SYNC_MODES, async_throughput, expected_max_normal, straggler_delay
 from .tensor import sharded_profile
 
@@ -166,18 +166,40 @@ def predict_parallel(graph: LayerGraph, hw: Any, *, batch: int, dtype: str = "fp
     # ---- data-parallel gradient synchronisation per stage ---------------------------------------------
     ar_fn, ar_info = dp_allreduce_fn(placement, system, allreduce, ps_servers, ps_colocated)
     grad_bytes_total = total_params * GRAD_BYTES  # per tensor-parallel rank, all stages
-    intra_sync_dp = dp
-    if sync_eff == "mixed":
-        # synchronous all-reduce among the devices of a node only
-        from dataclasses import replace as _replace
+    ps_cfg: dict[str, Any] = {}
+    if sync_eff in ("async", "mixed"):
+        # asynchronous workers push gradients (bucket by bucket, as backward produces them) to parameter
+        # servers and pull the parameters back after the step; the servers apply the updates
+        if sync_eff == "mixed":
+            w_bw = placement.net_bandwidth_Bps  # a node pushes its all-reduced gradient through all its NICs
+            srv_bw_one = placement.net_bandwidth_Bps
+        elif placement.nodes > 1:
+            w_bw = placement.net_bandwidth_Bps / placement.devices_per_node  # every device pushes its own
+            srv_bw_one = placement.net_bandwidth_Bps
+        else:  # one node: the server is the host; devices push through their share of the PCIe uplinks
+            w_bw = min(l.effective_bandwidth_Bps / len(g) for l, g in zip(system.host_links, system.groups))
+            srv_bw_one = sum(l.effective_bandwidth_Bps for l in system.host_links)
+        ps_lat = placement.net_latency_s if placement.nodes > 1 else max(l.latency_s for l in system.host_links)
+        # dedicated servers (default one) with a node's network bandwidth each; co-located: one shard per node
+        servers = ps_servers or (placement.nodes if ps_colocated and placement.nodes > 1 else 1)
+        srv_total = servers * srv_bw_one
 
-        node_pl = _replace(placement, plan=pl_.model_copy(update={"dp": placement.dp_ranks_per_node}),
-                           dp_nodes=1, net_bandwidth_Bps=0.0)
-        ar_fn, ar_info = dp_allreduce_fn(node_pl, system, "ring" if allreduce in ("ps", "hierarchical") else allreduce)
-        intra_sync_dp = placement.dp_ranks_per_node
-    elif sync_eff == "async":
-        ar_fn = (lambda n: 0.0)
-        intra_sync_dp = 1
+        def one_way(n: float) -> float:
+            return max(n / w_bw, n / srv_total) + ps_lat if n > 0 else 0.0
+
+        ps_cfg = dict(w_bw=w_bw, srv_bw_one=srv_bw_one, servers=servers, srv_total=srv_total, one_way=one_way)
+        if sync_eff == "mixed":
+            # synchronous all-reduce among the devices of a node, then the node's push
+            from dataclasses import replace as _replace
+
+            node_pl = _replace(placement, plan=pl_.model_copy(update={"dp": placement.dp_ranks_per_node}),
+                               dp_nodes=1, net_bandwidth_Bps=0.0)
+            intra_fn, ar_info = dp_allreduce_fn(node_pl, system,
+                                                "ring" if allreduce in ("ps", "hierarchical") else allreduce)
+            ar_fn = (lambda n: intra_fn(n) + one_way(n))
+        else:
+            ar_fn = one_way
+            ar_info = {"algorithm": "ps", "ranks": dp}
     sched = []
     pipe_T = timing.total_s
     for s, (a, e) in enumerate(ranges):
@@ -192,7 +214,6 @@ def predict_parallel(graph: LayerGraph, hw: Any, *, batch: int, dtype: str = "fp
     tail = core_end - k_acc * pipe_T
     opt_part = min(opt[s_star].time_s, max(0.0, tail))
     sync_exposed = max(0.0, tail - opt_part)
-    comm_total = sum(sc.comm_s for sc in sched) / pp if pp else 0.0  # per device (its own stage)
     comm_crit = sched[s_star].comm_s
     comm_hidden = max(0.0, comm_crit - sync_exposed) if overlap else 0.0
 
@@ -227,31 +248,20 @@ def predict_parallel(graph: LayerGraph, hw: Any, *, batch: int, dtype: str = "fp
     else:
         if sync_eff == "mixed":
             workers = placement.nodes
-            group_n = placement.dp_ranks_per_node
-            straggler = straggler_delay(device_work, straggler_cv, group_n)
+            straggler = straggler_delay(device_work, straggler_cv, placement.dp_ranks_per_node)
             bd["straggler"] = straggler
-            w_bw = placement.net_bandwidth_Bps
-            srv_bw_one = placement.net_bandwidth_Bps
         else:
             workers = dp
-            if placement.nodes > 1:
-                w_bw = placement.net_bandwidth_Bps / placement.devices_per_node
-                srv_bw_one = placement.net_bandwidth_Bps
-            else:
-                w_bw = min(l.effective_bandwidth_Bps / len(g) for l, g in zip(system.host_links, system.groups))
-                srv_bw_one = sum(l.effective_bandwidth_Bps for l in system.host_links)
-        lat = placement.net_latency_s if placement.nodes > 1 else max(l.latency_s for l in system.host_links)
-        # dedicated servers (default one) with a node's network bandwidth each; co-located: one shard per worker node
-        servers = ps_servers or (placement.nodes if ps_colocated and placement.nodes > 1 else 1)
-        push_pull = C.parameter_server(grad_bytes_total, 1, servers, w_bw, lat, bw_server=srv_bw_one)
-        worker_step = core + straggler + push_pull
-        thr = async_throughput(workers, worker_step, grad_bytes_total, servers * srv_bw_one)
+        pull = ps_cfg["one_way"](grad_bytes_total)
+        worker_step = core + straggler + pull
+        thr = async_throughput(workers, worker_step, grad_bytes_total, ps_cfg["srv_total"])
         iteration_core = workers / thr["updates_per_s"]
-        bd["communication"] += iteration_core - worker_step + push_pull
+        bd["communication"] += iteration_core - worker_step + pull
         staleness = thr["staleness"]
-        async_info = {"workers": workers, "ps_servers": servers, "ps_colocated": ps_colocated, "push_pull_s": push_pull,
-                      "worker_step_s": worker_step, "server_bandwidth_Bps": servers * srv_bw_one,
-                      "worker_bandwidth_Bps": w_bw, "bound": thr["bound"], "updates_per_s": thr["updates_per_s"],
+        async_info = {"workers": workers, "ps_servers": ps_cfg["servers"], "ps_colocated": ps_colocated,
+                      "push_s": comm_crit, "pull_s": pull, "worker_step_s": worker_step,
+                      "server_bandwidth_Bps": ps_cfg["srv_total"], "worker_bandwidth_Bps": ps_cfg["w_bw"],
+                      "bound": thr["bound"], "updates_per_s": thr["updates_per_s"],
                       "ps_update_bytes_factor": PS_UPDATE_BYTES_FACTOR}
         sync_exposed = bd["communication"] - tp_crit * reps - k_acc * timing.exposed_transfer_s
 
@@ -340,8 +350,8 @@ def predict_parallel(graph: LayerGraph, hw: Any, *, batch: int, dtype: str = "fp
                                                                            f"{ar_info['algorithm']} in node + ps"),
         "overlap": overlap,
         "exposed_communication_s": exposed_comm,
-        "hidden_communication_s": comm_hidden if sync_eff != "async" else 0.0,
-        "gradient_sync_s": comm_crit if sync_eff != "async" else async_info.get("push_pull_s", 0.0),
+        "hidden_communication_s": comm_hidden,
+        "gradient_sync_s": comm_crit + (async_info.get("pull_s", 0.0) if async_info else 0.0),
         "exposed_gradient_sync_s": sync_exposed,
         "tensor_parallel_comm_s": tp_crit * reps,
         "pipeline_transfer_s": k_acc * timing.exposed_transfer_s,

@@ -1,0 +1,3 @@
+"""Several devices: collectives (alpha-beta), plans and their placement on link tiers, data parallelism
+(DDP buckets overlapped with backward), pipeline and tensor parallelism, sync / async / mixed training
+with stragglers, and predict_parallel (reached through perfmodel.predict)."""
