@@ -56,11 +56,17 @@ def example_prices() -> dict[str, PriceEntry]:
 
 
 def _lookup(mapping: Mapping[str, float], name: str) -> float | None:
+    """Price of `name`: exact key, else case-insensitive key, else the longest key that is a prefix of the name
+    (so 'a100' prices both A100 profiles)."""
     if name in mapping:
         return float(mapping[name])
     low = {k.lower(): v for k, v in mapping.items()}
-    if name.lower() in low:
-        return float(low[name.lower()])
+    n = name.lower()
+    if n in low:
+        return float(low[n])
+    pre = [k for k in low if k and n.startswith(k)]
+    if pre:
+        return float(low[max(pre, key=len)])
     return None
 
 

@@ -392,7 +392,8 @@ def sweep(network: Any, hardware: Any, *, devices: Any = 1, batch: Any = None, d
                     progress(done, total)
         else:
             calls[0] += _run_forked(one_row, calls, combos, eval_order, rows, n_workers, progress, total)
-    notes = []
+    notes = [f"price of {hw_labels[hi]}: {v[0]:g} USD per device-hour from the {v[1]}"
+             for hi, v in price_cache.items() if v[0] is not None and v[1].startswith("example table")]
     if any(r["error"] and "multi-device prediction is not available" in r["error"] for r in rows):  # type: ignore[index]
         notes.append("multi-device rows failed: the parallel model (perfmodel.parallel.predict) is not available")
     return SweepResult(rows=rows, columns=columns, axes={k: list(v) for k, v in axes.items()},  # type: ignore[arg-type]

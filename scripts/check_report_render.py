@@ -47,35 +47,26 @@ def _run(cmd: list[str], timeout: float) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
 
 
-def dump_dom(chromium: str, html: Path, budget_ms: int = 5000, timeout: float = 120) -> str:
+def render(chromium: str, html: Path, png: Path, width: int = 1400, height: int = 2400, scale: float = 1.0,
+           budget_ms: int = 5000, timeout: float = 180) -> str:
+    """Load `html` once in headless Chromium: write a screenshot to `png` and return the DOM after the scripts ran."""
+    png = png.resolve()
+    if png.exists():
+        png.unlink()
     with tempfile.TemporaryDirectory() as prof:
-        r = _run([chromium, *FLAGS, f"--user-data-dir={prof}", f"--virtual-time-budget={budget_ms}", "--dump-dom",
-                  html.resolve().as_uri()], timeout)
-    if r.returncode != 0 and not r.stdout:
-        raise RuntimeError(f"chromium --dump-dom failed ({r.returncode}): {r.stderr[-2000:]}")
+        cmd = [chromium, *FLAGS, f"--user-data-dir={prof}", f"--screenshot={png}", f"--window-size={width},{height}",
+               f"--virtual-time-budget={budget_ms}", "--dump-dom", html.resolve().as_uri()]
+        if scale != 1.0:
+            cmd.insert(-1, f"--force-device-scale-factor={scale}")
+        r = _run(cmd, timeout)
+    if not png.exists():
+        raise RuntimeError(f"chromium --screenshot wrote nothing ({r.returncode}): {r.stderr[-2000:]}")
+    if not r.stdout:
+        raise RuntimeError(f"chromium --dump-dom printed nothing ({r.returncode}): {r.stderr[-2000:]}")
     return r.stdout
 
 
-def screenshot(chromium: str, html: Path, png: Path, width: int = 1400, height: int = 2400, budget_ms: int = 5000,
-               timeout: float = 120) -> Path:
-    png = png.resolve()
-    with tempfile.TemporaryDirectory() as prof:
-        r = _run([chromium, *FLAGS, f"--user-data-dir={prof}", f"--screenshot={png}", f"--window-size={width},{height}",
-                  f"--virtual-time-budget={budget_ms}", html.resolve().as_uri()], timeout)
-    if not png.exists():
-        raise RuntimeError(f"chromium --screenshot wrote nothing ({r.returncode}): {r.stderr[-2000:]}")
-    return png
-
-
 # ---- PNG decoding (8-bit RGB / RGBA / grey, non-interlaced), used when PIL is missing -------------------------
-
-def _paeth(a: int, b: int, c: int) -> int:
-    p = a + b - c
-    pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
-    if pa <= pb and pa <= pc:
-        return a
-    return b if pb <= pc else c
-
 
 def read_png(path: Path) -> tuple[int, int, int, bytes]:
     """(width, height, channels, raw pixel bytes) of an 8-bit non-interlaced PNG."""
@@ -107,6 +98,10 @@ def read_png(path: Path) -> tuple[int, int, int, bytes]:
         raise ValueError(f"unsupported PNG (bit depth {depth}, colour type {ctype}, interlace {interlace})")
     raw = zlib.decompress(b"".join(idat))
     stride = w * channels
+    try:
+        import numpy as np
+    except ImportError:  # pragma: no cover - numpy is a perfmodel dependency
+        np = None
     out = bytearray(h * stride)
     prev = bytearray(stride)
     i = 0
@@ -114,7 +109,14 @@ def read_png(path: Path) -> tuple[int, int, int, bytes]:
         f = raw[i]
         line = bytearray(raw[i + 1:i + 1 + stride])
         i += 1 + stride
-        if f == 1:
+        if np is not None and f in (1, 2):  # vectorised: sub = running sum per channel, up = add the row above
+            a = np.frombuffer(bytes(line), dtype=np.uint8)
+            if f == 1:
+                a = (np.cumsum(a.reshape(w, channels).astype(np.int64), axis=0) % 256).astype(np.uint8).ravel()
+            else:
+                a = (a.astype(np.uint16) + np.frombuffer(bytes(prev), dtype=np.uint8)).astype(np.uint8)
+            line = bytearray(a.tobytes())
+        elif f == 1:
             for x in range(channels, stride):
                 line[x] = (line[x] + line[x - channels]) & 255
         elif f == 2:
@@ -125,34 +127,48 @@ def read_png(path: Path) -> tuple[int, int, int, bytes]:
                 left = line[x - channels] if x >= channels else 0
                 line[x] = (line[x] + ((left + prev[x]) >> 1)) & 255
         elif f == 4:
-            for x in range(stride):
-                left = line[x - channels] if x >= channels else 0
-                ul = prev[x - channels] if x >= channels else 0
-                line[x] = (line[x] + _paeth(left, prev[x], ul)) & 255
+            for x in range(channels):  # left and upper-left are 0: the predictor is the byte above
+                line[x] = (line[x] + prev[x]) & 255
+            for x in range(channels, stride):
+                a, b, c = line[x - channels], prev[x], prev[x - channels]
+                pa, pb, pc = abs(b - c), abs(a - c), abs(a + b - 2 * c)
+                line[x] = (line[x] + (a if pa <= pb and pa <= pc else (b if pb <= pc else c))) & 255
         out[y * stride:(y + 1) * stride] = line
         prev = line
     return w, h, channels, bytes(out)
 
 
-def coloured_bands(path: Path) -> tuple[list[int], int, int]:
-    """Coloured (chart-mark) pixel counts per horizontal band of BAND_PX rows; also width and height."""
+def coloured_bands(path: Path, band_px: int = BAND_PX) -> tuple[list[int], int, int]:
+    """Coloured (chart-mark) pixel counts per horizontal band of `band_px` rows (every other row and column
+    sampled); also width and height."""
     w, h, ch, px = read_png(path)
-    bands = [0] * ((h + BAND_PX - 1) // BAND_PX)
+    bands = [0] * ((h + band_px - 1) // band_px)
     if ch < 3:
         return bands, w, h
+    try:
+        import numpy as np
+
+        a = np.frombuffer(px, dtype=np.uint8).reshape(h, w, ch)[::2, ::2, :3].astype(np.int16)
+        marks = (a.max(axis=2) - a.min(axis=2)) > COLOUR_SPREAD
+        per_row = marks.sum(axis=1)
+        for k, y in enumerate(range(0, h, 2)):
+            bands[y // band_px] += int(per_row[k])
+        return bands, w, h
+    except ImportError:  # pragma: no cover
+        pass
     stride = w * ch
-    for y in range(0, h, 2):  # every other row and column is plenty
+    for y in range(0, h, 2):
         row = px[y * stride:(y + 1) * stride]
         n = 0
         for x in range(0, stride, 2 * ch):
             r, g, b = row[x], row[x + 1], row[x + 2]
             if max(r, g, b) - min(r, g, b) > COLOUR_SPREAD:
                 n += 1
-        bands[y // BAND_PX] += n
+        bands[y // band_px] += n
     return bands, w, h
 
 
-def check(html: Path, png: Path, *, width: int = 1400, height: int = 2400, min_bands: int = 3,
+def check(html: Path, png: Path, *, width: int = 1400, height: int = 2400, min_bands: int = 3, scale: float = 1.0,
           chromium: str | None = None) -> dict:
     """Run both checks; returns a dict with `ok` and the evidence."""
     chromium = chromium or find_chromium()
@@ -160,14 +176,14 @@ def check(html: Path, png: Path, *, width: int = 1400, height: int = 2400, min_b
         raise FileNotFoundError("chromium is not installed (apt-get install -y chromium)")
     source = html.read_text(encoding="utf-8")
     n_figs = len(re.findall(r'class="plotly-graph-div"', source))
-    dom = dump_dom(chromium, html)
+    dom = render(chromium, html, png, width, height, scale)
     # each rendered figure: <div ... class="plotly-graph-div js-plotly-plot" ...> with <svg class="main-svg">
     rendered = len(re.findall(r'class="[^"]*\bjs-plotly-plot\b', dom))
     main_svgs = len(re.findall(r'class="main-svg"', dom))
     traces = len(re.findall(r'class="(?:trace|point|bars|scatterlayer)\b', dom))
-    screenshot(chromium, html, png, width, height)
-    bands, w, h = coloured_bands(png)
-    chart_bands = sum(1 for b in bands if b >= BAND_MIN_MARKS)
+    band_px = max(1, round(BAND_PX * scale))
+    bands, w, h = coloured_bands(png, band_px)
+    chart_bands = sum(1 for b in bands if b >= BAND_MIN_MARKS * scale * scale)
     ok_dom = n_figs > 0 and rendered >= n_figs and main_svgs >= n_figs and traces > 0
     ok_px = chart_bands >= min_bands
     return {"ok": ok_dom and ok_px, "dom_ok": ok_dom, "pixels_ok": ok_px, "figures_in_page": n_figs,
@@ -187,6 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--width", type=int, default=1400)
     ap.add_argument("--height", type=int, default=2400)
     ap.add_argument("--min-bands", type=int, default=3)
+    ap.add_argument("--scale", type=float, default=1.0, help="device scale factor of the screenshot (0.5: half size)")
     args = ap.parse_args(argv)
     chromium = find_chromium()
     if chromium is None:
@@ -201,7 +218,8 @@ def main(argv: list[str] | None = None) -> int:
         html = write_report(args.network, args.hardware.split(","), Path(tempfile.mkdtemp()) / "report.html",
                             batch=args.batch, dtype=args.dtype)
     png = Path(args.png) if args.png else html.with_suffix(".png")
-    res = check(html, png, width=args.width, height=args.height, min_bands=args.min_bands, chromium=chromium)
+    res = check(html, png, width=args.width, height=args.height, min_bands=args.min_bands, scale=args.scale,
+                chromium=chromium)
     print(json.dumps(res, indent=2))
     return 0 if res["ok"] else 1
 

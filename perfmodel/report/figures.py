@@ -80,12 +80,16 @@ def sweep_figures(result) -> list[Any]:
     groups, note = sweep_series(rows, scen)
     f1 = go.Figure()
     f2 = go.Figure()
+    nets = list(dict.fromkeys(r["network"] for rs in groups.values() for r in rs))
+    dashes = ("solid", "dash", "dot", "dashdot", "longdash")
     for name, rs in groups.items():
         x = [r["devices"] for r in rs]
         text = [f"batch {r['batch']}, {r['dtype']}, {r['iteration_time_s'] * 1e3:.2f} ms/iter" for r in rs]
-        f1.add_trace(go.Scatter(x=x, y=[r["throughput"] for r in rs], mode="lines+markers", name=name, text=text))
+        line = dict(dash=dashes[nets.index(rs[0]["network"]) % len(dashes)])
+        f1.add_trace(go.Scatter(x=x, y=[r["throughput"] for r in rs], mode="lines+markers", name=name, text=text,
+                                line=line))
         f2.add_trace(go.Scatter(x=x, y=[r["scaling_efficiency"] for r in rs], mode="lines+markers", name=name,
-                                text=text))
+                                text=text, line=line))
     axis = dict(type="log", dtick=0.30102999566, title="devices")  # log2-spaced ticks
     _layout(f1, "Throughput vs devices" + note, xaxis=axis, yaxis=dict(title="samples / s", type="log"))
     _layout(f2, "Scaling efficiency vs devices" + note, xaxis=axis,
