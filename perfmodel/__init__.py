@@ -37,6 +37,14 @@ _API = {
     "HardwareError": "perfmodel.errors",
     "NotFoundError": "perfmodel.errors",
     "InputError": "perfmodel.errors",
+    # capacity planning (issue 5)
+    "sweep": "perfmodel.sweep",
+    "SweepResult": "perfmodel.sweep",
+    "fit": "perfmodel.planning",
+    "compare": "perfmodel.planning",
+    "time_to_train": "perfmodel.planning",
+    "serve": "perfmodel.serving",
+    "write_report": "perfmodel.report.html",
 }
 
 __all__ = sorted(_API) + ["__version__"]

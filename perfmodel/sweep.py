@@ -512,6 +512,15 @@ def parse_list(text: str | None, cast: Callable[[str], Any] = str) -> list[Any] 
     return out
 
 
+class _CallableModule(type(sys)):
+    """`perfmodel.sweep(...)` works even after `import perfmodel.sweep` made perfmodel.sweep this module."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> SweepResult:
+        return sweep(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule
+
 __all__ = ["sweep", "SweepResult", "ProgressBar", "prediction_row", "rows_by", "parse_list",
            "SCENARIO_COLUMNS", "RESULT_COLUMNS"]
 

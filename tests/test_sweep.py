@@ -159,3 +159,13 @@ def test_multi_device_rows_match_predict():
         base = predict(g, "v100-sxm2", batch=16, layers=False)
         eff = p.throughput_samples_per_s / (p.devices * base.throughput_samples_per_s)
         assert math.isclose(r["scaling_efficiency"], eff, rel_tol=1e-12)
+
+
+def test_top_level_api_is_callable_in_any_import_order():
+    import subprocess
+    import sys
+
+    for code in ("import perfmodel; r = perfmodel.sweep('fcn5', 'v100-sxm2', batch=[4, 8]); assert len(r) == 2",
+                 "import perfmodel.sweep, perfmodel; assert len(perfmodel.sweep('fcn5', 'v100-sxm2', batch=[4])) == 1",
+                 "from perfmodel.sweep import sweep; import perfmodel; assert len(perfmodel.sweep('fcn5', 't4')) == 1"):
+        subprocess.run([sys.executable, "-c", code], check=True)
