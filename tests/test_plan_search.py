@@ -1,0 +1,310 @@
+"""Plan search: the fast evaluator agrees with predict() on every plan, the best plan beats a brute-force
+enumeration, plans that do not fit are dropped, objective=cost ranks by cost, recomputation follows
+perfmodel.recompute, and the GPT-3 175B search on 1024 GPUs stays fast."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import time
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from perfmodel import load_hardware, load_network, predict
+from perfmodel.compute import device_rates
+from perfmodel.errors import InputError
+from perfmodel.hardware.schema import EfficiencyCurve
+from perfmodel.ops import DTYPE_BYTES, STAGES
+from perfmodel.ops.base import graph_costs
+from perfmodel.plan_search import (PLAN_PARTS, curve_at, evaluate_plan, microbatch_options, plan_search,
+                                   pp_options, stage_times, tp_options, work_table)
+from perfmodel.recompute import recompute_extra_time, recompute_memory
+from perfmodel.step import stage_time, step_profile
+
+TINY_GPT = """
+name: tiny-gpt
+description: a 4-layer GPT for plan-search tests (width 256, 8 heads, 128 tokens, vocab 4096)
+source: test
+blocks:
+  decoder_layer:
+    params: {heads: 8, ffn: 1024, width: 256, eps: 1.0e-5, dropout: 0.1}
+    layers:
+      - {op: layernorm, name: ln_1, eps: $eps}
+      - {op: attention, name: attn, heads: $heads, causal: true, dropout: $dropout}
+      - {op: dropout, name: attn_dropout, p: $dropout}
+      - {op: add, name: attn_residual, inputs: [attn_dropout, $input]}
+      - {op: layernorm, name: ln_2, eps: $eps}
+      - {op: dense, name: mlp_fc, units: $ffn}
+      - {op: gelu, name: mlp_gelu}
+      - {op: dense, name: mlp_proj, units: $width}
+      - {op: add, name: mlp_residual, inputs: [mlp_proj, attn_residual]}
+layers:
+  - {op: input, name: input_ids, shape: [128], dtype: int64}
+  - {op: embedding, name: wte, vocab: 4096, dim: 256}
+  - {op: positional_embedding, name: wpe, max_len: 128}
+  - {block: decoder_layer, name: h, repeat: 4}
+  - {op: layernorm, name: ln_f, eps: 1.0e-5}
+  - {op: dense, name: lm_head, units: 4096, bias: false, share_params_with: wte}
+  - {op: softmax_cross_entropy, name: loss}
+"""
+
+TWO_NODES = "dgx-a100-ib-hdr"  # DGX A100 nodes (8 GPUs on NVSwitch) over 8 x HDR InfiniBand
+REL = 1e-9
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    p = tmp_path_factory.mktemp("net") / "tiny_gpt.yaml"
+    p.write_text(TINY_GPT)
+    return load_network(p)
+
+
+def _key(r):
+    return (r.devices, r.dp, r.tp, r.pp, r.microbatch, r.microbatches, r.recompute, r.dtype, r.schedule)
+
+
+# ---------------------------------------------------------------------------------------------
+# the vectorised timing equals perfmodel.step.stage_time
+
+
+@pytest.mark.parametrize("device,dtype", [("a100-sxm4-80gb", "bf16"), ("a100-sxm4-80gb", "fp32"),
+                                          ("v100-sxm2", "fp16"), ("i7-3820", "fp32")])
+def test_stage_times_equal_stage_time(tiny, device, dtype):
+    dev = load_hardware(device)
+    r = device_rates(dev, dtype)
+    for batch in (1, 8):
+        costs = graph_costs(tiny, batch, DTYPE_BYTES[dtype])
+        st = stage_times(work_table(costs), r)
+        for i, c in enumerate(costs):
+            for si, s in enumerate(STAGES):
+                ref = stage_time(c.stage(s), r)
+                assert st["time"][i, si] == pytest.approx(ref.time_s, rel=1e-12, abs=1e-18)
+                assert st["roof_compute"][i, si] == pytest.approx(ref.roof_compute_s, rel=1e-12, abs=1e-18)
+                assert st["roof_memory"][i, si] == pytest.approx(ref.roof_memory_s, rel=1e-12, abs=1e-18)
+                assert st["overhead"][i, si] == pytest.approx(ref.overhead_s, rel=1e-12, abs=1e-18)
+
+
+def test_curve_at_equals_efficiency_curve():
+    sizes = np.array([0.0, 1.0, 3e4, 1e6, 5e7, 2e9, 1e13])
+    for c in (EfficiencyCurve(max=0.8, half=1e6),
+              EfficiencyCurve(points=((1e4, 0.1), (1e6, 0.5), (1e9, 0.9)))):
+        got = curve_at(c, sizes)
+        for s, g in zip(sizes, got):
+            assert g == pytest.approx(c.at(float(s)), rel=1e-12)
+
+
+# ---------------------------------------------------------------------------------------------
+# agreement with predict() and the brute-force enumeration
+
+
+def _brute_force(graph, hw, devices, global_batch, dtypes, optimizer="adam"):
+    """Every plan of the documented search space, each predicted with perfmodel.predict (parallel path)."""
+    out = {}
+    for tp in (1, 2, 4, 8):
+        for pp in (1, 2, 4):  # divisors of the 4 blocks
+            if devices % (tp * pp) or 8 % tp or graph["h.0.attn"].spec.heads % tp:
+                continue
+            dp = devices // (tp * pp)
+            if global_batch % dp:
+                continue
+            per = global_batch // dp
+            mbs = sorted({x for x in (1, 2, 4, 8, 16, 32, 64, 128, 256) if per % x == 0} | {per})
+            for mb, dtype in itertools.product(mbs, dtypes):
+                n = per // mb
+                for sched in (("1f1b", "gpipe") if pp > 1 else (None,)):
+                    plan = {"dp": dp, "tp": tp, "pp": pp}
+                    if pp > 1:
+                        plan.update(microbatches=n, schedule=sched)
+                        kw = {"batch": mb * n}
+                    else:
+                        kw = {"batch": mb, "grad_accumulation": n}
+                    p = predict(graph, hw, dtype=dtype, optimizer=optimizer, devices=devices, plan=plan,
+                                layers=False, **kw)
+                    out[(devices, dp, tp, pp, mb, n, "none", dtype, sched)] = p
+    return out
+
+
+@pytest.mark.parametrize("hw,devices,batch", [("dgx-a100", 8, 32), (TWO_NODES, 16, 64)])
+def test_best_plan_beats_brute_force_and_agrees_with_predict(tiny, hw, devices, batch):
+    dtypes = ["bf16", "tf32"]
+    brute = _brute_force(tiny, hw, devices, batch, dtypes)
+    mems = sorted(p.memory.total_bytes for p in brute.values())
+    limit = mems[len(mems) // 2]  # half the plans do not fit
+    res = plan_search(tiny, hw, devices=devices, global_batch=batch, memory_limit=limit, top=None,
+                      recompute=["none"], dtypes=dtypes)
+    fitting = {k: p for k, p in brute.items() if p.memory.total_bytes <= limit}
+    assert 0 < len(fitting) < len(brute)
+    # the search returns exactly the plans that fit, and agrees with predict on each
+    assert {_key(r) for r in res.plans} == set(fitting)
+    assert res.fitting == len(fitting)
+    assert res.dropped_memory + res.pruned_static_memory == len(brute) - len(fitting)
+    for r in res.plans:
+        p = fitting[_key(r)]
+        assert r.iteration_time_s == pytest.approx(p.iteration_time_s, rel=REL)
+        assert r.memory_bytes == pytest.approx(p.memory.total_bytes, rel=REL)
+        assert r.model_flops == pytest.approx(p.flops["forward"] + p.flops["backward"], rel=REL)
+        comm = r.breakdown["tensor_comm"] + r.breakdown["pipeline_comm"] + r.breakdown["data_comm"]
+        assert comm == pytest.approx(p.breakdown["communication"], rel=1e-6, abs=1e-12)
+        for k in ("compute", "memory", "overhead", "bubble", "straggler", "host_to_device", "io"):
+            assert r.breakdown[k] == pytest.approx(p.breakdown[k], rel=1e-6, abs=1e-12), k
+        assert sum(r.breakdown.values()) == pytest.approx(r.iteration_time_s, rel=1e-12)
+        assert r.fits and r.memory_bytes <= limit
+    # the best plan is at least as good as every plan of the enumeration
+    best = res.plans[0]
+    assert best.iteration_time_s <= min(p.iteration_time_s for p in fitting.values()) * (1 + REL)
+    times = [r.iteration_time_s for r in res.plans]
+    assert all(a <= b * (1 + 1e-9) for a, b in zip(times, times[1:]))
+    # the explanation names the winner and the runner-up's difference
+    assert best.label() in res.why and "runner-up" in res.why
+    # adding recomputation to the search can only add plans: its best is at least as good
+    full = plan_search(tiny, hw, devices=devices, global_batch=batch, memory_limit=limit, dtypes=dtypes)
+    assert full.plans[0].iteration_time_s <= best.iteration_time_s * (1 + REL)
+    assert full.fitting >= res.fitting
+
+
+def test_evaluate_plan_matches_predict_on_mixed_precision_pipeline(tiny):
+    r = evaluate_plan(tiny, TWO_NODES, dp=2, tp=2, pp=4, microbatch=2, microbatches=8, dtype="bf16",
+                      schedule="gpipe")
+    p = predict(tiny, TWO_NODES, optimizer="adam", layers=False, **r.predict_options())
+    assert r.iteration_time_s == pytest.approx(p.iteration_time_s, rel=REL)
+    assert r.memory_bytes == pytest.approx(p.memory.total_bytes, rel=REL)
+    assert r.breakdown["bubble"] > 0 and r.breakdown["tensor_comm"] > 0 and r.breakdown["data_comm"] >= 0
+
+
+# ---------------------------------------------------------------------------------------------
+# recomputation, ZeRO-1, memory limits, objective cost
+
+
+def test_recompute_follows_recompute_module_on_one_device(tiny):
+    dev = load_hardware("a100-sxm4-80gb")
+    none = evaluate_plan(tiny, dev, dp=1, microbatch=8, dtype="bf16", recompute="none")
+    full = evaluate_plan(tiny, dev, dp=1, microbatch=8, dtype="bf16", recompute="full")
+    rm = recompute_memory(tiny, 8, "bf16")
+    assert full.memory["activations_bytes"] == pytest.approx(rm.activations_bytes, rel=1e-12)
+    assert none.memory["activations_bytes"] == pytest.approx(rm.without_bytes, rel=1e-12)
+    extra = recompute_extra_time(step_profile(tiny, dev, 8, "bf16", optimizer="adam"), rm)
+    assert full.iteration_time_s - none.iteration_time_s == pytest.approx(extra, rel=1e-9)
+    assert full.breakdown["recompute"] == pytest.approx(extra, rel=1e-9)
+    assert full.model_flops == none.model_flops and full.mfu < none.mfu
+
+
+def test_recompute_saves_memory_in_a_pipeline(tiny):
+    kw = dict(dp=2, tp=1, pp=4, microbatch=4, microbatches=8, dtype="bf16", schedule="gpipe")
+    none = evaluate_plan(tiny, TWO_NODES, **kw)
+    full = evaluate_plan(tiny, TWO_NODES, recompute="full", **kw)
+    assert full.memory["activations_bytes"] < none.memory["activations_bytes"]
+    assert full.iteration_time_s > none.iteration_time_s
+    assert full.breakdown["recompute"] > 0
+
+
+def test_gpipe_needs_more_memory_than_1f1b_at_equal_time(tiny):
+    kw = dict(dp=1, tp=1, pp=4, microbatch=2, microbatches=16, dtype="bf16")
+    a = evaluate_plan(tiny, "dgx-a100", schedule="1f1b", **kw)
+    b = evaluate_plan(tiny, "dgx-a100", schedule="gpipe", **kw)
+    assert b.memory["activations_bytes"] > a.memory["activations_bytes"]
+
+
+def test_zero1_shards_optimizer_state(tiny):
+    kw = dict(dp=8, microbatch=4, dtype="bf16")
+    a = evaluate_plan(tiny, "dgx-a100", **kw)
+    b = evaluate_plan(tiny, "dgx-a100", zero1=True, **kw)
+    assert b.memory["optimizer_bytes"] == pytest.approx(a.memory["optimizer_bytes"] / 8)
+    assert b.iteration_time_s == a.iteration_time_s
+
+
+def test_plans_that_do_not_fit_are_dropped(tiny):
+    res = plan_search(tiny, "dgx-a100", devices=8, global_batch=64, memory_limit=1.1e9, top=None)
+    assert res.plans and all(r.memory_bytes <= 1.1e9 for r in res.plans)
+    assert res.dropped_memory + res.pruned_static_memory > 0
+    nothing = plan_search(tiny, "dgx-a100", devices=8, global_batch=64, memory_limit=1e8)
+    assert nothing.plans == () and "No plan fits" in nothing.why
+    with pytest.raises(InputError):
+        nothing.best
+
+
+def test_objective_cost_ranks_by_cost(tiny):
+    price = 2.5
+    res = plan_search(tiny, TWO_NODES, devices=16, global_batch=64, objective="cost", price_per_hour=price, top=None)
+    assert res.price_per_device_hour == price
+    costs = [r.cost_per_iteration for r in res.plans]
+    assert all(a <= b for a, b in zip(costs, costs[1:]))
+    for r in res.plans:
+        assert r.cost_per_iteration == pytest.approx(price * r.devices * r.iteration_time_s / 3600)
+    assert {r.devices for r in res.plans} > {16}  # fewer devices are considered when money is the goal
+    fast = plan_search(tiny, TWO_NODES, devices=16, global_batch=64, price_per_hour=price, top=None)
+    assert {r.devices for r in fast.plans} == {16}
+    assert res.plans[0].cost_per_iteration <= min(r.cost_per_iteration for r in fast.plans)
+    assert "per iteration" in res.why
+
+
+def test_search_space_rules(tiny):
+    assert pp_options(load_network("gpt3_175b"))[:8] == [1, 2, 3, 4, 6, 8, 12, 16]
+    assert tp_options(tiny, 8) == [1, 2, 4, 8]
+    assert tp_options(load_network("gpt2_small"), 8) == [1, 2, 4]  # 12 heads
+    assert microbatch_options(192) == [1, 2, 4, 8, 16, 32, 64, 192]
+
+
+def test_bad_input(tiny):
+    with pytest.raises(InputError):
+        plan_search(tiny, "dgx-a100", devices=8, objective="speed")
+    with pytest.raises(InputError):
+        plan_search(tiny, TWO_NODES, devices=12)  # does not fill whole nodes
+    with pytest.raises(InputError):
+        plan_search(tiny, "dgx-a100", devices=8, recompute=["some"])
+    with pytest.raises(InputError):
+        plan_search(tiny, "dgx-a100", devices=8, dtypes=["fp8"])  # no fp8 on A100
+
+
+# ---------------------------------------------------------------------------------------------
+# GPT-3 175B on 1024 A100 80GB: fast, sensible
+
+
+def test_gpt3_175b_on_1024_a100_is_fast_and_sensible():
+    t = time.perf_counter()
+    res = plan_search("gpt3_175b", TWO_NODES, devices=1024, global_batch=1536, device="a100-sxm4-80gb")
+    elapsed = time.perf_counter() - t
+    assert elapsed < 30  # target under 10 s (benchmarks/bench_plan.py); generous for loaded CI machines
+    best = res.best
+    assert best.dp * best.tp * best.pp == 1024 and best.tp == 8 and best.pp >= 8
+    assert best.memory_bytes <= best.memory_limit_bytes
+    assert 0.2 < best.mfu < 0.7 and best.mfu_6nd is not None
+    assert sum(best.breakdown.values()) == pytest.approx(best.iteration_time_s, rel=1e-12)
+    # spot-check the fast evaluator against predict on the winner
+    p = predict("gpt3_175b", _hw80(), optimizer="adam", layers=False, **best.predict_options())
+    assert best.iteration_time_s == pytest.approx(p.iteration_time_s, rel=REL)
+
+
+def _hw80():
+    from perfmodel.plan_search import hardware_with_device
+
+    return hardware_with_device(TWO_NODES, "a100-sxm4-80gb")
+
+
+# ---------------------------------------------------------------------------------------------
+# CLI
+
+
+def test_cli_plan_text_and_json(tmp_path):
+    from perfmodel.cli import app
+
+    p = tmp_path / "tiny.yaml"
+    p.write_text(TINY_GPT)
+    runner = CliRunner()
+    r = runner.invoke(app, ["plan", str(p), "--hardware", "dgx-a100", "--devices", "8", "--global-batch", "32",
+                            "--top", "3"])
+    assert r.exit_code == 0, (r.output, r.exception)
+    for needle in ("best:", "breakdown per plan", "MFU", "runner-up"):
+        assert needle in r.output
+    r = runner.invoke(app, ["plan", str(p), "-H", "dgx-a100", "-n", "8", "-B", "32", "--objective", "cost",
+                            "--price-per-hour", "3", "--memory-limit", "40GB", "--json"])
+    assert r.exit_code == 0, (r.output, r.exception)
+    d = json.loads(r.output)
+    for k in ("plans", "why", "objective", "candidates", "fitting", "search_time_s"):
+        assert k in d
+    row = d["plans"][0]
+    for k in ("dp", "tp", "pp", "microbatch", "microbatches", "recompute", "dtype", "schedule", "iteration_time_s",
+              "breakdown", "memory_bytes", "fits", "mfu", "cost_per_iteration"):
+        assert k in row
+    assert set(row["breakdown"]) == set(PLAN_PARTS)
