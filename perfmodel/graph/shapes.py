@@ -313,3 +313,10 @@ def _loss(layer, ins: list[Shape]) -> Shape:
     if len(x) == 0:
         raise ValueError("expects a non-scalar input")
     return (1,)
+
+
+@shape_rule("custom")
+def _custom(layer: S.Custom, ins: list[Shape]) -> Shape:
+    if not ins:
+        raise ValueError("expects at least one input")
+    return tuple(layer.output_shape)

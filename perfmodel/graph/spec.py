@@ -337,12 +337,39 @@ class BCELoss(OpBase):
     op: Literal["bce"] = "bce"
 
 
+class Custom(OpBase):
+    """An op with no kind of its own (e.g. a PyTorch op the importer cannot map): its costs are given.
+
+    `forward_flops_per_sample` is measured (torch.utils.flop_counter on that op alone, per sample);
+    `bytes_per_sample` is the forward traffic per sample at 4-byte elements (None: read the inputs and
+    write the output); `params` are the trainable parameters it owns. See perfmodel/ops/custom.py for how
+    the backward is estimated.
+    """
+
+    op: Literal["custom"] = "custom"
+    output_shape: tuple[int, ...] = Field(min_length=1)
+    forward_flops_per_sample: float = Field(default=0.0, ge=0.0)
+    bytes_per_sample: float | None = Field(default=None, ge=0.0)
+    params: int = Field(default=0, ge=0)
+    family: Literal["matrix", "conv", "memory"] | None = None  # None: matrix if it has FLOPs, else memory
+    note: str = ""
+
+    @field_validator("output_shape")
+    @classmethod
+    def _shape_positive(cls, v):
+        return _pos(v, "output_shape") if v else v
+
+    @property
+    def has_params(self) -> bool:
+        return self.params > 0
+
+
 OpSpec = Annotated[
     Union[
         Input, Dense, Conv1d, Conv2d, ConvTranspose2d, MaxPool2d, AvgPool2d, GlobalAvgPool, BatchNorm,
         LayerNorm, Relu, LeakyRelu, Sigmoid, Tanh, Gelu, Softmax, Dropout, Add, Mul, Concat, Flatten,
         Reshape, Select, Embedding, PositionalEmbedding, RNN, LSTM, GRU, Attention, MatMul, Upsample,
-        SoftmaxCrossEntropy, MSELoss, BCELoss,
+        SoftmaxCrossEntropy, MSELoss, BCELoss, Custom,
     ],
     Field(discriminator="op"),
 ]

@@ -1,0 +1,651 @@
+"""Measure real training steps with PyTorch, and store the measurements as append-only JSONL.
+
+    from perfmodel.torch.measure import measure_training, append_jsonl, read_jsonl
+    m = measure_training("resnet50", batch=8, threads=2, steps=10)
+    m.median_s, m.p10_s, m.p90_s, m.machine.cpu_model
+    append_jsonl(default_measurements_path(), m)
+
+One timed step is: optimizer.zero_grad(set_to_none=True), forward (under torch.autocast for bf16 and
+fp16), the loss, backward, optimizer.step(), and on CUDA torch.cuda.synchronize() - timed with
+time.perf_counter from before zero_grad to after the synchronisation. `warmup` untimed steps come
+first (allocator, oneDNN/cuDNN algorithm selection, lazy initialisation); every timed step is kept.
+
+Per-layer times (`per_layer=True`) come from extra instrumented steps run AFTER the timed steps, so
+the step times above never include instrumentation overhead:
+- for a graph (a GraphModule from `to_module`): every layer is bracketed in forward by
+  perf_counter reads; in backward, identity autograd functions on the layer's output and inputs read
+  perf_counter when the gradient reaches the layer's output (start) and when the gradients of its
+  inputs are ready; tensor post-accumulate-grad hooks mark when its parameter gradients are ready.
+  backward_s = (last of those) - start.
+- for any other nn.Module: forward pre/post hooks and full backward pre/post hooks on every leaf
+  module (nn.Module.register_full_backward_pre_hook / register_full_backward_hook).
+Both read perf_counter on the host; on CUDA every mark synchronises the device first (which
+serialises the GPU and slows the instrumented steps; their per-layer numbers are still the
+device time of each layer). With branches (residual or inception blocks) autograd may interleave
+work of another branch between a layer's marks, which is then counted in that layer's backward.
+
+Storage: `append_jsonl` rewrites the whole file atomically: under an advisory lock (fcntl.flock on
+the file's folder, so concurrent writers are serialised), it writes the old content plus the
+new line to a temporary file in the same folder, fsyncs it, os.replace()s it over the original and
+fsyncs the folder. A run interrupted at any point leaves either the old file or the new one, never
+a torn line, and earlier records are never touched. (O_APPEND with one write is not used: a record
+with per-layer times exceeds PIPE_BUF, and POSIX does not promise atomic appends to regular files.)
+`read_jsonl` reads every line back and raises JsonlError naming the file and the line for anything
+that is not one JSON object per line - nothing is skipped silently.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import json
+import math
+import os
+import platform
+import statistics
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Any, Callable, Iterator, Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from torch import nn
+
+from ..errors import InputError, PerfModelError
+from ..graph.layer_graph import LayerGraph
+
+__all__ = [
+    "JsonlError", "LayerTiming", "MachineInfo", "Measurement", "append_jsonl", "default_measurements_dir",
+    "default_measurements_path", "load_measurements", "machine_info", "measure_training", "read_jsonl",
+    "summarize_times",
+]
+
+SCHEMA = "perfmodel.measurement/1"
+DTYPES = ("fp32", "tf32", "fp16", "bf16")
+OPTIMIZERS = ("sgd", "momentum", "adam", "adamw")
+LEARNING_RATE = 1e-3  # small, so that a few steps stay finite; the step time does not depend on it
+MOMENTUM = 0.9
+
+
+# ----------------------------------------------------------------------------------------------------------
+# records
+
+
+class MachineInfo(BaseModel):
+    """The machine a measurement ran on (no host name)."""
+
+    model_config = ConfigDict(frozen=True)
+    cpu_model: str
+    physical_cores: int
+    logical_cpus: int
+    threads: int  # torch intra-op threads used
+    gpu_name: str | None = None
+    gpu_count: int = 0
+    cuda_version: str | None = None
+    torch_version: str
+    python_version: str
+    os: str
+    arch: str
+
+
+class LayerTiming(BaseModel):
+    """Median per-layer times over the instrumented steps (seconds)."""
+
+    model_config = ConfigDict(frozen=True)
+    name: str
+    op: str
+    forward_s: float
+    backward_s: float | None = None  # None: the layer had no backward (or it could not be observed)
+
+
+class Measurement(BaseModel):
+    """One measurement of `steps` training steps: every step time plus its summary statistics."""
+
+    schema_: Literal["perfmodel.measurement/1"] = Field(default=SCHEMA, alias="schema")
+    kind: Literal["training_step"] = "training_step"
+    network: str
+    batch: int = Field(gt=0)
+    device: str
+    dtype: str
+    optimizer: str
+    threads: int
+    warmup: int
+    steps: int = Field(gt=0)
+    params: int
+    step_times_s: tuple[float, ...]
+    median_s: float
+    mean_s: float
+    min_s: float
+    max_s: float
+    p10_s: float
+    p90_s: float
+    std_s: float
+    samples_per_s: float
+    per_layer: tuple[LayerTiming, ...] = ()
+    per_layer_method: str = ""
+    machine: MachineInfo
+    created_utc: str
+    perfmodel_version: str
+    notes: tuple[str, ...] = ()
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        if len(self.step_times_s) != self.steps:
+            raise ValueError(f"step_times_s has {len(self.step_times_s)} entries but steps is {self.steps}")
+        if not self.min_s <= self.median_s <= self.max_s:
+            raise ValueError("median_s must lie between min_s and max_s")
+        return self
+
+    def to_json_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", by_alias=True)
+
+
+def summarize_times(times: list[float] | tuple[float, ...]) -> dict[str, float]:
+    """median, mean, min, max, p10, p90 (linear interpolation between order statistics) and std (population)."""
+    if not times:
+        raise ValueError("no step times")
+    xs = sorted(float(t) for t in times)
+
+    def pct(q: float) -> float:
+        pos = q * (len(xs) - 1)
+        lo = math.floor(pos)
+        hi = min(lo + 1, len(xs) - 1)
+        return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
+
+    return {
+        "median_s": statistics.median(xs), "mean_s": statistics.fmean(xs), "min_s": xs[0], "max_s": xs[-1],
+        "p10_s": pct(0.10), "p90_s": pct(0.90), "std_s": statistics.pstdev(xs) if len(xs) > 1 else 0.0,
+    }
+
+
+# ----------------------------------------------------------------------------------------------------------
+# machine
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def _physical_cores() -> int:
+    """Distinct (physical id, core id) pairs of /proc/cpuinfo; falls back to the logical CPU count."""
+    try:
+        pairs, phys, core = set(), "0", None
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("physical id"):
+                phys = line.split(":", 1)[1].strip()
+            elif line.startswith("core id"):
+                core = line.split(":", 1)[1].strip()
+            elif not line.strip() and core is not None:
+                pairs.add((phys, core))
+                core = None
+        if core is not None:
+            pairs.add((phys, core))
+        if pairs:
+            return len(pairs)
+    except OSError:
+        pass
+    return os.cpu_count() or 1
+
+
+def machine_info(threads: int | None = None) -> MachineInfo:
+    """CPU model, physical cores, logical CPUs, torch threads, GPU (if any), library versions; no host name."""
+    gpu_name, gpu_count, cuda = None, 0, None
+    if torch.cuda.is_available():
+        gpu_count = torch.cuda.device_count()
+        gpu_name = torch.cuda.get_device_name(0)
+        cuda = torch.version.cuda
+    return MachineInfo(
+        cpu_model=_cpu_model(), physical_cores=_physical_cores(), logical_cpus=os.cpu_count() or 1,
+        threads=threads if threads is not None else torch.get_num_threads(), gpu_name=gpu_name, gpu_count=gpu_count,
+        cuda_version=cuda, torch_version=torch.__version__, python_version=platform.python_version(),
+        os=f"{platform.system()} {platform.release()}", arch=platform.machine(),
+    )
+
+
+# ----------------------------------------------------------------------------------------------------------
+# per-layer instrumentation
+
+
+class _Mark(torch.autograd.Function):
+    """Identity whose backward calls `cb()` (reads the clock when the gradient passes through)."""
+
+    @staticmethod
+    def forward(ctx, x, cb):
+        ctx.cb = cb
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, g):
+        ctx.cb()
+        return g, None
+
+
+class _GraphProbe:
+    """Per-layer forward/backward clocks for a GraphModule (attached as module.layer_probe)."""
+
+    def __init__(self, module, sync: Callable[[], None]):
+        self.sync = sync
+        self.ops: dict[str, str] = {}
+        self.fwd: dict[str, list[float]] = {}
+        self.bwd: dict[str, list[float]] = {}
+        self._t0: dict[str, float] = {}
+        self._bstart: dict[str, float] = {}
+        self._bend: dict[str, float] = {}
+        self._handles = []
+        owner: dict[int, str] = {}
+        for attr, layer in module.layer_names.items():
+            for p in getattr(module, attr).parameters():
+                owner.setdefault(id(p), layer)
+        for p in module.parameters():
+            if p.requires_grad and id(p) in owner:
+                name = owner[id(p)]
+                self._handles.append(p.register_post_accumulate_grad_hook(lambda _p, n=name: self._end(n)))
+
+    def now(self) -> float:
+        self.sync()
+        return time.perf_counter()
+
+    def _start(self, name: str) -> None:
+        self._bstart.setdefault(name, self.now())
+
+    def _end(self, name: str) -> None:
+        self._bend[name] = max(self._bend.get(name, 0.0), self.now())
+
+    def enter(self, name: str, op: str, args: list):
+        self.ops[name] = op
+        out = []
+        for a in args:
+            if isinstance(a, torch.Tensor) and a.requires_grad:
+                a = _Mark.apply(a, lambda n=name: self._end(n))
+            out.append(a)
+        self._t0[name] = self.now()
+        return out
+
+    def exit(self, name: str, op: str, y):
+        self.fwd.setdefault(name, []).append(self.now() - self._t0.pop(name))
+        if isinstance(y, torch.Tensor) and y.requires_grad:
+            y = _Mark.apply(y, lambda n=name: self._start(n))
+        return y
+
+    def end_step(self) -> None:
+        for name, t0 in self._bstart.items():
+            if name in self._bend and self._bend[name] >= t0:
+                self.bwd.setdefault(name, []).append(self._bend[name] - t0)
+        self._bstart.clear()
+        self._bend.clear()
+
+    def close(self) -> None:
+        for h in self._handles:
+            h.remove()
+
+    def timings(self) -> tuple[LayerTiming, ...]:
+        return tuple(
+            LayerTiming(name=n, op=self.ops[n], forward_s=statistics.median(ts),
+                        backward_s=statistics.median(self.bwd[n]) if self.bwd.get(n) else None)
+            for n, ts in self.fwd.items()
+        )
+
+
+class _HookProbe:
+    """Per-module forward/backward clocks from module hooks on every leaf module of a plain nn.Module."""
+
+    def __init__(self, module: nn.Module, sync: Callable[[], None]):
+        self.sync = sync
+        self.ops: dict[str, str] = {}
+        self.fwd: dict[str, list[float]] = {}
+        self.bwd: dict[str, list[float]] = {}
+        self._t0: dict[str, float] = {}
+        self._b0: dict[str, float] = {}
+        self._handles = []
+        for name, m in module.named_modules():
+            if name and not any(True for _ in m.children()):
+                self.ops[name] = type(m).__name__
+                self._handles += [
+                    m.register_forward_pre_hook(lambda _m, _a, n=name: self._t0.__setitem__(n, self.now())),
+                    m.register_forward_hook(lambda _m, _a, _o, n=name: self.fwd.setdefault(n, []).append(
+                        self.now() - self._t0[n])),
+                    m.register_full_backward_pre_hook(lambda _m, _g, n=name: self._b0.__setitem__(n, self.now())),
+                    m.register_full_backward_hook(lambda _m, _gi, _go, n=name: self.bwd.setdefault(n, []).append(
+                        self.now() - self._b0.get(n, self.now()))),
+                ]
+
+    def now(self) -> float:
+        self.sync()
+        return time.perf_counter()
+
+    def end_step(self) -> None:
+        self._b0.clear()
+
+    def close(self) -> None:
+        for h in self._handles:
+            h.remove()
+
+    def timings(self) -> tuple[LayerTiming, ...]:
+        return tuple(
+            LayerTiming(name=n, op=self.ops[n], forward_s=statistics.median(ts),
+                        backward_s=statistics.median(self.bwd[n]) if self.bwd.get(n) else None)
+            for n, ts in self.fwd.items()
+        )
+
+
+# ----------------------------------------------------------------------------------------------------------
+# measuring
+
+
+def _optimizer(name: str, params) -> torch.optim.Optimizer:
+    params = [p for p in params if p.requires_grad]
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=LEARNING_RATE)
+    if name == "momentum":
+        return torch.optim.SGD(params, lr=LEARNING_RATE, momentum=MOMENTUM)
+    if name == "adam":
+        return torch.optim.Adam(params, lr=LEARNING_RATE)
+    return torch.optim.AdamW(params, lr=LEARNING_RATE)
+
+
+@contextlib.contextmanager
+def _threads(n: int | None) -> Iterator[None]:
+    prev = torch.get_num_threads()
+    if n is not None:
+        if n < 1:
+            raise InputError(f"threads must be >= 1, got {n}")
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(prev)
+
+
+@contextlib.contextmanager
+def _tf32(enabled: bool) -> Iterator[None]:
+    if not enabled:
+        yield
+        return
+    prev = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = prev
+
+
+def _resolve(module_or_graph, batch: int, device: str, seed: int, inputs):
+    """-> (module, forward(module) -> loss, name, notes)."""
+    from .to_module import GraphModule, make_batch, to_module
+
+    notes: list[str] = []
+    if isinstance(module_or_graph, (str, Path)):
+        from ..graph.io import load_network
+
+        module_or_graph = load_network(module_or_graph)
+    if isinstance(module_or_graph, LayerGraph):
+        graph = module_or_graph
+        torch.manual_seed(seed)
+        module = to_module(graph)
+    elif isinstance(module_or_graph, GraphModule):
+        module, graph = module_or_graph, module_or_graph.graph_spec
+    elif isinstance(module_or_graph, nn.Module):
+        module, graph = module_or_graph, None
+    else:
+        raise InputError(f"measure_training: expected a LayerGraph, a network name or an nn.Module, "
+                         f"got {type(module_or_graph).__name__}")
+    module = module.to(device)
+    module.train()
+    if graph is not None:
+        x, y = make_batch(graph, batch, seed=seed, device=device) if inputs is None else inputs
+        if graph.has_loss:
+            return module, (lambda m: m(x, y)), graph.name, notes
+        notes.append("the graph has no loss layer: the loss is the sum of the means of its outputs")
+        return module, (lambda m: sum(v.float().mean() for v in m(x).values())), graph.name, notes
+    if inputs is None:
+        raise InputError("measure_training: a plain nn.Module needs `inputs` (a tuple of forward arguments, "
+                         "batch first, or a callable batch -> tuple)")
+    args = inputs(batch) if callable(inputs) else inputs
+    args = args if isinstance(args, tuple) else (args,)
+    args = tuple(a.to(device) if isinstance(a, torch.Tensor) else a for a in args)
+
+    def fwd(m):
+        out = m(*args)
+        if isinstance(out, torch.Tensor) and out.dim() == 0:
+            return out
+        outs = out.values() if isinstance(out, dict) else (out if isinstance(out, (tuple, list)) else [out])
+        leaves = [t for t in outs if isinstance(t, torch.Tensor) and t.is_floating_point()]
+        return sum(t.float().mean() for t in leaves)
+
+    notes.append("plain nn.Module: the loss is its output if scalar, else the sum of the means of its float outputs")
+    return module, fwd, type(module).__name__, notes
+
+
+def measure_training(module_or_graph, batch: int, *, device: str = "cpu", dtype: str = "fp32",
+                     threads: int | None = None, warmup: int = 3, steps: int = 10, optimizer: str = "sgd",
+                     per_layer: bool = False, inputs=None, seed: int = 0) -> Measurement:
+    """Time `steps` real training steps after `warmup` untimed ones; see the module docstring.
+
+    module_or_graph: a LayerGraph, a network name or file (built with to_module), a GraphModule, or any
+    nn.Module (then `inputs` gives its forward arguments: a tuple, or a callable batch -> tuple).
+    device: 'cpu', 'cuda' or 'cuda:N'. dtype: fp32, tf32 (CUDA matmul/cuDNN TF32; plain fp32 on CPU),
+    fp16 or bf16 (torch.autocast on the device; parameters stay fp32). threads: torch intra-op threads
+    (restored afterwards). optimizer: sgd, momentum (SGD with 0.9), adam, adamw.
+    """
+    if batch < 1:
+        raise InputError(f"batch must be >= 1, got {batch}")
+    if steps < 1 or warmup < 0:
+        raise InputError(f"need steps >= 1 and warmup >= 0, got steps={steps}, warmup={warmup}")
+    if dtype not in DTYPES:
+        raise InputError(f"dtype '{dtype}' cannot be measured; choose one of {', '.join(DTYPES)}")
+    if optimizer not in OPTIMIZERS:
+        raise InputError(f"unknown optimizer '{optimizer}'; choose one of {', '.join(OPTIMIZERS)}")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise InputError("device 'cuda' asked for but torch sees no CUDA device")
+    sync = (lambda: torch.cuda.synchronize(dev)) if dev.type == "cuda" else (lambda: None)
+    from .. import __version__
+
+    with _threads(threads):
+        module, forward, name, notes = _resolve(module_or_graph, batch, device, seed, inputs)
+        opt = _optimizer(optimizer, module.parameters())
+        amp = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(dtype)
+        if dtype == "tf32" and dev.type != "cuda":
+            notes.append("tf32 on a CPU runs as fp32")
+        autocast = (lambda: torch.autocast(dev.type, dtype=amp)) if amp is not None else contextlib.nullcontext
+
+        def step() -> None:
+            opt.zero_grad(set_to_none=True)
+            with autocast():
+                loss = forward(module)
+            loss.backward()
+            opt.step()
+            sync()
+
+        with _tf32(dtype == "tf32" and dev.type == "cuda"):
+            for _ in range(warmup):
+                step()
+            times = []
+            for _ in range(steps):
+                t0 = time.perf_counter()
+                step()
+                times.append(time.perf_counter() - t0)
+            layers: tuple[LayerTiming, ...] = ()
+            method = ""
+            if per_layer:
+                layers, method = _per_layer(module, step, steps, sync)
+        used_threads = torch.get_num_threads()
+    stats = summarize_times(times)
+    return Measurement(
+        network=name, batch=batch, device=str(dev), dtype=dtype, optimizer=optimizer, threads=used_threads,
+        warmup=warmup, steps=steps, params=sum(p.numel() for p in {id(p): p for p in module.parameters()}.values()),
+        step_times_s=tuple(times), **stats, samples_per_s=batch / stats["median_s"], per_layer=layers,
+        per_layer_method=method, machine=machine_info(used_threads),
+        created_utc=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), perfmodel_version=__version__,
+        notes=tuple(notes),
+    )
+
+
+def _per_layer(module: nn.Module, step: Callable[[], None], steps: int, sync) -> tuple[tuple[LayerTiming, ...], str]:
+    from .to_module import GraphModule
+
+    if isinstance(module, GraphModule):
+        probe: Any = _GraphProbe(module, sync)
+        module.layer_probe = probe
+        method = ("graph layer marks: perf_counter around each layer's forward; identity autograd marks on its "
+                  "output and inputs plus post-accumulate-grad hooks on its parameters for backward")
+    else:
+        probe = _HookProbe(module, sync)
+        method = "module hooks: forward pre/post hooks and full backward pre/post hooks on leaf modules"
+    try:
+        with warnings.catch_warnings():
+            # full backward hooks warn when a module's inputs need no gradient (the first layer); harmless here
+            warnings.filterwarnings("ignore", message="Full backward hook is firing")
+            for _ in range(steps):
+                step()
+                probe.end_step()
+    finally:
+        probe.close()
+        if isinstance(module, GraphModule):
+            module.layer_probe = None
+    if dev_is_cuda(module):
+        method += "; the device is synchronised at every mark"
+    return probe.timings(), method
+
+
+def dev_is_cuda(module: nn.Module) -> bool:
+    p = next(module.parameters(), None)
+    return p is not None and p.is_cuda
+
+
+# ----------------------------------------------------------------------------------------------------------
+# JSONL storage
+
+
+class JsonlError(PerfModelError, ValueError):
+    """A JSONL file holds a line that is not one JSON object."""
+
+
+def default_measurements_dir() -> Path:
+    """validation/measurements/ of the source checkout (or of the current directory when installed)."""
+    from ..paths import repo_root
+
+    root = repo_root()
+    return (root if root is not None else Path.cwd()) / "validation" / "measurements"
+
+
+def default_measurements_path(name: str = "training_steps.jsonl") -> Path:
+    return default_measurements_dir() / name
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """Exclusive advisory lock on the file's folder (the file itself is replaced, so it cannot hold the lock)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX: no advisory lock
+        yield
+        return
+    fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+def _record_line(record) -> bytes:
+    if isinstance(record, Measurement):
+        data = record.to_json_dict()
+    elif isinstance(record, BaseModel):
+        data = record.model_dump(mode="json", by_alias=True)
+    elif isinstance(record, dict):
+        data = record
+    else:
+        raise TypeError(f"append_jsonl: expected a pydantic model or a dict, got {type(record).__name__}")
+    line = json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return line.encode("utf-8") + b"\n"
+
+
+def append_jsonl(path: str | Path, record) -> Path:
+    """Append one record (a pydantic model or a dict) as one JSON line, atomically (see the module docstring)."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    line = _record_line(record)
+    with _locked(p):
+        old = p.read_bytes() if p.exists() else b""
+        sep = b"\n" if old and not old.endswith(b"\n") else b""  # never glue onto an incomplete line
+        fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(old)
+                fh.write(sep + line)
+                fh.flush()
+                os.fsync(fh.fileno())
+            if p.exists():
+                os.chmod(tmp, p.stat().st_mode & 0o7777)
+            else:
+                mask = os.umask(0)
+                os.umask(mask)
+                os.chmod(tmp, 0o666 & ~mask)
+            os.replace(tmp, p)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        with contextlib.suppress(OSError):  # make the rename durable
+            dfd = os.open(p.parent, os.O_RDONLY)
+            try:
+                os.fsync(dfd)
+            finally:
+                os.close(dfd)
+    return p
+
+
+def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
+    """Every record of a JSONL file; a line that is not one JSON object raises JsonlError naming file and line."""
+    p = Path(path)
+    try:
+        raw = p.read_bytes()
+    except OSError as e:
+        raise JsonlError(f"cannot read file: {e.strerror}", file=str(p)) from None
+    out: list[dict[str, Any]] = []
+    lines = raw.split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    for i, b in enumerate(lines, 1):
+        where = f"line {i}"
+        try:
+            text = b.decode("utf-8")
+        except UnicodeDecodeError:
+            raise JsonlError("not UTF-8 text", file=str(p), where=where) from None
+        if not text.strip():
+            raise JsonlError("empty line (each line must hold one JSON object)", file=str(p), where=where)
+        try:
+            obj = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise JsonlError(f"not valid JSON ({e.msg} at column {e.colno})", file=str(p), where=where) from None
+        if not isinstance(obj, dict):
+            raise JsonlError(f"expected a JSON object, got {type(obj).__name__}", file=str(p), where=where)
+        out.append(obj)
+    return out
+
+
+def load_measurements(path: str | Path) -> list[Measurement]:
+    """read_jsonl + validation of every record as a Measurement (errors name the file and line)."""
+    out = []
+    for i, obj in enumerate(read_jsonl(path), 1):
+        try:
+            out.append(Measurement.model_validate(obj))
+        except ValidationError as e:
+            from ..errors import format_pydantic_error
+
+            raise JsonlError(f"not a measurement record: {format_pydantic_error(e)}", file=str(path),
+                             where=f"line {i}") from None
+    return out
