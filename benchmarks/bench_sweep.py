@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import time
@@ -32,6 +33,7 @@ def main() -> None:
     ap.add_argument("--network", action="append", help="network(s) to sweep (default: resnet50 and bert_base)")
     ap.add_argument("--json", action="store_true", help="print figures as JSON")
     ap.add_argument("--profile", action="store_true", help="print the 20 costliest functions (cProfile)")
+    ap.add_argument("--workers", default="1,2", help="worker processes to time, comma-separated (default 1,2)")
     args = ap.parse_args()
     networks = args.network or ["resnet50", "bert_base"]
 
@@ -43,8 +45,9 @@ def main() -> None:
     graphs = [load_network(n) for n in networks]  # loading the network files is not part of the sweep timing
     n = len(graphs) * len(HARDWARE) * len(DEVICES) * len(BATCH) * len(DTYPE) * len(ALLREDUCE)
 
-    def run():
-        return sweep(graphs, hardware=HARDWARE, devices=DEVICES, batch=BATCH, dtype=DTYPE, allreduce=ALLREDUCE)
+    def run(workers: int = 1):
+        return sweep(graphs, hardware=HARDWARE, devices=DEVICES, batch=BATCH, dtype=DTYPE, allreduce=ALLREDUCE,
+                     workers=workers)
 
     if args.profile:
         import cProfile
@@ -52,24 +55,42 @@ def main() -> None:
 
         pr = cProfile.Profile()
         pr.enable()
-        res = run()
+        run()
         pr.disable()
-        pstats.Stats(pr).sort_stats("cumulative").print_stats(20)
-    t0 = time.perf_counter()
-    res = run()
-    wall = time.perf_counter() - t0
-    assert len(res) == n
+        pstats.Stats(pr).sort_stats("tottime").print_stats(20)
+    timings = {}
+    cpu = {}
+    ref = None
+    for w in [int(x) for x in args.workers.split(",")]:
+        t0, c0 = time.perf_counter(), time.process_time()
+        res = run(w)
+        timings[w] = time.perf_counter() - t0
+        cpu[w] = time.process_time() - c0  # this process only (workers not counted)
+        assert len(res) == n
+        if ref is None:
+            ref = res
+        else:
+            assert res.rows == ref.rows, "rows differ between worker counts"
+    try:
+        load = os.getloadavg()[0]
+    except OSError:  # pragma: no cover
+        load = None
     figures = {
-        "scenarios": n, "wall_s": round(wall, 3), "scenarios_per_s": round(n / wall, 1),
-        "predict_calls": res.predict_calls, "ok_rows": len(res.ok), "error_rows": len(res.errors),
+        "scenarios": n, "wall_s": {str(w): round(t, 3) for w, t in timings.items()},
+        "scenarios_per_s": {str(w): round(n / t, 1) for w, t in timings.items()},
+        "cpu_s_serial": round(cpu[1], 3) if 1 in cpu else None,
+        "predict_calls": ref.predict_calls, "ok_rows": len(ref.ok), "error_rows": len(ref.errors),
         "networks": networks, "import_s": round(import_s, 3), "python": platform.python_version(),
-        "machine": platform.processor() or platform.machine(), "target_s": 10.0,
+        "cpus": os.cpu_count(), "load_average_1min": load, "target_s": 10.0,
     }
     if args.json:
         print(json.dumps(figures, indent=2))
     else:
-        print(f"{n} scenarios in {wall:.2f} s ({n / wall:,.0f} scenarios/s; {res.predict_calls} distinct predict() "
-              f"calls; {len(res.ok)} feasible rows, {len(res.errors)} error rows); target < 10 s")
+        for w, t in timings.items():
+            extra = f"; CPU time {cpu[w]:.2f} s (what an idle core would take)" if w == 1 else ""
+            print(f"{n} scenarios, {w} worker(s): {t:.2f} s ({n / t:,.0f} scenarios/s){extra}")
+        print(f"{ref.predict_calls} distinct predict() calls; {len(ref.ok)} feasible rows, {len(ref.errors)} error rows; "
+              f"{os.cpu_count()} CPUs, load average {load}; target < 10 s")
 
 
 if __name__ == "__main__":
