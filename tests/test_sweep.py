@@ -169,3 +169,16 @@ def test_top_level_api_is_callable_in_any_import_order():
                  "import perfmodel.sweep, perfmodel; assert len(perfmodel.sweep('fcn5', 'v100-sxm2', batch=[4])) == 1",
                  "from perfmodel.sweep import sweep; import perfmodel; assert len(perfmodel.sweep('fcn5', 't4')) == 1"):
         subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_forked_workers_give_the_same_rows():
+    import multiprocessing as mp
+
+    if "fork" not in mp.get_all_start_methods():
+        pytest.skip("no fork on this platform")
+    kw = dict(hardware=["v100-sxm2", "k80"], batch=[4, 8, 16], dtype=["fp32", "fp16"], optimizer=["sgd", "adam"])
+    one = sweep(small_mlp(), workers=1, **kw)
+    calls = []
+    two = sweep(small_mlp(), workers=2, progress=lambda d, t: calls.append(d), **kw)
+    assert two.rows == one.rows
+    assert calls[-1] == len(one)
