@@ -101,3 +101,17 @@ def test_fan_out_gradients_are_summed_once_per_extra_consumer():
     n = 4 * 16 * 32 * 32 * 4  # output bytes of r1 at batch 4
     assert (acc.bytes_read, acc.bytes_written, acc.kernels) == (2 * n, n, 1)
     assert op_cost(r1, 4, 4).flops("backward_data") > op_cost(g["r2"], 4, 4).flops("backward_data")
+
+
+def test_same_padding_keeps_size_for_even_kernels_and_needs_stride_1():
+    from perfmodel.errors import ShapeError
+
+    b = NetworkBuilder("s")
+    b.input("x", shape=[3, 10, 10])
+    b.conv2d("c", out_channels=4, kernel=4, padding="same")
+    assert b.build()["c"].output_shape == (4, 10, 10)
+    b2 = NetworkBuilder("s2")
+    b2.input("x", shape=[3, 10, 10])
+    b2.conv2d("c", out_channels=4, kernel=3, padding="same", stride=2)
+    with pytest.raises(ShapeError, match="stride 1"):
+        b2.build()

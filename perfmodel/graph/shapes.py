@@ -71,22 +71,25 @@ def _dense(layer: S.Dense, ins: list[Shape]) -> Shape:
     return x[:-1] + (layer.units,)
 
 
-def conv_out(n: int, k: int, s: int, p: int, d: int) -> int:
-    """Output length of a convolution along one axis (PyTorch's formula)."""
-    return (n + 2 * p - d * (k - 1) - 1) // s + 1
+def conv_out(n: int, k: int, s: int, p: float, d: int) -> int:
+    """Output length of a convolution along one axis (PyTorch's formula; p may be a half for 'same')."""
+    return int((n + 2 * p - d * (k - 1) - 1) // s + 1)
 
 
 def _ntuple(v, n: int) -> tuple[int, ...]:
     return tuple(v) if isinstance(v, tuple) else (v,) * n
 
 
-def _conv_pads(layer, n_spatial: int) -> tuple[int, ...]:
-    """Padding per spatial axis; 'same' pads d*(k-1)//2 (exact for odd kernels, stride 1)."""
+def _conv_pads(layer, n_spatial: int) -> tuple[float, ...]:
+    """Padding per side per spatial axis. 'same' (stride 1 only, as in PyTorch) pads d*(k-1) in total,
+    split unevenly for even kernels, so the output keeps the input's size; returned as the half."""
     if layer.padding == "valid":
         return (0,) * n_spatial
     if layer.padding == "same":
+        if any(s != 1 for s in _ntuple(layer.stride, n_spatial)):
+            raise ValueError(f"padding 'same' needs stride 1 (as in PyTorch), got stride {layer.stride}")
         ks, ds = _ntuple(layer.kernel, n_spatial), _ntuple(layer.dilation, n_spatial)
-        return tuple(d * (k - 1) // 2 for k, d in zip(ks, ds))
+        return tuple(d * (k - 1) / 2 for k, d in zip(ks, ds))
     return _ntuple(layer.padding, n_spatial)
 
 
