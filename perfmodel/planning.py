@@ -439,14 +439,15 @@ def fit(network: Any, hardware: Any, *, dtype: str = "fp32", optimizer: str = "s
     if best == 0:
         return FitResult(g.name, dev.name, dtype, optimizer, recompute, 0, fp1, fp1.total_bytes, plain.max_batch,
                          None, 0.0, None, None)
+    # the closed form assumes every batch-dependent term is proportional to the batch; a few are not quite
+    # (e.g. per-channel statistics saved by batchnorm), so step to the exact boundary
     fp, rm = footprint(best)
-    while not fp.fits and best > 1:  # guard against rounding in the closed form
+    while not fp.fits and best > 1:
         best -= 1
         fp, rm = footprint(best)
     nxt, _ = footprint(best + 1)
     while nxt.fits:
         best += 1
-        fp, rm = nxt, _
         nxt, _ = footprint(best + 1)
     fp, rm = footprint(best)
     prof = step_profile(g, dev, best, dtype, threads, optimizer)
