@@ -697,9 +697,6 @@ def _conv_fields(m, n_spatial: int) -> dict:
     f = {"out_channels": m.out_channels, "kernel": norm(m.kernel_size), "stride": norm(m.stride),
          "dilation": norm(m.dilation), "groups": m.groups, "bias": m.bias is not None}
     if isinstance(m.padding, str):
-        ks = m.kernel_size if isinstance(m.kernel_size, tuple) else (m.kernel_size,)
-        if m.padding == "same" and any(k % 2 == 0 for k in ks):
-            raise Unmappable("padding 'same' with an even kernel pads asymmetrically")
         f["padding"] = m.padding
     else:
         f["padding"] = norm(m.padding)

@@ -21,8 +21,6 @@ buffer: computed with, never trained, not counted - as the graph's cost rules co
 sharing layer. So `sum(p.numel() for p in module.parameters())` equals the graph's parameter count.
 
 Stand-ins (documented approximations):
-- conv padding 'same' is the shape rule's symmetric d*(k-1)//2 per side (PyTorch's own 'same' pads
-  even kernels asymmetrically and only allows stride 1).
 - `custom` layers (ops the importer could not map) run a cheap stand-in that has the right output
   shape and the right number of parameters, not the original computation.
 - bilinear upsampling of a [C, L] signal uses mode 'linear'.
@@ -160,6 +158,8 @@ def _dense(l: Layer):
 
 
 def _conv_padding(l: Layer, n: int):
+    if l.spec.padding == "same":  # PyTorch's own 'same' (stride 1; even kernels pad one more on the right)
+        return "same"
     pads = _conv_pads(l.spec, n)
     return pads if n > 1 else pads[0]
 
