@@ -39,7 +39,7 @@ def main() -> None:
 
     t_imp = time.perf_counter()
     from perfmodel.graph.io import load_network
-    from perfmodel.sweep import sweep
+    from perfmodel.sweeps import sweep
 
     import_s = time.perf_counter() - t_imp
     graphs = [load_network(n) for n in networks]  # loading the network files is not part of the sweep timing

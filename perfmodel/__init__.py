@@ -38,13 +38,14 @@ _API = {
     "NotFoundError": "perfmodel.errors",
     "InputError": "perfmodel.errors",
     # capacity planning (issue 5)
-    "sweep": "perfmodel.sweep",
-    "SweepResult": "perfmodel.sweep",
+    "sweep": "perfmodel.sweeps",
+    "SweepResult": "perfmodel.sweeps",
     "fit": "perfmodel.planning",
     "compare": "perfmodel.planning",
     "time_to_train": "perfmodel.planning",
     "serve": "perfmodel.serving",
     "write_report": "perfmodel.report.html",
+    "plan_search": "perfmodel.plan_search",
 }
 
 __all__ = sorted(_API) + ["__version__"]

@@ -46,15 +46,22 @@ def memory_footprint(graph: LayerGraph, device: Device, batch: int, dtype: str =
                      optimizer: str = "sgd", costs=None, activations_bytes: float | None = None) -> MemoryFootprint:
     """Footprint at `batch` (with `costs` from the same batch if already computed) and the largest batch that fits.
 
-    Activations and workspace are proportional to the batch; weights, gradients, optimizer state and
-    the runtime reserve are not. So total(b) = fixed + b * per_sample, solved for the largest b.
-    `activations_bytes` replaces the activations term (it must be proportional to the batch), e.g. with
+    Activations and workspace are affine in the batch; weights, gradients, optimizer state and the
+    runtime reserve are not. So total(b) = fixed + b * per_sample, solved for the largest b.
+    `activations_bytes` replaces the activations term (taken as proportional to the batch), e.g. with
     activation recomputation (perfmodel.recompute).
     """
     t = _terms(graph, batch, dtype, optimizer, costs, activations_bytes)
     reserved = device.runtime_reserved_bytes
     total = sum(t.values()) + reserved
-    per_sample = (t["activations_bytes"] + t["workspace_bytes"]) / batch
+    # activations and workspace are affine in the batch (per-channel statistics are a constant part):
+    # take the slope from a second batch size
+    b2 = 2 if batch == 1 else 1
+    override2 = None if activations_bytes is None else activations_bytes * b2 / batch
+    t2 = _terms(graph, b2, dtype, optimizer, None, override2)
+    var = t["activations_bytes"] + t["workspace_bytes"]
+    var2 = t2["activations_bytes"] + t2["workspace_bytes"]
+    per_sample = (var - var2) / (batch - b2)
     fixed = total - per_sample * batch
     cap = device.memory_bytes
     if fixed + per_sample > cap:

@@ -119,9 +119,30 @@ def _param_tensors(c: OpCost) -> int:
     return int(c.extra.get("param_tensors", 2 if c.params else 0))
 
 
+_PROFILE_CACHE_SIZE = 64  # step profiles kept per graph (sweeps revisit the same device and batch)
+
+
 def step_profile(graph: LayerGraph, device: Device, batch: int, dtype: str = "fp32",
                  threads: int | None = None, optimizer: str = "sgd") -> StepProfile:
-    """Per-layer and per-stage times of one training step of `graph` at `batch` on `device`."""
+    """Per-layer and per-stage times of one training step of `graph` at `batch` on `device`.
+
+    Memoised on the graph per (device object, batch, dtype, threads, optimizer): graphs, devices and
+    profiles are immutable, so a repeated question (sweeps, plan search) is answered from the cache.
+    """
+    cache = graph.__dict__.setdefault("_profile_cache", {})
+    key = (id(device), batch, dtype, threads, optimizer)
+    hit = cache.get(key)
+    if hit is not None and hit.device is device:
+        return hit
+    prof = _step_profile(graph, device, batch, dtype, threads, optimizer)
+    if len(cache) >= _PROFILE_CACHE_SIZE:
+        cache.pop(next(iter(cache)))
+    cache[key] = prof  # holds the device, so its id cannot be reused while cached
+    return prof
+
+
+def _step_profile(graph: LayerGraph, device: Device, batch: int, dtype: str, threads: int | None,
+                  optimizer: str) -> StepProfile:
     check_args(device, batch, dtype, threads, optimizer)
     r = device_rates(device, dtype, threads)
     b = DTYPE_BYTES[dtype]

@@ -12,7 +12,7 @@ import pytest
 from perfmodel.errors import InputError, NotFoundError
 from perfmodel.prediction import predict
 from perfmodel.result import BREAKDOWN_PARTS
-from perfmodel.sweep import RESULT_COLUMNS, SCENARIO_COLUMNS, ProgressBar, parse_list, prediction_row, sweep
+from perfmodel.sweeps import RESULT_COLUMNS, SCENARIO_COLUMNS, ProgressBar, parse_list, prediction_row, sweep
 
 from conftest import small_cnn, small_mlp
 
@@ -166,8 +166,8 @@ def test_top_level_api_is_callable_in_any_import_order():
     import sys
 
     for code in ("import perfmodel; r = perfmodel.sweep('fcn5', 'v100-sxm2', batch=[4, 8]); assert len(r) == 2",
-                 "import perfmodel.sweep, perfmodel; assert len(perfmodel.sweep('fcn5', 'v100-sxm2', batch=[4])) == 1",
-                 "from perfmodel.sweep import sweep; import perfmodel; assert len(perfmodel.sweep('fcn5', 't4')) == 1"):
+                 "import perfmodel.sweeps, perfmodel; assert len(perfmodel.sweep('fcn5', 'v100-sxm2', batch=[4])) == 1",
+                 "from perfmodel.sweeps import sweep; import perfmodel; assert len(perfmodel.sweep('fcn5', 't4')) == 1"):
         subprocess.run([sys.executable, "-c", code], check=True)
 
 

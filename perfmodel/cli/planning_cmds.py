@@ -71,8 +71,8 @@ def sweep(
 ) -> None:
     """Predict every combination of hardware, device counts, batches, dtypes, ... as a table (and CSV, plots)."""
     from ..planning import parse_prices
-    from ..sweep import parse_list
-    from ..sweep import sweep as api_sweep
+    from ..sweeps import parse_list
+    from ..sweeps import sweep as api_sweep
 
     opts = {}
     if allreduce:
@@ -177,7 +177,7 @@ def compare(
     """Several hardware options side by side: time per iteration, time to train, cost, deadline/budget."""
     from ..planning import compare as api_compare
     from ..planning import parse_duration, parse_money, parse_prices
-    from ..sweep import parse_list
+    from ..sweeps import parse_list
     from ..units import fmt_seconds
 
     c = api_compare(network, parse_list(hardware), devices=devices, batch=batch, dtype=dtype, optimizer=optimizer,
@@ -259,7 +259,7 @@ def serve(
 ) -> None:
     """Serving: forward-only latency, throughput and memory per batch size."""
     from ..serving import serve as api_serve
-    from ..sweep import parse_list
+    from ..sweeps import parse_list
     from ..units import fmt_bytes, fmt_seconds
 
     r = api_serve(network, hardware, parse_list(batch, int), dtype=dtype, threads=threads)
@@ -297,7 +297,7 @@ def report(
 ) -> None:
     """One self-contained HTML page: per-layer times, breakdown, memory and scaling charts (opens offline)."""
     from ..report.html import write_report
-    from ..sweep import parse_list
+    from ..sweeps import parse_list
 
     devs = None if devices.strip().lower() in ("none", "0", "") else parse_list(devices, int)
     p = write_report(network, parse_list(hardware), out, batch=batch, dtype=dtype, optimizer=optimizer,

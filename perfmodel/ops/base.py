@@ -102,7 +102,7 @@ def op_cost(layer: Layer, batch: int, dtype_bytes: int) -> OpCost:
     return replace(c, **changes) if changes else c
 
 
-_COST_CACHE_SIZE = 8  # (batch, dtype) entries kept per graph
+_COST_CACHE_SIZE = 16  # (batch, dtype) entries kept per graph
 
 
 def graph_costs(graph, batch: int, dtype_bytes: int) -> tuple[OpCost, ...]:

@@ -109,7 +109,7 @@ def scaling_points(network: Any, hardware: Any, devices: Sequence[int], *, batch
     except ImportError as e:
         return [], (f"The multi-device model is not available in this installation ({e}); "
                     "no scaling curve is drawn.")
-    from ..sweep import sweep
+    from ..sweeps import sweep
 
     res = sweep(network, hardware, devices=list(devices), batch=batch, dtype=dtype, optimizer=optimizer)
     pts = [r for r in res.rows if r["throughput"]]

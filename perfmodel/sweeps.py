@@ -13,13 +13,9 @@ with an `error` text instead of stopping the sweep.
 
 Speed: networks and hardware are loaded once; scenarios are evaluated in an order that reuses the
 per-graph op-cost cache (perfmodel.ops.base.graph_costs, keyed by batch and dtype); identical
-predict() calls (e.g. the one-device baselines of the scaling efficiency) are made once; and during
-the sweep, step_profile (perfmodel.step: the per-layer times of one device at one batch, dtype,
-threads and optimizer; about two thirds of a predict() call) is memoised, so scenarios that differ
-only in device count, all-reduce algorithm or other multi-device options share one profile. The memo
-is scoped to the sweep (`memo_step_profiles`): it replaces `step_profile` in the loaded perfmodel
-modules that imported it and restores them afterwards. StepProfile is immutable and step_profile a
-pure function of its arguments, so results are unchanged (tests compare rows with predict()).
+predict() calls (e.g. the one-device baselines of the scaling efficiency) are made once; and
+step_profile (perfmodel.step) memoises per graph, so scenarios that differ only in device count,
+all-reduce algorithm or other multi-device options share one single-device profile.
 """
 
 from __future__ import annotations
@@ -31,7 +27,6 @@ import json
 import math
 import sys
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
@@ -153,40 +148,6 @@ class SweepResult:
         except ImportError as e:  # pragma: no cover - depends on the environment
             raise InputError("to_dataframe needs pandas; or use pandas.DataFrame(result.rows) yourself") from e
         return pd.DataFrame(self.rows, columns=list(self.columns))
-
-
-@contextmanager
-def memo_step_profiles():
-    """Within the block, step_profile(graph, device, batch, dtype, threads, optimizer) is computed once per
-    distinct argument tuple (graph and device by identity) in every loaded perfmodel module using it."""
-    from . import step as step_mod
-
-    orig = step_mod.step_profile
-    if getattr(orig, "_memoised", False):  # nested sweep: already memoised
-        yield
-        return
-    cache: dict[tuple, tuple] = {}
-
-    def step_profile(graph, device, batch, dtype="fp32", threads=None, optimizer="sgd"):
-        key = (id(graph), id(device), batch, dtype, threads, optimizer)
-        hit = cache.get(key)
-        if hit is None:  # keep graph and device referenced so their ids stay unique while cached
-            hit = cache[key] = (orig(graph, device, batch, dtype, threads, optimizer), graph, device)
-        return hit[0]
-
-    step_profile._memoised = True  # type: ignore[attr-defined]
-    step_profile.__doc__ = orig.__doc__
-    patched = []
-    for name, mod in list(sys.modules.items()):
-        if (name == "perfmodel" or name.startswith("perfmodel.")) and getattr(mod, "step_profile", None) is orig:
-            setattr(mod, "step_profile", step_profile)
-            patched.append(mod)
-    try:
-        yield
-    finally:
-        for mod in patched:
-            if getattr(mod, "step_profile", None) is step_profile:
-                setattr(mod, "step_profile", orig)
 
 
 def _jsonable(v: Any) -> Any:
@@ -379,19 +340,14 @@ def sweep(network: Any, hardware: Any, *, devices: Any = 1, batch: Any = None, d
         return row
 
     rows: list[dict[str, Any] | None] = [None] * total
-    try:  # load the multi-device model before memoising, so its modules are patched too
-        import perfmodel.parallel.predict  # noqa: F401
-    except ImportError:
-        pass
     n_workers = _workers(workers, total)
-    with memo_step_profiles():
-        if n_workers <= 1:
-            for done, j in enumerate(eval_order, 1):
-                rows[j] = one_row(combos[j])
-                if progress is not None:
-                    progress(done, total)
-        else:
-            calls[0] += _run_forked(one_row, calls, combos, eval_order, rows, n_workers, progress, total)
+    if n_workers <= 1:
+        for done, j in enumerate(eval_order, 1):
+            rows[j] = one_row(combos[j])
+            if progress is not None:
+                progress(done, total)
+    else:
+        calls[0] += _run_forked(one_row, calls, combos, eval_order, rows, n_workers, progress, total)
     notes = [f"price of {hw_labels[hi]}: {v[0]:g} USD per device-hour from the {v[1]}"
              for hi, v in price_cache.items() if v[0] is not None and v[1].startswith("example table")]
     if any(r["error"] and "multi-device prediction is not available" in r["error"] for r in rows):  # type: ignore[index]
@@ -511,15 +467,6 @@ def parse_list(text: str | None, cast: Callable[[str], Any] = str) -> list[Any] 
         raise InputError(f"empty list {text!r}")
     return out
 
-
-class _CallableModule(type(sys)):
-    """`perfmodel.sweep(...)` works even after `import perfmodel.sweep` made perfmodel.sweep this module."""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> SweepResult:
-        return sweep(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
 
 __all__ = ["sweep", "SweepResult", "ProgressBar", "prediction_row", "rows_by", "parse_list",
            "SCENARIO_COLUMNS", "RESULT_COLUMNS"]
