@@ -8,6 +8,11 @@ them. Here a layer's parameters are placed whole (DDP does not split a tensor ac
 layer's gradient exists when its backward finishes, using the per-layer backward times of the step
 profile in reverse order.
 
+DDP also moves every gradient through memory itself (gradient_as_bucket_view=False, the default):
+copy the gradient into its bucket, scale the bucket by 1/world, copy the reduced bucket back into the
+gradient: DDP_BUCKET_COPY_PASSES read+write passes over the gradient bytes on the device, added to
+the step as memory-bound work (small on GPUs, tens of ms for a 40 MB model on one CPU core).
+
 Scaling: weak scaling keeps the batch per device (global batch grows with the replicas); strong
 scaling keeps the global batch and divides it among replicas. Gradient accumulation over k
 micro-steps all-reduces once, overlapped with the last micro-step's backward.
@@ -18,13 +23,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
+from ..compute import Rates
 from ..errors import InputError
+from ..ops.base import Work
 from ..optimizers import MASTER_BYTES
+from ..step import StageTime, stage_time
 
 DDP_BUCKET_BYTES = 25 * 1024 * 1024  # torch DDP bucket_cap_mb default (25 MiB)
 DDP_FIRST_BUCKET_BYTES = 1024 * 1024  # torch.distributed._DEFAULT_FIRST_BUCKET_BYTES
 GRAD_BYTES = MASTER_BYTES  # gradients all-reduced in fp32 (DDP reduces the fp32 .grad of fp32 parameters)
 SCALING_MODES = ("weak", "strong")
+DDP_BUCKET_COPY_PASSES = 3  # copy into bucket, scale by 1/world, copy back (each reads and writes the gradient)
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,3 +131,13 @@ def replica_batch(batch: int, dp: int, grad_accumulation: int, scaling: str) -> 
     if batch % share:
         raise InputError(f"strong scaling: global batch {batch} is not divisible by dp x grad_accumulation = {share}")
     return batch // share
+
+
+def ddp_copy_time(params: int, param_tensors: int, rates: Rates) -> StageTime:
+    """Device time of DDP's passes over `params` gradients (copy in, scale, copy out), memory-bound."""
+    if params <= 0:
+        return StageTime()
+    b = params * GRAD_BYTES * DDP_BUCKET_COPY_PASSES
+    w = Work("memory", flops=float(params), bytes_read=float(b), bytes_written=float(b),
+             kernels=DDP_BUCKET_COPY_PASSES * max(1, param_tensors))
+    return stage_time((w,), rates)

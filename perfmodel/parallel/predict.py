@@ -36,8 +36,8 @@ from ..prediction import bottleneck_text, layer_rows
 from ..result import BREAKDOWN_PARTS, MemoryFootprint, Prediction
 from ..step import LOWP, StageTime, stage_time, step_profile
 from . import collectives as C
-from .data_parallel import (DDP_BUCKET_BYTES, DDP_FIRST_BUCKET_BYTES, GRAD_BYTES, make_buckets, replica_batch,
-                            sync_schedule)
+from .data_parallel import (DDP_BUCKET_BYTES, DDP_BUCKET_COPY_PASSES, DDP_FIRST_BUCKET_BYTES, GRAD_BYTES,
+                            ddp_copy_time, make_buckets, replica_batch, sync_schedule)
 from .pipeline import inflight_microbatches, partition, schedule_time
 from .plan import dp_allreduce_fn, make_plan, place
 from .sync_modes import PS_UPDATE_BYTES_FACTOR, SYNC_MODES, async_throughput, expected_max_normal, straggler_delay
@@ -208,12 +208,16 @@ def predict_parallel(graph: LayerGraph, hw: Any, *, batch: int, dtype: str = "fp
         sched.append(sync_schedule(bk, B[s], ar_fn, overlap))
     start_last_bwd = [timing.last_backward_end_s[s] - B[s] for s in range(pp)]
     base = (k_acc - 1) * pipe_T
-    stage_end = [base + start_last_bwd[s] + sched[s].end_s + opt[s].time_s for s in range(pp)]
+    # DDP's own memory passes over the gradients (copy into the bucket, scale, copy back); none without peers
+    copy = [ddp_copy_time(p, t, prof.rates) if (dp > 1 and sync_eff != "async") else StageTime()
+            for p, t in zip(st_params, st_tensors)]
+    stage_end = [base + start_last_bwd[s] + sched[s].end_s + copy[s].time_s + opt[s].time_s for s in range(pp)]
     core_end = max(stage_end)
     s_star = max(range(pp), key=lambda s: stage_end[s])
     tail = core_end - k_acc * pipe_T
     opt_part = min(opt[s_star].time_s, max(0.0, tail))
-    sync_exposed = max(0.0, tail - opt_part)
+    copy_part = min(copy[s_star].time_s, max(0.0, tail - opt_part))
+    sync_exposed = max(0.0, tail - opt_part - copy_part)
     comm_crit = sched[s_star].comm_s
     comm_hidden = max(0.0, comm_crit - sync_exposed) if overlap else 0.0
 
@@ -232,9 +236,11 @@ def predict_parallel(graph: LayerGraph, hw: Any, *, batch: int, dtype: str = "fp
     ot = opt[s_star]
     scale = opt_part / ot.time_s if ot.time_s > 0 else 0.0
     _add(bd, _parts(ot, scale))
+    ct = copy[s_star]
+    _add(bd, _parts(ct, copy_part / ct.time_s if ct.time_s > 0 else 0.0))
     bd["communication"] = tp_crit * reps + k_acc * timing.exposed_transfer_s + sync_exposed
     bd["bubble"] = k_acc * timing.bubble_s
-    device_work = reps * (F[crit] + B[crit] - tp_crit) + opt[crit].time_s
+    device_work = reps * (F[crit] + B[crit] - tp_crit) + opt[crit].time_s + copy[crit].time_s
     core = sum(bd.values())
 
     # ---- sync modes --------------------------------------------------------------------------------------
@@ -361,7 +367,7 @@ def predict_parallel(graph: LayerGraph, hw: Any, *, batch: int, dtype: str = "fp
         "io_s": df.io_s, "exposed_io_s": df.exposed_io_s,
         "host_to_device_s": df.host_to_device_s, "exposed_host_to_device_s": df.exposed_host_to_device_s,
         "dataset_in_ram_fraction": df.ram_hit_fraction, "storage": df.storage, "prefetch": prefetch,
-        "gradient_bytes": grad_bytes_total, "buckets": len(sched[s_star].buckets),
+        "gradient_bytes": grad_bytes_total, "bucket_copy_s": copy[s_star].time_s, "buckets": len(sched[s_star].buckets),
         "bucket_bytes": bucket_bytes or DDP_BUCKET_BYTES,
         "stages": [{"layers": [graph.layers[x].name for x in (ra, re_ - 1)], "count": re_ - ra,
                     "forward_s": F[s], "backward_s": B[s], "params": st_params[s]}
@@ -378,6 +384,7 @@ def predict_parallel(graph: LayerGraph, hw: Any, *, batch: int, dtype: str = "fp
     assum = single_assumptions(prof)
     assum.update({
         "ddp_bucket_bytes": bucket_bytes or DDP_BUCKET_BYTES, "ddp_first_bucket_bytes": DDP_FIRST_BUCKET_BYTES,
+        "ddp_bucket_copy_passes": DDP_BUCKET_COPY_PASSES,
         "gradient_bytes_per_param": GRAD_BYTES, "host_ram_cache_fraction": HOST_RAM_CACHE_FRACTION,
         "io_queue_depth": IO_QUEUE_DEPTH, "ps_update_bytes_factor": PS_UPDATE_BYTES_FACTOR,
         "fabric": f"{system.fabric_type}, {system.fabric_bandwidth_Bps / 1e9:.1f} GB/s per device, "
