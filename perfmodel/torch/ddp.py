@@ -573,4 +573,22 @@ def write_report(res: DDPSuiteResult, report_dir: Path) -> Path:
           "Regenerate with `perfmodel validate --suite ddp-cpu` (or `perfmodel.torch.ddp.run_ddp_suite()`).", ""]
     p = report_dir / "report.md"
     p.write_text("\n".join(L), encoding="utf-8")
+    (report_dir / "README_SECTION.md").write_text(readme_section(res), encoding="utf-8")
     return p
+
+
+def readme_section(res: DDPSuiteResult) -> str:
+    """A short markdown section with the suite's figures, for the project README."""
+    s = res.summary()
+    cal = res.link
+    L = ["### ddp-cpu: torch.distributed data parallel (gloo, 2 processes on this CPU)", "",
+         f"Link fitted from a gloo all-reduce microbenchmark only: alpha {cal.alpha_s * 1e6:.0f} us, "
+         f"B {cal.bandwidth_Bps / 1e9:.2f} GB/s; compute from the calibrated profile `{res.profile}`.", "",
+         "| case | measured ms | predicted ms | error |", "|---|---:|---:|---:|"]
+    for c in res.cases:
+        L.append(f"| {c.case.name} | {c.measured.median_s * 1e3:.1f} | {c.predicted_s * 1e3:.1f} | {c.error_pct:+.1f}% |")
+    if s.get("cases"):
+        L += ["", f"Median absolute error {s['median_abs_error_pct']:.1f}%, worst {s['worst_abs_error_pct']:.1f}% "
+              f"({s['worst_case']}); {s['within_target']}/{s['cases']} within {TARGET_PCT:.0f}%. "
+              "Full report: validation/reports/ddp-cpu/report.md."]
+    return "\n".join(L) + "\n"
