@@ -26,6 +26,9 @@ class Rates:
     conv: EfficiencyCurve
     memory: EfficiencyCurve
     thread_factor: float  # compute speed relative to one core (CPUs) or 1 (GPUs)
+    # FLOP/s of memory-family arithmetic by op key ("<op>", "<op>.backward", "default"), at this thread
+    # count; None: vector_flops x memory efficiency (see Efficiency.elementwise)
+    elementwise: dict[str, float] | None = None
 
 
 def thread_speedup(device: Device, threads: int) -> float:
@@ -70,12 +73,14 @@ def device_rates(device: Device, dtype: str, threads: int | None = None) -> Rate
             matrix_flops=peak / cores * f, vector_flops=vector / cores * f, bandwidth_Bps=cpu_bandwidth(device, t),
             overhead_s=device.kernel_overhead_s, overhead_overlaps=False,
             matrix=eff.curve("matrix", dtype), conv=eff.curve("conv", dtype), memory=eff.memory, thread_factor=f,
+            elementwise={k: v * f for k, v in eff.elementwise.items()} if eff.elementwise else None,
         )
     return Rates(
         matrix_flops=peak, vector_flops=vector * (2.0 if lowp and device.supports("fp16") else 1.0),
         bandwidth_Bps=device.memory_bandwidth_Bps, overhead_s=device.kernel_overhead_s,
         overhead_overlaps=GPU_OVERHEAD_OVERLAPS,
         matrix=eff.curve("matrix", dtype), conv=eff.curve("conv", dtype), memory=eff.memory, thread_factor=1.0,
+        elementwise=dict(eff.elementwise) if eff.elementwise else None,
     )
 
 
@@ -96,16 +101,24 @@ class WorkTime:
         return "compute" if self.compute_s >= self.memory_s else "memory"
 
 
-def work_time(w: Work, r: Rates) -> WorkTime:
+def work_time(w: Work, r: Rates, key: str | None = None) -> WorkTime:
     """Roofline time of `w`: max(FLOPs/(peak*eff), bytes/(bw*eff)) plus per-kernel overhead.
 
     Efficiency depends on the work per kernel. On GPUs a launch overlaps execution, so each kernel
-    costs max(its roofline time, the overhead); on CPUs dispatch adds to compute.
+    costs max(its roofline time, the overhead); on CPUs dispatch adds to compute. The arithmetic of
+    memory-family work runs at the profile's per-op elementwise rate when it has one (`key`: "<op>"
+    or "<op>.backward", else "default"; see Efficiency.elementwise), else at the vector peak.
     """
     k = max(1, w.kernels)
     if w.family == "memory":
         curve = r.memory
-        cflops = r.vector_flops * r.memory.at(w.bytes / k) if w.flops else 1.0
+        if not w.flops:
+            cflops = 1.0
+        elif r.elementwise is not None:
+            cflops = (r.elementwise.get(key) if key else None) or r.elementwise.get("default") \
+                or r.vector_flops * r.memory.at(w.bytes / k)
+        else:
+            cflops = r.vector_flops * r.memory.at(w.bytes / k)
     else:
         curve = r.matrix if w.family == "matrix" else r.conv
         cflops = r.matrix_flops * curve.at(w.flops / k)

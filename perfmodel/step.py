@@ -34,11 +34,14 @@ class StageTime:
     roof_memory_s: float = 0.0  # part of time_s spent in memory-bound work
 
 
-def stage_time(works: tuple[Work, ...], r: Rates) -> StageTime:
-    """Sum the work items of a stage, attributing each item's roofline time to its bound."""
+def stage_time(works: tuple[Work, ...], r: Rates, key: str | None = None) -> StageTime:
+    """Sum the work items of a stage, attributing each item's roofline time to its bound.
+
+    `key` names the op (and stage) for per-op elementwise rates: "<op>" or "<op>.backward".
+    """
     t = c = m = o = rc = rm = 0.0
     for w in works:
-        wt: WorkTime = work_time(w, r)
+        wt: WorkTime = work_time(w, r, key)
         t += wt.time_s
         c += wt.compute_s
         m += wt.memory_s
@@ -114,6 +117,11 @@ def check_args(device: Device, batch: int, dtype: str, threads: int | None, opti
         raise InputError(f"threads must be a positive integer, got {threads!r}")
 
 
+def elementwise_key(op: str, stage: str) -> str:
+    """Key of Efficiency.elementwise for an op's stage: "<op>" (forward) or "<op>.backward"."""
+    return op if stage == "forward" else f"{op}.backward"
+
+
 def _param_tensors(c: OpCost) -> int:
     """Parameter tensors of a layer (weight and bias, or more for recurrent/attention layers)."""
     return int(c.extra.get("param_tensors", 2 if c.params else 0))
@@ -147,11 +155,15 @@ def _step_profile(graph: LayerGraph, device: Device, batch: int, dtype: str, thr
     r = device_rates(device, dtype, threads)
     b = DTYPE_BYTES[dtype]
     costs = graph_costs(graph, batch, b)
-    times = tuple(LayerTime(*(stage_time(c.stage(s), r) for s in STAGES)) for c in costs)
+    if r.elementwise is None:
+        times = tuple(LayerTime(*(stage_time(c.stage(s), r) for s in STAGES)) for c in costs)
+    else:  # per-op elementwise rates (calibrated CPUs): key each stage by its op
+        times = tuple(LayerTime(*(stage_time(c.stage(s), r, elementwise_key(l.op, s)) for s in STAGES))
+                      for l, c in zip(graph.layers, costs))
     params = sum(c.params for c in costs)
     tensors = sum(_param_tensors(c) for c in costs)
     ow = optimizer_work(optimizer, params, tensors, gpu=not device.is_cpu)
-    ot = stage_time((ow,), r)
+    ot = stage_time((ow,), r, "optimizer")
     if AMP_WEIGHT_CAST and dtype in LOWP and params:
         cast = Work("memory", flops=0.0, bytes_read=4.0 * params, bytes_written=float(b * params),
                     kernels=max(1, tensors))

@@ -86,6 +86,13 @@ class Efficiency(_Frozen):
     memory: EfficiencyCurve = EfficiencyCurve(max=0.8, half=2e5)
     lowp_matrix: EfficiencyCurve | None = None
     lowp_conv: EfficiencyCurve | None = None
+    # Nominal FLOP rate of one core (FLOPs as the cost rules count them) at which the memory-family
+    # kernels of each op kind do their arithmetic: "<op>" for its forward, "<op>.backward" for its
+    # backward, "default" for anything else (optimizer updates, bias adds, ...). Written by `perfmodel
+    # calibrate` for CPUs, whose elementwise, normalisation and pooling kernels run far below the FMA
+    # peak and differ by op (a vectorised relu vs a scalar tanh or a Mersenne-twister dropout mask).
+    # None: that arithmetic runs at the fp32 peak (GPUs, datasheet profiles).
+    elementwise: dict[str, Annotated[float, Field(gt=0, allow_inf_nan=False)]] | None = None
     source: str = "default guesses; replace by `perfmodel calibrate` or a fitted profile"
 
     def curve(self, family: str, dtype: str) -> EfficiencyCurve:
