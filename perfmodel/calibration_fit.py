@@ -32,9 +32,11 @@ Choices (each a named parameter of `FitOptions`):
   its roofline time at the fitted efficiency plus the autograd-context overhead.
 - The peak comes only from samples whose time is at least `min_busy_share` roofline work (not
   dominated by the call overhead).
-- serial_fraction from the speedup of the largest GEMMs (the top `large_fraction` by FLOPs) at each
-  thread count t <= cores over one thread (Amdahl, averaged over t). Threads beyond the physical
-  cores (only when measured) give the hyperthread/oversubscription penalty.
+- serial_fraction from the median speedup over one thread of all GEMM and convolution samples (those
+  taking at least `speedup_min_time_s` on one thread) at each thread count t <= cores (Amdahl,
+  averaged over t). Not the speedup of the largest GEMMs only: convolutions and mid-sized GEMMs scale
+  worse, and one thread-scaling number has to serve every kernel of a network. Threads beyond the
+  physical cores (only when measured) give the hyperthread/oversubscription penalty.
 - Curves: every sample gives an (size, efficiency) pair; pairs are grouped in log-size bins
   (`bins_per_decade`); within a bin, the median efficiency per thread count, then the geometric
   mean over thread counts (one curve serves all thread counts, as compute.py has one curve).
@@ -57,7 +59,8 @@ EFF_MIN = 1e-3  # efficiencies below this are clipped (a sample dominated by ove
 class Sample:
     """One timed microbenchmark: the median time of one call doing `flops` and `bytes` in `kernels` kernels.
 
-    family: "matrix", "conv", "memory" (fit the curves), "dispatch" (tiny ops with autograd, forward
+    family: "matrix", "conv", "memory" (fit the curves), "elementwise" (one op kind's forward or
+    backward at a realistic size: fits Efficiency.elementwise[key]), "dispatch" (tiny ops with autograd, forward
     and backward: fits kernel_overhead, the per-kernel cost inside a training step), "dispatch_raw"
     (one tiny op without autograd: the call overhead inside the other benchmarks, which call ops
     directly) or "check" (not fitted; compared with the fitted profile's prediction, e.g. an
@@ -73,6 +76,7 @@ class Sample:
     dtype: str = "fp32"
     label: str = ""
     times_s: tuple[float, ...] = ()  # every repeat, for the record
+    key: str = ""  # family "elementwise": the op key ("relu", "relu.backward", ...)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -91,7 +95,7 @@ class FitOptions:
     cores: int = 1  # physical cores (CPU); 1 for a GPU
     is_cpu: bool = True
     bins_per_decade: float = 2.0
-    large_fraction: float = 0.3  # share of GEMM samples (largest FLOPs) used for the thread speedup
+    speedup_min_time_s: float = 50e-6  # samples shorter than this on one thread do not set the thread speedup
     min_busy_share: float = 0.8  # a sample sets the peak only if overhead is <= 20% of its time
     nominal_peak_per_core: dict[str, float] | None = None  # per-core peak by dtype; else the best measured
     default_serial_fraction: float = 0.03
@@ -115,6 +119,7 @@ class FitResult:
     speedups: dict[int, float] = field(default_factory=dict)  # measured GEMM speedup over 1 thread
     notes: list[str] = field(default_factory=list)
     n_samples: dict[str, int] = field(default_factory=dict)
+    elementwise: dict[str, float] | None = None  # per-core nominal FLOP/s by op key
 
     def speedup(self, threads: int) -> float:
         """Compute speed at `threads` relative to one thread, as compute.thread_speedup does."""
@@ -189,23 +194,13 @@ def fit_peak_per_core(samples: Sequence[Sample], dtype: str, overhead: float, is
     return max(s.flops / _busy(s, overhead, is_cpu) for s in cand)
 
 
-def _large_gemms(samples: Sequence[Sample], large_fraction: float) -> list[Sample]:
-    g = [s for s in samples if s.family == "matrix" and s.dtype == "fp32" and s.flops > 0]
-    if not g:
-        g = [s for s in samples if s.family == "conv" and s.dtype == "fp32" and s.flops > 0]
-    if not g:
-        return []
-    sizes = sorted({sample_size(s) for s in g})
-    cut = sizes[int(len(sizes) * (1.0 - large_fraction))] if len(sizes) > 1 else sizes[0]
-    return [s for s in g if sample_size(s) >= cut]
-
-
-def measured_speedups(samples: Sequence[Sample], overhead: float, large_fraction: float) -> dict[int, float]:
-    """Median speedup over one thread of the largest GEMMs, per thread count (only where paired with t=1)."""
-    large = _large_gemms(samples, large_fraction)
-    one = {s.label: s for s in large if s.threads == 1}
+def measured_speedups(samples: Sequence[Sample], overhead: float, min_time_s: float) -> dict[int, float]:
+    """Median speedup over one thread, per thread count, of every fp32 matrix/conv sample paired with its
+    single-thread run (same label) whose single-thread roofline time is at least `min_time_s`."""
+    g = [s for s in samples if s.family in ("matrix", "conv") and s.dtype == "fp32" and s.flops > 0]
+    one = {s.label: s for s in g if s.threads == 1 and _busy(s, overhead, True) >= min_time_s}
     by_t: dict[int, list[float]] = {}
-    for s in large:
+    for s in g:
         if s.threads > 1 and s.label in one:
             base = one[s.label]
             by_t.setdefault(s.threads, []).append(_busy(base, overhead, True) / _busy(s, overhead, True))
@@ -262,6 +257,30 @@ def bin_curve(pairs: Sequence[tuple[float, float, int]], bins_per_decade: float)
     return points
 
 
+def fit_elementwise(samples: Sequence[Sample], res: FitResult) -> dict[str, float] | None:
+    """Per-core nominal FLOP rate of each elementwise op key (and "default": their median).
+
+    A sample's rate is its FLOPs (as the cost rule counts them) over its time less the autograd
+    per-kernel overhead, divided by the thread speedup; per key, the median per thread count, then the
+    geometric mean over thread counts.
+    """
+    by_key: dict[str, dict[int, list[float]]] = {}
+    for s in samples:
+        if s.family != "elementwise" or s.flops <= 0 or not s.key:
+            continue
+        busy = max(s.time_s - s.kernels * res.kernel_overhead_s, 0.1 * s.time_s)
+        per_core = s.flops / busy / (res.speedup(s.threads) if res.is_cpu else 1.0)
+        by_key.setdefault(s.key, {}).setdefault(s.threads, []).append(per_core)
+    if not by_key:
+        return None
+    out = {}
+    for k, per_t in sorted(by_key.items()):
+        meds = [statistics.median(v) for v in per_t.values()]
+        out[k] = math.exp(statistics.fmean(math.log(m) for m in meds))
+    out["default"] = statistics.median(out.values())
+    return out
+
+
 def fit_profile(samples: Sequence[Sample], options: FitOptions) -> FitResult:
     """Fit peak rates, bandwidths, overhead, thread scaling and efficiency curves from timed samples."""
     cores = options.cores if options.is_cpu else 1
@@ -277,7 +296,7 @@ def fit_profile(samples: Sequence[Sample], options: FitOptions) -> FitResult:
     overhead = (raw if raw is not None else train_overhead) if is_cpu else 0.0
 
     # thread scaling first: the per-core peak uses single-thread samples only
-    speedups = measured_speedups(samples, overhead, options.large_fraction) if is_cpu else {}
+    speedups = measured_speedups(samples, overhead, options.speedup_min_time_s) if is_cpu else {}
     serial, penalty = fit_thread_scaling(speedups, cores) if is_cpu else (None, None)
     if is_cpu and serial is None:
         serial = options.default_serial_fraction
@@ -337,6 +356,9 @@ def fit_profile(samples: Sequence[Sample], options: FitOptions) -> FitResult:
             if pairs:
                 res.n_samples[key] = len(pairs)
                 res.curves[key] = bin_curve(pairs, options.bins_per_decade)
+    res.elementwise = fit_elementwise(samples, res)
+    if res.elementwise:
+        res.n_samples["elementwise"] = sum(1 for s in samples if s.family == "elementwise")
     if "conv" not in res.curves and "matrix" in res.curves:
         res.curves["conv"] = list(res.curves["matrix"])
         notes.append("no conv samples: the conv curve is the matrix curve")
@@ -380,6 +402,8 @@ def profile_dict(fit: FitResult, *, name: str, source: str, model: str = "", ven
     eff: dict[str, Any] = {}
     for fam, pts in fit.curves.items():
         eff[fam] = {"points": [[s, e] for s, e in pts]}
+    if fit.elementwise:
+        eff["elementwise"] = {k: _sig(v) for k, v in fit.elementwise.items()}
     eff["source"] = eff_source or "calibrated"
     d["efficiency"] = eff
     return d
@@ -396,6 +420,12 @@ def predicted_sample_time(s: Sample, fit: FitResult, overhead_s: float | None = 
     curves = {k: EfficiencyCurve(points=tuple(v)) for k, v in fit.curves.items()}
     k = max(1, s.kernels)
     lowp = s.dtype in LOWP_DTYPES
+    if s.family == "elementwise":
+        rate = (fit.elementwise or {}).get(s.key) or (fit.elementwise or {}).get("default")
+        comp = s.flops / (rate * fit.speedup(s.threads)) if (rate and s.flops) else 0.0
+        curves_mem = curves.get("memory")
+        memt = s.bytes / (fit.bandwidth(s.threads) * curves_mem.at(s.bytes / k)) if (s.bytes and curves_mem) else 0.0
+        return max(comp, memt) + k * (fit.kernel_overhead_s if overhead_s is None else overhead_s)
     if s.family in ("matrix", "conv"):
         curve = curves.get(f"lowp_{s.family}") if lowp else None
         curve = curve or curves[s.family]

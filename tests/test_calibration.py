@@ -152,3 +152,31 @@ def test_missing_samples_give_clear_errors():
         fit_profile([Sample("memory", 1, 1e-3, bytes=1e6)], FitOptions(cores=2))
     with pytest.raises(ValueError, match="memory"):
         fit_profile([Sample("matrix", 1, 1e-3, flops=1e8)], FitOptions(cores=2))
+
+
+def test_elementwise_rates_recovered_and_used_by_predictions():
+    """Per-op elementwise rates: synthetic op timings at 1 and 2 threads give back the per-core rates, and a
+    profile carrying them times a memory-family Work of that op at flops / (rate x thread speedup)."""
+    rates = {"relu": 5e9, "relu.backward": 2e9, "tanh": 4e8}
+    samples = synthetic_samples()
+    speed = {1: 1.0, 2: 2 / (1 + SERIAL)}
+    for t in (1, 2):
+        for key, rate in rates.items():
+            for n in (3e5, 1.2e6):
+                flops = n * (3 if key == "tanh" else 1)
+                time_s = flops / (rate * speed[t]) + TRAIN_OVERHEAD  # one kernel
+                samples.append(Sample("elementwise", t, time_s, flops, 8 * n, 1, label=f"{key} {n}", key=key))
+    fit = fit_profile(samples, FitOptions(cores=CORES))
+    for key, rate in rates.items():
+        assert fit.elementwise[key] == pytest.approx(rate, rel=1e-6)
+    assert fit.elementwise["default"] == pytest.approx(2e9)  # median of the three
+    dev = hardware_from_dict(profile_dict(fit, name="ew", source="test", memory_bytes=8e9))
+    assert dev.efficiency.elementwise["tanh"] == pytest.approx(4e8, rel=1e-3)
+    r = device_rates(dev, "fp32", threads=2)
+    w = Work("memory", flops=3e6, bytes_read=4e6, bytes_written=4e6, kernels=1)
+    t = work_time(w, r, "tanh")
+    assert t.compute_s == pytest.approx(3e6 / (4e8 * speed[2]), rel=1e-3)
+    # an op without its own rate uses "default"; a profile without rates uses the vector peak (as before)
+    assert work_time(w, r, "sigmoid").compute_s == pytest.approx(3e6 / (2e9 * speed[2]), rel=1e-3)
+    plain = work_time(w, device_rates(true_device(), "fp32", threads=2), "tanh")
+    assert plain.compute_s < t.compute_s / 10

@@ -85,10 +85,14 @@ def report_markdown(res) -> str:
         c = r.case
         rows.append((c.name, c.kind, c.batch, c.threads if c.threads is not None else "-", c.dtype, c.optimizer,
                      _ms(r.measured_s), f"{_ms(r.p10_s)}-{_ms(r.p90_s)}", _ms(r.predicted_s), _pct(r.error_pct),
-                     _top_breakdown(r.breakdown), r.load_avg[0] if r.load_avg else "-"))
+                     _top_breakdown(r.breakdown), r.load_avg[0] if r.load_avg else "-",
+                     "-" if r.others_cores is None else f"{r.others_cores:.2f}", r.attempts))
     lines.append(_md_table(["case", "kind", "batch", "threads", "dtype", "optimizer", "measured ms (median)",
-                            "p10-p90 ms", "predicted ms", "error", "predicted breakdown", "load"], rows,
-                           "llrrllrrrrll"))
+                            "p10-p90 ms", "predicted ms", "error", "predicted breakdown", "load", "others",
+                            "attempts"], rows, "llrrllrrrrlrrr"))
+    lines += ["", "load: 1-minute load average before the case; others: cores that other processes kept busy "
+              "on average while the compared measurement ran; attempts: measurements of the case (a "
+              "disturbed one is repeated; all are stored)."]
     for r in res.cases:
         if not r.layers:
             continue
