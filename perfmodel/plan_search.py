@@ -70,7 +70,7 @@ from .ops import DTYPE_BYTES, STAGES, OpCost
 from .ops.base import graph_costs
 from .optimizers import MASTER_BYTES, OPTIMIZER_NAMES, optimizer_state_bytes, optimizer_work
 from .parallel import collectives as C
-from .parallel.data_parallel import GRAD_BYTES, make_buckets, sync_schedule
+from .parallel.data_parallel import GRAD_BYTES, ddp_copy_time, make_buckets, sync_schedule
 from .parallel.pipeline import inflight_microbatches, partition, schedule_time
 from .parallel.plan import ALLREDUCE_CHOICES, Placement, Plan, dp_allreduce_fn, place
 from .parallel.sync_modes import straggler_delay
@@ -554,6 +554,7 @@ class _Synced:
     sched: list
     opt: list[StageTime]
     xfer: list[float]
+    copy: list[StageTime]  # DDP's bucket copy passes (none without data-parallel peers)
 
 
 def _synced(S: _Search, stg: _Staged, pl: Placement, ar_fn, device) -> _Synced:
@@ -572,7 +573,12 @@ def _synced(S: _Search, stg: _Staged, pl: Placement, ar_fn, device) -> _Synced:
         sched.append(sync_schedule(bk, stg.B[s], ar_fn, S.overlap))
     xfer = [C.point_to_point(stg.cross[s], 2, pl.pp_tiers[s].bandwidth_Bps, pl.pp_tiers[s].latency_s)
             for s in range(stg.pp - 1)]
-    return _Synced(sched, opt, xfer)
+    if stg.pp == 1:
+        st = [(sh.total_params, int(sh.tensors.sum()))]
+    else:
+        st = list(zip(stg.st_params, stg.st_tensors))
+    copy = [ddp_copy_time(p, t, sh.base.rates) if pl.plan.dp > 1 else StageTime() for p, t in st]
+    return _Synced(sched, opt, xfer, copy)
 
 
 def _iteration(S: _Search, stg: _Staged, syn: _Synced, m: int, k_acc: int, schedule: str, n_dev: int,
@@ -584,12 +590,14 @@ def _iteration(S: _Search, stg: _Staged, syn: _Synced, m: int, k_acc: int, sched
     pipe_T = timing.total_s
     start_last_bwd = [timing.last_backward_end_s[s] - stg.B[s] for s in range(pp)]
     base = (k_acc - 1) * pipe_T
-    stage_end = [base + start_last_bwd[s] + syn.sched[s].end_s + syn.opt[s].time_s for s in range(pp)]
+    stage_end = [base + start_last_bwd[s] + syn.sched[s].end_s + syn.copy[s].time_s + syn.opt[s].time_s
+                 for s in range(pp)]
     core_end = max(stage_end)
     s_star = max(range(pp), key=lambda s: stage_end[s])
     tail = core_end - k_acc * pipe_T
     opt_part = min(syn.opt[s_star].time_s, max(0.0, tail))
-    sync_exposed = max(0.0, tail - opt_part)
+    copy_part = min(syn.copy[s_star].time_s, max(0.0, tail - opt_part))
+    sync_exposed = max(0.0, tail - opt_part - copy_part)
 
     crit = timing.critical_stage
     a, e = stg.ranges[crit]
@@ -608,12 +616,17 @@ def _iteration(S: _Search, stg: _Staged, syn: _Synced, m: int, k_acc: int, sched
     bd["compute"] += ot.roof_compute_s * scale
     bd["memory"] += ot.roof_memory_s * scale
     bd["overhead"] += ot.overhead_s * scale
+    ct = syn.copy[s_star]
+    cscale = copy_part / ct.time_s if ct.time_s > 0 else 0.0
+    bd["compute"] += ct.roof_compute_s * cscale
+    bd["memory"] += ct.roof_memory_s * cscale
+    bd["overhead"] += ct.overhead_s * cscale
     tp_crit = float(stg.tpf_l[a:e].sum() + stg.tpb_l[a:e].sum())
     bd["tensor_comm"] = tp_crit * reps
     bd["pipeline_comm"] = k_acc * timing.exposed_transfer_s
     bd["data_comm"] = sync_exposed
     bd["bubble"] = k_acc * timing.bubble_s
-    device_work = reps * (stg.F[crit] + stg.B[crit] - tp_crit) + syn.opt[crit].time_s
+    device_work = reps * (stg.F[crit] + stg.B[crit] - tp_crit) + syn.opt[crit].time_s + syn.copy[crit].time_s
     core = sum(bd.values())
     straggler = straggler_delay(device_work, S.straggler_cv, n_dev)
     bd["straggler"] = straggler
