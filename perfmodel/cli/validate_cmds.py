@@ -63,7 +63,8 @@ def _measured_run(name: str):
 
         return run_suite(name, device=options.get("device"), profile=options.get("profile"), report_dir=report,
                          measurements_path=data, cases=options.get("cases") or None, steps=options.get("steps"),
-                         warmup=options.get("warmup"), progress=None if options.get("json") else sys.stderr)
+                         warmup=options.get("warmup"), progress=None if options.get("json") else sys.stderr,
+                         rounds=options.get("rounds"))
 
     return run
 
@@ -124,6 +125,8 @@ def validate(
     case: Optional[list[str]] = typer.Option(None, "--case", help="run only these cases (name, network or kind); repeatable"),
     steps: Optional[int] = typer.Option(None, "--steps", help="timed steps per case (default: the suite's)"),
     warmup: Optional[int] = typer.Option(None, "--warmup", help="untimed warm-up steps per case"),
+    rounds: Optional[int] = typer.Option(None, "--rounds", help="passes over the cases (measured suites; default: "
+                                         "the suite's, 3 for cpu-full); step times are pooled over them"),
     json_out: bool = typer.Option(False, "--json", help="machine-readable output"),
 ) -> None:
     """Compare the model with a validation suite (published tables or measured runs) and write its report."""
@@ -133,7 +136,10 @@ def validate(
         fail(f"--device must be cpu or cuda, got '{device}'")
     if steps is not None and steps < 1:
         fail(f"--steps must be >= 1, got {steps}")
-    options = {"device": device, "profile": profile, "cases": case, "steps": steps, "warmup": warmup, "json": json_out}
+    if rounds is not None and rounds < 1:
+        fail(f"--rounds must be >= 1, got {rounds}")
+    options = {"device": device, "profile": profile, "cases": case, "steps": steps, "warmup": warmup,
+               "rounds": rounds, "json": json_out}
     res = SUITES[suite].run(report, data, options)
     if json_out:
         typer.echo(dumps(res.to_dict()))

@@ -41,7 +41,7 @@ QUICK_REPEATS = 4
 # DISTURBED_CORES cores busy while it ran; the fastest attempt is kept
 QUIET_IDLE = 0.85
 QUIET_MAX_WAIT_S = 60.0
-DISTURBED_CORES = 0.2
+DISTURBED_CORES = 0.1
 RETRIES = 3
 RETRY_WAIT_S = 5.0
 RETRY_BUDGET_S = 30.0  # at most this much waiting and repeating per calibration run

@@ -50,7 +50,7 @@ def _top_breakdown(bd: dict[str, float]) -> str:
     return ", ".join(f"{k} {v / tot:.0%}" for k, v in parts[:3])
 
 
-def report_markdown(res) -> str:
+def report_markdown(res, calibration: dict[str, Any] | None = None) -> str:
     """The report as markdown (res: a SuiteResult)."""
     s = res.summary
     m = res.machine
@@ -68,6 +68,9 @@ def report_markdown(res) -> str:
         f"Load average (1, 5, 15 min) before the run: {res.load_before}; after: {res.load_after}."
         + (f" Measurements: `{Path(res.measurements_path).name}` (append-only JSONL)." if res.measurements_path else ""),
         "",
+        *([f"Calibration: `perfmodel calibrate` ran {calibration.get('samples')} microbenchmark samples "
+           f"({calibration.get('grid')} grid) at {calibration.get('threads')} threads in "
+           f"{calibration.get('wall_s')} s.", ""] if calibration else []),
         "## Summary",
         "",
         _md_table(["metric", "value"], summary_rows(s), "lr"),
@@ -86,12 +89,13 @@ def report_markdown(res) -> str:
         rows.append((c.name, c.kind, c.batch, c.threads if c.threads is not None else "-", c.dtype, c.optimizer,
                      _ms(r.measured_s), f"{_ms(r.p10_s)}-{_ms(r.p90_s)}", _ms(r.predicted_s), _pct(r.error_pct),
                      _top_breakdown(r.breakdown), r.load_avg[0] if r.load_avg else "-",
-                     "-" if r.others_cores is None else f"{r.others_cores:.2f}", r.attempts))
+                     "-" if r.others_cores is None else f"{r.others_cores:.2f}", f"{r.rounds}/{r.attempts}"))
     lines.append(_md_table(["case", "kind", "batch", "threads", "dtype", "optimizer", "measured ms (median)",
                             "p10-p90 ms", "predicted ms", "error", "predicted breakdown", "load", "others",
-                            "attempts"], rows, "llrrllrrrrlrrr"))
-    lines += ["", "load: 1-minute load average before the case; others: cores that other processes kept busy "
-              "on average while the compared measurement ran; attempts: measurements of the case (a "
+                            "rounds/measurements"], rows, "llrrllrrrrlrrr"))
+    lines += ["", "measured: median of the step times pooled over the rounds; load: 1-minute load average before "
+              "the case's first round; others: most cores that other processes kept busy on average during one of "
+              "the compared measurements; rounds/measurements: rounds compared and measurements taken (a "
               "disturbed one is repeated; all are stored)."]
     for r in res.cases:
         if not r.layers:
@@ -211,8 +215,9 @@ def readme_section(res, calibration: dict[str, Any] | None = None) -> str:
     s = res.summary
     cal = ""
     if calibration:
-        cal = (f" The profile `{res.profile}` came from `perfmodel calibrate` in {calibration.get('wall_s', '?')} s "
-               f"of microbenchmarks ({calibration.get('samples', '?')} samples).")
+        cal = (f" The profile `{res.profile}` came from `perfmodel calibrate` ({calibration.get('grid')} grid, "
+               f"{calibration.get('samples', '?')} microbenchmark samples at {calibration.get('threads')} threads, "
+               f"{calibration.get('wall_s', '?')} s); no validation network is used to fit anything.")
     worst = ", ".join(f"`{n}` {e:+.1f}%" for n, e in s.worst)
     return "\n".join([
         f"### Measured validation: `{res.suite}` on this machine",
@@ -242,7 +247,7 @@ def write_report(res, report_dir: Path, calibration: dict[str, Any] | None = Non
     report_dir = Path(report_dir)
     report_dir.mkdir(parents=True, exist_ok=True)
     out = {}
-    md = report_markdown(res)
+    md = report_markdown(res, calibration)
     (report_dir / "report.md").write_text(md, encoding="utf-8")
     out["markdown"] = report_dir / "report.md"
     page = report_html(res, md)

@@ -39,7 +39,7 @@ QUIET_LOAD = 1.0  # load average below which the machine counts as quiet for mea
 # compared. Every attempt is stored, with the interference in its notes.
 QUIET_IDLE = 0.85
 QUIET_MAX_WAIT_S = 120.0
-DISTURBED_CORES = 0.25
+DISTURBED_CORES = 0.1
 MAX_ATTEMPTS = 3
 
 
@@ -65,6 +65,7 @@ class Suite:
     device: str  # cpu or cuda
     description: str
     cases: tuple[Case, ...]
+    rounds: int = 1  # passes over all cases (round-robin); each case's step times are pooled over them
 
 
 def _cpu_cases(specs: Sequence[tuple[str, str, int, str]], threads: Sequence[int], per_layer: set[str],
@@ -122,7 +123,7 @@ SUITES: dict[str, Suite] = {
                        _cpu_cases(CPU_QUICK_SPECS[:2], [1], set(), 5, 2)
                        + _cpu_cases(CPU_QUICK_SPECS[2:], [2], set(), 5, 2)),
     "cpu-full": Suite("cpu-full", "cpu", "eight network kinds at 1 and 2 threads (16 cases), 0.05-2 s per step",
-                      _cpu_cases(CPU_FULL_SPECS, [1, 2], {"resnet_small", "transformer"}, 10, 3)),
+                      _cpu_cases(CPU_FULL_SPECS, [1, 2], {"resnet_small", "transformer"}, 10, 3), rounds=3),
     "gpu": Suite("gpu", "cuda", "the cpu-full kinds at GPU-sized batches, fp32 and bf16 (needs CUDA)", _gpu_cases()),
 }
 # suites served by other modules (dispatched by the CLI)
@@ -159,8 +160,10 @@ class CaseResult:
     stages: dict[str, float]
     layers: tuple[LayerComparison, ...] = ()
     load_avg: tuple[float, float, float] | None = None
-    others_cores: float | None = None  # cores other processes kept busy during the compared measurement
-    attempts: int = 1
+    others_cores: float | None = None  # most cores other processes kept busy during a compared measurement
+    attempts: int = 1  # measurements taken (all rounds, repeats of disturbed ones included)
+    rounds: int = 1  # measurements compared: their step times are pooled
+    round_medians_s: tuple[float, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         c = self.case
@@ -171,7 +174,8 @@ class CaseResult:
             "measured_p90_s": self.p90_s, "measured_min_s": self.min_s, "measured_max_s": self.max_s,
             "error_pct": self.error_pct, "predicted_breakdown": self.breakdown, "predicted_stages": self.stages,
             "load_avg": list(self.load_avg) if self.load_avg else None,
-            "others_cores": self.others_cores, "attempts": self.attempts,
+            "others_cores": self.others_cores, "attempts": self.attempts, "rounds": self.rounds,
+            "round_medians_s": list(self.round_medians_s),
             "layers": [{"name": l.name, "op": l.op, "predicted_s": l.predicted_s, "measured_s": l.measured_s,
                         "predicted_forward_s": l.predicted_forward_s, "measured_forward_s": l.measured_forward_s,
                         "error_pct": l.error_pct} for l in self.layers],
@@ -263,6 +267,18 @@ def find_calibrated_profile(device: str = "cpu"):
     return max(found, key=lambda x: x[0])[1]
 
 
+def calibration_info(dev) -> dict[str, Any] | None:
+    """Samples and wall time of the calibration a profile came from (read from its notes), if it was calibrated."""
+    import re
+
+    m = re.search(r"Fitted from (\d+) microbenchmark samples at \[([^\]]*)\] threads \((quick|full) grid(?:, (\d+) s)?\)",
+                  dev.notes or "")
+    if not m:
+        return None
+    return {"samples": int(m.group(1)), "threads": m.group(2), "grid": m.group(3),
+            "wall_s": int(m.group(4)) if m.group(4) else None}
+
+
 def network_path(case: Case) -> Path:
     from ..paths import repo_root
 
@@ -315,7 +331,7 @@ def select_cases(suite: Suite, only: Sequence[str] | None = None, steps: int | N
 def run_suite(name: str, *, device: str | None = None, profile: Any = None, report_dir: str | Path | None = None,
               measurements_path: str | Path | None = None, cases: Sequence[str] | None = None,
               steps: int | None = None, warmup: int | None = None, progress: TextIO | None = sys.stderr,
-              per_layer: bool = True) -> SuiteResult:
+              per_layer: bool = True, rounds: int | None = None) -> SuiteResult:
     """Predict, measure, store and compare every case of suite `name`; write the report if `report_dir` is given."""
     if name not in SUITES:
         raise InputError(f"unknown suite '{name}'; measured suites: {', '.join(SUITES)}")
@@ -336,53 +352,70 @@ def run_suite(name: str, *, device: str | None = None, profile: Any = None, repo
     from ..graph.io import load_network
     from ..hardware.loader import load_hardware
     from ..prediction import predict
-    from ..torch.measure import append_jsonl, default_measurements_path, machine_info, measure_training
+    from ..torch.measure import append_jsonl, default_measurements_path, machine_info, measure_training, summarize_times
 
     dev = load_hardware(profile, kind="device") if profile is not None else find_calibrated_profile(device)
     mpath = Path(measurements_path) if measurements_path else default_measurements_path(f"{name}.jsonl")
     chosen = select_cases(suite, cases, steps, warmup)
     load_before = _loadavg()
-    results: list[CaseResult] = []
-    for i, c in enumerate(chosen, 1):
-        if progress is not None:
-            progress.write(f"[{i}/{len(chosen)}] {c.name}: measuring {c.warmup}+{c.steps} steps ...")
-            progress.flush()
+    rounds = rounds if rounds is not None else suite.rounds
+    if rounds < 1:
+        raise InputError(f"rounds must be >= 1, got {rounds}")
+    preds = {}
+    for c in chosen:
         graph = load_network(network_path(c))
-        pred = predict(graph, dev, batch=c.batch, dtype=c.dtype, threads=c.threads if device == "cpu" else None,
-                       optimizer=c.optimizer, layers=True)
-        best = None
-        n_att = 0
-        for attempt in range(1, MAX_ATTEMPTS + 1):
-            n_att = attempt
-            if device == "cpu":
-                wait_for_quiet(QUIET_IDLE, QUIET_MAX_WAIT_S)
-            la = _loadavg()
-            with Interference() as inf:
-                meas = measure_training(graph, c.batch, device=device, dtype=c.dtype, threads=c.threads,
-                                        warmup=c.warmup, steps=c.steps, optimizer=c.optimizer,
-                                        per_layer=c.per_layer and per_layer)
-            others = round(inf.others_cores, 3) if inf.available else None
-            meas = meas.model_copy(update={"notes": tuple(meas.notes) + (
-                f"suite={name}", f"case={c.name}", f"attempt={attempt}", f"load_avg_before={la}",
-                f"other_processes_cores={others}", f"profile={dev.name}")})
-            append_jsonl(mpath, meas)
-            if best is None or (others or 0.0) < (best[1] or 0.0):
-                best = (meas, others, la)
-            if device != "cpu" or others is None or others <= DISTURBED_CORES:
-                break
+        preds[c.name] = (graph, predict(graph, dev, batch=c.batch, dtype=c.dtype,
+                                        threads=c.threads if device == "cpu" else None, optimizer=c.optimizer,
+                                        layers=True))
+    # round-robin over the cases, `rounds` times: slow drifts of the machine's speed average out
+    taken: dict[str, list] = {c.name: [] for c in chosen}
+    for rnd in range(1, rounds + 1):
+        for i, c in enumerate(chosen, 1):
+            graph, pred = preds[c.name]
             if progress is not None:
-                progress.write(f" (other processes kept {others:.2f} cores busy: measuring again)")
+                progress.write(f"[round {rnd}/{rounds}, {i}/{len(chosen)}] {c.name}: {c.warmup}+{c.steps} steps ...")
                 progress.flush()
-        meas, others, la = best
-        err = signed_error_pct(pred.iteration_time_s, meas.median_s)
+            best = None
+            for attempt in range(1, MAX_ATTEMPTS + 1):
+                if device == "cpu":
+                    wait_for_quiet(QUIET_IDLE, QUIET_MAX_WAIT_S)
+                la = _loadavg()
+                with Interference() as inf:
+                    meas = measure_training(graph, c.batch, device=device, dtype=c.dtype, threads=c.threads,
+                                            warmup=c.warmup, steps=c.steps, optimizer=c.optimizer,
+                                            per_layer=c.per_layer and per_layer and rnd == 1)
+                others = round(inf.others_cores, 3) if inf.available else None
+                meas = meas.model_copy(update={"notes": tuple(meas.notes) + (
+                    f"suite={name}", f"case={c.name}", f"round={rnd}", f"attempt={attempt}", f"load_avg_before={la}",
+                    f"other_processes_cores={others}", f"profile={dev.name}")})
+                append_jsonl(mpath, meas)
+                if best is None or (others or 0.0) < (best[1] or 0.0):
+                    best = (meas, others, la, attempt)
+                if device != "cpu" or others is None or others <= DISTURBED_CORES:
+                    break
+                if progress is not None:
+                    progress.write(f" (other processes kept {others:.2f} cores busy: measuring again)")
+                    progress.flush()
+            taken[c.name].append(best)
+            if progress is not None:
+                m = best[0]
+                progress.write(f" {m.median_s * 1e3:.1f} ms (predicted {pred.iteration_time_s * 1e3:.1f} ms)\n")
+                progress.flush()
+    results: list[CaseResult] = []
+    for c in chosen:
+        graph, pred = preds[c.name]
+        ms = taken[c.name]
+        times = [t for m, *_ in ms for t in m.step_times_s]
+        st = summarize_times(times)
+        others_l = [o for _, o, _, _ in ms if o is not None]
+        with_layers = next((m for m, *_ in ms if m.per_layer), None)
+        err = signed_error_pct(pred.iteration_time_s, st["median_s"])
         results.append(CaseResult(
-            c, pred.iteration_time_s, meas.median_s, meas.p10_s, meas.p90_s, meas.min_s, meas.max_s, err,
-            dict(pred.breakdown), dict(pred.stages), _layer_comparison(pred, meas) if meas.per_layer else (), la,
-            others, n_att))
-        if progress is not None:
-            progress.write(f" measured {meas.median_s * 1e3:.1f} ms, predicted {pred.iteration_time_s * 1e3:.1f} ms "
-                           f"({err:+.1f}%)\n")
-            progress.flush()
+            c, pred.iteration_time_s, st["median_s"], st["p10_s"], st["p90_s"], st["min_s"], st["max_s"], err,
+            dict(pred.breakdown), dict(pred.stages),
+            _layer_comparison(pred, with_layers) if with_layers is not None else (), ms[0][2],
+            max(others_l) if others_l else None, sum(a for *_, a in ms), len(ms),
+            tuple(m.median_s for m, *_ in ms)))
     mi = machine_info().model_dump(mode="json")
     summary = summarize({r.case.name: r.error_pct for r in results})
     notes = []
@@ -390,9 +423,14 @@ def run_suite(name: str, *, device: str | None = None, profile: Any = None, repo
     if device == "cpu":
         busy = [r for r in results if (r.others_cores or 0.0) > DISTURBED_CORES]
         if busy:
-            notes.append("other processes were busy during the measurement of " + ", ".join(
+            notes.append("other processes were busy during a measurement of " + ", ".join(
                 f"{r.case.name} ({r.others_cores:.2f} cores)" for r in busy)
                 + f" even after {MAX_ATTEMPTS} attempts: those times may be inflated")
+        if any(r.rounds > 1 for r in results):
+            spread = max((max(r.round_medians_s) / min(r.round_medians_s) - 1) * 100 for r in results if r.rounds > 1)
+            notes.append(f"each case was measured in {results[0].rounds} rounds (round-robin over the cases) and its "
+                         f"step times pooled; the largest difference between two rounds' medians of one case was "
+                         f"{spread:.0f}% (the machine's speed drifts over time)")
         if load_before and max(load_before[0], (load_after or load_before)[0]) >= QUIET_LOAD:
             notes.append(f"load average {load_before[0]} before and {load_after[0] if load_after else '?'} after the "
                          "run (other processes on the machine); each case waited for an idle moment and was "
@@ -404,5 +442,5 @@ def run_suite(name: str, *, device: str | None = None, profile: Any = None, repo
     if report_dir is not None:
         from .report import write_report
 
-        write_report(res, Path(report_dir))
+        write_report(res, Path(report_dir), calibration_info(dev))
     return res
