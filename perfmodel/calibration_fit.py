@@ -371,6 +371,19 @@ def _sig(x: float, digits: int = 4) -> float:
     return float(f"{x:.{digits}g}")
 
 
+def _human(x: float, unit: str, digits: int = 5) -> str:
+    """A quantity with a decimal prefix, e.g. 1.261e11, 'B/s' -> '126.1 GB/s' (parsed back by perfmodel.units)."""
+    if unit == "s":
+        for f, p in ((1.0, ""), (1e-3, "m"), (1e-6, "u"), (1e-9, "n")):
+            if abs(x) >= f:
+                return f"{x / f:.{digits}g} {p}s"
+        return f"{x / 1e-9:.{digits}g} ns"
+    for f, p in ((1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(x) >= f:
+            return f"{x / f:.{digits}g} {p}{unit}"
+    return f"{x:.{digits}g} {unit}"
+
+
 def profile_dict(fit: FitResult, *, name: str, source: str, model: str = "", vendor: str = "",
                  memory_bytes: float, threads_per_core: int = 1, clock_hz: float | None = None, simd: str = "",
                  notes: str = "", eff_source: str = "", ts_source: str = "",
@@ -379,16 +392,16 @@ def profile_dict(fit: FitResult, *, name: str, source: str, model: str = "", ven
     d: dict[str, Any] = {
         "kind": "device", "name": name, "type": "cpu" if fit.is_cpu else "gpu", "vendor": vendor, "model": model,
         "source": source, "notes": notes,
-        "peak_flops": {k: _sig(v) for k, v in fit.peak_flops.items()},
-        "memory_bandwidth": _sig(fit.memory_bandwidth_Bps),
-        "memory": float(memory_bytes),
-        "kernel_overhead": _sig(fit.kernel_overhead_s),
-        "runtime_reserved": float(runtime_reserved_bytes),
+        "peak_flops": {k: _human(v, "FLOPS") for k, v in fit.peak_flops.items()},
+        "memory_bandwidth": _human(fit.memory_bandwidth_Bps, "B/s"),
+        "memory": _human(memory_bytes, "B"),
+        "kernel_overhead": _human(fit.kernel_overhead_s, "s"),
+        "runtime_reserved": _human(runtime_reserved_bytes, "B") if runtime_reserved_bytes else "0 B",
     }
     if fit.is_cpu:
         d.update(sockets=1, cores=fit.cores, threads_per_core=threads_per_core)
         if clock_hz:
-            d["clock"] = float(clock_hz)
+            d["clock"] = _human(clock_hz, "Hz")
         if simd:
             d["simd"] = simd
         ts: dict[str, Any] = {
@@ -396,7 +409,7 @@ def profile_dict(fit: FitResult, *, name: str, source: str, model: str = "", ven
             "hyperthread_penalty": round(fit.hyperthread_penalty or 0.0, 4),
         }
         if fit.per_core_bandwidth_Bps:
-            ts["per_core_bandwidth"] = _sig(fit.per_core_bandwidth_Bps)
+            ts["per_core_bandwidth"] = _human(fit.per_core_bandwidth_Bps, "B/s")
         ts["source"] = ts_source or "calibrated"
         d["thread_scaling"] = ts
     eff: dict[str, Any] = {}

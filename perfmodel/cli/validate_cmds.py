@@ -186,17 +186,20 @@ def calibrate(
 
     from ..units import fmt_bytes, fmt_count
 
-    p = r.profile
+    p, f = r.profile, r.fit
     errs = [abs(x["error_pct"]) for x in r.residuals]
     lines = [f"{p['name']}: {p['model']}", f"source: {p['source']}",
              f"benchmarks: {len(r.samples)} samples in {r.wall_s:.1f} s",
-             f"peak fp32 {fmt_count(p['peak_flops']['fp32'], 'FLOP/s')}"
-             + "".join(f", {k} {fmt_count(v, 'FLOP/s')}" for k, v in p["peak_flops"].items() if k != "fp32"),
-             f"memory bandwidth {fmt_bytes(p['memory_bandwidth'])}/s, kernel overhead {p['kernel_overhead'] * 1e6:.2f} us"]
-    if "thread_scaling" in p:
-        ts = p["thread_scaling"]
-        lines.append(f"thread scaling: serial fraction {ts['serial_fraction']}, per-core bandwidth "
-                     f"{fmt_bytes(ts.get('per_core_bandwidth', 0))}/s, hyperthread penalty {ts['hyperthread_penalty']}")
+             f"peak fp32 {fmt_count(f.peak_flops['fp32'], 'FLOP/s')}"
+             + "".join(f", {k} {fmt_count(v, 'FLOP/s')}" for k, v in f.peak_flops.items() if k != "fp32"),
+             f"memory bandwidth {fmt_bytes(f.memory_bandwidth_Bps)}/s, kernel overhead {f.kernel_overhead_s * 1e6:.2f} us"]
+    if f.is_cpu:
+        lines.append(f"thread scaling: serial fraction {f.serial_fraction:.3f}, per-core bandwidth "
+                     f"{fmt_bytes(f.per_core_bandwidth_Bps or 0)}/s, hyperthread penalty {f.hyperthread_penalty}")
+    if f.elementwise:
+        lines.append("elementwise rates per core: " + ", ".join(
+            f"{k} {fmt_count(v, 'FLOP/s')}" for k, v in sorted(f.elementwise.items(), key=lambda kv: kv[1])[:4])
+            + f", ... ({len(f.elementwise)} keys)")
     if errs:
         lines.append(f"fit residuals on the benchmark samples: median {statistics.median(errs):.1f}%, "
                      f"p90 {sorted(errs)[int(0.9 * (len(errs) - 1))]:.1f}%")
