@@ -14,7 +14,12 @@ Modelling choices (each a named field with a default; the profiles say where the
   * `pcie-p2p`: GPUDirect peer-to-peer over PCIe. A ring laid out group by group crosses each
     upstream link once per direction, so a ring runs at the slowest PCIe link on its path;
   * `host`: copies are staged through host memory: every ring hop goes up and down the PCIe tree,
-    so the devices of one group share their upstream link (per device: link / group size).
+    so the devices of one group share their upstream link (per device: link / group size);
+  * `loopback`: worker processes on one host exchanging data through the operating system (e.g.
+    gloo over TCP on 127.0.0.1); collectives run over `fabric`, typically a measured link profile.
+- CPU nodes: `devices` is the number of worker processes sharing the node's CPU (the device profile
+  describes the whole CPU); the parallel model gives each its own cores (time-shared when
+  oversubscribed) and an equal share of the memory bandwidth.
 - Network: a cluster's nodes talk over `network` with `nics` ports per node (aggregate bandwidth
   nics x link), divided by `oversubscription` of the fabric core when there is more than one node.
 """
@@ -39,7 +44,8 @@ DeviceRef = Union[str, Device]
 LinkRef = Union[str, Link]
 StorageRef = Union[str, Storage]
 
-FABRIC_TYPES = ("nvlink", "nvswitch", "pcie-p2p", "host")
+FABRIC_TYPES = ("nvlink", "nvswitch", "pcie-p2p", "host", "loopback")
+LINK_FABRICS = ("nvlink", "nvswitch", "loopback")  # fabrics whose collectives run over the `fabric` link
 
 
 def _ref_name(ref) -> str:
@@ -67,7 +73,7 @@ class Node(_Frozen):
     host_memory_bytes: Bytes = Field(alias="host_memory")
     pcie_groups: tuple[PCIeGroup, ...] = Field(
         default=(), description="devices sharing one upstream PCIe link; empty: each device on its own host_link")
-    fabric_type: Literal["nvlink", "nvswitch", "pcie-p2p", "host"] = "pcie-p2p"
+    fabric_type: Literal["nvlink", "nvswitch", "pcie-p2p", "host", "loopback"] = "pcie-p2p"
     fabric: LinkRef | None = Field(default=None, description="device-to-device link for nvlink / nvswitch")
     fabric_bandwidth_Bps: Bandwidth | None = Field(
         default=None, alias="fabric_bandwidth",
@@ -80,7 +86,7 @@ class Node(_Frozen):
 
     @model_validator(mode="after")
     def _check(self):
-        if self.fabric_type in ("nvlink", "nvswitch") and self.fabric is None:
+        if self.fabric_type in LINK_FABRICS and self.fabric is None:
             raise ValueError(f"fabric_type {self.fabric_type!r} needs 'fabric' (the link name, e.g. nvlink2)")
         if self.pcie_groups:
             seen: list[int] = []
@@ -185,7 +191,7 @@ class System:
 
     def with_p2p(self, p2p: bool | None) -> "System":
         """The same system with peer-to-peer over PCIe forced on or off (NVLink fabrics are unaffected)."""
-        if p2p is None or self.fabric_type in ("nvlink", "nvswitch"):
+        if p2p is None or self.fabric_type in LINK_FABRICS:
             return self
         ft = "pcie-p2p" if p2p else "host"
         if ft == self.fabric_type:
@@ -263,7 +269,7 @@ def resolve_system(hw, devices: int = 1) -> System:
         dl = _device_link(device)
         host_links = tuple(dl for _ in groups)
     fabric = _load(node.fabric, "link")
-    if node.fabric_type in ("nvlink", "nvswitch"):
+    if node.fabric_type in LINK_FABRICS:
         fbw = node.fabric_bandwidth_Bps * fabric.efficiency if node.fabric_bandwidth_Bps else fabric.effective_bandwidth_Bps
         flat = fabric.latency_s
     else:

@@ -109,8 +109,16 @@ def predict_parallel(graph: LayerGraph, hw: Any, *, batch: int, dtype: str = "fp
         raise InputError(f"the batch per replica ({b}) must be divisible by the {m} micro-batches")
     mb = b // m
 
+    # ---- CPU nodes: worker processes share the node's cores ---------------------------------------------
+    per = placement.devices_per_node
+    dev_run, cpu_share = dev, 1.0
+    if dev.is_cpu and per > 1:
+        dev_run, cpu_share, threads = _cpu_process_share(dev, per, threads)
+        warnings.append(f"{per} worker processes x {threads} thread(s) share the CPU of a node: each gets 1/{per} of its "
+                        f"memory bandwidth" + (f" and {cpu_share:.2f} of its cores' time" if cpu_share < 1 else ""))
+
     # ---- per-layer times of one tensor-parallel rank at the micro-batch ---------------------------
-    prof, layout = sharded_profile(graph, dev, mb, dtype, threads, optimizer, tp)
+    prof, layout = sharded_profile(graph, dev_run, mb, dtype, threads, optimizer, tp)
     nl = len(graph.layers)
     tpt = placement.tp_tier
     tp_f = [0.0] * nl
@@ -282,7 +290,6 @@ def predict_parallel(graph: LayerGraph, hw: Any, *, batch: int, dtype: str = "fp
         if st_obj is None:
             raise InputError("raid0 needs a storage profile (storage=...) or a node with one")
         st_obj = st_obj.raid0(raid0)
-    per = placement.devices_per_node
     best_group = (0.0, 1.0)
     node_samples = 0.0
     for node in range(placement.nodes):
@@ -392,6 +399,7 @@ def predict_parallel(graph: LayerGraph, hw: Any, *, batch: int, dtype: str = "fp
         "network": (f"{system.nics} x {system.network.name}, {placement.net_bandwidth_Bps / 1e9:.1f} GB/s per node, "
                     f"{system.network_latency_s * 1e6:.1f} us") if placement.nodes > 1 else None,
         "storage_bytes_per_sample": store_bps, "device_input_bytes_per_sample": dev_bps,
+        "cpu_process_share": cpu_share,
         "rank_order": "tensor innermost, then pipeline stage, then data-parallel replica; nodes filled in order",
     })
     return Prediction(
@@ -403,6 +411,20 @@ def predict_parallel(graph: LayerGraph, hw: Any, *, batch: int, dtype: str = "fp
         bottleneck=bottleneck_text(bd, rows, total), memory=mem, layers=rows if layers else (),
         assumptions=assum, parallel=par, warnings=tuple(warnings),
     )
+
+
+def _cpu_process_share(dev, per: int, threads: int | None):
+    """`per` processes of `threads` threads each on one CPU: (device as one process sees it, speed factor, threads).
+
+    Each process keeps its own cores while per x threads <= cores (compute unchanged) and gets 1/per
+    of the memory bandwidth; oversubscribed cores are time-shared (compute x cores / (per x threads)).
+    """
+    cores = dev.cores or 1
+    t = threads if threads is not None else max(1, cores // per)
+    f = min(1.0, cores / (per * t))
+    d = dev.model_copy(update={"peak_flops": {k: v * f for k, v in dev.peak_flops.items()},
+                               "memory_bandwidth_Bps": dev.memory_bandwidth_Bps / per})
+    return d, f, t
 
 
 def _memory(graph, prof, ranges, plan, mb, m, dtype, optimizer, dev, st_params) -> MemoryFootprint:

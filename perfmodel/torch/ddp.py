@@ -10,8 +10,9 @@
    warm-up steps, then timed steps (zero_grad, forward + loss, backward with the bucketed gradient
    all-reduce, optimizer step), timed on every rank; the step time is the slowest rank's.
 3. **Prediction** (`predict_ddp`): the calibrated CPU profile of this machine (`perfmodel calibrate`)
-   as one device per process at `threads` threads, on a 2-"node" cluster whose network is the fitted
-   loopback link: per-device compute from the single-device model, the DDP bucket schedule and the
+   on a node of `world` worker processes sharing the CPU (each with its own `threads` cores and an
+   equal share of the memory bandwidth), joined by the fitted loopback link:
+   per-process compute from the single-device model, DDP's bucket copies and bucket schedule, and the
    ring all-reduce from the fitted alpha-beta.
 4. **Suite** (`run_ddp_suite`): the cases below, measurements appended to
    validation/measurements/ddp-cpu.jsonl, report in validation/reports/ddp-cpu/.
@@ -45,7 +46,7 @@ from ..errors import InputError, NotFoundError
 from ..graph.io import load_network
 from ..graph.layer_graph import LayerGraph
 from ..hardware.schema import Device, Link
-from ..hardware.topology import Cluster, Node
+from ..hardware.topology import Node
 
 LINK_NAME = "local-gloo-loopback"
 SIZES_BYTES = tuple(4 * 1024 * 4**i for i in range(8))  # 4 KiB .. 64 MiB
@@ -99,7 +100,7 @@ def _write(out_dir: str, rank: int, obj: Any) -> None:
 # 1. all-reduce microbenchmark and alpha-beta fit
 
 
-ROUNDS = 5  # passes over all sizes, interleaved so that load changes spread over every size
+ALLREDUCE_ROUNDS = 5  # passes over all sizes, interleaved so that load changes spread over every size
 
 
 def _reps(n: int) -> int:
@@ -114,7 +115,7 @@ def _allreduce_worker(rank: int, world: int, port: int, out_dir: str, sizes: Seq
     for n in sizes:  # warm-up
         for _ in range(2):
             dist.all_reduce(bufs[n])
-    for _ in range(ROUNDS):
+    for _ in range(ALLREDUCE_ROUNDS):
         for n in sizes:
             t = bufs[n]
             for _ in range(_reps(n)):
@@ -321,17 +322,15 @@ def measure_ddp(network: str | Path | LayerGraph, batch: int, *, world: int = 2,
 # 3. prediction
 
 
-def local_cluster(device: Device, link: Link, world: int = 2, host_memory_bytes: float | None = None) -> Cluster:
-    """`world` worker processes on this machine as a cluster of 1-device 'nodes' joined by the loopback link."""
+def local_node(device: Device, link: Link, world: int = 2, host_memory_bytes: float | None = None) -> Node:
+    """`world` worker processes on this machine's CPU, exchanging data over the loopback link."""
     if host_memory_bytes is None:
         try:
             host_memory_bytes = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
         except (ValueError, OSError):
             host_memory_bytes = device.memory_bytes
-    node = Node(name="local-process", source="one worker process on this machine", device=device, devices=1,
-                host_memory=host_memory_bytes, fabric_type="host")
-    return Cluster(name=f"local-{world}proc-gloo", source=f"{world} processes on this machine, gloo over loopback",
-                   node=node, nodes=world, network=link, nics_per_node=1)
+    return Node(name=f"local-{world}proc-gloo", source=f"{world} worker processes on this machine, gloo over loopback",
+                device=device, devices=world, host_memory=host_memory_bytes, fabric_type="loopback", fabric=link)
 
 
 def predict_ddp(network: str | Path | LayerGraph, batch: int, device: Device, link: Link, *, world: int = 2,
@@ -342,7 +341,7 @@ def predict_ddp(network: str | Path | LayerGraph, batch: int, device: Device, li
     if overlap is None:
         cores = device.cores or 1
         overlap = not (CPU_COMM_OVERLAP_NEEDS_IDLE_CORE and world * threads >= cores)
-    return predict(load_network(network), local_cluster(device, link, world), batch=batch, devices=world,
+    return predict(load_network(network), local_node(device, link, world), batch=batch, devices=world,
                    threads=threads, optimizer="sgd", overlap=overlap, layers=False)
 
 
@@ -363,11 +362,52 @@ class DDPCase:
 
 CASES = (
     DDPCase("mlp-b64", "validation/networks/mlp.yaml", 64),
-    DDPCase("mlp-b16", "validation/networks/mlp.yaml", 16),
-    DDPCase("cnn-vgg-small-b16", "validation/networks/vgg_small.yaml", 16, steps=10),
-    DDPCase("cnn-resnet-small-b16", "validation/networks/resnet_small.yaml", 16, steps=10),
-    DDPCase("autoencoder-b64", "autoencoder", 64),
+    DDPCase("mlp-b256", "validation/networks/mlp.yaml", 256, steps=8),
+    DDPCase("cnn-vgg-small-b24", "validation/networks/vgg_small.yaml", 24, steps=8),
+    DDPCase("cnn-resnet-small-b32", "validation/networks/resnet_small.yaml", 32, steps=8),
+    DDPCase("autoencoder-b128", "autoencoder", 128),
+    DDPCase("lstm-b64", "validation/networks/lstm.yaml", 64, steps=8),
 )
+SUITE_ROUNDS = 3  # each case is measured in this many rounds, round-robin over the cases, and the step times pooled
+IDLE_FRACTION = 0.8  # before a measurement, wait (up to IDLE_WAIT_S) until the CPU is this idle
+IDLE_WAIT_S = 120.0
+
+
+def _cpu_idle_fraction(dt: float = 1.0) -> float | None:
+    def snap():
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+        return v[3] + v[4], sum(v)
+
+    try:
+        a = snap()
+        time.sleep(dt)
+        b = snap()
+    except OSError:
+        return None
+    return (b[0] - a[0]) / max(1, b[1] - a[1])
+
+
+def wait_for_idle(fraction: float = IDLE_FRACTION, max_wait_s: float = IDLE_WAIT_S) -> float | None:
+    """Wait until the CPU is `fraction` idle (other processes quiet), at most `max_wait_s`; return the idle fraction."""
+    t0 = time.monotonic()
+    f = _cpu_idle_fraction()
+    while f is not None and f < fraction and time.monotonic() - t0 < max_wait_s:
+        f = _cpu_idle_fraction()
+    return f
+
+
+def pool(ms: Sequence[DDPMeasurement]) -> DDPMeasurement:
+    """One measurement from several rounds of the same case: step times pooled."""
+    from .measure import summarize_times
+
+    first = ms[0]
+    steps = tuple(t for m in ms for t in m.step_times_s)
+    s = summarize_times(steps)
+    ranks = tuple(tuple(t for m in ms for t in m.rank_step_times_s[r]) for r in range(first.world))
+    return DDPMeasurement(first.network, first.batch, first.world, first.threads, first.warmup, len(steps),
+                          first.params, ranks, steps, s["median_s"], s["p10_s"], s["p90_s"], first.machine,
+                          first.created_utc, first.load_avg_before)
 
 
 @dataclass(frozen=True)
@@ -451,8 +491,8 @@ def _resolve_network(spec: str) -> str | Path:
 def run_ddp_suite(report_dir: str | Path | None = None, measurements_path: str | Path | None = None, *,
                   cases: Sequence[DDPCase] | Sequence[str] | None = None, profile: Device | str | None = None,
                   link: Link | str | None = None, recalibrate_link: bool = True, save_link_profile: bool = True,
-                  steps: int | None = None, warmup: int | None = None,
-                  progress: TextIO | None = sys.stderr) -> DDPSuiteResult:
+                  steps: int | None = None, warmup: int | None = None, rounds: int = SUITE_ROUNDS,
+                  wait_idle: bool = True, progress: TextIO | None = sys.stderr) -> DDPSuiteResult:
     """Run the ddp-cpu suite: link microbenchmark (unless `link` is given), DDP cases, predictions, report.
 
     report_dir: default validation/reports/ddp-cpu (None writes there; pass a folder to write elsewhere).
@@ -486,6 +526,8 @@ def run_ddp_suite(report_dir: str | Path | None = None, measurements_path: str |
         lk = load_hardware(link, kind="link")
     else:
         say("all-reduce microbenchmark (gloo, 2 processes, 4 KiB .. 64 MiB) ...")
+        if wait_idle:
+            wait_for_idle()
         cal = calibrate_allreduce()
         lk = cal.link()
         append_jsonl(meas_path, {"schema": "perfmodel.measurement/1", "kind": "allreduce_microbenchmark",
@@ -506,19 +548,38 @@ def run_ddp_suite(report_dir: str | Path | None = None, measurements_path: str |
             sel.extend(found)
     res = DDPSuiteResult(SUITE, dev.name, dev.source, cal, link_path, measurements_path=str(meas_path),
                          report_dir=str(rep_dir))
-    for c in sel:
-        if steps is not None or warmup is not None:
-            from dataclasses import replace
+    if steps is not None or warmup is not None:
+        from dataclasses import replace
 
-            c = replace(c, steps=steps or c.steps, warmup=c.warmup if warmup is None else warmup)
+        sel = [replace(c, steps=steps or c.steps, warmup=c.warmup if warmup is None else warmup) for c in sel]
+    measured: dict[str, list[DDPMeasurement]] = {c.name: [] for c in sel}
+    idle_seen: list[float] = []
+    for r in range(rounds):
+        for c in sel:
+            idle = wait_for_idle() if wait_idle else None
+            if idle is not None:
+                idle_seen.append(idle)
+            say(f"round {r + 1}/{rounds}, case {c.name}: {c.world} processes x {c.threads} thread, batch {c.batch} "
+                f"per process ...")
+            m = measure_ddp(_resolve_network(c.network), c.batch, world=c.world, threads=c.threads, warmup=c.warmup,
+                            steps=c.steps)
+            append_jsonl(meas_path, {**m.to_dict(), "case": c.name, "round": r + 1, "idle_fraction_before": idle})
+            measured[c.name].append(m)
+            say(f"  median {m.median_s * 1e3:.1f} ms")
+    for c in sel:
         net = _resolve_network(c.network)
-        say(f"case {c.name}: {c.world} processes x {c.threads} thread, batch {c.batch} per process ...")
-        m = measure_ddp(net, c.batch, world=c.world, threads=c.threads, warmup=c.warmup, steps=c.steps)
-        append_jsonl(meas_path, {**m.to_dict(), "case": c.name})
+        m = pool(measured[c.name])
         p = predict_ddp(net, c.batch, dev, lk, world=c.world, threads=c.threads)
         r = DDPCaseResult(c, m, p.iteration_time_s, dict(p.breakdown), dict(p.parallel or {}))
         res.cases.append(r)
-        say(f"  measured {m.median_s * 1e3:.1f} ms, predicted {r.predicted_s * 1e3:.1f} ms ({r.error_pct:+.1f}%)")
+        say(f"{c.name}: measured {m.median_s * 1e3:.1f} ms, predicted {r.predicted_s * 1e3:.1f} ms ({r.error_pct:+.1f}%)")
+    if rounds > 1:
+        spread = max((max(x.median_s for x in v) / min(x.median_s for x in v) - 1) * 100 for v in measured.values())
+        res.notes.append(f"each case measured in {rounds} rounds (round-robin over the cases), step times pooled; the "
+                         f"largest difference between two rounds' medians of one case was {spread:.0f}%")
+    if idle_seen:
+        res.notes.append(f"before each measurement the CPU was {min(idle_seen):.0%}-{max(idle_seen):.0%} idle "
+                         "(other processes share this machine)")
     if CPU_COMM_OVERLAP_NEEDS_IDLE_CORE:
         res.notes.append("gradient all-reduce not overlapped with backward when the processes use every core "
                          "(gloo needs a core to move data)")
