@@ -160,6 +160,9 @@ def calibrate(
     name: Optional[str] = typer.Option(None, "--name", help="profile name (default: the file stem)"),
     samples: Optional[Path] = typer.Option(None, "--samples", help="also append the raw timings to this JSONL file"),
     from_samples: Optional[Path] = typer.Option(None, "--from-samples", help="fit again from a samples file; runs no benchmark"),
+    record: int = typer.Option(-1, "--record", help="with --from-samples: which calibration run of the file (0 = first, -1 = last)"),
+    allow_busy: bool = typer.Option(False, "--allow-busy", help="write the profile even when other processes disturbed "
+                                    "more than 10% of the samples"),
     json_out: bool = typer.Option(False, "--json", help="machine-readable output (the profile and the fit residuals)"),
 ) -> None:
     """Microbenchmark this machine (GEMM, convolution, memory passes, dispatch, optimizer step) and fit its profile."""
@@ -174,10 +177,10 @@ def calibrate(
     except ImportError as e:
         fail(f"calibrate needs PyTorch ({e}); install it with: pip install 'perfmodel[torch]'")
     if from_samples is not None:
-        r = cal.refit(from_samples, out, name)
+        r = cal.refit(from_samples, out, name, record=record, allow_busy=allow_busy)
     else:
         r = cal.calibrate(out, device=device, threads=threads, quick=quick, name=name,
-                          progress=None if json_out else sys.stderr, samples_path=samples)
+                          progress=None if json_out else sys.stderr, samples_path=samples, allow_busy=allow_busy)
     if json_out:
         typer.echo(dumps({"profile": r.profile, "path": str(r.path) if r.path else None, "wall_s": r.wall_s,
                           "residuals": r.residuals, "checks": r.checks}))

@@ -671,32 +671,57 @@ def save_samples(samples: list[Sample], machine: dict[str, Any], path: Path) -> 
     os.replace(tmp, path)
 
 
-def load_samples(path: Path) -> tuple[list[Sample], dict[str, Any]]:
-    """The last calibration record of a samples file."""
+def load_samples(path: Path, record: int = -1) -> tuple[list[Sample], dict[str, Any]]:
+    """One calibration record of a samples file (default: the last)."""
     lines = [l for l in Path(path).read_text(encoding="utf-8").splitlines() if l.strip()]
-    rec = json.loads(lines[-1])
+    try:
+        rec = json.loads(lines[record])
+    except IndexError:
+        from ..errors import InputError
+
+        raise InputError(f"{path} holds {len(lines)} calibration records; record {record} does not exist") from None
     return [Sample.from_dict(d) for d in rec["samples"]], rec["machine"]
+
+
+MAX_DISTURBED_SHARE = 0.1  # more disturbed samples than this: refuse to fit (unless allow_busy)
+
+
+def check_quiet_enough(machine: dict[str, Any], n_samples: int, allow_busy: bool) -> None:
+    """Refuse a fit from a run where other processes disturbed too many samples (the profile would describe
+    the neighbours, not the hardware)."""
+    bad = machine.get("samples_disturbed", 0) or 0
+    if not allow_busy and n_samples and bad > MAX_DISTURBED_SHARE * n_samples:
+        from ..errors import PerfModelError
+
+        raise PerfModelError(
+            f"other processes kept the CPU busy during {bad} of {n_samples} benchmark samples, even after "
+            f"retries: the fit would describe them, not the hardware. Re-run `perfmodel calibrate` when the "
+            f"machine is quiet (or pass --allow-busy to write the profile anyway); the raw timings are kept "
+            f"when --samples is given.")
 
 
 def calibrate(out: str | Path | None = None, *, device: str = "cpu", threads: int | None = None,
               quick: bool = False, name: str | None = None, progress: TextIO | None = sys.stderr,
-              samples_path: str | Path | None = None) -> CalibrationResult:
+              samples_path: str | Path | None = None, allow_busy: bool = False) -> CalibrationResult:
     """Run the microbenchmarks, fit the profile, write it to `out` (if given) and return everything."""
     t0 = time.perf_counter()
     samples, machine = run_benchmarks(device, threads, quick, progress)
     wall = time.perf_counter() - t0
     machine["calibration_wall_s"] = round(wall, 1)
+    if samples_path:
+        save_samples(samples, machine, Path(samples_path))
+    check_quiet_enough(machine, len(samples), allow_busy)
     name = name or (Path(out).stem if out else default_profile_name(device))
     prof, fit, res, checks = fit_and_profile(samples, machine, name, wall)
     path = write_profile(prof, Path(out)) if out else None
-    if samples_path:
-        save_samples(samples, machine, Path(samples_path))
     return CalibrationResult(prof, fit, samples, wall, path, res, checks)
 
 
-def refit(samples_path: str | Path, out: str | Path | None = None, name: str | None = None) -> CalibrationResult:
-    """Fit again from stored samples (no benchmarks run)."""
-    samples, machine = load_samples(Path(samples_path))
+def refit(samples_path: str | Path, out: str | Path | None = None, name: str | None = None, record: int = -1,
+          allow_busy: bool = False) -> CalibrationResult:
+    """Fit again from stored samples (no benchmarks run); `record` picks a calibration run of the file."""
+    samples, machine = load_samples(Path(samples_path), record)
+    check_quiet_enough(machine, len(samples), allow_busy)
     name = name or (Path(out).stem if out else "calibrated")
     prof, fit, res, checks = fit_and_profile(samples, machine, name, machine.get("calibration_wall_s"))
     path = write_profile(prof, Path(out)) if out else None
