@@ -957,9 +957,10 @@ def plan_search(network, hardware, *, devices: int, global_batch: int | None = N
 
     rows.sort(key=sort_key)
     _break_ties(rows, sort_key)
-    kept = rows if top is None else rows[:top]
-    plans = tuple(PlanRow(rank=i + 1, **r) for i, r in enumerate(kept))
-    why = explain(plans, objective, price is not None, len(rows), dropped + pruned)
+    kept = rows if top is None else rows[:max(top, 2)]  # the runner-up is needed to explain the winner
+    ranked = tuple(PlanRow(rank=i + 1, **r) for i, r in enumerate(kept))
+    why = explain(ranked, objective, price is not None, len(rows), dropped + pruned)
+    plans = ranked if top is None else ranked[:top]
     assumptions = {
         "optimizer": optimizer,
         "allreduce": allreduce,
