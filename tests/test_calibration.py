@@ -180,3 +180,32 @@ def test_elementwise_rates_recovered_and_used_by_predictions():
     assert work_time(w, r, "sigmoid").compute_s == pytest.approx(3e6 / (2e9 * speed[2]), rel=1e-3)
     plain = work_time(w, device_rates(true_device(), "fp32", threads=2), "tanh")
     assert plain.compute_s < t.compute_s / 10
+
+
+def test_gpu_fit_uses_no_thread_scaling_and_overlapped_launches():
+    """A GPU fit (no --threads): the peak is the best rate, efficiencies are rate / peak with the whole time
+    (launches overlap execution), and the profile is a gpu device without thread scaling."""
+    eff = Efficiency(matrix=EfficiencyCurve(points=MATRIX_PTS), conv=EfficiencyCurve(points=CONV_PTS),
+                     memory=EfficiencyCurve(points=MEMORY_PTS))
+    gpu = Device(name="g", type="gpu", source="t", peak_flops={"fp32": 20e12, "bf16": 100e12},
+                 memory_bandwidth=2e12, memory=80e9, kernel_overhead=4e-6, efficiency=eff)
+    r32, r16 = device_rates(gpu, "fp32"), device_rates(gpu, "bf16")
+    samples = []
+    for i, (size, _) in enumerate(MATRIX_PTS):
+        for dt, r in (("fp32", r32), ("bf16", r16)):
+            w = Work("matrix", flops=size * 1e3, bytes_read=size, kernels=1)
+            samples.append(Sample("matrix", 1, work_time(w, r).time_s, w.flops, w.bytes, 1, dt, f"gemm{i}"))
+    for i, (size, _) in enumerate(MEMORY_PTS):
+        w = Work("memory", bytes_read=size * 100, kernels=1)
+        samples.append(Sample("memory", 1, work_time(w, r32).time_s, 0.0, w.bytes, 1, label=f"mem{i}"))
+    samples.append(Sample("dispatch", 1, 130 * 6e-6, kernels=130, label="chain"))
+    fit = fit_profile(samples, FitOptions(cores=1, is_cpu=False))
+    assert fit.serial_fraction is None and fit.per_core_bandwidth_Bps is None
+    assert fit.kernel_overhead_s == pytest.approx(6e-6)
+    assert "lowp_matrix" in fit.curves and fit.peak_flops["bf16"] > fit.peak_flops["fp32"]
+    prof = profile_dict(fit, name="gfit", source="calibrated on g by perfmodel calibrate", memory_bytes=80e9)
+    dev = hardware_from_dict(prof)
+    assert dev.type == "gpu" and dev.efficiency.elementwise is None
+    for s in samples:
+        if s.family == "matrix" and s.flops / s.time_s > 0:
+            assert predicted_sample_time(s, fit) == pytest.approx(s.time_s, rel=0.05), s.label
