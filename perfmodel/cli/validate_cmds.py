@@ -64,7 +64,7 @@ def _measured_run(name: str):
         return run_suite(name, device=options.get("device"), profile=options.get("profile"), report_dir=report,
                          measurements_path=data, cases=options.get("cases") or None, steps=options.get("steps"),
                          warmup=options.get("warmup"), progress=None if options.get("json") else sys.stderr,
-                         rounds=options.get("rounds"))
+                         rounds=options.get("rounds"), replay=options.get("replay"))
 
     return run
 
@@ -80,7 +80,8 @@ def _measured_text(res) -> str:
               f"target (median <= {res.target_median_pct:.0f}%, worst <= {res.target_worst_pct:.0f}%): "
               f"{'met' if res.meets_target else 'not met'}"]
     lines += [f"note: {n}" for n in res.notes]
-    lines.append(f"measurements appended to {res.measurements_path}")
+    lines.append(f"{'compared with the measurements stored in' if res.replayed else 'measurements appended to'} "
+                 f"{res.measurements_path}")
     return "\n".join(lines)
 
 
@@ -127,6 +128,8 @@ def validate(
     warmup: Optional[int] = typer.Option(None, "--warmup", help="untimed warm-up steps per case"),
     rounds: Optional[int] = typer.Option(None, "--rounds", help="passes over the cases (measured suites; default: "
                                          "the suite's, 3 for cpu-full); step times are pooled over them"),
+    replay: Optional[Path] = typer.Option(None, "--replay", help="measured suites: compare with the measurements "
+                                          "stored in this JSONL file by the suite's last run instead of measuring"),
     json_out: bool = typer.Option(False, "--json", help="machine-readable output"),
 ) -> None:
     """Compare the model with a validation suite (published tables or measured runs) and write its report."""
@@ -139,7 +142,7 @@ def validate(
     if rounds is not None and rounds < 1:
         fail(f"--rounds must be >= 1, got {rounds}")
     options = {"device": device, "profile": profile, "cases": case, "steps": steps, "warmup": warmup,
-               "rounds": rounds, "json": json_out}
+               "rounds": rounds, "replay": replay, "json": json_out}
     res = SUITES[suite].run(report, data, options)
     if json_out:
         typer.echo(dumps(res.to_dict()))

@@ -65,8 +65,10 @@ def report_markdown(res, calibration: dict[str, Any] | None = None) -> str:
         f"Machine: {m.get('cpu_model')} ({m.get('physical_cores')} physical cores, {m.get('logical_cpus')} logical CPUs)"
         + (f", GPU {m['gpu_name']}" if m.get("gpu_name") else "")
         + f", torch {m.get('torch_version')}, Python {m.get('python_version')}, {m.get('os')}.",
-        f"Load average (1, 5, 15 min) before the run: {res.load_before}; after: {res.load_after}."
-        + (f" Measurements: `{Path(res.measurements_path).name}` (append-only JSONL)." if res.measurements_path else ""),
+        (f"Compared with the measurements stored in `{Path(res.measurements_path).name}` by the suite's last run "
+         "(re-reported after a model change; nothing re-measured)." if res.replayed else
+         f"Load average (1, 5, 15 min) before the run: {res.load_before}; after: {res.load_after}."
+         + (f" Measurements: `{Path(res.measurements_path).name}` (append-only JSONL)." if res.measurements_path else "")),
         "",
         *([f"Calibration: `perfmodel calibrate` ran {calibration.get('samples')} microbenchmark samples "
            f"({calibration.get('grid')} grid) at {calibration.get('threads')} threads in "

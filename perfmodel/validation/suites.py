@@ -196,6 +196,7 @@ class SuiteResult:
     load_before: tuple[float, float, float] | None = None
     load_after: tuple[float, float, float] | None = None
     notes: tuple[str, ...] = ()
+    replayed: bool = False  # compared with stored measurements (nothing measured by this run)
     target_median_pct: float = 10.0
     target_worst_pct: float = 25.0
 
@@ -207,7 +208,7 @@ class SuiteResult:
         return {
             "suite": self.suite, "device": self.device, "profile": self.profile, "profile_source": self.profile_source,
             "machine": self.machine, "created_utc": self.created_utc, "measurements_path": self.measurements_path,
-            "load_before": list(self.load_before) if self.load_before else None,
+            "replayed": self.replayed, "load_before": list(self.load_before) if self.load_before else None,
             "load_after": list(self.load_after) if self.load_after else None,
             "summary": self.summary.to_dict(), "meets_target": self.meets_target,
             "target": {"median_abs_pct": self.target_median_pct, "worst_abs_pct": self.target_worst_pct},
@@ -312,6 +313,54 @@ def _layer_comparison(pred, meas) -> tuple[LayerComparison, ...]:
 
 # --- running -------------------------------------------------------------------------------------------
 
+def _note(m, key: str) -> str | None:
+    for n in m.notes:
+        if n.startswith(key + "="):
+            return n.split("=", 1)[1]
+    return None
+
+
+def replay_measurements(path: Path, suite: str, cases: Sequence[Case]) -> dict[str, list]:
+    """Stored measurements of `suite` per case, as run_suite keeps them: per round the least disturbed attempt.
+
+    Only the latest run is used: the records after the last round-1, attempt-1 record of the first case.
+    """
+    from ..torch.measure import load_measurements
+
+    recs = [m for m in load_measurements(path) if _note(m, "suite") == suite]
+    if not recs:
+        raise NotFoundError(f"{path} holds no measurements of suite '{suite}'")
+    first = cases[0].name
+    starts = [i for i, m in enumerate(recs) if _note(m, "case") == first and _note(m, "round") == "1"
+              and _note(m, "attempt") == "1"]
+    recs = recs[starts[-1]:] if starts else recs
+    out: dict[str, list] = {c.name: [] for c in cases}
+    per: dict[tuple[str, str], list] = {}
+    for m in recs:
+        c, rnd = _note(m, "case"), _note(m, "round") or "1"
+        if c in out:
+            o = _note(m, "other_processes_cores")
+            la = _note(m, "load_avg_before")
+            per.setdefault((c, rnd), []).append((m, None if o in (None, "None") else float(o), la,
+                                                 int(_note(m, "attempt") or 1)))
+    for (c, _), ms in sorted(per.items(), key=lambda kv: int(kv[0][1])):
+        best = min(ms, key=lambda x: x[1] or 0.0)
+        out[c].append((best[0], best[1], _parse_load(best[2]), len(ms)))
+    missing = [c for c, v in out.items() if not v]
+    if missing:
+        raise NotFoundError(f"{path} holds no measurement of case(s) {', '.join(missing)} of suite '{suite}'")
+    return out
+
+
+def _parse_load(text: str | None):
+    if not text or text == "None":
+        return None
+    try:
+        return tuple(float(x) for x in text.strip("()").split(","))
+    except ValueError:
+        return None
+
+
 def select_cases(suite: Suite, only: Sequence[str] | None = None, steps: int | None = None,
                  warmup: int | None = None) -> tuple[Case, ...]:
     """The suite's cases, optionally filtered by name (or network stem / kind) and with other step counts."""
@@ -331,8 +380,12 @@ def select_cases(suite: Suite, only: Sequence[str] | None = None, steps: int | N
 def run_suite(name: str, *, device: str | None = None, profile: Any = None, report_dir: str | Path | None = None,
               measurements_path: str | Path | None = None, cases: Sequence[str] | None = None,
               steps: int | None = None, warmup: int | None = None, progress: TextIO | None = sys.stderr,
-              per_layer: bool = True, rounds: int | None = None) -> SuiteResult:
-    """Predict, measure, store and compare every case of suite `name`; write the report if `report_dir` is given."""
+              per_layer: bool = True, rounds: int | None = None, replay: str | Path | None = None) -> SuiteResult:
+    """Predict, measure, store and compare every case of suite `name`; write the report if `report_dir` is given.
+
+    `replay`: compare with measurements stored earlier in that JSONL file (by this suite) instead of
+    measuring - for re-reporting after a model change; nothing is measured or appended.
+    """
     if name not in SUITES:
         raise InputError(f"unknown suite '{name}'; measured suites: {', '.join(SUITES)}")
     suite = SUITES[name]
@@ -356,6 +409,8 @@ def run_suite(name: str, *, device: str | None = None, profile: Any = None, repo
 
     dev = load_hardware(profile, kind="device") if profile is not None else find_calibrated_profile(device)
     mpath = Path(measurements_path) if measurements_path else default_measurements_path(f"{name}.jsonl")
+    if replay is not None:
+        mpath = Path(replay)
     chosen = select_cases(suite, cases, steps, warmup)
     load_before = _loadavg()
     rounds = rounds if rounds is not None else suite.rounds
@@ -369,6 +424,9 @@ def run_suite(name: str, *, device: str | None = None, profile: Any = None, repo
                                         layers=True))
     # round-robin over the cases, `rounds` times: slow drifts of the machine's speed average out
     taken: dict[str, list] = {c.name: [] for c in chosen}
+    if replay is not None:
+        taken = replay_measurements(Path(replay), name, chosen)
+        rounds = 0  # nothing to measure
     for rnd in range(1, rounds + 1):
         for i, c in enumerate(chosen, 1):
             graph, pred = preds[c.name]
@@ -391,6 +449,7 @@ def run_suite(name: str, *, device: str | None = None, profile: Any = None, repo
                 append_jsonl(mpath, meas)
                 if best is None or (others or 0.0) < (best[1] or 0.0):
                     best = (meas, others, la, attempt)
+                best = best[:3] + (attempt,)  # last element: measurements taken in this round
                 if device != "cpu" or others is None or others <= DISTURBED_CORES:
                     break
                 if progress is not None:
@@ -431,14 +490,15 @@ def run_suite(name: str, *, device: str | None = None, profile: Any = None, repo
             notes.append(f"each case was measured in {results[0].rounds} rounds (round-robin over the cases) and its "
                          f"step times pooled; the largest difference between two rounds' medians of one case was "
                          f"{spread:.0f}% (the machine's speed drifts over time)")
-        if load_before and max(load_before[0], (load_after or load_before)[0]) >= QUIET_LOAD:
+        if replay is None and load_before and max(load_before[0], (load_after or load_before)[0]) >= QUIET_LOAD:
             notes.append(f"load average {load_before[0]} before and {load_after[0] if load_after else '?'} after the "
                          "run (other processes on the machine); each case waited for an idle moment and was "
                          "re-measured when disturbed (see the 'others' column)")
     res = SuiteResult(
         suite=name, device=device, profile=dev.name, profile_source=dev.source, machine=mi, cases=tuple(results),
         summary=summary, created_utc=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        measurements_path=str(mpath), load_before=load_before, load_after=load_after, notes=tuple(notes))
+        measurements_path=str(mpath), load_before=load_before, load_after=load_after, notes=tuple(notes),
+        replayed=replay is not None)
     if report_dir is not None:
         from .report import write_report
 
