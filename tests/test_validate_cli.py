@@ -23,7 +23,7 @@ def test_cpu_quick_one_case_through_the_cli(tmp_path):
     report = tmp_path / "report"
     r = CliRunner().invoke(app, ["validate", "--suite", "cpu-quick", "--case", "mlp-b32-t1", "--steps", "2",
                                  "--warmup", "1", "--profile", "i7-3820", "--data", str(data), "--report",
-                                 str(report), "--json"])
+                                 str(report), "--no-wait", "--json"])
     assert r.exit_code == 0, r.output
     out = json.loads(r.output)
     assert out["suite"] == "cpu-quick" and out["profile"] == "i7-3820"
@@ -48,7 +48,7 @@ def test_unknown_suite_and_bad_options_are_clear_errors(tmp_path):
     r = CliRunner().invoke(app, ["validate", "--suite", "cpu-quick", "--device", "tpu"])
     assert r.exit_code != 0 and "--device" in r.output
     r = CliRunner().invoke(app, ["validate", "--suite", "cpu-quick", "--case", "no-such-case", "--profile", "i7-3820",
-                                 "--data", str(tmp_path / "x.jsonl")])
+                                 "--data", str(tmp_path / "x.jsonl"), "--no-wait"])
     assert r.exit_code != 0
     assert "no case" in str(r.exception) or "no case" in r.output
 
@@ -59,6 +59,6 @@ def test_gpu_suite_without_cuda_says_so(tmp_path):
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
     r = CliRunner().invoke(app, ["validate", "--suite", "gpu", "--profile", "v100-sxm2", "--data",
-                                 str(tmp_path / "g.jsonl")])
+                                 str(tmp_path / "g.jsonl"), "--no-wait"])
     assert r.exit_code != 0
     assert "CUDA" in (str(r.exception) + r.output)

@@ -64,7 +64,8 @@ def _measured_run(name: str):
         return run_suite(name, device=options.get("device"), profile=options.get("profile"), report_dir=report,
                          measurements_path=data, cases=options.get("cases") or None, steps=options.get("steps"),
                          warmup=options.get("warmup"), progress=None if options.get("json") else sys.stderr,
-                         rounds=options.get("rounds"), replay=options.get("replay"))
+                         rounds=options.get("rounds"), replay=options.get("replay"),
+                         wait_for_idle=not options.get("no_wait"))
 
     return run
 
@@ -130,6 +131,8 @@ def validate(
                                          "the suite's, 3 for cpu-full); step times are pooled over them"),
     replay: Optional[Path] = typer.Option(None, "--replay", help="measured suites: compare with the measurements "
                                           "stored in this JSONL file by the suite's last run instead of measuring"),
+    no_wait: bool = typer.Option(False, "--no-wait", help="measured suites: measure each case once at once, without "
+                                 "waiting for an idle machine or repeating a disturbed measurement (smoke tests)"),
     json_out: bool = typer.Option(False, "--json", help="machine-readable output"),
 ) -> None:
     """Compare the model with a validation suite (published tables or measured runs) and write its report."""
@@ -142,7 +145,7 @@ def validate(
     if rounds is not None and rounds < 1:
         fail(f"--rounds must be >= 1, got {rounds}")
     options = {"device": device, "profile": profile, "cases": case, "steps": steps, "warmup": warmup,
-               "rounds": rounds, "replay": replay, "json": json_out}
+               "rounds": rounds, "replay": replay, "no_wait": no_wait, "json": json_out}
     res = SUITES[suite].run(report, data, options)
     if json_out:
         typer.echo(dumps(res.to_dict()))

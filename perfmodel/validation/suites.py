@@ -380,11 +380,14 @@ def select_cases(suite: Suite, only: Sequence[str] | None = None, steps: int | N
 def run_suite(name: str, *, device: str | None = None, profile: Any = None, report_dir: str | Path | None = None,
               measurements_path: str | Path | None = None, cases: Sequence[str] | None = None,
               steps: int | None = None, warmup: int | None = None, progress: TextIO | None = sys.stderr,
-              per_layer: bool = True, rounds: int | None = None, replay: str | Path | None = None) -> SuiteResult:
+              per_layer: bool = True, rounds: int | None = None, replay: str | Path | None = None,
+              wait_for_idle: bool = True) -> SuiteResult:
     """Predict, measure, store and compare every case of suite `name`; write the report if `report_dir` is given.
 
     `replay`: compare with measurements stored earlier in that JSONL file (by this suite) instead of
     measuring - for re-reporting after a model change; nothing is measured or appended.
+    `wait_for_idle=False`: measure each case once, at once (no waiting for an idle machine, no repeat
+    of a disturbed measurement) - for smoke tests.
     """
     if name not in SUITES:
         raise InputError(f"unknown suite '{name}'; measured suites: {', '.join(SUITES)}")
@@ -434,8 +437,8 @@ def run_suite(name: str, *, device: str | None = None, profile: Any = None, repo
                 progress.write(f"[round {rnd}/{rounds}, {i}/{len(chosen)}] {c.name}: {c.warmup}+{c.steps} steps ...")
                 progress.flush()
             best = None
-            for attempt in range(1, MAX_ATTEMPTS + 1):
-                if device == "cpu":
+            for attempt in range(1, (MAX_ATTEMPTS if wait_for_idle else 1) + 1):
+                if device == "cpu" and wait_for_idle:
                     wait_for_quiet(QUIET_IDLE, QUIET_MAX_WAIT_S)
                 la = _loadavg()
                 with Interference() as inf:
