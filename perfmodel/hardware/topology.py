@@ -18,8 +18,9 @@ Modelling choices (each a named field with a default; the profiles say where the
   * `loopback`: worker processes on one host exchanging data through the operating system (e.g.
     gloo over TCP on 127.0.0.1); collectives run over `fabric`, typically a measured link profile.
 - CPU nodes: `devices` is the number of worker processes sharing the node's CPU (the device profile
-  describes the whole CPU); the parallel model gives each its own cores (time-shared when
-  oversubscribed) and an equal share of the memory bandwidth.
+  describes the whole CPU); the parallel model gives each an equal share of the memory bandwidth and
+  its own cores (time-shared when oversubscribed), or the measured `process_speed` when given (cores
+  of a virtual machine or SMT siblings are not independent).
 - Network: a cluster's nodes talk over `network` with `nics` ports per node (aggregate bandwidth
   nics x link), divided by `oversubscription` of the fabric core when there is more than one node.
 """
@@ -80,6 +81,10 @@ class Node(_Frozen):
         description="per device per direction bandwidth collectives reach over the fabric (default: the fabric link's)")
     nics: int = Field(default=0, ge=0, description="network ports used for inter-node traffic")
     nic_link: LinkRef | None = None
+    process_speed: float | None = Field(
+        default=None, gt=0, le=1,
+        description="CPU nodes running several worker processes: each one's compute speed, relative to a lone "
+                    "process, while all run (measured); default: every process has its own cores")
     storage: StorageRef | None = Field(default=None, description="local dataset storage (profile name or inline)")
     storage_disks: int = Field(default=1, gt=0, description="RAID0 stripe of this many storage devices")
     price_per_hour: float | None = Field(default=None, ge=0)

@@ -113,9 +113,10 @@ def predict_parallel(graph: LayerGraph, hw: Any, *, batch: int, dtype: str = "fp
     per = placement.devices_per_node
     dev_run, cpu_share = dev, 1.0
     if dev.is_cpu and per > 1:
-        dev_run, cpu_share, threads = _cpu_process_share(dev, per, threads)
+        dev_run, cpu_share, threads = _cpu_process_share(dev, per, threads, system.node.process_speed)
         warnings.append(f"{per} worker processes x {threads} thread(s) share the CPU of a node: each gets 1/{per} of its "
-                        f"memory bandwidth" + (f" and {cpu_share:.2f} of its cores' time" if cpu_share < 1 else ""))
+                        f"memory bandwidth" + (f" and computes at {cpu_share:.2f} x a lone process's speed"
+                                               if cpu_share < 1 else ""))
 
     # ---- per-layer times of one tensor-parallel rank at the micro-batch ---------------------------
     prof, layout = sharded_profile(graph, dev_run, mb, dtype, threads, optimizer, tp)
@@ -413,15 +414,16 @@ def predict_parallel(graph: LayerGraph, hw: Any, *, batch: int, dtype: str = "fp
     )
 
 
-def _cpu_process_share(dev, per: int, threads: int | None):
+def _cpu_process_share(dev, per: int, threads: int | None, measured: float | None = None):
     """`per` processes of `threads` threads each on one CPU: (device as one process sees it, speed factor, threads).
 
-    Each process keeps its own cores while per x threads <= cores (compute unchanged) and gets 1/per
-    of the memory bandwidth; oversubscribed cores are time-shared (compute x cores / (per x threads)).
+    Each process gets 1/per of the memory bandwidth, and the compute speed of a lone process times the
+    node's measured `process_speed`, or (without a measurement) its own cores, time-shared when
+    per x threads exceeds the cores.
     """
     cores = dev.cores or 1
     t = threads if threads is not None else max(1, cores // per)
-    f = min(1.0, cores / (per * t))
+    f = measured if measured is not None else min(1.0, cores / (per * t))
     d = dev.model_copy(update={"peak_flops": {k: v * f for k, v in dev.peak_flops.items()},
                                "memory_bandwidth_Bps": dev.memory_bandwidth_Bps / per})
     return d, f, t

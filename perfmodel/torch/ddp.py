@@ -222,6 +222,67 @@ def save_link(cal: LinkCalibration, path: str | Path | None = None) -> Path:
 
 
 # ---------------------------------------------------------------------------------------------------
+# 1b. how fast each process computes when all of them run (cores of a VM / SMT siblings share hardware)
+
+CONTENTION_GEMM = 768  # n x n x n fp32 GEMM: compute-bound, ~0.9 GFLOP
+CONTENTION_CONV = (8, 64, 32, 3)  # batch, channels in = out, H = W, kernel: a 3x3 convolution, ~0.6 GFLOP
+CONTENTION_REPS = 6
+CONTENTION_ROUNDS = 5
+
+
+def _contention_worker(rank: int, world: int, port: int, out_dir: str, threads: int) -> None:
+    import torch.nn.functional as F
+
+    _init(rank, world, port, threads)
+    n = CONTENTION_GEMM
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    nb, ch, hw, k = CONTENTION_CONV
+    x, w = torch.randn(nb, ch, hw, hw), torch.randn(ch, ch, k, k)
+    kernels = {"gemm": lambda: torch.mm(a, b), "conv": lambda: F.conv2d(x, w, padding=k // 2)}
+    for f in kernels.values():
+        for _ in range(3):
+            f()
+
+    def run(f) -> float:
+        t0 = time.perf_counter()
+        for _ in range(CONTENTION_REPS):
+            f()
+        return (time.perf_counter() - t0) / CONTENTION_REPS
+
+    out: dict[str, dict[str, list[float]]] = {k: {"alone": [], "together": []} for k in kernels}
+    for _ in range(CONTENTION_ROUNDS):
+        for name, f in kernels.items():
+            for r in range(world):  # each rank alone while the others wait
+                dist.barrier()
+                if rank == r:
+                    out[name]["alone"].append(run(f))
+                dist.barrier()
+            dist.barrier()
+            out[name]["together"].append(run(f))  # all at once
+    dist.barrier()
+    dist.destroy_process_group()
+    _write(out_dir, rank, out)
+
+
+def calibrate_process_speed(world: int = 2, threads: int = 1) -> dict[str, Any]:
+    """Speed of one process's GEMM and convolution while `world` processes run them at once, relative to alone.
+
+    process_speed is the geometric mean of the two kernels' alone / together time ratios (capped at 1).
+    """
+    res = _spawn(_contention_worker, world, (threads,))
+    out: dict[str, Any] = {"world": world, "threads": threads, "gemm_n": CONTENTION_GEMM,
+                           "conv_shape": dict(zip(("batch", "channels", "hw", "kernel"), CONTENTION_CONV))}
+    ratios = []
+    for k in ("gemm", "conv"):
+        alone = statistics.median(t for r in res for t in r[k]["alone"])
+        together = statistics.median(t for r in res for t in r[k]["together"])
+        out[k] = {"alone_s": alone, "together_s": together, "speed": alone / together}
+        ratios.append(alone / together)
+    out["process_speed"] = min(1.0, math.sqrt(ratios[0] * ratios[1]))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------
 # 2. DDP training measurement
 
 
@@ -322,7 +383,8 @@ def measure_ddp(network: str | Path | LayerGraph, batch: int, *, world: int = 2,
 # 3. prediction
 
 
-def local_node(device: Device, link: Link, world: int = 2, host_memory_bytes: float | None = None) -> Node:
+def local_node(device: Device, link: Link, world: int = 2, host_memory_bytes: float | None = None,
+               process_speed: float | None = None) -> Node:
     """`world` worker processes on this machine's CPU, exchanging data over the loopback link."""
     if host_memory_bytes is None:
         try:
@@ -330,18 +392,20 @@ def local_node(device: Device, link: Link, world: int = 2, host_memory_bytes: fl
         except (ValueError, OSError):
             host_memory_bytes = device.memory_bytes
     return Node(name=f"local-{world}proc-gloo", source=f"{world} worker processes on this machine, gloo over loopback",
-                device=device, devices=world, host_memory=host_memory_bytes, fabric_type="loopback", fabric=link)
+                device=device, devices=world, host_memory=host_memory_bytes, fabric_type="loopback", fabric=link,
+                process_speed=process_speed)
 
 
 def predict_ddp(network: str | Path | LayerGraph, batch: int, device: Device, link: Link, *, world: int = 2,
-                threads: int = 1, overlap: bool | None = None):
+                threads: int = 1, overlap: bool | None = None, process_speed: float | None = None):
     """Predicted DDP step (a Prediction) for `world` processes x `threads` threads on `device`."""
     from ..prediction import predict
 
     if overlap is None:
         cores = device.cores or 1
         overlap = not (CPU_COMM_OVERLAP_NEEDS_IDLE_CORE and world * threads >= cores)
-    return predict(load_network(network), local_node(device, link, world), batch=batch, devices=world,
+    return predict(load_network(network), local_node(device, link, world, process_speed=process_speed),
+                   batch=batch, devices=world,
                    threads=threads, optimizer="sgd", overlap=overlap, layers=False)
 
 
@@ -441,6 +505,8 @@ class DDPSuiteResult:
     cases: list[DDPCaseResult] = field(default_factory=list)
     measurements_path: str | None = None
     report_dir: str | None = None
+    process_speed: float | None = None
+    process_benchmark: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
@@ -459,6 +525,7 @@ class DDPSuiteResult:
         return {"suite": self.suite, "profile": self.profile, "profile_source": self.profile_source,
                 "link": self.link.to_dict(), "link_path": self.link_path, "summary": self.summary(),
                 "cases": [c.to_dict() for c in self.cases], "measurements_path": self.measurements_path,
+                "process_speed": self.process_speed, "process_benchmark": self.process_benchmark,
                 "report_dir": self.report_dir, "notes": self.notes}
 
     def text(self) -> str:
@@ -492,7 +559,8 @@ def run_ddp_suite(report_dir: str | Path | None = None, measurements_path: str |
                   cases: Sequence[DDPCase] | Sequence[str] | None = None, profile: Device | str | None = None,
                   link: Link | str | None = None, recalibrate_link: bool = True, save_link_profile: bool = True,
                   steps: int | None = None, warmup: int | None = None, rounds: int = SUITE_ROUNDS,
-                  wait_idle: bool = True, progress: TextIO | None = sys.stderr) -> DDPSuiteResult:
+                  process_speed: float | None = None, wait_idle: bool = True,
+                  progress: TextIO | None = sys.stderr) -> DDPSuiteResult:
     """Run the ddp-cpu suite: link microbenchmark (unless `link` is given), DDP cases, predictions, report.
 
     report_dir: default validation/reports/ddp-cpu (None writes there; pass a folder to write elsewhere).
@@ -537,6 +605,17 @@ def run_ddp_suite(report_dir: str | Path | None = None, measurements_path: str |
         say(f"  alpha {cal.alpha_s * 1e6:.1f} us, bandwidth {cal.bandwidth_Bps / 1e9:.2f} GB/s")
     if cal is None:
         cal = LinkCalibration(lk.latency_s, lk.effective_bandwidth_Bps, (), 1, {}, "")
+    # how fast each process computes while all of them run (a microbenchmark, not the training runs)
+    proc: dict[str, Any] | None = None
+    if process_speed is None:
+        say("process contention microbenchmark (GEMM alone vs in both processes at once) ...")
+        if wait_idle:
+            wait_for_idle()
+        proc = calibrate_process_speed()
+        process_speed = proc["process_speed"]
+        append_jsonl(meas_path, {"schema": "perfmodel.measurement/1", "kind": "process_contention_microbenchmark",
+                                 "suite": SUITE, **proc})
+        say(f"  each of 2 processes computes at {process_speed:.2f} x the speed of a lone one")
     sel: list[DDPCase] = []
     for c in (cases or CASES):
         if isinstance(c, DDPCase):
@@ -547,7 +626,7 @@ def run_ddp_suite(report_dir: str | Path | None = None, measurements_path: str |
                 raise NotFoundError(f"unknown ddp-cpu case '{c}'; known: {', '.join(k.name for k in CASES)}")
             sel.extend(found)
     res = DDPSuiteResult(SUITE, dev.name, dev.source, cal, link_path, measurements_path=str(meas_path),
-                         report_dir=str(rep_dir))
+                         report_dir=str(rep_dir), process_speed=process_speed, process_benchmark=proc)
     if steps is not None or warmup is not None:
         from dataclasses import replace
 
@@ -569,7 +648,7 @@ def run_ddp_suite(report_dir: str | Path | None = None, measurements_path: str |
     for c in sel:
         net = _resolve_network(c.network)
         m = pool(measured[c.name])
-        p = predict_ddp(net, c.batch, dev, lk, world=c.world, threads=c.threads)
+        p = predict_ddp(net, c.batch, dev, lk, world=c.world, threads=c.threads, process_speed=process_speed)
         r = DDPCaseResult(c, m, p.iteration_time_s, dict(p.breakdown), dict(p.parallel or {}))
         res.cases.append(r)
         say(f"{c.name}: measured {m.median_s * 1e3:.1f} ms, predicted {r.predicted_s * 1e3:.1f} ms ({r.error_pct:+.1f}%)")
@@ -608,11 +687,20 @@ def write_report(res: DDPSuiteResult, report_dir: Path) -> Path:
         for (n, t), e in zip(cal.points, cal.residuals_pct()):
             L.append(f"| {n / 1024:.0f} KiB | {t * 1e6:.0f} us | {t * (1 + e / 100) * 1e6:.0f} us | {e:+.1f}% |")
         L.append("")
+    if res.process_speed is not None:
+        pb = res.process_benchmark
+        L += ["## Processes sharing the CPU (microbenchmark)", "",
+              (f"A {pb['gemm_n']}^3 fp32 GEMM takes {pb['gemm']['alone_s'] * 1e3:.2f} ms in one process alone and "
+               f"{pb['gemm']['together_s'] * 1e3:.2f} ms in each of {pb['world']} processes running it at once; a 3x3 "
+               f"convolution ({pb['conv_shape']}) {pb['conv']['alone_s'] * 1e3:.2f} ms and "
+               f"{pb['conv']['together_s'] * 1e3:.2f} ms. Geometric mean of the two ratios: "
+               if pb else "") + f"**each process computes at {res.process_speed:.2f} x the speed of a lone one** "
+              "(the node's `process_speed`; memory bandwidth is split evenly).", ""]
     L += ["## Training steps", "",
           "DistributedDataParallel (default 25 MiB buckets, 1 MiB first bucket), SGD, fp32; step = zero_grad, "
           "forward + loss, backward (with the bucketed all-reduce), optimizer step; the slowest rank per step; "
           "median over the timed steps after warm-up. The prediction uses the calibrated CPU profile at 1 thread "
-          "per process and the fitted link; nothing is fitted to these runs.", "",
+          "per process, the process speed and the fitted link above; nothing is fitted to these runs.", "",
           "| case | network | params | batch/process | processes x threads | measured ms (p10-p90) | predicted ms | "
           "error | predicted compute / comm exposed / comm hidden ms |",
           "|---|---|---:|---:|---|---:|---:|---:|---|"]
