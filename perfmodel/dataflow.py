@@ -34,12 +34,11 @@ IO_QUEUE_DEPTH = 4  # outstanding per-sample reads per disk (data-loader workers
 
 def input_bytes_per_sample(graph: LayerGraph, dtype: str = "fp32") -> float:
     """Bytes of one sample's input tensors (the graph's input layers) as the device receives them."""
-    b = DTYPE_BYTES[dtype]
-    total = 0.0
-    for layer in graph.layers:
-        if layer.op == "input":
-            total += op_cost(layer, 1, b).output_bytes
-    return total
+    cache = graph.__dict__.setdefault("_input_bytes", {})
+    if dtype not in cache:
+        b = DTYPE_BYTES[dtype]
+        cache[dtype] = sum(op_cost(l, 1, b).output_bytes for l in graph.layers if l.op == "input")
+    return cache[dtype]
 
 
 def ram_hit_fraction(dataset_bytes: float | None, host_memory_bytes: float) -> float:

@@ -22,17 +22,33 @@ LOWP = ("fp16", "bf16", "fp8", "int8")
 WORKSPACE_BUFFERS = 2  # gradient-in and gradient-out of the layer being back-propagated
 
 
+_SUMS_CACHE_SIZE = 32
+
+
+def _cost_sums(graph: LayerGraph, costs) -> tuple[int, float, float, float]:
+    """(parameters, saved activations, input bytes, workspace) of a cost tuple, memoised on the graph."""
+    cache = graph.__dict__.setdefault("_memory_sums", {})
+    hit = cache.get(id(costs))
+    if hit is not None and hit[0] is costs:
+        return hit[1]
+    params = sum(c.params for c in costs)
+    acts = sum(c.saved_bytes for c in costs)
+    inputs = sum(c.output_bytes for l, c in zip(graph.layers, costs) if l.op == "input")
+    per_layer = sorted((c.output_bytes + c.workspace_bytes for c in costs), reverse=True)
+    out = (params, acts, inputs, sum(per_layer[:WORKSPACE_BUFFERS]))
+    if len(cache) >= _SUMS_CACHE_SIZE:
+        cache.pop(next(iter(cache)))
+    cache[id(costs)] = (costs, out)  # holds the tuple, so its id is not reused while cached
+    return out
+
+
 def _terms(graph: LayerGraph, batch: int, dtype: str, optimizer: str, costs=None,
            activations_bytes: float | None = None) -> dict[str, float]:
     b = DTYPE_BYTES[dtype]
     if costs is None:
         costs = graph_costs(graph, batch, b)
-    params = sum(c.params for c in costs)
+    params, acts, inputs, workspace = _cost_sums(graph, costs)
     weights = params * MASTER_BYTES + (params * b if dtype in LOWP else 0)
-    acts = sum(c.saved_bytes for c in costs)
-    inputs = sum(c.output_bytes for l, c in zip(graph.layers, costs) if l.op == "input")
-    per_layer = sorted((c.output_bytes + c.workspace_bytes for c in costs), reverse=True)
-    workspace = sum(per_layer[:WORKSPACE_BUFFERS])
     return {
         "weights_bytes": float(weights),
         "gradients_bytes": float(params * MASTER_BYTES),

@@ -18,6 +18,8 @@ synchronous inside a node and asynchronous between nodes.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import math
 from typing import Any
 
@@ -55,6 +57,55 @@ def _parts(st: StageTime, scale: float = 1.0) -> dict[str, float]:
 def _add(a: dict[str, float], b: dict[str, float]) -> None:
     for k, v in b.items():
         a[k] = a.get(k, 0.0) + v
+
+
+@dataclass(frozen=True)
+class _Sums:
+    """Prefix sums over the layers of one step profile (index i: layers [0, i)), computed once per profile."""
+
+    fwd: tuple[float, ...]
+    bwd: tuple[float, ...]
+    bwd_data: tuple[float, ...]
+    bwd_weight: tuple[float, ...]
+    parts: dict[str, tuple[float, ...]]  # compute, memory, overhead over all stages
+    params: tuple[int, ...]
+    tensors: tuple[int, ...]
+    grad_bytes: tuple[float, ...]  # per layer (not a prefix sum)
+    flops_fwd: float
+    flops_bwd: float
+
+    def span(self, arr: tuple, a: int, e: int) -> float:
+        return arr[e] - arr[a]
+
+
+def _sums(prof) -> _Sums:
+    """The cached prefix sums of `prof` (StepProfile is immutable, so they never go stale)."""
+    hit = prof.__dict__.get("_parallel_sums")
+    if hit is not None:
+        return hit
+    from itertools import accumulate
+
+    def pre(vals):
+        return tuple(accumulate(vals, initial=0))
+
+    ts, cs = prof.times, prof.costs
+    parts = {
+        "compute": pre(t.forward.roof_compute_s + t.backward_data.roof_compute_s + t.backward_weight.roof_compute_s
+                       for t in ts),
+        "memory": pre(t.forward.roof_memory_s + t.backward_data.roof_memory_s + t.backward_weight.roof_memory_s
+                      for t in ts),
+        "overhead": pre(t.forward.overhead_s + t.backward_data.overhead_s + t.backward_weight.overhead_s for t in ts),
+    }
+    out = _Sums(
+        fwd=pre(t.forward.time_s for t in ts), bwd=pre(t.backward_data.time_s + t.backward_weight.time_s for t in ts),
+        bwd_data=pre(t.backward_data.time_s for t in ts), bwd_weight=pre(t.backward_weight.time_s for t in ts),
+        parts=parts, params=pre(c.params for c in cs), tensors=pre(_param_tensors(c) for c in cs),
+        grad_bytes=tuple(float(c.params * GRAD_BYTES) for c in cs),
+        flops_fwd=sum(c.flops("forward") for c in cs),
+        flops_bwd=sum(c.flops("backward_data") + c.flops("backward_weight") for c in cs),
+    )
+    prof.__dict__["_parallel_sums"] = out
+    return out
 
 
 def predict_parallel(graph: LayerGraph, hw: Any, *, batch: int, dtype: str = "fp32", threads: int | None = None,
@@ -132,24 +183,36 @@ def predict_parallel(graph: LayerGraph, hw: Any, *, batch: int, dtype: str = "fp
         if any(l.op in ("conv2d", "conv1d", "conv_transpose2d", "lstm", "gru", "rnn") for l in graph.layers):
             warnings.append("tensor parallelism splits dense, attention and embedding layers only; "
                             "convolutions and recurrent layers are replicated on every tensor-parallel rank")
-    f_l = [t.forward.time_s + tp_f[i] for i, t in enumerate(prof.times)]
-    b_l = [t.backward_data.time_s + t.backward_weight.time_s + tp_b[i] for i, t in enumerate(prof.times)]
+    sums = _sums(prof)
+    f_l = [t.forward.time_s + tp_f[i] for i, t in enumerate(prof.times)] if tp > 1 else None
+    b_l = [t.backward_data.time_s + t.backward_weight.time_s + tp_b[i] for i, t in enumerate(prof.times)] \
+        if tp > 1 else [sums.bwd[i + 1] - sums.bwd[i] for i in range(nl)]
 
     # ---- pipeline stages ---------------------------------------------------------------------------
-    ranges = partition([f + bb for f, bb in zip(f_l, b_l)], pp) if pp > 1 else ((0, nl),)
+    if pp > 1:
+        if f_l is None:
+            f_l = [sums.fwd[i + 1] - sums.fwd[i] for i in range(nl)]
+        ranges = partition([f + bb for f, bb in zip(f_l, b_l)], pp)
+    else:
+        ranges = ((0, nl),)
     stage_of = [0] * nl
-    for s, (a, e) in enumerate(ranges):
-        for i in range(a, e):
-            stage_of[i] = s
+    if pp > 1:
+        for s, (a, e) in enumerate(ranges):
+            for i in range(a, e):
+                stage_of[i] = s
     total_params = prof.params
-    st_params = [sum(prof.costs[i].params for i in range(a, e)) for a, e in ranges]
-    st_tensors = [sum(_param_tensors(prof.costs[i]) for i in range(a, e)) for a, e in ranges]
+    st_params = [sums.span(sums.params, a, e) for a, e in ranges]
+    st_tensors = [sums.span(sums.tensors, a, e) for a, e in ranges]
     cast = prof.cast_time
     cast_share = [(p / total_params if total_params else (1.0 if s == 0 else 0.0)) for s, p in enumerate(st_params)]
-    F = [sum(f_l[a:e]) + cast.time_s * cast_share[s] for s, (a, e) in enumerate(ranges)]
-    B = [sum(b_l[a:e]) for a, e in ranges]
+    if tp > 1:
+        F = [sum(f_l[a:e]) + cast.time_s * cast_share[s] for s, (a, e) in enumerate(ranges)]
+        B = [sum(b_l[a:e]) for a, e in ranges]
+    else:
+        F = [sums.span(sums.fwd, a, e) + cast.time_s * cast_share[s] for s, (a, e) in enumerate(ranges)]
+        B = [sums.span(sums.bwd, a, e) for a, e in ranges]
     # activation bytes crossing each boundary (outputs of earlier stages read by later ones)
-    idx = {l.name: i for i, l in enumerate(graph.layers)}
+    idx = {l.name: i for i, l in enumerate(graph.layers)} if pp > 1 else {}
     cross = [0.0] * max(0, pp - 1)
     for s in range(pp - 1):
         sent = set()
@@ -212,8 +275,7 @@ def predict_parallel(graph: LayerGraph, hw: Any, *, batch: int, dtype: str = "fp
     sched = []
     pipe_T = timing.total_s
     for s, (a, e) in enumerate(ranges):
-        gb = [prof.costs[i].params * GRAD_BYTES for i in range(a, e)]
-        bk = make_buckets(b_l[a:e], gb, bucket_bytes)
+        bk = make_buckets(b_l[a:e], sums.grad_bytes[a:e], bucket_bytes)
         sched.append(sync_schedule(bk, B[s], ar_fn, overlap))
     start_last_bwd = [timing.last_backward_end_s[s] - B[s] for s in range(pp)]
     base = (k_acc - 1) * pipe_T
@@ -234,10 +296,7 @@ def predict_parallel(graph: LayerGraph, hw: Any, *, batch: int, dtype: str = "fp
     crit = timing.critical_stage
     a, e = ranges[crit]
     bd = {k: 0.0 for k in BREAKDOWN_PARTS}
-    per_mb = {"compute": 0.0, "memory": 0.0, "overhead": 0.0}
-    for i in range(a, e):
-        for sname in STAGES:
-            _add(per_mb, _parts(prof.times[i].stage(sname)))
+    per_mb = {k: sums.span(v, a, e) for k, v in sums.parts.items()}
     _add(per_mb, _parts(cast, cast_share[crit]))
     tp_crit = sum(tp_f[a:e]) + sum(tp_b[a:e])
     reps = k_acc * m
@@ -320,10 +379,14 @@ def predict_parallel(graph: LayerGraph, hw: Any, *, batch: int, dtype: str = "fp
     # ---- totals, memory, FLOPs ---------------------------------------------------------------------------------
     global_batch = b * k_acc * dp
     throughput = global_batch / total if total > 0 else 0.0
-    full_costs = graph_costs(graph, mb, DTYPE_BYTES[dtype]) if tp > 1 else prof.costs
-    fwd_fl = sum(c.flops("forward") for c in full_costs) * reps * dp
-    bwd_fl = sum(c.flops("backward_data") + c.flops("backward_weight") for c in full_costs) * reps * dp
-    opt_fl = optimizer_work(optimizer, sum(c.params for c in full_costs), 1, gpu=not dev.is_cpu).flops * dp
+    if tp > 1:
+        full_costs = graph_costs(graph, mb, DTYPE_BYTES[dtype])
+        fwd_fl = sum(c.flops("forward") for c in full_costs) * reps * dp
+        bwd_fl = sum(c.flops("backward_data") + c.flops("backward_weight") for c in full_costs) * reps * dp
+        full_params = sum(c.params for c in full_costs)
+    else:
+        fwd_fl, bwd_fl, full_params = sums.flops_fwd * reps * dp, sums.flops_bwd * reps * dp, prof.params
+    opt_fl = optimizer_work(optimizer, full_params, 1, gpu=not dev.is_cpu).flops * dp
     all_fl = fwd_fl + bwd_fl + opt_fl
     peak = dev.peak(dtype) * n_dev
     achieved = all_fl / total if total > 0 else 0.0
@@ -343,12 +406,14 @@ def predict_parallel(graph: LayerGraph, hw: Any, *, batch: int, dtype: str = "fp
     if layers:
         rows = layer_rows(prof)
     else:
-        top = sorted(range(nl), key=lambda i: prof.times[i].total_s, reverse=True)[:3]
+        top = prof.__dict__.get("_top3")
+        if top is None:
+            top = prof.__dict__["_top3"] = sorted(range(nl), key=lambda i: prof.times[i].total_s, reverse=True)[:3]
         rows = layer_rows(prof, top)
     stages = {
-        "forward": sum(prof.times[i].forward.time_s for i in range(a, e)) * reps + cast.time_s * cast_share[crit] * reps,
-        "backward_data": sum(prof.times[i].backward_data.time_s for i in range(a, e)) * reps,
-        "backward_weight": sum(prof.times[i].backward_weight.time_s for i in range(a, e)) * reps,
+        "forward": sums.span(sums.fwd, a, e) * reps + cast.time_s * cast_share[crit] * reps,
+        "backward_data": sums.span(sums.bwd_data, a, e) * reps,
+        "backward_weight": sums.span(sums.bwd_weight, a, e) * reps,
         "optimizer": opt[crit].time_s,
     }
     tiers = {"tensor": tpt.name if tp > 1 else None,

@@ -127,12 +127,15 @@ def profile_from_costs(graph: LayerGraph, device: Device, batch: int, dtype: str
                        times, ot, ow, ct, params, tensors)
 
 
+_NO_SPLIT = TPLayer()
+
+
 def sharded_profile(graph: LayerGraph, device: Device, batch: int, dtype: str, threads: int | None,
                     optimizer: str, tp: int) -> tuple[StepProfile, tuple[TPLayer, ...]]:
     """Per-layer times of one tensor-parallel rank at `batch`, and the layout (identical to step_profile when tp == 1)."""
     if tp <= 1:
         prof = step_profile(graph, device, batch, dtype, threads, optimizer)
-        return prof, tuple(TPLayer() for _ in graph.layers)
+        return prof, (_NO_SPLIT,) * len(graph.layers)
     check_args(device, batch, dtype, threads, optimizer)
     b = DTYPE_BYTES[dtype]
     full = graph_costs(graph, batch, b)
