@@ -168,7 +168,7 @@ def calibrate(
     from_samples: Optional[Path] = typer.Option(None, "--from-samples", help="fit again from a samples file; runs no benchmark"),
     record: int = typer.Option(-1, "--record", help="with --from-samples: which calibration run of the file (0 = first, -1 = last)"),
     allow_busy: bool = typer.Option(False, "--allow-busy", help="write the profile even when other processes disturbed "
-                                    "more than 10% of the samples"),
+                                    "more than 20% of the samples"),
     json_out: bool = typer.Option(False, "--json", help="machine-readable output (the profile and the fit residuals)"),
 ) -> None:
     """Microbenchmark this machine (GEMM, convolution, memory passes, dispatch, optimizer step) and fit its profile."""

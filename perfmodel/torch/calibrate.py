@@ -44,7 +44,7 @@ QUIET_MAX_WAIT_S = 60.0
 DISTURBED_CORES = 0.1
 RETRIES = 3
 RETRY_WAIT_S = 5.0
-RETRY_BUDGET_S = 30.0  # at most this much waiting and repeating per calibration run
+RETRY_BUDGET_S = 60.0  # at most this much waiting and repeating per calibration run
 
 
 def _sync_fn(device: str) -> Callable[[], None]:
@@ -683,7 +683,7 @@ def load_samples(path: Path, record: int = -1) -> tuple[list[Sample], dict[str, 
     return [Sample.from_dict(d) for d in rec["samples"]], rec["machine"]
 
 
-MAX_DISTURBED_SHARE = 0.1  # more disturbed samples than this: refuse to fit (unless allow_busy)
+MAX_DISTURBED_SHARE = 0.2  # more disturbed samples than this: refuse to fit (unless allow_busy)
 
 
 def check_quiet_enough(machine: dict[str, Any], n_samples: int, allow_busy: bool) -> None:
