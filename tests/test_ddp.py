@@ -58,7 +58,8 @@ def test_small_ddp_suite(tmp_path):
     net = _tiny(tmp_path)
     res = run_ddp_suite(tmp_path / "report", tmp_path / "m.jsonl", cases=[DDPCase("tiny", str(net), 16, steps=3,
                                                                                warmup=1)],
-                        profile=_profile(), link=link, rounds=1, process_speed=1.0, wait_idle=False, progress=None)
+                        profile=_profile(), link=link, rounds=1, process_speed=1.0, wait_idle=False,
+                        single_process_reference=False, progress=None)
     assert len(res.cases) == 1
     c = res.cases[0]
     assert c.measured.world == 2 and len(c.measured.step_times_s) == 3 and c.measured.median_s > 0

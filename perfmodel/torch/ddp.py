@@ -491,6 +491,7 @@ class DDPCaseResult:
     predicted_s: float
     breakdown: dict[str, float]
     parallel: dict[str, Any]
+    single: dict[str, float] | None = None  # diagnostic: one process, no DDP, measured and predicted
 
     @property
     def error_pct(self) -> float:
@@ -502,7 +503,8 @@ class DDPCaseResult:
                 "predicted_s": self.predicted_s, "error_pct": self.error_pct, "breakdown": self.breakdown,
                 "communication": {k: self.parallel.get(k) for k in (
                     "gradient_sync_s", "exposed_communication_s", "hidden_communication_s", "buckets", "overlap")},
-                "params": self.measured.params, "load_avg_before": self.measured.load_avg_before}
+                "params": self.measured.params, "load_avg_before": self.measured.load_avg_before,
+                "single_process_reference": self.single}
 
 
 @dataclass
@@ -570,7 +572,7 @@ def run_ddp_suite(report_dir: str | Path | None = None, measurements_path: str |
                   link: Link | str | None = None, recalibrate_link: bool = True, save_link_profile: bool = True,
                   steps: int | None = None, warmup: int | None = None, rounds: int = SUITE_ROUNDS,
                   process_speed: float | None = None, wait_idle: bool = True,
-                  progress: TextIO | None = sys.stderr) -> DDPSuiteResult:
+                  single_process_reference: bool = True, progress: TextIO | None = sys.stderr) -> DDPSuiteResult:
     """Run the ddp-cpu suite: link microbenchmark (unless `link` is given), DDP cases, predictions, report.
 
     report_dir: default validation/reports/ddp-cpu (None writes there; pass a folder to write elsewhere).
@@ -648,6 +650,7 @@ def run_ddp_suite(report_dir: str | Path | None = None, measurements_path: str |
 
         sel = [replace(c, steps=steps or c.steps, warmup=c.warmup if warmup is None else warmup) for c in sel]
     measured: dict[str, list[DDPMeasurement]] = {c.name: [] for c in sel}
+    singles: dict[str, list[float]] = {c.name: [] for c in sel}
     idle_seen: list[float] = []
     for r in range(rounds):
         for c in sel:
@@ -661,11 +664,27 @@ def run_ddp_suite(report_dir: str | Path | None = None, measurements_path: str |
             append_jsonl(meas_path, {**m.to_dict(), "case": c.name, "round": r + 1, "idle_fraction_before": idle})
             measured[c.name].append(m)
             say(f"  median {m.median_s * 1e3:.1f} ms")
+            if single_process_reference:
+                # diagnostic only (never used by the prediction): the same step in one process, no DDP
+                from .measure import measure_training
+
+                sm = measure_training(_resolve_network(c.network), c.batch, threads=c.threads, warmup=c.warmup,
+                                      steps=c.steps)
+                append_jsonl(meas_path, {**sm.to_json_dict(), "suite": SUITE, "case": c.name, "round": r + 1,
+                                         "role": "single-process reference (diagnostic)"})
+                singles[c.name].extend(sm.step_times_s)
     for c in sel:
         net = _resolve_network(c.network)
         m = pool(measured[c.name])
         p = predict_ddp(net, c.batch, dev, lk, world=c.world, threads=c.threads, process_speed=process_speed)
-        r = DDPCaseResult(c, m, p.iteration_time_s, dict(p.breakdown), dict(p.parallel or {}))
+        ref = None
+        if singles[c.name]:
+            from ..prediction import predict as _predict
+
+            ref = {"measured_s": statistics.median(singles[c.name]),
+                   "predicted_s": _predict(load_network(net), dev, batch=c.batch, threads=c.threads,
+                                           layers=False).iteration_time_s}
+        r = DDPCaseResult(c, m, p.iteration_time_s, dict(p.breakdown), dict(p.parallel or {}), ref)
         res.cases.append(r)
         say(f"{c.name}: measured {m.median_s * 1e3:.1f} ms, predicted {r.predicted_s * 1e3:.1f} ms ({r.error_pct:+.1f}%)")
     if rounds > 1:
@@ -733,6 +752,20 @@ def write_report(res: DDPSuiteResult, report_dir: Path) -> Path:
         L += [f"Absolute error: median {s['median_abs_error_pct']:.1f}%, mean {s['mean_abs_error_pct']:.1f}%, "
               f"p90 {s['p90_abs_error_pct']:.1f}%, worst {s['worst_abs_error_pct']:.1f}% ({s['worst_case']}); "
               f"{s['within_target']} of {s['cases']} cases within the {TARGET_PCT:.0f}% target.", ""]
+    if any(c.single for c in res.cases):
+        L += ["### Diagnostic: the same step in one process (not used by the prediction)", "",
+              "Each round also timed the step in a single process without DDP (1 thread). This separates the error "
+              "of the single-device CPU model from the error of the distributed part (all-reduce, DDP copies, two "
+              "processes on one CPU).", "",
+              "| case | 1 process measured ms | 1 process predicted ms | single-device error | DDP - 1 process measured ms "
+              "| DDP - 1 process predicted ms |", "|---|---:|---:|---:|---:|---:|"]
+        for c in res.cases:
+            if not c.single:
+                continue
+            sm, sp = c.single["measured_s"], c.single["predicted_s"]
+            L.append(f"| {c.case.name} | {sm * 1e3:.1f} | {sp * 1e3:.1f} | {100 * (sp - sm) / sm:+.1f}% | "
+                     f"{(c.measured.median_s - sm) * 1e3:+.1f} | {(c.predicted_s - sp) * 1e3:+.1f} |")
+        L.append("")
     for n in res.notes:
         L.append(f"- {n}")
     L += ["", f"Measurements (append-only JSONL): `{Path(res.measurements_path).name if res.measurements_path else ''}`. "
