@@ -32,11 +32,12 @@ Choices (each a named parameter of `FitOptions`):
   its roofline time at the fitted efficiency plus the autograd-context overhead.
 - The peak comes only from samples whose time is at least `min_busy_share` roofline work (not
   dominated by the call overhead).
-- serial_fraction from the median speedup over one thread of all GEMM and convolution samples (those
-  taking at least `speedup_min_time_s` on one thread) at each thread count t <= cores (Amdahl,
-  averaged over t). Not the speedup of the largest GEMMs only: convolutions and mid-sized GEMMs scale
-  worse, and one thread-scaling number has to serve every kernel of a network. Threads beyond the
-  physical cores (only when measured) give the hyperthread/oversubscription penalty.
+- serial_fraction from the time-weighted speedup over one thread (sum of single-thread times / sum of
+  times at t threads) of all GEMM and convolution samples taking at least `speedup_min_time_s` on
+  one thread, at each thread count t <= cores (Amdahl, averaged over t). Time-weighted, so that the
+  kernels that dominate a training step dominate it; small kernels scale worse and their loss shows
+  in the shared efficiency curve instead. Threads beyond the physical cores (only when measured)
+  give the hyperthread/oversubscription penalty.
 - Curves: every sample gives an (size, efficiency) pair; pairs are grouped in log-size bins
   (`bins_per_decade`); within a bin, the median efficiency per thread count, then the geometric
   mean over thread counts (one curve serves all thread counts, as compute.py has one curve).
@@ -195,16 +196,17 @@ def fit_peak_per_core(samples: Sequence[Sample], dtype: str, overhead: float, is
 
 
 def measured_speedups(samples: Sequence[Sample], overhead: float, min_time_s: float) -> dict[int, float]:
-    """Median speedup over one thread, per thread count, of every fp32 matrix/conv sample paired with its
-    single-thread run (same label) whose single-thread roofline time is at least `min_time_s`."""
+    """Aggregate speedup over one thread, per thread count, of the fp32 matrix/conv samples paired with their
+    single-thread run (same label) whose single-thread roofline time is at least `min_time_s`: the sum of
+    their single-thread times over the sum of their times at t threads (time-weighted, so the kernels that
+    dominate a training step dominate it too)."""
     g = [s for s in samples if s.family in ("matrix", "conv") and s.dtype == "fp32" and s.flops > 0]
     one = {s.label: s for s in g if s.threads == 1 and _busy(s, overhead, True) >= min_time_s}
-    by_t: dict[int, list[float]] = {}
+    by_t: dict[int, list[tuple[float, float]]] = {}
     for s in g:
         if s.threads > 1 and s.label in one:
-            base = one[s.label]
-            by_t.setdefault(s.threads, []).append(_busy(base, overhead, True) / _busy(s, overhead, True))
-    return {t: statistics.median(v) for t, v in sorted(by_t.items())}
+            by_t.setdefault(s.threads, []).append((_busy(one[s.label], overhead, True), _busy(s, overhead, True)))
+    return {t: sum(a for a, _ in v) / sum(b for _, b in v) for t, v in sorted(by_t.items())}
 
 
 def fit_thread_scaling(speedups: dict[int, float], cores: int) -> tuple[float | None, float | None]:

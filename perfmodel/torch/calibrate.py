@@ -628,7 +628,7 @@ def fit_and_profile(samples: list[Sample], machine: dict[str, Any], name: str, w
     eff_source = (f"calibrated by perfmodel calibrate on {what}, {date}: binned medians of "
                   f"{sum(fit.n_samples.values())} GEMM/conv/memory samples, efficiency = achieved rate / "
                   "(fitted peak x thread speedup) after subtracting per-kernel overhead")
-    ts_source = (f"calibrated: serial_fraction from the median speedup of the GEMM and convolution samples "
+    ts_source = (f"calibrated: serial_fraction from the time-weighted speedup of the GEMM and convolution samples "
                  f"({', '.join(f'{t} threads: {s:.2f}x' for t, s in fit.speedups.items()) or 'not measured'}); "
                  "per_core_bandwidth = best single-thread copy/add rate")
     prof = profile_dict(
