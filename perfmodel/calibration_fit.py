@@ -77,7 +77,7 @@ class Sample:
     dtype: str = "fp32"
     label: str = ""
     times_s: tuple[float, ...] = ()  # every repeat, for the record
-    key: str = ""  # family "elementwise": the op key ("relu", "relu.backward", ...)
+    key: str = ""  # family "elementwise": the op key ("relu", ...); "conv": a stage-factor key (strided convs)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -121,6 +121,7 @@ class FitResult:
     notes: list[str] = field(default_factory=list)
     n_samples: dict[str, int] = field(default_factory=dict)
     elementwise: dict[str, float] | None = None  # per-core nominal FLOP/s by op key
+    stage_factors: dict[str, float] | None = None  # efficiency multipliers of strided-convolution stages
 
     def speedup(self, threads: int) -> float:
         """Compute speed at `threads` relative to one thread, as compute.thread_speedup does."""
@@ -223,11 +224,12 @@ def fit_thread_scaling(speedups: dict[int, float], cores: int) -> tuple[float | 
 
 
 def efficiency_pairs(samples: Iterable[Sample], family: str, dtype: str | None, res: FitResult,
-                     overhead: float) -> list[tuple[float, float, int]]:
-    """(size, efficiency, threads) of each sample of `family` (and `dtype`, when given)."""
+                     overhead: float, keyed: bool = False, clip: bool = True) -> list[tuple[float, float, int]]:
+    """(size, efficiency, threads) of each sample of `family` (and `dtype`, when given); samples with a
+    stage-factor key only when `keyed` (and then only those)."""
     out = []
     for s in samples:
-        if s.family != family or (dtype is not None and s.dtype != dtype):
+        if s.family != family or (dtype is not None and s.dtype != dtype) or bool(s.key) != keyed:
             continue
         busy = _busy(s, overhead, res.is_cpu)
         if family == "memory":
@@ -238,7 +240,30 @@ def efficiency_pairs(samples: Iterable[Sample], family: str, dtype: str | None, 
             if s.flops <= 0:
                 continue
             eff = s.flops / (res.matrix_rate(s.threads, s.dtype) * busy)
-        out.append((sample_size(s), min(1.0, max(EFF_MIN, eff)), s.threads))
+        out.append((sample_size(s), min(1.0, max(EFF_MIN, eff)) if clip else eff, s.threads))
+    return out
+
+
+def fit_stage_factors(samples: Sequence[Sample], res: FitResult, overhead: float) -> dict[str, float] | None:
+    """Per stage-factor key: the efficiency of its samples over the conv curve's at their size (per thread
+    count the median ratio, then the geometric mean over thread counts)."""
+    from .hardware.schema import EfficiencyCurve
+
+    if "conv" not in res.curves:
+        return None
+    curve = EfficiencyCurve(points=tuple(res.curves["conv"]))
+    by_key: dict[str, dict[int, list[float]]] = {}
+    for s in samples:
+        if s.family != "conv" or not s.key or s.dtype != "fp32":
+            continue
+        (size, eff, t), = efficiency_pairs([s], "conv", "fp32", res, overhead, keyed=True, clip=False)
+        by_key.setdefault(s.key, {}).setdefault(t, []).append(eff / curve.at(size))
+    if not by_key:
+        return None
+    out = {}
+    for k, per_t in sorted(by_key.items()):
+        meds = [statistics.median(v) for v in per_t.values()]
+        out[k] = round(min(5.0, max(0.05, math.exp(statistics.fmean(math.log(m) for m in meds)))), 4)
     return out
 
 
@@ -358,6 +383,7 @@ def fit_profile(samples: Sequence[Sample], options: FitOptions) -> FitResult:
             if pairs:
                 res.n_samples[key] = len(pairs)
                 res.curves[key] = bin_curve(pairs, options.bins_per_decade)
+    res.stage_factors = fit_stage_factors(samples, res, overhead)
     res.elementwise = fit_elementwise(samples, res)
     if res.elementwise:
         res.n_samples["elementwise"] = sum(1 for s in samples if s.family == "elementwise")
@@ -419,6 +445,8 @@ def profile_dict(fit: FitResult, *, name: str, source: str, model: str = "", ven
         eff[fam] = {"points": [[s, e] for s, e in pts]}
     if fit.elementwise:
         eff["elementwise"] = {k: _sig(v) for k, v in fit.elementwise.items()}
+    if fit.stage_factors:
+        eff["stage_factors"] = dict(fit.stage_factors)
     eff["source"] = eff_source or "calibrated"
     d["efficiency"] = eff
     return d
@@ -444,8 +472,9 @@ def predicted_sample_time(s: Sample, fit: FitResult, overhead_s: float | None = 
     if s.family in ("matrix", "conv"):
         curve = curves.get(f"lowp_{s.family}") if lowp else None
         curve = curve or curves[s.family]
+        factor = (fit.stage_factors or {}).get(s.key, 1.0) if s.key else 1.0
         comp = s.flops / (fit.matrix_rate(s.threads, s.dtype if s.dtype in fit.peak_flops else "fp32")
-                          * curve.at(s.flops / k)) if s.flops else 0.0
+                          * curve.at(s.flops / k) * factor) if s.flops else 0.0
     else:
         vec = fit.matrix_rate(s.threads, "fp32")
         comp = s.flops / (vec * curves["memory"].at(s.bytes / k)) if s.flops else 0.0

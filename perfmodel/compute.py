@@ -29,6 +29,7 @@ class Rates:
     # FLOP/s of memory-family arithmetic by op key ("<op>", "<op>.backward", "default"), at this thread
     # count; None: vector_flops x memory efficiency (see Efficiency.elementwise)
     elementwise: dict[str, float] | None = None
+    stage_factors: dict[str, float] | None = None  # see Efficiency.stage_factors
 
 
 def thread_speedup(device: Device, threads: int) -> float:
@@ -74,6 +75,7 @@ def device_rates(device: Device, dtype: str, threads: int | None = None) -> Rate
             overhead_s=device.kernel_overhead_s, overhead_overlaps=False,
             matrix=eff.curve("matrix", dtype), conv=eff.curve("conv", dtype), memory=eff.memory, thread_factor=f,
             elementwise={k: v * f for k, v in eff.elementwise.items()} if eff.elementwise else None,
+            stage_factors=dict(eff.stage_factors) if eff.stage_factors else None,
         )
     return Rates(
         matrix_flops=peak, vector_flops=vector * (2.0 if lowp and device.supports("fp16") else 1.0),
@@ -81,6 +83,7 @@ def device_rates(device: Device, dtype: str, threads: int | None = None) -> Rate
         overhead_overlaps=GPU_OVERHEAD_OVERLAPS,
         matrix=eff.curve("matrix", dtype), conv=eff.curve("conv", dtype), memory=eff.memory, thread_factor=1.0,
         elementwise=dict(eff.elementwise) if eff.elementwise else None,
+        stage_factors=dict(eff.stage_factors) if eff.stage_factors else None,
     )
 
 
@@ -101,13 +104,14 @@ class WorkTime:
         return "compute" if self.compute_s >= self.memory_s else "memory"
 
 
-def work_time(w: Work, r: Rates, key: str | None = None) -> WorkTime:
+def work_time(w: Work, r: Rates, key: str | None = None, factor_key: str | None = None) -> WorkTime:
     """Roofline time of `w`: max(FLOPs/(peak*eff), bytes/(bw*eff)) plus per-kernel overhead.
 
     Efficiency depends on the work per kernel. On GPUs a launch overlaps execution, so each kernel
     costs max(its roofline time, the overhead); on CPUs dispatch adds to compute. The arithmetic of
     memory-family work runs at the profile's per-op elementwise rate when it has one (`key`: "<op>"
-    or "<op>.backward", else "default"; see Efficiency.elementwise), else at the vector peak.
+    or "<op>.backward", else "default"; see Efficiency.elementwise), else at the vector peak. Matrix and
+    conv work of a stage named by `factor_key` has its efficiency scaled by the profile's stage factor.
     """
     k = max(1, w.kernels)
     if w.family == "memory":
@@ -122,6 +126,8 @@ def work_time(w: Work, r: Rates, key: str | None = None) -> WorkTime:
     else:
         curve = r.matrix if w.family == "matrix" else r.conv
         cflops = r.matrix_flops * curve.at(w.flops / k)
+        if factor_key is not None and r.stage_factors is not None:
+            cflops *= r.stage_factors.get(factor_key, 1.0)
     compute = w.flops / cflops if w.flops else 0.0
     memory = w.bytes / (r.bandwidth_Bps * r.memory.at(w.bytes / k)) if w.bytes else 0.0
     roof = compute if compute > memory else memory

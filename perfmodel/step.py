@@ -34,14 +34,16 @@ class StageTime:
     roof_memory_s: float = 0.0  # part of time_s spent in memory-bound work
 
 
-def stage_time(works: tuple[Work, ...], r: Rates, key: str | None = None) -> StageTime:
+def stage_time(works: tuple[Work, ...], r: Rates, key: str | None = None,
+               factor_key: str | None = None) -> StageTime:
     """Sum the work items of a stage, attributing each item's roofline time to its bound.
 
-    `key` names the op (and stage) for per-op elementwise rates: "<op>" or "<op>.backward".
+    `key` names the op (and stage) for per-op elementwise rates: "<op>" or "<op>.backward";
+    `factor_key` the stage for a stage factor (strided convolutions, see Efficiency.stage_factors).
     """
     t = c = m = o = rc = rm = 0.0
     for w in works:
-        wt: WorkTime = work_time(w, r, key)
+        wt: WorkTime = work_time(w, r, key, factor_key)
         t += wt.time_s
         c += wt.compute_s
         m += wt.memory_s
@@ -122,6 +124,17 @@ def elementwise_key(op: str, stage: str) -> str:
     return op if stage == "forward" else f"{op}.backward"
 
 
+STRIDED_OPS = ("conv1d", "conv2d", "conv_transpose2d")
+
+
+def stage_factor_key(layer, stage: str) -> str | None:
+    """Key of Efficiency.stage_factors for a layer's stage: "<op>.<stage>/strided" for strided convolutions."""
+    if layer.op not in STRIDED_OPS:
+        return None
+    st = layer.spec.stride
+    return f"{layer.op}.{stage}/strided" if max(st if isinstance(st, tuple) else (st,)) > 1 else None
+
+
 def _param_tensors(c: OpCost) -> int:
     """Parameter tensors of a layer (weight and bias, or more for recurrent/attention layers)."""
     return int(c.extra.get("param_tensors", 2 if c.params else 0))
@@ -155,11 +168,11 @@ def _step_profile(graph: LayerGraph, device: Device, batch: int, dtype: str, thr
     r = device_rates(device, dtype, threads)
     b = DTYPE_BYTES[dtype]
     costs = graph_costs(graph, batch, b)
-    if r.elementwise is None:
+    if r.elementwise is None and r.stage_factors is None:
         times = tuple(LayerTime(*(stage_time(c.stage(s), r) for s in STAGES)) for c in costs)
-    else:  # per-op elementwise rates (calibrated CPUs): key each stage by its op
-        times = tuple(LayerTime(*(stage_time(c.stage(s), r, elementwise_key(l.op, s)) for s in STAGES))
-                      for l, c in zip(graph.layers, costs))
+    else:  # calibrated per-op rates / stage factors: key each stage by its op
+        times = tuple(LayerTime(*(stage_time(c.stage(s), r, elementwise_key(l.op, s), stage_factor_key(l, s))
+                                  for s in STAGES)) for l, c in zip(graph.layers, costs))
     params = sum(c.params for c in costs)
     tensors = sum(_param_tensors(c) for c in costs)
     ow = optimizer_work(optimizer, params, tensors, gpu=not device.is_cpu)

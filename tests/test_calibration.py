@@ -209,3 +209,36 @@ def test_gpu_fit_uses_no_thread_scaling_and_overlapped_launches():
     for s in samples:
         if s.family == "matrix" and s.flops / s.time_s > 0:
             assert predicted_sample_time(s, fit) == pytest.approx(s.time_s, rel=0.05), s.label
+
+
+def test_stage_factor_of_strided_convolutions_recovered():
+    """Strided-conv samples running at half the conv curve's efficiency give a 0.5 stage factor, and a
+    profile with it times that stage at half the rate."""
+    dev = true_device()
+    samples = synthetic_samples()
+    for t in (1, 2):
+        r = device_rates(dev, "fp32", threads=t)
+        for i, (size, _) in enumerate(CONV_PTS):
+            w = Work("conv", flops=size, bytes_read=size / 100, kernels=1)
+            ideal = work_time(w, r)
+            slow = (ideal.time_s - RAW_OVERHEAD) * 2 + RAW_OVERHEAD  # half the efficiency
+            samples.append(Sample("conv", t, slow, w.flops, w.bytes, 1, label=f"sconv{i} bwd_data",
+                                  key="conv2d.backward_data/strided"))
+    fit = fit_profile(samples, FitOptions(cores=CORES, nominal_peak_per_core={"fp32": PEAK / CORES}))
+    assert fit.stage_factors == {"conv2d.backward_data/strided": pytest.approx(0.5, rel=1e-3)}
+    assert len(fit.curves["conv"]) == len(CONV_PTS)  # keyed samples stay out of the curve
+    d = hardware_from_dict(profile_dict(fit, name="sf", source="test", memory_bytes=8e9))
+    r = device_rates(d, "fp32", threads=1)
+    w = Work("conv", flops=CONV_PTS[2][0], kernels=1)
+    base = work_time(w, r).compute_s
+    assert work_time(w, r, None, "conv2d.backward_data/strided").compute_s == pytest.approx(2 * base, rel=1e-3)
+    from perfmodel.graph.io import NetworkBuilder
+    from perfmodel.step import stage_factor_key
+
+    b = NetworkBuilder("s")
+    b.input("x", shape=[3, 8, 8])
+    b.conv2d("c1", out_channels=4, kernel=3, padding=1)
+    b.conv2d("c2", out_channels=4, kernel=3, stride=2, padding=1)
+    g = b.build()
+    assert stage_factor_key(g["c1"], "backward_data") is None
+    assert stage_factor_key(g["c2"], "backward_data") == "conv2d.backward_data/strided"

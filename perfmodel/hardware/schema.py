@@ -93,6 +93,12 @@ class Efficiency(_Frozen):
     # peak and differ by op (a vectorised relu vs a scalar tanh or a Mersenne-twister dropout mask).
     # None: that arithmetic runs at the fp32 peak (GPUs, datasheet profiles).
     elementwise: dict[str, Annotated[float, Field(gt=0, allow_inf_nan=False)]] | None = None
+    # Multiplier on the efficiency of one stage of strided convolutions, keyed
+    # "<op>.<stage>/strided" (op conv1d/conv2d/conv_transpose2d; stage forward, backward_data or
+    # backward_weight), where they run at a different rate per FLOP than the curve's mostly stride-1
+    # kernels (oneDNN's backward-data of a strided convolution and forward of a transposed one on
+    # CPUs). Written by `perfmodel calibrate`; None or a missing key: 1.
+    stage_factors: dict[str, Annotated[float, Field(gt=0, allow_inf_nan=False)]] | None = None
     source: str = "default guesses; replace by `perfmodel calibrate` or a fitted profile"
 
     def curve(self, family: str, dtype: str) -> EfficiencyCurve:

@@ -179,10 +179,29 @@ def _conv(nb: int, c: int, hw: int, k_out: int, kernel: int, stride: int, pad: i
             else:
                 fn = lambda: F.conv2d(x, w, stride=stride, padding=pad)  # noqa: E731
             return fn, 2.0 * macs, float((n_in + n_w + n_out) * eb), 1
+        if which == "bwd_data":
+            fn = lambda: torch.ops.aten.convolution_backward(dy, x, w, None, *args, [True, False, False])  # noqa: E731
+            return fn, 2.0 * macs, float((n_out + n_w + n_in) * eb), 1
+        if which == "bwd_weight":
+            fn = lambda: torch.ops.aten.convolution_backward(dy, x, w, None, *args, [False, True, False])  # noqa: E731
+            return fn, 2.0 * macs, float((n_out + n_in + n_w) * eb), 1
         fn = lambda: torch.ops.aten.convolution_backward(dy, x, w, None, *args, [True, True, False])  # noqa: E731
         return fn, 4.0 * macs, float((2 * n_out + n_w + n_in + n_in + n_w) * eb), 2
 
     return make
+
+
+_CONV_STAGE = {"fwd": "forward", "bwd_data": "backward_data", "bwd_weight": "backward_weight"}
+
+
+def conv_passes(shape) -> list[tuple[str, str]]:
+    """(pass, stage-factor key) of a conv shape: stride 1 -> forward and the combined backward (they fit the
+    conv curve); strided -> forward, backward-data and backward-weight each, keyed for Efficiency.stage_factors."""
+    nb, c, hw, ko, kr, st, pd, tr = shape
+    if st == 1:
+        return [("fwd", ""), ("bwd", "")]
+    op = "conv_transpose2d" if tr else "conv2d"
+    return [(w, f"{op}.{_CONV_STAGE[w]}/strided") for w in ("fwd", "bwd_data", "bwd_weight")]
 
 
 def memory_sizes(quick: bool) -> list[int]:
@@ -346,9 +365,9 @@ def build_benches(device: str, thread_counts: list[int], quick: bool, lowp: list
                 out.append(Bench("matrix", f"gemm {m}x{k}x{n} {layout}", "fp32", _gemm(m, k, n, layout), t))
         for shp in convs:
             nb, c, hw, ko, kr, st, pd, tr = shp
-            for which in ("fwd", "bwd"):
+            for which, fkey in conv_passes(shp):
                 lab = f"{'convT' if tr else 'conv'} n{nb} c{c} {hw}x{hw} k{ko} {kr}x{kr}/{st} {which}"
-                out.append(Bench("conv", lab, "fp32", _conv(*shp, which), t))
+                out.append(Bench("conv", lab, "fp32", _conv(*shp, which), t, fkey))
         for n in memory_sizes(quick):
             for op in ("copy", "add"):
                 out.append(Bench("memory", f"{op} {n} fp32", "fp32", _mem(n, op), t))
