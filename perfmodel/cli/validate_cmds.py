@@ -128,7 +128,7 @@ def validate(
     steps: Optional[int] = typer.Option(None, "--steps", help="timed steps per case (default: the suite's)"),
     warmup: Optional[int] = typer.Option(None, "--warmup", help="untimed warm-up steps per case"),
     rounds: Optional[int] = typer.Option(None, "--rounds", help="passes over the cases (measured suites; default: "
-                                         "the suite's, 3 for cpu-full); step times are pooled over them"),
+                                         "the suite's, 4 for cpu-full); step times are pooled over them"),
     replay: Optional[Path] = typer.Option(None, "--replay", help="measured suites: compare with the measurements "
                                           "stored in this JSONL file by the suite's last run instead of measuring"),
     no_wait: bool = typer.Option(False, "--no-wait", help="measured suites: measure each case once at once, without "

@@ -123,7 +123,7 @@ SUITES: dict[str, Suite] = {
                        _cpu_cases(CPU_QUICK_SPECS[:2], [1], set(), 5, 2)
                        + _cpu_cases(CPU_QUICK_SPECS[2:], [2], set(), 5, 2)),
     "cpu-full": Suite("cpu-full", "cpu", "eight network kinds at 1 and 2 threads (16 cases), 0.05-2 s per step",
-                      _cpu_cases(CPU_FULL_SPECS, [1, 2], {"resnet_small", "transformer"}, 10, 3), rounds=3),
+                      _cpu_cases(CPU_FULL_SPECS, [1, 2], {"resnet_small", "transformer"}, 10, 3), rounds=4),
     "gpu": Suite("gpu", "cuda", "the cpu-full kinds at GPU-sized batches, fp32 and bf16 (needs CUDA)", _gpu_cases()),
 }
 # suites served by other modules (dispatched by the CLI)
