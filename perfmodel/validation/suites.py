@@ -14,8 +14,15 @@ Suites:
 
 The networks are files in validation/networks/, written for validation only: calibration runs
 microbenchmarks (perfmodel.torch.calibrate) and never sees them. Measurements are appended as JSON
-lines to validation/measurements/<suite>.jsonl (perfmodel.torch.measure records; the suite, case and
-load average are in the record's notes). torch is imported only when a suite runs.
+lines to validation/measurements/<suite>.jsonl (perfmodel.torch.measure records; the suite, case,
+round, attempt, load average and the CPU other processes used are in the record's notes). torch is
+imported only when a suite runs.
+
+Measuring on a shared machine: the cases are measured round-robin in `rounds` passes (cpu-full: 4)
+and each case's step times are pooled over them, so that slow drifts of the machine's speed average
+out; before each measurement the runner waits for an idle moment, and a measurement during which
+other processes used CPU is repeated (all attempts are stored; the least disturbed one is compared).
+`replay` re-reports the last run from its stored measurements with the current model.
 """
 
 from __future__ import annotations
