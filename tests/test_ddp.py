@@ -72,6 +72,13 @@ def test_small_ddp_suite(tmp_path):
     rec = json.loads(lines[-1])
     assert rec["kind"] == "ddp_training_step" and rec["machine"]["cpu_model"]
     assert "tiny" in res.text()
+    # the report can be rebuilt from the stored records alone
+    from perfmodel.torch.ddp import report_from_measurements
+
+    again = report_from_measurements(tmp_path / "m.jsonl", profile=_profile(), link=link,
+                                     report_dir=tmp_path / "report2", process_speed=1.0)
+    assert again.cases[0].measured.median_s == c.measured.median_s
+    assert again.cases[0].predicted_s == pytest.approx(c.predicted_s)
     # the prediction's all-reduce uses the fitted link: more bandwidth is never slower
     fast = predict_ddp(net, 16, _profile(), link.model_copy(update={"bandwidth_Bps": link.bandwidth_Bps * 10}))
     assert fast.iteration_time_s <= c.predicted_s

@@ -573,56 +573,46 @@ def run_ddp_suite(report_dir: str | Path | None = None, measurements_path: str |
                   steps: int | None = None, warmup: int | None = None, rounds: int = SUITE_ROUNDS,
                   process_speed: float | None = None, wait_idle: bool = True,
                   single_process_reference: bool = True, progress: TextIO | None = sys.stderr) -> DDPSuiteResult:
-    """Run the ddp-cpu suite: link microbenchmark (unless `link` is given), DDP cases, predictions, report.
+    """Run the ddp-cpu suite: microbenchmarks (link, process contention), DDP cases, predictions, report.
 
-    report_dir: default validation/reports/ddp-cpu (None writes there; pass a folder to write elsewhere).
-    measurements_path: default validation/measurements/ddp-cpu.jsonl (append-only).
+    Every measurement is appended to `measurements_path` (default validation/measurements/ddp-cpu.jsonl)
+    under one run id; the report (default folder validation/reports/ddp-cpu) is then built from those
+    records by `report_from_measurements`, which can also rebuild it later without measuring again.
     profile: the CPU profile to predict with (default: the calibrated profile of this machine).
+    link / process_speed: given, they replace the corresponding microbenchmark.
     """
-    from ..hardware.loader import load_hardware
     from .measure import append_jsonl
 
     def say(msg: str) -> None:
         if progress is not None:
             print(msg, file=progress, flush=True)
 
-    if profile is None:
-        from ..validation.suites import find_calibrated_profile
-
-        dev = find_calibrated_profile("cpu")
-    elif isinstance(profile, Device):
-        dev = profile
-    else:
-        dev = load_hardware(profile, kind="device")
+    dev = _profile_device(profile)
     meas_path = Path(measurements_path) if measurements_path else _repo_path("validation/measurements/ddp-cpu.jsonl")
-    rep_dir = Path(report_dir) if report_dir else _repo_path("validation/reports/ddp-cpu")
+    run_id = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    base = {"schema": "perfmodel.measurement/1", "suite": SUITE, "run_id": run_id}
     # the link: fitted here from the all-reduce microbenchmark (never from the training runs)
     link_path = None
+    lk: Link | None = None
     if isinstance(link, Link):
-        cal = None
         lk = link
     elif isinstance(link, str):
-        cal = None
+        from ..hardware.loader import load_hardware
+
         lk = load_hardware(link, kind="link")
     else:
         say("all-reduce microbenchmark (gloo, 2 processes, 4 KiB .. 64 MiB) ...")
         if wait_idle:
             wait_for_idle()
         cal = calibrate_allreduce()
-        lk = cal.link()
-        append_jsonl(meas_path, {"schema": "perfmodel.measurement/1", "kind": "allreduce_microbenchmark",
-                                 "suite": SUITE, "backend": "gloo", "world": 2, **cal.to_dict()})
+        append_jsonl(meas_path, {**base, "kind": "allreduce_microbenchmark", "backend": "gloo", "world": 2,
+                                 **cal.to_dict()})
         if save_link_profile:
             link_path = str(save_link(cal))
         say(f"  alpha {cal.alpha_s * 1e6:.1f} us, bandwidth {cal.bandwidth_Bps / 1e9:.2f} GB/s")
-    if cal is None:
-        cal = LinkCalibration(lk.latency_s, lk.effective_bandwidth_Bps, (), 1, {}, "")
     # how fast each process computes while all of them run (a microbenchmark, not the training runs)
-    proc: dict[str, Any] | None = None
     if process_speed is None:
-        say("process contention microbenchmark (GEMM alone vs in both processes at once) ...")
-        if wait_idle:
-            wait_for_idle()
+        say("process contention microbenchmark (GEMM and convolution alone vs in both processes at once) ...")
         runs = []
         for _ in range(PROCESS_SPEED_RUNS):
             if wait_idle:
@@ -630,10 +620,8 @@ def run_ddp_suite(report_dir: str | Path | None = None, measurements_path: str |
             runs.append(calibrate_process_speed())
         proc = sorted(runs, key=lambda r: r["process_speed"])[len(runs) // 2]
         proc["runs"] = [r["process_speed"] for r in runs]
-        process_speed = proc["process_speed"]
-        append_jsonl(meas_path, {"schema": "perfmodel.measurement/1", "kind": "process_contention_microbenchmark",
-                                 "suite": SUITE, **proc})
-        say(f"  each of 2 processes computes at {process_speed:.2f} x the speed of a lone one")
+        append_jsonl(meas_path, {**base, "kind": "process_contention_microbenchmark", **proc})
+        say(f"  each of 2 processes computes at {proc['process_speed']:.2f} x the speed of a lone one")
     sel: list[DDPCase] = []
     for c in (cases or CASES):
         if isinstance(c, DDPCase):
@@ -643,26 +631,19 @@ def run_ddp_suite(report_dir: str | Path | None = None, measurements_path: str |
             if not found:
                 raise NotFoundError(f"unknown ddp-cpu case '{c}'; known: {', '.join(k.name for k in CASES)}")
             sel.extend(found)
-    res = DDPSuiteResult(SUITE, dev.name, dev.source, cal, link_path, measurements_path=str(meas_path),
-                         report_dir=str(rep_dir), process_speed=process_speed, process_benchmark=proc)
     if steps is not None or warmup is not None:
         from dataclasses import replace
 
         sel = [replace(c, steps=steps or c.steps, warmup=c.warmup if warmup is None else warmup) for c in sel]
-    measured: dict[str, list[DDPMeasurement]] = {c.name: [] for c in sel}
-    singles: dict[str, list[float]] = {c.name: [] for c in sel}
-    idle_seen: list[float] = []
     for r in range(rounds):
         for c in sel:
             idle = wait_for_idle() if wait_idle else None
-            if idle is not None:
-                idle_seen.append(idle)
             say(f"round {r + 1}/{rounds}, case {c.name}: {c.world} processes x {c.threads} thread, batch {c.batch} "
                 f"per process ...")
             m = measure_ddp(_resolve_network(c.network), c.batch, world=c.world, threads=c.threads, warmup=c.warmup,
                             steps=c.steps)
-            append_jsonl(meas_path, {**m.to_dict(), "case": c.name, "round": r + 1, "idle_fraction_before": idle})
-            measured[c.name].append(m)
+            append_jsonl(meas_path, {**m.to_dict(), **base, "case": c.name, "case_spec": asdict(c), "round": r + 1,
+                                     "idle_fraction_before": idle})
             say(f"  median {m.median_s * 1e3:.1f} ms")
             if single_process_reference:
                 # diagnostic only (never used by the prediction): the same step in one process, no DDP
@@ -670,34 +651,105 @@ def run_ddp_suite(report_dir: str | Path | None = None, measurements_path: str |
 
                 sm = measure_training(_resolve_network(c.network), c.batch, threads=c.threads, warmup=c.warmup,
                                       steps=c.steps)
-                append_jsonl(meas_path, {**sm.to_json_dict(), "suite": SUITE, "case": c.name, "round": r + 1,
+                append_jsonl(meas_path, {**sm.to_json_dict(), **base, "case": c.name, "round": r + 1,
                                          "role": "single-process reference (diagnostic)"})
-                singles[c.name].extend(sm.step_times_s)
-    for c in sel:
+    res = report_from_measurements(meas_path, run_id, profile=dev, report_dir=report_dir, link=lk,
+                                   process_speed=process_speed)
+    res.link_path = link_path
+    write_report(res, Path(res.report_dir))
+    for c in res.cases:
+        say(f"{c.case.name}: measured {c.measured.median_s * 1e3:.1f} ms, predicted {c.predicted_s * 1e3:.1f} ms "
+            f"({c.error_pct:+.1f}%)")
+    return res
+
+
+def _profile_device(profile: Device | str | None) -> Device:
+    if profile is None:
+        from ..validation.suites import find_calibrated_profile
+
+        return find_calibrated_profile("cpu")
+    if isinstance(profile, Device):
+        return profile
+    from ..hardware.loader import load_hardware
+
+    return load_hardware(profile, kind="device")
+
+
+def report_from_measurements(measurements_path: str | Path | None = None, run_id: str | None = None, *,
+                             profile: Device | str | None = None, report_dir: str | Path | None = None,
+                             link: Link | None = None, process_speed: float | None = None,
+                             write: bool = True) -> DDPSuiteResult:
+    """Predict every case of one stored suite run (default: the latest) and write its report.
+
+    The link (alpha, B) and the process speed come from that run's microbenchmark records unless given.
+    """
+    from .measure import read_jsonl
+
+    dev = _profile_device(profile)
+    meas_path = Path(measurements_path) if measurements_path else _repo_path("validation/measurements/ddp-cpu.jsonl")
+    rep_dir = Path(report_dir) if report_dir else _repo_path("validation/reports/ddp-cpu")
+    recs = [r for r in read_jsonl(meas_path) if r.get("suite") == SUITE and r.get("run_id")]
+    if run_id is None:
+        if not recs:
+            raise NotFoundError(f"no ddp-cpu suite run in {meas_path}")
+        run_id = max(r["run_id"] for r in recs)
+    recs = [r for r in recs if r["run_id"] == run_id]
+    ar = [r for r in recs if r.get("kind") == "allreduce_microbenchmark"]
+    pc = [r for r in recs if r.get("kind") == "process_contention_microbenchmark"]
+    if link is None:
+        if not ar:
+            raise NotFoundError(f"run {run_id} has no all-reduce microbenchmark; pass link=")
+        a = ar[-1]
+        cal = LinkCalibration(a["alpha_s"], a["bandwidth_Bps"], tuple((int(n), t) for n, t in a["points"]),
+                              a["threads"], a["machine"], a["created_utc"])
+        lk = cal.link()
+    else:
+        lk = link
+        cal = LinkCalibration(lk.latency_s, lk.effective_bandwidth_Bps, (), 1, {}, "")
+    proc = pc[-1] if pc else None
+    if process_speed is None and proc is not None:
+        process_speed = proc["process_speed"]
+    res = DDPSuiteResult(SUITE, dev.name, dev.source, cal, None, measurements_path=str(meas_path),
+                         report_dir=str(rep_dir), process_speed=process_speed,
+                         process_benchmark={k: v for k, v in proc.items() if k not in ("schema", "suite", "run_id", "kind")}
+                         if proc else None)
+    res.notes.append(f"suite run {run_id}")
+    ddp = [r for r in recs if r.get("kind") == "ddp_training_step"]
+    singles = [r for r in recs if r.get("role", "").startswith("single-process")]
+    names = list(dict.fromkeys(r["case"] for r in ddp))
+    spreads, idles = [], []
+    for name in names:
+        rs = [r for r in ddp if r["case"] == name]
+        c = DDPCase(**rs[0]["case_spec"])
+        ms = [DDPMeasurement(**{k: (tuple(tuple(x) for x in r[k]) if k == "rank_step_times_s" else
+                                    tuple(r[k]) if k in ("step_times_s", "load_avg_before") and r[k] is not None
+                                    else r[k]) for k in DDPMeasurement.__dataclass_fields__}) for r in rs]
+        m = pool(ms)
+        spreads.append(max(x.median_s for x in ms) / min(x.median_s for x in ms) - 1)
+        idles += [r["idle_fraction_before"] for r in rs if r.get("idle_fraction_before") is not None]
         net = _resolve_network(c.network)
-        m = pool(measured[c.name])
         p = predict_ddp(net, c.batch, dev, lk, world=c.world, threads=c.threads, process_speed=process_speed)
+        st = [t for r in singles if r["case"] == name for t in r["step_times_s"]]
         ref = None
-        if singles[c.name]:
+        if st:
             from ..prediction import predict as _predict
 
-            ref = {"measured_s": statistics.median(singles[c.name]),
+            ref = {"measured_s": statistics.median(st),
                    "predicted_s": _predict(load_network(net), dev, batch=c.batch, threads=c.threads,
                                            layers=False).iteration_time_s}
-        r = DDPCaseResult(c, m, p.iteration_time_s, dict(p.breakdown), dict(p.parallel or {}), ref)
-        res.cases.append(r)
-        say(f"{c.name}: measured {m.median_s * 1e3:.1f} ms, predicted {r.predicted_s * 1e3:.1f} ms ({r.error_pct:+.1f}%)")
-    if rounds > 1:
-        spread = max((max(x.median_s for x in v) / min(x.median_s for x in v) - 1) * 100 for v in measured.values())
+        res.cases.append(DDPCaseResult(c, m, p.iteration_time_s, dict(p.breakdown), dict(p.parallel or {}), ref))
+    rounds = max((r.get("round", 1) for r in ddp), default=1)
+    if rounds > 1 and spreads:
         res.notes.append(f"each case measured in {rounds} rounds (round-robin over the cases), step times pooled; the "
-                         f"largest difference between two rounds' medians of one case was {spread:.0f}%")
-    if idle_seen:
-        res.notes.append(f"before each measurement the CPU was {min(idle_seen):.0%}-{max(idle_seen):.0%} idle "
+                         f"largest difference between two rounds' medians of one case was {100 * max(spreads):.0f}%")
+    if idles:
+        res.notes.append(f"before each measurement the CPU was {min(idles):.0%}-{max(idles):.0%} idle "
                          "(other processes share this machine)")
     if CPU_COMM_OVERLAP_NEEDS_IDLE_CORE:
         res.notes.append("gradient all-reduce not overlapped with backward when the processes use every core "
                          "(gloo needs a core to move data)")
-    write_report(res, rep_dir)
+    if write:
+        write_report(res, rep_dir)
     return res
 
 
