@@ -129,11 +129,16 @@ def _gemm(m: int, k: int, n: int, layout: str):
 
 
 # (batch, in_channels, height=width, out_channels, kernel, stride, padding, transposed): a generic list of
-# the layer types CNNs are built from (3x3 and 5x5 stride 1, 3x3 stride 2, 1x1 and 1x1 stride-2
-# projections, a 7x7 stride-2 stem, 4x4 stride-2 down- and transposed up-sampling), tiny to large
+# the layer types CNNs are built from (3x3 and 5x5 stride 1 from narrow channels at large images to wide
+# channels at small ones, 3x3 stride 2, 1x1 and 1x1 stride-2 projections, a 7x7 stride-2 stem, 4x4
+# stride-2 down- and transposed up-sampling), tiny to large
 CONV_SHAPES: tuple[tuple[int, int, int, int, int, int, int, bool], ...] = (
     (2, 16, 8, 16, 3, 1, 1, False),
     (16, 8, 16, 8, 3, 1, 1, False),
+    (24, 16, 48, 16, 3, 1, 1, False),
+    (16, 24, 40, 24, 3, 1, 1, False),
+    (8, 48, 48, 48, 3, 1, 1, False),
+    (12, 64, 28, 64, 3, 1, 1, False),
     (8, 3, 48, 24, 3, 1, 1, False),
     (4, 3, 96, 48, 7, 2, 3, False),
     (8, 24, 24, 48, 3, 1, 1, False),
@@ -152,7 +157,7 @@ CONV_SHAPES: tuple[tuple[int, int, int, int, int, int, int, bool], ...] = (
     (12, 48, 12, 24, 4, 2, 1, True),
     (12, 24, 24, 3, 4, 2, 1, True),
 )
-QUICK_CONV = (0, 2, 4, 6, 8, 10, 13, 15, 16)
+QUICK_CONV = (0, 3, 5, 8, 10, 12, 14, 17, 19, 20)
 
 
 def _conv(nb: int, c: int, hw: int, k_out: int, kernel: int, stride: int, pad: int, transposed: bool, which: str):
