@@ -3,7 +3,7 @@
 1. **All-reduce microbenchmark** (`calibrate_allreduce`): 2 processes, gloo, 127.0.0.1; all-reduce of
    fp32 tensors from 4 KB to 64 MB; the median time per size is fitted (least squares on relative
    error) to the ring formula for p = 2 ranks, T(n) = n / B + 2 alpha, giving the link's bandwidth B and
-   latency alpha, saved as the link profile `local-gloo-loopback` (`hardware_profiles/links/`). No
+   latency alpha, saved as the link profile `local-gloo-loopback` (`hardware_profiles/links/calibrated/`). No
    training run is used for this fit.
 2. **DDP training** (`measure_ddp`): `world` processes x `threads` intra-op threads each, the network
    built by `perfmodel.torch.to_module`, wrapped in DistributedDataParallel (default buckets), SGD;
@@ -205,14 +205,14 @@ def calibrate_allreduce(sizes: Sequence[int] = SIZES_BYTES, threads: int = 1, wo
 
 
 def save_link(cal: LinkCalibration, path: str | Path | None = None) -> Path:
-    """Write the fitted link as a YAML profile (default hardware_profiles/links/local-gloo-loopback.yaml)."""
+    """Write the fitted link as a YAML profile (default hardware_profiles/links/calibrated/local-gloo-loopback.yaml)."""
     import yaml
 
     from ..paths import repo_root
 
     if path is None:
         root = repo_root() or Path.cwd()
-        path = root / "hardware_profiles" / "links" / f"{LINK_NAME}.yaml"
+        path = root / "hardware_profiles" / "links" / "calibrated" / f"{LINK_NAME}.yaml"
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     data = {"kind": "link", "name": LINK_NAME, "type": "loopback", "source": cal.source, "notes": cal.notes,
