@@ -42,7 +42,10 @@ training) and calls the same functions for every formula (collectives, partition
 make_buckets, sync_schedule, tensor_parallel_layout, inflight_microbatches, data_flow,
 straggler_delay); tests/test_plan_search.py checks that both agree on every plan of a brute-force
 enumeration. predict() has no activation recomputation and no ZeRO, so plans with recompute="full" or
-zero1=True are modelled here only (see `_recompute_info` and `zero1`).
+zero1=True are modelled here only (see `_recompute_info` and `zero1`). Known gap: the vectorised
+per-layer times ignore the calibrated-CPU extras of a profile (Efficiency.elementwise and
+stage_factors), so for a calibrated CPU profile they differ slightly from predict(); datasheet GPU
+profiles, which have neither, agree exactly.
 
 ZeRO-1 (`zero1=True`, off by default): optimizer state is sharded over the dp replicas (memory only;
 the reduce-scatter + all-gather that replaces the all-reduce moves the same bytes on a ring, so the
