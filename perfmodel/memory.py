@@ -58,6 +58,18 @@ def _terms(graph: LayerGraph, batch: int, dtype: str, optimizer: str, costs=None
     }
 
 
+MAX_BATCH = 2**31 - 1  # reported when memory does not grow with the batch
+
+
+def largest_batch(fixed: float, per_sample: float, capacity: float) -> int:
+    """Largest b with fixed + b * per_sample <= capacity (0 if not even one sample fits)."""
+    if fixed + per_sample > capacity:
+        return 0
+    if per_sample <= 0:
+        return MAX_BATCH
+    return int(math.floor((capacity - fixed) / per_sample * (1 + 1e-12)))
+
+
 def memory_footprint(graph: LayerGraph, device: Device, batch: int, dtype: str = "fp32",
                      optimizer: str = "sgd", costs=None, activations_bytes: float | None = None) -> MemoryFootprint:
     """Footprint at `batch` (with `costs` from the same batch if already computed) and the largest batch that fits.
@@ -80,12 +92,7 @@ def memory_footprint(graph: LayerGraph, device: Device, batch: int, dtype: str =
     per_sample = (var - var2) / (batch - b2)
     fixed = total - per_sample * batch
     cap = device.memory_bytes
-    if fixed + per_sample > cap:
-        max_b = 0
-    elif per_sample <= 0:
-        max_b = 2**31 - 1
-    else:
-        max_b = int(math.floor((cap - fixed) / per_sample * (1 + 1e-12)))
+    max_b = largest_batch(fixed, per_sample, cap)
     return MemoryFootprint(
         **t, reserved_bytes=reserved, total_bytes=total, capacity_bytes=cap, fits=total <= cap,
         max_batch=max_b, bytes_per_sample=per_sample,

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import math
 from typing import Any
 
 from ..dataflow import HOST_RAM_CACHE_FRACTION, IO_QUEUE_DEPTH, data_flow
@@ -29,7 +28,7 @@ from ..errors import InputError
 from ..graph.layer_graph import LayerGraph
 from ..hardware.loader import load_hardware
 from ..hardware.topology import resolve_system
-from ..memory import memory_footprint
+from ..memory import MAX_BATCH, largest_batch, memory_footprint
 from ..ops import DTYPE_BYTES, STAGES
 from ..ops.base import graph_costs
 from ..optimizers import MASTER_BYTES, optimizer_state_bytes, optimizer_work
@@ -520,14 +519,9 @@ def _memory(graph, prof, ranges, plan, mb, m, dtype, optimizer, dev, st_params) 
         per_sample = (t["activations_bytes"] + t["workspace_bytes"]) / mb
         fixed = total - per_sample * mb
         cap = dev.memory_bytes
-        if fixed + per_sample > cap:
-            max_mb = 0
-        elif per_sample <= 0:
-            max_mb = 2**31 - 1
-        else:
-            max_mb = int(math.floor((cap - fixed) / per_sample * (1 + 1e-12)))
+        max_mb = largest_batch(fixed, per_sample, cap)
         fp = MemoryFootprint(**t, reserved_bytes=reserved, total_bytes=total, capacity_bytes=cap, fits=total <= cap,
-                             max_batch=min(2**31 - 1, max_mb * m), bytes_per_sample=per_sample / m)
+                             max_batch=min(MAX_BATCH, max_mb * m), bytes_per_sample=per_sample / m)
         if best is None or fp.total_bytes > best.total_bytes:
             best = fp
     return best
