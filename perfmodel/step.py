@@ -164,10 +164,17 @@ def step_profile(graph: LayerGraph, device: Device, batch: int, dtype: str = "fp
 
 def _step_profile(graph: LayerGraph, device: Device, batch: int, dtype: str, threads: int | None,
                   optimizer: str) -> StepProfile:
+    check_args(device, batch, dtype, threads, optimizer)  # before costing at a bad batch or dtype
+    return profile_from_costs(graph, device, batch, dtype, threads, optimizer,
+                              graph_costs(graph, batch, DTYPE_BYTES[dtype]))
+
+
+def profile_from_costs(graph: LayerGraph, device: Device, batch: int, dtype: str, threads: int | None,
+                       optimizer: str, costs: tuple[OpCost, ...]) -> StepProfile:
+    """A StepProfile from given per-layer costs (the graph's, or e.g. tensor-parallel shards of them)."""
     check_args(device, batch, dtype, threads, optimizer)
     r = device_rates(device, dtype, threads)
     b = DTYPE_BYTES[dtype]
-    costs = graph_costs(graph, batch, b)
     if r.elementwise is None and r.stage_factors is None:
         times = tuple(LayerTime(*(stage_time(c.stage(s), r) for s in STAGES)) for c in costs)
     else:  # calibrated per-op rates / stage factors: key each stage by its op

@@ -24,11 +24,8 @@ from dataclasses import dataclass, replace
 from ..graph.layer_graph import LayerGraph
 from ..hardware.schema import Device
 from ..ops import DTYPE_BYTES, STAGES, OpCost
-from ..ops.base import graph_costs
-from ..ops.base import Work
-from ..optimizers import optimizer_work
-from ..step import AMP_WEIGHT_CAST, LOWP, LayerTime, StepProfile, check_args, stage_time, step_profile
-from ..compute import device_rates
+from ..ops.base import Work, graph_costs
+from ..step import StepProfile, check_args, profile_from_costs, step_profile
 
 SPLIT_ELEMENTWISE = frozenset({"relu", "gelu", "tanh", "sigmoid", "leaky_relu", "dropout"})
 # Embeddings with fewer rows than this (token types, segments) are replicated, as Megatron does.
@@ -98,33 +95,6 @@ def shard_cost(c: OpCost, t: TPLayer, tp: int) -> OpCost:
         params=-(-c.params // tp), saved_bytes=c.saved_bytes / tp, output_bytes=out,
         workspace_bytes=c.workspace_bytes / tp,
     )
-
-
-def _param_tensors(c: OpCost) -> int:
-    return int(c.extra.get("param_tensors", 2 if c.params else 0))
-
-
-def profile_from_costs(graph: LayerGraph, device: Device, batch: int, dtype: str, threads: int | None,
-                       optimizer: str, costs: tuple[OpCost, ...]) -> StepProfile:
-    """A StepProfile from given (e.g. sharded) costs, timed exactly as step_profile does."""
-    check_args(device, batch, dtype, threads, optimizer)
-    r = device_rates(device, dtype, threads)
-    b = DTYPE_BYTES[dtype]
-    times = tuple(LayerTime(*(stage_time(c.stage(s), r) for s in STAGES)) for c in costs)
-    params = sum(c.params for c in costs)
-    tensors = sum(_param_tensors(c) for c in costs)
-    ow = optimizer_work(optimizer, params, tensors, gpu=not device.is_cpu)
-    ot = stage_time((ow,), r)
-    if AMP_WEIGHT_CAST and dtype in LOWP and params:
-        cast = Work("memory", flops=0.0, bytes_read=4.0 * params, bytes_written=float(b * params),
-                    kernels=max(1, tensors))
-        ct = stage_time((cast,), r)
-    else:
-        from ..step import StageTime
-
-        ct = StageTime()
-    return StepProfile(graph, device, batch, dtype, threads if device.is_cpu else None, optimizer, r, costs,
-                       times, ot, ow, ct, params, tensors)
 
 
 _NO_SPLIT = TPLayer()
