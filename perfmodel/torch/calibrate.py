@@ -29,6 +29,7 @@ import torch.nn.functional as F
 
 from ..calibration_fit import FitOptions, FitResult, Sample, fit_profile, profile_dict, residuals
 from ..validation.quiet import Interference, wait_for_quiet
+from ..machine import cpu_model_name
 
 # --- timing -----------------------------------------------------------------------------------------
 
@@ -401,14 +402,6 @@ def build_benches(device: str, thread_counts: list[int], quick: bool, lowp: list
 
 # --- machine description ------------------------------------------------------------------------------
 
-def cpu_model_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _lscpu() -> dict[str, str]:

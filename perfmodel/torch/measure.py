@@ -55,6 +55,7 @@ from torch import nn
 
 from ..errors import InputError, PerfModelError
 from ..graph.layer_graph import LayerGraph
+from ..machine import cpu_model_name as _cpu_model
 
 __all__ = [
     "JsonlError", "LayerTiming", "MachineInfo", "Measurement", "append_jsonl", "default_measurements_dir",
@@ -166,14 +167,6 @@ def summarize_times(times: list[float] | tuple[float, ...]) -> dict[str, float]:
 # machine
 
 
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown"
 
 
 def _physical_cores() -> int:
@@ -230,7 +223,32 @@ class _Mark(torch.autograd.Function):
         return g, None
 
 
-class _GraphProbe:
+class _Probe:
+    """Common part of the per-layer clocks: synchronised time, handle removal, medians per layer."""
+
+    sync: Callable[[], None]
+    ops: dict[str, str]
+    fwd: dict[str, list[float]]
+    bwd: dict[str, list[float]]
+    _handles: list
+
+    def now(self) -> float:
+        self.sync()
+        return time.perf_counter()
+
+    def close(self) -> None:
+        for h in self._handles:
+            h.remove()
+
+    def timings(self) -> tuple[LayerTiming, ...]:
+        return tuple(
+            LayerTiming(name=n, op=self.ops[n], forward_s=statistics.median(ts),
+                        backward_s=statistics.median(self.bwd[n]) if self.bwd.get(n) else None)
+            for n, ts in self.fwd.items()
+        )
+
+
+class _GraphProbe(_Probe):
     """Per-layer forward/backward clocks for a GraphModule (attached as module.layer_probe)."""
 
     def __init__(self, module, sync: Callable[[], None]):
@@ -251,9 +269,6 @@ class _GraphProbe:
                 name = owner[id(p)]
                 self._handles.append(p.register_post_accumulate_grad_hook(lambda _p, n=name: self._end(n)))
 
-    def now(self) -> float:
-        self.sync()
-        return time.perf_counter()
 
     def _start(self, name: str) -> None:
         self._bstart.setdefault(name, self.now())
@@ -284,19 +299,9 @@ class _GraphProbe:
         self._bstart.clear()
         self._bend.clear()
 
-    def close(self) -> None:
-        for h in self._handles:
-            h.remove()
-
-    def timings(self) -> tuple[LayerTiming, ...]:
-        return tuple(
-            LayerTiming(name=n, op=self.ops[n], forward_s=statistics.median(ts),
-                        backward_s=statistics.median(self.bwd[n]) if self.bwd.get(n) else None)
-            for n, ts in self.fwd.items()
-        )
 
 
-class _HookProbe:
+class _HookProbe(_Probe):
     """Per-module forward/backward clocks from module hooks on every leaf module of a plain nn.Module."""
 
     def __init__(self, module: nn.Module, sync: Callable[[], None]):
@@ -319,23 +324,10 @@ class _HookProbe:
                         self.now() - self._b0.get(n, self.now()))),
                 ]
 
-    def now(self) -> float:
-        self.sync()
-        return time.perf_counter()
 
     def end_step(self) -> None:
         self._b0.clear()
 
-    def close(self) -> None:
-        for h in self._handles:
-            h.remove()
-
-    def timings(self) -> tuple[LayerTiming, ...]:
-        return tuple(
-            LayerTiming(name=n, op=self.ops[n], forward_s=statistics.median(ts),
-                        backward_s=statistics.median(self.bwd[n]) if self.bwd.get(n) else None)
-            for n, ts in self.fwd.items()
-        )
 
 
 # ----------------------------------------------------------------------------------------------------------

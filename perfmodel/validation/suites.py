@@ -37,6 +37,7 @@ from typing import Any, Sequence, TextIO
 from ..errors import InputError, NotFoundError
 from .metrics import ErrorSummary, meets_target, signed_error_pct, summarize
 from .quiet import Interference, wait_for_quiet
+from ..machine import cpu_model_name as _cpu_model
 
 NETWORK_DIR = "validation/networks"
 QUIET_LOAD = 1.0  # load average below which the machine counts as quiet for measuring
@@ -225,16 +226,6 @@ class SuiteResult:
 
 # --- profile of this machine ---------------------------------------------------------------------------
 
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    import platform
-
-    return platform.processor() or platform.machine()
 
 
 def find_calibrated_profile(device: str = "cpu"):
