@@ -104,6 +104,15 @@ class WorkTime:
         return "compute" if self.compute_s >= self.memory_s else "memory"
 
 
+def stage_factor(factors: dict[str, float], key: str) -> float:
+    """The factor for `key`; a "/strided-1x1" key a profile lacks falls back to its "/strided" one, then 1."""
+    if key in factors:
+        return factors[key]
+    if key.endswith("-1x1"):
+        return factors.get(key[:-4], 1.0)
+    return 1.0
+
+
 def work_time(w: Work, r: Rates, key: str | None = None, factor_key: str | None = None) -> WorkTime:
     """Roofline time of `w`: max(FLOPs/(peak*eff), bytes/(bw*eff)) plus per-kernel overhead.
 
@@ -127,7 +136,7 @@ def work_time(w: Work, r: Rates, key: str | None = None, factor_key: str | None 
         curve = r.matrix if w.family == "matrix" else r.conv
         cflops = r.matrix_flops * curve.at(w.flops / k)
         if factor_key is not None and r.stage_factors is not None:
-            cflops *= r.stage_factors.get(factor_key, 1.0)
+            cflops *= stage_factor(r.stage_factors, factor_key)
     compute = w.flops / cflops if w.flops else 0.0
     memory = w.bytes / (r.bandwidth_Bps * r.memory.at(w.bytes / k)) if w.bytes else 0.0
     roof = compute if compute > memory else memory

@@ -128,11 +128,15 @@ STRIDED_OPS = ("conv1d", "conv2d", "conv_transpose2d")
 
 
 def stage_factor_key(layer, stage: str) -> str | None:
-    """Key of Efficiency.stage_factors for a layer's stage: "<op>.<stage>/strided" for strided convolutions."""
+    """Key of Efficiency.stage_factors for a layer's stage: "<op>.<stage>/strided-1x1" for strided
+    convolutions with a 1-wide kernel (the projection shortcuts), "<op>.<stage>/strided" for other strided ones."""
     if layer.op not in STRIDED_OPS:
         return None
-    st = layer.spec.stride
-    return f"{layer.op}.{stage}/strided" if max(st if isinstance(st, tuple) else (st,)) > 1 else None
+    st, k = layer.spec.stride, layer.spec.kernel
+    if max(st if isinstance(st, tuple) else (st,)) <= 1:
+        return None
+    one = max(k if isinstance(k, tuple) else (k,)) == 1
+    return f"{layer.op}.{stage}/strided" + ("-1x1" if one else "")
 
 
 def _param_tensors(c: OpCost) -> int:

@@ -3,6 +3,7 @@ back, and the fitted profile reproduces the known curves, rates, overhead and th
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -242,3 +243,70 @@ def test_stage_factor_of_strided_convolutions_recovered():
     g = b.build()
     assert stage_factor_key(g["c1"], "backward_data") is None
     assert stage_factor_key(g["c2"], "backward_data") == "conv2d.backward_data/strided"
+
+
+def test_strided_1x1_convolutions_have_their_own_stage_factor_with_fallback():
+    """A strided 1x1 conv (projection shortcut) is keyed "/strided-1x1"; a profile without that key uses
+    its "/strided" factor, one with it uses its own."""
+    from perfmodel.compute import stage_factor
+    from perfmodel.graph.io import NetworkBuilder
+    from perfmodel.step import stage_factor_key
+    from perfmodel.torch.calibrate import conv_passes
+
+    b = NetworkBuilder("p")
+    b.input("x", shape=[8, 16, 16])
+    b.conv2d("proj", out_channels=16, kernel=1, stride=2)
+    b.conv2d("c3", out_channels=16, kernel=3, stride=2, padding=1)
+    g = b.build()
+    assert stage_factor_key(g["proj"], "backward_data") == "conv2d.backward_data/strided-1x1"
+    assert stage_factor_key(g["c3"], "backward_data") == "conv2d.backward_data/strided"
+    assert stage_factor({"conv2d.backward_data/strided": 0.5}, "conv2d.backward_data/strided-1x1") == 0.5
+    assert stage_factor({"conv2d.backward_data/strided": 0.5, "conv2d.backward_data/strided-1x1": 0.2},
+                        "conv2d.backward_data/strided-1x1") == 0.2
+    assert stage_factor({}, "conv2d.backward_data/strided-1x1") == 1.0
+    # the calibration grid keys its samples the same way
+    assert conv_passes((8, 16, 16, 16, 1, 2, 0, False))[1] == ("bwd_data", "conv2d.backward_data/strided-1x1")
+    assert conv_passes((8, 16, 16, 16, 3, 2, 1, False))[1] == ("bwd_data", "conv2d.backward_data/strided")
+
+
+def test_sample_time_is_the_median_repeat_and_refit_can_change_the_statistic():
+    """time_call returns the median of its repeats; with_statistic re-derives a sample's time from them."""
+    import perfmodel.torch.calibrate as cal
+    from perfmodel.errors import InputError
+    from perfmodel.torch.calibrate import time_call, with_statistic
+
+    real = cal.time.perf_counter
+    # a fake clock: the probe call takes 1 tick (so one call per repeat), then repeats of 3, 1 and 2 ticks
+    ticks = iter([0, 1, 10, 13, 20, 21, 30, 32])
+    cal.time.perf_counter = lambda: next(ticks)
+    try:
+        t, times = time_call(lambda: None, lambda: None, min_time=0.5, repeats=3)
+    finally:
+        cal.time.perf_counter = real
+    assert times == (3, 1, 2) and t == 2
+    s = Sample("conv", 1, 9.0, 1e9, 0, 1, times_s=(3.0, 1.0, 2.0, 10.0))
+    assert with_statistic([s], "median")[0].time_s == 2.5
+    assert with_statistic([s], "min")[0].time_s == 1.0
+    assert with_statistic([Sample("conv", 1, 9.0)], "median")[0].time_s == 9.0  # no repeats stored: kept
+    with pytest.raises(InputError, match="statistic"):
+        with_statistic([s], "p99")
+
+
+def test_pooled_samples_take_the_median_over_runs_of_the_same_grid(tmp_path):
+    """pool_samples: per benchmark the median over runs (of each run's median repeat); a run on another
+    grid is left out; refit(pool=True) fits from them."""
+    from perfmodel.torch.calibrate import pool_samples, save_samples
+
+    machine = {"device": "cpu", "cpu": {"model": "X", "cores": CORES}, "torch": "2.13.0", "samples_disturbed": 0,
+               "calibration_wall_s": 10.0}
+    base = synthetic_samples()
+    path = tmp_path / "s.jsonl"
+    save_samples([Sample("conv", 1, 1.0, 1e9, label="other grid", times_s=(1.0,))], machine, path)
+    for scale in (1.0, 3.0, 2.0):  # three runs of the same grid; repeats (t, 9t, t) -> median t per run
+        save_samples([dataclasses.replace(s, time_s=99.0, times_s=(s.time_s * scale, s.time_s * scale * 9,
+                                                                     s.time_s * scale)) for s in base], machine, path)
+    pooled, m = pool_samples(path)
+    assert m["pooled_runs"] == 3 and m["calibration_wall_s"] == 30.0
+    assert len(pooled) == len(base)
+    for p, s in zip(pooled, base):
+        assert p.time_s == pytest.approx(2.0 * s.time_s) and len(p.times_s) == 3

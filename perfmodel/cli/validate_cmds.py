@@ -167,6 +167,10 @@ def calibrate(
     samples: Optional[Path] = typer.Option(None, "--samples", help="also append the raw timings to this JSONL file"),
     from_samples: Optional[Path] = typer.Option(None, "--from-samples", help="fit again from a samples file; runs no benchmark"),
     record: int = typer.Option(-1, "--record", help="with --from-samples: which calibration run of the file (0 = first, -1 = last)"),
+    pool: bool = typer.Option(False, "--pool", help="with --from-samples: pool every run of the file made on the "
+                              "same grid (per benchmark the median over runs); steadier on a shared machine"),
+    statistic: str = typer.Option("median", "--statistic", help="with --from-samples: how each sample's repeats "
+                                  "become its time: median (as measured), min or mean"),
     allow_busy: bool = typer.Option(False, "--allow-busy", help="write the profile even when other processes disturbed "
                                     "more than 20% of the samples"),
     json_out: bool = typer.Option(False, "--json", help="machine-readable output (the profile and the fit residuals)"),
@@ -183,7 +187,9 @@ def calibrate(
     except ImportError as e:
         fail(f"calibrate needs PyTorch ({e}); install it with: pip install 'perfmodel[torch]'")
     if from_samples is not None:
-        r = cal.refit(from_samples, out, name, record=record, allow_busy=allow_busy)
+        if statistic not in ("median", "min", "mean"):
+            fail(f"--statistic must be median, min or mean, got '{statistic}'")
+        r = cal.refit(from_samples, out, name, record=record, allow_busy=allow_busy, statistic=statistic, pool=pool)
     else:
         r = cal.calibrate(out, device=device, threads=threads, quick=quick, name=name,
                           progress=None if json_out else sys.stderr, samples_path=samples, allow_busy=allow_busy)

@@ -20,9 +20,9 @@ import re
 import statistics
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Iterable, TextIO
+from typing import Any, Callable, Iterable, Sequence, TextIO
 
 import torch
 import torch.nn.functional as F
@@ -34,12 +34,12 @@ from ..machine import cpu_model_name
 # --- timing -----------------------------------------------------------------------------------------
 
 MIN_TIME_S = 0.01  # each repeat runs the op back to back for at least this long
-REPEATS = 7  # repeats per sample; the sample's time is the fastest repeat (see time_call)
+REPEATS = 7  # repeats per sample; the sample's time is the median repeat (see time_call)
 QUICK_MIN_TIME_S = 0.006
 QUICK_REPEATS = 4
 # a shared machine: wait (up to QUIET_MAX_WAIT_S) for QUIET_IDLE idle before starting, and repeat a sample
 # (up to RETRIES times, after waiting up to RETRY_WAIT_S for quiet) when other processes kept more than
-# DISTURBED_CORES cores busy while it ran; the fastest attempt is kept
+# DISTURBED_CORES cores busy while it ran; the attempt with the fastest median is kept
 QUIET_IDLE = 0.85
 QUIET_MAX_WAIT_S = 60.0
 DISTURBED_CORES = 0.1
@@ -56,11 +56,12 @@ def _sync_fn(device: str) -> Callable[[], None]:
 
 def time_call(fn: Callable[[], Any], sync: Callable[[], None], min_time: float = MIN_TIME_S,
               repeats: int = REPEATS) -> tuple[float, tuple[float, ...]]:
-    """Seconds per call of `fn`: the fastest of `repeats` repeats of back-to-back calls lasting >= min_time each.
+    """Seconds per call of `fn`: the median of `repeats` repeats of back-to-back calls lasting >= min_time each.
 
-    The fastest repeat, not the median: other processes on the machine only ever add time (a
-    descheduled OpenMP thread stalls a whole multi-threaded kernel), and the profile should describe
-    the hardware, not the neighbours. Every repeat is kept in the sample for the record.
+    The median, the statistic the validation suites report for training steps: a profile fitted to the
+    fastest repeats describes the machine at its best moment and predicts every step too fast on a shared
+    machine (on the 2-core KVM guest the median repeat was 4-7% slower than the fastest, 10-20% at p90).
+    Every repeat is kept in the sample for the record, so `refit` can use another statistic.
     """
     fn()
     sync()
@@ -76,7 +77,7 @@ def time_call(fn: Callable[[], Any], sync: Callable[[], None], min_time: float =
             fn()
         sync()
         times.append((time.perf_counter() - t0) / n)
-    return min(times), tuple(times)
+    return statistics.median(times), tuple(times)
 
 
 # --- the benchmark grid -------------------------------------------------------------------------------
@@ -202,12 +203,14 @@ _CONV_STAGE = {"fwd": "forward", "bwd_data": "backward_data", "bwd_weight": "bac
 
 def conv_passes(shape) -> list[tuple[str, str]]:
     """(pass, stage-factor key) of a conv shape: stride 1 -> forward and the combined backward (they fit the
-    conv curve); strided -> forward, backward-data and backward-weight each, keyed for Efficiency.stage_factors."""
+    conv curve); strided -> forward, backward-data and backward-weight each, keyed for Efficiency.stage_factors
+    ("/strided-1x1" for 1x1 kernels, "/strided" for the others)."""
     nb, c, hw, ko, kr, st, pd, tr = shape
     if st == 1:
         return [("fwd", ""), ("bwd", "")]
     op = "conv_transpose2d" if tr else "conv2d"
-    return [(w, f"{op}.{_CONV_STAGE[w]}/strided") for w in ("fwd", "bwd_data", "bwd_weight")]
+    suffix = "/strided-1x1" if kr == 1 else "/strided"  # as perfmodel.step.stage_factor_key keys layers
+    return [(w, f"{op}.{_CONV_STAGE[w]}{suffix}") for w in ("fwd", "bwd_data", "bwd_weight")]
 
 
 def memory_sizes(quick: bool) -> list[int]:
@@ -614,7 +617,10 @@ def fit_and_profile(samples: list[Sample], machine: dict[str, Any], name: str, w
     plain = [s.time_s for s in samples if s.family == "dispatch_raw"]
     abs_err = sorted(abs(r["error_pct"]) for r in res)
     med_err = statistics.median(abs_err) if abs_err else float("nan")
+    pooled = machine.get("pooled_runs")
     notes = [
+        (f"Pooled over {pooled} calibration runs (per benchmark the median over runs of each run's median "
+         "repeat). " if pooled and pooled > 1 else "") +
         f"Fitted from {len(samples)} microbenchmark samples at {counts} threads "
         f"({'quick grid' if machine.get('quick') else 'full grid'}"
         + (f", {wall_s:.0f} s" if wall_s else "") + "); no validation network was used.",
@@ -700,6 +706,41 @@ def load_samples(path: Path, record: int = -1) -> tuple[list[Sample], dict[str, 
     return [Sample.from_dict(d) for d in rec["samples"]], rec["machine"]
 
 
+def _grid_key(s: Sample) -> tuple[str, str, int, str]:
+    return (s.family, s.label, s.threads, s.dtype)
+
+
+def pool_samples(path: Path, statistic: str = "median") -> tuple[list[Sample], dict[str, Any]]:
+    """Samples pooled over every calibration run of a samples file made on the same grid as its last run.
+
+    A shared machine's speed drifts by 10-20% from minute to minute, so one 2-minute run describes one
+    moment; pooling takes, per benchmark, the median over the runs of each run's `statistic` of its
+    repeats. Only runs with exactly the last run's benchmarks, CPU and torch version are pooled.
+    """
+    lines = [l for l in Path(path).read_text(encoding="utf-8").splitlines() if l.strip()]
+    if not lines:
+        from ..errors import InputError
+
+        raise InputError(f"{path} holds no calibration record")
+    recs = [json.loads(l) for l in lines]
+    last = recs[-1]
+    ident = lambda m: (m.get("device"), (m.get("cpu") or {}).get("model"), m.get("torch"))  # noqa: E731
+    runs = []
+    for rec in recs:
+        samples = with_statistic([Sample.from_dict(d) for d in rec["samples"]], statistic)
+        if ident(rec["machine"]) == ident(last["machine"]) and \
+                sorted(map(_grid_key, samples)) == sorted(_grid_key(Sample.from_dict(d)) for d in last["samples"]):
+            runs.append(({_grid_key(x): x for x in samples}, rec["machine"]))
+    newest = runs[-1][0]
+    pooled = [replace(x, time_s=statistics.median(r[k].time_s for r, _ in runs),
+                      times_s=tuple(r[k].time_s for r, _ in runs)) for k, x in newest.items()]
+    machine = dict(runs[-1][1])
+    machine["pooled_runs"] = len(runs)
+    machine["samples_disturbed"] = statistics.median(m.get("samples_disturbed", 0) or 0 for _, m in runs)
+    machine["calibration_wall_s"] = sum(m.get("calibration_wall_s") or 0 for _, m in runs) or None
+    return pooled, machine
+
+
 MAX_DISTURBED_SHARE = 0.2  # more disturbed samples than this: refuse to fit (unless allow_busy)
 
 
@@ -734,10 +775,31 @@ def calibrate(out: str | Path | None = None, *, device: str = "cpu", threads: in
     return CalibrationResult(prof, fit, samples, wall, path, res, checks)
 
 
+SAMPLE_STATISTICS = {"median": statistics.median, "min": min, "mean": statistics.fmean}
+
+
+def with_statistic(samples: Sequence[Sample], statistic: str) -> list[Sample]:
+    """The samples with each time replaced by `statistic` (median, min or mean) of its stored repeats."""
+    if statistic not in SAMPLE_STATISTICS:
+        from ..errors import InputError
+
+        raise InputError(f"unknown statistic '{statistic}'; choose one of {', '.join(SAMPLE_STATISTICS)}")
+    f = SAMPLE_STATISTICS[statistic]
+    return [replace(s, time_s=f(s.times_s)) if s.times_s else s for s in samples]
+
+
 def refit(samples_path: str | Path, out: str | Path | None = None, name: str | None = None, record: int = -1,
-          allow_busy: bool = False) -> CalibrationResult:
-    """Fit again from stored samples (no benchmarks run); `record` picks a calibration run of the file."""
-    samples, machine = load_samples(Path(samples_path), record)
+          allow_busy: bool = False, statistic: str = "median", pool: bool = False) -> CalibrationResult:
+    """Fit again from stored samples (no benchmarks run); `record` picks a calibration run of the file, or
+    `pool` pools every run made on the same grid (see pool_samples).
+
+    statistic: how each sample's stored repeats become its time (median, as `time_call` measures; min or mean).
+    """
+    if pool:
+        samples, machine = pool_samples(Path(samples_path), statistic)
+    else:
+        samples, machine = load_samples(Path(samples_path), record)
+        samples = with_statistic(samples, statistic)
     check_quiet_enough(machine, len(samples), allow_busy)
     name = name or (Path(out).stem if out else "calibrated")
     prof, fit, res, checks = fit_and_profile(samples, machine, name, machine.get("calibration_wall_s"))

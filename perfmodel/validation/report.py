@@ -71,8 +71,10 @@ def report_markdown(res, calibration: dict[str, Any] | None = None) -> str:
          + (f" Measurements: `{Path(res.measurements_path).name}` (append-only JSONL)." if res.measurements_path else "")),
         "",
         *([f"Calibration: `perfmodel calibrate` ran {calibration.get('samples')} microbenchmark samples "
-           f"({calibration.get('grid')} grid) at {calibration.get('threads')} threads in "
-           f"{calibration.get('wall_s')} s.", ""] if calibration else []),
+           f"({calibration.get('grid')} grid) at {calibration.get('threads')} threads"
+           + (f", {calibration['runs']} times (per benchmark the median over the runs of each run's median "
+              f"repeat), {calibration.get('wall_s')} s in all." if calibration.get("runs", 1) > 1
+              else f" in {calibration.get('wall_s')} s."), ""] if calibration else []),
         "## Summary",
         "",
         _md_table(["metric", "value"], summary_rows(s), "lr"),
@@ -219,7 +221,8 @@ def readme_section(res, calibration: dict[str, Any] | None = None) -> str:
     if calibration:
         cal = (f" The profile `{res.profile}` came from `perfmodel calibrate` ({calibration.get('grid')} grid, "
                f"{calibration.get('samples', '?')} microbenchmark samples at {calibration.get('threads')} threads, "
-               f"{calibration.get('wall_s', '?')} s); no validation network is used to fit anything.")
+               + (f"pooled over {calibration['runs']} runs, " if calibration.get("runs", 1) > 1 else "")
+               + f"{calibration.get('wall_s', '?')} s); no validation network is used to fit anything.")
     worst = ", ".join(f"`{n}` {e:+.1f}%" for n, e in s.worst)
     return "\n".join([
         f"### Measured validation: `{res.suite}` on this machine",

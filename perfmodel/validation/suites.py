@@ -274,8 +274,9 @@ def calibration_info(dev) -> dict[str, Any] | None:
                   dev.notes or "")
     if not m:
         return None
+    pooled = re.search(r"Pooled over (\d+) calibration runs", dev.notes or "")
     return {"samples": int(m.group(1)), "threads": m.group(2), "grid": m.group(3),
-            "wall_s": int(m.group(4)) if m.group(4) else None}
+            "wall_s": int(m.group(4)) if m.group(4) else None, "runs": int(pooled.group(1)) if pooled else 1}
 
 
 def network_path(case: Case) -> Path:
