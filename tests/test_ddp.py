@@ -82,3 +82,38 @@ def test_small_ddp_suite(tmp_path):
     # the prediction's all-reduce uses the fitted link: more bandwidth is never slower
     fast = predict_ddp(net, 16, _profile(), link.model_copy(update={"bandwidth_Bps": link.bandwidth_Bps * 10}))
     assert fast.iteration_time_s <= c.predicted_s
+
+
+def test_cli_replays_the_committed_ddp_cpu_measurements_and_rejects_bad_options(tmp_path):
+    """`perfmodel validate --suite ddp-cpu --replay FILE` re-predicts the stored run without measuring;
+    the suite's options reach it (a --device other than cpu is refused)."""
+    from pathlib import Path
+
+    from typer.testing import CliRunner
+
+    from perfmodel.cli import app
+
+    data = Path(__file__).resolve().parents[1] / "validation" / "measurements" / "ddp-cpu.jsonl"
+    r = CliRunner().invoke(app, ["validate", "--suite", "ddp-cpu", "--replay", str(data), "--json",
+                                 "--report", str(tmp_path / "rep")])
+    assert r.exit_code == 0, r.output
+    d = json.loads(r.output)
+    assert len(d["cases"]) == 6 and all(c["predicted_s"] > 0 for c in d["cases"])
+    assert (tmp_path / "rep" / "report.md").exists()
+    bad = CliRunner().invoke(app, ["validate", "--suite", "ddp-cpu", "--device", "cuda", "--replay", str(data)])
+    assert bad.exit_code != 0 and "CPU only" in bad.output
+
+
+def test_straggler_cv_from_runs_matches_the_expected_maximum_of_two():
+    """Rank times (1.0, 1.2) and (1.0, 0.8): the slower waits 0.1 on a mean of 1.0; for 2 ranks the model's wait
+    is cv / sqrt(pi), so cv = 0.1 sqrt(pi). Equal ranks give 0; one rank gives 0."""
+    import math
+
+    from perfmodel.parallel.sync_modes import straggler_delay
+    from perfmodel.torch.ddp import straggler_cv_from_runs
+
+    cv = straggler_cv_from_runs([[1.0, 1.0], [1.2, 0.8]])
+    assert cv == pytest.approx(0.1 * math.sqrt(math.pi))
+    assert straggler_delay(1.0, cv, 2) == pytest.approx(0.1)
+    assert straggler_cv_from_runs([[0.5, 0.7], [0.5, 0.7]]) == 0.0
+    assert straggler_cv_from_runs([[0.5, 0.7]]) == 0.0

@@ -87,12 +87,22 @@ def _measured_text(res) -> str:
 
 
 def _ddp_run(report: Optional[Path], data: Optional[Path], options: dict):
+    import sys
+
     try:
-        from ..torch.ddp import run_ddp_suite
+        from ..torch.ddp import SUITE_ROUNDS, report_from_measurements, run_ddp_suite
     except ImportError as e:
         fail(f"suite 'ddp-cpu' is not available (perfmodel.torch.ddp.run_ddp_suite could not be imported: {e}); "
              "it needs PyTorch with torch.distributed")
-    return run_ddp_suite(report)
+    if options.get("device") not in (None, "cpu"):
+        fail(f"suite 'ddp-cpu' runs on the CPU only (gloo); got --device {options.get('device')}")
+    if options.get("replay") is not None:
+        return report_from_measurements(options["replay"], profile=options.get("profile"), report_dir=report,
+                                        write=report is not None)
+    return run_ddp_suite(report, data, cases=options.get("cases") or None, profile=options.get("profile"),
+                         steps=options.get("steps"), warmup=options.get("warmup"),
+                         rounds=options.get("rounds") or SUITE_ROUNDS, wait_idle=not options.get("no_wait"),
+                         progress=None if options.get("json") else sys.stderr)
 
 
 def _generic_text(res) -> str:

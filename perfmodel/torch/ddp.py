@@ -227,7 +227,7 @@ def save_link(cal: LinkCalibration, path: str | Path | None = None) -> Path:
 CONTENTION_GEMM = 768  # n x n x n fp32 GEMM: compute-bound, ~0.9 GFLOP
 CONTENTION_CONV = (8, 64, 32, 3)  # batch, channels in = out, H = W, kernel: a 3x3 convolution, ~0.6 GFLOP
 CONTENTION_REPS = 6
-CONTENTION_ROUNDS = 5
+CONTENTION_ROUNDS = 8
 
 
 def _contention_worker(rank: int, world: int, port: int, out_dir: str, threads: int) -> None:
@@ -264,21 +264,48 @@ def _contention_worker(rank: int, world: int, port: int, out_dir: str, threads: 
     _write(out_dir, rank, out)
 
 
-def calibrate_process_speed(world: int = 2, threads: int = 1) -> dict[str, Any]:
-    """Speed of one process's GEMM and convolution while `world` processes run them at once, relative to alone.
+def straggler_cv_from_runs(per_rank: Sequence[Sequence[float]]) -> float:
+    """Coefficient of variation that makes the straggler model's expected maximum match repeated runs of the same
+    work in every rank at once (`per_rank[r][i]`: rank r's time in repetition i).
 
-    process_speed is the geometric mean of the two kernels' alone / together time ratios (capped at 1).
+    The measured wait is E[max over ranks] / E[mean over ranks] - 1 of each repetition; the model's is
+    cv x E[max of N standard normals] (perfmodel.parallel.sync_modes), hence cv = wait / E[max].
+    """
+    from ..parallel.sync_modes import expected_max_normal
+
+    world = len(per_rank)
+    if world < 2:
+        return 0.0
+    reps = list(zip(*per_rank))
+    if not reps:
+        return 0.0
+    mx = statistics.fmean(max(r) for r in reps)
+    mean = statistics.fmean(statistics.fmean(r) for r in reps)
+    return max(0.0, mx / mean - 1.0) / expected_max_normal(world)
+
+
+def calibrate_process_speed(world: int = 2, threads: int = 1) -> dict[str, Any]:
+    """Speed of one process's GEMM and convolution while `world` processes run them at once, relative to alone,
+    and how unevenly the processes go.
+
+    process_speed is the geometric mean of the two kernels' alone / together time ratios (capped at 1);
+    straggler_cv the mean over the two kernels of straggler_cv_from_runs of their runs together (a
+    synchronous step waits for the slower process).
     """
     res = _spawn(_contention_worker, world, (threads,))
     out: dict[str, Any] = {"world": world, "threads": threads, "gemm_n": CONTENTION_GEMM,
                            "conv_shape": dict(zip(("batch", "channels", "hw", "kernel"), CONTENTION_CONV))}
-    ratios = []
+    ratios, cvs = [], []
     for k in ("gemm", "conv"):
         alone = statistics.median(t for r in res for t in r[k]["alone"])
         together = statistics.median(t for r in res for t in r[k]["together"])
-        out[k] = {"alone_s": alone, "together_s": together, "speed": alone / together}
+        cv = straggler_cv_from_runs([r[k]["together"] for r in res])
+        out[k] = {"alone_s": alone, "together_s": together, "speed": alone / together, "straggler_cv": cv,
+                  "together_per_rank_s": [r[k]["together"] for r in res]}
         ratios.append(alone / together)
+        cvs.append(cv)
     out["process_speed"] = min(1.0, math.sqrt(ratios[0] * ratios[1]))
+    out["straggler_cv"] = statistics.fmean(cvs)
     return out
 
 
@@ -397,8 +424,10 @@ def local_node(device: Device, link: Link, world: int = 2, host_memory_bytes: fl
 
 
 def predict_ddp(network: str | Path | LayerGraph, batch: int, device: Device, link: Link, *, world: int = 2,
-                threads: int = 1, overlap: bool | None = None, process_speed: float | None = None):
-    """Predicted DDP step (a Prediction) for `world` processes x `threads` threads on `device`."""
+                threads: int = 1, overlap: bool | None = None, process_speed: float | None = None,
+                straggler_cv: float = 0.0):
+    """Predicted DDP step (a Prediction) for `world` processes x `threads` threads on `device`; the synchronous
+    step waits for the slowest process (straggler_cv, see perfmodel.parallel.sync_modes)."""
     from ..prediction import predict
 
     if overlap is None:
@@ -406,7 +435,7 @@ def predict_ddp(network: str | Path | LayerGraph, batch: int, device: Device, li
         overlap = not (CPU_COMM_OVERLAP_NEEDS_IDLE_CORE and world * threads >= cores)
     return predict(load_network(network), local_node(device, link, world, process_speed=process_speed),
                    batch=batch, devices=world,
-                   threads=threads, optimizer="sgd", overlap=overlap, layers=False)
+                   threads=threads, optimizer="sgd", overlap=overlap, straggler_cv=straggler_cv, layers=False)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -620,8 +649,11 @@ def run_ddp_suite(report_dir: str | Path | None = None, measurements_path: str |
             runs.append(calibrate_process_speed())
         proc = sorted(runs, key=lambda r: r["process_speed"])[len(runs) // 2]
         proc["runs"] = [r["process_speed"] for r in runs]
+        proc["straggler_cv_runs"] = [r["straggler_cv"] for r in runs]
+        proc["straggler_cv"] = statistics.median(proc["straggler_cv_runs"])
         append_jsonl(meas_path, {**base, "kind": "process_contention_microbenchmark", **proc})
-        say(f"  each of 2 processes computes at {proc['process_speed']:.2f} x the speed of a lone one")
+        say(f"  each of 2 processes computes at {proc['process_speed']:.2f} x the speed of a lone one; "
+            f"straggler cv {proc['straggler_cv']:.3f}")
     sel: list[DDPCase] = []
     for c in (cases or CASES):
         if isinstance(c, DDPCase):
@@ -707,8 +739,10 @@ def report_from_measurements(measurements_path: str | Path | None = None, run_id
         lk = link
         cal = LinkCalibration(lk.latency_s, lk.effective_bandwidth_Bps, (), 1, {}, "")
     proc = pc[-1] if pc else None
+    straggler_cv = 0.0
     if process_speed is None and proc is not None:
         process_speed = proc["process_speed"]
+        straggler_cv = proc.get("straggler_cv", 0.0)  # runs before it was measured: none
     res = DDPSuiteResult(SUITE, dev.name, dev.source, cal, None, measurements_path=str(meas_path),
                          report_dir=str(rep_dir), process_speed=process_speed,
                          process_benchmark={k: v for k, v in proc.items() if k not in ("schema", "suite", "run_id", "kind")}
@@ -728,7 +762,8 @@ def report_from_measurements(measurements_path: str | Path | None = None, run_id
         spreads.append(max(x.median_s for x in ms) / min(x.median_s for x in ms) - 1)
         idles += [r["idle_fraction_before"] for r in rs if r.get("idle_fraction_before") is not None]
         net = _resolve_network(c.network)
-        p = predict_ddp(net, c.batch, dev, lk, world=c.world, threads=c.threads, process_speed=process_speed)
+        p = predict_ddp(net, c.batch, dev, lk, world=c.world, threads=c.threads, process_speed=process_speed,
+                        straggler_cv=straggler_cv)
         st = [t for r in singles if r["case"] == name for t in r["step_times_s"]]
         ref = None
         if st:
@@ -784,13 +819,21 @@ def write_report(res: DDPSuiteResult, report_dir: Path) -> Path:
                f"{len(pb.get('runs', [1]))} runs: {', '.join(f'{x:.2f}' for x in pb.get('runs', []))}): "
                if pb else "") + f"**each process computes at {res.process_speed:.2f} x the speed of a lone one** "
               "(the node's `process_speed`; memory bandwidth is split evenly).", ""]
+        if pb and "straggler_cv" in pb:
+            from ..parallel.sync_modes import expected_max_normal
+
+            L += [f"The processes do not go equally fast: over the runs together, the slower process takes on average "
+                  f"{pb['straggler_cv'] * expected_max_normal(pb['world']) * 100:.1f}% longer than the mean of the two (median of "
+                  f"{len(pb.get('straggler_cv_runs', [1]))} runs). A synchronous step waits for the slower one, so the "
+                  f"prediction adds the straggler wait of the synchronous model with **straggler_cv = "
+                  f"{pb['straggler_cv']:.3f}** (expected maximum of 2 normal step times).", ""]
     L += ["## Training steps", "",
           "DistributedDataParallel (default 25 MiB buckets, 1 MiB first bucket), SGD, fp32; step = zero_grad, "
           "forward + loss, backward (with the bucketed all-reduce), optimizer step; the slowest rank per step; "
           "median over the timed steps after warm-up. The prediction uses the calibrated CPU profile at 1 thread "
           "per process, the process speed and the fitted link above; nothing is fitted to these runs.", "",
           "| case | network | params | batch/process | processes x threads | measured ms (p10-p90) | predicted ms | "
-          "error | predicted compute / comm exposed / comm hidden ms |",
+          "error | predicted compute / comm exposed / comm hidden / straggler ms |",
           "|---|---|---:|---:|---|---:|---:|---:|---|"]
     for c in res.cases:
         m = c.measured
@@ -798,7 +841,8 @@ def write_report(res: DDPSuiteResult, report_dir: Path) -> Path:
         L.append(f"| {c.case.name} | {m.network} | {m.params:,} | {c.case.batch} | {c.case.world} x {c.case.threads} | "
                  f"{m.median_s * 1e3:.1f} ({m.p10_s * 1e3:.1f}-{m.p90_s * 1e3:.1f}) | {c.predicted_s * 1e3:.1f} | "
                  f"{c.error_pct:+.1f}% | {comp * 1e3:.1f} / {c.breakdown.get('communication', 0) * 1e3:.1f} / "
-                 f"{(c.parallel.get('hidden_communication_s') or 0) * 1e3:.1f} |")
+                 f"{(c.parallel.get('hidden_communication_s') or 0) * 1e3:.1f} / "
+                 f"{c.breakdown.get('straggler', 0) * 1e3:.1f} |")
     L.append("")
     if s.get("cases"):
         L += [f"Absolute error: median {s['median_abs_error_pct']:.1f}%, mean {s['mean_abs_error_pct']:.1f}%, "
