@@ -389,3 +389,29 @@ def test_cpu_cluster():
     _sums(p)
     assert p.breakdown["host_to_device"] == 0.0  # CPUs read host memory directly
     assert p.parallel["tiers"]["data"]["nodes"] == 8
+
+
+def test_cpu_processes_measured_memory_speed_scales_bandwidth_and_elementwise_rates():
+    """With a measured memory_speed each process gets that fraction of a lone process's bandwidth, per-core
+    bandwidth and calibrated elementwise rates (without one: 1/per of the bandwidth); a slower memory is never
+    faster end to end."""
+    from perfmodel.hardware import load_hardware
+    from perfmodel.hardware.topology import Node
+    from perfmodel.parallel.predict import _cpu_process_share
+
+    dev = load_hardware("amd-epyc-2c-kvm")
+    d, f, t = _cpu_process_share(dev, 2, 1, 1.0, 0.5)
+    assert f == 1.0 and t == 1
+    assert d.memory_bandwidth_Bps == pytest.approx(dev.memory_bandwidth_Bps * 0.5)
+    assert d.thread_scaling.per_core_bandwidth_Bps == pytest.approx(dev.thread_scaling.per_core_bandwidth_Bps * 0.5)
+    assert d.efficiency.elementwise["relu"] == pytest.approx(dev.efficiency.elementwise["relu"] * 0.5)
+    d0, _, _ = _cpu_process_share(dev, 2, 1, 1.0, None)
+    assert d0.memory_bandwidth_Bps == pytest.approx(dev.memory_bandwidth_Bps / 2)
+    assert d0.efficiency.elementwise == dev.efficiency.elementwise
+    link = load_hardware("local-gloo-loopback", kind="link")
+    times = []
+    for ms in (1.0, 0.8, 0.5):
+        node = Node(name="n", source="test", device=dev, devices=2, host_memory=8e9, fabric_type="loopback",
+                    fabric=link, process_speed=1.0, memory_speed=ms)
+        times.append(predict("lstm64", node, batch=16, devices=2, threads=1).iteration_time_s)
+    assert times[0] < times[1] < times[2]

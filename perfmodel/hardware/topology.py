@@ -85,6 +85,11 @@ class Node(_Frozen):
         default=None, gt=0, le=1,
         description="CPU nodes running several worker processes: each one's compute speed, relative to a lone "
                     "process, while all run (measured); default: every process has its own cores")
+    memory_speed: float | None = Field(
+        default=None, gt=0, le=1,
+        description="CPU nodes running several worker processes: each one's speed on memory-bound work (shared "
+                    "last-level cache and DRAM), relative to a lone process, while all run (measured); default: "
+                    "each gets an equal share of the memory bandwidth")
     storage: StorageRef | None = Field(default=None, description="local dataset storage (profile name or inline)")
     storage_disks: int = Field(default=1, gt=0, description="RAID0 stripe of this many storage devices")
     price_per_hour: float | None = Field(default=None, ge=0)

@@ -163,10 +163,13 @@ def predict_parallel(graph: LayerGraph, hw: Any, *, batch: int, dtype: str = "fp
     per = placement.devices_per_node
     dev_run, cpu_share = dev, 1.0
     if dev.is_cpu and per > 1:
-        dev_run, cpu_share, threads = _cpu_process_share(dev, per, threads, system.node.process_speed)
-        warnings.append(f"{per} worker processes x {threads} thread(s) share the CPU of a node: each gets 1/{per} of its "
-                        f"memory bandwidth" + (f" and computes at {cpu_share:.2f} x a lone process's speed"
-                                               if cpu_share < 1 else ""))
+        dev_run, cpu_share, threads = _cpu_process_share(dev, per, threads, system.node.process_speed,
+                                                         system.node.memory_speed)
+        mem_speed = system.node.memory_speed
+        warnings.append(f"{per} worker processes x {threads} thread(s) share the CPU of a node: each gets "
+                        + (f"1/{per} of its memory bandwidth" if mem_speed is None else
+                           f"{mem_speed:.2f} x a lone process's speed on memory-bound work")
+                        + (f" and computes at {cpu_share:.2f} x a lone process's speed" if cpu_share < 1 else ""))
 
     # ---- per-layer times of one tensor-parallel rank at the micro-batch ---------------------------
     prof, layout = sharded_profile(graph, dev_run, mb, dtype, threads, optimizer, tp)
@@ -478,18 +481,30 @@ def predict_parallel(graph: LayerGraph, hw: Any, *, batch: int, dtype: str = "fp
     )
 
 
-def _cpu_process_share(dev, per: int, threads: int | None, measured: float | None = None):
+def _cpu_process_share(dev, per: int, threads: int | None, measured: float | None = None,
+                       memory_speed: float | None = None):
     """`per` processes of `threads` threads each on one CPU: (device as one process sees it, speed factor, threads).
 
-    Each process gets 1/per of the memory bandwidth, and the compute speed of a lone process times the
-    node's measured `process_speed`, or (without a measurement) its own cores, time-shared when
-    per x threads exceeds the cores.
+    Compute: the speed of a lone process times the node's measured `process_speed`, or (without a
+    measurement) its own cores, time-shared when per x threads exceeds the cores. Memory-bound work
+    (bandwidth, per-core bandwidth and calibrated elementwise rates): a lone process's times the node's
+    measured `memory_speed`, or (without a measurement) 1/per of the memory bandwidth.
     """
     cores = dev.cores or 1
     t = threads if threads is not None else max(1, cores // per)
     f = measured if measured is not None else min(1.0, cores / (per * t))
-    d = dev.model_copy(update={"peak_flops": {k: v * f for k, v in dev.peak_flops.items()},
-                               "memory_bandwidth_Bps": dev.memory_bandwidth_Bps / per})
+    upd: dict = {"peak_flops": {k: v * f for k, v in dev.peak_flops.items()}}
+    if memory_speed is None:
+        upd["memory_bandwidth_Bps"] = dev.memory_bandwidth_Bps / per
+    else:
+        upd["memory_bandwidth_Bps"] = dev.memory_bandwidth_Bps * memory_speed
+        ts = dev.thread_scaling
+        if ts.per_core_bandwidth_Bps:
+            upd["thread_scaling"] = ts.model_copy(update={"per_core_bandwidth_Bps": ts.per_core_bandwidth_Bps * memory_speed})
+        eff = dev.efficiency
+        if eff.elementwise:
+            upd["efficiency"] = eff.model_copy(update={"elementwise": {k: v * memory_speed for k, v in eff.elementwise.items()}})
+    d = dev.model_copy(update=upd)
     return d, f, t
 
 

@@ -228,6 +228,9 @@ CONTENTION_GEMM = 768  # n x n x n fp32 GEMM: compute-bound, ~0.9 GFLOP
 CONTENTION_CONV = (8, 64, 32, 3)  # batch, channels in = out, H = W, kernel: a 3x3 convolution, ~0.6 GFLOP
 CONTENTION_REPS = 6
 CONTENTION_ROUNDS = 8
+# memory-bound work: c = a + b over fp32 tensors of these many elements (1 MiB .. 64 MiB each: private cache,
+# shared last-level cache and DRAM), the way elementwise layers stream activations
+CONTENTION_STREAM = (1 << 18, 1 << 21, 1 << 24)
 
 
 def _contention_worker(rank: int, world: int, port: int, out_dir: str, threads: int) -> None:
@@ -239,6 +242,9 @@ def _contention_worker(rank: int, world: int, port: int, out_dir: str, threads: 
     nb, ch, hw, k = CONTENTION_CONV
     x, w = torch.randn(nb, ch, hw, hw), torch.randn(ch, ch, k, k)
     kernels = {"gemm": lambda: torch.mm(a, b), "conv": lambda: F.conv2d(x, w, padding=k // 2)}
+    for n_el in CONTENTION_STREAM:
+        sa, sb, sc = torch.randn(n_el), torch.randn(n_el), torch.empty(n_el)
+        kernels[f"add{n_el}"] = (lambda sa=sa, sb=sb, sc=sc: torch.add(sa, sb, out=sc))
     for f in kernels.values():
         for _ in range(3):
             f()
@@ -289,22 +295,29 @@ def calibrate_process_speed(world: int = 2, threads: int = 1) -> dict[str, Any]:
     and how unevenly the processes go.
 
     process_speed is the geometric mean of the two kernels' alone / together time ratios (capped at 1);
+    memory_speed the same for the streaming adds (memory-bound work: shared last-level cache and DRAM);
     straggler_cv the mean over the two kernels of straggler_cv_from_runs of their runs together (a
     synchronous step waits for the slower process).
     """
     res = _spawn(_contention_worker, world, (threads,))
     out: dict[str, Any] = {"world": world, "threads": threads, "gemm_n": CONTENTION_GEMM,
-                           "conv_shape": dict(zip(("batch", "channels", "hw", "kernel"), CONTENTION_CONV))}
-    ratios, cvs = [], []
-    for k in ("gemm", "conv"):
+                           "conv_shape": dict(zip(("batch", "channels", "hw", "kernel"), CONTENTION_CONV)),
+                           "stream_elements": list(CONTENTION_STREAM)}
+    ratios, cvs, mem = [], [], []
+    for k in ["gemm", "conv"] + [f"add{n}" for n in CONTENTION_STREAM]:
         alone = statistics.median(t for r in res for t in r[k]["alone"])
         together = statistics.median(t for r in res for t in r[k]["together"])
-        cv = straggler_cv_from_runs([r[k]["together"] for r in res])
-        out[k] = {"alone_s": alone, "together_s": together, "speed": alone / together, "straggler_cv": cv,
+        out[k] = {"alone_s": alone, "together_s": together, "speed": alone / together,
                   "together_per_rank_s": [r[k]["together"] for r in res]}
+        if k.startswith("add"):
+            mem.append(alone / together)
+            continue
+        cv = straggler_cv_from_runs([r[k]["together"] for r in res])
+        out[k]["straggler_cv"] = cv
         ratios.append(alone / together)
         cvs.append(cv)
     out["process_speed"] = min(1.0, math.sqrt(ratios[0] * ratios[1]))
+    out["memory_speed"] = min(1.0, math.exp(statistics.fmean(math.log(x) for x in mem)))
     out["straggler_cv"] = statistics.fmean(cvs)
     return out
 
@@ -411,7 +424,7 @@ def measure_ddp(network: str | Path | LayerGraph, batch: int, *, world: int = 2,
 
 
 def local_node(device: Device, link: Link, world: int = 2, host_memory_bytes: float | None = None,
-               process_speed: float | None = None) -> Node:
+               process_speed: float | None = None, memory_speed: float | None = None) -> Node:
     """`world` worker processes on this machine's CPU, exchanging data over the loopback link."""
     if host_memory_bytes is None:
         try:
@@ -420,12 +433,12 @@ def local_node(device: Device, link: Link, world: int = 2, host_memory_bytes: fl
             host_memory_bytes = device.memory_bytes
     return Node(name=f"local-{world}proc-gloo", source=f"{world} worker processes on this machine, gloo over loopback",
                 device=device, devices=world, host_memory=host_memory_bytes, fabric_type="loopback", fabric=link,
-                process_speed=process_speed)
+                process_speed=process_speed, memory_speed=memory_speed)
 
 
 def predict_ddp(network: str | Path | LayerGraph, batch: int, device: Device, link: Link, *, world: int = 2,
                 threads: int = 1, overlap: bool | None = None, process_speed: float | None = None,
-                straggler_cv: float = 0.0):
+                memory_speed: float | None = None, straggler_cv: float = 0.0):
     """Predicted DDP step (a Prediction) for `world` processes x `threads` threads on `device`; the synchronous
     step waits for the slowest process (straggler_cv, see perfmodel.parallel.sync_modes)."""
     from ..prediction import predict
@@ -433,7 +446,8 @@ def predict_ddp(network: str | Path | LayerGraph, batch: int, device: Device, li
     if overlap is None:
         cores = device.cores or 1
         overlap = not (CPU_COMM_OVERLAP_NEEDS_IDLE_CORE and world * threads >= cores)
-    return predict(load_network(network), local_node(device, link, world, process_speed=process_speed),
+    return predict(load_network(network), local_node(device, link, world, process_speed=process_speed,
+                                                     memory_speed=memory_speed),
                    batch=batch, devices=world,
                    threads=threads, optimizer="sgd", overlap=overlap, straggler_cv=straggler_cv, layers=False)
 
@@ -651,9 +665,11 @@ def run_ddp_suite(report_dir: str | Path | None = None, measurements_path: str |
         proc["runs"] = [r["process_speed"] for r in runs]
         proc["straggler_cv_runs"] = [r["straggler_cv"] for r in runs]
         proc["straggler_cv"] = statistics.median(proc["straggler_cv_runs"])
+        proc["memory_speed_runs"] = [r["memory_speed"] for r in runs]
+        proc["memory_speed"] = statistics.median(proc["memory_speed_runs"])
         append_jsonl(meas_path, {**base, "kind": "process_contention_microbenchmark", **proc})
-        say(f"  each of 2 processes computes at {proc['process_speed']:.2f} x the speed of a lone one; "
-            f"straggler cv {proc['straggler_cv']:.3f}")
+        say(f"  each of 2 processes computes at {proc['process_speed']:.2f} x the speed of a lone one, "
+            f"{proc['memory_speed']:.2f} x on memory-bound work; straggler cv {proc['straggler_cv']:.3f}")
     sel: list[DDPCase] = []
     for c in (cases or CASES):
         if isinstance(c, DDPCase):
@@ -739,10 +755,11 @@ def report_from_measurements(measurements_path: str | Path | None = None, run_id
         lk = link
         cal = LinkCalibration(lk.latency_s, lk.effective_bandwidth_Bps, (), 1, {}, "")
     proc = pc[-1] if pc else None
-    straggler_cv = 0.0
+    straggler_cv, memory_speed = 0.0, None
     if process_speed is None and proc is not None:
         process_speed = proc["process_speed"]
-        straggler_cv = proc.get("straggler_cv", 0.0)  # runs before it was measured: none
+        straggler_cv = proc.get("straggler_cv", 0.0)  # runs before these were measured: none, and
+        memory_speed = proc.get("memory_speed")  # an equal share of the memory bandwidth
     res = DDPSuiteResult(SUITE, dev.name, dev.source, cal, None, measurements_path=str(meas_path),
                          report_dir=str(rep_dir), process_speed=process_speed,
                          process_benchmark={k: v for k, v in proc.items() if k not in ("schema", "suite", "run_id", "kind")}
@@ -763,7 +780,7 @@ def report_from_measurements(measurements_path: str | Path | None = None, run_id
         idles += [r["idle_fraction_before"] for r in rs if r.get("idle_fraction_before") is not None]
         net = _resolve_network(c.network)
         p = predict_ddp(net, c.batch, dev, lk, world=c.world, threads=c.threads, process_speed=process_speed,
-                        straggler_cv=straggler_cv)
+                        memory_speed=memory_speed, straggler_cv=straggler_cv)
         st = [t for r in singles if r["case"] == name for t in r["step_times_s"]]
         ref = None
         if st:
@@ -818,7 +835,18 @@ def write_report(res: DDPSuiteResult, report_dir: Path) -> Path:
                f"{pb['conv']['together_s'] * 1e3:.2f} ms. Geometric mean of the two ratios (median of "
                f"{len(pb.get('runs', [1]))} runs: {', '.join(f'{x:.2f}' for x in pb.get('runs', []))}): "
                if pb else "") + f"**each process computes at {res.process_speed:.2f} x the speed of a lone one** "
-              "(the node's `process_speed`; memory bandwidth is split evenly).", ""]
+              "(the node's `process_speed`).", ""]
+        if pb and "memory_speed" in pb:
+            adds = [k for k in pb if k.startswith("add")]
+            L += ["Memory-bound work: c = a + b over fp32 tensors of " + ", ".join(
+                      f"{int(k[3:]) * 4 / 2**20:.0f} MiB ({pb[k]['speed']:.2f})" for k in adds)
+                  + f" each, alone vs in both processes at once (speed ratio in brackets); geometric mean, median of "
+                  f"{len(pb.get('memory_speed_runs', [1]))} runs: **{pb['memory_speed']:.2f} x a lone process's speed "
+                  "on memory-bound work** (the node's `memory_speed`: it scales the memory bandwidth and the calibrated "
+                  "elementwise rates; the processes share the last-level cache and DRAM).", ""]
+        elif pb:
+            L += ["Memory-bound work: not measured in this run; each process gets an equal share of the memory "
+                  "bandwidth.", ""]
         if pb and "straggler_cv" in pb:
             from ..parallel.sync_modes import expected_max_normal
 
