@@ -870,7 +870,7 @@ def write_report(res: DDPSuiteResult, report_dir: Path) -> Path:
           "DistributedDataParallel (default 25 MiB buckets, 1 MiB first bucket), SGD, fp32; step = zero_grad, "
           "forward + loss, backward (with the bucketed all-reduce), optimizer step; the slowest rank per step; "
           "median over the timed steps after warm-up. The prediction uses the calibrated CPU profile at 1 thread "
-          "per process, the process speed and the fitted link above; nothing is fitted to these runs.", "",
+          "per process, the process and memory speeds and the fitted link above; nothing is fitted to these runs.", "",
           "| case | network | params | batch/process | processes x threads | measured ms (p10-p90) | predicted ms | "
           "error | predicted compute / comm exposed / comm hidden / straggler ms |",
           "|---|---|---:|---:|---|---:|---:|---:|---|"]
