@@ -20,7 +20,8 @@ Modelling choices (each a named field with a default; the profiles say where the
 - CPU nodes: `devices` is the number of worker processes sharing the node's CPU (the device profile
   describes the whole CPU); the parallel model gives each an equal share of the memory bandwidth and
   its own cores (time-shared when oversubscribed), or the measured `process_speed` when given (cores
-  of a virtual machine or SMT siblings are not independent).
+  of a virtual machine or SMT siblings are not independent), and the measured `memory_speed` for
+  memory-bound work when given (the processes share the last-level cache and DRAM).
 - Network: a cluster's nodes talk over `network` with `nics` ports per node (aggregate bandwidth
   nics x link), divided by `oversubscription` of the fabric core when there is more than one node.
 """
