@@ -108,8 +108,8 @@ def stage_factor(factors: dict[str, float], key: str) -> float:
     """The factor for `key`; a "/strided-1x1" key a profile lacks falls back to its "/strided" one, then 1."""
     if key in factors:
         return factors[key]
-    if key.endswith("-1x1"):
-        return factors.get(key[:-4], 1.0)
+    if key.endswith("/strided-1x1"):
+        return factors.get(key.removesuffix("-1x1"), 1.0)
     return 1.0
 
 

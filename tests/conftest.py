@@ -25,12 +25,13 @@ def small_cnn():
     return b.build()
 
 
-def small_mlp():
-    b = NetworkBuilder("small-mlp")
-    b.input("x", shape=[256])
-    b.dense("fc1", units=512)
+def small_mlp(features: int = 256, hidden: int = 512, classes: int = 10, name: str = "small-mlp"):
+    """input -> dense(hidden) -> relu -> dense(classes) -> softmax cross-entropy."""
+    b = NetworkBuilder(name)
+    b.input("x", shape=[features])
+    b.dense("fc1", units=hidden)
     b.relu("r1")
-    b.dense("fc2", units=10)
+    b.dense("fc2", units=classes)
     b.softmax_cross_entropy("loss")
     return b.build()
 

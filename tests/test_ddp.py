@@ -10,20 +10,15 @@ import pytest
 torch = pytest.importorskip("torch")
 pytestmark = pytest.mark.torch
 
-from perfmodel import NetworkBuilder, save_network  # noqa: E402
+from conftest import small_mlp  # noqa: E402
+from perfmodel import save_network  # noqa: E402
 from perfmodel.hardware import Link, load_hardware  # noqa: E402
 from perfmodel.parallel.collectives import ring_allreduce  # noqa: E402
 
 
 def _tiny(tmp_path):
-    b = NetworkBuilder("tiny-mlp")
-    b.input("x", shape=[128])
-    b.dense("fc1", units=256)
-    b.relu("relu1")
-    b.dense("fc2", units=10)
-    b.softmax_cross_entropy("loss")
     p = tmp_path / "tiny.yaml"
-    save_network(b.build(), p)
+    save_network(small_mlp(128, 256, 10, name="tiny-mlp"), p)
     return p
 
 

@@ -19,6 +19,7 @@ nn = torch.nn
 F = torch.nn.functional
 
 from perfmodel.graph import NetworkBuilder, builtin_networks, load_network  # noqa: E402
+from conftest import small_mlp  # noqa: E402
 from perfmodel.graph.spec import OP_KINDS  # noqa: E402
 from perfmodel.ops import STAGES, op_cost  # noqa: E402
 from perfmodel.torch import (  # noqa: E402
@@ -451,13 +452,7 @@ def test_import_perfmodel_does_not_import_torch():
 
 
 def _tiny():
-    b = NetworkBuilder("tiny_mlp")
-    b.input("x", shape=[16])
-    b.dense("fc1", units=32)
-    b.relu("r")
-    b.dense("fc2", units=4)
-    b.softmax_cross_entropy("loss")
-    return b.build()
+    return small_mlp(16, 32, 4, name="tiny_mlp")
 
 
 def test_measurement_record_format(tmp_path):
@@ -468,7 +463,7 @@ def test_measurement_record_format(tmp_path):
     assert m.std_s >= 0 and m.samples_per_s > 0 and m.threads == 1
     assert m.params == 16 * 32 + 32 + 32 * 4 + 4
     assert m.machine.logical_cpus >= 1 and m.machine.physical_cores >= 1 and m.machine.torch_version
-    assert {l.name for l in m.per_layer} == {"fc1", "r", "fc2", "loss"}
+    assert {l.name for l in m.per_layer} == {"fc1", "r1", "fc2", "loss"}
     assert all(l.forward_s >= 0 for l in m.per_layer)
     assert m.per_layer_method
     d = m.to_json_dict()

@@ -95,10 +95,10 @@ class Efficiency(_Frozen):
     elementwise: dict[str, Annotated[float, Field(gt=0, allow_inf_nan=False)]] | None = None
     # Multiplier on the efficiency of one stage of strided convolutions, keyed
     # "<op>.<stage>/strided" (op conv1d/conv2d/conv_transpose2d; stage forward, backward_data or
-    # backward_weight), or "<op>.<stage>/strided-1x1" for 1-wide kernels (projection shortcuts, whose
-    # backward-data is far slower per FLOP on oneDNN; falls back to "/strided" when absent), where they run at a different rate per FLOP than the curve's mostly stride-1
-    # kernels (oneDNN's backward-data of a strided convolution and forward of a transposed one on
-    # CPUs). Written by `perfmodel calibrate`; None or a missing key: 1.
+    # backward_weight), or "<op>.<stage>/strided-1x1" for 1-wide kernels (projection shortcuts; a
+    # profile without it uses "/strided"). They run at a different rate per FLOP than the curve's mostly
+    # stride-1 kernels (oneDNN's backward-data of a strided convolution, far slower still for 1x1 ones,
+    # and forward of a transposed one on CPUs). Written by `perfmodel calibrate`; None or a missing key: 1.
     stage_factors: dict[str, Annotated[float, Field(gt=0, allow_inf_nan=False)]] | None = None
     source: str = "default guesses; replace by `perfmodel calibrate` or a fitted profile"
 

@@ -694,15 +694,20 @@ def save_samples(samples: list[Sample], machine: dict[str, Any], path: Path) -> 
     os.replace(tmp, path)
 
 
+def _records(path: Path) -> list[dict[str, Any]]:
+    """Every calibration record (one JSON line each) of a samples file."""
+    return [json.loads(l) for l in Path(path).read_text(encoding="utf-8").splitlines() if l.strip()]
+
+
 def load_samples(path: Path, record: int = -1) -> tuple[list[Sample], dict[str, Any]]:
     """One calibration record of a samples file (default: the last)."""
-    lines = [l for l in Path(path).read_text(encoding="utf-8").splitlines() if l.strip()]
+    recs = _records(path)
     try:
-        rec = json.loads(lines[record])
+        rec = recs[record]
     except IndexError:
         from ..errors import InputError
 
-        raise InputError(f"{path} holds {len(lines)} calibration records; record {record} does not exist") from None
+        raise InputError(f"{path} holds {len(recs)} calibration records; record {record} does not exist") from None
     return [Sample.from_dict(d) for d in rec["samples"]], rec["machine"]
 
 
@@ -717,19 +722,18 @@ def pool_samples(path: Path, statistic: str = "median") -> tuple[list[Sample], d
     moment; pooling takes, per benchmark, the median over the runs of each run's `statistic` of its
     repeats. Only runs with exactly the last run's benchmarks, CPU and torch version are pooled.
     """
-    lines = [l for l in Path(path).read_text(encoding="utf-8").splitlines() if l.strip()]
-    if not lines:
+    recs = _records(path)
+    if not recs:
         from ..errors import InputError
 
         raise InputError(f"{path} holds no calibration record")
-    recs = [json.loads(l) for l in lines]
-    last = recs[-1]
     ident = lambda m: (m.get("device"), (m.get("cpu") or {}).get("model"), m.get("torch"))  # noqa: E731
+    machine_id = ident(recs[-1]["machine"])
+    grid = sorted(_grid_key(Sample.from_dict(d)) for d in recs[-1]["samples"])
     runs = []
     for rec in recs:
         samples = with_statistic([Sample.from_dict(d) for d in rec["samples"]], statistic)
-        if ident(rec["machine"]) == ident(last["machine"]) and \
-                sorted(map(_grid_key, samples)) == sorted(_grid_key(Sample.from_dict(d)) for d in last["samples"]):
+        if ident(rec["machine"]) == machine_id and sorted(map(_grid_key, samples)) == grid:
             runs.append(({_grid_key(x): x for x in samples}, rec["machine"]))
     newest = runs[-1][0]
     pooled = [replace(x, time_s=statistics.median(r[k].time_s for r, _ in runs),

@@ -231,10 +231,9 @@ CONTENTION_ROUNDS = 8
 # memory-bound work: c = a + b over fp32 tensors of these many elements (1 MiB .. 64 MiB each: private cache,
 # shared last-level cache and DRAM), the way elementwise layers stream activations
 CONTENTION_STREAM = (1 << 18, 1 << 21, 1 << 24)
-# The processes' imbalance (straggler_cv) is measured but not used by the prediction: between runs it went from
-# 0.06 to 0.24 (median of 3), and within one run a convolution ran 55% slower in one process throughout
-# while the GEMM beside it ran evenly, so the microbenchmark does not measure what a training step waits for.
-STRAGGLER_FROM_MICROBENCHMARK = False
+# The processes' imbalance (straggler_cv) is measured and reported but not used by the prediction: between
+# runs it went from 0.06 to 0.24 (median of 3), and within one run a convolution ran 55% slower in one process
+# throughout while the GEMM beside it ran evenly, so the microbenchmark does not measure what a step waits for.
 
 
 def _contention_worker(rank: int, world: int, port: int, out_dir: str, threads: int) -> None:
@@ -759,12 +758,9 @@ def report_from_measurements(measurements_path: str | Path | None = None, run_id
         lk = link
         cal = LinkCalibration(lk.latency_s, lk.effective_bandwidth_Bps, (), 1, {}, "")
     proc = pc[-1] if pc else None
-    # the measured process imbalance is reported, not used: see STRAGGLER_FROM_MICROBENCHMARK
-    straggler_cv, memory_speed = 0.0, None
+    memory_speed = None  # the measured straggler_cv is reported, not used (see CONTENTION_STREAM's note)
     if process_speed is None and proc is not None:
         process_speed = proc["process_speed"]
-        if STRAGGLER_FROM_MICROBENCHMARK:
-            straggler_cv = proc.get("straggler_cv", 0.0)
         memory_speed = proc.get("memory_speed")  # runs before it was measured: an equal share of the bandwidth
     res = DDPSuiteResult(SUITE, dev.name, dev.source, cal, None, measurements_path=str(meas_path),
                          report_dir=str(rep_dir), process_speed=process_speed,
@@ -786,7 +782,7 @@ def report_from_measurements(measurements_path: str | Path | None = None, run_id
         idles += [r["idle_fraction_before"] for r in rs if r.get("idle_fraction_before") is not None]
         net = _resolve_network(c.network)
         p = predict_ddp(net, c.batch, dev, lk, world=c.world, threads=c.threads, process_speed=process_speed,
-                        memory_speed=memory_speed, straggler_cv=straggler_cv)
+                        memory_speed=memory_speed)
         st = [t for r in singles if r["case"] == name for t in r["step_times_s"]]
         ref = None
         if st:
@@ -861,11 +857,9 @@ def write_report(res: DDPSuiteResult, report_dir: Path) -> Path:
                   f"{pb['straggler_cv'] * expected_max_normal(pb['world']) * 100:.1f}% longer than the mean of the two, "
                   f"straggler_cv = {pb['straggler_cv']:.3f} (median of runs: "
                   f"{', '.join(f'{x:.3f}' for x in pb.get('straggler_cv_runs', []))}; per kernel in the kept run: "
-                  f"{per_k}). "
-                  + ("The prediction adds the synchronous model's straggler wait with it." if STRAGGLER_FROM_MICROBENCHMARK
-                     else "Reported, not used: this estimate is unstable (0.06 to 0.24 between runs; one kernel can run "
-                          "much slower in one process throughout a run while the other kernel runs evenly), so the "
-                          "prediction uses straggler_cv = 0."), ""]
+                  f"{per_k}). Reported, not used: this estimate is unstable (0.06 to 0.24 between runs; one kernel "
+                  "can run much slower in one process throughout a run while the other kernel runs evenly), so the "
+                  "prediction uses straggler_cv = 0.", ""]
     L += ["## Training steps", "",
           "DistributedDataParallel (default 25 MiB buckets, 1 MiB first bucket), SGD, fp32; step = zero_grad, "
           "forward + loss, backward (with the bucketed all-reduce), optimizer step; the slowest rank per step; "
