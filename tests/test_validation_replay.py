@@ -1,0 +1,45 @@
+"""Replayed validation reports keep their figures: cpu-full, cpu-quick, ddp-cpu and dlbench-2016 re-reported
+from the committed measurements (and the published table) must give the recorded predicted and measured times.
+
+The recorded figures are in validation_replay_golden.json (case -> [predicted_s, measured_s]). A deliberate
+model change regenerates them (run this file's `_replay` for each suite) and says so in its commit.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+GOLDEN = json.loads((Path(__file__).with_name("validation_replay_golden.json")).read_text())
+PROFILE = "amd-epyc-2c-kvm"  # the calibrated profile the committed reports were made with
+REL = 1e-9
+
+
+def _replay(suite: str) -> dict[str, list[float]]:
+    if suite == "dlbench-2016":
+        from perfmodel.validation.dlbench import run_dlbench
+
+        return {r.label: [r.predicted_s, r.published_s] for r in run_dlbench(None).rows}
+    pytest.importorskip("torch")
+    if suite == "ddp-cpu":
+        from perfmodel.torch.ddp import report_from_measurements
+
+        r = report_from_measurements("validation/measurements/ddp-cpu.jsonl", profile=PROFILE, write=False)
+        return {c.case.name: [c.predicted_s, c.measured.median_s] for c in r.cases}
+    from perfmodel.validation.suites import run_suite
+
+    r = run_suite(suite, profile=PROFILE, replay=f"validation/measurements/{suite}.jsonl", progress=None)
+    return {c.case.name: [c.predicted_s, c.measured_s] for c in r.cases}
+
+
+@pytest.mark.parametrize("suite", sorted(GOLDEN))
+def test_replayed_suite_keeps_its_figures(suite, monkeypatch):
+    monkeypatch.chdir(Path(__file__).resolve().parents[1])
+    got = _replay(suite)
+    want = GOLDEN[suite]
+    assert sorted(got) == sorted(want)
+    for case, (pred, meas) in want.items():
+        assert got[case][1] == pytest.approx(meas, rel=REL), f"{suite} {case}: measured"
+        assert got[case][0] == pytest.approx(pred, rel=REL), f"{suite} {case}: predicted"
