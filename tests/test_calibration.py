@@ -8,7 +8,7 @@ import math
 
 import pytest
 
-from perfmodel.calibration_fit import (
+from perfmodel.calibration.fit import (
     FitOptions, Sample, bin_curve, fit_profile, fit_thread_scaling, predicted_sample_time, profile_dict, residuals,
 )
 from perfmodel.compute import device_rates, work_time
@@ -251,7 +251,7 @@ def test_strided_1x1_convolutions_have_their_own_stage_factor_with_fallback():
     from perfmodel.compute import stage_factor
     from perfmodel.graph.io import NetworkBuilder
     from perfmodel.step import stage_factor_key
-    from perfmodel.torch.calibrate import conv_passes
+    from perfmodel.calibration.grid import conv_passes
 
     b = NetworkBuilder("p")
     b.input("x", shape=[8, 16, 16])
@@ -271,9 +271,10 @@ def test_strided_1x1_convolutions_have_their_own_stage_factor_with_fallback():
 
 def test_sample_time_is_the_median_repeat_and_refit_can_change_the_statistic():
     """time_call returns the median of its repeats; with_statistic re-derives a sample's time from them."""
-    import perfmodel.torch.calibrate as cal
+    import perfmodel.calibration.timing as cal
     from perfmodel.errors import InputError
-    from perfmodel.torch.calibrate import time_call, with_statistic
+    from perfmodel.calibration.samples import with_statistic
+    from perfmodel.calibration.timing import time_call
 
     real = cal.time.perf_counter
     # a fake clock: the probe call takes 1 tick (so one call per repeat), then repeats of 3, 1 and 2 ticks
@@ -295,7 +296,7 @@ def test_sample_time_is_the_median_repeat_and_refit_can_change_the_statistic():
 def test_pooled_samples_take_the_median_over_runs_of_the_same_grid(tmp_path):
     """pool_samples: per benchmark the median over runs (of each run's median repeat); a run on another
     grid is left out; refit(pool=True) fits from them."""
-    from perfmodel.torch.calibrate import pool_samples, save_samples
+    from perfmodel.calibration.samples import pool_samples, save_samples
 
     machine = {"device": "cpu", "cpu": {"model": "X", "cores": CORES}, "torch": "2.13.0", "samples_disturbed": 0,
                "calibration_wall_s": 10.0}

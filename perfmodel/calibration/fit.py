@@ -247,7 +247,7 @@ def efficiency_pairs(samples: Iterable[Sample], family: str, dtype: str | None, 
 def fit_stage_factors(samples: Sequence[Sample], res: FitResult, overhead: float) -> dict[str, float] | None:
     """Per stage-factor key: the efficiency of its samples over the conv curve's at their size (per thread
     count the median ratio, then the geometric mean over thread counts)."""
-    from .hardware.schema import EfficiencyCurve
+    from ..hardware.schema import EfficiencyCurve
 
     if "conv" not in res.curves:
         return None
@@ -458,7 +458,7 @@ def predicted_sample_time(s: Sample, fit: FitResult, overhead_s: float | None = 
     `overhead_s` is the per-kernel overhead to add (default: the benchmarks' own call overhead; pass
     fit.kernel_overhead_s for the time the same work would take inside a training step).
     """
-    from .hardware.schema import EfficiencyCurve
+    from ..hardware.schema import EfficiencyCurve
 
     curves = {k: EfficiencyCurve(points=tuple(v)) for k, v in fit.curves.items()}
     k = max(1, s.kernels)

@@ -192,15 +192,17 @@ def calibrate(
         fail(f"--device must be cpu or cuda, got '{device}'")
     if threads is not None and threads < 1:
         fail(f"--threads must be >= 1, got {threads}")
-    try:
-        from ..torch import calibrate as cal
-    except ImportError as e:
-        fail(f"calibrate needs PyTorch ({e}); install it with: pip install 'perfmodel[torch]'")
-    if from_samples is not None:
+    if from_samples is not None:  # a refit needs no torch (perfmodel.calibration)
+        from ..calibration.profile import refit
+
         if statistic not in ("median", "min", "mean"):
             fail(f"--statistic must be median, min or mean, got '{statistic}'")
-        r = cal.refit(from_samples, out, name, record=record, allow_busy=allow_busy, statistic=statistic, pool=pool)
+        r = refit(from_samples, out, name, record=record, allow_busy=allow_busy, statistic=statistic, pool=pool)
     else:
+        try:
+            from ..torch import calibrate as cal
+        except ImportError as e:
+            fail(f"calibrate needs PyTorch ({e}); install it with: pip install 'perfmodel[torch]'")
         r = cal.calibrate(out, device=device, threads=threads, quick=quick, name=name,
                           progress=None if json_out else sys.stderr, samples_path=samples, allow_busy=allow_busy)
     if json_out:

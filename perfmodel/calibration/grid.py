@@ -1,0 +1,82 @@
+"""The microbenchmark grid as plain shapes (no torch): GEMM shapes, convolution shapes and their passes, memory
+sizes. Nothing here comes from a validation network: seeded random GEMM shapes, a generic list of CNN layer types,
+power-of-two sizes."""
+
+from __future__ import annotations
+
+import math
+import random
+
+def gemm_shapes(n: int, seed: int = 20240601, rows: tuple[int, int] = (16, 4096), features: tuple[int, int] = (64, 4096),
+                min_flops: float = 2e4, max_flops: float = 2.2e9) -> list[tuple[int, int, int]]:
+    """`n` (m, k, n) shapes, sorted by FLOPs, with 2mkn in [min_flops, max_flops]: m (rows: batch x positions)
+    and k, n (feature widths) drawn log-uniformly in the given ranges (a generic grid of layer-like GEMMs)."""
+    rng = random.Random(seed)
+    out: list[tuple[int, int, int]] = []
+    tries = 0
+
+    def draw(lo_hi: tuple[int, int]) -> int:
+        return int(round(math.exp(rng.uniform(math.log(lo_hi[0]), math.log(lo_hi[1])))))
+
+    while len(out) < n and tries < 100000:
+        tries += 1
+        m, k, nn = draw(rows), draw(features), draw(features)
+        f = 2.0 * m * k * nn
+        if min_flops <= f <= max_flops:
+            out.append((m, k, nn))
+    return sorted(out, key=lambda s: s[0] * s[1] * s[2])
+
+
+
+
+# (batch, in_channels, height=width, out_channels, kernel, stride, padding, transposed): a generic list of
+# the layer types CNNs are built from (3x3 and 5x5 stride 1 from narrow channels at large images to wide
+# channels at small ones, 3x3 stride 2, 1x1 and 1x1 stride-2 projections, a 7x7 stride-2 stem, 4x4
+# stride-2 down- and transposed up-sampling), tiny to large
+CONV_SHAPES: tuple[tuple[int, int, int, int, int, int, int, bool], ...] = (
+    (2, 16, 8, 16, 3, 1, 1, False),
+    (16, 8, 16, 8, 3, 1, 1, False),
+    (24, 16, 48, 16, 3, 1, 1, False),
+    (16, 24, 40, 24, 3, 1, 1, False),
+    (8, 48, 48, 48, 3, 1, 1, False),
+    (12, 64, 28, 64, 3, 1, 1, False),
+    (8, 3, 48, 24, 3, 1, 1, False),
+    (4, 3, 96, 48, 7, 2, 3, False),
+    (8, 24, 24, 48, 3, 1, 1, False),
+    (4, 48, 40, 48, 1, 1, 0, False),
+    (4, 96, 20, 96, 3, 1, 1, False),
+    (4, 96, 20, 192, 3, 2, 1, False),
+    (16, 24, 28, 48, 3, 2, 1, False),
+    (16, 24, 28, 48, 1, 2, 0, False),
+    (8, 96, 14, 192, 1, 2, 0, False),
+    (8, 40, 36, 80, 5, 1, 2, False),
+    (4, 192, 10, 192, 3, 1, 1, False),
+    (16, 384, 5, 384, 3, 1, 1, False),
+    (8, 160, 24, 40, 1, 1, 0, False),
+    (12, 48, 24, 96, 4, 2, 1, False),
+    (12, 96, 6, 48, 4, 2, 1, True),
+    (12, 48, 12, 24, 4, 2, 1, True),
+    (12, 24, 24, 3, 4, 2, 1, True),
+)
+QUICK_CONV = (0, 3, 5, 8, 10, 12, 14, 17, 19, 20)
+
+
+_CONV_STAGE = {"fwd": "forward", "bwd_data": "backward_data", "bwd_weight": "backward_weight"}
+
+
+def conv_passes(shape) -> list[tuple[str, str]]:
+    """(pass, stage-factor key) of a conv shape: stride 1 -> forward and the combined backward (they fit the
+    conv curve); strided -> forward, backward-data and backward-weight each, keyed for Efficiency.stage_factors
+    ("/strided-1x1" for 1x1 kernels, "/strided" for the others)."""
+    nb, c, hw, ko, kr, st, pd, tr = shape
+    if st == 1:
+        return [("fwd", ""), ("bwd", "")]
+    op = "conv_transpose2d" if tr else "conv2d"
+    suffix = "/strided-1x1" if kr == 1 else "/strided"  # as perfmodel.step.stage_factor_key keys layers
+    return [(w, f"{op}.{_CONV_STAGE[w]}{suffix}") for w in ("fwd", "bwd_data", "bwd_weight")]
+
+
+def memory_sizes(quick: bool) -> list[int]:
+    """Element counts from 4 KiB to 128 MiB per fp32 tensor, about three per factor of ten (fewer when quick)."""
+    exps = [10 + 1.5 * i for i in range(12)] if not quick else [10 + 3 * i for i in range(6)]
+    return [int(2 ** e) for e in exps if e <= 25]

@@ -1,0 +1,262 @@
+"""Microbenchmark makers: each returns make(device, dtype) -> (fn, flops, bytes, kernels) for one sample."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+
+from ...calibration.grid import CONV_SHAPES, QUICK_CONV, conv_passes, gemm_shapes, memory_sizes
+
+
+@dataclass(frozen=True)
+class Bench:
+    """One benchmark to run at one thread count: `make(device, dtype)` returns (fn, flops, bytes, kernels)."""
+
+    family: str
+    label: str
+    dtype: str
+    make: Callable[[str, torch.dtype], tuple[Callable[[], Any], float, float, int]]
+    threads: int = 1
+    key: str = ""  # elementwise benchmarks: the Efficiency.elementwise key
+
+
+_TORCH_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def _gemm(m: int, k: int, n: int, layout: str):
+    """layout nn: A[m,k] B[k,n]; nt: A[m,k] B[n,k]^T (a Linear forward); tn: A[k,m]^T B[k,n] (a weight gradient)."""
+
+    def make(device: str, dt: torch.dtype):
+        a = torch.randn(k, m, device=device, dtype=dt).t() if layout == "tn" else torch.randn(m, k, device=device, dtype=dt)
+        b = torch.randn(n, k, device=device, dtype=dt).t() if layout == "nt" else torch.randn(k, n, device=device, dtype=dt)
+        out = torch.empty(m, n, device=device, dtype=dt)
+        eb = a.element_size()
+        return (lambda: torch.mm(a, b, out=out)), 2.0 * m * k * n, float((m * k + k * n + m * n) * eb), 1
+
+    return make
+
+
+def _conv(nb: int, c: int, hw: int, k_out: int, kernel: int, stride: int, pad: int, transposed: bool, which: str):
+    """Forward (`fwd`) or backward (`bwd`: data and weight gradients in one call, as autograd asks for them)
+    of a bias-free convolution. The backward sample counts two kernels of the forward's FLOPs each, as the
+    conv cost rule does."""
+
+    def make(device: str, dt: torch.dtype):
+        x = torch.randn(nb, c, hw, hw, device=device, dtype=dt)
+        if transposed:
+            w = torch.randn(c, k_out, kernel, kernel, device=device, dtype=dt)
+            y = F.conv_transpose2d(x, w, stride=stride, padding=pad)
+        else:
+            w = torch.randn(k_out, c, kernel, kernel, device=device, dtype=dt)
+            y = F.conv2d(x, w, stride=stride, padding=pad)
+        dy = torch.randn_like(y)
+        macs = (x.numel() if transposed else y.numel()) * (k_out if transposed else c) * kernel * kernel
+        eb = x.element_size()
+        n_in, n_out, n_w = x.numel(), y.numel(), w.numel()
+        args = ([stride] * 2, [pad] * 2, [1, 1], transposed, [0, 0], 1)
+        if which == "fwd":
+            if transposed:
+                fn = lambda: F.conv_transpose2d(x, w, stride=stride, padding=pad)  # noqa: E731
+            else:
+                fn = lambda: F.conv2d(x, w, stride=stride, padding=pad)  # noqa: E731
+            return fn, 2.0 * macs, float((n_in + n_w + n_out) * eb), 1
+        if which == "bwd_data":
+            fn = lambda: torch.ops.aten.convolution_backward(dy, x, w, None, *args, [True, False, False])  # noqa: E731
+            return fn, 2.0 * macs, float((n_out + n_w + n_in) * eb), 1
+        if which == "bwd_weight":
+            fn = lambda: torch.ops.aten.convolution_backward(dy, x, w, None, *args, [False, True, False])  # noqa: E731
+            return fn, 2.0 * macs, float((n_out + n_in + n_w) * eb), 1
+        fn = lambda: torch.ops.aten.convolution_backward(dy, x, w, None, *args, [True, True, False])  # noqa: E731
+        return fn, 4.0 * macs, float((2 * n_out + n_w + n_in + n_in + n_w) * eb), 2
+
+    return make
+
+
+def _mem(n: int, op: str):
+    def make(device: str, dt: torch.dtype):
+        a = torch.randn(n, device=device, dtype=torch.float32)
+        out = torch.empty_like(a)
+        if op == "copy":
+            return (lambda: out.copy_(a)), 0.0, 8.0 * n, 1
+        b = torch.randn(n, device=device, dtype=torch.float32)
+        return (lambda: torch.add(a, b, out=out)), float(n), 12.0 * n, 1
+
+    return make
+
+
+DISPATCH_CHAIN = 64
+
+
+def _dispatch(kind: str):
+    """Chains of tiny ops with autograd, forward + backward: per-op dispatch cost as in a training step.
+
+    kernels counted as the cost rules count them: relu 1 forward + 1 backward; dense with bias
+    1 forward + 1 backward-data + 2 backward-weight (GEMM and bias reduction); plus sum and its backward.
+    """
+
+    def make(device: str, dt: torch.dtype):
+        if kind == "relu":
+            x = torch.randn(4, device=device, requires_grad=True)
+
+            def fn():
+                y = x
+                for _ in range(DISPATCH_CHAIN):
+                    y = torch.relu(y)
+                y.sum().backward()
+
+            return fn, 0.0, 0.0, 2 * DISPATCH_CHAIN + 2
+        ws = [torch.randn(4, 4, device=device, requires_grad=True) for _ in range(DISPATCH_CHAIN // 2)]
+        bs = [torch.randn(4, device=device, requires_grad=True) for _ in range(DISPATCH_CHAIN // 2)]
+        x = torch.randn(2, 4, device=device, requires_grad=True)
+
+        def fn():
+            y = x
+            for w, b in zip(ws, bs):
+                y = F.linear(y, w, b)
+            y.sum().backward()
+
+        return fn, 0.0, 0.0, 4 * (DISPATCH_CHAIN // 2) + 2
+
+    return make
+
+
+def _plain_dispatch():
+    def make(device: str, dt: torch.dtype):
+        x = torch.randn(4, device=device)
+        return (lambda: torch.relu(x)), 0.0, 32.0, 1
+
+    return make
+
+
+# Elementwise, normalisation and pooling ops, each timed forward and backward (as autograd runs them) on a
+# generic shape at two sizes: (op, extra fields, per-sample shape, batches). FLOPs come from the op's own
+# cost rule, so the fitted per-op rate (Efficiency.elementwise) is consistent with how predictions count.
+ELEMENTWISE_OPS: tuple[tuple[str, dict, tuple[int, ...], tuple[int, ...]], ...] = (
+    ("relu", {}, (40, 28, 28), (12, 48)),
+    ("leaky_relu", {"slope": 0.2}, (40, 28, 28), (12, 48)),
+    ("sigmoid", {}, (40, 28, 28), (12, 48)),
+    ("tanh", {}, (40, 28, 28), (12, 48)),
+    ("gelu", {}, (72, 640), (8, 32)),
+    ("softmax", {}, (72, 640), (8, 32)),
+    ("layernorm", {}, (72, 640), (8, 32)),
+    ("batchnorm", {}, (40, 28, 28), (12, 48)),
+    ("dropout", {"p": 0.2}, (72, 640), (8, 32)),
+    ("maxpool2d", {"kernel": 2}, (40, 28, 28), (12, 48)),
+    ("avgpool2d", {"kernel": 2}, (40, 28, 28), (12, 48)),
+    ("global_avgpool", {}, (40, 28, 28), (12, 48)),
+    ("add", {}, (40, 28, 28), (12, 48)),
+    ("mul", {}, (40, 28, 28), (12, 48)),
+)
+
+
+QUICK_ELEMENTWISE_BATCH = 0  # quick grid: the smaller size only
+
+
+def _elementwise(op: str, fields: dict, shape: tuple[int, ...], batch: int, backward: bool):
+    """Forward (with autograd recording) or backward (torch.autograd.grad, no accumulation) of one op layer."""
+
+    def make(device: str, dt: torch.dtype):
+        from ...graph.io import NetworkBuilder
+        from ...ops.base import COST_RULES
+        from ..to_module import to_module
+
+        b = NetworkBuilder(f"calibrate-{op}")
+        b.input("x", shape=list(shape))
+        ins = ["x"]
+        if op in ("add", "mul"):
+            b.input("x2", shape=list(shape))
+            ins = ["x", "x2"]
+        b.layer(op, "op", inputs=ins, **fields)
+        g = b.build()
+        layer = g["op"]
+        cost = COST_RULES[op](layer, batch, 4)  # the full rule: backward-data included
+        mod = to_module(g).to(device)
+        mod.train()
+        xs = {n: torch.randn(batch, *shape, device=device, requires_grad=True) for n in ins}
+        params = [p for p in mod.parameters() if p.requires_grad]
+        if not backward:
+            works = cost.forward
+            fn = lambda: mod(xs)["op"]  # noqa: E731
+        else:
+            works = cost.backward_data + cost.backward_weight
+            y = mod(xs)["op"]
+            gy = torch.randn_like(y)
+            wrt = list(xs.values()) + params
+            fn = lambda: torch.autograd.grad(y, wrt, gy, retain_graph=True)  # noqa: E731
+        flops = sum(w.flops for w in works if w.family == "memory")
+        nbytes = sum(w.bytes for w in works if w.family == "memory")
+        kernels = sum(w.kernels for w in works if w.family == "memory")
+        return fn, float(flops), float(nbytes), max(1, kernels)
+
+    return make
+
+
+# sizes (elements) of the parameter tensors of the optimizer benchmark: a mix of weights and biases
+OPT_TENSORS = (1 << 20, 1 << 18, 1 << 16, 4096, 1024, 256, 3 << 18, 512, 1 << 14, 128)
+
+
+def _optimizer(name: str):
+    """One optimizer step over OPT_TENSORS (a check of the optimizer model, not fitted)."""
+
+    def make(device: str, dt: torch.dtype):
+        ps = [torch.nn.Parameter(torch.randn(n, device=device)) for n in OPT_TENSORS]
+        for p in ps:
+            p.grad = torch.randn_like(p)
+        opt = (torch.optim.SGD(ps, lr=1e-3, momentum=0.9) if name == "momentum"
+               else torch.optim.Adam(ps, lr=1e-3))
+        opt.step()
+        from ...optimizers import optimizer_work
+
+        w = optimizer_work(name, sum(OPT_TENSORS), len(OPT_TENSORS), gpu=device != "cpu")
+        return opt.step, w.flops, w.bytes, w.kernels
+
+    return make
+
+
+def build_benches(device: str, thread_counts: list[int], quick: bool, lowp: list[str]) -> list[Bench]:
+    """Every benchmark to run, in order: each benchmark at every thread count back to back (so a busy spell on
+    a shared machine hits the thread counts of a benchmark alike and the fitted speedups stay sound)."""
+    out: list[Bench] = []
+    shapes = gemm_shapes(14 if quick else 30)
+    convs = [CONV_SHAPES[i] for i in QUICK_CONV] if quick else list(CONV_SHAPES)
+    lowp_shapes = [sh for sh in shapes[len(shapes) // 3::3 if quick else 2] if 2.0 * sh[0] * sh[1] * sh[2] <= 5e8]
+    for t in thread_counts:
+        for op in ("relu", "linear"):
+            out.append(Bench("dispatch", f"autograd {op} chain x{DISPATCH_CHAIN}", "fp32", _dispatch(op), t))
+        out.append(Bench("dispatch_raw", "plain relu, 4 elements", "fp32", _plain_dispatch(), t))
+        for (m, k, n) in shapes:
+            for layout in ("nn", "nt", "tn"):
+                out.append(Bench("matrix", f"gemm {m}x{k}x{n} {layout}", "fp32", _gemm(m, k, n, layout), t))
+        for shp in convs:
+            nb, c, hw, ko, kr, st, pd, tr = shp
+            for which, fkey in conv_passes(shp):
+                lab = f"{'convT' if tr else 'conv'} n{nb} c{c} {hw}x{hw} k{ko} {kr}x{kr}/{st} {which}"
+                out.append(Bench("conv", lab, "fp32", _conv(*shp, which), t, fkey))
+        for n in memory_sizes(quick):
+            for op in ("copy", "add"):
+                out.append(Bench("memory", f"{op} {n} fp32", "fp32", _mem(n, op), t))
+        for dt in lowp:
+            for (m, k, n) in lowp_shapes:
+                out.append(Bench("matrix", f"gemm {m}x{k}x{n} nt", dt, _gemm(m, k, n, "nt"), t))
+            for shp in convs[2::3]:
+                out.append(Bench("conv", f"conv {shp} fwd", dt, _conv(*shp, "fwd"), t))
+        if device == "cpu":  # GPU elementwise kernels are bandwidth bound: the memory curve covers them
+            for op, fields, shape, batches in ELEMENTWISE_OPS:
+                for nb in (batches[:1] if quick else batches):
+                    n = nb * math.prod(shape)
+                    for bwd in (False, True):
+                        key = f"{op}.backward" if bwd else op
+                        out.append(Bench("elementwise", f"{key} {n} elements", "fp32",
+                                         _elementwise(op, fields, shape, nb, bwd), t, key))
+        for name in ("momentum", "adam"):
+            out.append(Bench("check", f"optimizer {name} step, {sum(OPT_TENSORS)} params", "fp32", _optimizer(name), t))
+    order = {t: i for i, t in enumerate(thread_counts)}
+    per_t: dict[int, list[Bench]] = {}
+    for b in out:
+        per_t.setdefault(b.threads, []).append(b)
+    n = max(len(v) for v in per_t.values())
+    return [per_t[t][i] for i in range(n) for t in sorted(per_t, key=order.get) if i < len(per_t[t])]
