@@ -1,0 +1,270 @@
+"""The converter: runs the traced graph (ShapeProp) and maps every node to layers through the handlers."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import math
+import operator
+import traceback
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+import torch.fx as fx
+import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict
+from torch import nn
+
+from ...graph.network_file import validate_op
+from ...graph.shapes import infer_shape
+from .registry import _BRIDGE_HANDLERS, _FUNCTION_HANDLERS, _MODULE_HANDLERS
+from .report import UnmappedOp
+from .trace import _location, _target_name
+from .values import Act, Const, Dict_, LossVal, RecState, Seq, Unmappable  # noqa: F401
+from .values import _dynamic, _params_of, _walk
+
+class _Converter(torch.fx.passes.shape_prop.ShapeProp):
+    """Runs the traced graph (ShapeProp) and maps every node as it goes."""
+
+    def __init__(self, gm: fx.GraphModule, original: nn.Module, batch: int):
+        super().__init__(gm)
+        self.gm = gm
+        self.original = original
+        self.batch = batch
+        self.specs: list[dict] = []
+        self.names: set[str] = set()
+        self.info: dict[fx.Node, Any] = {}
+        self.owner: dict[int, str] = {}  # parameter id -> layer that owns it
+        self.param_numel: dict[int, int] = {id(p): p.numel() for p in gm.parameters()}
+        self.unmapped: list[UnmappedOp] = []
+        self.approx: list[str] = []
+        self.shapes: dict[str, tuple[int, ...]] = {}  # layer -> per-sample output shape
+        self.kinds: dict[str, dict] = {}  # layer -> its raw spec
+        self.param_by_id: dict[int, nn.Parameter] = {id(p): p for p in gm.parameters()}
+        self._pending: dict[str, list[int]] = {}
+        self.layer_names = dict(getattr(original, "layer_names", {}) or {})
+
+    # -- helpers used by handlers --------------------------------------------------------------------
+    def unique(self, base: str) -> str:
+        base = base or "layer"
+        name, k = base, 1
+        while name in self.names:
+            k += 1
+            name = f"{base}_{k}"
+        self.names.add(name)
+        return name
+
+    def layer_name(self, node: fx.Node) -> str:
+        if node.meta.get("perfmodel_layer"):  # a GraphModule of to_module names its layers' output nodes
+            return self.unique(node.meta["perfmodel_layer"])
+        if node.op == "call_module":
+            return self.unique(self.layer_names.get(str(node.target), str(node.target)))
+        return self.unique(node.name)
+
+    def add(self, op: str, name: str, inputs: list[str], **fields) -> str:
+        """Append a layer after validating it and inferring its shape (an error here makes the node custom)."""
+        raw = {"op": op, "name": name, **fields}
+        if op != "input":
+            raw["inputs"] = list(inputs)
+        try:
+            spec = validate_op(raw, f"layer '{name}'")
+            shape = tuple(spec.shape) if op == "input" else infer_shape(spec, [self.shapes[i] for i in inputs])
+        except Exception:
+            self.names.discard(name)
+            raise
+        self.specs.append(raw)
+        self.shapes[name] = shape
+        self.kinds[name] = raw
+        for i in self._pending.pop(name, ()):
+            self.owner.setdefault(i, name)
+        return name
+
+    def ensure(self, a: Act) -> str:
+        """The name of a layer whose output has `a`'s true per-sample shape (adds a reshape if needed)."""
+        if a.real is None or a.real == a.shape:
+            return a.layer
+        if a._view is None:
+            a._view = self.add("reshape", self.unique(f"{a.layer}.view"), [a.layer], shape=list(a.real))
+        return a._view
+
+    def out_act(self, layer: str, result) -> Act:
+        """The activation `result` as the output of `layer`."""
+        return Act(layer, self.shapes[layer], self.per_sample(result))
+
+    def per_sample(self, t) -> tuple[int, ...] | None:
+        if isinstance(t, torch.Tensor) and t.dim() >= 1 and t.shape[0] == self.batch:
+            return tuple(int(d) for d in t.shape[1:])
+        return None
+
+    def claim(self, layer: str, params) -> str | None:
+        """Record `layer` as owner of `params` (nn.Parameters or ids); returns the earlier owner if shared."""
+        ids = [p if isinstance(p, int) else id(p) for p in params if p is not None]
+        prior = {self.owner[i] for i in ids if i in self.owner}
+        own = [i for i in ids if i not in self.owner]
+        self._pending[layer] = own  # becomes ownership when the layer is added (see add)
+        if prior:
+            if own:
+                n = sum(self.param_numel.get(i, 0) for i in own)
+                self.approx.append(f"layer '{layer}' shares parameters of '{sorted(prior)[0]}' but also has "
+                                   f"{n:,} parameters of its own, which a sharing layer does not count")
+            return sorted(prior)[0]
+        return None
+
+    def note(self, text: str) -> None:
+        if text not in self.approx:
+            self.approx.append(text)
+
+    # -- the pass ------------------------------------------------------------------------------------
+    def run_node(self, n: fx.Node):
+        self._pending.clear()
+        args, kwargs = self.fetch_args_kwargs_from_env(n)
+        result = super().run_node(n)
+        ia = fx.node.map_arg(n.args, lambda x: self.info[x])
+        ik = fx.node.map_arg(n.kwargs, lambda x: self.info[x])
+        self.info[n] = self.convert(n, result, args, kwargs, ia, ik)
+        return result
+
+    def convert(self, n: fx.Node, result, args, kwargs, ia, ik):
+        if n.op == "placeholder":
+            return self.placeholder_info(n.name, result)
+        if n.op == "get_attr":
+            ids = frozenset({id(result)}) if isinstance(result, nn.Parameter) else frozenset()
+            return Const(result, ids)
+        if n.op == "output":
+            return None
+        dyn = _dynamic((ia, ik))
+        if not dyn:
+            params = _params_of((ia, ik))
+            if n.op == "call_module":
+                params |= frozenset(id(p) for p in self.gm.get_submodule(n.target).parameters())
+            return Const(result, params)
+        flat = list(_walk((ia, ik)))
+        if any(isinstance(i, LossVal) for i in flat) and not any(isinstance(i, Act) for i in flat):
+            return LossVal()
+        if not isinstance(result, (torch.Tensor, tuple, list)) or (
+                isinstance(result, (tuple, list)) and not any(isinstance(x, torch.Tensor) for x in result)):
+            return Const(result)  # shape queries and the like
+        handler = self.find_handler(n)
+        if handler is not None:
+            try:
+                out = handler(self, n, result, args, kwargs, ia, ik)
+                if out is not None:
+                    return out
+            except Unmappable as e:
+                self._pending.clear()
+                return self.custom(n, result, args, kwargs, ia, ik, str(e))
+            except Exception as e:  # noqa: BLE001 - a handler that trips is treated as "cannot map"
+                self._pending.clear()
+                return self.custom(n, result, args, kwargs, ia, ik, f"mapping failed: {type(e).__name__}: {e}")
+            return self.custom(n, result, args, kwargs, ia, ik, "no mapping for these arguments")
+        return self.custom(n, result, args, kwargs, ia, ik, "no op kind for this operation")
+
+    def placeholder_info(self, name: str, value):
+        if isinstance(value, torch.Tensor):
+            if value.dim() == 0 or value.shape[0] != self.batch:
+                return Const(value)
+            is_int = not value.is_floating_point() and not value.is_complex()
+            lname = self.unique(name)
+            shape = tuple(int(d) for d in value.shape[1:]) or (1,)
+            self.add("input", lname, [], shape=list(shape), dtype="int64" if is_int else "float")
+            return Act(lname, shape, shape if value.dim() > 1 else None, is_int)
+        if isinstance(value, dict):  # the first dict argument names the inputs (GraphModule); others are prefixed
+            first = not any(isinstance(v, Dict_) for v in self.info.values())
+            return Dict_({k: self.placeholder_info(str(k) if first else f"{name}.{k}", v) for k, v in value.items()})
+        if isinstance(value, (list, tuple)):
+            return Seq(tuple(self.placeholder_info(f"{name}_{i}", v) for i, v in enumerate(value)))
+        return Const(value)
+
+    def find_handler(self, n: fx.Node) -> Callable | None:
+        if n.op == "call_module":
+            mod = self.gm.get_submodule(n.target)
+            for cls, h in _MODULE_HANDLERS.items():
+                if type(mod) is cls:
+                    return h
+            for cls, h in _BRIDGE_HANDLERS.items():
+                if isinstance(mod, cls):
+                    return h
+            return None
+        key = n.target if n.op == "call_function" else ("method", n.target)
+        return _FUNCTION_HANDLERS.get(key)
+
+    def custom(self, n: fx.Node, result, args, kwargs, ia, ik, reason: str):
+        """Cost the node as a `custom` layer: true output shape, its parameters, measured FLOPs."""
+        acts = [i for i in _walk((ia, ik)) if isinstance(i, (Act, RecState))]
+        inputs: list[str] = []
+        for a in acts:
+            a = a.act if isinstance(a, RecState) else a
+            nm = self.ensure(a)
+            if nm not in inputs:
+                inputs.append(nm)
+        if not inputs:  # only losses feed it: it is loss arithmetic
+            return LossVal()
+        tensors = [t for t in _walk(result if isinstance(result, (tuple, list)) else [result])
+                   if isinstance(t, torch.Tensor)]
+        out = tensors[0] if tensors else None
+        real = self.per_sample(out)
+        if real is not None and len(real) == 0:
+            real = None
+        if real is not None:
+            shape = real
+        else:
+            numel = out.numel() if out is not None else 1
+            shape = (max(1, numel // self.batch),)
+        params: set[int] = set(_params_of((ia, ik)))
+        if n.op == "call_module":
+            params |= {id(p) for p in self.gm.get_submodule(n.target).parameters()}
+        new = [p for p in params if p not in self.owner]
+        nparams = sum(self.param_numel.get(p, 0) for p in new)
+        flops = self.measure_flops(n, args, kwargs) / self.batch
+        name = self.layer_name(n)
+        target = _target_name(n, self.gm)
+        note = f"{target} at {_location(n)}: {reason}"
+        self.add("custom", name, inputs, output_shape=list(shape), forward_flops_per_sample=flops,
+                 params=nparams, note=note[:300])
+        for p in new:
+            self.owner[p] = name
+        self.unmapped.append(UnmappedOp(layer=name, node=n.name, target=target, location=_location(n),
+                                        flops_per_sample=flops, params=nparams, reason=reason))
+        act = Act(name, shape, real)
+        if isinstance(result, (tuple, list)):  # e.g. split/chunk: every piece reads as this layer's output
+            items = []
+            for r in result:
+                if not isinstance(r, torch.Tensor):
+                    items.append(Const(r))
+                    continue
+                rr = self.per_sample(r)
+                items.append(Act(name, shape, rr if rr is not None and math.prod(rr) == math.prod(shape) else None))
+            return Seq(tuple(items))
+        return act
+
+    def measure_flops(self, n: fx.Node, args, kwargs) -> float:
+        """Forward FLOPs of this node alone (FlopCounterMode; attention forced to the math kernel)."""
+        from torch.utils.flop_counter import FlopCounterMode
+
+        if n.op == "call_module":
+            fn = self.gm.get_submodule(n.target)
+        elif n.op == "call_method":
+            fn = lambda self_, *a, **k: getattr(self_, n.target)(*a, **k)  # noqa: E731
+        else:
+            fn = n.target
+        try:
+            with _math_sdpa(), torch.no_grad(), FlopCounterMode(display=False) as fc:
+                fn(*args, **kwargs)
+            return float(fc.get_total_flops())
+        except Exception:  # noqa: BLE001 - an op that cannot be re-run is costed by its bytes only
+            self.note(f"could not re-run node '{n.name}' to count its FLOPs; counted 0")
+            return 0.0
+
+
+@contextlib.contextmanager
+def _math_sdpa():
+    try:
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+    except ImportError:  # pragma: no cover - older torch
+        yield
+        return
+    with sdpa_kernel(SDPBackend.MATH):
+        yield
