@@ -34,13 +34,9 @@ from typing import Any, Callable, Iterable, Sequence
 from .errors import InputError, PerfModelError
 from .result import BREAKDOWN_PARTS, Prediction
 
-# keyword options of predict() a sweep passes through (any of them may be a list: one axis each)
-_PREDICT_OPTIONS = ("optimizer", "threads", "devices", "nodes", "plan", "sync", "allreduce", "overlap", "bucket_bytes",
-                    "straggler_cv", "dataset_size", "storage", "prefetch", "grad_accumulation",
-                    "input_bytes_per_sample")
 # axes whose change leaves the one-device baseline of the scaling efficiency unchanged
 _MULTI_DEVICE_ONLY = ("devices", "nodes", "plan", "sync", "allreduce", "overlap", "bucket_bytes", "straggler_cv",
-                      "grad_accumulation")
+                      "grad_accumulation", "ps_servers", "ps_colocated", "p2p")
 
 SCENARIO_COLUMNS = ("network", "hardware", "devices", "batch", "global_batch", "dtype", "optimizer", "threads")
 RESULT_COLUMNS = (
@@ -223,13 +219,13 @@ def sweep(network: Any, hardware: Any, *, devices: Any = 1, batch: Any = None, d
     from .graph.io import load_network
     from .hardware.loader import load_hardware
     from .planning import price_per_device_hour
-    from .prediction import DEFAULT_BATCH, predict
+    from .prediction import DEFAULT_BATCH, DEFAULTS, SETUP_FIELDS, predict
 
     t0 = time.perf_counter()
-    unknown = set(options) - set(_PREDICT_OPTIONS)
+    unknown = set(options) - set(SETUP_FIELDS)
     if unknown:
-        raise InputError(f"sweep: unknown option(s) {sorted(unknown)}; known: network, hardware, devices, batch, "
-                         f"dtype, optimizer, threads, {', '.join(o for o in _PREDICT_OPTIONS if o not in ('devices', 'optimizer', 'threads'))}")
+        raise InputError(f"sweep: unknown option(s) {sorted(unknown)}; known: network, hardware, "
+                         f"{', '.join(SETUP_FIELDS)}")
     axes: dict[str, list[Any]] = {
         "network": _axis(network), "hardware": _axis(hardware), "devices": _axis(devices),
         "batch": _axis(DEFAULT_BATCH if batch is None else batch), "dtype": _axis(dtype),
@@ -296,7 +292,7 @@ def sweep(network: Any, hardware: Any, *, devices: Any = 1, batch: Any = None, d
         gi, hi = c[idx_of["network"]], c[idx_of["hardware"]]
         # pass only non-default keys so the call is exactly what a user would write
         kw = {k: val[k] for k in names if k not in ("network", "hardware")
-              and not (k in _DEFAULTS and _same(val[k], _DEFAULTS[k]))}
+              and not (k in DEFAULTS and _same(val[k], DEFAULTS[k]))}
         res = run((gi, hi, _freeze(kw)), kw, gi, hi)
         row: dict[str, Any] = {
             "network": net_labels[gi], "hardware": hw_labels[hi], "devices": val["devices"], "batch": val["batch"],
@@ -404,13 +400,6 @@ def _run_forked(one_row, calls, combos, eval_order, rows, n_workers, progress, t
     finally:
         _FORK_STATE.clear()
     return extra
-
-
-_DEFAULTS: dict[str, Any] = {
-    "batch": None, "dtype": "fp32", "optimizer": "sgd", "threads": None, "devices": 1, "nodes": None, "plan": None,
-    "sync": "sync", "allreduce": "ring", "overlap": True, "bucket_bytes": None, "straggler_cv": 0.0,
-    "dataset_size": None, "storage": None, "prefetch": True, "grad_accumulation": 1, "input_bytes_per_sample": None,
-}
 
 
 def _same(a: Any, b: Any) -> bool:

@@ -142,3 +142,39 @@ def test_more_threads_up_to_physical_cores_never_slower(net, dev, batch, serial,
 def test_threads_past_physical_cores_do_not_help(cpu):
     t = {n: perfmodel.predict("fcn5", cpu, batch=64, threads=n, layers=False).iteration_time_s for n in (4, 8)}
     assert t[8] >= t[4]
+
+
+# ---- TrainingSetup: every option once, checked, named in errors -----------------------------------
+
+def test_setup_defaults_and_field_checks():
+    from perfmodel.prediction import DEFAULTS, SETUP_FIELDS, make_setup
+
+    s = make_setup()
+    assert s.batch_or_default == 32 and s.dtype == "fp32" and s.optimizer == "sgd" and s.zero == 0
+    assert set(DEFAULTS) == set(SETUP_FIELDS)
+    for bad, field in ((dict(batch=0), "batch"), (dict(straggler_cv=float("nan")), "straggler_cv"),
+                       (dict(straggler_cv=-1.0), "straggler_cv"), (dict(dtype="fp7"), "dtype"),
+                       (dict(zero=4), "zero"), (dict(recompute="some"), "recompute"), (dict(devices=0), "devices"),
+                       (dict(bucket_bytes=float("inf")), "bucket_bytes"), (dict(optimizer="lion"), "optimizer")):
+        with pytest.raises(perfmodel.InputError, match=field):
+            make_setup(**bad)
+    with pytest.raises(perfmodel.InputError, match="unknown option"):
+        make_setup(warp=9)
+
+
+@pytest.mark.parametrize("opt", [dict(sharding="full"), dict(sequence_parallel=True), dict(context_parallel=2),
+                                 dict(virtual_stages=2), dict(offload_activations=True), dict(expert_parallel=2),
+                                 dict(zero=2), dict(zero=3), dict(recompute="selective")])
+def test_options_not_modelled_yet_raise(opt):
+    (name, value), = opt.items()
+    with pytest.raises(perfmodel.InputError, match=f"{name}.*not modelled yet"):
+        perfmodel.predict("fcn5", "v100-sxm2", **opt)
+
+
+def test_predict_takes_a_setup_object_or_keywords():
+    from perfmodel.prediction import make_setup
+
+    s = make_setup(batch=16, devices=4)
+    a = perfmodel.predict("fcn5", "dgx1-v100", s, layers=False)
+    b = perfmodel.predict("fcn5", "dgx1-v100", batch=16, devices=4, layers=False)
+    assert a.iteration_time_s == b.iteration_time_s and a.devices == 4

@@ -182,3 +182,16 @@ def test_forked_workers_give_the_same_rows():
     two = sweep(small_mlp(), workers=2, progress=lambda d, t: calls.append(d), **kw)
     assert two.rows == one.rows
     assert calls[-1] == len(one)
+
+
+def test_every_setup_field_is_sweepable():
+    res = sweep("fcn5", "dgx1-v100", devices=8, scaling=["weak", "strong"], ps_servers=[1, 2], p2p=[True, False],
+                allreduce="ps", efficiency=False)
+    assert len(res) == 8 and all(r["error"] is None for r in res.rows)
+    t = {(r["scaling"], r["ps_servers"], r["p2p"]): r["iteration_time_s"] for r in res.rows}
+    assert t[("weak", 1, True)] == predict("fcn5", "dgx1-v100", devices=8, allreduce="ps", ps_servers=1,
+                                           p2p=True, layers=False).iteration_time_s
+    assert t[("strong", 1, True)] < t[("weak", 1, True)]  # 32 samples in all instead of 32 per device
+    r = sweep("resnet50", "v100-sxm2", storage="hdd", dataset_size=1e12, raid0=[1, 4], prefetch=False,
+              efficiency=False)
+    assert r.rows[0]["io_s"] > r.rows[1]["io_s"] > 0

@@ -65,49 +65,31 @@ def predict(
     ps_servers: Optional[int] = typer.Option(None, "--ps-servers", help="parameter-server shards (--allreduce ps, async, mixed)"),
     ps_colocated: bool = typer.Option(False, "--ps-colocated", help="parameter-server shards run on the worker nodes"),
     p2p: Optional[bool] = typer.Option(None, "--p2p/--no-p2p", help="force GPUDirect peer-to-peer over PCIe on or off"),
+    zero: int = typer.Option(0, "--zero", help="ZeRO stage: 1 shards the optimizer state over data-parallel ranks"),
+    sharding: str = typer.Option("none", "--sharding", help="FSDP sharding: none, full or hybrid (not modelled yet)"),
+    sequence_parallel: bool = typer.Option(False, "--sequence-parallel", help="Megatron sequence parallelism (not modelled yet)"),
+    context_parallel: int = typer.Option(1, "--context-parallel", help="context-parallel degree (not modelled yet)"),
+    virtual_stages: int = typer.Option(1, "--virtual-stages", help="interleaved 1F1B chunks per stage (not modelled yet)"),
+    recompute: str = typer.Option("none", "--recompute", help="activation recomputation: none or full (selective: not modelled yet)"),
+    offload_activations: bool = typer.Option(False, "--offload-activations", help="offload activations to host (not modelled yet)"),
+    expert_parallel: int = typer.Option(1, "--expert-parallel", help="expert-parallel degree (not modelled yet)"),
     layers: bool = typer.Option(False, "--layers", help="show every layer (and include them in --json)"),
     json_out: bool = typer.Option(False, "--json", help="machine-readable output"),
 ) -> None:
     """Predict one training iteration: time, breakdown, memory and bottleneck."""
+    from ..prediction import make_setup
     from ..prediction import predict as api_predict
 
-    options = {}
-    if devices != 1:
-        options["devices"] = devices
-    if nodes is not None:
-        options["nodes"] = nodes
-    if plan:
-        options["plan"] = parse_plan(plan)
-    if sync != "sync":
-        options["sync"] = sync
-    if allreduce != "ring":
-        options["allreduce"] = allreduce
-    if no_overlap:
-        options["overlap"] = False
-    if straggler_cv:
-        options["straggler_cv"] = straggler_cv
-    if dataset_size is not None:
-        options["dataset_size"] = parse_size(dataset_size, "--dataset-size")
-    if storage is not None:
-        options["storage"] = storage
-    if no_prefetch:
-        options["prefetch"] = False
-    if raid0 is not None:
-        options["raid0"] = raid0
-    if bucket_size is not None:
-        options["bucket_bytes"] = parse_size(bucket_size, "--bucket-size")
-    if grad_accumulation != 1:
-        options["grad_accumulation"] = grad_accumulation
-    if scaling != "weak":
-        options["scaling"] = scaling
-    if ps_servers is not None:
-        options["ps_servers"] = ps_servers
-    if ps_colocated:
-        options["ps_colocated"] = True
-    if p2p is not None:
-        options["p2p"] = p2p
-    p = api_predict(network, hardware, batch=batch, dtype=dtype, threads=threads, optimizer=optimizer,
-                    layers=True, **options)
+    setup = make_setup(
+        batch=batch, dtype=dtype, threads=threads, optimizer=optimizer, devices=devices, nodes=nodes,
+        plan=parse_plan(plan), sync=sync, allreduce=allreduce, overlap=not no_overlap,
+        bucket_bytes=parse_size(bucket_size, "--bucket-size"), straggler_cv=straggler_cv,
+        dataset_size=parse_size(dataset_size, "--dataset-size"), storage=storage, prefetch=not no_prefetch,
+        grad_accumulation=grad_accumulation, scaling=scaling, ps_servers=ps_servers, ps_colocated=ps_colocated,
+        p2p=p2p, raid0=raid0, zero=zero, sharding=sharding, sequence_parallel=sequence_parallel,
+        context_parallel=context_parallel, virtual_stages=virtual_stages, recompute=recompute,
+        offload_activations=offload_activations, expert_parallel=expert_parallel)
+    p = api_predict(network, hardware, setup, layers=True)
     if json_out:
         typer.echo(dumps(p.to_dict(layers=layers)))
     else:

@@ -32,8 +32,8 @@ from ..memory import MAX_BATCH, largest_batch, memory_footprint
 from ..ops import DTYPE_BYTES, STAGES
 from ..ops.base import graph_costs
 from ..optimizers import MASTER_BYTES, optimizer_state_bytes, optimizer_work
-from ..prediction import assumptions as single_assumptions
-from ..prediction import bottleneck_text, layer_rows
+from ..prediction.assemble import assumptions as single_assumptions
+from ..prediction.assemble import bottleneck_text, layer_rows
 from ..result import BREAKDOWN_PARTS, MemoryFootprint, Prediction
 from ..step import LOWP, StageTime, stage_time, step_profile
 from . import collectives as C
@@ -107,32 +107,19 @@ def _sums(prof) -> _Sums:
     return out
 
 
-def predict_parallel(graph: LayerGraph, hw: Any, *, batch: int, dtype: str = "fp32", threads: int | None = None,
-                     optimizer: str = "sgd", layers: bool = True, devices: int = 1, nodes: int | None = None,
-                     plan: dict | None = None, sync: str = "sync", allreduce: str = "ring", overlap: bool = True,
-                     bucket_bytes: float | None = None, straggler_cv: float = 0.0, dataset_size: float | None = None,
-                     storage: str | None = None, prefetch: bool = True, grad_accumulation: int = 1,
-                     input_bytes_per_sample: float | None = None, scaling: str = "weak",
-                     ps_servers: int | None = None, ps_colocated: bool = False, p2p: bool | None = None,
-                     raid0: int | None = None) -> Prediction:
-    """One iteration of `graph` on a device, node or cluster with a parallel plan; see the module docstring.
+def predict_parallel(graph: LayerGraph, hw: Any, setup, *, layers: bool = True) -> Prediction:
+    """One iteration of `graph` on a device, node or cluster under a TrainingSetup; see the module docstring.
 
-    batch: samples per data-parallel replica per micro-step (weak scaling) or the global batch
+    setup.batch: samples per data-parallel replica per micro-step (weak scaling) or the global batch
     (scaling='strong'). The Prediction's `batch` is the global batch of the iteration.
     """
-    # ---- arguments ------------------------------------------------------------------------------
-    if isinstance(devices, bool) or not isinstance(devices, int) or devices < 1:
-        raise InputError(f"devices must be a positive integer, got {devices!r}")
-    if sync not in SYNC_MODES:
-        raise InputError(f"sync must be one of {', '.join(SYNC_MODES)}, got {sync!r}")
-    if straggler_cv is None or straggler_cv < 0:
-        raise InputError(f"straggler_cv must be >= 0, got {straggler_cv!r}")
-    if dataset_size is not None and dataset_size <= 0:
-        raise InputError(f"dataset_size must be > 0 bytes, got {dataset_size!r}")
-    if ps_servers is not None and (not isinstance(ps_servers, int) or ps_servers < 1):
-        raise InputError(f"ps_servers must be a positive integer, got {ps_servers!r}")
-    if raid0 is not None and (not isinstance(raid0, int) or raid0 < 1):
-        raise InputError(f"raid0 must be a positive number of disks, got {raid0!r}")
+    batch, dtype, threads, optimizer = setup.batch_or_default, setup.dtype, setup.threads, setup.optimizer
+    devices, nodes, plan, sync, allreduce = setup.devices, setup.nodes, setup.plan, setup.sync, setup.allreduce
+    overlap, bucket_bytes, straggler_cv = setup.overlap, setup.bucket_bytes, setup.straggler_cv
+    dataset_size, storage, prefetch = setup.dataset_size, setup.storage, setup.prefetch
+    grad_accumulation, input_bytes_per_sample, scaling = setup.grad_accumulation, setup.input_bytes_per_sample, \
+        setup.scaling
+    ps_servers, ps_colocated, p2p, raid0 = setup.ps_servers, setup.ps_colocated, setup.p2p, setup.raid0
     warnings: list[str] = []
     pl_ = make_plan(plan, devices)
     n_dev = pl_.devices

@@ -1,61 +1,20 @@
-"""predict(): network + hardware + options -> Prediction (single device here; several devices via perfmodel.parallel)."""
+"""Assembly of a Prediction: per-layer rows, breakdown, bottleneck sentence, assumptions."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-from .errors import InputError
-from .graph.io import load_network
-from .graph.layer_graph import LayerGraph
-from .hardware.loader import load_hardware
-from .hardware.schema import Device
-from .memory import memory_footprint
-from .ops import STAGES
-from .result import BREAKDOWN_PARTS, LayerRow, Prediction
-from .step import StepProfile, step_profile
+from ..errors import InputError
+from ..graph.io import load_network
+from ..graph.layer_graph import LayerGraph
+from ..hardware.loader import load_hardware
+from ..hardware.schema import Device
+from ..memory import memory_footprint
+from ..ops import STAGES
+from ..result import BREAKDOWN_PARTS, LayerRow, Prediction
+from ..step import StepProfile, step_profile
 
-DEFAULT_BATCH = 32
-
-# Options that only make sense with several devices or with a data pipeline; any of them set to a
-# non-default value routes the call through perfmodel.parallel.
-_PARALLEL_DEFAULTS: dict[str, Any] = {
-    "devices": 1, "nodes": None, "plan": None, "sync": "sync", "allreduce": "ring", "overlap": True,
-    "bucket_bytes": None, "straggler_cv": 0.0, "dataset_size": None, "storage": None, "prefetch": True,
-    "grad_accumulation": 1, "input_bytes_per_sample": None, "scaling": "weak", "ps_servers": None,
-    "ps_colocated": False, "p2p": None, "raid0": None,
-}
-
-
-def predict(network: str | Path | LayerGraph, hardware: str | Path | Any, *, batch: int | None = None,
-            dtype: str = "fp32", threads: int | None = None, optimizer: str = "sgd", layers: bool = True,
-            **parallel_options: Any) -> Prediction:
-    """Predict one training iteration of `network` on `hardware` at `batch` samples (per device on one device).
-
-    `network` and `hardware` are built-in names, file paths, or loaded objects. Multi-device and data
-    flow options (devices, nodes, plan, sync, allreduce, overlap, straggler_cv, dataset_size, storage,
-    prefetch, ...) are handled by perfmodel.parallel; see its docs.
-    """
-    unknown = set(parallel_options) - set(_PARALLEL_DEFAULTS)
-    if unknown:
-        raise InputError(f"unknown option(s) {sorted(unknown)}; known: batch, dtype, threads, optimizer, layers, "
-                         f"{', '.join(_PARALLEL_DEFAULTS)}")
-    graph = load_network(network)
-    hw = load_hardware(hardware)
-    batch = DEFAULT_BATCH if batch is None else batch
-    needs_parallel = getattr(hw, "kind", "device") != "device" or any(
-        parallel_options.get(k, v) != v for k, v in _PARALLEL_DEFAULTS.items())
-    if needs_parallel:
-        try:
-            from .parallel.predict import predict_parallel
-        except ImportError as e:  # pragma: no cover
-            raise InputError(f"multi-device prediction is not available: {e}") from None
-        return predict_parallel(graph, hw, batch=batch, dtype=dtype, threads=threads, optimizer=optimizer,
-                                layers=layers, **parallel_options)
-    if not isinstance(hw, Device):
-        raise InputError(f"'{getattr(hw, 'name', hardware)}' is a {hw.kind} profile; predict needs a device, node or cluster")
-    prof = step_profile(graph, hw, batch, dtype, threads, optimizer)
-    return prediction_from_profile(prof, layers=layers)
 
 
 def layer_rows(prof: StepProfile, only: list[int] | None = None) -> tuple[LayerRow, ...]:

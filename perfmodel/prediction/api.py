@@ -1,0 +1,44 @@
+"""predict(): one training iteration of a network on a device, node or cluster under a TrainingSetup."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ..errors import InputError
+from ..graph.io import load_network
+from ..graph.layer_graph import LayerGraph
+from ..hardware.loader import load_hardware
+from ..hardware.schema import Device
+from ..step import step_profile
+from .assemble import prediction_from_profile
+from .setup import DEFAULTS, TrainingSetup, make_setup
+
+# options that keep a single-device prediction on one device without a data pipeline
+_SINGLE_DEVICE_FIELDS = ("batch", "dtype", "threads", "optimizer")
+
+
+def predict(network: str | Path | LayerGraph, hardware: str | Path | Any, setup: TrainingSetup | None = None, *,
+            layers: bool = True, **options: Any) -> Prediction:  # noqa: F821
+    """Predict one training iteration of `network` on `hardware` under `setup` (or its fields as keywords).
+
+    `network` and `hardware` are built-in names, file paths, or loaded objects. Every option is a field
+    of perfmodel.prediction.TrainingSetup (batch, dtype, threads, optimizer, devices, plan, sync, ...).
+    """
+    if setup is None:
+        setup = make_setup(**options)
+    elif options:
+        setup = make_setup(**{**setup.model_dump(exclude_unset=True), **options})
+    setup.check_modelled()
+    graph = load_network(network)
+    hw = load_hardware(hardware)
+    single = getattr(hw, "kind", "device") == "device" and all(
+        getattr(setup, k) == v for k, v in DEFAULTS.items() if k not in _SINGLE_DEVICE_FIELDS)
+    if not single:
+        from ..parallel.predict import predict_parallel
+
+        return predict_parallel(graph, hw, setup, layers=layers)
+    if not isinstance(hw, Device):
+        raise InputError(f"'{getattr(hw, 'name', hardware)}' is a {hw.kind} profile; predict needs a device, node or cluster")
+    prof = step_profile(graph, hw, setup.batch_or_default, setup.dtype, setup.threads, setup.optimizer)
+    return prediction_from_profile(prof, layers=layers)

@@ -1,0 +1,136 @@
+"""TrainingSetup: every option of a training prediction, once, with its default, unit and check.
+
+predict(), sweep() and plan_search() all take these names; the CLI builds one from its flags. Options
+of the large-model issue that are not modelled yet raise a clear error when set to a non-default
+value (never silently ignored).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from ..errors import InputError, format_pydantic_error
+from ..ops import DTYPE_BYTES
+from ..optimizers import OPTIMIZER_NAMES
+from ..parallel.plan import ALLREDUCE_CHOICES, Plan
+from ..parallel.sync_modes import SYNC_MODES
+
+DEFAULT_BATCH = 32
+
+# option -> (default it must keep, why) for the options named but not yet modelled
+NOT_MODELLED: dict[str, Any] = {
+    "sharding": "none", "sequence_parallel": False, "context_parallel": 1, "virtual_stages": 1,
+    "offload_activations": False, "expert_parallel": 1,
+}
+ZERO_MODELLED = (0,)
+RECOMPUTE_MODELLED = ("none",)
+
+
+class TrainingSetup(BaseModel):
+    """Every prediction option with its default and check (units in the descriptions)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    batch: int | None = Field(default=None, gt=0, description="samples per replica per iteration (weak scaling) "
+                                                               "or the global batch (strong); default 32")
+    dtype: str = Field(default="fp32", description="compute dtype: fp32, tf32, fp16, bf16, fp8, int8")
+    threads: int | None = Field(default=None, gt=0, description="CPU threads per process (default: physical cores)")
+    optimizer: str = Field(default="sgd", description="sgd, momentum, adam or adamw")
+    devices: int = Field(default=1, gt=0, description="devices used")
+    nodes: int | None = Field(default=None, gt=0, description="nodes the devices are spread over (cluster profiles)")
+    plan: Plan | None = Field(default=None, description="dp x tp x pp degrees, micro-batches, schedule")
+    sync: Literal["sync", "async", "mixed"] = "sync"
+    allreduce: Literal["ring", "tree", "halving-doubling", "hierarchical", "ps"] = "ring"
+    overlap: bool = Field(default=True, description="gradient all-reduce overlaps backward")
+    bucket_bytes: float | None = Field(default=None, gt=0, description="gradient bucket size in bytes (DDP: 25 MiB)")
+    straggler_cv: float = Field(default=0.0, ge=0, description="coefficient of variation of per-device step time")
+    dataset_size: float | None = Field(default=None, gt=0, description="dataset size in bytes (enables the IO model)")
+    storage: str | None = Field(default=None, description="storage profile the dataset is read from")
+    prefetch: bool = Field(default=True, description="input loading overlaps compute")
+    grad_accumulation: int = Field(default=1, gt=0, description="micro-steps per gradient synchronisation")
+    input_bytes_per_sample: float | None = Field(default=None, gt=0, description="bytes of one sample on storage")
+    scaling: Literal["weak", "strong"] = "weak"
+    ps_servers: int | None = Field(default=None, gt=0, description="parameter-server shards")
+    ps_colocated: bool = Field(default=False, description="parameter-server shards run on the worker nodes")
+    p2p: bool | None = Field(default=None, description="force GPUDirect peer-to-peer over PCIe on or off")
+    raid0: int | None = Field(default=None, gt=0, description="stripe the storage over this many disks")
+    # large-model options (issue 14 names)
+    zero: int = Field(default=0, ge=0, le=3, description="ZeRO stage: 1 shards the optimizer state over dp")
+    sharding: Literal["none", "full", "hybrid"] = "none"
+    sequence_parallel: bool = False
+    context_parallel: int = Field(default=1, gt=0)
+    virtual_stages: int = Field(default=1, gt=0, description="interleaved 1F1B model chunks per stage")
+    recompute: Literal["none", "selective", "full"] = Field(
+        default="none", description="full: every repeated block but the last recomputes its forward in backward")
+    offload_activations: bool = False
+    expert_parallel: int = Field(default=1, gt=0)
+
+    @field_validator("dtype")
+    @classmethod
+    def _dtype(cls, v: str) -> str:
+        if v not in DTYPE_BYTES:
+            raise ValueError(f"must be one of {', '.join(DTYPE_BYTES)}")
+        return v
+
+    @field_validator("optimizer")
+    @classmethod
+    def _optimizer(cls, v: str) -> str:
+        if v not in OPTIMIZER_NAMES:
+            raise ValueError(f"must be one of {', '.join(OPTIMIZER_NAMES)}")
+        return v
+
+    @field_validator("bucket_bytes", "straggler_cv", "dataset_size", "input_bytes_per_sample")
+    @classmethod
+    def _finite(cls, v: float | None) -> float | None:
+        if v is not None and not math.isfinite(v):
+            raise ValueError("must be a finite number")
+        return v
+
+    @field_validator("plan", mode="before")
+    @classmethod
+    def _plan(cls, v: Any) -> Any:
+        if v is not None and not isinstance(v, (dict, Plan)):
+            raise ValueError("must be a dict like {'dp': 8, 'tp': 1, 'pp': 1, 'microbatches': 4}")
+        return v
+
+    @property
+    def batch_or_default(self) -> int:
+        return DEFAULT_BATCH if self.batch is None else self.batch
+
+    def changed(self) -> dict[str, Any]:
+        """The options that differ from their defaults (what a user would have written)."""
+        return {k: getattr(self, k) for k in self.model_fields_set if getattr(self, k) != DEFAULTS[k]}
+
+    def check_modelled(self) -> None:
+        """Raise InputError for an option set to a value the model cannot represent yet."""
+        for k, d in NOT_MODELLED.items():
+            if getattr(self, k) != d:
+                raise InputError(f"{k}={getattr(self, k)!r} is not modelled yet (only {k}={d!r} is)")
+        if self.zero not in ZERO_MODELLED:
+            raise InputError(f"zero={self.zero} is not modelled yet (zero=0 or zero=1 are)")
+        if self.recompute not in RECOMPUTE_MODELLED:
+            raise InputError(f"recompute={self.recompute!r} is not modelled yet (none or full are)")
+
+
+SETUP_FIELDS: tuple[str, ...] = tuple(TrainingSetup.model_fields)
+DEFAULTS: dict[str, Any] = {k: f.default for k, f in TrainingSetup.model_fields.items()}
+assert set(ALLREDUCE_CHOICES) == set(TrainingSetup.model_fields["allreduce"].annotation.__args__)  # noqa: S101
+assert set(SYNC_MODES) == set(TrainingSetup.model_fields["sync"].annotation.__args__)  # noqa: S101
+
+
+def make_setup(**options: Any) -> TrainingSetup:
+    """A TrainingSetup from keyword options; unknown names and bad values raise InputError naming the field."""
+    unknown = set(options) - set(SETUP_FIELDS)
+    if unknown:
+        raise InputError(f"unknown option(s) {sorted(unknown)}; known: {', '.join(SETUP_FIELDS)}")
+    if isinstance(options.get("plan"), dict):
+        from ..parallel.plan import make_plan
+
+        options = {**options, "plan": make_plan(options["plan"], 1)}
+    try:
+        return TrainingSetup(**options)
+    except ValidationError as e:
+        raise InputError(format_pydantic_error(e)) from None
