@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from ..units import parse_quantity
+from .traits import DeviceTraits
 
 
 def _q(family: str):
@@ -100,6 +101,10 @@ class Efficiency(_Frozen):
     # stride-1 kernels (oneDNN's backward-data of a strided convolution, far slower still for 1x1 ones,
     # and forward of a transposed one on CPUs). Written by `perfmodel calibrate`; None or a missing key: 1.
     stage_factors: dict[str, Annotated[float, Field(gt=0, allow_inf_nan=False)]] | None = None
+    # Curves by efficiency key (e.g. "conv/depthwise", "matmul/thin", "default"); lowp_curves for tf32/fp16/
+    # bf16/fp8/int8. Looked up along a fallback chain (hardware/traits.py efficiency_curve).
+    curves: dict[str, EfficiencyCurve] | None = None
+    lowp_curves: dict[str, EfficiencyCurve] | None = None
     source: str = "default guesses; replace by `perfmodel calibrate` or a fitted profile"
 
     def curve(self, family: str, dtype: str) -> EfficiencyCurve:
@@ -148,6 +153,7 @@ class Device(_Frozen):
     clock_hz: Hertz | None = Field(default=None, alias="clock")
     simd: str = ""
     thread_scaling: ThreadScaling = ThreadScaling()
+    traits: DeviceTraits = DeviceTraits()  # behaviour; unset traits default by `type` (hardware/traits.py)
 
     @model_validator(mode="after")
     def _check(self):

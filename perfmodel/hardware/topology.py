@@ -36,6 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from ..errors import HardwareError
 from .loader import load_hardware, register_kind
 from .schema import Bandwidth, Bytes, Device, Link, Storage
+from .traits import device_traits
 
 
 class _Frozen(BaseModel):
@@ -243,9 +244,11 @@ def _pcie_ring(device: Device, host_links, groups, fabric_type: str) -> tuple[fl
 
 
 def node_from_device(device: Device, devices: int = 1) -> Node:
-    """An implicit node of `devices` copies of a bare device, each on its own host link, talking through PCIe."""
-    host_mem = device.memory_bytes if device.is_cpu else DEFAULT_HOST_MEMORY_BYTES
-    ft = "host" if device.is_cpu else "pcie-p2p"
+    """An implicit node of `devices` copies of a bare device, each on its own host link, talking through PCIe
+    (or, for a device computing out of host memory, through that memory)."""
+    in_host = device_traits(device).host_memory_is_device_memory
+    host_mem = device.memory_bytes if in_host else DEFAULT_HOST_MEMORY_BYTES
+    ft = "host" if in_host else "pcie-p2p"
     return Node(name=f"{devices}x-{device.name}" if devices > 1 else device.name,
                 source="implicit node built from a device profile", device=device, devices=devices,
                 host_memory=host_mem, fabric_type=ft)

@@ -14,6 +14,10 @@ from . import (  # noqa: F401  (importing a module registers its rules)
     recurrent,
     shape_ops,
 )
-from .base import COST_RULES, DTYPE_BYTES, FAMILIES, STAGES, OpCost, Work, cost_rule, op_cost
+from .base import (
+    COST_RULES, DTYPE_BYTES, FAMILIES, OP_KINDS, STAGES, ConvShape, GemmShape, OpCost, OpKind, Work, cost_rule,
+    inference_cost, inference_mode, op_cost, tp_role,
+)
 
-__all__ = ["COST_RULES", "DTYPE_BYTES", "FAMILIES", "STAGES", "OpCost", "Work", "cost_rule", "op_cost"]
+__all__ = ["COST_RULES", "DTYPE_BYTES", "FAMILIES", "OP_KINDS", "STAGES", "ConvShape", "GemmShape", "OpCost", "OpKind",
+           "Work", "cost_rule", "inference_cost", "inference_mode", "op_cost", "tp_role"]

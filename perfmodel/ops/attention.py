@@ -10,30 +10,38 @@ Backward: the GEMMs do twice the forward's FLOPs. op_cost drops backward_data wh
 needs no gradient, yet the chain from dy back to dQKV is still needed for the in-projection weight
 gradient; so backward_data holds only dX = dQKV W_in, and backward_weight holds dW_out, dW_in, the bias
 reductions and that chain (extra["data_chain_flops"] gives the chain's FLOPs).
+
+Efficiency keys: attention/proj (QKV and output projections, dX), attention/scores (Q K^T),
+attention/context (P V), attention/weight-grad, attention/chain (the backward bmm chain), elementwise/softmax/attention,
+elementwise/dropout and reduce/bias; the GEMMs carry their shapes (per head for the bmms).
 """
 
 from __future__ import annotations
 
 from ..graph.layer_graph import Layer
-from .base import OpCost, Work, cost_rule
+from .base import GemmShape, OpCost, Work, cost_rule
 from .elementwise import DROPOUT_FLOPS, MASK_BYTES, SOFTMAX_BWD_FLOPS, SOFTMAX_FWD_FLOPS
 
 
-def _forward(batch: int, t: int, d: int, s: int, bias: int, p: float, b: int) -> tuple[Work, ...]:
-    """QKV GEMM, scores, softmax, (dropout), probs x V, output projection; s = score elements."""
-    btd = batch * t * d
+def _forward(batch: int, t: int, d: int, h: int, s: int, bias: int, p: float, b: int) -> tuple[Work, ...]:
+    """QKV GEMM, scores, softmax, (dropout), probs x V, output projection; s = score elements, h heads."""
+    btd, dh = batch * t * d, d // h
     works = [
         Work("matrix", flops=2 * btd * 3 * d + bias * 3 * btd, bytes_read=(btd + 3 * d * d + bias * 3 * d) * b,
-             bytes_written=3 * btd * b),
-        Work("matrix", flops=2 * btd * t, bytes_read=2 * btd * b, bytes_written=s * b),
-        Work("memory", flops=SOFTMAX_FWD_FLOPS * s, bytes_read=s * b, bytes_written=s * b),
+             bytes_written=3 * btd * b, efficiency_key="attention/proj", shape=GemmShape(batch * t, 3 * d, d)),
+        Work("matrix", flops=2 * btd * t, bytes_read=2 * btd * b, bytes_written=s * b,
+             efficiency_key="attention/scores", shape=GemmShape(t, t, dh, batch * h)),
+        Work("memory", flops=SOFTMAX_FWD_FLOPS * s, bytes_read=s * b, bytes_written=s * b,
+             efficiency_key="elementwise/softmax/attention"),
     ]
     if p > 0:
-        works.append(Work("memory", flops=DROPOUT_FLOPS * s, bytes_read=s * b, bytes_written=s * (b + MASK_BYTES)))
+        works.append(Work("memory", flops=DROPOUT_FLOPS * s, bytes_read=s * b, bytes_written=s * (b + MASK_BYTES),
+                          efficiency_key="elementwise/dropout"))
     works += [
-        Work("matrix", flops=2 * btd * t, bytes_read=(s + btd) * b, bytes_written=btd * b),
+        Work("matrix", flops=2 * btd * t, bytes_read=(s + btd) * b, bytes_written=btd * b,
+             efficiency_key="attention/context", shape=GemmShape(t, dh, t, batch * h)),
         Work("matrix", flops=2 * btd * d + bias * btd, bytes_read=(btd + d * d + bias * d) * b,
-             bytes_written=btd * b),
+             bytes_written=btd * b, efficiency_key="attention/proj", shape=GemmShape(batch * t, d, d)),
     ]
     return tuple(works)
 
@@ -43,19 +51,23 @@ def _backward_weight(batch: int, t: int, d: int, s: int, bias: int, p: float, b:
     btd = batch * t * d
     works = [
         Work("matrix", flops=2 * btd * d + 2 * btd * 3 * d, bytes_read=(2 * btd + 4 * btd) * b,
-             bytes_written=4 * d * d * b, kernels=2),
+             bytes_written=4 * d * d * b, kernels=2, efficiency_key="attention/weight-grad",
+             shape=GemmShape(d, 3 * d, batch * t)),
         Work("matrix", flops=2 * btd * d + 8 * btd * t, bytes_read=(btd + d * d + 5 * btd + 3 * s) * b,
-             bytes_written=(btd + s + 3 * btd) * b, kernels=5),
-        Work("memory", flops=SOFTMAX_BWD_FLOPS * s, bytes_read=2 * s * b, bytes_written=s * b),
+             bytes_written=(btd + s + 3 * btd) * b, kernels=5, efficiency_key="attention/chain"),
+        Work("memory", flops=SOFTMAX_BWD_FLOPS * s, bytes_read=2 * s * b, bytes_written=s * b,
+             efficiency_key="elementwise/softmax/attention"),
     ]
     if p > 0:
-        works.append(Work("memory", flops=DROPOUT_FLOPS * s, bytes_read=s * (b + MASK_BYTES), bytes_written=s * b))
+        works.append(Work("memory", flops=DROPOUT_FLOPS * s, bytes_read=s * (b + MASK_BYTES), bytes_written=s * b,
+                          efficiency_key="elementwise/dropout"))
     if bias:
-        works.append(Work("memory", flops=4 * btd, bytes_read=4 * btd * b, bytes_written=4 * d * b, kernels=2))
+        works.append(Work("memory", flops=4 * btd, bytes_read=4 * btd * b, bytes_written=4 * d * b, kernels=2,
+                          efficiency_key="reduce/bias"))
     return tuple(works)
 
 
-@cost_rule("attention")
+@cost_rule("attention", tp="heads")
 def attention(layer: Layer, batch: int, b: int) -> OpCost:
     """Self-attention cost; saves x, Q, K, V, the probabilities, the context (and the dropout mask and
     dropped probabilities when dropout > 0). Params as nn.MultiheadAttention: 4*D*D (+ 4*D bias)."""
@@ -64,10 +76,11 @@ def attention(layer: Layer, batch: int, b: int) -> OpCost:
     bias, p = int(sp.bias), sp.dropout
     s, btd = batch * sp.heads * t * t, batch * t * d
     bwd_w = _backward_weight(batch, t, d, s, bias, p, b)
-    dx = Work("matrix", flops=2 * btd * 3 * d, bytes_read=(3 * btd + 3 * d * d) * b, bytes_written=btd * b)
+    dx = Work("matrix", flops=2 * btd * 3 * d, bytes_read=(3 * btd + 3 * d * d) * b, bytes_written=btd * b,
+              efficiency_key="attention/proj", shape=GemmShape(batch * t, d, 3 * d))
     chain = sum(w.flops for w in bwd_w[1:3 + (p > 0)])  # chain GEMMs, softmax and dropout backward
     return OpCost(
-        forward=_forward(batch, t, d, s, bias, p, b), backward_data=(dx,), backward_weight=bwd_w,
+        forward=_forward(batch, t, d, sp.heads, s, bias, p, b), backward_data=(dx,), backward_weight=bwd_w,
         params=4 * d * d + bias * 4 * d,
         saved_bytes=(5 * btd + s) * b + (s * (MASK_BYTES + b) if p > 0 else 0), output_bytes=btd * b,
         extra={"param_tensors": 4 if bias else 2, "score_bytes": s * b, "data_chain_flops": chain},

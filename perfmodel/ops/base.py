@@ -20,18 +20,66 @@ INDEX_BYTES = 8  # int64 token ids / labels, as PyTorch stores them
 
 
 @dataclass(frozen=True, slots=True)
+class GemmShape:
+    """A GEMM as the kernel sees it: `batch` independent products of [m, k] x [k, n]."""
+
+    m: int
+    n: int
+    k: int
+    batch: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class ConvShape:
+    """A convolution's dimensions (the forward's; backward passes run on the same tensors).
+
+    Sizes are per-sample spatial tuples; `kernel` and `stride` have one entry per spatial dim.
+    """
+
+    batch: int
+    c_in: int
+    c_out: int
+    in_size: tuple[int, ...]
+    out_size: tuple[int, ...]
+    kernel: tuple[int, ...]
+    stride: tuple[int, ...]
+    groups: int = 1
+    transposed: bool = False
+
+
+FAMILY_DEFAULT_KEY = {"matrix": "matmul", "conv": "conv", "memory": "elementwise"}
+
+
+@dataclass(frozen=True, slots=True)
 class Work:
-    """One group of identical kernels: total FLOPs and bytes over `kernels` launches of `family`."""
+    """One group of identical kernels: total FLOPs and bytes over `kernels` launches of `family`.
+
+    `efficiency_key` names the kernel class whose efficiency applies ("/"-separated, most specific
+    last, e.g. "conv/depthwise"; profiles map keys to curves with a fallback to the family's curve);
+    empty means the family's default key. `shape` gives the GEMM or convolution dimensions of one
+    kernel where the work is one, for kernel models.
+    """
 
     family: str
     flops: float = 0.0
     bytes_read: float = 0.0
     bytes_written: float = 0.0
     kernels: int = 1
+    efficiency_key: str = ""
+    shape: GemmShape | ConvShape | None = None
+
+    def __post_init__(self) -> None:
+        if not self.efficiency_key:
+            object.__setattr__(self, "efficiency_key", FAMILY_DEFAULT_KEY.get(self.family, self.family))
 
     @property
     def bytes(self) -> float:
         return self.bytes_read + self.bytes_written
+
+    def split(self, parts: int) -> "Work":
+        """This work shared by `parts` ranks: FLOPs and bytes / parts, same kernels, key and shape."""
+        return replace(self, flops=self.flops / parts, bytes_read=self.bytes_read / parts,
+                       bytes_written=self.bytes_written / parts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,16 +113,54 @@ STAGES = ("forward", "backward_data", "backward_weight")
 CostRule = Callable[[Layer, int, int], OpCost]
 COST_RULES: dict[str, CostRule] = {}
 
+# Tensor-parallel roles an op kind may declare (Megatron-style sharding, see parallel/tensor.py):
+# "linear": a GEMM with weights, column-parallel on a whole input, row-parallel on a split one;
+# "heads": attention split by heads; "vocab": an embedding table split by rows (large tables only);
+# "elementwise": one-input pointwise op that stays split on a split input; "replicated": anything else.
+TP_ROLES = ("linear", "heads", "vocab", "elementwise", "replicated")
+# What an op kind does at inference (serving): "run" its forward, "skip" it (losses: no labels), or
+# "alias" its input (identity in eval mode, e.g. dropout).
+INFERENCE_MODES = ("run", "skip", "alias")
 
-def cost_rule(*kinds: str):
-    """Register the cost rule of one or more op kinds."""
+
+@dataclass(frozen=True, slots=True)
+class OpKind:
+    """What the model knows about one op kind beyond its cost: tensor-parallel role and inference mode."""
+
+    name: str
+    tp_role: str = "replicated"
+    inference: str = "run"
+
+
+OP_KINDS: dict[str, OpKind] = {}
+
+
+def cost_rule(*kinds: str, tp: str = "replicated", inference: str = "run"):
+    """Register the cost rule of one or more op kinds, with their tensor-parallel role and inference mode."""
+    if tp not in TP_ROLES:
+        raise ValueError(f"tp role must be one of {TP_ROLES}, got {tp!r}")
+    if inference not in INFERENCE_MODES:
+        raise ValueError(f"inference must be one of {INFERENCE_MODES}, got {inference!r}")
 
     def deco(fn: CostRule) -> CostRule:
         for k in kinds:
             COST_RULES[k] = fn
+            OP_KINDS[k] = OpKind(k, tp, inference)
         return fn
 
     return deco
+
+
+def tp_role(kind: str) -> str:
+    """Tensor-parallel role declared by op kind `kind` ("replicated" for unknown kinds)."""
+    info = OP_KINDS.get(kind)
+    return info.tp_role if info is not None else "replicated"
+
+
+def inference_mode(kind: str) -> str:
+    """Inference mode declared by op kind `kind` ("run", "skip" or "alias")."""
+    info = OP_KINDS.get(kind)
+    return info.inference if info is not None else "run"
 
 
 def op_cost(layer: Layer, batch: int, dtype_bytes: int) -> OpCost:
@@ -94,12 +180,20 @@ def op_cost(layer: Layer, batch: int, dtype_bytes: int) -> OpCost:
         k = layer.grad_consumers
         n = c.output_bytes
         acc = Work("memory", flops=(k - 1) * n / dtype_bytes, bytes_read=2 * (k - 1) * n,
-                   bytes_written=(k - 1) * n, kernels=k - 1)
+                   bytes_written=(k - 1) * n, kernels=k - 1, efficiency_key="elementwise/add")
         changes["backward_data"] = changes.get("backward_data", c.backward_data) + (acc,)
     if layer.spec.share_params_with is not None and c.params:
         changes["params"] = 0
         changes["extra"] = {**c.extra, "param_tensors": 0}
     return replace(c, **changes) if changes else c
+
+
+def inference_cost(layer: Layer, batch: int, dtype_bytes: int) -> OpCost | None:
+    """Cost of `layer` at inference: its forward only; None when its kind is skipped or aliases its input."""
+    if inference_mode(layer.op) != "run":
+        return None
+    c = COST_RULES[layer.op](layer, batch, dtype_bytes)
+    return replace(c, backward_data=(), backward_weight=(), saved_bytes=0.0)
 
 
 _COST_CACHE_SIZE = 16  # (batch, dtype) entries kept per graph
@@ -115,6 +209,19 @@ def graph_costs(graph, batch: int, dtype_bytes: int) -> tuple[OpCost, ...]:
             cache.pop(next(iter(cache)))
         hit = cache[key] = tuple(op_cost(l, batch, dtype_bytes) for l in graph.layers)
     return hit
+
+
+THIN_GEMM_DIM = 16  # a GEMM with an output side this narrow is memory bound ("/thin" kernel class)
+
+
+def gemm_key(prefix: str, m: int, n: int) -> str:
+    """Efficiency key of a GEMM with an m x n output: `prefix`, or `prefix`/thin when a side is <= THIN_GEMM_DIM."""
+    return f"{prefix}/thin" if min(m, n) <= THIN_GEMM_DIM else prefix
+
+
+def gemm(prefix: str, m: int, n: int, k: int, batch: int = 1, **work) -> Work:
+    """A matrix-family Work item for `batch` GEMMs [m, k] x [k, n], keyed by `gemm_key(prefix, m, n)`."""
+    return Work("matrix", efficiency_key=gemm_key(prefix, m, n), shape=GemmShape(m, n, k, batch), **work)
 
 
 def numel(shape: tuple[int, ...]) -> int:

@@ -5,18 +5,48 @@ multiply-adds (padded zeros included, as cuDNN's implicit GEMM does). Each GEMM-
 cuDNN kernel; the bias is a separate broadcast-add kernel in forward (PyTorch's `_convolution` adds it
 after the cuDNN call) and a separate reduction in backward. Autograd saves the input (for the weight
 gradient); the weight is a parameter, not an activation.
+
+Kernel class (efficiency key): "conv", then "/depthwise" (groups == in channels > 1), "/grouped" (other
+groups > 1) or "/transposed", then "/strided" (stride > 1), then "/1x1" (a 1-wide kernel): e.g. conv/1x1,
+conv/strided/1x1, conv/depthwise/strided. The work carries a ConvShape.
 """
 
 from __future__ import annotations
 
 from ..graph.layer_graph import Layer
-from .base import OpCost, Work, cost_rule, numel
+from .base import ConvShape, OpCost, Work, cost_rule, numel
+
+
+def _per_dim(layer: Layer, v) -> tuple[int, ...]:
+    """An int-or-pair field per spatial dim (a pair given to conv1d uses its first entry, as shapes.py does)."""
+    spatial = len(layer.input_shapes[0]) - 1
+    return tuple((v if isinstance(v, tuple) else (v,) * spatial)[:spatial])
 
 
 def _kernel_numel(layer: Layer) -> int:
-    """Kernel taps: kh*kw for 2-d, k for 1-d (a pair given to conv1d uses its first entry, as shapes.py does)."""
-    spatial, k = len(layer.input_shapes[0]) - 1, layer.spec.kernel
-    return numel((k if isinstance(k, tuple) else (k,) * spatial)[:spatial])
+    """Kernel taps: kh*kw for 2-d, k for 1-d."""
+    return numel(_per_dim(layer, layer.spec.kernel))
+
+
+def conv_shape(layer: Layer, batch: int) -> ConvShape:
+    """The ConvShape of a conv/conv_transpose layer at `batch`."""
+    x, y = layer.input_shapes[0], layer.output_shape
+    return ConvShape(batch, x[0], y[0], tuple(x[1:]), tuple(y[1:]), _per_dim(layer, layer.spec.kernel),
+                     _per_dim(layer, layer.spec.stride), layer.spec.groups, layer.op == "conv_transpose2d")
+
+
+def conv_key(s: ConvShape) -> str:
+    """Efficiency key of a convolution's kernel class (see the module docstring)."""
+    parts = ["conv"]
+    if s.transposed:
+        parts.append("transposed")
+    elif s.groups > 1:
+        parts.append("depthwise" if s.groups == s.c_in else "grouped")
+    if max(s.stride) > 1:
+        parts.append("strided")
+    if max(s.kernel) == 1:
+        parts.append("1x1")
+    return "/".join(parts)
 
 
 def _conv_cost(layer: Layer, batch: int, b: int, macs: int, c_in: int, c_out: int) -> OpCost:
@@ -26,12 +56,16 @@ def _conv_cost(layer: Layer, batch: int, b: int, macs: int, c_in: int, c_out: in
     weights = c_in * c_out // s.groups * _kernel_numel(layer)
     bias = c_out if s.bias else 0
     flops = 2 * batch * macs
-    fwd = [Work("conv", flops=flops, bytes_read=(n_in + weights) * b, bytes_written=n_out * b)]
-    bwd_w = [Work("conv", flops=flops, bytes_read=(n_out + n_in) * b, bytes_written=weights * b)]
+    shape = conv_shape(layer, batch)
+    kw = dict(efficiency_key=conv_key(shape), shape=shape)
+    fwd = [Work("conv", flops=flops, bytes_read=(n_in + weights) * b, bytes_written=n_out * b, **kw)]
+    bwd_w = [Work("conv", flops=flops, bytes_read=(n_out + n_in) * b, bytes_written=weights * b, **kw)]
     if bias:  # broadcast add over the output; backward reduces dy over batch and positions
-        fwd.append(Work("memory", flops=n_out, bytes_read=(n_out + bias) * b, bytes_written=n_out * b))
-        bwd_w.append(Work("memory", flops=n_out, bytes_read=n_out * b, bytes_written=bias * b))
-    bwd_d = Work("conv", flops=flops, bytes_read=(n_out + weights) * b, bytes_written=n_in * b)
+        fwd.append(Work("memory", flops=n_out, bytes_read=(n_out + bias) * b, bytes_written=n_out * b,
+                        efficiency_key="elementwise/bias"))
+        bwd_w.append(Work("memory", flops=n_out, bytes_read=n_out * b, bytes_written=bias * b,
+                          efficiency_key="reduce/bias"))
+    bwd_d = Work("conv", flops=flops, bytes_read=(n_out + weights) * b, bytes_written=n_in * b, **kw)
     return OpCost(
         forward=tuple(fwd), backward_data=(bwd_d,), backward_weight=tuple(bwd_w),
         params=weights + bias, saved_bytes=n_in * b, output_bytes=n_out * b,

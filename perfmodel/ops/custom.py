@@ -13,6 +13,7 @@ Assumptions (named, documented, overridable by editing the layer):
 - `bytes_per_sample` is written at 4-byte elements and scaled to the training dtype; when absent the
   op reads its inputs and writes its output once.
 - The inputs are kept for backward (saved_bytes), as most ops need them.
+Efficiency key: custom/<family> (falls back to the family's curve).
 """
 
 from __future__ import annotations
@@ -42,13 +43,14 @@ def custom(layer: Layer, batch: int, b: int) -> OpCost:
         written = min(out_bytes, total)
         read = total - written
     flops = spec.forward_flops_per_sample * batch
-    fwd = Work(family, flops=flops, bytes_read=read, bytes_written=written)
+    key = f"custom/{family}"
+    fwd = Work(family, flops=flops, bytes_read=read, bytes_written=written, efficiency_key=key)
     bwd_data = Work(family, flops=flops * BACKWARD_DATA_RATIO, bytes_read=(written + read) * BACKWARD_DATA_RATIO,
-                    bytes_written=in_bytes * BACKWARD_DATA_RATIO)
+                    bytes_written=in_bytes * BACKWARD_DATA_RATIO, efficiency_key=key)
     bwd_w: tuple[Work, ...] = ()
     if spec.params:
         bwd_w = (Work(family, flops=flops * BACKWARD_WEIGHT_RATIO, bytes_read=(read + written) * BACKWARD_WEIGHT_RATIO,
-                      bytes_written=spec.params * b),)
+                      bytes_written=spec.params * b, efficiency_key=key),)
     return OpCost(
         forward=(fwd,), backward_data=(bwd_data,), backward_weight=bwd_w, params=spec.params,
         saved_bytes=in_bytes, output_bytes=out_bytes,

@@ -3,7 +3,8 @@
 All are "memory" family work: one pass that reads its operands and writes its result. FLOP counts per
 element are nominal (a transcendental such as exp or erf counts as a few FLOPs, named below); they
 matter little because these ops are bandwidth bound. Kernel counts follow PyTorch on CUDA, where each
-op below is one fused elementwise kernel unless stated otherwise.
+op below is one fused elementwise kernel unless stated otherwise. Efficiency keys: elementwise/<op>
+(activations, dropout, add, mul, upsample, softmax).
 """
 
 from __future__ import annotations
@@ -39,23 +40,24 @@ MASK_BYTES = 1  # PyTorch's fused dropout keeps a bool mask, one byte per elemen
 LINEAR_INTERP_FLOPS = 2  # per neighbour of an interpolated point: multiply by its weight, add
 
 
-def pointwise(n: float, flops_per_elem: float, n_read: float, n_written: float, b: int, kernels: int = 1) -> Work:
+def pointwise(n: float, flops_per_elem: float, n_read: float, n_written: float, b: int, kernels: int = 1,
+              key: str = "elementwise") -> Work:
     """A memory-family pass over n elements: reads n_read*n and writes n_written*n elements of b bytes."""
     return Work("memory", flops=flops_per_elem * n, bytes_read=n_read * n * b, bytes_written=n_written * n * b,
-                kernels=kernels)
+                kernels=kernels, efficiency_key=key)
 
 
 def _n_out(layer: Layer, batch: int) -> int:
     return batch * numel(layer.output_shape)
 
 
-@cost_rule("relu", "leaky_relu", "sigmoid", "tanh", "gelu")
+@cost_rule("relu", "leaky_relu", "sigmoid", "tanh", "gelu", tp="elementwise")
 def activation(layer: Layer, batch: int, b: int) -> OpCost:
     """y = f(x): one read, one write per element; backward reads dy and the saved x or y (ACT_SAVES)."""
     n, op = _n_out(layer, batch), layer.op
     return OpCost(
-        forward=(pointwise(n, ACT_FWD_FLOPS[op], 1, 1, b),),
-        backward_data=(pointwise(n, ACT_BWD_FLOPS[op], 2, 1, b),),
+        forward=(pointwise(n, ACT_FWD_FLOPS[op], 1, 1, b, key=f"elementwise/{op}"),),
+        backward_data=(pointwise(n, ACT_BWD_FLOPS[op], 2, 1, b, key=f"elementwise/{op}"),),
         saved_bytes=n * b, output_bytes=n * b, extra={"saves": ACT_SAVES[op]},
     )
 
@@ -65,13 +67,13 @@ def softmax(layer: Layer, batch: int, b: int) -> OpCost:
     """Fused softmax along one axis (one kernel each way); autograd keeps the output y."""
     n = _n_out(layer, batch)
     return OpCost(
-        forward=(pointwise(n, SOFTMAX_FWD_FLOPS, 1, 1, b),),
-        backward_data=(pointwise(n, SOFTMAX_BWD_FLOPS, 2, 1, b),),
+        forward=(pointwise(n, SOFTMAX_FWD_FLOPS, 1, 1, b, key="elementwise/softmax"),),
+        backward_data=(pointwise(n, SOFTMAX_BWD_FLOPS, 2, 1, b, key="elementwise/softmax"),),
         saved_bytes=n * b, output_bytes=n * b,
     )
 
 
-@cost_rule("dropout")
+@cost_rule("dropout", tp="elementwise", inference="alias")
 def dropout(layer: Layer, batch: int, b: int) -> OpCost:
     """PyTorch's fused dropout: one kernel writes y and a 1-byte mask; backward is dy * mask / (1-p).
 
@@ -80,8 +82,11 @@ def dropout(layer: Layer, batch: int, b: int) -> OpCost:
     n = _n_out(layer, batch)
     if layer.spec.p == 0:
         return OpCost(forward=(), output_bytes=n * b, extra={"view": True})
-    fwd = Work("memory", flops=DROPOUT_FLOPS * n, bytes_read=n * b, bytes_written=n * (b + MASK_BYTES))
-    bwd = Work("memory", flops=DROPOUT_FLOPS * n, bytes_read=n * (b + MASK_BYTES), bytes_written=n * b)
+    key = "elementwise/dropout"
+    fwd = Work("memory", flops=DROPOUT_FLOPS * n, bytes_read=n * b, bytes_written=n * (b + MASK_BYTES),
+               efficiency_key=key)
+    bwd = Work("memory", flops=DROPOUT_FLOPS * n, bytes_read=n * (b + MASK_BYTES), bytes_written=n * b,
+               efficiency_key=key)
     return OpCost(forward=(fwd,), backward_data=(bwd,), saved_bytes=n * MASK_BYTES, output_bytes=n * b)
 
 
@@ -92,7 +97,8 @@ def add(layer: Layer, batch: int, b: int) -> OpCost:
     The summation of gradients where a tensor fans out to several consumers is not charged here.
     """
     n, k = _n_out(layer, batch), len(layer.input_shapes)
-    return OpCost(forward=(pointwise(n, k - 1, 2 * (k - 1), k - 1, b, kernels=k - 1),), output_bytes=n * b)
+    fwd = pointwise(n, k - 1, 2 * (k - 1), k - 1, b, kernels=k - 1, key="elementwise/add")
+    return OpCost(forward=(fwd,), output_bytes=n * b)
 
 
 @cost_rule("mul")
@@ -100,8 +106,8 @@ def mul(layer: Layer, batch: int, b: int) -> OpCost:
     """y = a * b (one kernel); autograd saves both inputs; backward is two kernels dy*b and dy*a."""
     n = _n_out(layer, batch)
     return OpCost(
-        forward=(pointwise(n, 1, 2, 1, b),),
-        backward_data=(pointwise(n, 2, 4, 2, b, kernels=2),),
+        forward=(pointwise(n, 1, 2, 1, b, key="elementwise/mul"),),
+        backward_data=(pointwise(n, 2, 4, 2, b, kernels=2, key="elementwise/mul"),),
         saved_bytes=2 * n * b, output_bytes=n * b,
     )
 
@@ -111,12 +117,13 @@ def upsample(layer: Layer, batch: int, b: int) -> OpCost:
     """Nearest: a gather (no FLOPs), backward sums scale^d gradients per input; (bi)linear interpolates
     2^d neighbours per output, backward zero-fills dx then scatters (2 kernels). Nothing is saved."""
     n_in, n_out = batch * numel(layer.input_shapes[0]), _n_out(layer, batch)
-    spatial = len(layer.output_shape) - 1
+    spatial, key = len(layer.output_shape) - 1, "elementwise/upsample"
     if layer.spec.mode == "nearest":
-        fwd = Work("memory", flops=0, bytes_read=n_in * b, bytes_written=n_out * b)
-        bwd = Work("memory", flops=n_out, bytes_read=n_out * b, bytes_written=n_in * b)
+        fwd = Work("memory", flops=0, bytes_read=n_in * b, bytes_written=n_out * b, efficiency_key=key)
+        bwd = Work("memory", flops=n_out, bytes_read=n_out * b, bytes_written=n_in * b, efficiency_key=key)
     else:
         flops = LINEAR_INTERP_FLOPS * 2**spatial * n_out
-        fwd = Work("memory", flops=flops, bytes_read=n_in * b, bytes_written=n_out * b)
-        bwd = Work("memory", flops=flops, bytes_read=n_out * b, bytes_written=2 * n_in * b, kernels=2)
+        fwd = Work("memory", flops=flops, bytes_read=n_in * b, bytes_written=n_out * b, efficiency_key=key)
+        bwd = Work("memory", flops=flops, bytes_read=n_out * b, bytes_written=2 * n_in * b, kernels=2,
+                   efficiency_key=key)
     return OpCost(forward=(fwd,), backward_data=(bwd,), output_bytes=n_out * b)

@@ -26,12 +26,13 @@ def batchnorm(layer: Layer, batch: int, b: int) -> OpCost:
     """
     n, c = batch * numel(layer.input_shapes[0]), layer.input_shapes[0][0]
     affine = layer.spec.affine
-    stats = 2 * c * STATS_BYTES
-    fwd = (Work("memory", flops=NORM_STATS_FLOPS * n, bytes_read=n * b, bytes_written=stats),
-           Work("memory", flops=NORM_APPLY_FLOPS * n, bytes_read=n * b, bytes_written=n * b))
+    stats, key = 2 * c * STATS_BYTES, "norm/batchnorm"
+    fwd = (Work("memory", flops=NORM_STATS_FLOPS * n, bytes_read=n * b, bytes_written=stats, efficiency_key=key),
+           Work("memory", flops=NORM_APPLY_FLOPS * n, bytes_read=n * b, bytes_written=n * b, efficiency_key=key))
     reduce = Work("memory", flops=NORM_BWD_REDUCE_FLOPS * n, bytes_read=2 * n * b,
-                  bytes_written=(2 * c * b if affine else stats))
-    apply = Work("memory", flops=NORM_BWD_APPLY_FLOPS * n, bytes_read=2 * n * b, bytes_written=n * b)
+                  bytes_written=(2 * c * b if affine else stats), efficiency_key=key)
+    apply = Work("memory", flops=NORM_BWD_APPLY_FLOPS * n, bytes_read=2 * n * b, bytes_written=n * b,
+                 efficiency_key=key)
     return OpCost(
         forward=fwd, backward_data=(apply,) if affine else (reduce, apply),
         backward_weight=(reduce,) if affine else (),
@@ -47,12 +48,13 @@ def layernorm(layer: Layer, batch: int, b: int) -> OpCost:
     x = layer.input_shapes[0]
     rows, d = batch * numel(x[:-1]), x[-1]
     n, affine = rows * d, layer.spec.affine
-    stats, weights = 2 * rows * STATS_BYTES, (2 * d if affine else 0)
+    stats, weights, key = 2 * rows * STATS_BYTES, (2 * d if affine else 0), "norm/layernorm"
     fwd = Work("memory", flops=(NORM_STATS_FLOPS + NORM_APPLY_FLOPS) * n, bytes_read=(n + weights) * b,
-               bytes_written=n * b + stats)
+               bytes_written=n * b + stats, efficiency_key=key)
     bwd_d = Work("memory", flops=(NORM_BWD_REDUCE_FLOPS + NORM_BWD_APPLY_FLOPS) * n,
-                 bytes_read=2 * n * b + stats, bytes_written=n * b)
-    bwd_w = Work("memory", flops=NORM_BWD_REDUCE_FLOPS * n, bytes_read=2 * n * b + stats, bytes_written=weights * b)
+                 bytes_read=2 * n * b + stats, bytes_written=n * b, efficiency_key=key)
+    bwd_w = Work("memory", flops=NORM_BWD_REDUCE_FLOPS * n, bytes_read=2 * n * b + stats, bytes_written=weights * b,
+                 efficiency_key=key)
     return OpCost(
         forward=(fwd,), backward_data=(bwd_d,), backward_weight=(bwd_w,) if affine else (),
         params=weights, saved_bytes=n * b + stats, output_bytes=n * b,

@@ -13,6 +13,10 @@ dh GEMMs, the gate backward kernels, the inter-layer dX GEMMs, dW_ih, dW_hh and 
 is charged to backward_weight. Together the data-gradient GEMMs have the forward GEMMs' FLOPs and the
 weight-gradient GEMMs the same again. extra["data_chain_flops"] gives the share of backward_weight that is
 data-gradient work, for schedules that separate the two.
+
+Efficiency keys: rnn/gemm (input projections, dX, dW), rnn/gemm/recurrent (the per-step [batch, H] x
+[H, gH] GEMMs), elementwise/rnn-cell (gate kernels), reduce/bias. A group's GemmShape is the one of
+its first layer's kernels (the layers above layer 0 read H*dirs instead of F).
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..graph.layer_graph import Layer
-from .base import OpCost, Work, cost_rule, numel
+from .base import GemmShape, OpCost, Work, cost_rule, numel
 from .elementwise import ACT_FWD_FLOPS
 
 # Elementwise FLOPs per hidden unit per step, beyond adding the two projections and the two biases.
@@ -41,20 +45,24 @@ class _Acc:
     """Running sum of one group of identical kernels."""
 
     family: str
+    key: str
     flops: float = 0.0
     read: float = 0.0
     written: float = 0.0
     kernels: int = 0
+    shape: GemmShape | None = None
 
-    def add(self, flops: float, read: float, written: float, kernels: int) -> None:
+    def add(self, flops: float, read: float, written: float, kernels: int, shape: GemmShape | None = None) -> None:
         self.flops += flops
         self.read += read
         self.written += written
         self.kernels += kernels
+        if self.shape is None:
+            self.shape = shape
 
     def work(self) -> Work:
         return Work(self.family, flops=self.flops, bytes_read=self.read, bytes_written=self.written,
-                    kernels=self.kernels)
+                    kernels=self.kernels, efficiency_key=self.key, shape=self.shape)
 
 
 def _cell_flops(layer: Layer) -> int:
@@ -79,8 +87,10 @@ class _Dims:
 
 def _forward(acc: dict[str, _Acc], d: _Dims, cell_flops: int, b: int) -> None:
     """Input-projection GEMM (1 kernel), per-step recurrent GEMMs and fused gate kernels (T each)."""
-    acc["in"].add(2 * d.bt * d.n_in * d.gh, (d.bt * d.n_in + d.n_in * d.gh) * b, d.bt * d.gh * b, 1)
-    acc["rec"].add(2 * d.bt * d.h * d.gh, d.t * (d.batch * d.h + d.h * d.gh) * b, d.bt * d.gh * b, d.t)
+    acc["in"].add(2 * d.bt * d.n_in * d.gh, (d.bt * d.n_in + d.n_in * d.gh) * b, d.bt * d.gh * b, 1,
+                  GemmShape(d.bt, d.gh, d.n_in))
+    acc["rec"].add(2 * d.bt * d.h * d.gh, d.t * (d.batch * d.h + d.h * d.gh) * b, d.bt * d.gh * b, d.t,
+                   GemmShape(d.batch, d.gh, d.h))
     acc["cell"].add(d.bt * ((1 + d.nb) * d.gh + d.h * cell_flops),
                     (d.bt * (2 * d.gh + (d.ns - 1) * d.h) + d.nb * d.gh) * b, d.bt * (d.gh + d.ns * d.h) * b, d.t)
 
@@ -88,18 +98,20 @@ def _forward(acc: dict[str, _Acc], d: _Dims, cell_flops: int, b: int) -> None:
 def _backward(acc: dict[str, _Acc], d: _Dims, cell_flops: int, b: int, first: bool) -> None:
     """Per-step dh GEMMs and gate backward (T kernels each), dX GEMM, dW_ih + dW_hh GEMMs, bias reduction."""
     acc["dx0" if first else "dx"].add(2 * d.bt * d.gh * d.n_in, (d.bt * d.gh + d.gh * d.n_in) * b,
-                                      d.bt * d.n_in * b, 1)
-    acc["bptt"].add(2 * d.bt * d.gh * d.h, d.t * (d.batch * d.gh + d.gh * d.h) * b, d.bt * d.h * b, d.t)
+                                      d.bt * d.n_in * b, 1, GemmShape(d.bt, d.n_in, d.gh))
+    acc["bptt"].add(2 * d.bt * d.gh * d.h, d.t * (d.batch * d.gh + d.gh * d.h) * b, d.bt * d.h * b, d.t,
+                    GemmShape(d.batch, d.h, d.gh))
     acc["cellb"].add(CELL_BWD_FACTOR * d.bt * ((1 + d.nb) * d.gh + d.h * cell_flops),
                      d.bt * (d.gh + 2 * d.ns * d.h) * b, d.bt * (d.gh + d.ns * d.h) * b, d.t)
     acc["dw"].add(2 * d.bt * d.gh * (d.n_in + d.h), d.bt * (2 * d.gh + d.n_in + d.h) * b,
-                  d.gh * (d.n_in + d.h) * b, 2)
+                  d.gh * (d.n_in + d.h) * b, 2, GemmShape(d.gh, d.n_in, d.bt))
     if d.nb:
         acc["db"].add(d.bt * d.gh, d.bt * d.gh * b, d.nb * d.gh * b, 1)
 
 
-_GROUPS = {"in": "matrix", "rec": "matrix", "cell": "memory", "dx0": "matrix", "bptt": "matrix", "cellb": "memory",
-           "dx": "matrix", "dw": "matrix", "db": "memory"}
+_GEMM, _REC, _CELL = ("matrix", "rnn/gemm"), ("matrix", "rnn/gemm/recurrent"), ("memory", "elementwise/rnn-cell")
+_GROUPS = {"in": _GEMM, "rec": _REC, "cell": _CELL, "dx0": _GEMM, "bptt": _REC, "cellb": _CELL, "dx": _GEMM,
+           "dw": _GEMM, "db": ("memory", "reduce/bias")}
 
 
 @cost_rule("rnn", "lstm", "gru")
@@ -109,7 +121,7 @@ def recurrent(layer: Layer, batch: int, b: int) -> OpCost:
     t, f = layer.input_shapes[0]
     dirs, nb, cell_flops = (2 if s.bidirectional else 1), (2 if s.bias else 0), _cell_flops(layer)
     gh, ns = s.gates * s.hidden, STATES[s.op]
-    acc = {k: _Acc(fam) for k, fam in _GROUPS.items()}
+    acc = {k: _Acc(fam, key) for k, (fam, key) in _GROUPS.items()}
     params, saved = 0, batch * t * f * b  # autograd keeps the layer's input
     for layer_i in range(s.layers):
         d = _Dims(batch * t, t, batch, f if layer_i == 0 else s.hidden * dirs, s.hidden, gh, ns, nb)

@@ -34,7 +34,8 @@ def view(layer: Layer, batch: int, b: int) -> OpCost:
 def select(layer: Layer, batch: int, b: int) -> OpCost:
     """Forward is a view; backward (select_backward) zero-fills dx and copies dy into the slice: 2 kernels."""
     n_in, n_out = batch * numel(layer.input_shapes[0]), batch * numel(layer.output_shape)
-    bwd = Work("memory", flops=0, bytes_read=n_out * b, bytes_written=(n_in + n_out) * b, kernels=2)
+    bwd = Work("memory", flops=0, bytes_read=n_out * b, bytes_written=(n_in + n_out) * b, kernels=2,
+               efficiency_key="copy/slice")
     return OpCost(forward=(), backward_data=(bwd,), output_bytes=n_out * _elem_bytes(layer, b),
                   extra={"view": True})
 
@@ -45,6 +46,6 @@ def concat(layer: Layer, batch: int, b: int) -> OpCost:
     slice of dy; slices along a per-sample axis are strided, so each consumer copies its slice (1 kernel each)."""
     n, k = batch * numel(layer.output_shape), len(layer.input_shapes)
     eb = _elem_bytes(layer, b)
-    fwd = Work("memory", flops=0, bytes_read=n * eb, bytes_written=n * eb)
-    bwd = Work("memory", flops=0, bytes_read=n * b, bytes_written=n * b, kernels=k)
+    fwd = Work("memory", flops=0, bytes_read=n * eb, bytes_written=n * eb, efficiency_key="copy/concat")
+    bwd = Work("memory", flops=0, bytes_read=n * b, bytes_written=n * b, kernels=k, efficiency_key="copy/slice")
     return OpCost(forward=(fwd,), backward_data=(bwd,), output_bytes=n * eb)

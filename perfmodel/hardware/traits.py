@@ -1,0 +1,246 @@
+"""Device behaviour as data (traits) and efficiency lookup by a work item's efficiency key.
+
+Traits say how a device runs kernels, where code used to ask "is it a CPU?". A profile may set any of
+them under `traits:`; an unset trait takes the default of the device's `type` (TRAIT_DEFAULTS), so
+every profile written before traits existed behaves as before:
+
+- launch_overlaps: a kernel's launch overlaps the previous kernel's execution (an asynchronous queue:
+  GPUs, accelerators), so each kernel costs max(roofline, overhead); otherwise dispatch adds to compute
+  (CPUs run the framework and the kernel on the same core).
+- optimizer_kernels: how the optimizer step is launched: "per-tensor" (PyTorch's for-loop, one kernel
+  per pass per tensor: CPUs), "foreach" (multi-tensor kernels over chunks of tensors: GPUs), "fused"
+  (one kernel per chunk doing every pass: fused optimizers, XLA).
+- thread_model: "cores": the `threads` option applies; compute scales by Amdahl's law up to the physical
+  cores, threads beyond them cost a little (ThreadScaling), and the device peak is shared by its cores;
+  "none": one device-wide rate, `threads` is ignored.
+- bandwidth_model: "per-core": memory bandwidth grows with threads up to the socket limit (CPUs);
+  "device": the device reaches its bandwidth on its own (GPUs, accelerators).
+- lowp_vector_factor: elementwise FLOP rate for low-precision dtypes (fp16, bf16, fp8, int8) relative
+  to fp32 (GPUs with fp16: 2, packed half-precision math; CPUs: 1).
+- host_memory_is_device_memory: the device computes out of host memory (CPUs): no host-to-device copy
+  of the input, and an implicit node's devices exchange data through that memory.
+
+Efficiency keys ("/"-separated, most specific last, e.g. "conv/depthwise") look up curves in a
+profile's `efficiency.curves` (and `efficiency.lowp_curves` for low-precision dtypes) along the chain
+key, its prefixes, the family curve set in the profile (matrix, conv, memory; lowp_ first), the
+profile's "default" curve, the family's built-in curve. A new kernel class is a key in a cost rule plus
+profile data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+LOWP_DTYPES = ("tf32", "fp16", "bf16", "fp8", "int8")  # dtypes that use the lowp_ efficiency curves
+LOWP_VECTOR_DTYPES = ("fp16", "bf16", "fp8", "int8")  # dtypes whose elementwise math may run packed
+
+
+class DeviceTraits(BaseModel):
+    """Behaviour traits as written in a profile; None: the default of the device type (see module docstring)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    launch_overlaps: bool | None = None
+    optimizer_kernels: Literal["per-tensor", "foreach", "fused"] | None = None
+    thread_model: Literal["cores", "none"] | None = None
+    bandwidth_model: Literal["per-core", "device"] | None = None
+    lowp_vector_factor: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    host_memory_is_device_memory: bool | None = None
+    source: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Traits:
+    """Resolved traits of one device: every field set."""
+
+    launch_overlaps: bool
+    optimizer_kernels: str
+    thread_model: str
+    bandwidth_model: str
+    lowp_vector_factor: float
+    host_memory_is_device_memory: bool
+
+    @property
+    def uses_threads(self) -> bool:
+        """The `threads` option applies (compute and bandwidth scale with threads over physical cores)."""
+        return self.thread_model == "cores"
+
+
+_GPU = dict(launch_overlaps=True, optimizer_kernels="foreach", thread_model="none", bandwidth_model="device",
+            host_memory_is_device_memory=False)
+TRAIT_DEFAULTS: dict[str, dict] = {
+    "cpu": dict(launch_overlaps=False, optimizer_kernels="per-tensor", thread_model="cores",
+                bandwidth_model="per-core", lowp_vector_factor=1.0, host_memory_is_device_memory=True),
+    "gpu": _GPU,
+    "accelerator": _GPU,
+}
+# GPUs (and accelerators) with fp16 math run low-precision elementwise work at twice the fp32 rate.
+PACKED_LOWP_VECTOR_FACTOR = 2.0
+
+
+def _default_lowp_vector_factor(device) -> float:
+    return PACKED_LOWP_VECTOR_FACTOR if device.supports("fp16") else 1.0
+
+
+def device_traits(device) -> Traits:
+    """The device's traits: those its profile sets, the defaults of its type for the rest."""
+    cache = _TRAITS_CACHE.get(id(device))
+    if cache is not None and cache[0] is device:
+        return cache[1]
+    given = getattr(device, "traits", None) or DeviceTraits()
+    vals = dict(TRAIT_DEFAULTS[device.type])
+    vals.setdefault("lowp_vector_factor", None)
+    for k in vals:
+        v = getattr(given, k)
+        if v is not None:
+            vals[k] = v
+    if vals["lowp_vector_factor"] is None:
+        vals["lowp_vector_factor"] = _default_lowp_vector_factor(device)
+    t = Traits(**vals)
+    if len(_TRAITS_CACHE) > _CACHE_SIZE:
+        _TRAITS_CACHE.clear()
+    _TRAITS_CACHE[id(device)] = (device, t)  # holds the device, so its id is not reused while cached
+    return t
+
+
+_TRAITS_CACHE: dict[int, tuple] = {}
+_CURVE_CACHE: dict[tuple, tuple] = {}
+_CACHE_SIZE = 256
+
+
+def vector_factor(device, dtype: str) -> float:
+    """Elementwise FLOP rate of `dtype` relative to fp32 on `device` (lowp_vector_factor for low precision)."""
+    return device_traits(device).lowp_vector_factor if dtype in LOWP_VECTOR_DTYPES else 1.0
+
+
+# ---------------------------------------------------------------------------------------------
+# efficiency by key
+
+
+def key_prefixes(key: str) -> tuple[str, ...]:
+    """"conv/strided/1x1" -> ("conv/strided/1x1", "conv/strided", "conv")."""
+    parts = key.split("/")
+    return tuple("/".join(parts[:i]) for i in range(len(parts), 0, -1))
+
+
+def key_chain(key: str, family: str) -> tuple[str, ...]:
+    """Names tried for `key` of `family` work, most specific first: prefixes, family, "default"."""
+    chain = [k for k in key_prefixes(key) if k != family] if key else []
+    return tuple(chain) + (family, "default")
+
+
+def efficiency_curve(eff, key: str, family: str, dtype: str = "fp32"):
+    """The EfficiencyCurve for work of `family` keyed `key` in Efficiency `eff`, at `dtype`.
+
+    Walks key_chain: for each name, `lowp_curves[name]` (low-precision dtypes) then `curves[name]`;
+    at the family, the profile's lowp_<family> / <family> field if the profile set it; at "default",
+    curves["default"]; finally the family field's built-in default. Memoised per (Efficiency object, key).
+    """
+    lowp = dtype in LOWP_DTYPES
+    ck = (id(eff), key, family, lowp)
+    hit = _CURVE_CACHE.get(ck)
+    if hit is not None and hit[0] is eff:
+        return hit[1]
+    curve = _lookup(eff, key, family, lowp)
+    if len(_CURVE_CACHE) > 16 * _CACHE_SIZE:
+        _CURVE_CACHE.clear()
+    _CURVE_CACHE[ck] = (eff, curve)
+    return curve
+
+
+def _lookup(eff, key: str, family: str, lowp: bool):
+    curves = getattr(eff, "curves", None) or {}
+    lowp_curves = (getattr(eff, "lowp_curves", None) or {}) if lowp else {}
+    given = eff.model_fields_set
+    for name in key_chain(key, family):
+        if name in lowp_curves:
+            return lowp_curves[name]
+        if name in curves:
+            return curves[name]
+        if name == family:
+            low = getattr(eff, f"lowp_{family}", None) if lowp else None
+            if low is not None and f"lowp_{family}" in given:
+                return low
+            if family in given:
+                return getattr(eff, family)
+    return eff.curve(family, "fp16" if lowp else "fp32")
+
+
+def efficiency_at(curve, sizes) -> np.ndarray:
+    """curve.at(size) for an array of sizes (the same numbers, vectorised)."""
+    s = np.asarray(sizes, dtype=float)
+    if curve.points:
+        xs = np.log(np.array([p[0] for p in curve.points]))
+        ys = np.array([p[1] for p in curve.points])
+        with np.errstate(divide="ignore"):
+            ls = np.log(np.maximum(s, 1e-300))
+        return np.interp(ls, xs, ys)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        e = curve.max * s / (s + curve.half)
+    return np.where(s <= 0, curve.max, e)
+
+
+def efficiency_lookup(eff, keys, families, sizes, dtype: str = "fp32") -> np.ndarray:
+    """Efficiencies of many work items at once: item i has key keys[i], family families[i], size sizes[i]."""
+    sizes = np.asarray(sizes, dtype=float)
+    out = np.empty(len(sizes))
+    groups: dict[tuple[str, str], list[int]] = {}
+    for i, kf in enumerate(zip(keys, families)):
+        groups.setdefault(kf, []).append(i)
+    for (k, f), idx in groups.items():
+        ix = np.asarray(idx)
+        out[ix] = efficiency_at(efficiency_curve(eff, k, f, dtype), sizes[ix])
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# calibrated per-op rates and stage factors, by the legacy op key or by efficiency key
+
+
+def rate_keys(key: str, op: str | None, stage: str) -> tuple[str, ...]:
+    """Keys of Efficiency.elementwise tried for memory work: "<op>[.backward]", then the efficiency key's
+    prefixes with the same suffix, then "default" (the op key first, so calibrated profiles keep their numbers)."""
+    sfx = "" if stage == "forward" else ".backward"
+    names = [f"{op}{sfx}"] if op else []
+    if key:
+        names += [f"{k}{sfx}" for k in key_prefixes(key)]
+    return tuple(names) + ("default",)
+
+
+def elementwise_rate(eff, key: str, op: str | None, stage: str) -> float | None:
+    """Calibrated FLOP/s (one core) of memory work's arithmetic, or None when the profile has no per-op rates."""
+    table = eff.elementwise
+    if not table:
+        return None
+    for name in rate_keys(key, op, stage):
+        v = table.get(name)
+        if v:
+            return v
+    return None
+
+
+def stage_factor_keys(key: str, op: str | None, stage: str) -> tuple[str, ...]:
+    """Keys of Efficiency.stage_factors tried for a conv's stage: the legacy "<op>.<stage>/strided[-1x1]"
+    (from a conv key with a "strided" part, "-1x1" first for a 1x1 kernel), then "<key prefix>@<stage>" for each prefix."""
+    legacy: list[str] = []
+    parts = key.split("/")
+    if op and parts[0] == "conv" and "strided" in parts:
+        if parts[-1] == "1x1":
+            legacy.append(f"{op}.{stage}/strided-1x1")
+        legacy.append(f"{op}.{stage}/strided")
+    return tuple(legacy) + tuple(f"{k}@{stage}" for k in key_prefixes(key))
+
+
+def stage_factor(eff, key: str, op: str | None, stage: str) -> float:
+    """Multiplier on the efficiency of one stage of `key` work (1 when the profile gives none)."""
+    table = eff.stage_factors
+    if not table:
+        return 1.0
+    for name in stage_factor_keys(key, op, stage):
+        if name in table:
+            return table[name]
+    return 1.0
