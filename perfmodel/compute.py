@@ -1,90 +1,21 @@
-"""Time of work on one device: roofline with size-dependent efficiency plus per-kernel overhead; CPU thread scaling."""
+"""Time of one Work item on one device: a one-row call of the vectorised work_time (perfmodel.engine.worktime).
+
+Rates (peaks, bandwidth, efficiency curves, CPU thread scaling) live in perfmodel.engine.rates and are
+re-exported here.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .errors import InputError
-from .hardware.schema import Device, EfficiencyCurve
+import numpy as np
+
+from .engine.rates import GPU_OVERHEAD_OVERLAPS, Rates, cpu_bandwidth, device_rates, stage_factor, thread_speedup
+from .engine.worktime import FAMILY_CODE, WorkTable, row_times
 from .ops.base import Work
 
-# Fraction of the per-kernel dispatch cost hidden behind device execution. GPUs run kernels
-# asynchronously, so a launch overlaps the previous kernel; CPUs dispatch and compute on the same core.
-GPU_OVERHEAD_OVERLAPS = True
-
-
-@dataclass(frozen=True, slots=True)
-class Rates:
-    """Effective peak rates of one device for one dtype and thread count."""
-
-    matrix_flops: float  # FLOP/s for matrix/conv work in the compute dtype (tensor cores where used)
-    vector_flops: float  # FLOP/s for elementwise work
-    bandwidth_Bps: float
-    overhead_s: float
-    overhead_overlaps: bool
-    matrix: EfficiencyCurve
-    conv: EfficiencyCurve
-    memory: EfficiencyCurve
-    thread_factor: float  # compute speed relative to one core (CPUs) or 1 (GPUs)
-    # FLOP/s of memory-family arithmetic by op key ("<op>", "<op>.backward", "default"), at this thread
-    # count; None: vector_flops x memory efficiency (see Efficiency.elementwise)
-    elementwise: dict[str, float] | None = None
-    stage_factors: dict[str, float] | None = None  # see Efficiency.stage_factors
-
-
-def thread_speedup(device: Device, threads: int) -> float:
-    """Compute speed at `threads` relative to one thread: Amdahl up to physical cores, then a hyper-thread penalty."""
-    cores = device.cores or 1
-    ts = device.thread_scaling
-    n = min(threads, cores)
-    s = n / (1.0 + ts.serial_fraction * (n - 1))
-    extra = max(0, threads - cores)
-    if extra:
-        s *= max(0.05, 1.0 - ts.hyperthread_penalty * extra / cores)
-    return s
-
-
-def cpu_bandwidth(device: Device, threads: int) -> float:
-    """Memory bandwidth reachable with `threads`: per-core limited until the socket limit (2x fair share if unset)."""
-    cores = device.cores or 1
-    per_core = device.thread_scaling.per_core_bandwidth_Bps or 2.0 * device.memory_bandwidth_Bps / cores
-    bw = min(device.memory_bandwidth_Bps, per_core * min(threads, cores))
-    extra = max(0, threads - cores)
-    if extra:
-        bw *= max(0.05, 1.0 - device.thread_scaling.hyperthread_penalty * extra / cores)
-    return bw
-
-
-def device_rates(device: Device, dtype: str, threads: int | None = None) -> Rates:
-    """Effective rates for `dtype` on `device`; CPUs scale from one core's share of the peak by `threads`."""
-    if not device.supports(dtype):
-        have = ", ".join(k for k in device.peak_flops if k != "fp64")
-        raise InputError(f"device '{device.name}' has no {dtype} rate in its profile; it supports: {have}")
-    peak = device.peak(dtype)
-    vector = device.peak("fp32")
-    lowp = dtype in ("fp16", "bf16", "fp8", "int8")
-    eff = device.efficiency
-    if device.is_cpu:
-        cores = device.cores or 1
-        t = threads if threads is not None else cores
-        if t < 1:
-            raise InputError(f"threads must be >= 1, got {t}")
-        f = thread_speedup(device, t)
-        return Rates(
-            matrix_flops=peak / cores * f, vector_flops=vector / cores * f, bandwidth_Bps=cpu_bandwidth(device, t),
-            overhead_s=device.kernel_overhead_s, overhead_overlaps=False,
-            matrix=eff.curve("matrix", dtype), conv=eff.curve("conv", dtype), memory=eff.memory, thread_factor=f,
-            elementwise={k: v * f for k, v in eff.elementwise.items()} if eff.elementwise else None,
-            stage_factors=dict(eff.stage_factors) if eff.stage_factors else None,
-        )
-    return Rates(
-        matrix_flops=peak, vector_flops=vector * (2.0 if lowp and device.supports("fp16") else 1.0),
-        bandwidth_Bps=device.memory_bandwidth_Bps, overhead_s=device.kernel_overhead_s,
-        overhead_overlaps=GPU_OVERHEAD_OVERLAPS,
-        matrix=eff.curve("matrix", dtype), conv=eff.curve("conv", dtype), memory=eff.memory, thread_factor=1.0,
-        elementwise=dict(eff.elementwise) if eff.elementwise else None,
-        stage_factors=dict(eff.stage_factors) if eff.stage_factors else None,
-    )
+__all__ = ["GPU_OVERHEAD_OVERLAPS", "Rates", "WorkTime", "cpu_bandwidth", "device_rates", "stage_factor",
+           "thread_speedup", "work_time", "work_times"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,47 +35,27 @@ class WorkTime:
         return "compute" if self.compute_s >= self.memory_s else "memory"
 
 
-def stage_factor(factors: dict[str, float], key: str) -> float:
-    """The factor for `key`; a "/strided-1x1" key a profile lacks falls back to its "/strided" one, then 1."""
-    if key in factors:
-        return factors[key]
-    if key.endswith("/strided-1x1"):
-        return factors.get(key.removesuffix("-1x1"), 1.0)
-    return 1.0
+def one_row_table(works: tuple[Work, ...], key: str | None = None, factor_key: str | None = None) -> WorkTable:
+    """Work items of one stage as a table of one layer (`key`/`factor_key` as in work_time)."""
+    n = len(works)
+    return WorkTable(1, np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.int64),
+                     np.array([FAMILY_CODE[w.family] for w in works], dtype=np.int64),
+                     np.array([w.flops for w in works], dtype=float),
+                     np.array([w.bytes_read + w.bytes_written for w in works], dtype=float),
+                     np.array([w.kernels for w in works], dtype=float), (key,) * n, (factor_key,) * n)
+
+
+def work_times(works: tuple[Work, ...], r: Rates, key: str | None = None,
+               factor_key: str | None = None) -> dict[str, np.ndarray]:
+    """Per item: time, compute, memory, overhead and roof (seconds), by the one vectorised work_time."""
+    return row_times(one_row_table(works, key, factor_key), r)
 
 
 def work_time(w: Work, r: Rates, key: str | None = None, factor_key: str | None = None) -> WorkTime:
-    """Roofline time of `w`: max(FLOPs/(peak*eff), bytes/(bw*eff)) plus per-kernel overhead.
+    """Roofline time of `w`: max(FLOPs/(peak*eff), bytes/(bw*eff)) plus per-kernel overhead (see engine.worktime).
 
-    Efficiency depends on the work per kernel. On GPUs a launch overlaps execution, so each kernel
-    costs max(its roofline time, the overhead); on CPUs dispatch adds to compute. The arithmetic of
-    memory-family work runs at the profile's per-op elementwise rate when it has one (`key`: "<op>"
-    or "<op>.backward", else "default"; see Efficiency.elementwise), else at the vector peak. Matrix and
-    conv work of a stage named by `factor_key` has its efficiency scaled by the profile's stage factor.
+    `key` names the op (and stage) for a calibrated per-op elementwise rate ("<op>" or "<op>.backward",
+    else the profile's "default"); `factor_key` the stage for a stage factor (Efficiency.stage_factors).
     """
-    k = max(1, w.kernels)
-    if w.family == "memory":
-        curve = r.memory
-        if not w.flops:
-            cflops = 1.0
-        elif r.elementwise is not None:
-            cflops = (r.elementwise.get(key) if key else None) or r.elementwise.get("default") \
-                or r.vector_flops * r.memory.at(w.bytes / k)
-        else:
-            cflops = r.vector_flops * r.memory.at(w.bytes / k)
-    else:
-        curve = r.matrix if w.family == "matrix" else r.conv
-        cflops = r.matrix_flops * curve.at(w.flops / k)
-        if factor_key is not None and r.stage_factors is not None:
-            cflops *= stage_factor(r.stage_factors, factor_key)
-    compute = w.flops / cflops if w.flops else 0.0
-    memory = w.bytes / (r.bandwidth_Bps * r.memory.at(w.bytes / k)) if w.bytes else 0.0
-    roof = compute if compute > memory else memory
-    if w.kernels <= 0:
-        return WorkTime(roof, compute, memory, 0.0)
-    launch = w.kernels * r.overhead_s
-    if r.overhead_overlaps:
-        exposed = launch - roof if launch > roof else 0.0
-    else:
-        exposed = launch
-    return WorkTime(roof + exposed, compute, memory, exposed)
+    t = work_times((w,), r, key, factor_key)
+    return WorkTime(float(t["time"][0]), float(t["compute"][0]), float(t["memory"][0]), float(t["overhead"][0]))

@@ -63,6 +63,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from .compute import Rates, device_rates
+from .engine.worktime import WorkTable, curve_at, stage_times, work_table  # noqa: F401  (curve_at: tests)
 from .dataflow import data_flow, input_bytes_per_sample
 from .errors import InputError
 from .graph.io import load_network
@@ -188,85 +189,6 @@ class PlanResult(_Frozen):
 
 # ---------------------------------------------------------------------------------------------
 # vectorised per-layer stage times (equal to perfmodel.step.stage_time per layer and stage)
-
-_FAMILY_CODE = {"matrix": 0, "conv": 1, "memory": 2}
-
-
-@dataclass(frozen=True)
-class WorkTable:
-    """Every Work item of a graph's op costs as flat arrays (one row per Work)."""
-
-    n_layers: int
-    layer: np.ndarray
-    stage: np.ndarray  # 0 forward, 1 backward_data, 2 backward_weight
-    family: np.ndarray
-    flops: np.ndarray
-    bytes: np.ndarray
-    kernels: np.ndarray
-
-
-def work_table(costs: Sequence[OpCost]) -> WorkTable:
-    rows = [(li, si, _FAMILY_CODE[w.family], w.flops, w.bytes_read + w.bytes_written, w.kernels)
-            for li, c in enumerate(costs) for si, s in enumerate(STAGES) for w in c.stage(s)]
-    a = np.array(rows, dtype=float).reshape(-1, 6)
-    return WorkTable(len(costs), a[:, 0].astype(np.int64), a[:, 1].astype(np.int64), a[:, 2].astype(np.int64),
-                     a[:, 3].copy(), a[:, 4].copy(), a[:, 5].copy())
-
-
-def curve_at(curve, size: np.ndarray) -> np.ndarray:
-    """numpy version of EfficiencyCurve.at (same piecewise definition)."""
-    size = np.asarray(size, dtype=float)
-    if curve.points:
-        xs = np.log([p[0] for p in curve.points])
-        es = np.array([p[1] for p in curve.points])
-        with np.errstate(divide="ignore"):
-            ls = np.log(np.where(size > 0, size, 0.0))
-        return np.interp(ls, xs, es)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        v = curve.max * size / (size + curve.half)
-    return np.where(size <= 0, curve.max, v)
-
-
-def stage_times(table: WorkTable, r: Rates, scale: np.ndarray | None = None) -> dict[str, np.ndarray]:
-    """Per-layer, per-stage [n_layers, 3] arrays of time, roof_compute, roof_memory and overhead.
-
-    `scale` (per layer) divides FLOPs and bytes, as perfmodel.parallel.tensor.shard_cost does for a
-    tensor-parallel split (kernel counts unchanged). Mirrors perfmodel.compute.work_time and
-    perfmodel.step.stage_time.
-    """
-    flops, byts, kern = table.flops, table.bytes, table.kernels
-    if scale is not None:
-        s = scale[table.layer]
-        flops, byts = flops * s, byts * s
-    k = np.maximum(1.0, kern)
-    fam = table.family
-    mem_eff = curve_at(r.memory, byts / k)
-    mat_eff = curve_at(r.matrix, flops / k)
-    conv_eff = curve_at(r.conv, flops / k)
-    has_f = flops != 0
-    cflops = np.where(fam == 2, np.where(has_f, r.vector_flops * mem_eff, 1.0),
-                      r.matrix_flops * np.where(fam == 0, mat_eff, conv_eff))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        compute = np.where(has_f, flops / np.where(cflops > 0, cflops, 1.0), 0.0)
-        memory = np.where(byts != 0, byts / (r.bandwidth_Bps * np.where(mem_eff > 0, mem_eff, 1.0)), 0.0)
-    roof = np.where(compute > memory, compute, memory)
-    launch = kern * r.overhead_s
-    if r.overhead_overlaps:
-        exposed = np.maximum(launch - roof, 0.0)
-    else:
-        exposed = launch
-    exposed = np.where(kern <= 0, 0.0, exposed)
-    tot = roof + exposed
-    cb = compute >= memory
-    idx = table.layer * 3 + table.stage
-    n3 = table.n_layers * 3
-
-    def acc(v):
-        return np.bincount(idx, weights=v, minlength=n3).reshape(table.n_layers, 3)
-
-    return {"time": acc(tot), "roof_compute": acc(np.where(cb, roof, 0.0)),
-            "roof_memory": acc(np.where(cb, 0.0, roof)), "overhead": acc(exposed)}
-
 
 # ---------------------------------------------------------------------------------------------
 # cached levels of the search

@@ -8,52 +8,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .compute import Rates, WorkTime, device_rates, work_time
+
+from .engine.layers import (AMP_WEIGHT_CAST, LOWP, STRIDED_OPS, StageTime, elementwise_key, layer_table,
+                            param_tensors, stage_factor_key, stage_time)
+from .engine.rates import Rates, device_rates
+from .engine.worktime import stage_times
 from .errors import InputError
 from .graph.layer_graph import LayerGraph
 from .hardware.schema import Device
 from .ops import DTYPE_BYTES, STAGES, OpCost
-from .ops.base import graph_costs
-from .ops.base import Work
+from .ops.base import Work, graph_costs
 from .optimizers import OPTIMIZER_NAMES, optimizer_work
 
-# Under autocast (fp16/bf16), each forward casts the fp32 weights to the compute dtype once.
-AMP_WEIGHT_CAST = True
-LOWP = ("fp16", "bf16", "fp8", "int8")
-
-
-@dataclass(frozen=True, slots=True)
-class StageTime:
-    """Summed times of one stage of one layer."""
-
-    time_s: float = 0.0
-    compute_s: float = 0.0
-    memory_s: float = 0.0
-    overhead_s: float = 0.0
-    roof_compute_s: float = 0.0  # part of time_s spent in compute-bound work
-    roof_memory_s: float = 0.0  # part of time_s spent in memory-bound work
-
-
-def stage_time(works: tuple[Work, ...], r: Rates, key: str | None = None,
-               factor_key: str | None = None) -> StageTime:
-    """Sum the work items of a stage, attributing each item's roofline time to its bound.
-
-    `key` names the op (and stage) for per-op elementwise rates: "<op>" or "<op>.backward";
-    `factor_key` the stage for a stage factor (strided convolutions, see Efficiency.stage_factors).
-    """
-    t = c = m = o = rc = rm = 0.0
-    for w in works:
-        wt: WorkTime = work_time(w, r, key, factor_key)
-        t += wt.time_s
-        c += wt.compute_s
-        m += wt.memory_s
-        o += wt.overhead_s
-        roof = wt.time_s - wt.overhead_s
-        if wt.compute_s >= wt.memory_s:
-            rc += roof
-        else:
-            rm += roof
-    return StageTime(t, c, m, o, rc, rm)
+__all__ = ["AMP_WEIGHT_CAST", "LOWP", "STRIDED_OPS", "LayerTime", "StageTime", "StepProfile", "check_args",
+           "elementwise_key", "profile_from_costs", "stage_factor_key", "stage_time", "step_profile"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,31 +87,6 @@ def check_args(device: Device, batch: int, dtype: str, threads: int | None, opti
         raise InputError(f"threads must be a positive integer, got {threads!r}")
 
 
-def elementwise_key(op: str, stage: str) -> str:
-    """Key of Efficiency.elementwise for an op's stage: "<op>" (forward) or "<op>.backward"."""
-    return op if stage == "forward" else f"{op}.backward"
-
-
-STRIDED_OPS = ("conv1d", "conv2d", "conv_transpose2d")
-
-
-def stage_factor_key(layer, stage: str) -> str | None:
-    """Key of Efficiency.stage_factors for a layer's stage: "<op>.<stage>/strided-1x1" for strided
-    convolutions with a 1-wide kernel (the projection shortcuts), "<op>.<stage>/strided" for other strided ones."""
-    if layer.op not in STRIDED_OPS:
-        return None
-    st, k = layer.spec.stride, layer.spec.kernel
-    if max(st if isinstance(st, tuple) else (st,)) <= 1:
-        return None
-    one = max(k if isinstance(k, tuple) else (k,)) == 1
-    return f"{layer.op}.{stage}/strided" + ("-1x1" if one else "")
-
-
-def _param_tensors(c: OpCost) -> int:
-    """Parameter tensors of a layer (weight and bias, or more for recurrent/attention layers)."""
-    return int(c.extra.get("param_tensors", 2 if c.params else 0))
-
-
 _PROFILE_CACHE_SIZE = 64  # step profiles kept per graph (sweeps revisit the same device and batch)
 
 
@@ -179,13 +122,12 @@ def profile_from_costs(graph: LayerGraph, device: Device, batch: int, dtype: str
     check_args(device, batch, dtype, threads, optimizer)
     r = device_rates(device, dtype, threads)
     b = DTYPE_BYTES[dtype]
-    if r.elementwise is None and r.stage_factors is None:
-        times = tuple(LayerTime(*(stage_time(c.stage(s), r) for s in STAGES)) for c in costs)
-    else:  # calibrated per-op rates / stage factors: key each stage by its op
-        times = tuple(LayerTime(*(stage_time(c.stage(s), r, elementwise_key(l.op, s), stage_factor_key(l, s))
-                                  for s in STAGES)) for l, c in zip(graph.layers, costs))
+    keyed = r.elementwise is not None or r.stage_factors is not None
+    st = stage_times(layer_table(graph, costs, keyed), r)
+    cols = [st[k].tolist() for k in ("time", "compute", "memory", "overhead", "roof_compute", "roof_memory")]
+    times = tuple(LayerTime(*(StageTime(*(col[i][j] for col in cols)) for j in range(3))) for i in range(len(costs)))
     params = sum(c.params for c in costs)
-    tensors = sum(_param_tensors(c) for c in costs)
+    tensors = sum(param_tensors(c) for c in costs)
     ow = optimizer_work(optimizer, params, tensors, gpu=not device.is_cpu)
     ot = stage_time((ow,), r, "optimizer")
     if AMP_WEIGHT_CAST and dtype in LOWP and params:

@@ -1,0 +1,117 @@
+"""The one work_time: roofline with size-dependent efficiency plus per-kernel overhead, over numpy arrays.
+
+Every Work item of a step is one row; a scalar call (perfmodel.compute.work_time) is a one-row table.
+Assumptions: efficiency depends on the work per kernel (FLOPs for matrix/conv, bytes for memory work);
+memory-family arithmetic runs at the profile's per-op elementwise rate when it has one (calibrated
+CPUs), else at the vector peak times the memory efficiency; matrix/conv work of a stage named by a
+stage-factor key has its rate scaled by the profile's stage factor; a GPU launch overlaps execution
+(each kernel costs max(roofline, overhead)), a CPU dispatch adds to it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from .rates import Rates, stage_factor
+from ..ops import STAGES, OpCost
+
+FAMILY_CODE = {"matrix": 0, "conv": 1, "memory": 2}
+STAGE_CODE = {s: i for i, s in enumerate(STAGES)}
+
+
+@dataclass(frozen=True)
+class WorkTable:
+    """Every Work item of per-layer op costs as flat arrays (one row per Work)."""
+
+    n_layers: int
+    layer: np.ndarray
+    stage: np.ndarray  # 0 forward, 1 backward_data, 2 backward_weight
+    family: np.ndarray
+    flops: np.ndarray
+    bytes: np.ndarray
+    kernels: np.ndarray
+    ew_keys: tuple[str | None, ...] | None = None  # per row: Efficiency.elementwise key
+    factor_keys: tuple[str | None, ...] | None = None  # per row: Efficiency.stage_factors key
+
+
+def work_table(costs: Sequence[OpCost], ew_keys: Sequence[Sequence[str | None]] | None = None,
+               factor_keys: Sequence[Sequence[str | None]] | None = None) -> WorkTable:
+    """Flatten per-layer costs; `ew_keys`/`factor_keys`: per layer, per stage keys (calibrated profiles)."""
+    rows, ek, fk = [], [], []
+    for li, c in enumerate(costs):
+        for si, s in enumerate(STAGES):
+            for w in c.stage(s):
+                rows.append((li, si, FAMILY_CODE[w.family], w.flops, w.bytes_read + w.bytes_written, w.kernels))
+                if ew_keys is not None:
+                    ek.append(ew_keys[li][si])
+                    fk.append(factor_keys[li][si] if factor_keys is not None else None)
+    a = np.array(rows, dtype=float).reshape(-1, 6)
+    return WorkTable(len(costs), a[:, 0].astype(np.int64), a[:, 1].astype(np.int64), a[:, 2].astype(np.int64),
+                     a[:, 3].copy(), a[:, 4].copy(), a[:, 5].copy(),
+                     tuple(ek) if ew_keys is not None else None, tuple(fk) if ew_keys is not None else None)
+
+
+def curve_at(curve, size: np.ndarray) -> np.ndarray:
+    """EfficiencyCurve.at over an array (same piecewise definition: log-interpolated points or max*s/(s+half))."""
+    size = np.asarray(size, dtype=float)
+    if curve.points:
+        xs = np.log([p[0] for p in curve.points])
+        es = np.array([p[1] for p in curve.points])
+        with np.errstate(divide="ignore"):
+            ls = np.log(np.where(size > 0, size, 0.0))
+        return np.interp(ls, xs, es)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        v = curve.max * size / (size + curve.half)
+    return np.where(size <= 0, curve.max, v)
+
+
+def _elementwise_rates(keys: Sequence[str | None], table: dict[str, float]) -> np.ndarray:
+    """Per row: the calibrated rate of its op key, else the profile's default, else NaN (use the vector peak)."""
+    default = table.get("default") or np.nan
+    return np.array([(table.get(k) if k else None) or default for k in keys], dtype=float)
+
+
+def row_times(t: WorkTable, r: Rates, scale: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Per Work row: time, compute, memory, exposed overhead (seconds). `scale` (per layer) divides FLOPs and bytes."""
+    flops, byts, kern = t.flops, t.bytes, t.kernels
+    if scale is not None:
+        s = scale[t.layer]
+        flops, byts = flops * s, byts * s
+    k = np.maximum(1.0, kern)
+    fam = t.family
+    mem_eff = curve_at(r.memory, byts / k)
+    mat = r.matrix_flops * np.where(fam == 0, curve_at(r.matrix, flops / k), curve_at(r.conv, flops / k))
+    if r.stage_factors is not None and t.factor_keys is not None:
+        mat = mat * np.array([stage_factor(r.stage_factors, fk) if fk else 1.0 for fk in t.factor_keys])
+    vec = r.vector_flops * mem_eff
+    if r.elementwise is not None and t.ew_keys is not None:
+        ew = _elementwise_rates(t.ew_keys, r.elementwise)
+        vec = np.where(np.isnan(ew), vec, ew)
+    has_f = flops != 0
+    cflops = np.where(fam == 2, np.where(has_f, vec, 1.0), mat)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        compute = np.where(has_f, flops / np.where(cflops > 0, cflops, 1.0), 0.0)
+        memory = np.where(byts != 0, byts / (r.bandwidth_Bps * np.where(mem_eff > 0, mem_eff, 1.0)), 0.0)
+    roof = np.where(compute > memory, compute, memory)
+    launch = kern * r.overhead_s
+    exposed = np.maximum(launch - roof, 0.0) if r.overhead_overlaps else launch
+    exposed = np.where(kern <= 0, 0.0, exposed)
+    return {"time": roof + exposed, "compute": compute, "memory": memory, "overhead": exposed, "roof": roof}
+
+
+def stage_times(t: WorkTable, r: Rates, scale: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Per-layer, per-stage [n_layers, 3] sums: time, compute, memory, roof_compute, roof_memory, overhead."""
+    w = row_times(t, r, scale)
+    cb = w["compute"] >= w["memory"]
+    idx = t.layer * 3 + t.stage
+    n3 = t.n_layers * 3
+
+    def acc(v):
+        return np.bincount(idx, weights=v, minlength=n3).reshape(t.n_layers, 3)
+
+    return {"time": acc(w["time"]), "compute": acc(w["compute"]), "memory": acc(w["memory"]),
+            "roof_compute": acc(np.where(cb, w["roof"], 0.0)), "roof_memory": acc(np.where(cb, 0.0, w["roof"])),
+            "overhead": acc(w["overhead"])}
