@@ -118,6 +118,69 @@ def vector_factor(device, dtype: str) -> float:
 
 
 # ---------------------------------------------------------------------------------------------
+# peak rates under the thread and bandwidth models
+
+
+@dataclass(frozen=True, slots=True)
+class Peaks:
+    """Rates one device reaches for one dtype and thread count, before efficiency curves."""
+
+    matrix_flops: float  # FLOP/s of matrix/conv work in the dtype
+    vector_flops: float  # FLOP/s of elementwise arithmetic
+    bandwidth_Bps: float
+    overhead_s: float  # per-kernel launch/dispatch cost
+    overhead_overlaps: bool  # launch_overlaps
+    thread_factor: float  # compute speed relative to one core ("cores" thread model) or 1
+    threads: int | None  # threads used ("cores" thread model), else None
+
+
+def thread_speedup(device, threads: int) -> float:
+    """Compute speed at `threads` relative to one thread: Amdahl up to physical cores, then a hyper-thread penalty."""
+    cores = device.cores or 1
+    ts = device.thread_scaling
+    n = min(threads, cores)
+    s = n / (1.0 + ts.serial_fraction * (n - 1))
+    extra = max(0, threads - cores)
+    if extra:
+        s *= max(0.05, 1.0 - ts.hyperthread_penalty * extra / cores)
+    return s
+
+
+def per_core_bandwidth(device, threads: int) -> float:
+    """Memory bandwidth reachable with `threads`: per-core limited until the socket limit (2x fair share if unset)."""
+    cores = device.cores or 1
+    per_core = device.thread_scaling.per_core_bandwidth_Bps or 2.0 * device.memory_bandwidth_Bps / cores
+    bw = min(device.memory_bandwidth_Bps, per_core * min(threads, cores))
+    extra = max(0, threads - cores)
+    if extra:
+        bw *= max(0.05, 1.0 - device.thread_scaling.hyperthread_penalty * extra / cores)
+    return bw
+
+
+def device_peaks(device, dtype: str, threads: int | None = None) -> Peaks:
+    """Peak rates of `device` for `dtype` under its traits.
+
+    "cores" thread model: the peak is shared by the physical cores and `threads` (default: all cores) scale
+    one core's share by thread_speedup; "none": the device-wide peak, `threads` ignored. Elementwise math
+    runs at the fp32 peak x vector_factor. Bandwidth: "per-core" grows with threads (per_core_bandwidth),
+    "device" is the profile's memory bandwidth. The caller checks that the device supports `dtype`.
+    """
+    t = device_traits(device)
+    peak, vector = device.peak(dtype), device.peak("fp32") * vector_factor(device, dtype)
+    used, f = None, 1.0
+    if t.uses_threads:
+        cores = device.cores or 1
+        used = threads if threads is not None else cores
+        f = thread_speedup(device, used)
+        peak, vector = peak / cores * f, vector / cores * f
+    if t.bandwidth_model == "per-core":
+        bw = per_core_bandwidth(device, used if used is not None else (device.cores or 1))
+    else:
+        bw = device.memory_bandwidth_Bps
+    return Peaks(peak, vector, bw, device.kernel_overhead_s, t.launch_overlaps, f, used)
+
+
+# ---------------------------------------------------------------------------------------------
 # efficiency by key
 
 
