@@ -6,6 +6,7 @@ Bits (Gb/s, Gbit/s) are converted to bytes. A plain number is taken as already i
 
 from __future__ import annotations
 
+import math
 import re
 
 _PREFIX = {"": 1.0, "k": 1e3, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15, "E": 1e18}
@@ -36,7 +37,7 @@ def parse_quantity(value: object, family: str, *, field: str = "value") -> float
     if isinstance(value, bool):
         raise ValueError(f"{field}: expected a number or a quantity like {_example(family)}, got {value!r}")
     if isinstance(value, (int, float)):
-        return float(value)
+        return _finite(value, value, field)
     if not isinstance(value, str):
         raise ValueError(f"{field}: expected a number or a quantity like {_example(family)}, got {value!r}")
     m = _NUM.match(value)
@@ -47,7 +48,18 @@ def parse_quantity(value: object, family: str, *, field: str = "value") -> float
     factor = _unit_factor(unit, family)
     if factor is None:
         raise ValueError(f"{field}: unknown unit {unit!r} in {value!r}; expected something like {_example(family)}")
-    return number * factor
+    return _finite(number * factor, value, field)
+
+
+def _finite(x: float, shown: object, field: str) -> float:
+    try:
+        x = float(x)
+    except OverflowError:
+        x = math.inf
+    if not math.isfinite(x):
+        text = repr(shown) if not isinstance(shown, int) else f"an integer of {len(str(abs(shown)))} digits"
+        raise ValueError(f"{field}: expected a finite quantity, got {text}")
+    return x
 
 
 def _unit_factor(unit: str, family: str) -> float | None:

@@ -87,7 +87,7 @@ def test_unknown_names_suggest_close_matches():
 
 
 def test_bad_numbers():
-    with pytest.raises(InputError, match="batch must be a positive integer, got 0"):
+    with pytest.raises(InputError, match=r"batch.*(positive|greater than 0)"):
         perfmodel.predict("fcn5", "v100-sxm2", batch=0)
     with pytest.raises(InputError, match="dtype"):
         perfmodel.predict("fcn5", "v100-sxm2", dtype="fp17")
@@ -96,7 +96,7 @@ def test_bad_numbers():
     with pytest.raises(InputError, match="optimizer"):
         perfmodel.predict("fcn5", "v100-sxm2", optimizer="lbfgs")
     code, _, err = cli("predict", "fcn5", "--hardware", "v100-sxm2", "--batch", "0")
-    assert code != 0 and "batch must be a positive integer" in err
+    assert code != 0 and "batch" in err and "Traceback" not in err
 
 
 def test_negative_bandwidth_in_profile(tmp_path):

@@ -39,7 +39,12 @@ def test_every_kind_has_a_shape_rule():
 def test_input():
     nb = NetworkBuilder("t")
     nb.input("x", shape=[3, 4])
+    nb.relu("r")
     assert nb.build()["x"].output_shape == (3, 4)
+    only_inputs = NetworkBuilder("t")
+    only_inputs.input("x", shape=[3, 4])
+    with pytest.raises(NetworkError, match="only input layers"):
+        only_inputs.build()
 
 
 def test_dense():

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import difflib
 import json
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
+from .. import datafile
+from ..datafile import file_exists, is_data_file
 from ..errors import NetworkError, NotFoundError, PerfModelError, format_pydantic_error
-from ..paths import data_dir
+from ..paths import data_dir, resolve_builtin
 from .layer_graph import LayerGraph
 from .network_file import NetworkFile, expand_network, validate_op
 from .spec import OP_CLASSES
@@ -18,26 +19,9 @@ from .spec import OP_CLASSES
 _SUFFIXES = (".yaml", ".yml", ".json")
 
 
-def read_data_file(path: Path, error_cls: type[PerfModelError] = NetworkError) -> Any:
-    """Parse a YAML or JSON file safely; syntax errors name the file and line."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as e:
-        raise error_cls(f"cannot read file: {e.strerror}", file=str(path)) from None
-    if path.suffix == ".json":
-        try:
-            return json.loads(text)
-        except json.JSONDecodeError as e:
-            raise error_cls(f"JSON syntax error at line {e.lineno}, column {e.colno}: {e.msg}", file=str(path)) from None
-    import yaml
-
-    try:
-        return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise error_cls(f"YAML syntax error{at}: {problem}", file=str(path)) from None
+def read_data_file(path: str | Path, error_cls: type[PerfModelError] = NetworkError) -> Any:
+    """Parse a YAML or JSON file safely (see perfmodel.datafile); errors are `error_cls` naming the file."""
+    return datafile.read_data_file(path, error_cls)
 
 
 def builtin_networks() -> dict[str, Path]:
@@ -46,32 +30,13 @@ def builtin_networks() -> dict[str, Path]:
     return {p.stem: p for p in sorted(d.iterdir()) if p.suffix in _SUFFIXES} if d else {}
 
 
-def _norm(s: str) -> str:
-    return s.lower().replace("-", "").replace("_", "")
-
-
-def resolve_builtin(name: str, table: dict[str, Path], what: str) -> Path:
-    """Find a built-in file by name (case, '-' and '_' ignored), or raise with close matches."""
-    if name in table:
-        return table[name]
-    by_norm = {_norm(k): v for k, v in table.items()}
-    if _norm(name) in by_norm:
-        return by_norm[_norm(name)]
-    close = difflib.get_close_matches(name, table.keys(), n=4, cutoff=0.5)
-    hint = f" Did you mean: {', '.join(close)}?" if close else ""
-    raise NotFoundError(
-        f"unknown {what} '{name}': not a built-in name and no such file.{hint} "
-        f"List the built-in ones with `perfmodel {what if what != 'network' else 'networks'}`."
-    )
-
-
 def load_network(name_or_path: str | Path | LayerGraph) -> LayerGraph:
     """Load a network from a built-in name (e.g. 'resnet50') or a YAML/JSON file path."""
     if isinstance(name_or_path, LayerGraph):
         return name_or_path
     p = Path(name_or_path)
-    if p.suffix in _SUFFIXES or p.exists():
-        if not p.exists():
+    if is_data_file(p) or file_exists(p, NetworkError):
+        if not file_exists(p, NetworkError):
             raise NotFoundError(f"no such network file '{p}'")
         return network_from_dict(read_data_file(p), file=str(p), origin=str(p))
     return network_from_dict(read_data_file(resolve_builtin(str(name_or_path), builtin_networks(), "network")),

@@ -105,6 +105,8 @@ def _build(specs: list[OpBase]) -> tuple[Layer, ...]:
         by_name[s.name] = s
     if not specs:
         raise NetworkError("the network has no layers")
+    if all(s.op == "input" for s in specs):  # type: ignore[attr-defined]
+        raise NetworkError("the network has only input layers; add at least one layer that computes")
     g = nx.DiGraph()
     order_hint = {s.name: i for i, s in enumerate(specs)}
     for s in specs:

@@ -10,6 +10,7 @@ instance i's last layer.
 
 from __future__ import annotations
 
+import difflib
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
@@ -53,19 +54,31 @@ def _substitute(value: Any, args: dict[str, Any], where: str) -> Any:
     return value
 
 
+def check_op_kind(op: Any, where: str) -> str:
+    """The op kind of a layer, or an error naming the problem with the known kinds (close matches first)."""
+    if op is None:
+        raise NetworkError("missing field 'op' (or 'block' for a block use)", where=where)
+    known = ", ".join(sorted(OP_CLASSES))
+    if not isinstance(op, str):
+        raise NetworkError(f"field 'op': expected an op name (a string), got {_short(op)}; known ops: {known}",
+                           where=where)
+    if op not in OP_CLASSES:
+        close = difflib.get_close_matches(op, OP_CLASSES.keys(), n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise NetworkError(f"unknown op '{_short(op, 40)}'{hint}; known ops: {known}", where=where)
+    return op
+
+
+def _short(v: Any, n: int = 60) -> str:
+    s = v if isinstance(v, str) else repr(v)
+    return s if len(s) <= n else s[:n - 3] + "..."
+
+
 def validate_op(raw: dict[str, Any], where: str):
     """Validate one raw layer dict into its op spec, with an error naming the layer and field."""
     if not isinstance(raw, dict):
-        raise NetworkError(f"expected a mapping with 'op' and 'name', got {raw!r}", where=where)
-    op = raw.get("op")
-    if op is None:
-        raise NetworkError("missing field 'op' (or 'block' for a block use)", where=where)
-    if op not in OP_CLASSES:
-        import difflib
-
-        close = difflib.get_close_matches(str(op), OP_CLASSES.keys(), n=3)
-        hint = f"; did you mean {', '.join(close)}?" if close else f"; known ops: {', '.join(sorted(OP_CLASSES))}"
-        raise NetworkError(f"unknown op '{op}'{hint}", where=where)
+        raise NetworkError(f"expected a mapping with 'op' and 'name', got {_short(raw)}", where=where)
+    check_op_kind(raw.get("op"), where)
     try:
         return _OP_ADAPTER.validate_python(raw)
     except ValidationError as e:
@@ -84,7 +97,7 @@ class _Expander:
             raise NetworkError("blocks nested more than 8 deep (a block that uses itself?)", where=ctx)
         prev = block_input
         for i, raw in enumerate(entries):
-            where = f"{ctx}layer {i}" + (f" ('{raw.get('name')}')" if isinstance(raw, dict) and raw.get("name") else "")
+            where = f"{ctx}layer {i}" + (f" ('{_short(raw.get('name'), 40)}')" if isinstance(raw, dict) and raw.get("name") else "")
             if not isinstance(raw, dict):
                 raise NetworkError(f"expected a mapping, got {raw!r}", where=where)
             raw = _substitute(raw, args, where) if args is not None and local is not None else raw
@@ -94,6 +107,7 @@ class _Expander:
                     local[str(raw.get("name"))] = prev
                 continue
             raw = dict(raw)
+            check_op_kind(raw.get("op"), where)
             name = raw.get("name")
             if not isinstance(name, str) or not name:
                 raise NetworkError("missing field 'name' (a non-empty string)", where=where)
@@ -139,9 +153,10 @@ class _Expander:
         if extra:
             raise NetworkError(f"unknown field(s) {sorted(extra)} in a block use; allowed: {sorted(allowed)}", where=where)
         bname = raw["block"]
+        if not isinstance(bname, str):
+            raise NetworkError(f"field 'block': expected a block name, got {_short(bname)}; defined blocks: "
+                               f"{sorted(self.blocks) or 'none'}", where=where)
         if bname not in self.blocks:
-            import difflib
-
             close = difflib.get_close_matches(str(bname), self.blocks.keys(), n=3)
             hint = f"; did you mean {', '.join(close)}?" if close else f"; defined blocks: {sorted(self.blocks) or 'none'}"
             raise NetworkError(f"unknown block '{bname}'{hint}", where=where)

@@ -9,9 +9,26 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, Union, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
-IntPair = Union[int, tuple[int, int]]
+# Sizes, counts and indices are at most this large (int32, as in the frameworks): no overflow downstream.
+MAX_DIM = 2**31 - 1
+# Costs given by hand (custom layers) are at most this large per sample.
+MAX_PER_SAMPLE = 1e30
+
+
+def _int_only(v):
+    """Refuse booleans and strings where a count is expected (pydantic would read True as 1, '3' as 3)."""
+    if isinstance(v, (bool, str)):
+        raise ValueError(f"expected an integer, got {v!r}")
+    return v
+
+
+Int = Annotated[int, BeforeValidator(_int_only), Field(ge=-MAX_DIM, le=MAX_DIM)]
+PosInt = Annotated[int, BeforeValidator(_int_only), Field(gt=0, le=MAX_DIM)]
+IntPair = Union[Int, tuple[Int, Int]]
+Real = Annotated[float, BeforeValidator(lambda v: _int_only(v) if isinstance(v, (bool, str)) else v),
+                 Field(allow_inf_nan=False)]
 
 
 class OpBase(BaseModel):
@@ -55,7 +72,7 @@ def _nonneg(v, field: str):
 
 class Input(OpBase):
     op: Literal["input"] = "input"
-    shape: tuple[int, ...]
+    shape: tuple[PosInt, ...]
     # "float" inputs take the training dtype; "int64" inputs are token ids or class labels
     dtype: Literal["float", "int64"] = "float"
 
@@ -69,7 +86,7 @@ class Dense(OpBase):
     """y = x W^T + b over the last dimension."""
 
     op: Literal["dense"] = "dense"
-    units: int = Field(gt=0)
+    units: PosInt
     bias: bool = True
 
     @property
@@ -78,12 +95,12 @@ class Dense(OpBase):
 
 
 class _ConvBase(OpBase):
-    out_channels: int = Field(gt=0)
+    out_channels: PosInt
     kernel: IntPair
     stride: IntPair = 1
     padding: IntPair | Literal["same", "valid"] = 0
     dilation: IntPair = 1
-    groups: int = Field(default=1, gt=0)
+    groups: PosInt = 1
     bias: bool = True
 
     @field_validator("kernel", "stride", "dilation")
@@ -123,10 +140,15 @@ class _Pool2d(OpBase):
     padding: IntPair = 0
     ceil_mode: bool = False
 
-    @field_validator("kernel")
+    @field_validator("kernel", "stride")
     @classmethod
-    def _positive(cls, v):
-        return _pos(v, "kernel")
+    def _positive(cls, v, info):
+        return v if v is None else _pos(v, info.field_name)
+
+    @field_validator("padding")
+    @classmethod
+    def _padding_nonneg(cls, v):
+        return _nonneg(v, "padding")
 
 
 class MaxPool2d(_Pool2d):
@@ -147,7 +169,7 @@ class BatchNorm(OpBase):
     """Batch normalisation over channel dim 0 ([C], [C, L] or [C, H, W])."""
 
     op: Literal["batchnorm"] = "batchnorm"
-    eps: float = 1e-5
+    eps: Real = Field(default=1e-5, gt=0)
     affine: bool = True
 
     @property
@@ -159,7 +181,7 @@ class LayerNorm(OpBase):
     """Layer normalisation over the last dimension."""
 
     op: Literal["layernorm"] = "layernorm"
-    eps: float = 1e-5
+    eps: Real = Field(default=1e-5, gt=0)
     affine: bool = True
 
     @property
@@ -173,7 +195,7 @@ class Relu(OpBase):
 
 class LeakyRelu(OpBase):
     op: Literal["leaky_relu"] = "leaky_relu"
-    slope: float = 0.01
+    slope: Real = 0.01
 
 
 class Sigmoid(OpBase):
@@ -190,12 +212,12 @@ class Gelu(OpBase):
 
 class Softmax(OpBase):
     op: Literal["softmax"] = "softmax"
-    axis: int = -1
+    axis: Int = -1
 
 
 class Dropout(OpBase):
     op: Literal["dropout"] = "dropout"
-    p: float = Field(default=0.5, ge=0.0, lt=1.0)
+    p: Real = Field(default=0.5, ge=0.0, lt=1.0)
 
 
 class Add(OpBase):
@@ -214,7 +236,7 @@ class Concat(OpBase):
     """Concatenate inputs along `axis` of the per-sample shape (0 = channels)."""
 
     op: Literal["concat"] = "concat"
-    axis: int = 0
+    axis: Int = 0
 
 
 class Flatten(OpBase):
@@ -225,23 +247,23 @@ class Reshape(OpBase):
     """Reshape the per-sample tensor; one entry may be -1."""
 
     op: Literal["reshape"] = "reshape"
-    shape: tuple[int, ...]
+    shape: tuple[Int, ...]
 
 
 class Select(OpBase):
     """Take index `index` along `axis`, dropping that axis (e.g. BERT's [CLS] token)."""
 
     op: Literal["select"] = "select"
-    axis: int = 0
-    index: int = 0
+    axis: Int = 0
+    index: Int = 0
 
 
 class Embedding(OpBase):
     """Lookup table: int ids [T] -> [T, dim]."""
 
     op: Literal["embedding"] = "embedding"
-    vocab: int = Field(gt=0)
-    dim: int = Field(gt=0)
+    vocab: PosInt
+    dim: PosInt
 
     @property
     def has_params(self) -> bool:
@@ -252,7 +274,7 @@ class PositionalEmbedding(OpBase):
     """Learned position table added to a [T, dim] input: y[t] = x[t] + P[t]; P has max_len x dim."""
 
     op: Literal["positional_embedding"] = "positional_embedding"
-    max_len: int = Field(gt=0)
+    max_len: PosInt
 
     @property
     def has_params(self) -> bool:
@@ -262,8 +284,8 @@ class PositionalEmbedding(OpBase):
 class _Recurrent(OpBase):
     """Recurrent layer over a [T, F] sequence; output [T, hidden*dirs] or [hidden*dirs] (last step)."""
 
-    hidden: int = Field(gt=0)
-    layers: int = Field(default=1, gt=0)
+    hidden: PosInt
+    layers: PosInt = 1
     bidirectional: bool = False
     bias: bool = True
     return_sequences: bool = True
@@ -294,10 +316,10 @@ class Attention(OpBase):
     """Multi-head self-attention on [T, D]: QKV projection, softmax(QK^T/sqrt(d))V, output projection."""
 
     op: Literal["attention"] = "attention"
-    heads: int = Field(gt=0)
+    heads: PosInt
     causal: bool = False
     bias: bool = True
-    dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
+    dropout: Real = Field(default=0.0, ge=0.0, lt=1.0)
 
     @property
     def has_params(self) -> bool:
@@ -315,7 +337,7 @@ class Upsample(OpBase):
     """Upsample [C, H, W] (or [C, L]) by an integer factor."""
 
     op: Literal["upsample"] = "upsample"
-    scale: int = Field(default=2, gt=0)
+    scale: PosInt = 2
     mode: Literal["nearest", "bilinear"] = "nearest"
 
 
@@ -337,6 +359,55 @@ class BCELoss(OpBase):
     op: Literal["bce"] = "bce"
 
 
+class MoE(OpBase):
+    """Mixture of experts on [T, D] (or [D]): a router (dense D -> experts, softmax, top-k) sends each token
+    to `top_k` of `experts` feed-forward experts (D -> hidden -> D; `gated`: SwiGLU-style, three matrices).
+    Costed with the expected tokens per expert (tokens * top_k / experts), see perfmodel/ops/moe.py."""
+
+    op: Literal["moe"] = "moe"
+    experts: int = Field(gt=0)
+    top_k: int = Field(gt=0)
+    hidden: int = Field(gt=0)
+    gated: bool = False
+    bias: bool = False  # biases of the experts' linear maps
+    router_bias: bool = False
+
+    @field_validator("top_k")
+    @classmethod
+    def _k_le_experts(cls, v, info):
+        e = info.data.get("experts")
+        if e is not None and v > e:
+            raise ValueError(f"top_k ({v}) must not exceed experts ({e})")
+        return v
+
+    @property
+    def has_params(self) -> bool:
+        return True
+
+
+class Elementwise(OpBase):
+    """A pointwise op no other kind names (x * c, x + c, pow, rsqrt, exp, neg, clamp, silu, ...): its inputs
+    broadcast to the output; `flops_per_element` FLOPs per output element (see perfmodel/ops/layout.py)."""
+
+    op: Literal["elementwise"] = "elementwise"
+    fn: str = "elementwise"
+    flops_per_element: float = Field(default=1.0, ge=0.0)
+
+
+class Pad(OpBase):
+    """Constant padding of the input to `output_shape` (same rank, no dim smaller): one copy."""
+
+    op: Literal["pad"] = "pad"
+    output_shape: tuple[int, ...] = Field(min_length=1)
+
+
+class Slice(OpBase):
+    """A slice (a view) of the input: `output_shape` has at most the input's elements."""
+
+    op: Literal["slice"] = "slice"
+    output_shape: tuple[int, ...] = Field(min_length=1)
+
+
 class Custom(OpBase):
     """An op with no kind of its own (e.g. a PyTorch op the importer cannot map): its costs are given.
 
@@ -347,10 +418,10 @@ class Custom(OpBase):
     """
 
     op: Literal["custom"] = "custom"
-    output_shape: tuple[int, ...] = Field(min_length=1)
-    forward_flops_per_sample: float = Field(default=0.0, ge=0.0)
-    bytes_per_sample: float | None = Field(default=None, ge=0.0)
-    params: int = Field(default=0, ge=0)
+    output_shape: tuple[PosInt, ...] = Field(min_length=1)
+    forward_flops_per_sample: Real = Field(default=0.0, ge=0.0, le=MAX_PER_SAMPLE)
+    bytes_per_sample: Real | None = Field(default=None, ge=0.0, le=MAX_PER_SAMPLE)
+    params: Annotated[int, BeforeValidator(_int_only), Field(ge=0, le=MAX_DIM * 1024)] = 0
     family: Literal["matrix", "conv", "memory"] | None = None  # None: matrix if it has FLOPs, else memory
     note: str = ""
 
@@ -369,7 +440,7 @@ OpSpec = Annotated[
         Input, Dense, Conv1d, Conv2d, ConvTranspose2d, MaxPool2d, AvgPool2d, GlobalAvgPool, BatchNorm,
         LayerNorm, Relu, LeakyRelu, Sigmoid, Tanh, Gelu, Softmax, Dropout, Add, Mul, Concat, Flatten,
         Reshape, Select, Embedding, PositionalEmbedding, RNN, LSTM, GRU, Attention, MatMul, Upsample,
-        SoftmaxCrossEntropy, MSELoss, BCELoss, Custom,
+        SoftmaxCrossEntropy, MSELoss, BCELoss, Custom, MoE, Elementwise, Pad, Slice,
     ],
     Field(discriminator="op"),
 ]

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import difflib
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from ..errors import HardwareError, NotFoundError, PerfModelError, format_pydantic_error
-from ..graph.io import read_data_file, resolve_builtin
-from ..paths import data_dir
+from ..errors import HardwareError, InputError, NotFoundError, PerfModelError, format_pydantic_error
+from ..datafile import file_exists, is_data_file, read_data_file
+from ..paths import data_dir, resolve_builtin
 from .schema import Device, Link, Storage
 
 # kind -> model class; other modules (nodes, clusters) register theirs with `register_kind`
@@ -38,16 +39,42 @@ def hardware_from_dict(data: Any, *, file: str | None = None, kind: str | None =
     if not isinstance(data, dict):
         raise HardwareError(f"expected a mapping with 'kind' and 'name', got {type(data).__name__}", file=file)
     k = data.get("kind", kind)
-    if k not in HARDWARE_KINDS:
-        raise HardwareError(
-            f"field 'kind': expected one of {sorted(HARDWARE_KINDS)}, got {k!r}", file=file
-        )
+    if not isinstance(k, str) or k not in HARDWARE_KINDS:
+        raise HardwareError(f"field 'kind': expected one of {sorted(HARDWARE_KINDS)}, got {_short(k)}", file=file)
     try:
-        return HARDWARE_KINDS[k].model_validate(data)
+        obj = HARDWARE_KINDS[k].model_validate(data)
     except ValidationError as e:
         raise HardwareError(format_pydantic_error(e), file=file) from None
-    except ValueError as e:  # unit parsing inside validators
+    except (ValueError, OverflowError) as e:  # unit parsing inside validators
         raise HardwareError(str(e), file=file) from None
+    _check_host_link(obj, file)
+    return obj
+
+
+def _short(v: Any, n: int = 60) -> str:
+    s = repr(v)
+    return s if len(s) <= n else s[:n - 3] + "..."
+
+
+def _check_host_link(obj: BaseModel, file: str | None) -> None:
+    """A device's `host_link` must name a link profile (not a missing name, not a device)."""
+    ref = getattr(obj, "host_link", None) if getattr(obj, "kind", None) == "device" else None
+    if not ref:
+        return
+    try:
+        load_hardware(ref, kind="link")
+    except PerfModelError as e:
+        raise HardwareError(f"field 'host_link': expected the name of a link profile (e.g. pcie3-x16), "
+                            f"got {ref!r}: {e.detail}", file=file) from None
+
+
+def check_kind(kind: str | None) -> str | None:
+    """`kind` if it is a known hardware kind (or None), else an error listing the kinds."""
+    if kind is not None and kind not in HARDWARE_KINDS:
+        close = difflib.get_close_matches(str(kind), HARDWARE_KINDS, n=2)
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        raise InputError(f"unknown hardware kind {_short(kind)}{hint}; expected one of {', '.join(HARDWARE_KINDS)}")
+    return kind
 
 
 def load_hardware(name_or_path: str | Path | BaseModel, kind: str | None = None) -> Any:
@@ -56,8 +83,8 @@ def load_hardware(name_or_path: str | Path | BaseModel, kind: str | None = None)
         obj = name_or_path
     else:
         p = Path(name_or_path)
-        if p.suffix in _SUFFIXES or p.exists():
-            if not p.exists():
+        if is_data_file(p) or file_exists(p, HardwareError):
+            if not file_exists(p, HardwareError):
                 raise NotFoundError(f"no such hardware file '{p}'")
             obj = _load_file(p, str(p))
         else:
@@ -82,6 +109,7 @@ def _load_file(p: Path, label: str) -> BaseModel:
 
 def list_hardware(kind: str | None = None) -> list[BaseModel]:
     """All built-in profiles (optionally of one kind), loaded and validated."""
+    check_kind(kind)
     out = []
     for _, p in builtin_hardware().items():
         obj = _load_file(p, str(p))

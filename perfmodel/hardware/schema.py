@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from ..units import parse_quantity
 from .traits import DeviceTraits
@@ -23,12 +23,28 @@ def _q(family: str):
     return BeforeValidator(parse)
 
 
-Bandwidth = Annotated[float, _q("bandwidth"), Field(gt=0, allow_inf_nan=False)]
-Bytes = Annotated[float, _q("bytes"), Field(gt=0, allow_inf_nan=False)]
-NonNegBytes = Annotated[float, _q("bytes"), Field(ge=0, allow_inf_nan=False)]
-FlopRate = Annotated[float, _q("flops"), Field(gt=0, allow_inf_nan=False)]
-Seconds = Annotated[float, _q("time"), Field(ge=0, allow_inf_nan=False)]
-Hertz = Annotated[float, _q("frequency"), Field(gt=0, allow_inf_nan=False)]
+def _in(lo: float, hi: float, unit: str, allow_zero: bool = False):
+    """A plausible range: a profile outside it is a typo (a unit dropped or doubled), and a value near 0 or
+    inf would give inf or zero times downstream."""
+
+    def check(v: float) -> float:
+        if v < 0 or (v == 0 and not allow_zero):
+            raise ValueError(f"must be greater than {'or equal to ' if allow_zero else ''}0, got {v:g} {unit}")
+        if (v < lo and not (allow_zero and v == 0)) or v > hi:
+            raise ValueError(f"{v:g} {unit} is outside the plausible range {lo:g}..{hi:g} {unit} "
+                             "(a unit missing or doubled?)")
+        return v
+
+    return AfterValidator(check)
+
+
+Bandwidth = Annotated[float, _q("bandwidth"), Field(allow_inf_nan=False), _in(1e3, 1e16, "B/s")]
+Bytes = Annotated[float, _q("bytes"), Field(allow_inf_nan=False), _in(1, 1e21, "B")]
+NonNegBytes = Annotated[float, _q("bytes"), Field(allow_inf_nan=False), _in(1, 1e21, "B", allow_zero=True)]
+FlopRate = Annotated[float, _q("flops"), Field(allow_inf_nan=False), _in(1e3, 1e20, "FLOP/s")]
+Seconds = Annotated[float, _q("time"), Field(allow_inf_nan=False), _in(1e-12, 3600, "s", allow_zero=True)]
+Hertz = Annotated[float, _q("frequency"), Field(allow_inf_nan=False), _in(1e3, 1e12, "Hz")]
+Price = Annotated[float, Field(ge=0, le=1e6, allow_inf_nan=False)]
 
 DTYPES = ("fp32", "tf32", "fp16", "bf16", "fp8", "int8")
 
@@ -145,11 +161,11 @@ class Device(_Frozen):
     runtime_reserved_bytes: NonNegBytes = Field(default=0.0, alias="runtime_reserved")
     efficiency: Efficiency = Efficiency()
     host_link: str | None = None  # name of the link to the host (GPUs), e.g. pcie3-x16
-    price_per_hour: float | None = Field(default=None, ge=0)
+    price_per_hour: Price | None = None
     # CPU fields
-    sockets: int = Field(default=1, gt=0)
-    cores: int | None = Field(default=None, gt=0, description="physical cores, all sockets")
-    threads_per_core: int = Field(default=1, gt=0)
+    sockets: int = Field(default=1, gt=0, le=1024)
+    cores: int | None = Field(default=None, gt=0, le=10**6, description="physical cores, all sockets")
+    threads_per_core: int = Field(default=1, gt=0, le=64)
     clock_hz: Hertz | None = Field(default=None, alias="clock")
     simd: str = ""
     thread_scaling: ThreadScaling = ThreadScaling()
@@ -206,7 +222,7 @@ class Storage(_Frozen):
     write_bandwidth_Bps: Bandwidth | None = Field(default=None, alias="write_bandwidth")
     latency_s: Seconds = Field(default=1e-4, alias="latency")
     capacity_bytes: Bytes | None = Field(default=None, alias="capacity")
-    disks: int = Field(default=1, gt=0, description="RAID0 stripe width")
+    disks: int = Field(default=1, gt=0, le=10**4, description="RAID0 stripe width")
     raid_efficiency: float = Field(default=0.9, gt=0, le=1, description="fraction of N x bandwidth a RAID0 reaches")
     notes: str = ""
 
