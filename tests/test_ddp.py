@@ -36,7 +36,7 @@ def test_fit_alpha_beta_recovers_the_ring_formula():
 
 def _profile():
     try:
-        from perfmodel.validation.suites import find_calibrated_profile
+        from perfmodel.validation.profiles import find_calibrated_profile
 
         return find_calibrated_profile("cpu")
     except Exception:  # no calibrated profile here: any CPU profile exercises the mechanics
@@ -44,7 +44,8 @@ def _profile():
 
 
 def test_small_ddp_suite(tmp_path):
-    from perfmodel.torch.ddp import DDPCase, calibrate_allreduce, predict_ddp, run_ddp_suite
+    from perfmodel.torch.ddp import calibrate_allreduce
+    from perfmodel.validation.ddp_cpu import DDPCase, predict_ddp, run_ddp_suite
 
     cal = calibrate_allreduce(sizes=(4096, 65536, 1 << 20))
     assert cal.alpha_s >= 0 and cal.bandwidth_Bps > 0 and len(cal.points) == 3
@@ -68,7 +69,7 @@ def test_small_ddp_suite(tmp_path):
     assert rec["kind"] == "ddp_training_step" and rec["machine"]["cpu_model"]
     assert "tiny" in res.text()
     # the report can be rebuilt from the stored records alone
-    from perfmodel.torch.ddp import report_from_measurements
+    from perfmodel.validation.ddp_cpu import report_from_measurements
 
     again = report_from_measurements(tmp_path / "m.jsonl", profile=_profile(), link=link,
                                      report_dir=tmp_path / "report2", process_speed=1.0)

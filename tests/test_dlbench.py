@@ -12,8 +12,11 @@ import pytest
 from perfmodel.validation import dlbench
 from perfmodel.validation.dlbench import (
     DEVICE_CLASSES, FIT_NETWORK, PENALTY_MAX, fit_thread_scaling, load_published, predict_published, run_dlbench,
-    thread_scaled, write_report,
+    thread_scaled,
 )
+from perfmodel.validation.dlbench.analysis import _fit_values
+from perfmodel.validation.dlbench.fit import _Model
+from perfmodel.validation.writer import write_report
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -30,7 +33,7 @@ def published():
 
 @pytest.fixture(scope="module")
 def model():
-    return dlbench._Model()  # shared prediction cache: the tests refit many perturbed tables
+    return _Model()  # shared prediction cache: the tests refit many perturbed tables
 
 
 def _factors(rows, model=None):
@@ -238,7 +241,7 @@ def test_csv_path_argument_and_perturbed_file(tmp_path, published, result):
     path = tmp_path / "perturbed.csv"
     path.write_text("".join(lines), encoding="utf-8")
     base, res = result, run_dlbench(None, csv_path=path)
-    assert [dlbench._fit_values(f) for f in res.factors] == [dlbench._fit_values(f) for f in base.factors]
+    assert [_fit_values(f) for f in res.factors] == [_fit_values(f) for f in base.factors]
     changed = [(a, b) for a, b in zip(base.rows, res.rows) if a.published_s != b.published_s]
     assert len(changed) == 1 and changed[0][0].label == "LSTM-64 / Torch / GTX 1080"
     assert changed[0][1].predicted_s == changed[0][0].predicted_s

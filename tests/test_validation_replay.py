@@ -24,7 +24,7 @@ def _replay(suite: str) -> dict[str, list[float]]:
         return {r.label: [r.predicted_s, r.published_s] for r in run_dlbench(None).rows}
     pytest.importorskip("torch")
     if suite == "ddp-cpu":
-        from perfmodel.torch.ddp import report_from_measurements
+        from perfmodel.validation.ddp_cpu import report_from_measurements
 
         r = report_from_measurements("validation/measurements/ddp-cpu.jsonl", profile=PROFILE, write=False)
         return {c.case.name: [c.predicted_s, c.measured.median_s] for c in r.cases}

@@ -1,18 +1,17 @@
 """`perfmodel validate` and `perfmodel calibrate`.
 
-validate: run a validation suite, print its summary and write its report. Suites register in SUITES
-(name -> Suite): `run(report_dir, data_path, options)` returns a result object with `to_dict()`,
-`text(result)` renders the terminal summary; `options` holds the measured suites' flags (device,
-profile, measurements file, cases, steps). Heavy imports (torch, plotly) happen inside the runners.
+validate: run a validation suite registered in perfmodel.validation.registry (one line per suite; each suite
+follows perfmodel.validation.protocol.Suite), print its summary and write its report folder
+(perfmodel.validation.writer). Heavy imports (torch, plotly) happen inside the suites.
 
 calibrate: microbenchmarks -> a fitted device profile (perfmodel.torch.calibrate).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import sys
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import typer
 
@@ -20,117 +19,58 @@ from .app import app, fail
 from .render import dumps, table
 
 
-@dataclass(frozen=True)
-class Suite:
-    run: Callable[[Optional[Path], Optional[Path], dict], Any]
-    text: Callable[[Any], str]
-    help: str = ""
+def _render(text: Any) -> str:
+    """A suite's terminal summary (lines and perfmodel.validation.protocol.TextTable) as text."""
+    if isinstance(text, str):
+        return text
+    out = []
+    for part in text:
+        out.append(part if isinstance(part, str) else table(part.headers, part.rows, part.align or None))
+    return "\n".join(out)
 
 
-def _dlbench_run(report: Optional[Path], data: Optional[Path], options: dict):
-    try:
-        from ..validation.dlbench import run_dlbench
-    except ImportError as e:
-        fail(f"suite 'dlbench-2016' is not available in this installation: {e}")
-    return run_dlbench(report, csv_path=data)
+def _list_suites() -> str:
+    from ..validation.registry import available
 
-
-def _dlbench_text(res) -> str:
-    from ..validation.dlbench import CLASS_LABEL, DEVICE_CLASSES
-
-    lines = [f"{res.suite}: {len(res.rows)} published rows predicted ({res.source})", "",
-             "error per device class (held-out rows: all but the FCN-5 rows that fit the framework factors)"]
     rows = []
-    for cls in DEVICE_CLASSES + ("all",):
-        s = res.summary_for(cls)
-        if s is not None:
-            rows.append((CLASS_LABEL.get(cls, "all"), s.n, f"{s.median_abs_error_pct:.0f}%",
-                         f"{s.p90_abs_error_pct:.0f}%", f"{s.worst_abs_error_pct:.0f}%", s.worst_row))
-    lines.append(table(["device class", "rows", "median", "p90", "worst", "worst row"], rows, "lrrrrl"))
-    lines += ["", "fitted factors (published / model on FCN-5 rows)"]
-    lines.append(table(["framework", "device class", "factor", "rows"],
-                       [(f.framework, f.device_class, f"{f.factor:.3f}", len(f.rows) if f.fitted else "none: 1")
-                        for f in res.factors], "llrr"))
-    lines += ["", "claims"] + [f"  {c.reproduced:7s} {c.claim}" for c in res.claims]
-    return "\n".join(lines)
+    for name, suite in available().items():
+        if isinstance(suite, str):
+            rows.append((name, "-", f"not available: {suite.split('(', 1)[-1].rstrip(')')}"))
+        else:
+            rows.append((name, "measured" if suite.measured else "published", suite.help))
+    return table(["suite", "kind", "description"], rows, "lll")
 
 
-def _measured_run(name: str):
-    def run(report: Optional[Path], data: Optional[Path], options: dict):
-        import sys
-
-        from ..validation.suites import run_suite
-
-        return run_suite(name, device=options.get("device"), profile=options.get("profile"), report_dir=report,
-                         measurements_path=data, cases=options.get("cases") or None, steps=options.get("steps"),
-                         warmup=options.get("warmup"), progress=None if options.get("json") else sys.stderr,
-                         rounds=options.get("rounds"), replay=options.get("replay"),
-                         wait_for_idle=not options.get("no_wait"))
-
-    return run
+def _check_data_file(path: Path, flag: str = "--data") -> None:
+    """One-line errors for an input file that is missing or a folder (its content is checked by the suite)."""
+    if not path.exists():
+        fail(f"{flag}: file '{path}' does not exist")
+    if path.is_dir():
+        fail(f"{flag}: '{path}' is a folder, expected a file")
 
 
-def _measured_text(res) -> str:
-    from ..validation.report import summary_rows
+def _store(suite: Any, data: Optional[Path], store: Optional[Path], commit: bool, replay: Optional[Path]):
+    """Where a measured run appends (None for a replay or a published table); --data is --store for measured suites."""
+    from ..validation.storage import measurement_store
 
-    lines = [f"{res.suite}: {len(res.cases)} cases on {res.device}, profile {res.profile}", ""]
-    rows = [(r.case.name, f"{r.measured_s * 1e3:.1f}", f"{r.predicted_s * 1e3:.1f}", f"{r.error_pct:+.1f}%")
-            for r in res.cases]
-    lines.append(table(["case", "measured ms", "predicted ms", "error"], rows, "lrrr"))
-    lines += ["", table(["metric", "value"], summary_rows(res.summary), "lr"),
-              f"target (median <= {res.target_median_pct:.0f}%, worst <= {res.target_worst_pct:.0f}%): "
-              f"{'met' if res.meets_target else 'not met'}"]
-    lines += [f"note: {n}" for n in res.notes]
-    lines.append(f"{'compared with the measurements stored in' if res.replayed else 'measurements appended to'} "
-                 f"{res.measurements_path}")
-    return "\n".join(lines)
-
-
-def _ddp_run(report: Optional[Path], data: Optional[Path], options: dict):
-    import sys
-
-    try:
-        from ..torch.ddp import SUITE_ROUNDS, report_from_measurements, run_ddp_suite
-    except ImportError as e:
-        fail(f"suite 'ddp-cpu' is not available (perfmodel.torch.ddp.run_ddp_suite could not be imported: {e}); "
-             "it needs PyTorch with torch.distributed")
-    if options.get("device") not in (None, "cpu"):
-        fail(f"suite 'ddp-cpu' runs on the CPU only (gloo); got --device {options.get('device')}")
-    if options.get("replay") is not None:
-        return report_from_measurements(options["replay"], profile=options.get("profile"), report_dir=report,
-                                        write=report is not None)
-    return run_ddp_suite(report, data, cases=options.get("cases") or None, profile=options.get("profile"),
-                         steps=options.get("steps"), warmup=options.get("warmup"),
-                         rounds=options.get("rounds") or SUITE_ROUNDS, wait_idle=not options.get("no_wait"),
-                         progress=None if options.get("json") else sys.stderr)
-
-
-def _generic_text(res) -> str:
-    if hasattr(res, "text") and callable(res.text):
-        return res.text()
-    d = res.to_dict() if hasattr(res, "to_dict") else res
-    if isinstance(d, dict) and "summary" in d:
-        return dumps(d["summary"])
-    return dumps(d)
-
-
-SUITES: dict[str, Suite] = {
-    "dlbench-2016": Suite(_dlbench_run, _dlbench_text,
-                          "Shi et al. 2016 table: 6 networks x 4 frameworks x 2 CPUs (threads) + 3 GPUs"),
-    "cpu-quick": Suite(_measured_run("cpu-quick"), _measured_text, "four small measured cases on this CPU (minutes)"),
-    "cpu-full": Suite(_measured_run("cpu-full"), _measured_text,
-                      "16 measured cases on this CPU: 8 network kinds at 1 and 2 threads"),
-    "gpu": Suite(_measured_run("gpu"), _measured_text, "the cpu-full kinds at GPU batches, fp32 and bf16 (CUDA)"),
-    "ddp-cpu": Suite(_ddp_run, _generic_text, "multi-process torch.distributed data parallel on CPU"),
-}
+    if suite.measured and replay is None:
+        return measurement_store(suite.name, store or data, commit)
+    if commit or store is not None:
+        fail("--store and --commit-measurements apply to measured runs only (not to --replay or a published table)")
+    return None
 
 
 @app.command()
 def validate(
-    suite: str = typer.Option(..., "--suite", help="validation suite: " + ", ".join(SUITES)),
+    suite: Optional[str] = typer.Option(None, "--suite", help="validation suite to run (see --list)"),
+    list_: bool = typer.Option(False, "--list", help="list the registered suites and exit"),
     report: Optional[Path] = typer.Option(None, "--report", help="folder to write the report into (markdown, HTML, JSON)"),
-    data: Optional[Path] = typer.Option(None, "--data", help="published table (dlbench-2016) or measurements JSONL file "
-                                        "to append to (measured suites; default validation/measurements/<suite>.jsonl)"),
+    data: Optional[Path] = typer.Option(None, "--data", help="published table to compare with (dlbench-2016); for "
+                                        "measured suites the same as --store"),
+    store: Optional[Path] = typer.Option(None, "--store", help="measured suites: JSONL file to append the measurements "
+                                         "to (default: $PERFMODEL_DATA or ~/.local/share/perfmodel/measurements/)"),
+    commit_measurements: bool = typer.Option(False, "--commit-measurements", help="measured suites: append to the "
+                                             "tracked validation/measurements/<suite>.jsonl of the checkout"),
     device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (measured suites; default: the suite's)"),
     profile: Optional[str] = typer.Option(None, "--profile", help="hardware profile to predict with (default: the "
                                           "profile `perfmodel calibrate` wrote for this machine)"),
@@ -139,6 +79,8 @@ def validate(
     warmup: Optional[int] = typer.Option(None, "--warmup", help="untimed warm-up steps per case"),
     rounds: Optional[int] = typer.Option(None, "--rounds", help="passes over the cases (measured suites; default: "
                                          "the suite's, 4 for cpu-full); step times are pooled over them"),
+    seed: Optional[int] = typer.Option(None, "--seed", help="suites that draw their cases (cpu-random): the seed "
+                                       "(default: a fresh one, recorded with the measurements)"),
     replay: Optional[Path] = typer.Option(None, "--replay", help="measured suites: compare with the measurements "
                                           "stored in this JSONL file by the suite's last run instead of measuring"),
     no_wait: bool = typer.Option(False, "--no-wait", help="measured suites: measure each case once at once, without "
@@ -146,21 +88,39 @@ def validate(
     json_out: bool = typer.Option(False, "--json", help="machine-readable output"),
 ) -> None:
     """Compare the model with a validation suite (published tables or measured runs) and write its report."""
-    if suite not in SUITES:
-        fail(f"unknown suite '{suite}'; known: {', '.join(SUITES)}")
+    from ..errors import PerfModelError
+    from ..validation.protocol import RunOptions
+    from ..validation.registry import load_suite
+    from ..validation.runner import run_suite_by_name
+
+    if list_:
+        typer.echo(_list_suites())
+        return
+    if suite is None:
+        fail("--suite is required (or --list to see the suites)")
     if device is not None and device not in ("cpu", "cuda"):
         fail(f"--device must be cpu or cuda, got '{device}'")
-    if steps is not None and steps < 1:
-        fail(f"--steps must be >= 1, got {steps}")
-    if rounds is not None and rounds < 1:
-        fail(f"--rounds must be >= 1, got {rounds}")
-    options = {"device": device, "profile": profile, "cases": case, "steps": steps, "warmup": warmup,
-               "rounds": rounds, "replay": replay, "no_wait": no_wait, "json": json_out}
-    res = SUITES[suite].run(report, data, options)
+    for flag, v, lo in (("--steps", steps, 1), ("--rounds", rounds, 1), ("--warmup", warmup, 0)):
+        if v is not None and v < lo:
+            fail(f"{flag} must be >= {lo}, got {v}")
+    if replay is not None:
+        _check_data_file(replay, "--replay")
+    try:
+        s = load_suite(suite)
+        if not s.measured and data is not None:
+            _check_data_file(data)
+        options = RunOptions(
+            report_dir=report, data=None if s.measured else data,
+            store=_store(s, data, store, commit_measurements, replay), replay=replay, device=device, profile=profile,
+            cases=tuple(case or ()), steps=steps, warmup=warmup, rounds=rounds, wait=not no_wait, seed=seed,
+            progress=None if json_out else sys.stderr)
+        res = run_suite_by_name(suite, options)
+    except PerfModelError as e:
+        fail(str(e))
     if json_out:
         typer.echo(dumps(res.to_dict()))
         return
-    typer.echo(SUITES[suite].text(res))
+    typer.echo(_render(s.text(res)))
     if report is not None:
         typer.echo(f"\nreport written to {report}/")
 

@@ -1,7 +1,7 @@
 """How busy the rest of the machine is: CPU time used by other processes while we measure (Linux /proc/stat).
 
-Timings on a shared machine are only as good as the machine is quiet. Calibration and the measured
-suites use this to wait for a quiet moment before measuring and to detect (and repeat) a
+Timings on a shared machine are only as good as the machine is quiet. Calibration, the measured suites
+and the distributed workers use this (the one implementation) to wait for a quiet moment before measuring and to detect (and repeat) a
 measurement during which other processes took CPU time. Elsewhere (no /proc/stat) it reports
 nothing and never waits.
 """
@@ -12,6 +12,7 @@ import os
 import resource
 import time
 from dataclasses import dataclass
+from typing import Callable
 
 _TICK = float(os.sysconf("SC_CLK_TCK")) if hasattr(os, "sysconf") else 100.0
 
@@ -72,13 +73,23 @@ def idle_fraction(interval_s: float = 1.0) -> float | None:
     return 1.0 - (b[0] - a[0]) / (b[1] - a[1])
 
 
-def wait_for_quiet(min_idle: float = 0.85, max_wait_s: float = 120.0, interval_s: float = 1.0) -> tuple[float | None, float]:
-    """Wait until the machine is at least `min_idle` idle over `interval_s` (at most `max_wait_s`).
+def wait_for_quiet(min_idle: float = 0.85, max_wait_s: float = 120.0, interval_s: float = 1.0, sustained: int = 1,
+                   on_wait: Callable[[float, float], None] | None = None) -> tuple[float | None, float]:
+    """Wait until the machine has been at least `min_idle` idle for `sustained` consecutive `interval_s`
+    intervals (at most `max_wait_s`).
 
+    `on_wait(idle_fraction, waited_s)` is called after every interval that is not yet enough (progress).
     Returns (the last idle fraction seen, seconds waited). Never waits where /proc/stat is missing.
     """
     t0 = time.perf_counter()
+    ok = 0
     while True:
         f = idle_fraction(interval_s)
-        if f is None or f >= min_idle or time.perf_counter() - t0 >= max_wait_s:
-            return f, time.perf_counter() - t0
+        waited = time.perf_counter() - t0
+        if f is None:
+            return f, waited
+        ok = ok + 1 if f >= min_idle else 0
+        if ok >= sustained or waited >= max_wait_s:
+            return f, waited
+        if on_wait is not None:
+            on_wait(f, waited)

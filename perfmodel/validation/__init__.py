@@ -1,6 +1,7 @@
-"""Validation suites: the model against published tables and measured runs.
+"""Validation suites: the model against published tables and measured runs, as plug-ins of one protocol.
 
-Each suite is its own module with a `run_*` function returning a frozen result object and
-(optionally) writing a report. Nothing heavy is imported here; import the suite module you need,
-e.g. `from perfmodel.validation.dlbench import run_dlbench`.
+protocol (Suite, SuiteReport, Row, RunOptions), registry (SUITES: name -> "module:ATTR"), runner
+(run_suite_by_name), writer (the one report writer), metrics (errors and summaries), storage (where
+measurements go), profiles (this machine's calibrated profile). Suites: suites (cpu-quick, cpu-full, gpu),
+ddp_cpu, dlbench (package), cpu_random. Nothing heavy is imported here.
 """

@@ -39,6 +39,14 @@ def percentile(values: Sequence[float], q: float) -> float:
     return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
 
 
+def nearest_rank_percentile(values: Sequence[float], q: float) -> float:
+    """The q-th percentile (0..100) by the nearest-rank method: the smallest value with at least q% at or below."""
+    if not values:
+        raise ValueError("percentile of an empty sequence")
+    xs = sorted(values)
+    return xs[min(len(xs) - 1, max(0, math.ceil(q / 100.0 * len(xs)) - 1))]
+
+
 @dataclass(frozen=True)
 class ErrorSummary:
     """Summary of the absolute percentage errors of a set of cases."""

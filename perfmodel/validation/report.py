@@ -1,8 +1,6 @@
-"""Reports of measured validation suites: markdown, a self-contained HTML page (plotly, imported lazily,
-plotly.js embedded so the page opens offline), results.json and a README section.
-
-    from perfmodel.validation.report import write_report
-    write_report(suite_result, Path("validation/reports/cpu-full"))
+"""The text of the measured suites' reports (cpu-quick, cpu-full, gpu): markdown, a self-contained HTML page
+(plotly, imported lazily, plotly.js embedded so the page opens offline), the README section and the
+terminal summary. perfmodel.validation.writer writes the files.
 """
 
 from __future__ import annotations
@@ -247,20 +245,18 @@ def readme_section(res, calibration: dict[str, Any] | None = None) -> str:
     ])
 
 
-def write_report(res, report_dir: Path, calibration: dict[str, Any] | None = None) -> dict[str, Path]:
-    """Write report.md, report.html (when plotly is installed), results.json and README_SECTION.md."""
-    report_dir = Path(report_dir)
-    report_dir.mkdir(parents=True, exist_ok=True)
-    out = {}
-    md = report_markdown(res, calibration)
-    (report_dir / "report.md").write_text(md, encoding="utf-8")
-    out["markdown"] = report_dir / "report.md"
-    page = report_html(res, md)
-    if page is not None:
-        (report_dir / "report.html").write_text(page, encoding="utf-8")
-        out["html"] = report_dir / "report.html"
-    (report_dir / "results.json").write_text(json.dumps(res.to_dict(), indent=2, default=str) + "\n", encoding="utf-8")
-    out["json"] = report_dir / "results.json"
-    (report_dir / "README_SECTION.md").write_text(readme_section(res, calibration), encoding="utf-8")
-    out["readme"] = report_dir / "README_SECTION.md"
+def terminal_text(res) -> list:
+    """The summary `perfmodel validate` prints for a measured suite (lines and tables)."""
+    from .protocol import TextTable
+
+    rows = [(r.case.name, f"{r.measured_s * 1e3:.1f}", f"{r.predicted_s * 1e3:.1f}", f"{r.error_pct:+.1f}%")
+            for r in res.cases]
+    out = [f"{res.suite}: {len(res.cases)} cases on {res.device}, profile {res.profile}", "",
+           TextTable(["case", "measured ms", "predicted ms", "error"], rows, "lrrr"), "",
+           TextTable(["metric", "value"], summary_rows(res.summary), "lr"),
+           f"target (median <= {res.target_median_pct:.0f}%, worst <= {res.target_worst_pct:.0f}%): "
+           f"{'met' if res.meets_target else 'not met'}"]
+    out += [f"note: {n}" for n in res.notes]
+    out.append(f"{'compared with the measurements stored in' if res.replayed else 'measurements appended to'} "
+               f"{res.measurements_path}")
     return out

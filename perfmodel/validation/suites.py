@@ -14,7 +14,8 @@ Suites:
 
 The networks are files in validation/networks/, written for validation only: calibration runs
 microbenchmarks (perfmodel.torch.calibrate) and never sees them. Measurements are appended as JSON
-lines to validation/measurements/<suite>.jsonl (perfmodel.torch.measure records; the suite, case,
+lines to the user's data folder (perfmodel.validation.storage; the tracked
+validation/measurements/<suite>.jsonl only when asked) as perfmodel.torch.measure records (the suite, case,
 round, attempt, load average and the CPU other processes used are in the record's notes). torch is
 imported only when a suite runs.
 
@@ -30,14 +31,15 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import sys
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Sequence, TextIO
 
 from ..errors import InputError, NotFoundError
 from .metrics import ErrorSummary, meets_target, signed_error_pct, summarize
-from .quiet import Interference, wait_for_quiet
-from ..machine import cpu_model_name as _cpu_model
+from ..torch.quiet import Interference, wait_for_quiet
+from .profiles import calibration_info, find_calibrated_profile, resolve_profile  # noqa: F401
+from .protocol import Row, RunOptions
 
 NETWORK_DIR = "validation/networks"
 QUIET_LOAD = 1.0  # load average below which the machine counts as quiet for measuring
@@ -49,6 +51,7 @@ QUIET_IDLE = 0.85
 QUIET_MAX_WAIT_S = 120.0
 DISTURBED_CORES = 0.1
 MAX_ATTEMPTS = 3
+PROGRESS_EVERY_S = 10.0  # while waiting for an idle machine, say so this often
 
 
 @dataclass(frozen=True)
@@ -68,12 +71,38 @@ class Case:
 
 
 @dataclass(frozen=True)
-class Suite:
+class MeasuredSuite:
+    """A measured suite (perfmodel.validation.protocol.Suite): fixed cases timed on this machine."""
+
     name: str
     device: str  # cpu or cuda
     description: str
     cases: tuple[Case, ...]
     rounds: int = 1  # passes over all cases (round-robin); each case's step times are pooled over them
+    measured: bool = True
+
+    @property
+    def help(self) -> str:
+        return self.description
+
+    def case_names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.cases)
+
+    def case_aliases(self) -> tuple[str, ...]:
+        """Other accepted --case values: a network (file stem) or a kind selects all its cases."""
+        return tuple({c.network.rsplit(".", 1)[0] for c in self.cases} | {c.kind for c in self.cases})
+
+    def run(self, options: RunOptions) -> "SuiteResult":
+        """Predict and measure (or replay) the cases; see run_suite."""
+        return run_suite(self.name, device=options.device, profile=options.profile, measurements_path=options.store,
+                         cases=options.cases or None, steps=options.steps, warmup=options.warmup,
+                         progress=options.progress, rounds=options.rounds, replay=options.replay,
+                         wait_for_idle=options.wait)
+
+    def text(self, report: "SuiteResult") -> str:
+        from .report import terminal_text
+
+        return terminal_text(report)
 
 
 def _cpu_cases(specs: Sequence[tuple[str, str, int, str]], threads: Sequence[int], per_layer: set[str],
@@ -126,16 +155,13 @@ def _gpu_cases() -> tuple[Case, ...]:
     return tuple(out)
 
 
-SUITES: dict[str, Suite] = {
-    "cpu-quick": Suite("cpu-quick", "cpu", "four small cases (MLP, residual CNN, LSTM, transformer) at 1 or 2 threads",
-                       _cpu_cases(CPU_QUICK_SPECS[:2], [1], set(), 5, 2)
-                       + _cpu_cases(CPU_QUICK_SPECS[2:], [2], set(), 5, 2)),
-    "cpu-full": Suite("cpu-full", "cpu", "eight network kinds at 1 and 2 threads (16 cases), 0.05-2 s per step",
-                      _cpu_cases(CPU_FULL_SPECS, [1, 2], {"resnet_small", "transformer"}, 10, 3), rounds=4),
-    "gpu": Suite("gpu", "cuda", "the cpu-full kinds at GPU-sized batches, fp32 and bf16 (needs CUDA)", _gpu_cases()),
-}
-# suites served by other modules (dispatched by the CLI)
-EXTERNAL_SUITES = {"dlbench-2016": "perfmodel.validation.dlbench:run_dlbench", "ddp-cpu": "perfmodel.torch.ddp:run_ddp_suite"}
+CPU_QUICK = MeasuredSuite(
+    "cpu-quick", "cpu", "four small measured cases on this CPU (MLP, residual CNN, LSTM, transformer; minutes)",
+    _cpu_cases(CPU_QUICK_SPECS[:2], [1], set(), 5, 2) + _cpu_cases(CPU_QUICK_SPECS[2:], [2], set(), 5, 2))
+CPU_FULL = MeasuredSuite("cpu-full", "cpu", "16 measured cases on this CPU: 8 network kinds at 1 and 2 threads",
+                         _cpu_cases(CPU_FULL_SPECS, [1, 2], {"resnet_small", "transformer"}, 10, 3), rounds=4)
+GPU = MeasuredSuite("gpu", "cuda", "the cpu-full kinds at GPU-sized batches, fp32 and bf16 (needs CUDA)", _gpu_cases())
+MEASURED_SUITES = (CPU_QUICK, CPU_FULL, GPU)
 
 
 # --- results ----------------------------------------------------------------------------------------
@@ -207,6 +233,26 @@ class SuiteResult:
     replayed: bool = False  # compared with stored measurements (nothing measured by this run)
     target_median_pct: float = 10.0
     target_worst_pct: float = 25.0
+    calibration: dict[str, Any] | None = None  # how the profile was calibrated (for the report's text)
+
+    def comparisons(self) -> tuple[Row, ...]:
+        return tuple(Row(case=r.case.name, predicted_s=r.predicted_s, measured_s=r.measured_s, group=r.case.kind,
+                         spread_s=(r.p10_s, r.p90_s)) for r in self.cases)
+
+    def markdown(self) -> str:
+        from .report import report_markdown
+
+        return report_markdown(self, self.calibration)
+
+    def html(self, markdown: str) -> str | None:
+        from .report import report_html
+
+        return report_html(self, markdown)
+
+    def readme_section(self) -> str:
+        from .report import readme_section
+
+        return readme_section(self, self.calibration)
 
     @property
     def meets_target(self) -> bool:
@@ -224,60 +270,7 @@ class SuiteResult:
         }
 
 
-# --- profile of this machine ---------------------------------------------------------------------------
-
-
-
-def find_calibrated_profile(device: str = "cpu"):
-    """The newest built-in profile written by `perfmodel calibrate` on this machine's CPU (or GPU).
-
-    A profile matches when its source reads "calibrated on <this CPU model name>" (or GPU name) and,
-    for a CPU, its core count equals this machine's physical cores.
-    """
-    from ..hardware.loader import builtin_hardware, load_hardware
-
-    if device == "cuda":
-        import torch
-
-        what = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-        cores = None
-    else:
-        what = _cpu_model()
-        from ..torch.calibrate import cpu_topology
-
-        cores = cpu_topology()["cores"]
-    found = []
-    for name, path in builtin_hardware().items():
-        try:
-            dev = load_hardware(path)
-        except Exception:  # noqa: BLE001 - a broken profile of someone else's is not ours to report here
-            continue
-        if getattr(dev, "kind", None) != "device" or not what:
-            continue
-        if not dev.source.startswith(f"calibrated on {what} by perfmodel calibrate"):
-            continue
-        if cores is not None and dev.cores != cores:
-            continue
-        found.append((path.stat().st_mtime, dev))
-    if not found:
-        raise NotFoundError(
-            f"no calibrated profile for this machine ({what or device}) among the built-in profiles; run "
-            f"`perfmodel calibrate --device {device} --out hardware_profiles/devices/<name>.yaml` first, or pass --profile")
-    return max(found, key=lambda x: x[0])[1]
-
-
-def calibration_info(dev) -> dict[str, Any] | None:
-    """Samples and wall time of the calibration a profile came from (read from its notes), if it was calibrated."""
-    import re
-
-    m = re.search(r"Fitted from (\d+) microbenchmark samples at \[([^\]]*)\] threads \((quick|full) grid(?:, (\d+) s)?\)",
-                  dev.notes or "")
-    if not m:
-        return None
-    pooled = re.search(r"Pooled over (\d+) calibration runs", dev.notes or "")
-    return {"samples": int(m.group(1)), "threads": m.group(2), "grid": m.group(3),
-            "wall_s": int(m.group(4)) if m.group(4) else None, "runs": int(pooled.group(1)) if pooled else 1}
-
+# --- running -------------------------------------------------------------------------------------------
 
 def network_path(case: Case) -> Path:
     from ..paths import repo_root
@@ -309,8 +302,6 @@ def _layer_comparison(pred, meas) -> tuple[LayerComparison, ...]:
         out.append(LayerComparison(row.name, row.op, p_tot, m_tot, p_fwd, m.forward_s))
     return tuple(out)
 
-
-# --- running -------------------------------------------------------------------------------------------
 
 def _note(m, key: str) -> str | None:
     for n in m.notes:
@@ -360,7 +351,7 @@ def _parse_load(text: str | None):
         return None
 
 
-def select_cases(suite: Suite, only: Sequence[str] | None = None, steps: int | None = None,
+def select_cases(suite: MeasuredSuite, only: Sequence[str] | None = None, steps: int | None = None,
                  warmup: int | None = None) -> tuple[Case, ...]:
     """The suite's cases, optionally filtered by name (or network stem / kind) and with other step counts."""
     cases = suite.cases
@@ -376,6 +367,134 @@ def select_cases(suite: Suite, only: Sequence[str] | None = None, steps: int | N
     return cases
 
 
+def _measured_suite(name: str) -> MeasuredSuite:
+    by_name = {s.name: s for s in MEASURED_SUITES}
+    if name not in by_name:
+        raise InputError(f"unknown suite '{name}'; measured suites: {', '.join(by_name)}")
+    return by_name[name]
+
+
+def _check_device(suite: MeasuredSuite, device: str | None, measuring: bool) -> str:
+    device = device or suite.device
+    if device != suite.device:
+        raise InputError(f"suite '{suite.name}' runs on {suite.device}; use --device {suite.device} "
+                         f"(or the {'gpu' if device == 'cuda' else 'cpu-full'} suite)")
+    if not measuring:
+        return device
+    try:
+        import torch
+    except ImportError:
+        raise InputError("measured validation suites need PyTorch: pip install 'perfmodel[torch]'") from None
+    if device == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"suite '{suite.name}' needs a CUDA device and torch sees none here")
+    return device
+
+
+def _predict_cases(chosen: Sequence[Case], dev, device: str) -> dict[str, tuple]:
+    from ..graph.io import load_network
+    from ..prediction import predict
+
+    preds = {}
+    for c in chosen:
+        graph = load_network(network_path(c))
+        preds[c.name] = (graph, predict(graph, dev, batch=c.batch, dtype=c.dtype,
+                                        threads=c.threads if device == "cpu" else None, optimizer=c.optimizer,
+                                        layers=True))
+    return preds
+
+
+def _wait_quiet(say) -> None:
+    """Wait for an idle machine, saying every PROGRESS_EVERY_S what it waits for."""
+    last = [-PROGRESS_EVERY_S]
+
+    def on_wait(idle: float, waited_s: float) -> None:
+        if waited_s - last[0] >= PROGRESS_EVERY_S:
+            last[0] = waited_s
+            say(f"\n  waiting for an idle machine: {idle:.0%} idle, needs {QUIET_IDLE:.0%} "
+                f"({waited_s:.0f} s of at most {QUIET_MAX_WAIT_S:.0f} s)", end="")
+
+    wait_for_quiet(QUIET_IDLE, QUIET_MAX_WAIT_S, on_wait=on_wait)
+
+
+def _measure_case(name: str, c: Case, graph, dev, device: str, rnd: int, mpath: Path, wait: bool, per_layer: bool,
+                  say) -> tuple:
+    """One round of one case: (least disturbed measurement, its others_cores, load average, attempts taken)."""
+    from ..torch.measure import append_jsonl, measure_training
+
+    most = MAX_ATTEMPTS if wait else 1
+    best = None
+    for attempt in range(1, most + 1):
+        if device == "cpu" and wait:
+            _wait_quiet(say)
+        la = _loadavg()
+        with Interference() as inf:
+            meas = measure_training(graph, c.batch, device=device, dtype=c.dtype, threads=c.threads,
+                                    warmup=c.warmup, steps=c.steps, optimizer=c.optimizer,
+                                    per_layer=c.per_layer and per_layer and rnd == 1)
+        others = round(inf.others_cores, 3) if inf.available else None
+        meas = meas.model_copy(update={"notes": tuple(meas.notes) + (
+            f"suite={name}", f"case={c.name}", f"round={rnd}", f"attempt={attempt}", f"load_avg_before={la}",
+            f"other_processes_cores={others}", f"profile={dev.name}")})
+        append_jsonl(mpath, meas)
+        if best is None or (others or 0.0) < (best[1] or 0.0):
+            best = (meas, others, la)
+        if device != "cpu" or others is None or others <= DISTURBED_CORES:
+            break
+        if attempt < most:
+            say(f" (other processes kept {others:.2f} cores busy: measuring again)", end="")
+    return best + (attempt,)
+
+
+def _measure_rounds(name: str, chosen: Sequence[Case], preds: dict, dev, device: str, rounds: int, mpath: Path,
+                    wait: bool, per_layer: bool, say) -> dict[str, list]:
+    """Round-robin over the cases, `rounds` times: slow drifts of the machine's speed average out."""
+    taken: dict[str, list] = {c.name: [] for c in chosen}
+    for rnd in range(1, rounds + 1):
+        for i, c in enumerate(chosen, 1):
+            graph, pred = preds[c.name]
+            say(f"[round {rnd}/{rounds}, {i}/{len(chosen)}] {c.name}: {c.warmup}+{c.steps} steps ...", end="")
+            best = _measure_case(name, c, graph, dev, device, rnd, mpath, wait, per_layer, say)
+            taken[c.name].append(best)
+            say(f" {best[0].median_s * 1e3:.1f} ms (predicted {pred.iteration_time_s * 1e3:.1f} ms)")
+    return taken
+
+
+def _case_result(c: Case, pred, ms: list) -> CaseResult:
+    from ..torch.measure import summarize_times
+
+    st = summarize_times([t for m, *_ in ms for t in m.step_times_s])
+    others_l = [o for _, o, _, _ in ms if o is not None]
+    with_layers = next((m for m, *_ in ms if m.per_layer), None)
+    return CaseResult(
+        c, pred.iteration_time_s, st["median_s"], st["p10_s"], st["p90_s"], st["min_s"], st["max_s"],
+        signed_error_pct(pred.iteration_time_s, st["median_s"]), dict(pred.breakdown), dict(pred.stages),
+        _layer_comparison(pred, with_layers) if with_layers is not None else (), ms[0][2],
+        max(others_l) if others_l else None, sum(a for *_, a in ms), len(ms), tuple(m.median_s for m, *_ in ms))
+
+
+def _suite_notes(results: Sequence[CaseResult], wait: bool, replayed: bool, load_before, load_after) -> list[str]:
+    """What the report must say about how the CPU cases were measured (only what happened)."""
+    notes = []
+    busy = [r for r in results if (r.others_cores or 0.0) > DISTURBED_CORES]
+    if busy:
+        which = ", ".join(f"{r.case.name} ({r.others_cores:.2f} cores)" for r in busy)
+        notes.append(f"other processes were busy during a measurement of {which} "
+                     + (f"even after up to {MAX_ATTEMPTS} attempts" if wait else
+                        "(measured once, without waiting for an idle machine: --no-wait)")
+                     + ": those times may be inflated")
+    if any(r.rounds > 1 for r in results):
+        spread = max((max(r.round_medians_s) / min(r.round_medians_s) - 1) * 100 for r in results if r.rounds > 1)
+        notes.append(f"each case was measured in {results[0].rounds} rounds (round-robin over the cases) and its "
+                     f"step times pooled; the largest difference between two rounds' medians of one case was "
+                     f"{spread:.0f}% (the machine's speed drifts over time)")
+    if not replayed and load_before and max(load_before[0], (load_after or load_before)[0]) >= QUIET_LOAD:
+        notes.append(f"load average {load_before[0]} before and {load_after[0] if load_after else '?'} after the "
+                     "run (other processes on the machine); "
+                     + ("each case waited for an idle moment and was re-measured when disturbed (see the 'others' "
+                        "column)" if wait else "measured without waiting for an idle moment (--no-wait)"))
+    return notes
+
+
 def run_suite(name: str, *, device: str | None = None, profile: Any = None, report_dir: str | Path | None = None,
               measurements_path: str | Path | None = None, cases: Sequence[str] | None = None,
               steps: int | None = None, warmup: int | None = None, progress: TextIO | None = sys.stderr,
@@ -383,126 +502,48 @@ def run_suite(name: str, *, device: str | None = None, profile: Any = None, repo
               wait_for_idle: bool = True) -> SuiteResult:
     """Predict, measure, store and compare every case of suite `name`; write the report if `report_dir` is given.
 
+    Measurements are appended to `measurements_path` (default: the user's data folder, see storage.py).
     `replay`: compare with measurements stored earlier in that JSONL file (by this suite) instead of
     measuring - for re-reporting after a model change; nothing is measured or appended.
     `wait_for_idle=False`: measure each case once, at once (no waiting for an idle machine, no repeat
     of a disturbed measurement) - for smoke tests.
     """
-    if name not in SUITES:
-        raise InputError(f"unknown suite '{name}'; measured suites: {', '.join(SUITES)}")
-    suite = SUITES[name]
-    device = device or suite.device
-    if device != suite.device:
-        raise InputError(f"suite '{name}' runs on {suite.device}; use --device {suite.device} "
-                         f"(or the {'gpu' if device == 'cuda' else 'cpu-full'} suite)")
-    try:
-        import torch  # noqa: F401
-    except ImportError:
-        raise InputError("measured validation suites need PyTorch: pip install 'perfmodel[torch]'") from None
-    if device == "cuda":
-        import torch
+    from .storage import measurement_store
 
-        if not torch.cuda.is_available():
-            raise InputError(f"suite '{name}' needs a CUDA device and torch sees none here")
-    from ..graph.io import load_network
-    from ..hardware.loader import load_hardware
-    from ..prediction import predict
-    from ..torch.measure import append_jsonl, default_measurements_path, machine_info, measure_training, summarize_times
+    def say(msg: str, end: str = "\n") -> None:
+        if progress is not None:
+            progress.write(msg + end)
+            progress.flush()
 
-    dev = load_hardware(profile, kind="device") if profile is not None else find_calibrated_profile(device)
-    mpath = Path(measurements_path) if measurements_path else default_measurements_path(f"{name}.jsonl")
-    if replay is not None:
-        mpath = Path(replay)
+    suite = _measured_suite(name)
+    device = _check_device(suite, device, replay is None)
+    dev = resolve_profile(profile, device)
     chosen = select_cases(suite, cases, steps, warmup)
-    load_before = _loadavg()
     rounds = rounds if rounds is not None else suite.rounds
     if rounds < 1:
         raise InputError(f"rounds must be >= 1, got {rounds}")
-    preds = {}
-    for c in chosen:
-        graph = load_network(network_path(c))
-        preds[c.name] = (graph, predict(graph, dev, batch=c.batch, dtype=c.dtype,
-                                        threads=c.threads if device == "cpu" else None, optimizer=c.optimizer,
-                                        layers=True))
-    # round-robin over the cases, `rounds` times: slow drifts of the machine's speed average out
-    taken: dict[str, list] = {c.name: [] for c in chosen}
+    preds = _predict_cases(chosen, dev, device)
+    load_before = _loadavg()
     if replay is not None:
-        taken = replay_measurements(Path(replay), name, chosen)
-        rounds = 0  # nothing to measure
-    for rnd in range(1, rounds + 1):
-        for i, c in enumerate(chosen, 1):
-            graph, pred = preds[c.name]
-            if progress is not None:
-                progress.write(f"[round {rnd}/{rounds}, {i}/{len(chosen)}] {c.name}: {c.warmup}+{c.steps} steps ...")
-                progress.flush()
-            best = None
-            for attempt in range(1, (MAX_ATTEMPTS if wait_for_idle else 1) + 1):
-                if device == "cpu" and wait_for_idle:
-                    wait_for_quiet(QUIET_IDLE, QUIET_MAX_WAIT_S)
-                la = _loadavg()
-                with Interference() as inf:
-                    meas = measure_training(graph, c.batch, device=device, dtype=c.dtype, threads=c.threads,
-                                            warmup=c.warmup, steps=c.steps, optimizer=c.optimizer,
-                                            per_layer=c.per_layer and per_layer and rnd == 1)
-                others = round(inf.others_cores, 3) if inf.available else None
-                meas = meas.model_copy(update={"notes": tuple(meas.notes) + (
-                    f"suite={name}", f"case={c.name}", f"round={rnd}", f"attempt={attempt}", f"load_avg_before={la}",
-                    f"other_processes_cores={others}", f"profile={dev.name}")})
-                append_jsonl(mpath, meas)
-                if best is None or (others or 0.0) < (best[1] or 0.0):
-                    best = (meas, others, la, attempt)
-                best = best[:3] + (attempt,)  # last element: measurements taken in this round
-                if device != "cpu" or others is None or others <= DISTURBED_CORES:
-                    break
-                if progress is not None:
-                    progress.write(f" (other processes kept {others:.2f} cores busy: measuring again)")
-                    progress.flush()
-            taken[c.name].append(best)
-            if progress is not None:
-                m = best[0]
-                progress.write(f" {m.median_s * 1e3:.1f} ms (predicted {pred.iteration_time_s * 1e3:.1f} ms)\n")
-                progress.flush()
-    results: list[CaseResult] = []
-    for c in chosen:
-        graph, pred = preds[c.name]
-        ms = taken[c.name]
-        times = [t for m, *_ in ms for t in m.step_times_s]
-        st = summarize_times(times)
-        others_l = [o for _, o, _, _ in ms if o is not None]
-        with_layers = next((m for m, *_ in ms if m.per_layer), None)
-        err = signed_error_pct(pred.iteration_time_s, st["median_s"])
-        results.append(CaseResult(
-            c, pred.iteration_time_s, st["median_s"], st["p10_s"], st["p90_s"], st["min_s"], st["max_s"], err,
-            dict(pred.breakdown), dict(pred.stages),
-            _layer_comparison(pred, with_layers) if with_layers is not None else (), ms[0][2],
-            max(others_l) if others_l else None, sum(a for *_, a in ms), len(ms),
-            tuple(m.median_s for m, *_ in ms)))
-    mi = machine_info().model_dump(mode="json")
-    summary = summarize({r.case.name: r.error_pct for r in results})
-    notes = []
+        mpath = Path(replay)
+        taken = replay_measurements(mpath, name, chosen)
+    else:
+        mpath = measurement_store(name, measurements_path)
+        taken = _measure_rounds(name, chosen, preds, dev, device, rounds, mpath, wait_for_idle, per_layer, say)
+    results = tuple(_case_result(c, preds[c.name][1], taken[c.name]) for c in chosen)
     load_after = _loadavg()
-    if device == "cpu":
-        busy = [r for r in results if (r.others_cores or 0.0) > DISTURBED_CORES]
-        if busy:
-            notes.append("other processes were busy during a measurement of " + ", ".join(
-                f"{r.case.name} ({r.others_cores:.2f} cores)" for r in busy)
-                + f" even after {MAX_ATTEMPTS} attempts: those times may be inflated")
-        if any(r.rounds > 1 for r in results):
-            spread = max((max(r.round_medians_s) / min(r.round_medians_s) - 1) * 100 for r in results if r.rounds > 1)
-            notes.append(f"each case was measured in {results[0].rounds} rounds (round-robin over the cases) and its "
-                         f"step times pooled; the largest difference between two rounds' medians of one case was "
-                         f"{spread:.0f}% (the machine's speed drifts over time)")
-        if replay is None and load_before and max(load_before[0], (load_after or load_before)[0]) >= QUIET_LOAD:
-            notes.append(f"load average {load_before[0]} before and {load_after[0] if load_after else '?'} after the "
-                         "run (other processes on the machine); each case waited for an idle moment and was "
-                         "re-measured when disturbed (see the 'others' column)")
-    res = SuiteResult(
-        suite=name, device=device, profile=dev.name, profile_source=dev.source, machine=mi, cases=tuple(results),
-        summary=summary, created_utc=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        measurements_path=str(mpath), load_before=load_before, load_after=load_after, notes=tuple(notes),
-        replayed=replay is not None)
-    if report_dir is not None:
-        from .report import write_report
+    from ..torch.measure import machine_info
 
-        write_report(res, Path(report_dir), calibration_info(dev))
+    notes = _suite_notes(results, wait_for_idle, replay is not None, load_before, load_after) if device == "cpu" else []
+    res = SuiteResult(
+        suite=name, device=device, profile=dev.name, profile_source=dev.source,
+        machine=machine_info().model_dump(mode="json"), cases=results,
+        summary=summarize({r.case.name: r.error_pct for r in results}),
+        created_utc=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        measurements_path=str(mpath), load_before=load_before, load_after=load_after, notes=tuple(notes),
+        replayed=replay is not None, calibration=calibration_info(dev))
+    if report_dir is not None:
+        from .writer import write_report
+
+        write_report(res, Path(report_dir))
     return res
