@@ -120,3 +120,94 @@ def test_more_bandwidth_never_slower(n, p, bw, a, f):
         assert fn(n, p, bw * f, a) <= fn(n, p, bw, a)
     assert C.parameter_server(n, p, 2, bw * f, a) <= C.parameter_server(n, p, 2, bw, a)
     assert C.hierarchical_allreduce(n, 4, p, bw * f, a, bw * f, a) <= C.hierarchical_allreduce(n, 4, p, bw, a, bw, a)
+
+
+# ---------------------------------------------------------------- registry and composition over tiers
+
+def test_cli_choices_come_from_the_registry():
+    assert C.allreduce_choices() == ("ring", "tree", "halving-doubling", "hierarchical", "ps")
+    assert set(C.ALGORITHMS) >= {"all-reduce", "all-gather", "reduce-scatter", "all-to-all", "broadcast", "p2p"}
+
+
+def test_a_new_algorithm_is_one_registered_function():
+    @C.algorithm("all-reduce", "test-one-shot")
+    def one_shot(n, p, bw, alpha):  # every rank sends its whole buffer to every other rank
+        return (p - 1) * n / bw + alpha
+
+    try:
+        assert "test-one-shot" in C.allreduce_choices()
+        tiers = (C.Tier(4, 10e9, 1e-6),)
+        assert C.collective_time("all-reduce", 1e6, tiers, "test-one-shot") == pytest.approx(3 * 1e-4 + 1e-6)
+        assert C.allreduce("test-one-shot", 1e6, 4, 10e9, 1e-6) == pytest.approx(3 * 1e-4 + 1e-6)
+    finally:
+        del C.ALGORITHMS["all-reduce"]["test-one-shot"]
+    assert "test-one-shot" not in C.allreduce_choices()
+
+
+def test_hierarchical_allreduce_over_three_tiers_hand_computed():
+    # 96 MB; 4 GPUs at 100 GB/s, 1 us; 2 boards at 50 GB/s, 2 us; 3 nodes on a 20 GB/s NIC shared by 8 GPUs, 5 us
+    tiers = (C.Tier(4, 100e9, 1e-6), C.Tier(2, 50e9, 2e-6), C.Tier(3, 20e9, 5e-6, shared=True))
+    rs0 = 3 / 4 * 96e6 / 100e9 + 3 * 1e-6  # reduce-scatter of 96 MB in 4, and the all-gather back
+    rs1 = 1 / 2 * 24e6 / 50e9 + 1 * 2e-6  # then of the 24 MB shard in 2
+    ar2 = 2 * 2 / 3 * 12e6 / (20e9 / 8) + 2 * 2 * 5e-6  # ring all-reduce of 12 MB over 3 nodes at 2.5 GB/s each
+    expect = 2 * rs0 + 2 * rs1 + ar2
+    assert expect == pytest.approx(0.001446 + 0.000484 + 0.00642)
+    assert C.collective_time("all-reduce", 96e6, tiers, "hierarchical") == pytest.approx(expect, rel=1e-12)
+
+
+def test_hierarchical_two_tiers_is_the_node_then_network_formula():
+    k, m, bw_in, a_in, bw_net, a_net = 8, 4, 150e9, 2e-6, 50e9, 5e-6
+    tiers = (C.Tier(k, bw_in, a_in), C.Tier(m, bw_net, a_net, shared=True))
+    assert C.hierarchical_time("all-reduce", N, tiers) == pytest.approx(
+        C.hierarchical_allreduce(N, k, m, bw_in, a_in, bw_net, a_net), rel=1e-12)
+    # a per-rank (not shared) network tier is not divided among the 8 GPUs
+    own = (C.Tier(k, bw_in, a_in), C.Tier(m, bw_net, a_net))
+    assert C.hierarchical_time("all-reduce", N, own) == pytest.approx(
+        2 * (7 / 8 * N / bw_in + 7 * a_in) + 2 * 3 / 4 * (N / 8) / bw_net + 2 * 3 * a_net, rel=1e-12)
+
+
+def test_per_tier_algorithms():
+    tiers = (C.Tier(4, 100e9, 1e-6), C.Tier(8, 10e9, 5e-6, shared=True))
+    rs = 3 / 4 * N / 100e9 + 3 * 1e-6
+    tree_outer = C.tree_allreduce(N / 4, 8, 10e9 / 4, 5e-6)
+    assert C.hierarchical_time("all-reduce", N, tiers, ("ring", "tree")) == pytest.approx(2 * rs + tree_outer)
+    # tree has no reduce-scatter form: the inner phases run as ring
+    assert C.hierarchical_time("all-reduce", N, tiers, ("tree", "ring")) == pytest.approx(
+        2 * rs + C.ring_allreduce(N / 4, 8, 10e9 / 4, 5e-6))
+    hd = C.hierarchical_time("all-reduce", N, tiers, ("halving-doubling", "ring"))
+    assert hd == pytest.approx(C.halving_doubling_allreduce(N, 4, 100e9, 1e-6)
+                               + C.ring_allreduce(N / 4, 8, 10e9 / 4, 5e-6))
+
+
+def test_reduce_scatter_all_gather_and_all_to_all_over_tiers():
+    tiers = (C.Tier(4, 100e9, 1e-6), C.Tier(2, 10e9, 5e-6, shared=True))
+    rs = (3 / 4 * N / 100e9 + 3e-6) + (1 / 2 * (N / 4) / (10e9 / 4) + 5e-6)
+    assert C.hierarchical_time("reduce-scatter", N, tiers) == pytest.approx(rs, rel=1e-12)
+    assert C.hierarchical_time("all-gather", N, tiers) == pytest.approx(rs, rel=1e-12)
+    # all-to-all: the whole buffer once per tier
+    a2a = (3 / 4 * N / 100e9 + 3e-6) + (1 / 2 * N / (10e9 / 4) + 5e-6)
+    assert C.hierarchical_time("all-to-all", N, tiers) == pytest.approx(a2a, rel=1e-12)
+    assert C.all_to_all(N, 8, BW, A) == pytest.approx(7 / 8 * N / BW + 7 * A)
+    assert C.halving_reduce_scatter(N, 8, BW, A) + C.doubling_all_gather(N, 8, BW, A) == pytest.approx(
+        C.halving_doubling_allreduce(N, 8, BW, A))
+
+
+def test_flat_algorithms_run_at_the_slowest_tier():
+    tiers = (C.Tier(8, 150e9, 2e-6), C.Tier(4, 50e9, 5e-6, shared=True))
+    assert C.collective_time("all-reduce", N, tiers, "ring") == pytest.approx(C.ring_allreduce(N, 32, 50e9, 5e-6))
+    assert C.collective_time("all-gather", N, tiers) == pytest.approx(C.all_gather(N, 32, 50e9, 5e-6))
+    one_per_node = (C.Tier(1, 150e9, 9e-6), C.Tier(4, 50e9, 5e-6, shared=True))  # the 1-rank tier carries nothing
+    assert C.collective_time("all-reduce", N, one_per_node, "tree") == pytest.approx(C.tree_allreduce(N, 4, 50e9, 5e-6))
+    assert C.collective_time("p2p", N, tiers) == pytest.approx(5e-6 + N / 50e9)
+
+
+def test_tier_errors():
+    tiers = (C.Tier(4, BW, A),)
+    with pytest.raises(InputError, match="unknown collective"):
+        C.collective_time("gossip", N, tiers)
+    with pytest.raises(InputError, match="unknown all-reduce algorithm 'butterfly'"):
+        C.collective_time("all-reduce", N, tiers, "butterfly")
+    with pytest.raises(InputError, match="1 tiers need 1 algorithms, got 2"):
+        C.hierarchical_time("all-reduce", N, tiers, ("ring", "ring"))
+    with pytest.raises(InputError, match="no hierarchical form"):
+        C.hierarchical_time("broadcast", N, tiers)

@@ -25,38 +25,65 @@ receives at `bw` at the same time). Formulas:
 - all-gather and reduce-scatter (ring): (p-1)/p * n/bw + (p-1) alpha
 - broadcast: min(binomial tree ceil(log2 p) (alpha + n/bw), scatter + all-gather (van de Geijn)
   2 (p-1)/p n/bw + (ceil(log2 p) + p - 1) alpha)
+- all-to-all, direct (pairwise exchange; n = one rank's whole send buffer, n/p to each peer):
+      (p-1)/p * n/bw + (p-1) alpha
 - point-to-point: alpha + n/bw
+
+Tiers (as ASTRA-sim composes collectives over the dimensions of a topology): `Tier(ranks, bandwidth_Bps,
+latency_s, shared)`, innermost first (e.g. GPUs of a node over NVLink, then nodes over the network). A
+`shared` tier's bandwidth belongs to the whole group of inner ranks (a node's NICs), so when all of them
+use it at once each gets bandwidth / (product of inner ranks). `collective_time(collective, n, tiers,
+algorithm)` runs either
+- "hierarchical": composed per tier. All-reduce: reduce-scatter on tiers 0..k-2 (each on the 1/p_i
+  shard left by the tiers inside), all-reduce of the remaining shard on the outermost tier, all-gather
+  back out to in. Reduce-scatter / all-gather: the same phases alone. All-to-all: one all-to-all of the
+  whole buffer per tier. Each tier uses its own algorithm (`algorithms`, default DEFAULT_ALGORITHM; a
+  tier algorithm with no reduce-scatter/all-gather form, such as tree, runs those phases as ring); or
+- a flat algorithm over all ranks at once, at the slowest bandwidth and the largest latency among the
+  tiers with more than one rank (a ring laid out node by node crosses a shared tier once per node, so a
+  shared tier gives its whole bandwidth).
+A new algorithm is one registered function (`@algorithm("all-reduce", "name")`); the CLI's --allreduce
+choices come from `allreduce_choices()`.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Callable
 
 from ..errors import InputError
 
-# algorithm name -> function(n, p, bw, alpha) -> seconds  (all-reduce over one tier)
-ALLREDUCE: dict[str, Callable[..., float]] = {}
-# other collectives: name -> function
-COLLECTIVES: dict[str, Callable[..., float]] = {}
+Formula = Callable[[float, int, float, float], float]  # (n bytes, p ranks, bw B/s, alpha s) -> seconds
+# collective -> algorithm name -> formula over one tier
+ALGORITHMS: dict[str, dict[str, Formula]] = {}
+# collective -> its default single-tier formula (the first algorithm registered for it)
+COLLECTIVES: dict[str, Formula] = {}
+# all-reduce algorithm name -> formula over one tier (the "all-reduce" entry of ALGORITHMS)
+ALLREDUCE: dict[str, Formula] = ALGORITHMS.setdefault("all-reduce", {})
+# schemes beyond one tier that the data-parallel model offers besides the registered all-reduce algorithms
+ALLREDUCE_SCHEMES = ("hierarchical", "ps")
+
+
+def algorithm(collective_name: str, name: str):
+    """Register `name` as an algorithm of `collective_name` over a single tier of ranks."""
+
+    def deco(fn: Formula) -> Formula:
+        ALGORITHMS.setdefault(collective_name, {})[name] = fn
+        COLLECTIVES.setdefault(collective_name, fn)
+        return fn
+
+    return deco
 
 
 def allreduce_algorithm(name: str):
     """Register an all-reduce algorithm over a single tier of ranks."""
-
-    def deco(fn):
-        ALLREDUCE[name] = fn
-        return fn
-
-    return deco
+    return algorithm("all-reduce", name)
 
 
-def collective(name: str):
-    def deco(fn):
-        COLLECTIVES[name] = fn
-        return fn
-
-    return deco
+def allreduce_choices() -> tuple[str, ...]:
+    """The data-parallel all-reduce choices (CLI --allreduce): registered algorithms, then the schemes."""
+    return tuple(ALLREDUCE) + ALLREDUCE_SCHEMES
 
 
 def _check(n: float, p: int, bw: float, alpha: float) -> None:
@@ -109,19 +136,16 @@ def hierarchical_allreduce(n: float, k: int, m: int, bw_in: float, alpha_in: flo
                            alpha_net: float) -> float:
     """Reduce-scatter in the node (k ranks), ring all-reduce of n/k across m nodes, all-gather in the node.
 
-    `bw_net` is the node's aggregate network bandwidth; the k concurrent inter-node all-reduces share it.
+    `bw_net` is the node's aggregate network bandwidth; the k concurrent inter-node all-reduces share it
+    (a shared tier; see hierarchical_time).
     """
     _check(n, k, bw_in, alpha_in)
     if m < 1:
         raise InputError(f"nodes must be >= 1, got {m}")
-    t = 0.0
-    if k > 1:
-        t += reduce_scatter(n, k, bw_in, alpha_in) + all_gather(n, k, bw_in, alpha_in)
-    if m > 1:
-        if bw_net <= 0:
-            raise InputError("hierarchical all-reduce across nodes needs a network bandwidth > 0")
-        t += ring_allreduce(n / k, m, bw_net / k, alpha_net)
-    return t
+    if m > 1 and bw_net <= 0:
+        raise InputError("hierarchical all-reduce across nodes needs a network bandwidth > 0")
+    tiers = (Tier(k, bw_in, alpha_in),) + ((Tier(m, bw_net, alpha_net, shared=True),) if m > 1 else ())
+    return hierarchical_time("all-reduce", n, tiers)
 
 
 def parameter_server(n: float, workers: int, servers: int, bw_worker: float, alpha: float,
@@ -149,7 +173,7 @@ def parameter_server(n: float, workers: int, servers: int, bw_worker: float, alp
     return 2 * phase + 2 * alpha
 
 
-@collective("all-gather")
+@algorithm("all-gather", "ring")
 def all_gather(n: float, p: int, bw: float, alpha: float) -> float:
     """Ring all-gather of a total of n bytes (n/p from each rank): (p-1)/p n/bw + (p-1) alpha."""
     _check(n, p, bw, alpha)
@@ -158,7 +182,7 @@ def all_gather(n: float, p: int, bw: float, alpha: float) -> float:
     return (p - 1) / p * n / bw + (p - 1) * alpha
 
 
-@collective("reduce-scatter")
+@algorithm("reduce-scatter", "ring")
 def reduce_scatter(n: float, p: int, bw: float, alpha: float) -> float:
     """Ring reduce-scatter of n bytes (each rank ends with n/p reduced): (p-1)/p n/bw + (p-1) alpha."""
     _check(n, p, bw, alpha)
@@ -167,7 +191,7 @@ def reduce_scatter(n: float, p: int, bw: float, alpha: float) -> float:
     return (p - 1) / p * n / bw + (p - 1) * alpha
 
 
-@collective("broadcast")
+@algorithm("broadcast", "auto")
 def broadcast(n: float, p: int, bw: float, alpha: float) -> float:
     """The faster of a binomial tree and scatter + ring all-gather (van de Geijn)."""
     _check(n, p, bw, alpha)
@@ -179,13 +203,34 @@ def broadcast(n: float, p: int, bw: float, alpha: float) -> float:
     return min(binomial, scatter_allgather)
 
 
-@collective("p2p")
+@algorithm("p2p", "direct")
 def point_to_point(n: float, p: int, bw: float, alpha: float) -> float:
     """One message of n bytes between two ranks: alpha + n/bw (p is ignored)."""
     _check(n, max(1, p), bw, alpha)
     if n == 0:
         return 0.0
     return alpha + n / bw
+
+
+@algorithm("reduce-scatter", "halving-doubling")
+def halving_reduce_scatter(n: float, p: int, bw: float, alpha: float) -> float:
+    """Recursive-halving reduce-scatter: the first half of Rabenseifner's all-reduce."""
+    return halving_doubling_allreduce(n, p, bw, alpha) / 2
+
+
+@algorithm("all-gather", "halving-doubling")
+def doubling_all_gather(n: float, p: int, bw: float, alpha: float) -> float:
+    """Recursive-doubling all-gather: the second half of Rabenseifner's all-reduce."""
+    return halving_doubling_allreduce(n, p, bw, alpha) / 2
+
+
+@algorithm("all-to-all", "direct")
+def all_to_all(n: float, p: int, bw: float, alpha: float) -> float:
+    """Pairwise-exchange all-to-all of a rank's n-byte buffer (n/p to each peer): (p-1)/p n/bw + (p-1) alpha."""
+    _check(n, p, bw, alpha)
+    if p == 1 or n == 0:
+        return 0.0
+    return (p - 1) / p * n / bw + (p - 1) * alpha
 
 
 COLLECTIVES["all-reduce"] = ring_allreduce
@@ -198,3 +243,97 @@ def allreduce(algorithm: str, n: float, p: int, bw: float, alpha: float) -> floa
     except KeyError:
         raise InputError(f"unknown all-reduce algorithm {algorithm!r}; known: {', '.join(ALLREDUCE)}") from None
     return fn(n, p, bw, alpha)
+
+
+# ---------------------------------------------------------------------------------------------
+# composition over tiers
+
+
+@dataclass(frozen=True, slots=True)
+class Tier:
+    """One dimension of the topology: `ranks` per group, bandwidth per direction and per-message latency.
+
+    `bandwidth_Bps` is per rank, or, when `shared`, for the whole group of inner-tier ranks behind it
+    (e.g. a node's NICs used by all its GPUs).
+    """
+
+    ranks: int
+    bandwidth_Bps: float
+    latency_s: float
+    shared: bool = False
+    name: str = ""
+
+
+DEFAULT_ALGORITHM = {"all-reduce": "ring", "reduce-scatter": "ring", "all-gather": "ring", "all-to-all": "direct",
+                     "broadcast": "auto", "p2p": "direct"}
+
+
+def formula(collective_name: str, name: str | None = None) -> Formula:
+    """The single-tier formula of `collective_name` with algorithm `name` (default DEFAULT_ALGORITHM)."""
+    algos = ALGORITHMS.get(collective_name)
+    if algos is None:
+        raise InputError(f"unknown collective {collective_name!r}; known: {', '.join(ALGORITHMS)}")
+    key = name or DEFAULT_ALGORITHM[collective_name]
+    if key not in algos:
+        raise InputError(f"unknown {collective_name} algorithm {key!r}; known: {', '.join(algos)}")
+    return algos[key]
+
+
+def _phase(collective_name: str, name: str) -> Formula:
+    """A reduce-scatter/all-gather phase of a hierarchical collective: the tier's algorithm if it has one, else ring."""
+    return ALGORITHMS[collective_name].get(name) or ALGORITHMS[collective_name]["ring"]
+
+
+def _flow_bandwidth(tiers: tuple[Tier, ...], i: int) -> float:
+    """Bandwidth of one flow on tier i when every rank of the tiers inside runs its own collective there."""
+    t = tiers[i]
+    if not t.shared:
+        return t.bandwidth_Bps
+    return t.bandwidth_Bps / math.prod(u.ranks for u in tiers[:i])
+
+
+def hierarchical_time(collective_name: str, n: float, tiers, algorithms=None) -> float:
+    """`collective_name` of n bytes composed over `tiers` (innermost first); see the module docstring."""
+    tiers = tuple(tiers)
+    algos = tuple(algorithms) if algorithms else (DEFAULT_ALGORITHM.get(collective_name, "ring"),) * len(tiers)
+    if len(algos) != len(tiers):
+        raise InputError(f"{len(tiers)} tiers need {len(tiers)} algorithms, got {len(algos)}")
+    if collective_name == "all-to-all":
+        return sum(formula("all-to-all", a)(n, t.ranks, _flow_bandwidth(tiers, i), t.latency_s)
+                   for i, (t, a) in enumerate(zip(tiers, algos)))
+    if collective_name not in ("all-reduce", "reduce-scatter", "all-gather"):
+        raise InputError(f"{collective_name} has no hierarchical form; use a flat algorithm")
+    last = len(tiers) - 1 if collective_name == "all-reduce" else len(tiers)
+    t_total, shard = 0.0, n
+    for i in range(last):  # reduce-scatter (or all-gather) phases, inside out
+        t = tiers[i]
+        phase = "all-gather" if collective_name == "all-gather" else "reduce-scatter"
+        t_total += _phase(phase, algos[i])(shard, t.ranks, _flow_bandwidth(tiers, i), t.latency_s)
+        if collective_name == "all-reduce":  # and the all-gather back out
+            t_total += _phase("all-gather", algos[i])(shard, t.ranks, _flow_bandwidth(tiers, i), t.latency_s)
+        shard /= t.ranks
+    if collective_name == "all-reduce" and tiers:
+        t = tiers[-1]
+        t_total += formula("all-reduce", algos[-1])(shard, t.ranks, _flow_bandwidth(tiers, last), t.latency_s)
+    return t_total
+
+
+def flat_time(collective_name: str, n: float, tiers, name: str | None = None) -> float:
+    """`collective_name` with one algorithm over all ranks of `tiers`, at the slowest tier that has > 1 rank."""
+    tiers = tuple(tiers)
+    p = math.prod(t.ranks for t in tiers)
+    used = [t for t in tiers if t.ranks > 1] or list(tiers[:1])
+    if not used:
+        return 0.0
+    bw = min(t.bandwidth_Bps for t in used)
+    alpha = max(t.latency_s for t in used)
+    return formula(collective_name, name)(n, p, bw, alpha)
+
+
+def collective_time(collective_name: str, n: float, tiers, algorithm_name: str | None = None,
+                    algorithms=None) -> float:
+    """Seconds of `collective_name` of n bytes over `tiers`: "hierarchical" composes per tier (with
+    per-tier `algorithms`), any other name runs that algorithm flat over all ranks."""
+    if algorithm_name == "hierarchical":
+        return hierarchical_time(collective_name, n, tiers, algorithms)
+    return flat_time(collective_name, n, tiers, algorithm_name)
