@@ -1,0 +1,233 @@
+"""Fit the kernel model's physical constants to DeepBench rows; leave-one-GPU-out; write the report.
+
+Fitted, never per row or per network: per GPU, its sustained clock over the rated boost clock (GPU Boost,
+power caps); shared by every GPU, the achievable fraction of an SM's peak per kernel class, the achievable
+fraction of DRAM bandwidth, the per-kernel launch overhead, the per-step RNN overhead, and per all-reduce
+tier its achieved fraction of the link bandwidth and its per-message latency. Each class is first fitted on
+its own rows, then all parameters together, minimising the mean over classes of the mean absolute log
+error (a robust stand-in for the median absolute percentage error). A GPU left out of the fit gets the
+mean clock factor of the fitted GPUs of its kind (boost_above_rated or not).
+
+    python -m perfmodel.kernels.fit --report validation/reports/deepbench-dev [--csv PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .allreduce import Tier, ring_allreduce_s
+from .conv import conv_time_s
+from .deepbench import Row, arch_stack, groups, load_rows, stacked
+from .gemm import gemm_time_s
+from .rnn import rnn_time_s
+from .schema import Achievable
+
+PCIE3_X16_BPS = 15.75e9  # hardware_profiles/links/pcie3-x16.yaml, per direction after 128b/130b
+IB_FDR_BPS = 54.5e9 / 8  # hardware_profiles/links/infiniband-fdr.yaml, 4x FDR after 64b/66b
+
+# parameter name -> (initial value, lower bound, upper bound)
+PARAMS: dict[str, tuple[float, float, float]] = {
+    "gemm": (0.85, 0.2, 1.0), "gemm_tn": (0.85, 0.2, 1.0), "conv_fwd": (0.8, 0.2, 1.0), "conv_bwd_data": (0.8, 0.2, 1.0),
+    "conv_bwd_filter": (0.7, 0.1, 1.0), "winograd": (0.7, 0.1, 1.0), "fft": (0.5, 0.05, 1.0),
+    "rnn": (0.6, 0.05, 1.0), "memory_bandwidth": (0.75, 0.3, 1.0), "kernel_overhead_s": (5e-6, 1e-6, 2e-4),
+    "rnn_step_overhead_s": (10e-6, 0.5e-6, 2e-4),
+    "intra_bw_fraction": (0.5, 0.05, 1.0), "intra_alpha_s": (10e-6, 0.5e-6, 1e-4),
+    "inter_bw_fraction": (0.6, 0.05, 1.0), "inter_alpha_s": (10e-6, 0.5e-6, 1e-4),
+}
+STAGES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {  # classes fitted -> parameters they fit
+    "gemm": (("gemm",), ("gemm", "gemm_tn", "memory_bandwidth", "kernel_overhead_s", "clock:*")),
+    "conv": (("conv_fwd", "conv_bwd_data", "conv_bwd_filter"),
+             ("conv_fwd", "conv_bwd_data", "conv_bwd_filter", "winograd", "fft")),
+    "rnn": (("rnn",), ("rnn", "rnn_step_overhead_s")),
+    "allreduce": (("allreduce",), ("intra_bw_fraction", "intra_alpha_s", "inter_bw_fraction", "inter_alpha_s")),
+}
+
+
+# clock factor bounds: a datacenter card runs at most at its rated boost; a consumer card's GPU Boost may go higher
+CLOCK_BOUNDS = {False: (1.0, 0.6, 1.0), True: (1.0, 1.0, 1.3)}
+BOOSTING: dict[str, bool] = {}  # arch name -> boost_above_rated, filled by Context.of
+
+
+PER_STACK = ("gemm", "gemm_tn", "conv_fwd", "conv_bwd_data", "conv_bwd_filter", "winograd", "fft", "rnn",
+             "kernel_overhead_s")
+FRACTIONS = PER_STACK[:-1]
+
+
+def bounds(name: str) -> tuple[float, float, float]:
+    if name.startswith("clock:"):
+        return CLOCK_BOUNDS[BOOSTING.get(name[6:], False)]
+    return PARAMS[name.split("@")[0]]
+
+
+def initial_params(archs=(), stacks=()) -> dict[str, float]:
+    """Starting values: shared parameters, one clock factor per GPU, one compute fraction per class and stack."""
+    p = {k: v[0] for k, v in PARAMS.items() if k not in PER_STACK}
+    p.update({f"clock:{a}": 1.0 for a in archs})
+    p.update({f"{c}@{s}": PARAMS[c][0] for c in PER_STACK for s in stacks})
+    return p
+
+
+def achievable(p: dict[str, float], stack: str, source: str = "fitted") -> Achievable:
+    """The Achievable block of software stack `stack` from a parameter set."""
+    return Achievable(compute={c: p[f"{c}@{stack}"] for c in FRACTIONS}, memory_bandwidth=p["memory_bandwidth"],
+                      kernel_overhead=p[f"kernel_overhead_s@{stack}"], rnn_step_overhead=p["rnn_step_overhead_s"],
+                      source=source)
+
+
+def tiers(p: dict[str, float]) -> tuple[Tier, Tier]:
+    """DeepBench's all-reduce tiers: PCIe 3.0 x16 inside a node (switches, QPI), FDR InfiniBand between nodes."""
+    return (Tier(name="intra-node PCIe 3.0", bandwidth_Bps=PCIE3_X16_BPS * p["intra_bw_fraction"],
+                 alpha_s=p["intra_alpha_s"]),
+            Tier(name="FDR InfiniBand", bandwidth_Bps=IB_FDR_BPS * p["inter_bw_fraction"], alpha_s=p["inter_alpha_s"]))
+
+
+@dataclass
+class Context:
+    """Rows with their groups and the loaded arch/stack files (built once, reused by every evaluation)."""
+
+    rows: list[Row]
+    groups: dict = field(default_factory=dict)
+    archs: dict = field(default_factory=dict)
+    stacks: dict = field(default_factory=dict)
+    measured: np.ndarray = field(default_factory=lambda: np.zeros(0))
+
+    @classmethod
+    def of(cls, rows: list[Row]) -> "Context":
+        a, s = arch_stack(rows)
+        BOOSTING.update({k: v.boost_above_rated for k, v in a.items()})
+        return cls(rows, groups(rows), a, s, np.array([r.measured_s for r in rows]))
+
+
+def _group_time(key, sub: list[Row], arch, stack, p):
+    cls, _, _, dtype, phase, cell, variant = key
+    if cls == "gemm":
+        kc = "gemm_tn" if variant == "TN" else "gemm"
+        return gemm_time_s(stacked(sub, "M"), stacked(sub, "N"), stacked(sub, "K"), dtype, arch, stack, cls=kc)
+    if cls.startswith("conv_"):
+        shape = {k: stacked(sub, k) for k in sub[0].shape}
+        return conv_time_s(shape, phase, dtype, arch, stack)[0]
+    if cls == "rnn":
+        return rnn_time_s(cell, phase, stacked(sub, "hidden"), stacked(sub, "batch"), stacked(sub, "timesteps"),
+                          dtype, arch, stack)
+    return ring_allreduce_s(stacked(sub, "size_bytes"), stacked(sub, "gpus"), stacked(sub, "nodes"), *tiers(p))
+
+
+def predict(ctx: Context, p: dict[str, float], classes: tuple[str, ...] | None = None) -> np.ndarray:
+    """Predicted seconds of every row (NaN for rows outside `classes`)."""
+    out = np.full(len(ctx.rows), np.nan)
+    achs = {s: achievable(p, s) for s in ctx.stacks}
+    for key, idx in ctx.groups.items():
+        if classes is not None and key[0] not in classes:
+            continue
+        stack = ctx.stacks[key[2]].with_achievable(achs[key[2]])
+        arch = ctx.archs[key[1]].model_copy(update={"clock_factor": p.get(f"clock:{key[1]}", 1.0)})
+        out[idx] = _group_time(key, [ctx.rows[i] for i in idx], arch, stack, p)
+    return out
+
+
+def _loss(ctx: Context, p: dict[str, float], classes: tuple[str, ...], mask: np.ndarray) -> float:
+    pred = predict(ctx, p, classes)
+    err = np.abs(np.log(pred[mask] / ctx.measured[mask]))
+    return float(np.mean(err)) if err.size else 0.0
+
+
+def pattern_search(f, x0: dict[str, float], names: tuple[str, ...], rounds: int = 6) -> dict[str, float]:
+    """Coordinate search in log space with shrinking steps, inside PARAMS' bounds."""
+    x, best = dict(x0), f(x0)
+    step = 0.4
+    for _ in range(rounds):
+        improved = True
+        while improved:
+            improved = False
+            for n in names:
+                lo, hi = bounds(n)[1], bounds(n)[2]
+                for d in (step, -step):
+                    trial = dict(x)
+                    trial[n] = float(min(hi, max(lo, x[n] * math.exp(d))))
+                    if trial[n] == x[n]:
+                        continue
+                    v = f(trial)
+                    if v < best - 1e-9:
+                        x, best, improved = trial, v, True
+                        break
+        step /= 2
+    return x
+
+
+def _names(names: tuple[str, ...], archs, stacks) -> tuple[str, ...]:
+    """Stage parameter names with the per-GPU and per-stack ones spelled out for the GPUs and stacks fitted."""
+    out: list[str] = []
+    for n in names:
+        if n == "clock:*":
+            out += [f"clock:{a}" for a in sorted(archs)]
+        elif n in PER_STACK:
+            out += [f"{n}@{s}" for s in sorted(stacks)]
+        else:
+            out.append(n)
+    return tuple(out)
+
+
+def fit(ctx: Context, train: np.ndarray | None = None) -> dict[str, float]:
+    """Fit every stage on the rows selected by `train` (all rows by default), then all parameters together."""
+    train = np.ones(len(ctx.rows), bool) if train is None else train
+    archs = {r.arch for r, t in zip(ctx.rows, train) if t}
+    stacks = sorted(ctx.stacks)
+    p = initial_params(archs, stacks)
+    cls_of = np.array([r.cls for r in ctx.rows])
+    masks = {}
+    for classes, names in STAGES.values():
+        mask = train & np.isin(cls_of, classes)
+        if mask.any():
+            p = pattern_search(lambda q: _loss(ctx, q, classes, mask), p, _names(names, archs, stacks))
+            masks[classes] = mask
+    every = tuple(n for _, names in STAGES.values() for n in _names(names, archs, stacks)
+                  if not n.startswith(("kernel_overhead_s", "clock:")))
+    joint = lambda q: float(np.mean([_loss(ctx, q, c, m) for c, m in masks.items()]))  # noqa: E731
+    return pattern_search(joint, p, every, rounds=3)
+
+
+def held_out_clock(ctx: Context, p: dict[str, float], arch: str) -> float:
+    """Clock factor of a GPU not fitted: the mean of the fitted GPUs of the same kind (boost_above_rated)."""
+    kind = ctx.archs[arch].boost_above_rated
+    same = [v for k, v in p.items() if k.startswith("clock:") and ctx.archs[k[6:]].boost_above_rated == kind]
+    pool = same or [v for k, v in p.items() if k.startswith("clock:")]
+    return float(np.mean(pool)) if pool else 1.0
+
+
+def leave_one_gpu_out(ctx: Context) -> tuple[np.ndarray, dict[str, dict[str, float]]]:
+    """Predictions of each GPU's rows from parameters fitted on the other GPUs' rows, and those parameters."""
+    archs = np.array([r.arch for r in ctx.rows])
+    pred = np.full(len(ctx.rows), np.nan)
+    fitted = {}
+    for a in sorted(set(archs)):
+        p = fit(ctx, archs != a)
+        p[f"clock:{a}"] = held_out_clock(ctx, p, a)
+        fitted[a] = p
+        held = archs == a
+        pred[held] = predict(ctx, p)[held]
+    return pred, fitted
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .report import write_report
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--report", default="validation/reports/deepbench-dev")
+    ap.add_argument("--csv", default=None)
+    ap.add_argument("--no-logo", action="store_true", help="skip leave-one-GPU-out")
+    args = ap.parse_args(argv)
+    rows = load_rows(args.csv) if args.csv else load_rows()
+    ctx = Context.of(rows)
+    p = fit(ctx)
+    pred = predict(ctx, p)
+    logo, logo_params = (None, {}) if args.no_logo else leave_one_gpu_out(ctx)
+    write_report(args.report, ctx, p, pred, logo, logo_params)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,128 @@
+"""GEMM time from (M, N, K): tile choice, wave quantization over SMs, split-K, DRAM bound, launch overhead.
+
+C[M, N] = A[M, K] @ B[K, N], `batch` independent GEMMs of that shape. All functions take numpy arrays
+(or scalars) and broadcast. The time of one tile choice is
+
+    ceil(ctas / SMs) * (2 * tm * tn * k_per_cta) / (sm_peak * fraction(class) * tile_eff * occupancy)
+
+so a partly filled last wave costs as much as a full one (wave quantization). tile_eff is the shared-memory
+bound of the tile's register blocking; occupancy counts the warps resident per SM (few CTAs per SM cannot
+hide latency). The library is assumed to pick the tile and split of K with the least time, as cuBLAS's
+heuristics aim to. The kernel is never faster than moving its operands through DRAM once, and pays a fixed
+per-kernel overhead of its software stack.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .schema import GemmTile, GpuArch, SoftwareStack
+
+MIN_K_PER_SPLIT = 256  # smallest K slice a split-K CTA works on (keeps the reduction cheap)
+
+
+def dtype_parts(dtype: str) -> tuple[str, int]:
+    """(math dtype, bytes per element in memory). 'fp16_io_fp32_math' is DeepBench's pseudo-fp16."""
+    if dtype.startswith("fp16_io_fp32"):
+        return "fp32", 2
+    return dtype, {"fp32": 4, "tf32": 4, "fp16": 2, "bf16": 2, "fp8": 1, "int8": 1, "fp64": 8}[dtype]
+
+
+def tiles_for(dtype: str, arch: GpuArch, stack: SoftwareStack) -> tuple[tuple[GemmTile, ...], str]:
+    """Tile shapes the stack uses for `dtype` on `arch`, and the math rate key (tensor cores where present)."""
+    math, _ = dtype_parts(dtype)
+    if math in arch.tensor_core_dtypes and stack.tensor_core_tiles:
+        return stack.tensor_core_tiles, math
+    return stack.gemm_tiles, math
+
+
+def sm_rate(arch: GpuArch, math: str) -> float:
+    """Sustained peak FLOP/s of one SM: datasheet per-clock rate x rated boost x the GPU's clock factor."""
+    return arch.sm_peak_flops(math)
+
+
+def gemm_bytes(M, N, K, batch, elem_bytes: int):
+    """Bytes to read A and B and write C once."""
+    return batch * elem_bytes * (M * K + K * N + M * N)
+
+
+SPLITS = (1, 2, 4, 8, 16, 32)  # split-K factors the model lets a library choose from
+
+
+def k_per_cta(K, s: int):
+    """K slice of one CTA when K is split s ways; a split never works on less than MIN_K_PER_SPLIT (or K)."""
+    return np.maximum(np.ceil(K / s), np.minimum(K, MIN_K_PER_SPLIT))
+
+
+def tile_efficiency(tile: GemmTile, arch: GpuArch, math: str) -> float:
+    """Fraction of an SM's peak the tile's inner loop can reach: FMAs per shared-memory word vs the SM's ratio."""
+    if tile.efficiency is not None:
+        return tile.efficiency
+    fma_per_clock = arch.flops_per_clock_per_sm.get(math, arch.flops_per_clock_per_sm["fp32"]) / 2
+    need = fma_per_clock / arch.smem_words_per_clock_per_sm  # FMAs per loaded word that keep the units busy
+    have = tile.thread_m * tile.thread_n / (tile.thread_m + tile.thread_n)
+    return min(1.0, have / need)
+
+
+def _occupancy(concurrent, tile: GemmTile, arch: GpuArch):
+    """Fraction of the SM's latency hiding reached with `concurrent` CTAs resident."""
+    warps = concurrent * max(1, tile.threads // 32)
+    return np.minimum(1.0, warps / arch.warps_to_saturate)
+
+
+def tile_time_s(M, N, K, batch, tile: GemmTile, rate_sm: float, arch: GpuArch, eff: float, s: int = 1):
+    """Compute time of one tile choice with K split `s` ways (without the reduction of the partial sums).
+
+    Each SM gets c = ceil(ctas / SMs) CTAs and runs up to ctas_per_sm of them at once; a round of j
+    concurrent CTAs takes j * tile FLOPs / (rate * eff * occupancy(j)).
+    """
+    ctas = np.ceil(M / tile.m) * np.ceil(N / tile.n) * batch * s
+    cta_flops = 2.0 * tile.m * tile.n * k_per_cta(K, s)
+    c = np.ceil(ctas / arch.sm_count)
+    cps = tile.ctas_per_sm
+    full = np.floor(c / cps)
+    last = c - full * cps
+    t_full = full * cps / _occupancy(cps, tile, arch)
+    t_last = np.where(last > 0, last / _occupancy(np.maximum(last, 1), tile, arch), 0.0)
+    return cta_flops * (t_full + t_last) / (rate_sm * eff)
+
+
+def gemm_compute_s(M, N, K, dtype: str, arch: GpuArch, stack: SoftwareStack, cls: str = "gemm",
+                   batch=1, split_k: bool | None = None, tiles: tuple[GemmTile, ...] = ()):
+    """Best compute time over the stack's tiles (no DRAM bound, no overhead), plus split-K reduction traffic."""
+    M, N, K, batch = (np.asarray(x, dtype=float) for x in (M, N, K, batch))
+    default, math = tiles_for(dtype, arch, stack)
+    tiles = tiles or default
+    rate = sm_rate(arch, math) * stack.achievable.fraction(cls)
+    allow = stack.split_k if split_k is None else split_k
+    bw = arch.memory_bandwidth_Bps * stack.achievable.memory_bandwidth
+    best = np.full(np.broadcast(M, N, K, batch).shape, np.inf)
+    for tile in tiles:
+        eff = tile_efficiency(tile, arch, math)
+        for s in SPLITS if allow else (1,):
+            t = tile_time_s(M, N, K, batch, tile, rate, arch, eff, s)
+            if s > 1:
+                t = t + 2.0 * s * M * N * batch * 4 / bw  # fp32 partial sums written and read back
+            best = np.minimum(best, t)
+    return best
+
+
+def gemm_time_s(M, N, K, dtype: str, arch: GpuArch, stack: SoftwareStack, cls: str = "gemm",
+                batch=1, split_k: bool | None = None, tiles: tuple[GemmTile, ...] = (), io_bytes=None):
+    """Time of `batch` GEMMs (M, N, K): max(compute, DRAM) + one kernel overhead.
+
+    io_bytes: DRAM bytes when they are not A, B and C once (an implicit-GEMM convolution reads its image,
+    not the unrolled matrix).
+    """
+    comp = gemm_compute_s(M, N, K, dtype, arch, stack, cls, batch, split_k, tiles)
+    _, eb = dtype_parts(dtype)
+    if io_bytes is None:
+        io_bytes = gemm_bytes(np.asarray(M, float), np.asarray(N, float), np.asarray(K, float),
+                              np.asarray(batch, float), eb)
+    mem = io_bytes / (arch.memory_bandwidth_Bps * stack.achievable.memory_bandwidth)
+    return stack.achievable.kernel_overhead_s + np.maximum(comp, mem)
+
+
+def gemm_flops(M, N, K, batch=1):
+    """Model FLOPs of `batch` GEMMs (a multiply-add = 2)."""
+    return 2.0 * np.asarray(M, float) * N * K * batch

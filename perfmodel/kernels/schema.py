@@ -1,0 +1,139 @@
+"""Data schemas of the kernel model: a GPU's architecture facts and a software stack's behaviour.
+
+Both are frozen pydantic models loaded from YAML (hardware_profiles/gpu_arch/, hardware_profiles/stacks/).
+Quantities may be written in human units ("484 GB/s", "1582 MHz", "5 us") and are parsed to SI.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+
+from ..units import parse_quantity
+
+
+def _q(family: str):
+    return BeforeValidator(lambda v: parse_quantity(v, family))
+
+
+Bandwidth = Annotated[float, _q("bandwidth"), Field(gt=0, allow_inf_nan=False)]
+Bytes = Annotated[float, _q("bytes"), Field(gt=0, allow_inf_nan=False)]
+Hertz = Annotated[float, _q("frequency"), Field(gt=0, allow_inf_nan=False)]
+Seconds = Annotated[float, _q("time"), Field(ge=0, allow_inf_nan=False)]
+Fraction = Annotated[float, Field(gt=0, le=2.0, allow_inf_nan=False)]
+
+KERNEL_CLASSES = ("gemm", "gemm_tn", "conv_fwd", "conv_bwd_data", "conv_bwd_filter", "winograd", "fft", "rnn")
+CONV_ALGOS = ("implicit_gemm", "implicit_precomp_gemm", "winograd", "winograd_nonfused", "fft")
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+
+class GpuArch(_Frozen):
+    """Architecture facts of one GPU model (datasheet numbers, with their source)."""
+
+    kind: Literal["gpu_arch"] = "gpu_arch"
+    name: str = Field(min_length=1)
+    model: str = ""
+    family: str = Field(min_length=1, description="maxwell, pascal, volta, ...")
+    devices: tuple[str, ...] = Field(default=(), description="device profile names this arch describes")
+    source: str = Field(min_length=1)
+    notes: str = ""
+    sm_count: int = Field(gt=0)
+    boost_clock_Hz: Hertz = Field(alias="boost_clock")
+    # FLOPs per clock per SM for each dtype's math (an FMA = 2); tensor-core dtypes listed in tensor_core_dtypes
+    flops_per_clock_per_sm: dict[str, Annotated[float, Field(gt=0)]]
+    tensor_core_dtypes: tuple[str, ...] = ()
+    memory_bandwidth_Bps: Bandwidth = Field(alias="memory_bandwidth")
+    l2_bytes: Bytes = Field(alias="l2_cache")
+    registers_per_sm: int = Field(default=65536, gt=0)
+    smem_words_per_clock_per_sm: int = Field(default=32, gt=0, description="shared-memory banks x 1 word")
+    warps_to_saturate: int = Field(
+        default=4, gt=0, description="resident warps that hide latency: one per warp scheduler, the register tile gives ILP")
+    boost_above_rated: bool = Field(
+        default=False, description="consumer card whose GPU Boost runs above the rated boost clock")
+    clock_factor: Fraction = Field(
+        default=1.0, description="sustained clock under load / rated boost clock (fitted per GPU where measured)")
+
+    @model_validator(mode="after")
+    def _check(self):
+        if "fp32" not in self.flops_per_clock_per_sm:
+            raise ValueError("flops_per_clock_per_sm needs at least fp32")
+        return self
+
+    def sm_peak_flops(self, math_dtype: str) -> float:
+        """Peak FLOP/s of one SM at the sustained clock for `math_dtype` (fp32 if the dtype has no own rate)."""
+        rate = self.flops_per_clock_per_sm.get(math_dtype, self.flops_per_clock_per_sm["fp32"])
+        return rate * self.boost_clock_Hz * self.clock_factor
+
+    def peak_flops(self, math_dtype: str) -> float:
+        return self.sm_peak_flops(math_dtype) * self.sm_count
+
+
+class GemmTile(_Frozen):
+    """One CTA tile of the library's GEMM kernels: its shape, threads, per-thread register tile, CTAs per SM.
+
+    Without an explicit `efficiency`, the inner loop's rate is bounded by shared memory: per k step a thread
+    does thread_m * thread_n FMAs and loads thread_m + thread_n words (see gemm.tile_efficiency).
+    """
+
+    m: int = Field(gt=0)
+    n: int = Field(gt=0)
+    threads: int = Field(default=256, gt=0)
+    thread_m: int = Field(default=8, gt=0)
+    thread_n: int = Field(default=8, gt=0)
+    ctas_per_sm: int = Field(default=1, gt=0, description="resident CTAs per SM (registers / launch bounds)")
+    efficiency: Fraction | None = None
+
+
+class Achievable(_Frozen):
+    """Physical fractions: of one SM's peak per kernel class, of DRAM bandwidth, and fixed per-kernel costs."""
+
+    compute: dict[str, Fraction] = Field(default_factory=lambda: {k: 0.8 for k in KERNEL_CLASSES})
+    memory_bandwidth: Fraction = 0.8
+    kernel_overhead_s: Seconds = Field(default=5e-6, alias="kernel_overhead")
+    rnn_step_overhead_s: Seconds = Field(default=10e-6, alias="rnn_step_overhead")
+    source: str = "assumed, not fitted"
+
+    def fraction(self, cls: str) -> float:
+        return self.compute.get(cls, self.compute.get("gemm", 0.8))
+
+
+class SoftwareStack(_Frozen):
+    """What the libraries do: GEMM tiles, convolution algorithms, fusion, and achievable fractions."""
+
+    kind: Literal["software_stack"] = "software_stack"
+    name: str = Field(min_length=1)
+    libraries: str = Field(min_length=1, description="e.g. CUDA 8.0.88, cuDNN 6.0.21")
+    source: str = Field(min_length=1)
+    notes: str = ""
+    gemm_tiles: tuple[GemmTile, ...] = Field(min_length=1)
+    tensor_core_tiles: tuple[GemmTile, ...] = ()
+    conv_tiles: tuple[GemmTile, ...] = Field(
+        default=(), description="implicit-GEMM convolution tiles (m along filters/channels, n along pixels); "
+        "empty: the GEMM tiles")
+    conv_algorithms_fwd: tuple[str, ...] = CONV_ALGOS
+    conv_algorithms_bwd_data: tuple[str, ...] = CONV_ALGOS
+    conv_algorithms_bwd_filter: tuple[str, ...] = ("implicit_gemm", "winograd_nonfused", "fft")
+    winograd_fused_output_tile: int = Field(default=2, gt=0, description="F(m x m, 3x3) of the fused kernel")
+    winograd_nonfused_output_tile: int = Field(default=4, gt=0)
+    fft_max_filter: int = Field(default=32, gt=0)
+    fft_tile: int = Field(default=32, gt=1, description="FFT size of the tiled FFT algorithm")
+    split_k: bool = Field(default=True, description="long-K GEMMs split K over CTAs when tiles are too few")
+    rnn_persistent: bool = Field(default=False, description="recurrent weights kept on chip across steps")
+    fused_attention: bool = False
+    fused_optimizer: bool = False
+    achievable: Achievable = Achievable()
+
+    @model_validator(mode="after")
+    def _check(self):
+        for algos in (self.conv_algorithms_fwd, self.conv_algorithms_bwd_data, self.conv_algorithms_bwd_filter):
+            bad = [a for a in algos if a not in CONV_ALGOS]
+            if bad or not algos:
+                raise ValueError(f"convolution algorithms must be a non-empty subset of {CONV_ALGOS}, got {algos}")
+        return self
+
+    def with_achievable(self, achievable: Achievable) -> "SoftwareStack":
+        return self.model_copy(update={"achievable": achievable})
