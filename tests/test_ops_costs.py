@@ -138,9 +138,14 @@ CASES = {
 }
 
 
-def _input_graph():
+def _input_graph(dtype="float", shape=(3, 4, 4)):
+    """An input 'L' followed by one layer (a network of inputs alone is refused)."""
     nb = NetworkBuilder("t")
-    nb.input("L", shape=[3, 4, 4])
+    nb.input("L", shape=list(shape), dtype=dtype)
+    if dtype == "int64":
+        nb.embedding("e", vocab=10, dim=2)
+    else:
+        nb.relu("r")
     return nb.build()
 
 
@@ -338,9 +343,7 @@ def test_input_float_and_int():
     g = _input_graph()
     c = op_cost(g["L"], B, F4)
     assert c.forward == () and c.params == 0 and c.output_bytes == B * 48 * F4
-    nb = NetworkBuilder("t")
-    nb.input("ids", shape=[7], dtype="int64")
-    assert op_cost(nb.build()["ids"], B, F4).output_bytes == B * 7 * I8
+    assert op_cost(_input_graph("int64", (7,))["L"], B, F4).output_bytes == B * 7 * I8
 
 
 def test_flatten_and_reshape_are_views():

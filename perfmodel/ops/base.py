@@ -33,7 +33,8 @@ class GemmShape:
 class ConvShape:
     """A convolution's dimensions (the forward's; backward passes run on the same tensors).
 
-    Sizes are per-sample spatial tuples; `kernel` and `stride` have one entry per spatial dim.
+    Sizes are per-sample spatial tuples; `kernel`, `stride`, `padding` (per side; "same" padding of an
+    even kernel rounded down) and `dilation` have one entry per spatial dim.
     """
 
     batch: int
@@ -45,6 +46,8 @@ class ConvShape:
     stride: tuple[int, ...]
     groups: int = 1
     transposed: bool = False
+    padding: tuple[int, ...] = ()
+    dilation: tuple[int, ...] = ()
 
 
 FAMILY_DEFAULT_KEY = {"matrix": "matmul", "conv": "conv", "memory": "elementwise"}

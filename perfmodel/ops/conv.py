@@ -30,9 +30,16 @@ def _kernel_numel(layer: Layer) -> int:
 
 def conv_shape(layer: Layer, batch: int) -> ConvShape:
     """The ConvShape of a conv/conv_transpose layer at `batch`."""
-    x, y = layer.input_shapes[0], layer.output_shape
-    return ConvShape(batch, x[0], y[0], tuple(x[1:]), tuple(y[1:]), _per_dim(layer, layer.spec.kernel),
-                     _per_dim(layer, layer.spec.stride), layer.spec.groups, layer.op == "conv_transpose2d")
+    s, x, y = layer.spec, layer.input_shapes[0], layer.output_shape
+    kernel, dilation = _per_dim(layer, s.kernel), _per_dim(layer, getattr(s, "dilation", 1))
+    if s.padding == "valid":
+        pad = (0,) * len(kernel)
+    elif s.padding == "same":
+        pad = tuple(d * (k - 1) // 2 for k, d in zip(kernel, dilation))
+    else:
+        pad = _per_dim(layer, s.padding)
+    return ConvShape(batch, x[0], y[0], tuple(x[1:]), tuple(y[1:]), kernel, _per_dim(layer, s.stride), s.groups,
+                     layer.op == "conv_transpose2d", pad, dilation)
 
 
 def conv_key(s: ConvShape) -> str:
