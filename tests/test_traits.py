@@ -12,7 +12,7 @@ from perfmodel.hardware import load_hardware
 from perfmodel.hardware.schema import Device, Efficiency, EfficiencyCurve
 from perfmodel.hardware.topology import node_from_device
 from perfmodel.hardware.traits import (
-    device_peaks, device_traits, efficiency_at, efficiency_curve, efficiency_lookup, elementwise_rate, key_chain,
+    curve_table, device_peaks, device_traits, efficiency_at, efficiency_curve, efficiency_lookup, elementwise_rate, key_chain,
     rate_keys, stage_factor, stage_factor_keys, vector_factor,
 )
 
@@ -103,6 +103,8 @@ def test_efficiency_at_is_curve_at_vectorised():
     eff = _eff(curves={"conv/depthwise": {"max": 0.1, "half": 0}}, conv={"max": 0.6, "half": 0})
     got = efficiency_lookup(eff, ["conv", "conv/depthwise", "conv/1x1"], ["conv"] * 3, [1e6, 1e6, 1e6])
     assert list(got) == [0.6, 0.1, 0.6]
+    curves, index = curve_table(eff, ["conv", "conv/depthwise", "conv/1x1"], ["conv"] * 3)
+    assert len(curves) == 2 and list(index) == [0, 1, 0]  # conv and conv/1x1 share the profile's conv curve
 
 
 def test_calibrated_rates_keep_the_op_key_first():

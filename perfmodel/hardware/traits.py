@@ -247,17 +247,40 @@ def efficiency_at(curve, sizes) -> np.ndarray:
     return np.where(s <= 0, curve.max, e)
 
 
+def curve_table(eff, keys, families, dtype: str = "fp32") -> tuple[tuple, np.ndarray]:
+    """The distinct curves that rows (keys[i], families[i]) use, and each row's index into them.
+
+    Work it out once per (work table, device, dtype); efficiency_by_index then costs a few numpy passes.
+    """
+    curves: list = []
+    where: dict[int, int] = {}
+    index = np.empty(len(keys), dtype=np.int64)
+    for i, (k, f) in enumerate(zip(keys, families)):
+        c = efficiency_curve(eff, k, f, dtype)
+        j = where.get(id(c))
+        if j is None:
+            j = where[id(c)] = len(curves)
+            curves.append(c)
+        index[i] = j
+    return tuple(curves), index
+
+
+def efficiency_by_index(curves, index: np.ndarray, sizes) -> np.ndarray:
+    """Efficiency of row i = curves[index[i]] at sizes[i]."""
+    sizes = np.asarray(sizes, dtype=float)
+    if len(curves) == 1:
+        return efficiency_at(curves[0], sizes)
+    out = np.empty(len(sizes))
+    for j, c in enumerate(curves):
+        m = index == j
+        out[m] = efficiency_at(c, sizes[m])
+    return out
+
+
 def efficiency_lookup(eff, keys, families, sizes, dtype: str = "fp32") -> np.ndarray:
     """Efficiencies of many work items at once: item i has key keys[i], family families[i], size sizes[i]."""
-    sizes = np.asarray(sizes, dtype=float)
-    out = np.empty(len(sizes))
-    groups: dict[tuple[str, str], list[int]] = {}
-    for i, kf in enumerate(zip(keys, families)):
-        groups.setdefault(kf, []).append(i)
-    for (k, f), idx in groups.items():
-        ix = np.asarray(idx)
-        out[ix] = efficiency_at(efficiency_curve(eff, k, f, dtype), sizes[ix])
-    return out
+    curves, index = curve_table(eff, keys, families, dtype)
+    return efficiency_by_index(curves, index, sizes)
 
 
 # ---------------------------------------------------------------------------------------------
