@@ -1,0 +1,253 @@
+#!/usr/bin/env python
+"""The numbers quoted in README.md and docs/ are computed here from the code; check them or rewrite them.
+
+    python scripts/doc_numbers.py           # check: list every doc number that differs; exit 1 if any
+    python scripts/doc_numbers.py --write   # rewrite them in place
+
+Each number is a span of a doc file located by a regular expression (one group, `v`) that must match
+exactly once, so a reworded doc fails loudly instead of going unchecked. `$ ` sessions in ```text blocks
+(the README tour) are re-run and their shown lines replaced by the actual lines of the same shape.
+tests/test_doc_numbers.py runs the check.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import docblocks as D  # noqa: E402
+
+ROOT = D.ROOT
+API = "docs/python_api.md"
+EPOCHS, IMAGENET = 90, 1_281_167
+
+
+@dataclass(frozen=True)
+class Span:
+    """A number (or a few) in a doc: `pattern` has one group named v, whose text `value` must equal."""
+
+    key: str
+    file: str
+    pattern: str
+
+
+# ---- values -----------------------------------------------------------------------------------------------
+
+def sig(x: float, digits: int = 3) -> str:
+    """A float with `digits` significant digits, plain or as 1.23e13 (no '+' or leading zeros in the exponent)."""
+    if x == 0:
+        return "0.0"
+    s = f"{x:.{digits}g}"
+    if "e" in s:
+        m, e = s.split("e")
+        return f"{m}e{int(e)}"
+    return s if "." in s else s + ".0"
+
+
+def _value(v: Any) -> str:
+    if isinstance(v, bool) or v is None or isinstance(v, int):
+        return repr(v)
+    if isinstance(v, float):
+        return sig(v, 4 if v >= 100 else 3) if v < 1e5 else sig(v)
+    return repr(v)
+
+
+def dict_comment(d: dict[str, Any], width: int = 108) -> str:
+    """A dict as `# {...}` comment lines wrapped at `width` (continuation lines start with `#  `)."""
+    items = [f"{k!r}: {_value(v)}" for k, v in d.items()]
+    lines, cur = [], "# {"
+    for i, it in enumerate(items):
+        piece = it + ("}" if i == len(items) - 1 else ",")
+        if len(cur) + len(piece) + 1 > width and cur not in ("# {", "#  "):
+            lines.append(cur)
+            cur = "#  "
+        cur += ("" if cur in ("# {", "#  ") else " ") + piece
+    lines.append(cur)
+    return "\n".join(lines) + "\n"
+
+
+def sweep_values() -> dict[str, str]:
+    """The sweep example of python_api.md."""
+    import perfmodel
+
+    res = perfmodel.sweep("resnet50", hardware=["v100-sxm2", "a100-sxm4-40gb"], devices=[1, 8, 64],
+                          batch=[32, 64], dtype=["fp16", "bf16"])
+    return {"sweep.counts": f"({len(res)}, {len(res.ok)}, {len(res.errors)})",
+            "sweep.row0": dict_comment(res.rows[0]),
+            "sweep.error0": '"' + res.errors[0]["error"] + '"'}
+
+
+def fit_values() -> dict[str, str]:
+    """The memory-planning example and table of python_api.md."""
+    import perfmodel
+
+    out: dict[str, str] = {}
+    labels = {None: "none", "blocks": "blocks", "sqrt": "sqrt"}
+    for rc in (None, "blocks", "sqrt"):
+        r = perfmodel.fit("gpt2_small", "v100-sxm2", dtype="fp16", optimizer="adam", recompute=rc)
+        m = r.memory
+        out[f"fit.table.{labels[rc]}"] = (f"{r.batch} | {m.activations_bytes / 1e9:.2f} GB | "
+                                          f"{r.iteration_time_s * 1e3:.0f} ms | {r.throughput:.1f}")
+        if rc is None:
+            out["fit.batch"] = (f"{r.batch}: batch {r.batch} fits in the {m.capacity_bytes / 2**30:.0f} GiB, "
+                                f"batch {r.batch + 1} does not")
+            out["fit.activations"] = f"{m.activations_bytes / 1e9:.1f} GB of the {m.total_bytes / 1e9:.1f} GB total"
+        if rc == "blocks":
+            out["fit.blocks"] = (f"({r.batch}, {r.recompute_time_s:.3f}, {r.iteration_time_s:.3f}): "
+                                 f"{r.recompute_time_s / r.iteration_time_s:.0%} of the step recomputes")
+    return out
+
+
+def _compare_line(r) -> str:
+    cost = f"${r.cost:.0f}"
+    line = (f"# {r.hardware:15} {r.time_to_train_s / 3600:4.1f} h {cost:>5}  "
+            f"deadline {'met' if r.meets_deadline else 'missed':8}budget {'ok' if r.meets_budget else 'over':6}")
+    if r.price_source.startswith("example table"):
+        line += "(price: example table)"
+    return line.rstrip() + "\n"
+
+
+def cost_values() -> dict[str, str]:
+    """Time to train and the compare example of python_api.md."""
+    import perfmodel
+    from perfmodel.planning import compare, time_to_train
+
+    p = perfmodel.predict("resnet50", "v100-sxm2", batch=64, dtype="fp16", devices=8, layers=False)
+    est = time_to_train(p, epochs=EPOCHS, dataset_samples=IMAGENET, price_per_device_hour=2.48)
+    c = compare("resnet50", ["v100-sxm2", "a100-sxm4-40gb", "h100-sxm", "t4"], devices=8, batch=64,
+                dtype="fp16", epochs=EPOCHS, dataset_samples=IMAGENET, deadline_s=8 * 3600, budget=100,
+                price_per_hour={"v100-sxm2": 2.48, "t4": 0.53})
+    best = c.best()
+    return {"tte": f"({est.iterations_per_epoch}, {est.hours:.2f}, {est.device_hours:.1f}, {est.cost:.1f})",
+            "compare.rows": "".join(_compare_line(r) for r in c.rows),
+            "compare.best": repr(best.hardware if best else None)}
+
+
+def serve_values() -> dict[str, str]:
+    """The serving example of python_api.md."""
+    import perfmodel
+
+    r = perfmodel.serve("bert_base", "a100-sxm4-40gb", [1, 8, 32, 128], dtype="fp16")
+    pts = [(p.batch, round(p.latency_s * 1e3, 2), round(p.throughput)) for p in r.points]
+    return {"serve.points": repr(pts), "serve.max_batch": str(r.max_batch)}
+
+
+def readme_values() -> dict[str, str]:
+    """Network sizes quoted in the README."""
+    import perfmodel
+
+    params = [perfmodel.network_summary(perfmodel.load_network(n)).params / 1e6 for n in ("fcn5", "fcn8")]
+    return {"readme.fcn_params": f"{params[0]:.1f}M and\n{params[1]:.1f}M parameters"}
+
+
+VALUES: tuple[Callable[[], dict[str, str]], ...] = (sweep_values, fit_values, cost_values, serve_values,
+                                                    readme_values)
+
+SPANS = (
+    Span("sweep.counts", API, r"len\(res\), len\(res\.ok\), len\(res\.errors\) +# (?P<v>\([\d, ]+\))"),
+    Span("sweep.row0", API, r"res\.rows\[0\]\n(?P<v>(?:# .*\n)+)"),
+    Span("sweep.error0", API, r"res\.errors\[0\]\[\"error\"\] +# (?P<v>\".*\")\n"),
+    Span("fit.batch", API, r"r\.batch +# (?P<v>\d+: batch \d+ fits in the [\d.]+ GiB, batch \d+ does not)"),
+    Span("fit.activations", API, r"r\.memory\.activations_bytes +# (?P<v>[\d.]+ GB of the [\d.]+ GB total)"),
+    Span("fit.blocks", API, r"r\.recompute_time_s, r\.iteration_time_s +# (?P<v>\([\d., ]+\): \d+% of the step "
+                            r"recomputes)"),
+    Span("fit.table.none", API, r"\n\| none \| (?P<v>[^\n]*?) \|\n"),
+    Span("fit.table.blocks", API, r"\n\| `blocks` \(.*?\) \| (?P<v>[^\n]*?) \|\n"),
+    Span("fit.table.sqrt", API, r"\n\| `sqrt` \(.*?\) \| (?P<v>[^\n]*?) \|\n"),
+    Span("tte", API, r"est\.device_hours, est\.cost +# (?P<v>\([\d., ]+\))"),
+    Span("compare.rows", API, r"r\.meets_deadline, r\.meets_budget\)\n(?P<v>(?:# .*\n)+)"),
+    Span("compare.best", API, r"c\.best\(\)\.hardware +# (?P<v>'[^']*'|None)"),
+    Span("serve.points", API, r"for p in r\.points\]\n# (?P<v>\[.*\])\n"),
+    Span("serve.max_batch", API, r"r\.max_batch +# (?P<v>\d+)"),
+    Span("readme.fcn_params", "README.md", r"FCN-5/8 use the benchmark scripts' sizes \((?P<v>[\d.]+M and\s+[\d.]+M "
+                                           r"parameters)\)"),
+)
+
+
+# ---- check and rewrite ------------------------------------------------------------------------------------------
+
+def compute_values() -> dict[str, str]:
+    """Every generated value, by key."""
+    out: dict[str, str] = {}
+    for f in VALUES:
+        out.update(f())
+    return out
+
+
+def span_problems(values: dict[str, str], write: bool) -> list[str]:
+    """Doc spans whose text differs from the value (rewritten when `write`), or that do not match once."""
+    problems: list[str] = []
+    texts: dict[str, str] = {}
+    for s in SPANS:
+        text = texts.setdefault(s.file, (ROOT / s.file).read_text(encoding="utf-8"))
+        hits = list(re.finditer(s.pattern, text))
+        if len(hits) != 1:
+            problems.append(f"{s.file}: [{s.key}] the pattern matches {len(hits)} times, not once (doc reworded? "
+                            "update SPANS in scripts/doc_numbers.py)")
+            continue
+        m, want = hits[0], values[s.key]
+        if m.group("v") != want:
+            line = text.count("\n", 0, m.start("v")) + 1
+            problems.append(f"{s.file}:{line}: [{s.key}] doc {m.group('v')!r}, code {want!r}")
+            texts[s.file] = text[:m.start("v")] + want + text[m.end("v"):]
+    if write:
+        for f, text in texts.items():
+            (ROOT / f).write_text(text, encoding="utf-8")
+    return problems
+
+
+def session_problems(write: bool) -> list[str]:
+    """`$ ` sessions whose shown output differs from what the command prints now (lines rewritten when `write`)."""
+    problems: list[str] = []
+    for path in D.doc_files():
+        text = path.read_text(encoding="utf-8")
+        new = text
+        for b in D.blocks(path):
+            if b.lang != "text" or b.skip or D.missing(b.needs):
+                continue
+            for cmd in D.commands(b):
+                if cmd.argv[0] != "perfmodel":
+                    continue
+                code, out = D.run_cli(cmd.argv)
+                for shown, actual in D.compare_output(cmd.shown, out):
+                    problems.append(f"{cmd.where}: doc {shown!r}, code {actual!r}")
+                    if actual is not None:
+                        new = new.replace(shown + "\n", _trim(actual, shown) + "\n", 1)
+        if write and new != text:
+            path.write_text(new, encoding="utf-8")
+    return problems
+
+
+def _trim(actual: str, shown: str) -> str:
+    """The actual line cut like the shown one: a shown `...` ending keeps as many words as the shown prefix."""
+    if not shown.endswith("..."):
+        return actual
+    words = len(shown[:-3].split())
+    m = re.match(r"\s*(?:\S+\s+){%d}" % max(0, words - 1) + r"\S+", actual)
+    head = m.group(0) if m else actual
+    return head + (" ..." if shown.endswith(" ...") else "...")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--write", action="store_true", help="rewrite the doc numbers in place")
+    args = ap.parse_args(argv)
+    problems = span_problems(compute_values(), args.write) + session_problems(args.write)
+    for p in problems:
+        print(p)
+    if not problems:
+        print(f"{len(SPANS)} doc spans and every `$ ` session match the code")
+        return 0
+    print(f"{len(problems)} doc number(s) {'rewritten' if args.write else 'differ from the code'}"
+          + ("" if args.write else "; run python scripts/doc_numbers.py --write"))
+    return 0 if args.write else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
