@@ -312,3 +312,22 @@ def test_validation_package_imports_nothing_heavy():
     mod = importlib.import_module("perfmodel.validation")
     assert not hasattr(mod, "run_dlbench")
     assert "plotly" not in dlbench.__dict__
+
+
+@pytest.mark.parametrize("content", [None, b"\x00\x01binary\xff", b"\xff\xfeh\x00i\x00", b"a,b\n1,2,3\nfoo",
+                                     b"", b"source,network,framework,hardware,threads,num_gpus,metric,value,unit\n"
+                                          b"x,FCN-5,CNTK,toaster,1,0,time_per_minibatch,0.1,s\n"])
+def test_data_file_that_is_not_the_table_is_a_one_line_error(content, tmp_path):
+    """`validate --suite dlbench-2016 --data FILE`: missing, binary, UTF-16, garbage, empty or foreign rows."""
+    from typer.testing import CliRunner
+
+    from perfmodel.cli import app
+
+    f = tmp_path / "table.csv"
+    if content is not None:
+        f.write_bytes(content)
+    r = CliRunner().invoke(app, ["validate", "--suite", "dlbench-2016", "--data", str(f)])
+    assert r.exit_code == 2, r.output
+    lines = [x for x in r.output.splitlines() if x.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:") and "table.csv" in lines[0], r.output
+    assert "Traceback" not in r.output

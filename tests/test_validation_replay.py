@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 GOLDEN = json.loads((Path(__file__).with_name("validation_replay_golden.json")).read_text())
-PROFILE = "amd-epyc-2c-kvm"  # the calibrated profile the committed reports were made with
+# the calibrated profile the committed reports were made with, frozen (the live one is recalibrated)
+PROFILE = str(Path(__file__).resolve().parent / "golden" / "frozen-amd-epyc-2c-kvm.yaml")
 REL = 1e-9
 
 

@@ -49,12 +49,12 @@ def _check_data_file(path: Path, flag: str = "--data") -> None:
         fail(f"{flag}: '{path}' is a folder, expected a file")
 
 
-def _store(suite: Any, data: Optional[Path], store: Optional[Path], commit: bool, replay: Optional[Path]):
-    """Where a measured run appends (None for a replay or a published table); --data is --store for measured suites."""
+def _store(suite: Any, store: Optional[Path], commit: bool, replay: Optional[Path]):
+    """Where a measured run appends (None for a replay or a published table)."""
     from ..validation.storage import measurement_store
 
     if suite.measured and replay is None:
-        return measurement_store(suite.name, store or data, commit)
+        return measurement_store(suite.name, store, commit)
     if commit or store is not None:
         fail("--store and --commit-measurements apply to measured runs only (not to --replay or a published table)")
     return None
@@ -65,8 +65,7 @@ def validate(
     suite: Optional[str] = typer.Option(None, "--suite", help="validation suite to run (see --list)"),
     list_: bool = typer.Option(False, "--list", help="list the registered suites and exit"),
     report: Optional[Path] = typer.Option(None, "--report", help="folder to write the report into (markdown, HTML, JSON)"),
-    data: Optional[Path] = typer.Option(None, "--data", help="published table to compare with (dlbench-2016); for "
-                                        "measured suites the same as --store"),
+    data: Optional[Path] = typer.Option(None, "--data", help="published table to compare with (dlbench-2016)"),
     store: Optional[Path] = typer.Option(None, "--store", help="measured suites: JSONL file to append the measurements "
                                          "to (default: $PERFMODEL_DATA or ~/.local/share/perfmodel/measurements/)"),
     commit_measurements: bool = typer.Option(False, "--commit-measurements", help="measured suites: append to the "
@@ -107,11 +106,14 @@ def validate(
         _check_data_file(replay, "--replay")
     try:
         s = load_suite(suite)
-        if not s.measured and data is not None:
+        if data is not None:
+            if s.measured:
+                fail(f"--data is the published table of a published suite; suite '{suite}' is measured: "
+                     "use --store to choose where its measurements go, --replay to compare stored ones")
             _check_data_file(data)
         options = RunOptions(
             report_dir=report, data=None if s.measured else data,
-            store=_store(s, data, store, commit_measurements, replay), replay=replay, device=device, profile=profile,
+            store=_store(s, store, commit_measurements, replay), replay=replay, device=device, profile=profile,
             cases=tuple(case or ()), steps=steps, warmup=warmup, rounds=rounds, wait=not no_wait, seed=seed,
             progress=None if json_out else sys.stderr)
         res = run_suite_by_name(suite, options)

@@ -3,7 +3,12 @@ does not import torch; the first use of a name below does).
 
 - to_module(graph) -> GraphModule, make_batch(graph, batch): run any layer graph in PyTorch
 - from_module(module, example_inputs) -> (LayerGraph, ImportReport); import_module('pkg.mod:factory', ...)
-- measure_training(...) -> Measurement; machine_info(); append_jsonl / read_jsonl / load_measurements
+- measure_training(...) -> Measurement; machine_info() (measure); the records and their JSONL storage:
+  Measurement, append_jsonl / read_jsonl / load_measurements (records: torch-free)
+- ddp: gloo all-reduce and process-contention microbenchmarks, DDP training workers (measure_ddp)
+- quiet: waiting for an idle machine, and how much CPU other processes used meanwhile (torch-free)
+- calibrate: the microbenchmarks of `perfmodel calibrate` (the fit is perfmodel.calibration)
+It holds no suite and no statistics of predicted vs measured: those are perfmodel.validation.
 """
 
 from __future__ import annotations
@@ -17,9 +22,10 @@ _API = {
     "to_module": "to_module", "make_batch": "to_module", "GraphModule": "to_module",
     "from_module": "from_module", "import_module": "from_module", "ImportReport": "from_module",
     "UnmappedOp": "from_module",
-    "measure_training": "measure", "Measurement": "measure", "MachineInfo": "measure", "LayerTiming": "measure",
-    "machine_info": "measure", "append_jsonl": "measure", "read_jsonl": "measure", "load_measurements": "measure",
-    "default_measurements_dir": "measure", "default_measurements_path": "measure", "JsonlError": "measure",
+    "measure_training": "measure", "machine_info": "measure",
+    "Measurement": "records", "MachineInfo": "records", "LayerTiming": "records", "append_jsonl": "records",
+    "read_jsonl": "records", "load_measurements": "records", "default_measurements_dir": "records",
+    "default_measurements_path": "records", "JsonlError": "records",
 }
 
 __all__ = sorted(_API)

@@ -24,7 +24,7 @@ import socket
 import statistics
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -35,9 +35,8 @@ import torch.multiprocessing as mp
 from ..errors import InputError
 from ..graph.io import load_network
 from ..graph.layer_graph import LayerGraph
-from ..hardware.schema import Link
+from .ddp_records import LINK_NAME, DDPMeasurement, LinkCalibration  # noqa: F401  (re-exported)
 
-LINK_NAME = "local-gloo-loopback"
 SIZES_BYTES = tuple(4 * 1024 * 4**i for i in range(8))  # 4 KiB .. 64 MiB
 
 
@@ -135,43 +134,6 @@ def fit_alpha_beta(points: Sequence[tuple[float, float]], ranks: int = 2) -> tup
     alpha = c0 / (2 * (p - 1))
     bandwidth = 2 * (p - 1) / p / float(c1)
     return alpha, bandwidth
-
-
-@dataclass(frozen=True)
-class LinkCalibration:
-    alpha_s: float
-    bandwidth_Bps: float
-    points: tuple[tuple[int, float], ...]  # (bytes, median seconds)
-    threads: int
-    machine: dict[str, Any]
-    created_utc: str
-
-    def link(self) -> Link:
-        return Link(name=LINK_NAME, type="loopback", source=self.source, bandwidth=self.bandwidth_Bps,
-                    latency=self.alpha_s, efficiency=1.0, notes=self.notes)
-
-    @property
-    def source(self) -> str:
-        return (f"measured on {self.machine.get('cpu_model', '?')} by perfmodel.torch.ddp.calibrate_allreduce: gloo "
-                f"all-reduce, 2 processes x {self.threads} thread over 127.0.0.1, torch "
-                f"{self.machine.get('torch_version', '?')}, {self.created_utc}")
-
-    @property
-    def notes(self) -> str:
-        pts = ", ".join(f"{n / 1024:.0f} KiB: {t * 1e6:.0f} us" for n, t in self.points)
-        return ("alpha-beta fit of T(n) = n/B + 2 alpha (ring all-reduce, p = 2) by least squares on relative error "
-                f"to the median all-reduce time per size ({pts}). efficiency 1.0: the fit already is the achieved "
-                "rate. Valid for this machine only.")
-
-    def residuals_pct(self) -> list[float]:
-        from ..parallel.collectives import ring_allreduce
-
-        return [100.0 * (ring_allreduce(n, 2, self.bandwidth_Bps, self.alpha_s) - t) / t for n, t in self.points]
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["residuals_pct"] = self.residuals_pct()
-        return d
 
 
 def calibrate_allreduce(sizes: Sequence[int] = SIZES_BYTES, threads: int = 1, world: int = 2) -> LinkCalibration:
@@ -352,43 +314,6 @@ def _graph_dict(graph: LayerGraph) -> dict:
     from ..graph.io import network_to_dict
 
     return network_to_dict(graph, flat=True)
-
-
-@dataclass(frozen=True)
-class DDPMeasurement:
-    network: str
-    batch: int  # per process
-    world: int
-    threads: int
-    warmup: int
-    steps: int
-    params: int
-    rank_step_times_s: tuple[tuple[float, ...], ...]
-    step_times_s: tuple[float, ...]  # per step: the slowest rank
-    median_s: float
-    p10_s: float
-    p90_s: float
-    machine: dict[str, Any]
-    created_utc: str
-    load_avg_before: tuple[float, float, float] | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d.update(schema="perfmodel.measurement/1", kind="ddp_training_step", device="cpu",
-                 dtype="fp32", optimizer="sgd", backend="gloo")
-        return d
-
-    @classmethod
-    def from_record(cls, r: dict[str, Any]) -> "DDPMeasurement":
-        """The measurement back from its stored JSON record."""
-        def value(k: str) -> Any:
-            if k == "rank_step_times_s":
-                return tuple(tuple(x) for x in r[k])
-            if k in ("step_times_s", "load_avg_before") and r[k] is not None:
-                return tuple(r[k])
-            return r[k]
-
-        return cls(**{k: value(k) for k in cls.__dataclass_fields__})
 
 
 def _loadavg():

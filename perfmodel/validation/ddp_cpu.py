@@ -32,6 +32,7 @@ from ..graph.io import load_network
 from ..graph.layer_graph import LayerGraph
 from ..hardware.schema import Device, Link
 from ..hardware.topology import Node
+from ..torch.ddp_records import DDPMeasurement, LinkCalibration
 from .metrics import nearest_rank_percentile
 from .protocol import Row, RunOptions, TextTable
 
@@ -100,10 +101,9 @@ def predict_ddp(network: str | Path | LayerGraph, batch: int, device: Device, li
 
 # --- results --------------------------------------------------------------------------------------------
 
-def pool(ms: Sequence[Any]):
+def pool(ms: Sequence[DDPMeasurement]) -> DDPMeasurement:
     """One DDPMeasurement from several rounds of the same case: step times pooled."""
-    from ..torch.ddp import DDPMeasurement
-    from ..torch.measure import summarize_times
+    from ..torch.records import summarize_times
 
     first = ms[0]
     steps = tuple(t for m in ms for t in m.step_times_s)
@@ -117,7 +117,7 @@ def pool(ms: Sequence[Any]):
 @dataclass(frozen=True)
 class DDPCaseResult:
     case: DDPCase
-    measured: Any  # perfmodel.torch.ddp.DDPMeasurement, pooled over the rounds
+    measured: DDPMeasurement  # pooled over the rounds
     predicted_s: float
     breakdown: dict[str, float]
     parallel: dict[str, Any]
@@ -142,7 +142,7 @@ class DDPSuiteResult:
     suite: str
     profile: str
     profile_source: str
-    link: Any  # perfmodel.torch.ddp.LinkCalibration
+    link: LinkCalibration
     link_path: str | None
     cases: tuple[DDPCaseResult, ...] = ()
     measurements_path: str | None = None
@@ -336,7 +336,7 @@ def run_ddp_suite(report_dir: str | Path | None = None, measurements_path: str |
 
 
 def _run_records(meas_path: Path, run_id: str | None) -> tuple[str, list[dict]]:
-    from ..torch.measure import read_jsonl
+    from ..torch.records import read_jsonl
 
     recs = [r for r in read_jsonl(meas_path) if r.get("suite") == SUITE_NAME and r.get("run_id")]
     if run_id is None:
@@ -347,8 +347,6 @@ def _run_records(meas_path: Path, run_id: str | None) -> tuple[str, list[dict]]:
 
 
 def _link_calibration(recs: list[dict], run_id: str, link: Link | None):
-    from ..torch.ddp import LinkCalibration
-
     if link is not None:
         return LinkCalibration(link.latency_s, link.effective_bandwidth_Bps, (), 1, {}, ""), link
     ar = [r for r in recs if r.get("kind") == "allreduce_microbenchmark"]
@@ -362,8 +360,6 @@ def _link_calibration(recs: list[dict], run_id: str, link: Link | None):
 
 def _case_results(recs: list[dict], dev: Device, lk: Link, process_speed, memory_speed):
     """Per case: the pooled measurement and its prediction; and the spread between rounds and idle fractions."""
-    from ..torch.ddp import DDPMeasurement
-
     ddp = [r for r in recs if r.get("kind") == "ddp_training_step"]
     singles = [r for r in recs if r.get("role", "").startswith("single-process")]
     out, spreads, idles = [], [], []

@@ -138,7 +138,7 @@ def readme_section(res) -> str:
 
 def terminal_text(res) -> list[str]:
     """The summary `perfmodel validate --suite ddp-cpu` prints."""
-    from ..torch.ddp import LINK_NAME
+    from ..torch.ddp_records import LINK_NAME
 
     lines = [f"{res.suite}: {len(res.cases)} cases, profile {res.profile}, link {LINK_NAME} "
              f"(alpha {res.link.alpha_s * 1e6:.1f} us, B {res.link.bandwidth_Bps / 1e9:.2f} GB/s)", ""]

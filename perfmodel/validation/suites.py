@@ -315,7 +315,7 @@ def replay_measurements(path: Path, suite: str, cases: Sequence[Case]) -> dict[s
 
     Only the latest run is used: the records after the last round-1, attempt-1 record of the first case.
     """
-    from ..torch.measure import load_measurements
+    from ..torch.records import load_measurements
 
     recs = [m for m in load_measurements(path) if _note(m, "suite") == suite]
     if not recs:
@@ -460,7 +460,7 @@ def _measure_rounds(name: str, chosen: Sequence[Case], preds: dict, dev, device:
 
 
 def _case_result(c: Case, pred, ms: list) -> CaseResult:
-    from ..torch.measure import summarize_times
+    from ..torch.records import summarize_times
 
     st = summarize_times([t for m, *_ in ms for t in m.step_times_s])
     others_l = [o for _, o, _, _ in ms if o is not None]
@@ -532,12 +532,16 @@ def run_suite(name: str, *, device: str | None = None, profile: Any = None, repo
         taken = _measure_rounds(name, chosen, preds, dev, device, rounds, mpath, wait_for_idle, per_layer, say)
     results = tuple(_case_result(c, preds[c.name][1], taken[c.name]) for c in chosen)
     load_after = _loadavg()
-    from ..torch.measure import machine_info
+    if replay is not None:  # the machine the stored measurements came from
+        machine = next(iter(taken.values()))[0][0].machine.model_dump(mode="json")
+    else:
+        from ..torch.measure import machine_info
 
+        machine = machine_info().model_dump(mode="json")
     notes = _suite_notes(results, wait_for_idle, replay is not None, load_before, load_after) if device == "cpu" else []
     res = SuiteResult(
         suite=name, device=device, profile=dev.name, profile_source=dev.source,
-        machine=machine_info().model_dump(mode="json"), cases=results,
+        machine=machine, cases=results,
         summary=summarize({r.case.name: r.error_pct for r in results}),
         created_utc=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         measurements_path=str(mpath), load_before=load_before, load_after=load_after, notes=tuple(notes),

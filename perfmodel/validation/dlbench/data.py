@@ -4,6 +4,8 @@ fit bounds) and the frozen result objects."""
 from __future__ import annotations
 
 import csv
+import io
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -457,34 +459,81 @@ def default_csv_path() -> Path:
                         + ", ".join(str(c) for c in cands) + ". Pass its path explicitly.")
 
 
+COLUMNS = ("source", "network", "framework", "hardware", "threads", "num_gpus", "metric", "value", "unit")
+
+
+def _csv_text(path: Path) -> str:
+    """The file's text; InputError for a missing, unreadable, binary, non-UTF-8 or empty file."""
+    from ...errors import InputError
+
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise InputError(f"{path}: cannot read the published table ({e.strerror or e})") from None
+    if b"\x00" in raw:
+        raise InputError(f"{path}: a binary file, not the published CSV table")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise InputError(f"{path}: not UTF-8 text (byte {e.start}); expected the published CSV table") from None
+    if not text.strip():
+        raise InputError(f"{path}: empty file; expected the published CSV table with columns {', '.join(COLUMNS)}")
+    return text
+
+
+def _records(path: Path, text: str) -> list[dict[str, str]]:
+    from ...errors import InputError
+
+    reader = csv.reader(io.StringIO(text, newline=""))
+    header = [h.strip() for h in next(reader)]
+    missing = [c for c in COLUMNS if c not in header]
+    if missing:
+        raise InputError(f"{path}: not the published table: "
+                         + (f"columns {', '.join(missing)} missing" if len(missing) < len(COLUMNS) else "no known column")
+                         + f" (expected {', '.join(COLUMNS)})")
+    records = []
+    for fields in reader:
+        if not any(x.strip() for x in fields):
+            continue
+        # The published file leaves the `source` text of the desktop FCN table unquoted although it
+        # contains commas; the other fields hold none, so the surplus fields belong to `source`.
+        extra = len(fields) - len(header)
+        if extra > 0 and header[0] == "source":
+            fields = [",".join(fields[:extra + 1])] + fields[extra + 1:]
+        records.append(dict(zip(header, fields)))
+    if not records:
+        raise InputError(f"{path}: the published table has no data rows")
+    return records
+
+
+def _row(i: int, r: dict[str, str]) -> PublishedRow:
+    threads = int(r["threads"]) if (r.get("threads") or "").strip() else None
+    row = PublishedRow(
+        index=i, source=r["source"], network=r["network"].strip(), framework=r["framework"].strip(),
+        hardware=r["hardware"].strip(), threads=threads, num_gpus=int(r["num_gpus"] or 0),
+        metric=r["metric"].strip(), value=float(r["value"]), unit=r["unit"].strip())
+    for what, v, known in (("network", row.network, ZOO_NETWORKS), ("framework", row.framework, FRAMEWORKS),
+                           ("hardware", row.hardware, HARDWARE_PROFILES)):
+        if v not in known:
+            raise ValueError(f"unknown {what} '{v}' (known: {', '.join(known)})")
+    if not (math.isfinite(row.value) and row.value > 0):
+        raise ValueError(f"value must be a positive time, got {r['value']!r}")
+    if threads is not None and threads < 1:
+        raise ValueError(f"threads must be >= 1, got {threads}")
+    return row
+
+
 def load_published(csv_path: str | Path | None = None) -> tuple[PublishedRow, ...]:
-    """Parse the published CSV (as published: no value is changed)."""
+    """Parse the published CSV (as published: no value is changed); InputError naming the file and row otherwise."""
     from ...errors import InputError
 
     path = Path(csv_path) if csv_path is not None else default_csv_path()
     rows = []
-    with path.open(newline="", encoding="utf-8") as f:
-        reader = csv.reader(f)
-        header = [h.strip() for h in next(reader)]
-        records = []
-        for fields in reader:
-            if not any(x.strip() for x in fields):
-                continue
-            # The published file leaves the `source` text of the desktop FCN table unquoted although it
-            # contains commas; the other fields hold none, so the surplus fields belong to `source`.
-            extra = len(fields) - len(header)
-            if extra > 0 and header[0] == "source":
-                fields = [",".join(fields[:extra + 1])] + fields[extra + 1:]
-            records.append(dict(zip(header, fields)))
-        for i, r in enumerate(records):
-            try:
-                threads = int(r["threads"]) if (r.get("threads") or "").strip() else None
-                rows.append(PublishedRow(
-                    index=i, source=r["source"], network=r["network"].strip(), framework=r["framework"].strip(),
-                    hardware=r["hardware"].strip(), threads=threads, num_gpus=int(r["num_gpus"] or 0),
-                    metric=r["metric"].strip(), value=float(r["value"]), unit=r["unit"].strip()))
-            except (KeyError, ValueError) as e:
-                raise InputError(f"{path}: data row {i + 1}: cannot parse ({e})") from None
+    for i, r in enumerate(_records(path, _csv_text(path))):
+        try:
+            rows.append(_row(i, r))
+        except (KeyError, TypeError, ValueError) as e:
+            raise InputError(f"{path}: data row {i + 1}: cannot parse ({e})") from None
     return tuple(rows)
 
 

@@ -1,0 +1,275 @@
+"""Measurement records (torch-free) and their append-only JSONL storage.
+
+A `Measurement` is what perfmodel.torch.measure.measure_training returns; replaying stored measurements
+needs no torch.
+
+Storage: `append_jsonl` rewrites the whole file atomically: under an advisory lock (fcntl.flock on
+the file's folder, so concurrent writers are serialised), it writes the old content plus the
+new line to a temporary file in the same folder, fsyncs it, os.replace()s it over the original and
+fsyncs the folder. A run interrupted at any point leaves either the old file or the new one, never
+a torn line, and earlier records are never touched. (O_APPEND with one write is not used: a record
+with per-layer times exceeds PIPE_BUF, and POSIX does not promise atomic appends to regular files.)
+`read_jsonl` reads every line back and raises JsonlError naming the file and the line for anything
+that is not one JSON object per line - nothing is skipped silently.
+"""
+
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import statistics
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from ..errors import PerfModelError
+
+SCHEMA = "perfmodel.measurement/1"
+DTYPES = ("fp32", "tf32", "fp16", "bf16")
+OPTIMIZERS = ("sgd", "momentum", "adam", "adamw")
+
+# ----------------------------------------------------------------------------------------------------------
+# records
+
+
+class MachineInfo(BaseModel):
+    """The machine a measurement ran on (no host name)."""
+
+    model_config = ConfigDict(frozen=True)
+    cpu_model: str
+    physical_cores: int
+    logical_cpus: int
+    threads: int  # torch intra-op threads used
+    gpu_name: str | None = None
+    gpu_count: int = 0
+    cuda_version: str | None = None
+    torch_version: str
+    python_version: str
+    os: str
+    arch: str
+
+
+class LayerTiming(BaseModel):
+    """Median per-layer times over the instrumented steps (seconds)."""
+
+    model_config = ConfigDict(frozen=True)
+    name: str
+    op: str
+    forward_s: float
+    backward_s: float | None = None  # None: the layer had no backward (or it could not be observed)
+
+
+class Measurement(BaseModel):
+    """One measurement of `steps` training steps: every step time plus its summary statistics."""
+
+    schema_: Literal["perfmodel.measurement/1"] = Field(default=SCHEMA, alias="schema")
+    kind: Literal["training_step"] = "training_step"
+    network: str
+    batch: int = Field(gt=0)
+    device: str
+    dtype: str
+    optimizer: str
+    threads: int
+    warmup: int
+    steps: int = Field(gt=0)
+    params: int
+    step_times_s: tuple[float, ...]
+    median_s: float
+    mean_s: float
+    min_s: float
+    max_s: float
+    p10_s: float
+    p90_s: float
+    std_s: float
+    samples_per_s: float
+    per_layer: tuple[LayerTiming, ...] = ()
+    per_layer_method: str = ""
+    machine: MachineInfo
+    created_utc: str
+    perfmodel_version: str
+    notes: tuple[str, ...] = ()
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        if len(self.step_times_s) != self.steps:
+            raise ValueError(f"step_times_s has {len(self.step_times_s)} entries but steps is {self.steps}")
+        if not self.min_s <= self.median_s <= self.max_s:
+            raise ValueError("median_s must lie between min_s and max_s")
+        return self
+
+    def to_json_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", by_alias=True)
+
+
+def summarize_times(times: list[float] | tuple[float, ...]) -> dict[str, float]:
+    """median, mean, min, max, p10, p90 (linear interpolation between order statistics) and std (population)."""
+    if not times:
+        raise ValueError("no step times")
+    xs = sorted(float(t) for t in times)
+
+    def pct(q: float) -> float:
+        pos = q * (len(xs) - 1)
+        lo = math.floor(pos)
+        hi = min(lo + 1, len(xs) - 1)
+        return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
+
+    return {
+        "median_s": statistics.median(xs), "mean_s": statistics.fmean(xs), "min_s": xs[0], "max_s": xs[-1],
+        "p10_s": pct(0.10), "p90_s": pct(0.90), "std_s": statistics.pstdev(xs) if len(xs) > 1 else 0.0,
+    }
+
+
+
+def physical_cores() -> int:
+    """Distinct (physical id, core id) pairs of /proc/cpuinfo; falls back to the logical CPU count."""
+    try:
+        pairs, phys, core = set(), "0", None
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("physical id"):
+                phys = line.split(":", 1)[1].strip()
+            elif line.startswith("core id"):
+                core = line.split(":", 1)[1].strip()
+            elif not line.strip() and core is not None:
+                pairs.add((phys, core))
+                core = None
+        if core is not None:
+            pairs.add((phys, core))
+        if pairs:
+            return len(pairs)
+    except OSError:
+        pass
+    return os.cpu_count() or 1
+
+
+# ----------------------------------------------------------------------------------------------------------
+# JSONL storage
+
+
+class JsonlError(PerfModelError, ValueError):
+    """A JSONL file holds a line that is not one JSON object."""
+
+
+def default_measurements_dir() -> Path:
+    """validation/measurements/ of the source checkout (or of the current directory when installed)."""
+    from ..paths import repo_root
+
+    root = repo_root()
+    return (root if root is not None else Path.cwd()) / "validation" / "measurements"
+
+
+def default_measurements_path(name: str = "training_steps.jsonl") -> Path:
+    return default_measurements_dir() / name
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """Exclusive advisory lock on the file's folder (the file itself is replaced, so it cannot hold the lock)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX: no advisory lock
+        yield
+        return
+    fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+def _record_line(record) -> bytes:
+    if isinstance(record, Measurement):
+        data = record.to_json_dict()
+    elif isinstance(record, BaseModel):
+        data = record.model_dump(mode="json", by_alias=True)
+    elif isinstance(record, dict):
+        data = record
+    else:
+        raise TypeError(f"append_jsonl: expected a pydantic model or a dict, got {type(record).__name__}")
+    line = json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return line.encode("utf-8") + b"\n"
+
+
+def append_jsonl(path: str | Path, record) -> Path:
+    """Append one record (a pydantic model or a dict) as one JSON line, atomically (see the module docstring)."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    line = _record_line(record)
+    with _locked(p):
+        old = p.read_bytes() if p.exists() else b""
+        sep = b"\n" if old and not old.endswith(b"\n") else b""  # never glue onto an incomplete line
+        fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(old)
+                fh.write(sep + line)
+                fh.flush()
+                os.fsync(fh.fileno())
+            if p.exists():
+                os.chmod(tmp, p.stat().st_mode & 0o7777)
+            else:
+                mask = os.umask(0)
+                os.umask(mask)
+                os.chmod(tmp, 0o666 & ~mask)
+            os.replace(tmp, p)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        with contextlib.suppress(OSError):  # make the rename durable
+            dfd = os.open(p.parent, os.O_RDONLY)
+            try:
+                os.fsync(dfd)
+            finally:
+                os.close(dfd)
+    return p
+
+
+def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
+    """Every record of a JSONL file; a line that is not one JSON object raises JsonlError naming file and line."""
+    p = Path(path)
+    try:
+        raw = p.read_bytes()
+    except OSError as e:
+        raise JsonlError(f"cannot read file: {e.strerror}", file=str(p)) from None
+    out: list[dict[str, Any]] = []
+    lines = raw.split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    for i, b in enumerate(lines, 1):
+        where = f"line {i}"
+        try:
+            text = b.decode("utf-8")
+        except UnicodeDecodeError:
+            raise JsonlError("not UTF-8 text", file=str(p), where=where) from None
+        if not text.strip():
+            raise JsonlError("empty line (each line must hold one JSON object)", file=str(p), where=where)
+        try:
+            obj = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise JsonlError(f"not valid JSON ({e.msg} at column {e.colno})", file=str(p), where=where) from None
+        if not isinstance(obj, dict):
+            raise JsonlError(f"expected a JSON object, got {type(obj).__name__}", file=str(p), where=where)
+        out.append(obj)
+    return out
+
+
+def load_measurements(path: str | Path) -> list[Measurement]:
+    """read_jsonl + validation of every record as a Measurement (errors name the file and line)."""
+    out = []
+    for i, obj in enumerate(read_jsonl(path), 1):
+        try:
+            out.append(Measurement.model_validate(obj))
+        except ValidationError as e:
+            from ..errors import format_pydantic_error
+
+            raise JsonlError(f"not a measurement record: {format_pydantic_error(e)}", file=str(path),
+                             where=f"line {i}") from None
+    return out
