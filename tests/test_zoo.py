@@ -16,7 +16,7 @@ ZOO = sorted(builtin_networks())
 
 EXPECTED = {
     "fcn5", "fcn8", "autoencoder", "rbm", "vae", "dcgan", "deconvnet", "alexnet", "alexnet_dlbench", "vgg16",
-    "resnet50", "googlenet", "lstm32", "lstm64", "bert_base", "gpt2_small", "gpt3_175b",
+    "resnet50", "googlenet", "lstm32", "lstm64", "bert_base", "gpt2_small", "gpt3_175b", "mobilenet_v2",
 }
 
 
@@ -72,6 +72,7 @@ def test_save_and_load_back_gives_an_equal_graph(name, suffix, flat, tmp_path):
     "name, expected",
     [
         ("resnet50", 25_557_032),  # torchvision resnet50
+        ("mobilenet_v2", 3_504_872),  # torchvision mobilenet_v2
         ("vgg16", 138_357_544),  # torchvision vgg16
         ("alexnet", 61_100_840),  # torchvision alexnet
         ("googlenet", 6_624_904),  # torchvision googlenet(aux_logits=False)
@@ -151,6 +152,16 @@ def test_lstm_counts_and_shapes():
 def test_resnet50_forward_multiply_adds_about_4_1e9():
     macs = forward_macs(load_network("resnet50"))
     assert 4.0e9 <= macs <= 4.2e9
+
+
+def test_mobilenet_v2_multiply_adds_and_depthwise_convolutions():
+    g = load_network("mobilenet_v2")
+    assert 2.95e8 <= forward_macs(g) <= 3.05e8  # torchvision: 0.30 G multiply-adds
+    dw = [l for l in g.layers if l.op == "conv2d" and l.spec.groups > 1]
+    assert len(dw) == 17 and all(l.spec.groups == l.input_shapes[0][0] == l.output_shape[0] for l in dw)
+    keys = {w.efficiency_key for l in dw for w in op_cost(l, 1, 4).forward if w.family == "conv"}
+    assert keys == {"conv/depthwise", "conv/depthwise/strided"}
+    assert sum(1 for l in g.layers if l.op == "add") == 10  # identity shortcuts: 1 + 2 + 3 + 2 + 2
 
 
 def test_vgg16_forward_multiply_adds_about_15_5e9():
