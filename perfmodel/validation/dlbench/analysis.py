@@ -329,10 +329,9 @@ def _med_log_err(pairs: Iterable[tuple[float, float]]) -> float:
     return math.exp(statistics.median(xs)) if xs else float("nan")
 
 
-def _claims(rows, curves, scaling, ratios, factors=None) -> list[Claim]:
-    out = []
+def _claim_scaling(curves, scaling) -> Claim:
+    """Claim 1: adding threads up to the physical cores speeds training up."""
     cpus = ("i7-3820", "xeon-e5-2630v3-2s")
-    # 1. scaling up to physical cores
     mono = all(all(b <= a * (1 + 1e-12) for a, b in zip(c.model_s[:c.physical_cores], c.model_s[1:c.physical_cores]))
                for c in curves)
     held = [x for x in scaling if not x.fit_series]
@@ -352,7 +351,7 @@ def _claims(rows, curves, scaling, ratios, factors=None) -> list[Claim]:
                      f"physical cores {pub:.1f}x; device profile {bef:.1f}x; with each framework's thread scaling "
                      f"fitted on its FCN-5 rows {aft:.1f}x (median factor off per series {e_b:.2f}x before, "
                      f"{e_a:.2f}x after)")
-    out.append(Claim(
+    return Claim(
         claim="Adding threads up to the physical core count speeds training up",
         reproduced=("yes" if good else "partly") if mono and parts else "no",
         evidence=(f"the model's time never rises with threads up to the physical cores, with the device profiles and "
@@ -360,8 +359,11 @@ def _claims(rows, curves, scaling, ratios, factors=None) -> list[Claim]:
                   "main-table series have 1, 2 and 8 threads only, so there it is 1 -> 2 threads. The device "
                   "profiles' serial fractions (hardware) predict the direction but several times the server speed-up "
                   "the 2016 frameworks got; the FCN-5-fitted serial fractions carry the size over to the other networks "
-                  "of the same framework, to within the factor shown.")))
-    # 2. slowdown past physical cores
+                  "of the same framework, to within the factor shown."))
+
+
+def _claim_past_cores(curves, scaling, factors) -> Claim:
+    """Claim 2: hyper-threads do not help and can slow training down."""
     past_pub = [x for x in scaling if x.published_past_cores_ratio]
     flat = all(c.past_cores_ratio >= 1.0 - 1e-12 for c in curves)
     lo, hi = min(c.past_cores_ratio for c in curves), max(c.past_cores_ratio for c in curves)
@@ -397,9 +399,13 @@ def _claims(rows, curves, scaling, ratios, factors=None) -> list[Claim]:
                                if x.framework == "Torch" and x.profile == "xeon-e5-2630v3-2s")
                    + "), the model has no penalty that rises above 1 where a framework gained from hyper-threads, and "
                      "Caffe, without FCN-5 rows, keeps the profile's mild penalty.")
-    out.append(Claim(claim="Threads beyond the physical cores (hyper-threads) do not help and can slow training down",
-                     reproduced="partly" if flat and slower else ("yes" if flat else "no"), evidence=ev))
-    # 3. GPU vs CPU ratio
+    return Claim(claim="Threads beyond the physical cores (hyper-threads) do not help and can slow training down",
+                 reproduced="partly" if flat and slower else ("yes" if flat else "no"), evidence=ev)
+
+
+def _claims_gpu_cpu(ratios) -> list[Claim]:
+    """Claim 3: GPUs are tens of times faster than the CPU (one claim per CPU)."""
+    out = []
     for prof in ("xeon-e5-2630v3-2s", "i7-3820"):
         rs = [r for r in ratios if r.cpu_profile == prof]
         if not rs:
@@ -418,6 +424,11 @@ def _claims(rows, curves, scaling, ratios, factors=None) -> list[Claim]:
                       f"median factor between predicted and published ratio {math.exp(logerr):.2f}x "
                       f"over {len(held)} triples.")))
     return out
+
+
+def _claims(rows, curves, scaling, ratios, factors=None) -> list[Claim]:
+    """The paper's claims, each with whether the model reproduces it and the evidence."""
+    return [_claim_scaling(curves, scaling), _claim_past_cores(curves, scaling, factors)] + _claims_gpu_cpu(ratios)
 
 
 def predict_published(published: Sequence[PublishedRow], model: _Model | None = None, thread_fit: bool = True

@@ -34,8 +34,8 @@ def _conv_note(res: DLBenchResult) -> str:
             f"({lo / 1e9:.1f}-{hi / 1e9:.1f} GFLOP each)")
 
 
-def readme_section(res: DLBenchResult) -> str:
-    """The README section: error per device class, the claims, the FCN parameter count, limits and why."""
+def _head_lines(res: DLBenchResult) -> list[str]:
+    """Title, method, and the error per device class before -> after."""
     def s(cls, sub="held_out"):
         return res.summary_for(cls, sub)
 
@@ -63,6 +63,13 @@ def readme_section(res: DLBenchResult) -> str:
             lines.append(f"| {CLASS_LABEL[cls]} | {x.n} | {x0.median_abs_error_pct:.0f}% -> {x.median_abs_error_pct:.0f}% | "
                          f"{x.worst_abs_error_pct:.0f}% ({x.worst_row}) | {x0.worst_abs_error_pct:.0f}% | "
                          + (f"{u.median_abs_error_pct:.0f}% ({u.n} rows) |" if u else "- |"))
+    return lines
+
+
+def _fit_lines(res: DLBenchResult) -> list[str]:
+    """What was fitted, and the overfitting risk."""
+    lines: list[str] = []
+
     def ts_txt(f):
         if f.profile is None or not set(f.params) - {"factor"}:
             return f"{f.factor:.2f}"
@@ -85,12 +92,21 @@ def readme_section(res: DLBenchResult) -> str:
                   "parameters as rows (exact up to the bounds), the server fits one degree of freedom. Each FCN-5 row "
                   "predicted from a refit on the others (median absolute error): " + "; ".join(per)
                   + ". The held-out rows, not the fit rows, are the measure."]
+    return lines
+
+
+def _claim_lines(res: DLBenchResult) -> list[str]:
+    """The claims of the paper the model reproduces."""
+    lines: list[str] = []
     lines += ["", "What the model reproduces:", ""]
     for c in res.claims:
         lines.append(f"- {c.claim}: **{c.reproduced}**. {c.evidence[:1].upper()}{c.evidence[1:]}")
+    return lines
 
-    # numbers for the "why" list, all from the rows
-    why = []
+
+def _why_threads(res: DLBenchResult) -> list[str]:
+    """Why: thread scaling belongs to the framework and the op family."""
+    why: list[str] = []
     srv = "xeon-e5-2630v3-2s"
     buckets = {(b.device_class, b.bucket): b for b in res.thread_buckets}
     sc = {(x.network, x.framework): x for x in res.published_scaling if x.profile == srv}
@@ -132,6 +148,12 @@ def readme_section(res: DLBenchResult) -> str:
             + ", and the hyper-thread collapses differ by network (below). A thread model fitted on one network cannot "
             "know how a framework threads other op families (BLAS threads for GEMMs, its own loops for convolutions "
             "and RNN cells).")
+    return why
+
+
+def _why_framework(res: DLBenchResult) -> list[str]:
+    """Why: framework efficiency depends on the op family."""
+    why: list[str] = []
     tf_f, to_f = _pub(res, "FCN-5", "TensorFlow", "i7-3820", 1), _pub(res, "FCN-5", "Torch", "i7-3820", 1)
     tf_a, to_a = _pub(res, "AlexNet", "TensorFlow", "i7-3820", 1), _pub(res, "AlexNet", "Torch", "i7-3820", 1)
     tfb = [b for b in res.network_bias if b.framework == "TensorFlow" and b.device_class != GPU
@@ -144,6 +166,14 @@ def readme_section(res: DLBenchResult) -> str:
             f"makes its CNN rows {min(b.median_network_part for b in tfb):.1f}-"
             f"{max(b.median_network_part for b in tfb):.1f}x too slow (network part), the largest CPU misses "
             "after thread scaling.")
+    return why
+
+
+def _why_hyperthreads(res: DLBenchResult) -> list[str]:
+    """Why: hyper-thread collapses."""
+    why: list[str] = []
+    srv = "xeon-e5-2630v3-2s"
+    sc = {(x.network, x.framework): x for x in res.published_scaling if x.profile == srv}
     past = [x for x in res.published_scaling if x.published_past_cores_ratio and x.published_past_cores_ratio > 1.5]
     if past:
         worst = max(past, key=lambda x: x.published_past_cores_ratio)
@@ -165,6 +195,12 @@ def readme_section(res: DLBenchResult) -> str:
             + ". Caffe has no FCN-5 rows, so it keeps the profile's penalty 0.10 and its "
             + (f"{caffe8.published_s:.3g} s at 8 desktop threads (predicted {_fmt_s(caffe8.predicted_s)} s, "
                f"{caffe8.signed_error_pct:+.0f}%) is unexplained." if caffe8 else "collapse is unexplained."))
+    return why
+
+
+def _why_superlinear(res: DLBenchResult) -> list[str]:
+    """Why: superlinear speed-ups on the desktop."""
+    why: list[str] = []
     sl = [d for d in res.serial_fractions if d.profile == "i7-3820" and any(x < 0 for x in d.implied_serial_fraction)]
     if sl:
         why.append(
@@ -172,6 +208,12 @@ def readme_section(res: DLBenchResult) -> str:
             + ", ".join(f"{d.framework} {d.published_speedup[0]:.2f}x" for d in sl)
             + "): the frameworks' 1-thread runs were slower per core than their 2-thread runs, which no thread model "
             "with a per-core rate reproduces. " + (_tf_desktop_note(res) or ""))
+    return why
+
+
+def _why_gpu(res: DLBenchResult) -> list[str]:
+    """Why: GPU convolutions and LSTMs."""
+    why: list[str] = []
     gb = [b for b in res.network_bias if b.device_class == GPU and b.network not in ("FCN-5", "FCN-8")]
     if gb:
         conv = [b for b in gb if b.network in ("AlexNet", "ResNet-50")]
@@ -194,6 +236,12 @@ def readme_section(res: DLBenchResult) -> str:
             "unfused (a dozen elementwise kernels per step and layer), which is most visible for Torch (network "
             "part " + ", ".join(f"{b.median_network_part:.2f}" for b in lstm if b.framework == "Torch"
                                 and b.median_network_part) + ").")
+    return why
+
+
+def _why_gpu_ratios(res: DLBenchResult) -> list[str]:
+    """Why: GPU-to-GPU ratios, and likely transcription errors."""
+    why: list[str] = []
     p98, m98, n98 = _gpu_pair_ratio(res, "gtx-980", "gtx-1080")
     pk, mk, nk = _gpu_pair_ratio(res, "k80", "gtx-1080")
     if n98:
@@ -209,6 +257,14 @@ def readme_section(res: DLBenchResult) -> str:
             f"**A likely transcription error:** {r.label} is published as {r.published_s} s, which needs "
             f"{r.implied_peak_fraction:.0%} of the core's fp32 peak at batch {r.batch} (and is faster than the same "
             "row at 2 threads); it is kept unmodified and reported as the worst desktop row.")
+    return why
+
+
+def readme_section(res: DLBenchResult) -> str:
+    """The README section: error per device class, the claims, the FCN parameter count, limits and why."""
+    lines = _head_lines(res) + _fit_lines(res) + _claim_lines(res)
+    why = (_why_threads(res) + _why_framework(res) + _why_hyperthreads(res) + _why_superlinear(res) + _why_gpu(res)
+           + _why_gpu_ratios(res))
     lines += ["", "What it cannot reproduce, and why:", ""] + [f"- {w}" for w in why]
     lines += ["", "Three largest misses (held-out rows):", ""]
     for m in res.largest_misses[:3]:

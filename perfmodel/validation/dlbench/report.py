@@ -117,9 +117,10 @@ def _tf_desktop_note(res: DLBenchResult) -> str | None:
             "table shows TensorFlow still gaining from 4 to 8 threads.")
 
 
-def report_markdown(res: DLBenchResult) -> str:
-    pen = [f for f in res.factors if f.fitted and f.profile]
-    L = [f"# DLBench 2016 replicated with the model (`perfmodel validate --suite {SUITE}`)", "",
+def _method_md(res: DLBenchResult) -> list[str]:
+    """Title, source and the method."""
+    return [
+f"# DLBench 2016 replicated with the model (`perfmodel validate --suite {SUITE}`)", "",
          f"Source: {res.source}. Published table: `{res.csv_path}` ({len(res.rows)} rows, unmodified).", "",
          "Every row is predicted from datasheet hardware profiles and the zoo networks. The only fitted numbers come "
          f"from the **{FIT_NETWORK}** rows of each framework and device class (main table); everything else is "
@@ -137,6 +138,12 @@ def report_markdown(res: DLBenchResult) -> str:
          "factor 1 and the device profile as it is.", "",
          "\"Before\" below is the previous method of this suite, the same rows with one factor per (framework, device "
          "class) and the device profiles' thread scaling (serial fraction 0.03 desktop / 0.05 server, penalty 0.10).", "",
+    ]
+
+
+def _errors_md(res: DLBenchResult) -> list[str]:
+    """Errors per device class, thread count and network, before -> after the thread fit."""
+    return [
          "## Error per device class, before -> after the thread fit", "",
          "Held-out rows (everything except the FCN-5 fit rows):", "",
          _md_table(_BEFORE_AFTER_HEAD, _before_after_rows(res, "held_out")), "",
@@ -155,6 +162,12 @@ def report_markdown(res: DLBenchResult) -> str:
          _md_table(("device class", "network", "rows", "median abs", "median signed"), _network_before_after(res)), "",
          "Full statistics of the held-out rows after the fit:", "",
          _md_table(_SUMMARY_HEAD, _summary_rows(res, "held_out")), "",
+    ]
+
+
+def _fit_md(res: DLBenchResult) -> list[str]:
+    """The fitted parameters, overfitting and leave-one-out."""
+    L = [
          "## Fitted parameters and the rows they came from", "",
          "factor = geometric mean over the rows listed of published / model time, the model using the profile in "
          "the thread-scaling column (fitted values in bold); predicted = model x factor. `factor only` is the previous "
@@ -179,7 +192,7 @@ def report_markdown(res: DLBenchResult) -> str:
                      _fmt_s(l.published_s), _fmt_s(l.predicted_s), f"{l.signed_error_pct:+.0f}%",
                      _fmt_s(l.predicted_factor_only_s), f"{l.factor_only_signed_error_pct:+.0f}%")
                     for l in res.leave_one_out]), "",
-         ]
+    ]
     if res.leave_one_out:
         for prof in dict.fromkeys(l.profile for l in res.leave_one_out):
             ls = [l for l in res.leave_one_out if l.profile == prof]
@@ -201,7 +214,12 @@ def report_markdown(res: DLBenchResult) -> str:
     note = _tf_desktop_note(res)
     if note:
         L += [note, ""]
-    L += [
+    return L
+
+
+def _batch_md(res: DLBenchResult) -> list[str]:
+    """Batch assumptions, their sensitivity, and the papers' claims."""
+    L = [
          "## Batch assumptions", "",
          _md_table(("network", "device class", "batch", "reason"),
                    [(a.network, a.device_class, a.batch, a.reason) for a in res.batch_assumptions]), "",
@@ -218,7 +236,13 @@ def report_markdown(res: DLBenchResult) -> str:
          "## The papers' claims", ""]
     for c in res.claims:
         L += [f"- **{c.claim}** — reproduced: **{c.reproduced}**. {c.evidence[:1].upper()}{c.evidence[1:]}"]
-    L += ["", "## Thread scaling", "",
+    return L
+
+
+def _threads_md(res: DLBenchResult) -> list[str]:
+    """Thread scaling: model curves and published vs predicted series."""
+    return [
+"", "## Thread scaling", "",
           "Model (no framework factor; the factor does not change the shape) with the device profile (framework `-`) "
           "and with each framework's fitted copy of it: time at 1 thread / time at the physical cores, and time at "
           "all hardware threads / time at the physical cores (>= 1: flat or slower past the cores).", "",
@@ -240,6 +264,12 @@ def report_markdown(res: DLBenchResult) -> str:
                       (f"{s.published_past_cores_ratio:.2f} / {s.predicted_past_cores_ratio:.2f} / "
                        f"{_fmt_opt(s.before_past_cores_ratio, '.2f')}" if s.published_past_cores_ratio else "-"))
                      for s in res.published_scaling]), "",
+    ]
+
+
+def _gpu_md(res: DLBenchResult) -> list[str]:
+    """GPU vs CPU ratios and diagnostics."""
+    return [
           "## GPU vs CPU", "",
           "CPU time at the fastest published thread count / GPU time, same network and framework.", "",
           _md_table(("network", "framework", "CPU (threads)", "GPU", "published", "predicted", "model alone"),
@@ -260,6 +290,12 @@ def report_markdown(res: DLBenchResult) -> str:
                     [(b.device_class, b.framework, b.network, b.n, f"{b.median_signed_error_pct:+.0f}%",
                       "-" if b.median_network_part is None else f"{b.median_network_part:.2f}")
                      for b in res.network_bias]), "",
+    ]
+
+
+def _rows_md(res: DLBenchResult) -> list[str]:
+    """Largest misses and every row."""
+    return [
           "## Largest misses (held-out rows)", "",
           _md_table(("row", "published s", "predicted s", "signed error", "first explanation"),
                     [(m["label"], _fmt_s(m["published_s"]), _fmt_s(m["predicted_s"]), f"{m['signed_error_pct']:+.0f}%",
@@ -280,7 +316,14 @@ def report_markdown(res: DLBenchResult) -> str:
                       "-" if r.config_part is None else f"{r.config_part:.2f}",
                       "-" if r.network_part is None else f"{r.network_part:.2f}",
                       f"{r.implied_peak_fraction:.0%}", ",".join(r.flags)) for r in res.rows]), "",
-          "`*` assumed batch (see above).", "", "## Notes", ""]
+          "`*` assumed batch (see above).", "", "## Notes", "",
+    ]
+
+
+def report_markdown(res: DLBenchResult) -> str:
+    """The whole report.md."""
+    L = (_method_md(res) + _errors_md(res) + _fit_md(res) + _batch_md(res) + _threads_md(res) + _gpu_md(res)
+         + _rows_md(res))
     L += [f"- {n}" for n in res.notes]
     return "\n".join(L) + "\n"
 

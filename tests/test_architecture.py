@@ -1,0 +1,148 @@
+"""The layout keeps its promises (docs/architecture.md): a size budget, dependencies that point down, no import
+cycle between perfmodel's subpackages, torch/ a bridge that never reaches into validation/, and a light
+`import perfmodel` / `perfmodel --help` (no torch, no plotly). Imports are read with ast, none is executed."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import networkx as nx
+import pytest
+
+PKG = Path(__file__).resolve().parents[1] / "perfmodel"
+MAX_MODULE_LINES = 600
+MAX_FUNCTION_LINES = 80
+
+
+def _modules() -> list[Path]:
+    return sorted(p for p in PKG.rglob("*.py") if "_data" not in p.parts)
+
+
+def _name(path: Path) -> str:
+    parts = list(path.with_suffix("").relative_to(PKG.parent).parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imports(path: Path) -> list[tuple[str, int]]:
+    """(absolute module imported from perfmodel, line) for every import in the file, lazy ones included."""
+    name = _name(path)
+    package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+    out = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            out += [(a.name, node.lineno) for a in node.names if a.name.split(".")[0] == "perfmodel"]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - (node.level - 1)]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            if target.split(".")[0] == "perfmodel":
+                out.append((target, node.lineno))
+                if not node.module or target == "perfmodel":  # `from . import x`: x may be a submodule
+                    out += [(f"{target}.{a.name}", node.lineno) for a in node.names]
+    return out
+
+
+def _unit(module: str) -> str | None:
+    """The subpackage (or top-level module) of perfmodel a module belongs to; None for perfmodel itself."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 and parts[1] != "__main__" else None
+
+
+def test_imports_are_resolved_for_known_cases():
+    """The resolver itself: relative imports of a subpackage module and of a package __init__."""
+    got = {m for m, _ in imports(PKG / "validation" / "suites.py")}
+    assert "perfmodel.validation.metrics" in got and "perfmodel.errors" in got
+    got = {m for m, _ in imports(PKG / "cli" / "__init__.py")}
+    assert "perfmodel.cli.app" in got
+
+
+# Offenders in other helpers' files while the restructuring is in flight (VALIDATION's own files are within
+# the budget); strict=False so that the tests pass as soon as they are fixed.
+_IN_FLIGHT = pytest.mark.xfail(strict=False, reason="others' files in flight: torch/calibrate imports validation.quiet "
+                               "(CPU); compute <-> engine (ENGINE); plan_search.py, sweeps.py, calibration/fit.py sizes")
+
+
+@_IN_FLIGHT
+def test_torch_bridge_imports_nothing_from_validation():
+    bad = [f"{p.relative_to(PKG.parent)}:{line} imports {m}"
+           for p in _modules() if _unit(_name(p)) == "torch"
+           for m, line in imports(p) if _unit(m) == "validation"]
+    assert not bad, "torch/ is a bridge and may not import validation/:\n" + "\n".join(bad)
+
+
+def dependency_graph() -> nx.DiGraph:
+    """Subpackage -> subpackage edges, each with the imports that make it."""
+    g = nx.DiGraph()
+    for p in _modules():
+        a = _unit(_name(p))
+        for m, line in imports(p):
+            b = _unit(m)
+            if a and b and a != b:
+                g.add_edge(a, b)
+                g.edges[a, b].setdefault("why", []).append(f"{p.relative_to(PKG.parent)}:{line} -> {m}")
+    return g
+
+
+@_IN_FLIGHT
+def test_no_import_cycle_between_subpackages():
+    g = dependency_graph()
+    cycles = sorted(nx.simple_cycles(g), key=len)
+    msg = "\n".join(" -> ".join(c + [c[0]]) + ": " + "; ".join(
+        g.edges[c[i], c[(i + 1) % len(c)]]["why"][0] for i in range(len(c))) for c in cycles[:10])
+    assert not cycles, f"import cycles between perfmodel subpackages:\n{msg}"
+
+
+def test_validation_sits_above_the_model_and_below_the_cli():
+    """validation/ may use the model and torch/, never the CLI; the model never imports validation/ or cli/."""
+    g = dependency_graph()
+    assert not g.has_edge("validation", "cli"), g.edges["validation", "cli"]["why"]
+    lower = {"graph", "ops", "hardware", "engine", "parallel", "prediction", "calibration", "kernels"}
+    bad = [(a, b) for a, b in g.edges if a in lower and b in ("validation", "cli", "torch", "report")]
+    assert not bad, {e: g.edges[e]["why"][:2] for e in bad}
+
+
+def _long_functions(path: Path, root: Path = PKG.parent) -> list[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    return [f"{path.relative_to(root)}:{n.lineno} {n.name} ({n.end_lineno - n.lineno + 1} lines)"
+            for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))
+            and n.end_lineno - n.lineno + 1 > MAX_FUNCTION_LINES]
+
+
+def size_offenders() -> list[str]:
+    out = []
+    for p in _modules():
+        n = len(p.read_text(encoding="utf-8").splitlines())
+        if n > MAX_MODULE_LINES:
+            out.append(f"{p.relative_to(PKG.parent)} ({n} lines)")
+        out += _long_functions(p)
+    return out
+
+
+@_IN_FLIGHT
+def test_size_budget():
+    """No module over 600 lines, no function over 80."""
+    offenders = size_offenders()
+    assert not offenders, "over the size budget:\n" + "\n".join(offenders)
+
+
+def test_the_function_budget_finds_a_long_function(tmp_path):
+    q = tmp_path / "probe.py"
+    q.write_text("def short():\n    return 1\n\n\ndef long():\n" + "    x = 1\n" * MAX_FUNCTION_LINES)
+    assert _long_functions(q, tmp_path) == [f"probe.py:5 long ({MAX_FUNCTION_LINES + 1} lines)"]
+
+
+@pytest.mark.parametrize("code", [
+    "import perfmodel",
+    "from typer.testing import CliRunner; from perfmodel.cli import app; "
+    "r = CliRunner().invoke(app, ['--help']); assert r.exit_code == 0, r.output",
+    "from perfmodel.validation import registry, protocol, runner, writer, metrics, storage",
+])
+def test_light_imports_load_neither_torch_nor_plotly(code):
+    check = "; import sys; heavy = [m for m in ('torch', 'plotly') if m in sys.modules]; assert not heavy, heavy"
+    r = subprocess.run([sys.executable, "-c", code + check], capture_output=True, text=True, cwd=PKG.parent)
+    assert r.returncode == 0, r.stderr[-2000:]
