@@ -135,6 +135,11 @@ CASES = {
     "softmax_cross_entropy": lambda: build((10,), "softmax_cross_entropy"),
     "mse": lambda: build((6,), "mse"),
     "bce": lambda: build((6,), "bce"),
+    # the importer's kinds (IMPORT, issue 12; hand-computed values in tests/test_import_kinds.py)
+    "moe": lambda: build((5, 8), "moe", experts=4, top_k=2, hidden=6, gated=True),
+    "elementwise": lambda: build((5, 8), "elementwise", fn="pow", flops_per_element=1),
+    "pad": lambda: build((5, 8), "pad", output_shape=[6, 9]),
+    "slice": lambda: build((5, 8), "slice", output_shape=[5, 4]),
 }
 
 

@@ -166,6 +166,7 @@ def every_op_graph():
     b.embedding("emb", inputs="ids", vocab=20, dim=16)
     b.positional_embedding("pos", max_len=8)
     b.attention("att", heads=2, causal=True, dropout=0.1)
+    b.moe("moe", experts=3, top_k=2, hidden=8, gated=True, bias=True, router_bias=True)
     b.layernorm("ln")
     b.gru("gru", hidden=16, bidirectional=True)
     b.dense("proj", units=16)
@@ -185,6 +186,9 @@ def every_op_graph():
     b.sigmoid("sg")
     b.relu("re")
     b.custom("cu", output_shape=[10], forward_flops_per_sample=1000.0, params=7)
+    b.elementwise("ew", fn="mul", params=10)
+    b.pad("pd", output_shape=[12])
+    b.slice("sl", output_shape=[10])
     b.bce("loss_bce")
     b.select("sel", inputs="pos", axis=0, index=-1)
     b.dense("tied", units=20, share_params_with="emb", bias=False)
@@ -372,7 +376,7 @@ class Spectral(nn.Module):
     def forward(self, x):
         h = self.fc(x)
         s = torch.fft.fft(h).real  # no op kind: custom
-        s = _StraightThroughClip.apply(s)  # a custom autograd function: its clamp has no kind, custom
+        s = _StraightThroughClip.apply(s)  # a custom autograd function: fx records its clamp (elementwise)
         z = torch.einsum("bf,fg->bg", s, self.mix)  # a product with a parameter through einsum: custom, costed
         return self.out(z)
 
@@ -383,12 +387,11 @@ def test_unmappable_ops_are_reported_and_costed():
     x = torch.randn(3, 16)
     g, rep = from_module(m, x)
     customs = [l for l in g.layers if l.op == "custom"]
-    assert len(customs) == len(rep.unmapped) == 3
+    assert len(customs) == len(rep.unmapped) == 2
     by_target = {u.target: u for u in rep.unmapped}
     fft = next(u for t, u in by_target.items() if "fft" in t)
     assert fft.node and "test_torch_bridge.py" in fft.location and "forward" in fft.location
-    clip = by_target["Tensor.clamp"]
-    assert "test_torch_bridge.py" in clip.location and "forward" in clip.location
+    assert [(l.spec.fn, l.input_shapes) for l in g.layers if l.op == "elementwise"] == [("clamp", ((16,),))]
     ein = next(u for t, u in by_target.items() if "einsum" in t)
     assert ein.flops_per_sample == 2 * 16 * 16 and ein.params == 16 * 16  # measured, and the parameter counted
     assert graph_params(g) == module_params(m)
@@ -416,7 +419,7 @@ class ShapeBranching(nn.Module):
 def test_export_fallback():
     m = ShapeBranching()
     g, rep = from_module(m, torch.randn(3, 3, 8, 8))
-    assert rep.method == "export" and len(rep.trace_errors) == 2
+    assert rep.method == "export" and len(rep.trace_errors) == 1 and rep.trace_errors[0].startswith("fx:")
     assert [l.op for l in g.layers] == ["input", "conv2d", "relu", "maxpool2d", "flatten", "dense"]
     assert graph_params(g) == module_params(m)
 

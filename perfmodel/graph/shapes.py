@@ -171,7 +171,7 @@ def _bn(layer, ins: list[Shape]) -> Shape:
     return x
 
 
-@shape_rule("layernorm", "relu", "leaky_relu", "sigmoid", "tanh", "gelu", "dropout")
+@shape_rule("layernorm", "relu", "leaky_relu", "sigmoid", "tanh", "gelu", "dropout", "moe")
 def _same(layer, ins: list[Shape]) -> Shape:
     x = _one(layer, ins)
     if layer.op == "layernorm" and len(x) == 0:
@@ -323,3 +323,28 @@ def _custom(layer: S.Custom, ins: list[Shape]) -> Shape:
     if not ins:
         raise ValueError("expects at least one input")
     return tuple(layer.output_shape)
+
+
+@shape_rule("elementwise")
+def _broadcast(layer, ins: list[Shape]) -> Shape:
+    """Inputs broadcast as in numpy (aligned on the last dim)."""
+    if not ins:
+        raise ValueError("expects at least one input")
+    rank = max(len(s) for s in ins)
+    out = []
+    for i in range(1, rank + 1):
+        dims = {s[-i] for s in ins if len(s) >= i} - {1}
+        if len(dims) > 1:
+            raise ValueError(f"inputs {[list(s) for s in ins]} do not broadcast")
+        out.append(dims.pop() if dims else 1)
+    return tuple(reversed(out))
+
+
+@shape_rule("pad", "slice")
+def _resized(layer, ins: list[Shape]) -> Shape:
+    x, out = _one(layer, ins), tuple(layer.output_shape)
+    if layer.op == "pad" and (len(out) != len(x) or any(o < i for o, i in zip(out, x))):
+        raise ValueError(f"cannot pad {list(x)} to {list(out)}")
+    if layer.op == "slice" and math.prod(out) > math.prod(x):
+        raise ValueError(f"a slice of {list(x)} cannot have shape {list(out)}")
+    return out

@@ -392,6 +392,11 @@ class Elementwise(OpBase):
     op: Literal["elementwise"] = "elementwise"
     fn: str = "elementwise"
     flops_per_element: float = Field(default=1.0, ge=0.0)
+    params: int = Field(default=0, ge=0)  # a learned tensor broadcast in (a scale such as RMSNorm's weight)
+
+    @property
+    def has_params(self) -> bool:
+        return self.params > 0
 
 
 class Pad(OpBase):

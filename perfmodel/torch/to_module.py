@@ -526,3 +526,4 @@ def make_batch(graph: LayerGraph, batch: int, dtype: torch.dtype = torch.float32
         else:
             targets[l.name] = torch.rand((batch, *x), generator=g).to(device=device, dtype=dtype)
     return inputs, targets
+from . import importer_kinds as _importer_kinds  # noqa: E402,F401  (builders of the importer kinds: moe, elementwise, pad, slice)

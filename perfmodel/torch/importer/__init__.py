@@ -45,7 +45,8 @@ the first tensor input (choose one that no other leading dim equals, e.g. 3).
 
 from __future__ import annotations
 
-from .api import from_module, import_module, parse_input_shape
+from .api import from_module, import_module
+from .user import parse_input_shape
 from .report import ImportReport, UnmappedOp
 
 __all__ = ["ImportReport", "UnmappedOp", "from_module", "import_module", "parse_input_shape"]

@@ -18,12 +18,15 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict
 from torch import nn
 
+from ...errors import InputError
 from ...graph.layer_graph import LayerGraph
 from ...graph.network_file import validate_op
-from . import functions, modules  # noqa: F401  (registers the handlers)
+from . import elementwise, functions, modules, moe  # noqa: F401  (registers the handlers)
 from .converter import _Converter
 from .report import ImportReport
-from .trace import _no_mha_fastpath, _trace
+from .leaf import CALLS, leaves_replaced
+from .registry import export_leaf
+from .trace import Traced, _no_mha_fastpath, error_line, quiet, trace_dispatch, trace_export, trace_fx
 from .values import _walk
 
 def _finish(specs: list[dict]) -> list[dict]:
@@ -75,26 +78,88 @@ def _batch_of(args: tuple) -> int:
     raise ValueError("from_module: the example inputs hold no tensor with a batch dim")
 
 
-def from_module(module: nn.Module, example_inputs, *, name: str | None = None,
-                leaf_modules: tuple[type, ...] = ()) -> tuple[LayerGraph, ImportReport]:
-    """Trace `module` on `example_inputs` (a tensor, a tuple of positional args, or a dict as one arg) and
-    return its LayerGraph and an ImportReport (unmapped ops, approximations, parameter totals).
-
-    `leaf_modules`: extra module classes to keep whole (they become custom layers with measured FLOPs).
-    """
-    from ...ops import op_cost
-
-    args = _as_args(example_inputs)
-    batch = _batch_of(args)
-    gm, method, errors = _trace(module, args, tuple(leaf_modules))
-    conv = _Converter(gm, module, batch)
-    buf = io.StringIO()
+@contextlib.contextmanager
+def _no_layerdrop(module: nn.Module, notes: list[str]):
+    """LayerDrop skips whole layers at random in training (a branch on a random number no tracer can
+    follow); every layer is kept and costed (the expected cost is (1 - p) of it)."""
+    saved = []
+    for obj in {id(o): o for m in module.modules() for o in (m, getattr(m, "config", None)) if o is not None}.values():
+        for attr in [k for k in vars(obj) if "layerdrop" in k and isinstance(vars(obj)[k], float)]:
+            if getattr(obj, attr) > 0:
+                saved.append((obj, attr, getattr(obj, attr)))
+    for obj, attr, p in saved:
+        object.__setattr__(obj, attr, 0.0) if isinstance(obj, nn.Module) else setattr(obj, attr, 0.0)
+        notes.append(f"LayerDrop ({attr}={p}) not applied: every layer is costed")
     try:
-        with torch.no_grad(), contextlib.redirect_stderr(buf), _no_mha_fastpath():
-            conv.run(*args)
+        yield
+    finally:
+        for obj, attr, p in saved:
+            object.__setattr__(obj, attr, p) if isinstance(obj, nn.Module) else setattr(obj, attr, p)
+
+
+def _tracers(module: nn.Module, args: tuple, kwargs: dict, leaves: tuple[type, ...]):
+    """(label, thunk) for each tracing method, in the order tried."""
+    yield "fx", lambda: trace_fx(module, args, kwargs, leaves)
+    yield "export", lambda: trace_export(module, args, kwargs)
+    yield "dispatch trace", lambda: trace_dispatch(module, args, kwargs)
+    yield "fx (all torch.nn modules as leaves)", lambda: trace_fx(module, args, kwargs, leaves, leaf_all=True)
+
+
+def _convert(traced: Traced, module: nn.Module, batch: int) -> _Converter:
+    conv = _Converter(traced.gm, module, batch, traced.input_names, traced.prefix)
+    try:
+        with torch.no_grad(), quiet(), _no_mha_fastpath():
+            conv.run(*traced.run_inputs)
     except Exception as e:
         tb = traceback.format_exception_only(type(e), e)[-1].strip()
-        raise RuntimeError(f"from_module: running the traced model on the example inputs failed: {tb}") from e
+        raise RuntimeError(f"running the traced model on the example inputs failed: {tb}") from e
+    return conv
+
+
+def _trace_and_convert(module, args, kwargs, batch, leaves, progress) -> tuple[_Converter, str, list[str]]:
+    errors: list[str] = []
+    for label, thunk in _tracers(module, args, kwargs, leaves):
+        if progress:
+            progress(f"tracing with {label} ...")
+        try:
+            if label in ("export", "dispatch trace"):
+                with leaves_replaced(module, export_leaf, lambda: module(*args, **kwargs)):
+                    traced = thunk()
+                    conv = _convert(traced, module, batch)
+            else:
+                traced = thunk()
+                conv = _convert(traced, module, batch)
+            return conv, traced.method, errors
+        except Exception as e:  # noqa: BLE001 - any failure moves on to the next method
+            errors.append(error_line(label, e))
+    raise RuntimeError("cannot trace the module: " + "; ".join(errors))
+
+
+def from_module(module: nn.Module, example_inputs=(), *, kwargs: dict | None = None, batch: int | None = None,
+                name: str | None = None, leaf_modules: tuple[type, ...] = (),
+                progress: Callable[[str], None] | None = None) -> tuple[LayerGraph, ImportReport]:
+    """Trace `module` on `example_inputs` (a tensor, a tuple of positional args, or a dict as one arg) and
+    keyword inputs `kwargs`; return its LayerGraph and an ImportReport (custom layers, approximations,
+    parameter totals). `batch`: the example batch size (default: dim 0 of the first tensor); a tensor whose
+    dim 1 is the batch (token ids [T, B]) makes the model sequence-first. Tracers are tried in the order fx,
+    torch.export, dispatch trace, fx with every torch.nn module a leaf; the first that converts is used.
+
+    `leaf_modules`: extra module classes to keep whole (they become custom layers with measured FLOPs).
+    `progress`: called with a line before each tracing attempt.
+    """
+    import time
+
+    from ...ops import op_cost
+
+    t0 = time.perf_counter()
+    args, kwargs = _as_args(example_inputs), dict(kwargs or {})
+    batch = batch or _batch_of(args + tuple(kwargs.values()))
+    notes: list[str] = []
+    try:
+        with _no_layerdrop(module, notes):
+            conv, method, errors = _trace_and_convert(module, args, kwargs, batch, tuple(leaf_modules), progress)
+    finally:
+        CALLS.clear()
     specs = _finish(conv.specs)
     gname = name or type(module).__name__
     graph = LayerGraph(gname, [validate_op(s, f"layer '{s['name']}'") for s in specs],
@@ -102,70 +167,59 @@ def from_module(module: nn.Module, example_inputs, *, name: str | None = None,
                                    f"by perfmodel.torch.from_module ({method})")
     used = {l.name for l in graph.layers}
     unmapped = tuple(u for u in conv.unmapped if u.layer in used)
-    params_graph = sum(op_cost(l, 1, 4).params for l in graph.layers)
+    costs = {l.name: op_cost(l, 1, 4) for l in graph.layers}
     params_module = sum(p.numel() for p in {id(p): p for p in module.parameters() if p.requires_grad}.values())
+    kinds: dict[str, int] = {}
+    for l in graph.layers:
+        kinds[l.op] = kinds.get(l.op, 0) + 1
     report = ImportReport(
         name=gname, method=method, batch=batch, layers=len(graph), unmapped=unmapped,
-        approximations=tuple(conv.approx), trace_errors=tuple(errors), params_module=params_module,
-        params_graph=params_graph,
+        approximations=tuple(notes + conv.approx), trace_errors=tuple(errors), params_module=params_module,
+        params_graph=sum(c.params for c in costs.values()), kinds=kinds,
+        import_time_s=round(time.perf_counter() - t0, 3), warnings=_warnings(unmapped, costs),
     )
     return graph, report
 
 
-def parse_input_shape(text: str) -> tuple[tuple[int, ...], str]:
-    """'3x224x224' -> ((3, 224, 224), 'float'); '128:int64' -> ((128,), 'int64'). Shapes are per sample."""
-    shape_s, _, dtype = text.partition(":")
-    dtype = dtype.strip() or "float"
-    if dtype not in ("float", "int64"):
-        raise ValueError(f"input '{text}': dtype must be float or int64, got '{dtype}'")
-    try:
-        shape = tuple(int(x) for x in shape_s.replace(",", "x").split("x") if x.strip())
-    except ValueError:
-        raise ValueError(f"input '{text}': expected a per-sample shape like 3x224x224 or 128:int64") from None
-    if not shape or any(d <= 0 for d in shape):
-        raise ValueError(f"input '{text}': every dim must be a positive integer")
-    return shape, dtype
+def _warnings(unmapped, costs) -> tuple[str, ...]:
+    out = []
+    for u in unmapped:
+        c = costs[u.layer]
+        if c.flops("forward") == 0 and c.bytes("forward") == 0:
+            out.append(f"custom layer '{u.layer}' ({u.target}) has no FLOPs and no bytes: it is costed as free")
+        if u.standard:
+            out.append(f"standard module {u.target} at layer '{u.layer}' stayed opaque: {u.reason}")
+    return tuple(out)
 
 
-def import_module(spec: str, input_shapes: list[str], out: Path | str, *, batch: int = 3,
-                  name: str | None = None) -> tuple[LayerGraph, ImportReport]:
-    """Import the user's model 'package.module:factory', trace it and save its graph as YAML/JSON at `out`.
+def import_module(spec: str, input_shapes: list[str] = (), out: Path | str | None = None, *, batch: int = 3,
+                  name: str | None = None, inputs: list[str] = (),
+                  progress: Callable[[str], None] | None = None) -> tuple[LayerGraph, ImportReport]:
+    """Import the user's model 'package.module:factory' (or 'file.py:factory'), trace it and save its graph as
+    YAML/JSON at `out` (when given). See perfmodel.torch.importer.user for what runs.
 
-    This deliberately imports and runs the user's own code: `package.module` is imported (from the
-    current directory or sys.path) and `factory()` is called to build the model, exactly as if the
-    user ran it - it is the purpose of the command, so only name code you trust. `input_shapes` are
-    per-sample shapes, one per positional input of forward ('3x224x224', '128:int64' for token ids,
-    which are zeros); the example batch is `batch` (3 by default, to tell the batch dim apart).
+    `input_shapes`: per-sample shapes, one per positional input of forward ('3x224x224'; '128:int64' for
+    token ids; 'B' where the batch goes when not first: '35xB:int64'); `inputs`: keyword inputs
+    'NAME=SHAPE[:dtype]'. With neither, a factory returning (model, example_inputs) supplies them.
     """
-    import importlib
-    import sys
-
     from ...graph import save_network
+    from .user import build_model, check_inputs, example_tensor, load_factory
 
-    mod_name, sep, attr = spec.partition(":")
-    if not sep or not mod_name or not attr:
-        raise ValueError(f"expected 'package.module:factory', got '{spec}'")
-    added = "" not in sys.path
-    if added:
-        sys.path.insert(0, "")  # the current directory, as `python -m` would see it
-    try:
-        module_obj = importlib.import_module(mod_name)
-    finally:
-        if added:
-            sys.path.remove("")
-    factory = module_obj
-    for part in attr.split("."):
-        factory = getattr(factory, part)
-    model = factory() if not isinstance(factory, nn.Module) else factory
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"'{spec}' returned {type(model).__name__}, not a torch.nn.Module")
-    args = []
-    for s in input_shapes:
-        shape, dtype = parse_input_shape(s)
-        if dtype == "int64":
-            args.append(torch.zeros((batch, *shape), dtype=torch.int64))
-        else:
-            args.append(torch.randn((batch, *shape)))
-    graph, report = from_module(model, tuple(args), name=name or attr)
-    save_network(graph, out, flat=True)
+    model, example = build_model(load_factory(spec))
+    kwargs = {}
+    for item in inputs:
+        key, sep, shape = item.partition("=")
+        if not sep or not key.strip():
+            raise InputError(f"--input '{item}': expected NAME=SHAPE[:dtype], e.g. attention_mask=128:int64")
+        kwargs[key.strip()] = example_tensor(shape, batch, key.strip())
+    if input_shapes or kwargs or example is None:
+        args = tuple(example_tensor(s, batch) for s in input_shapes)
+        bsize = batch
+    else:
+        args, bsize = _as_args(example), None
+    check_inputs(model, args, kwargs)
+    graph, report = from_module(model, args, kwargs=kwargs, batch=bsize,
+                                name=name or spec.rpartition(":")[2].split(".")[-1], progress=progress)
+    if out is not None:
+        save_network(graph, out, flat=True)
     return graph, report

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 import io
 import math
 import operator
@@ -20,17 +21,23 @@ from torch import nn
 
 from ...graph.network_file import validate_op
 from ...graph.shapes import infer_shape
-from .registry import _BRIDGE_HANDLERS, _FUNCTION_HANDLERS, _MODULE_HANDLERS
+from .registry import _BRIDGE_HANDLERS, _FUNCTION_HANDLERS, _MODULE_HANDLERS, predicate_handler
 from .report import UnmappedOp
-from .trace import _location, _target_name
+from .trace import _location, _target_name, module_path
 from .values import Act, Const, Dict_, LossVal, RecState, Seq, Unmappable  # noqa: F401
 from .values import _dynamic, _params_of, _walk
+from .leaf import _TENSOR, CALLS, leaf_op
+from torch.utils import _pytree as pytree
 
 class _Converter(torch.fx.passes.shape_prop.ShapeProp):
     """Runs the traced graph (ShapeProp) and maps every node as it goes."""
 
-    def __init__(self, gm: fx.GraphModule, original: nn.Module, batch: int):
+    def __init__(self, gm: fx.GraphModule, original: nn.Module, batch: int, input_names: list[str] | None = None,
+                 prefix: str = ""):
         super().__init__(gm)
+        self.input_names = list(input_names) if input_names else None
+        self.prefix = prefix
+        self.seq_first = False  # set once a tensor has its batch at dim 1 ([T, B, ...])
         self.gm = gm
         self.original = original
         self.batch = batch
@@ -58,11 +65,25 @@ class _Converter(torch.fx.passes.shape_prop.ShapeProp):
         return name
 
     def layer_name(self, node: fx.Node) -> str:
+        """The module path: the module's own for a module kept whole, else `path.op` (`node` when top-level)."""
         if node.meta.get("perfmodel_layer"):  # a GraphModule of to_module names its layers' output nodes
             return self.unique(node.meta["perfmodel_layer"])
         if node.op == "call_module":
             return self.unique(self.layer_names.get(str(node.target), str(node.target)))
-        return self.unique(node.name)
+        if "perfmodel_leaf" in node.meta:
+            return self.unique(self.strip(node.meta["perfmodel_leaf"].path))
+        path = self.strip(module_path(node))
+        base = re.sub(r"_\d+$", "", node.name)
+        return self.unique(f"{path}.{base}" if path else node.name)
+
+    def strip(self, path: str) -> str:
+        return path[len(self.prefix):] if self.prefix and path.startswith(self.prefix) else path
+
+    def module_of(self, node: fx.Node) -> nn.Module:
+        """The module a call_module node (or a perfmodel::leaf op) runs."""
+        if "perfmodel_leaf" in node.meta:
+            return node.meta["perfmodel_leaf"].module
+        return self.gm.get_submodule(node.target)
 
     def add(self, op: str, name: str, inputs: list[str], **fields) -> str:
         """Append a layer after validating it and inferring its shape (an error here makes the node custom)."""
@@ -92,12 +113,23 @@ class _Converter(torch.fx.passes.shape_prop.ShapeProp):
 
     def out_act(self, layer: str, result) -> Act:
         """The activation `result` as the output of `layer`."""
-        return Act(layer, self.shapes[layer], self.per_sample(result))
+        return Act(layer, self.shapes[layer], self.per_sample(result), bdim=self.bdim_of(result) or 0)
+
+    def bdim_of(self, t) -> int | None:
+        """Where the batch dim of tensor `t` is: 0, 1 in a sequence-first model ([T, B, ...]), or None."""
+        if not isinstance(t, torch.Tensor) or t.dim() == 0:
+            return None
+        if t.shape[0] == self.batch:
+            return 0
+        if self.seq_first and t.dim() >= 2 and t.shape[1] == self.batch:
+            return 1
+        return None
 
     def per_sample(self, t) -> tuple[int, ...] | None:
-        if isinstance(t, torch.Tensor) and t.dim() >= 1 and t.shape[0] == self.batch:
-            return tuple(int(d) for d in t.shape[1:])
-        return None
+        d = self.bdim_of(t)
+        if d is None:
+            return None
+        return tuple(int(x) for i, x in enumerate(t.shape) if i != d)
 
     def claim(self, layer: str, params) -> str | None:
         """Record `layer` as owner of `params` (nn.Parameters or ids); returns the earlier owner if shared."""
@@ -129,7 +161,8 @@ class _Converter(torch.fx.passes.shape_prop.ShapeProp):
 
     def convert(self, n: fx.Node, result, args, kwargs, ia, ik):
         if n.op == "placeholder":
-            return self.placeholder_info(n.name, result)
+            name = self.input_names.pop(0) if self.input_names else n.name
+            return self.placeholder_info(name, result)
         if n.op == "get_attr":
             ids = frozenset({id(result)}) if isinstance(result, nn.Parameter) else frozenset()
             return Const(result, ids)
@@ -147,6 +180,8 @@ class _Converter(torch.fx.passes.shape_prop.ShapeProp):
         if not isinstance(result, (torch.Tensor, tuple, list)) or (
                 isinstance(result, (tuple, list)) and not any(isinstance(x, torch.Tensor) for x in result)):
             return Const(result)  # shape queries and the like
+        if n.op == "call_function" and n.target is leaf_op():
+            return self.leaf_call(n, result, args, ia)
         handler = self.find_handler(n)
         if handler is not None:
             try:
@@ -164,13 +199,16 @@ class _Converter(torch.fx.passes.shape_prop.ShapeProp):
 
     def placeholder_info(self, name: str, value):
         if isinstance(value, torch.Tensor):
-            if value.dim() == 0 or value.shape[0] != self.batch:
+            if value.dim() >= 2 and value.shape[0] != self.batch and value.shape[1] == self.batch:
+                self.seq_first = True  # e.g. token ids [T, B] of a sequence-first language model
+            bdim = self.bdim_of(value)
+            if bdim is None:
                 return Const(value)
             is_int = not value.is_floating_point() and not value.is_complex()
             lname = self.unique(name)
-            shape = tuple(int(d) for d in value.shape[1:]) or (1,)
+            shape = self.per_sample(value) or (1,)
             self.add("input", lname, [], shape=list(shape), dtype="int64" if is_int else "float")
-            return Act(lname, shape, shape if value.dim() > 1 else None, is_int)
+            return Act(lname, shape, shape if value.dim() > 1 else None, is_int, bdim=bdim)
         if isinstance(value, dict):  # the first dict argument names the inputs (GraphModule); others are prefixed
             first = not any(isinstance(v, Dict_) for v in self.info.values())
             return Dict_({k: self.placeholder_info(str(k) if first else f"{name}.{k}", v) for k, v in value.items()})
@@ -180,16 +218,42 @@ class _Converter(torch.fx.passes.shape_prop.ShapeProp):
 
     def find_handler(self, n: fx.Node) -> Callable | None:
         if n.op == "call_module":
-            mod = self.gm.get_submodule(n.target)
-            for cls, h in _MODULE_HANDLERS.items():
-                if type(mod) is cls:
-                    return h
-            for cls, h in _BRIDGE_HANDLERS.items():
-                if isinstance(mod, cls):
-                    return h
-            return None
+            return self.module_handler(self.gm.get_submodule(n.target))
         key = n.target if n.op == "call_function" else ("method", n.target)
         return _FUNCTION_HANDLERS.get(key)
+
+    def leaf_call(self, n: fx.Node, result, args, ia):
+        """A module kept whole by perfmodel::leaf: map it with its module handler, flatten the answer."""
+        call = CALLS[args[1]]
+        n.meta["perfmodel_leaf"] = call
+        margs, mkwargs = call.rebuild(args[0])
+        infos = iter(ia[0])
+        flat = [next(infos) if v is _TENSOR else Const(v) for v in call.leaves]
+        mia, mik = pytree.tree_unflatten(flat, call.in_spec)
+        out = pytree.tree_unflatten(list(result), call.out_spec)
+        handler = self.module_handler(call.module)
+        reason = "no op kind for this module"
+        if handler is not None:
+            try:
+                info = handler(self, n, out, margs, mkwargs, tuple(mia), dict(mik))
+                if info is not None:
+                    return Seq(tuple(i for i in _walk(info) if not (isinstance(i, Const) and i.value is None)))
+            except Unmappable as e:
+                reason = str(e)
+            except Exception as e:  # noqa: BLE001 - a handler that trips is treated as "cannot map"
+                reason = f"mapping failed: {type(e).__name__}: {e}"
+            self._pending.clear()
+        return self.custom(n, result, args, {}, ia, {}, reason)
+
+    @staticmethod
+    def module_handler(mod: nn.Module) -> Callable | None:
+        for cls, h in _MODULE_HANDLERS.items():
+            if type(mod) is cls:
+                return h
+        for cls, h in _BRIDGE_HANDLERS.items():
+            if isinstance(mod, cls):
+                return h
+        return predicate_handler(mod)
 
     def custom(self, n: fx.Node, result, args, kwargs, ia, ik, reason: str):
         """Cost the node as a `custom` layer: true output shape, its parameters, measured FLOPs."""
@@ -214,8 +278,8 @@ class _Converter(torch.fx.passes.shape_prop.ShapeProp):
             numel = out.numel() if out is not None else 1
             shape = (max(1, numel // self.batch),)
         params: set[int] = set(_params_of((ia, ik)))
-        if n.op == "call_module":
-            params |= {id(p) for p in self.gm.get_submodule(n.target).parameters()}
+        if n.op == "call_module" or "perfmodel_leaf" in n.meta:
+            params |= {id(p) for p in self.module_of(n).parameters()}
         new = [p for p in params if p not in self.owner]
         nparams = sum(self.param_numel.get(p, 0) for p in new)
         flops = self.measure_flops(n, args, kwargs) / self.batch

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict
 from torch import nn
 
 from .modules import _embedding, _gap, _loss, _pool, _posemb_layer, _softmax_layer, _upsample
+from .elementwise import elementwise, getitem_slice
 from .registry import _flatten, _view, _act, _aten, _arg, _on, _real, _rowwise_in, _rowwise_out, _sample_axis, _simple
 from .values import Act, Const, Dict_, LossVal, RecState, Seq, Unmappable  # noqa: F401
 from .values import _params_of, _value
@@ -32,9 +33,9 @@ def _binary(c, n, op, result, ia):
             if a.real is None and b.real is None and a.shape == b.shape:
                 name = c.add(op, c.layer_name(n), [a.layer, b.layer])
                 return Act(name, a.shape, None)
-            raise Unmappable("operands with a folded batch dim")
+            return elementwise(c, n, result, ia, {}, fn=op)
         if a.real != b.real:
-            raise Unmappable(f"broadcasting {list(a.real)} with {list(b.real)}")
+            return elementwise(c, n, result, ia, {}, fn=op)
         name = c.add(op, c.layer_name(n), [c.ensure(a), c.ensure(b)])
         return c.out_act(name, result)
     if op == "add" and len(acts) == 1:
@@ -47,7 +48,7 @@ def _binary(c, n, op, result, ia):
                     and p.shape[-1] == a.real[1] and p.shape[-2] >= a.real[0] and math.prod(p.shape[:-2]) == 1 \
                     and tuple(other.value.shape[-2:]) == a.real and math.prod(other.value.shape[:-2]) == 1:
                 return _posemb_layer(c, n, a, p, result)
-    raise Unmappable("an elementwise op with a constant or a broadcast operand (no op kind)")
+    return elementwise(c, n, result, ia, {}, fn=op)
 
 
 @_on(operator.add, operator.iadd, torch.add, "add", "add_", "__add__", "__radd__", "__iadd__",
@@ -97,7 +98,9 @@ def _h_cat(c, n, result, args, kwargs, ia, ik):
     dim = int(_arg(args, kwargs, 1, "dim", 0))
     acts = [_act(p) for p in parts]
     reals = [_real(a) for a in acts]
-    axis = _sample_axis(dim, len(reals[0]) + 1)
+    axis = _sample_axis(dim, len(reals[0]) + 1, acts[0].bdim)
+    if len({x.bdim for x in acts}) > 1:
+        raise Unmappable("parts with the batch dim in different places")
     if len(acts) == 1:
         return acts[0]
     name = c.add("concat", c.layer_name(n), [c.ensure(a) for a in acts], axis=axis)
@@ -128,26 +131,44 @@ def _h_view(c, n, result, args, kwargs, ia, ik):
      *_aten("permute.default", "transpose.int", "t.default"))
 def _h_permute(c, n, result, args, kwargs, ia, ik):
     a = _act(ia[0])
-    if c.per_sample(result) is None or a.real is None:
-        raise Unmappable("a permutation that moves the batch dim")
+    perm = _perm(n, args, kwargs, result.dim())
+    if a.real is None or perm is None:
+        raise Unmappable("a permutation of a tensor whose batch dim is folded")
+    new_bdim = perm.index(a.bdim)
+    if new_bdim not in (0, 1):
+        raise Unmappable("a permutation that moves the batch dim past dim 1")
+    if new_bdim == 1:
+        c.seq_first = True  # [B, T, ...] -> [T, B, ...]: a sequence-first layout from here on
+    order = [d for d in perm if d != a.bdim]
+    if order == sorted(order):  # only the batch dim moved: the same per-sample layout
+        return Act(a.layer, a.shape, a.real, a.is_int, a._view, a.transposed_of, a.swaps_last_two, new_bdim)
     out = _view(c, n, a, result)
-    out = Act(out.layer, out.shape, out.real, out.is_int, transposed_of=a,
-              swaps_last_two=_swaps_last_two(args, kwargs, n, result.dim()))
+    if c.per_sample(result) is None:
+        raise Unmappable("a permutation that moves the batch dim")
+    rank = len(order)
+    out = Act(out.layer, out.shape, out.real, out.is_int, transposed_of=a, bdim=new_bdim,
+              swaps_last_two=[sorted(order).index(d) for d in order] == list(range(rank - 2)) + [rank - 1, rank - 2])
     c.note("permute/transpose are views: a reshape layer stands for them where a consumer needs the new layout "
            "(a transpose of the last two dims feeding a matmul becomes transpose_b)")
     return out
 
 
-def _swaps_last_two(args, kwargs, n, rank: int) -> bool:
-    name = n.target if isinstance(n.target, str) else getattr(n.target, "__name__", str(n.target))
-    if "permute" in str(name):
-        dims = args[1:] if not (len(args) == 2 and isinstance(args[1], (list, tuple))) else args[1]
-        dims = [d % rank for d in dims]
-        return dims == list(range(rank - 2)) + [rank - 1, rank - 2]
-    if str(name) in ("t",) or "t.default" in str(name):
-        return rank == 2
-    d0, d1 = (int(args[1]) % rank, int(args[2]) % rank) if len(args) >= 3 else (0, 1)
-    return {d0, d1} == {rank - 1, rank - 2}
+def _perm(n, args, kwargs, rank: int) -> list[int] | None:
+    """The permutation a permute/transpose/t node applies (dims of the input, in output order)."""
+    name = str(n.target if isinstance(n.target, str) else getattr(n.target, "__name__", n.target))
+    if "permute" in name:
+        dims = args[1] if len(args) == 2 and isinstance(args[1], (list, tuple)) else args[1:]
+        dims = dims or kwargs.get("dims", ())
+        return [int(d) % rank for d in dims]
+    perm = list(range(rank))
+    if name in ("t",) or "t.default" in str(n.target):
+        d0, d1 = 0, 1
+    elif len(args) >= 3:
+        d0, d1 = int(args[1]) % rank, int(args[2]) % rank
+    else:
+        return None
+    perm[d0], perm[d1] = perm[d1], perm[d0]
+    return perm
 
 
 @_on(operator.matmul, torch.matmul, torch.bmm, "matmul", "bmm", "__matmul__", *_aten("matmul.default", "bmm.default"))
@@ -283,7 +304,7 @@ def _h_select(c, n, result, args, kwargs, ia, ik):
     a = _act(ia[0])
     real = _real(a)
     dim, index = int(_arg(args, kwargs, 1, "dim")), int(_arg(args, kwargs, 2, "index"))
-    axis = _sample_axis(dim, len(real) + 1)
+    axis = _sample_axis(dim, len(real) + 1, a.bdim)
     name = c.add("select", c.layer_name(n), [c.ensure(a)], axis=axis, index=index)
     return c.out_act(name, result)
 
@@ -297,14 +318,14 @@ def _h_getitem(c, n, result, args, kwargs, ia, ik):
     if isinstance(src, Dict_):
         return src.items[idx]
     if isinstance(src, RecState):
-        if isinstance(idx, int) and idx == -1 and src.dirs == 1:
-            name = c.add("select", c.layer_name(n), [c.ensure(src.act)], axis=0, index=-1)
-            return c.out_act(name, result)
-        raise Unmappable("use of a recurrent layer's final state other than h_n[-1] of a unidirectional layer")
+        return _final_state(c, n, src, idx, result)
     a = _act(src)
     real = _real(a)
     if not isinstance(idx, tuple):
         idx = (idx,)
+    if a.bdim == 1 and len(idx) == 1 and isinstance(idx[0], int):  # out[-1] of a sequence-first tensor
+        name = c.add("select", c.layer_name(n), [c.ensure(a)], axis=0, index=idx[0])
+        return c.out_act(name, result)
     # x[:, i] / x[:, :, i] / x[..., i]: a select
     if len(idx) >= 2 and idx[0] == slice(None) and all(i == slice(None) for i in idx[1:-1]) \
             and isinstance(idx[-1], int) and len(idx) - 1 <= len(real):
@@ -314,7 +335,21 @@ def _h_getitem(c, n, result, args, kwargs, ia, ik):
     if len(idx) >= 2 and idx[0] == slice(None) and all(i == slice(None) for i in idx[:-1]) \
             and isinstance(idx[-1], int) is False and idx[-1] == slice(None):
         return a
-    raise Unmappable(f"indexing with {idx!r}")
+    return getitem_slice(c, n, a, idx, result)
+
+
+def _final_state(c, n, src: RecState, idx, result):
+    """h_n[i] of a recurrent layer: h_n[-1] of a unidirectional layer is its last time step (a select); any
+    other final state is costed as a slice of the output sequence (a view) with a note."""
+    if isinstance(idx, int) and idx == -1 and src.dirs == 1:
+        name = c.add("select", c.layer_name(n), [c.ensure(src.act)], axis=0, index=-1)
+        return c.out_act(name, result)
+    real = c.per_sample(result)
+    if not isinstance(idx, int) or real is None:
+        raise Unmappable("use of a recurrent layer's final state other than h_n[i]")
+    c.note("a final state h_n[i] of a recurrent layer is costed as a slice of its output sequence")
+    name = c.add("slice", c.layer_name(n), [c.ensure(src.act)], output_shape=list(real))
+    return c.out_act(name, result)
 
 
 @_on(getattr)

@@ -25,8 +25,8 @@ from .values import _value
 
 _SELF_ATTENTION_ARGS = ("query", "key", "value")
 
-def _mod(c: _Converter, n) -> nn.Module:
-    return c.gm.get_submodule(n.target)
+def _mod(c, n) -> nn.Module:
+    return c.module_of(n)
 
 
 @_on_modules(nn.Linear)
@@ -196,7 +196,7 @@ def _softmax_layer(c, n, a_info, dim, result, log=False):
             raise Unmappable("softmax over a folded tensor on a dim other than the last")
         name = c.add("softmax", c.layer_name(n), [a.layer], axis=-1)
         return Act(name, c.shapes[name], None)
-    axis = _sample_axis(dim, len(a.real) + 1)
+    axis = _sample_axis(dim, len(a.real) + 1, a.bdim)
     axis = axis - len(a.real) if dim < 0 else axis
     name = c.add("softmax", c.layer_name(n), [c.ensure(a)], axis=axis)
     return c.out_act(name, result)
@@ -239,27 +239,30 @@ def _embedding(c, n, a: Act, weight, result):
 @_on_modules(nn.RNN, nn.LSTM, nn.GRU)
 def _h_recurrent(c, n, result, args, kwargs, ia, ik):
     m = _mod(c, n)
-    if not m.batch_first:
-        raise Unmappable("batch_first=False (the graph's sequences are [T, F] per sample, batch first)")
     if getattr(m, "proj_size", 0):
         raise Unmappable("an LSTM with proj_size")
     a = _act(ia[0])
     if a.real is None or len(a.real) != 2:
         raise Unmappable("input is not a batch of [T, F] sequences")
+    if a.bdim != (0 if m.batch_first else 1):
+        raise Unmappable(f"batch_first={m.batch_first} but the batch is dim {a.bdim} of the input")
     op = {nn.RNN: "rnn", nn.LSTM: "lstm", nn.GRU: "gru"}[type(m)]
     fields = {"hidden": m.hidden_size, "layers": m.num_layers, "bidirectional": m.bidirectional, "bias": m.bias}
     if op == "rnn":
         fields["nonlinearity"] = m.nonlinearity
-    if m.dropout:
-        c.note(f"'{n.target}': dropout between recurrent layers is not costed")
+    return _recurrent_layer(c, n, op, a, fields, list(m.parameters()), m.dropout, result)
+
+
+def _recurrent_layer(c, n, op, a, fields, params, dropout, result):
+    if dropout:
+        c.note("dropout between stacked recurrent layers is not costed")
     name = c.layer_name(n)
-    shared = c.claim(name, list(m.parameters()))
+    shared = c.claim(name, params)
     if shared:
         fields["share_params_with"] = shared
     c.add(op, name, [c.ensure(a)], **fields)
     out = c.out_act(name, result[0])
-    dirs = 2 if m.bidirectional else 1
-    state = RecState(out, dirs)
+    state = RecState(out, 2 if fields["bidirectional"] else 1)
     hidden = Seq((state, state)) if op == "lstm" else state
     return Seq((out, hidden))
 
@@ -268,18 +271,16 @@ def _h_recurrent(c, n, result, args, kwargs, ia, ik):
 def _h_mha(c, n, result, args, kwargs, ia, ik):
     m = _mod(c, n)
     q, k, v = (_arg(ia, ik, i, nm) for i, nm in enumerate(_SELF_ATTENTION_ARGS))
-    if not (q is k is v):
-        raise Unmappable("not self-attention (query, key and value differ); the kind is self-attention")
-    if not m.batch_first:
-        raise Unmappable("batch_first=False")
-    if not m._qkv_same_embed_dim or m.bias_k is not None or m.add_zero_attn:
-        raise Unmappable("kdim/vdim differ from embed_dim, or add_bias_kv/add_zero_attn")
+    if m.bias_k is not None or m.add_zero_attn:
+        raise Unmappable("add_bias_kv/add_zero_attn")
     a = _act(q)
     if a.real is None or len(a.real) != 2:
         raise Unmappable("input is not a batch of [T, D] sequences")
+    if a.bdim != (0 if m.batch_first else 1):
+        raise Unmappable(f"batch_first={m.batch_first} but the batch is dim {a.bdim} of the query")
     causal = bool(_value(ik.get("is_causal", Const(False))))
     mask = _arg(ia, ik, 5, "attn_mask", None)
-    if not causal and mask is not None:
+    if not causal and mask is not None and _value(mask) is not None:
         mv = _value(mask)
         if isinstance(mv, torch.Tensor) and _is_causal_mask(mv):
             causal = True
@@ -287,15 +288,49 @@ def _h_mha(c, n, result, args, kwargs, ia, ik):
             c.note(f"'{n.target}': an attention mask that is not causal is ignored")
     if _arg(ia, ik, 3, "key_padding_mask") is not None and _value(_arg(ia, ik, 3, "key_padding_mask")) is not None:
         c.note(f"'{n.target}': key_padding_mask ignored")
-    name = c.layer_name(n)
-    fields = {"heads": m.num_heads, "causal": causal, "bias": m.in_proj_bias is not None, "dropout": m.dropout}
-    shared = c.claim(name, list(m.parameters()))
-    if shared:
-        fields["share_params_with"] = shared
-    c.add("attention", name, [c.ensure(a)], **fields)
-    out = c.out_act(name, result[0])
+    if not (q is k is v) or not m._qkv_same_embed_dim:
+        out = _cross_attention(c, n, m, a, _act(k), _act(v), result[0], causal)
+    else:
+        name = c.layer_name(n)
+        fields = {"heads": m.num_heads, "causal": causal, "bias": m.in_proj_bias is not None, "dropout": m.dropout}
+        shared = c.claim(name, list(m.parameters()))
+        if shared:
+            fields["share_params_with"] = shared
+        c.add("attention", name, [c.ensure(a)], **fields)
+        out = c.out_act(name, result[0])
     w = result[1]
-    return Seq((out, Const(None) if w is None else Act(name, a.real, None)))
+    return Seq((out, Const(None) if w is None else Act(out.layer, a.real, None)))
+
+
+def _cross_attention(c, n, m, q: Act, k: Act, v: Act, result, causal: bool) -> Act:
+    """Attention whose keys and values are not the query (cross-attention, kdim/vdim): dense projections,
+    per-head score and context matmuls, softmax, dropout and the output projection."""
+    if k.real is None or v.real is None or len(k.real) != 2 or len(v.real) != 2:
+        raise Unmappable("keys or values are not a batch of [T, D] sequences")
+    e, h = m.embed_dim, m.num_heads
+    d, tq, tk = e // h, q.real[0], k.real[0]
+    base = c.layer_name(n)
+    bias = m.in_proj_bias is not None
+    if causal:
+        c.note(f"'{base}': a causal mask of cross-attention does not change its cost here")
+    shared = c.claim(f"{base}.q_proj", list(m.parameters()))
+    if shared:
+        raise Unmappable("cross-attention that shares its parameters")
+    qp = c.add("dense", c.unique(f"{base}.q_proj"), [c.ensure(q)], units=e, bias=bias)
+    kp = c.add("dense", c.unique(f"{base}.k_proj"), [c.ensure(k)], units=e, bias=bias)
+    vp = c.add("dense", c.unique(f"{base}.v_proj"), [c.ensure(v)], units=e, bias=bias)
+    qh = c.add("reshape", c.unique(f"{base}.q_heads"), [qp], shape=[h, tq, d])
+    kh = c.add("reshape", c.unique(f"{base}.k_heads"), [kp], shape=[h, tk, d])
+    vh = c.add("reshape", c.unique(f"{base}.v_heads"), [vp], shape=[h, tk, d])
+    scores = c.add("matmul", c.unique(f"{base}.scores"), [qh, kh], transpose_b=True)
+    probs = c.add("softmax", c.unique(f"{base}.softmax"), [scores], axis=-1)
+    if m.dropout:
+        probs = c.add("dropout", c.unique(f"{base}.dropout"), [probs], p=m.dropout)
+    ctx = c.add("matmul", c.unique(f"{base}.context"), [probs, vh])
+    merged = c.add("reshape", c.unique(f"{base}.merge"), [ctx], shape=[tq, e])
+    name = c.add("dense", c.unique(f"{base}.out_proj"), [merged], units=e, bias=m.out_proj.bias is not None)
+    c.note("permutes of heads in cross-attention are views (reshape layers)")
+    return c.out_act(name, result)
 
 
 def _is_causal_mask(m: torch.Tensor) -> bool:

@@ -25,6 +25,35 @@ Handler = Callable[..., Any]
 _MODULE_HANDLERS: dict[type, Handler] = {}
 _BRIDGE_HANDLERS: dict[type, Handler] = {}
 _FUNCTION_HANDLERS: dict[Any, Handler] = {}
+_PREDICATE_HANDLERS: list[tuple[Callable[[nn.Module], bool], Handler]] = []  # modules recognised by structure
+
+
+def on_module_kind(predicate: Callable[[nn.Module], bool]):
+    """Register a handler for modules recognised by their structure (e.g. mixture-of-experts blocks)."""
+
+    def deco(fn):
+        _PREDICATE_HANDLERS.append((predicate, fn))
+        return fn
+
+    return deco
+
+
+def predicate_handler(m: nn.Module) -> Handler | None:
+    for pred, h in _PREDICATE_HANDLERS:
+        if pred(m):
+            return h
+    return None
+
+
+def keeps_whole(m: nn.Module) -> bool:
+    """Modules that a structure handler maps as a whole (fx keeps them as leaves)."""
+    return predicate_handler(m) is not None
+
+
+def export_leaf(m: nn.Module) -> bool:
+    """Modules kept whole under torch.export and the dispatch trace (see leaf.py): attention, recurrent
+    layers and structure-recognised blocks, which those tracers would decompose beyond recognition."""
+    return type(m) in (nn.MultiheadAttention, nn.RNN, nn.LSTM, nn.GRU) or keeps_whole(m)
 
 
 def _on_modules(*classes):
@@ -77,12 +106,12 @@ def _real(a: Act) -> tuple[int, ...]:
     return a.real
 
 
-def _sample_axis(dim: int, rank_with_batch: int) -> int:
-    """A dim of the batch-first tensor as a per-sample axis (dim 0, the batch, is not allowed)."""
+def _sample_axis(dim: int, rank_with_batch: int, bdim: int = 0) -> int:
+    """A dim of the tensor as a per-sample axis (the batch dim, at `bdim`, is not allowed)."""
     d = dim if dim >= 0 else rank_with_batch + dim
-    if d == 0:
+    if d == bdim:
         raise Unmappable("it works across the batch dim")
-    return d - 1
+    return d if d < bdim else d - 1
 
 
 def _rowwise_in(c: _Converter, a: Act, tensor) -> str:
@@ -97,7 +126,7 @@ def _rowwise_in(c: _Converter, a: Act, tensor) -> str:
 
 def _rowwise_out(c: _Converter, name: str, a: Act, result) -> Act:
     real = c.per_sample(result) if a.real is not None else None
-    return Act(name, c.shapes[name], real)
+    return Act(name, c.shapes[name], real, bdim=c.bdim_of(result) or 0)
 
 
 def _simple(op: str, **fixed):
@@ -145,4 +174,4 @@ def _view(c, n, a: Act, result):
         return Act(c.ensure(a), a.real, None, a.is_int)
     if a.real is None and math.prod(real) != math.prod(a.shape):
         raise Unmappable("a reshape that moves data across the batch dim")
-    return Act(a.layer, a.shape, real, a.is_int)
+    return Act(a.layer, a.shape, real, a.is_int, bdim=c.bdim_of(result) or 0)

@@ -15,6 +15,8 @@ class UnmappedOp(BaseModel):
     flops_per_sample: float  # forward FLOPs per sample measured with FlopCounterMode
     params: int
     reason: str
+    standard: bool = False  # a torch.nn module left whole (opaque)
+    bytes_per_sample: float | None = None  # forward traffic per sample (None: inputs read, output written)
 
 
 class ImportReport(BaseModel):
@@ -30,17 +32,28 @@ class ImportReport(BaseModel):
     trace_errors: tuple[str, ...] = ()  # why earlier tracing methods failed
     params_module: int  # distinct trainable parameters of the module
     params_graph: int  # parameters of the graph (sum of its layers' cost records)
+    kinds: dict[str, int] = {}  # layers per op kind
+    import_time_s: float = 0.0
+    warnings: tuple[str, ...] = ()  # custom layers with no FLOPs and no bytes, opaque standard modules
+
+    @property
+    def params_match(self) -> bool:
+        return self.params_module == self.params_graph
+
+    @property
+    def opaque_standard(self) -> tuple[UnmappedOp, ...]:
+        """Standard torch.nn modules that stayed whole as custom layers."""
+        return tuple(u for u in self.unmapped if u.standard)
 
     def summary_lines(self) -> list[str]:
         """Short human-readable lines (for the CLI)."""
-        out = [f"traced with {self.method}; {self.layers} layers; parameters: module {self.params_module:,}, "
-               f"graph {self.params_graph:,}"]
+        same = "equal" if self.params_match else "DIFFERENT"
+        out = [f"traced with {self.method} in {self.import_time_s:.1f} s; {self.layers} layers, "
+               f"{len(self.unmapped)} custom; parameters: module {self.params_module:,}, graph {self.params_graph:,} "
+               f"({same})"]
+        out.extend(f"warning: {w}" for w in self.warnings)
         for u in self.unmapped:
             out.append(f"unmapped: {u.target} (node {u.node}, layer {u.layer}) at {u.location}: {u.reason}; "
                        f"costed as custom ({u.flops_per_sample:,.0f} FLOPs/sample, {u.params:,} params)")
         out.extend(f"approximation: {a}" for a in self.approximations)
         return out
-
-
-class Unmappable(Exception):
-    """Raised by a handler that cannot express the node; the node becomes a custom layer."""

@@ -26,6 +26,7 @@ class Act:
     _view: str | None = None  # reshape layer giving `real` (created on demand)
     transposed_of: "Act | None" = None  # set by permute/transpose: the activation before the view
     swaps_last_two: bool = False
+    bdim: int = 0  # where the batch dim is in the real tensor (1 for sequence-first [T, B, ...] tensors)
 
 
 @dataclass(eq=False)
