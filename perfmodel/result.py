@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 # Named parts of an iteration; they add up to iteration_time_s. Single-device predictions fill the
 # first three; the parallel model and the data flow fill the others.
 BREAKDOWN_PARTS = (
-    "compute", "memory", "overhead", "communication", "bubble", "straggler", "host_to_device", "io",
+    "compute", "memory", "overhead", "recompute", "communication", "bubble", "straggler", "host_to_device", "io",
 )
 
 

@@ -16,7 +16,7 @@ from .engine.worktime import stage_times
 from .errors import InputError
 from .graph.layer_graph import LayerGraph
 from .hardware.schema import Device
-from .ops import DTYPE_BYTES, STAGES, OpCost
+from .ops import DTYPE_BYTES, OpCost
 from .ops.base import Work, graph_costs
 from .optimizers import OPTIMIZER_NAMES, optimizer_work
 

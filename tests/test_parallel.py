@@ -397,7 +397,7 @@ def test_cpu_processes_measured_memory_speed_scales_bandwidth_and_elementwise_ra
     faster end to end."""
     from perfmodel.hardware import load_hardware
     from perfmodel.hardware.topology import Node
-    from perfmodel.parallel.predict import _cpu_process_share
+    from perfmodel.parallel.predict import cpu_process_share as _cpu_process_share
 
     dev = load_hardware("amd-epyc-2c-kvm")
     d, f, t = _cpu_process_share(dev, 2, 1, 1.0, 0.5)

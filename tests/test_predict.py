@@ -178,3 +178,35 @@ def test_predict_takes_a_setup_object_or_keywords():
     a = perfmodel.predict("fcn5", "dgx1-v100", s, layers=False)
     b = perfmodel.predict("fcn5", "dgx1-v100", batch=16, devices=4, layers=False)
     assert a.iteration_time_s == b.iteration_time_s and a.devices == 4
+
+
+# ---- recompute and ZeRO-1 in predict ---------------------------------------------------------------
+
+def test_full_recompute_adds_the_forward_of_every_block_but_the_last():
+    from perfmodel.parallel.stages import recompute_info
+
+    g = perfmodel.load_network("gpt2_small")
+    base = perfmodel.predict(g, "a100-sxm4-40gb", batch=8, dtype="bf16", optimizer="adam")
+    rc = perfmodel.predict(g, "a100-sxm4-40gb", batch=8, dtype="bf16", optimizer="adam", recompute="full")
+    mask = recompute_info(g).layers
+    # hand sum: the forward times of the recomputed layers, from the rows of the plain prediction
+    extra = sum(r.time_s["forward"] for r, on in zip(base.layers, mask) if on)
+    assert extra > 0
+    assert rc.iteration_time_s == pytest.approx(base.iteration_time_s + extra, rel=1e-12)
+    assert rc.breakdown["recompute"] == pytest.approx(extra, rel=1e-12)
+    assert sum(rc.breakdown.values()) == pytest.approx(rc.iteration_time_s, rel=1e-12)
+    assert rc.memory.activations_bytes < base.memory.activations_bytes / 3
+    assert rc.memory.weights_bytes == base.memory.weights_bytes
+
+
+def test_zero1_shards_the_optimizer_state_over_data_parallel_replicas():
+    a = perfmodel.predict("gpt2_small", "dgx-a100", batch=4, devices=8, optimizer="adam", layers=False)
+    z = perfmodel.predict("gpt2_small", "dgx-a100", batch=4, devices=8, optimizer="adam", zero=1, layers=False)
+    from perfmodel.ops.base import graph_costs
+
+    params = sum(c.params for c in graph_costs(perfmodel.load_network("gpt2_small"), 1, 4))
+    assert z.memory.optimizer_bytes == pytest.approx(a.memory.optimizer_bytes / 8, rel=1e-12)
+    assert a.memory.optimizer_bytes == 2 * 4 * params  # Adam: two fp32 moments per parameter
+    assert z.memory.total_bytes == pytest.approx(a.memory.total_bytes - a.memory.optimizer_bytes * 7 / 8, rel=1e-12)
+    assert z.iteration_time_s == a.iteration_time_s  # memory only: the reduce-scatter + all-gather moves the same bytes
+    assert z.parallel["zero"] == 1

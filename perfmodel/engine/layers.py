@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..graph.layer_graph import LayerGraph
-from ..ops import DTYPE_BYTES, STAGES, OpCost
+from ..ops import STAGES, OpCost
 from ..ops.base import Work
 from .rates import Rates
 from .worktime import WorkTable, work_table

@@ -22,10 +22,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from ..graph.layer_graph import LayerGraph
-from ..hardware.schema import Device
-from ..ops import DTYPE_BYTES, STAGES, OpCost
-from ..ops.base import Work, graph_costs
-from ..step import StepProfile, check_args, profile_from_costs, step_profile
+from ..ops import STAGES, OpCost
+from ..ops.base import Work
 
 SPLIT_ELEMENTWISE = frozenset({"relu", "gelu", "tanh", "sigmoid", "leaky_relu", "dropout"})
 # Embeddings with fewer rows than this (token types, segments) are replicated, as Megatron does.
@@ -95,20 +93,3 @@ def shard_cost(c: OpCost, t: TPLayer, tp: int) -> OpCost:
         params=-(-c.params // tp), saved_bytes=c.saved_bytes / tp, output_bytes=out,
         workspace_bytes=c.workspace_bytes / tp,
     )
-
-
-_NO_SPLIT = TPLayer()
-
-
-def sharded_profile(graph: LayerGraph, device: Device, batch: int, dtype: str, threads: int | None,
-                    optimizer: str, tp: int) -> tuple[StepProfile, tuple[TPLayer, ...]]:
-    """Per-layer times of one tensor-parallel rank at `batch`, and the layout (identical to step_profile when tp == 1)."""
-    if tp <= 1:
-        prof = step_profile(graph, device, batch, dtype, threads, optimizer)
-        return prof, (_NO_SPLIT,) * len(graph.layers)
-    check_args(device, batch, dtype, threads, optimizer)
-    b = DTYPE_BYTES[dtype]
-    full = graph_costs(graph, batch, b)
-    layout = tensor_parallel_layout(graph, full, tp)
-    costs = tuple(shard_cost(c, t, tp) for c, t in zip(full, layout))
-    return profile_from_costs(graph, device, batch, dtype, threads, optimizer, costs), layout

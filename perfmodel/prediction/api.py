@@ -9,17 +9,17 @@ from ..errors import InputError
 from ..graph.io import load_network
 from ..graph.layer_graph import LayerGraph
 from ..hardware.loader import load_hardware
-from ..hardware.schema import Device
-from ..step import step_profile
-from .assemble import prediction_from_profile
+from ..parallel.predict import evaluate
+from ..result import Prediction
+from .assemble import prediction_from_evaluation
 from .setup import DEFAULTS, TrainingSetup, make_setup
 
 # options that keep a single-device prediction on one device without a data pipeline
-_SINGLE_DEVICE_FIELDS = ("batch", "dtype", "threads", "optimizer")
+_SINGLE_DEVICE_FIELDS = ("batch", "dtype", "threads", "optimizer", "recompute", "zero")
 
 
 def predict(network: str | Path | LayerGraph, hardware: str | Path | Any, setup: TrainingSetup | None = None, *,
-            layers: bool = True, **options: Any) -> Prediction:  # noqa: F821
+            layers: bool = True, **options: Any) -> Prediction:
     """Predict one training iteration of `network` on `hardware` under `setup` (or its fields as keywords).
 
     `network` and `hardware` are built-in names, file paths, or loaded objects. Every option is a field
@@ -32,13 +32,9 @@ def predict(network: str | Path | LayerGraph, hardware: str | Path | Any, setup:
     setup.check_modelled()
     graph = load_network(network)
     hw = load_hardware(hardware)
+    if getattr(hw, "kind", "device") not in ("device", "node", "cluster"):
+        raise InputError(f"'{getattr(hw, 'name', hardware)}' is a {hw.kind} profile; predict needs a device, node "
+                         f"or cluster")
     single = getattr(hw, "kind", "device") == "device" and all(
         getattr(setup, k) == v for k, v in DEFAULTS.items() if k not in _SINGLE_DEVICE_FIELDS)
-    if not single:
-        from ..parallel.predict import predict_parallel
-
-        return predict_parallel(graph, hw, setup, layers=layers)
-    if not isinstance(hw, Device):
-        raise InputError(f"'{getattr(hw, 'name', hardware)}' is a {hw.kind} profile; predict needs a device, node or cluster")
-    prof = step_profile(graph, hw, setup.batch_or_default, setup.dtype, setup.threads, setup.optimizer)
-    return prediction_from_profile(prof, layers=layers)
+    return prediction_from_evaluation(evaluate(graph, hw, setup), layers=layers, single=single)

@@ -1,139 +1,217 @@
-"""Assembly of a Prediction: per-layer rows, breakdown, bottleneck sentence, assumptions."""
+"""Assembly of a Prediction from an Evaluation: per-layer rows, breakdown, stages, FLOPs, bottleneck, assumptions."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-from ..errors import InputError
-from ..graph.io import load_network
-from ..graph.layer_graph import LayerGraph
-from ..hardware.loader import load_hardware
-from ..hardware.schema import Device
-from ..memory import memory_footprint
-from ..ops import STAGES
+import numpy as np
+
+from ..dataflow import HOST_RAM_CACHE_FRACTION, IO_QUEUE_DEPTH, input_bytes_per_sample
+from ..engine.layers import stage_time
+from ..ops import DTYPE_BYTES, STAGES
+from ..ops.base import graph_costs
+from ..optimizers import optimizer_work
+from ..parallel.data_parallel import DDP_BUCKET_BYTES, DDP_BUCKET_COPY_PASSES, DDP_FIRST_BUCKET_BYTES, GRAD_BYTES
+from ..parallel.predict import Evaluation
+from ..parallel.rank import RankLayers, rank_layers
+from ..parallel.sync_modes import PS_UPDATE_BYTES_FACTOR, expected_max_normal
 from ..result import BREAKDOWN_PARTS, LayerRow, Prediction
-from ..step import StepProfile, step_profile
+
+PART_WORDS = {
+    "compute": "compute-bound kernels (FLOP/s limited)",
+    "memory": "memory-bound kernels (bandwidth limited)",
+    "overhead": "per-kernel launch/dispatch overhead (kernels too small)",
+    "recompute": "recomputed forward passes (activation recomputation)",
+    "communication": "exposed gradient/activation communication",
+    "bubble": "pipeline bubbles",
+    "straggler": "waiting for stragglers",
+    "host_to_device": "host-to-device input transfer",
+    "io": "reading the dataset from storage",
+}
 
 
-
-def layer_rows(prof: StepProfile, only: list[int] | None = None) -> tuple[LayerRow, ...]:
-    """Per-layer rows of a step profile (all layers, or the indices in `only`)."""
+def layer_rows(graph, r: RankLayers, only: list[int] | None = None) -> tuple[LayerRow, ...]:
+    """Per-layer rows of one rank (all layers, or the indices in `only`)."""
+    st = r.st
+    tm, cm, mm, ov = (st[k].tolist() for k in ("time", "compute", "memory", "overhead"))
     rows = []
-    idx = range(len(prof.costs)) if only is None else only
-    for i in idx:
-        layer, c, t = prof.graph.layers[i], prof.costs[i], prof.times[i]
-        ts = {s: t.stage(s).time_s for s in STAGES}
-        longest = max(STAGES, key=lambda s: ts[s])
-        st = t.stage(longest)
-        roof = max(st.compute_s, st.memory_s)
-        bound = "overhead" if st.overhead_s > roof else ("compute" if st.compute_s >= st.memory_s else "memory")
-        if ts[longest] == 0:
+    for i in (range(len(r.costs)) if only is None else only):
+        layer, c = graph.layers[i], r.costs[i]
+        longest = max(range(3), key=lambda j: tm[i][j])
+        roof = max(cm[i][longest], mm[i][longest])
+        bound = "overhead" if ov[i][longest] > roof else ("compute" if cm[i][longest] >= mm[i][longest] else "memory")
+        if tm[i][longest] == 0:
             bound = "none"
+        scale = 1.0 / r.tp if r.tp > 1 and r.layout[i].split else 1.0
         rows.append(LayerRow.model_construct(
-            name=layer.name, op=layer.op, output_shape=layer.output_shape, params=c.params,
-            flops={s: c.flops(s) for s in STAGES}, bytes={s: c.bytes(s) for s in STAGES},
-            time_s={**ts, "total": t.total_s}, kernels=sum(c.kernels(s) for s in STAGES), bound=bound,
-            saved_bytes=c.saved_bytes,
+            name=layer.name, op=layer.op, output_shape=layer.output_shape, params=int(r.params[i]),
+            flops={s: c.flops(s) * scale for s in STAGES}, bytes={s: c.bytes(s) * scale for s in STAGES},
+            time_s={**{s: tm[i][j] for j, s in enumerate(STAGES)}, "total": tm[i][0] + tm[i][1] + tm[i][2]},
+            kernels=sum(c.kernels(s) for s in STAGES), bound=bound, saved_bytes=float(r.saved[i]),
         ))
     return tuple(rows)
-
-
-def single_breakdown(prof: StepProfile) -> dict[str, float]:
-    """Split a single-device step into compute-bound, memory-bound and exposed-overhead time (sums to the total)."""
-    comp = mem = over = 0.0
-    for t in prof.times:
-        for s in STAGES:
-            st = t.stage(s)
-            comp += st.roof_compute_s
-            mem += st.roof_memory_s
-            over += st.overhead_s
-    for st in (prof.optimizer_time, prof.cast_time):
-        comp += st.roof_compute_s
-        mem += st.roof_memory_s
-        over += st.overhead_s
-    out = {k: 0.0 for k in BREAKDOWN_PARTS}
-    out.update(compute=comp, memory=mem, overhead=over)
-    return out
 
 
 def bottleneck_text(breakdown: dict[str, float], rows: tuple[LayerRow, ...], total: float) -> str:
     """One sentence naming the dominant part and the layers that cost most."""
     part = max(breakdown, key=lambda k: breakdown[k])
     share = breakdown[part] / total if total > 0 else 0.0
-    what = {
-        "compute": "compute-bound kernels (FLOP/s limited)",
-        "memory": "memory-bound kernels (bandwidth limited)",
-        "overhead": "per-kernel launch/dispatch overhead (kernels too small)",
-        "communication": "exposed gradient/activation communication",
-        "bubble": "pipeline bubbles",
-        "straggler": "waiting for stragglers",
-        "host_to_device": "host-to-device input transfer",
-        "io": "reading the dataset from storage",
-    }[part]
     top = sorted(rows, key=lambda r: r.time_s["total"], reverse=True)[:3]
     tops = ", ".join(f"{r.name} ({r.op}, {r.time_s['total'] / total:.0%})" for r in top if total > 0)
-    return f"{share:.0%} of the step is {what}" + (f"; costliest layers: {tops}" if tops else "")
+    return f"{share:.0%} of the step is {PART_WORDS[part]}" + (f"; costliest layers: {tops}" if tops else "")
 
 
-def prediction_from_profile(prof: StepProfile, *, layers: bool = True, batch_label: int | None = None) -> Prediction:
-    """Assemble the Prediction of a single-device step."""
-    total = prof.total_s
-    if layers:
-        rows = layer_rows(prof)
-    else:  # only the costliest layers, for the bottleneck sentence
-        top = sorted(range(len(prof.times)), key=lambda i: prof.times[i].total_s, reverse=True)[:3]
-        rows = layer_rows(prof, top)
-    bd = single_breakdown(prof)
-    fwd_flops = sum(c.flops("forward") for c in prof.costs)
-    bwd_flops = sum(c.flops("backward_data") + c.flops("backward_weight") for c in prof.costs)
-    opt_flops = prof.optimizer_work.flops
-    all_flops = fwd_flops + bwd_flops + opt_flops
-    peak = prof.device.peak(prof.dtype)
-    achieved = all_flops / total if total > 0 else 0.0
-    mem = memory_footprint(prof.graph, prof.device, prof.batch, prof.dtype, prof.optimizer, costs=prof.costs)
-    warnings = []
-    if not mem.fits:
-        warnings.append(
-            f"does not fit: needs {mem.total_bytes / 1e9:.2f} GB of {mem.capacity_bytes / 1e9:.2f} GB; "
-            f"largest batch that fits: {mem.max_batch}"
-        )
-    if prof.device.is_cpu and prof.threads and prof.threads > (prof.device.cores or 1):
-        warnings.append(
-            f"{prof.threads} threads on {prof.device.cores} physical cores: hyper-threads add no speed "
-            f"(penalty {prof.device.thread_scaling.hyperthread_penalty} per extra thread per core)"
-        )
-    stages = {s: sum(t.stage(s).time_s for t in prof.times) for s in STAGES}
-    stages["forward"] += prof.cast_time.time_s
-    stages["optimizer"] = prof.optimizer_time.time_s
-    b = batch_label or prof.batch
-    return Prediction(
-        network=prof.graph.name, hardware=prof.device.name, device_type=prof.device.type, batch=b,
-        dtype=prof.dtype, threads=prof.threads if prof.device.is_cpu else None, optimizer=prof.optimizer,
-        iteration_time_s=total, throughput_samples_per_s=b / total if total > 0 else 0.0,
-        breakdown=bd, stages=stages,
-        flops={"forward": fwd_flops, "backward": bwd_flops, "optimizer": opt_flops, "total": all_flops},
-        achieved_flops=achieved, peak_flops=peak, utilization=achieved / peak if peak else 0.0,
-        bottleneck=bottleneck_text(bd, rows, total), memory=mem, layers=rows if layers else (),
-        assumptions=assumptions(prof), warnings=tuple(warnings),
-    )
-
-
-def assumptions(prof: StepProfile) -> dict[str, Any]:
-    """The named parameters this prediction used, with their values."""
-    d = prof.device
+def assumptions(device, rates, threads: int | None) -> dict[str, Any]:
+    """The named parameters of one device this prediction used, with their values."""
+    d = device
     a: dict[str, Any] = {
         "efficiency_source": d.efficiency.source,
         "efficiency": d.efficiency.model_dump(mode="json", exclude={"source"}, exclude_none=True),
         "kernel_overhead_s": d.kernel_overhead_s,
-        "overhead_overlaps_execution": prof.rates.overhead_overlaps,
-        "peak_flops": prof.rates.matrix_flops,
-        "memory_bandwidth_Bps": prof.rates.bandwidth_Bps,
+        "overhead_overlaps_execution": rates.overhead_overlaps,
+        "peak_flops": rates.matrix_flops,
+        "memory_bandwidth_Bps": rates.bandwidth_Bps,
         "master_weights": "fp32 parameters, gradients and optimizer state",
         "profile_source": d.source,
     }
     if d.is_cpu:
-        a["threads"] = prof.threads or d.cores
-        a["thread_speedup"] = prof.rates.thread_factor
+        a["threads"] = threads or d.cores
+        a["thread_speedup"] = rates.thread_factor
         a["thread_scaling"] = d.thread_scaling.model_dump(mode="json")
     return a
+
+
+def single_device_time(ev: Evaluation, batch: int) -> float:
+    """One device, no parallelism, at `batch`: forward + backward + AMP cast + optimizer (the scaling baseline)."""
+    r = rank_layers(ev.graph, ev.system.device, batch, ev.ranks.dtype, ev.threads, 1)
+    opt = stage_time((optimizer_work(ev.setup.optimizer, r.total_params, r.total_tensors,
+                                     gpu=not r.device.is_cpu),), r.rates, "optimizer")
+    return float(r.st["time"].sum()) + r.cast.time_s + opt.time_s
+
+
+def _rows(ev: Evaluation, layers: bool) -> tuple[LayerRow, ...]:
+    r = ev.ranks
+    if layers:
+        return layer_rows(ev.graph, r)
+    top = r.__dict__.get("_top3")
+    if top is None:
+        tot = r.st["time"].sum(axis=1)
+        top = [int(i) for i in np.argsort(-tot, kind="stable")[:3]]
+        r.__dict__["_top3"] = top
+    return layer_rows(ev.graph, r, top)
+
+
+def _flops(ev: Evaluation, reps: int) -> dict[str, float]:
+    r, dp = ev.ranks, ev.plan.dp
+    costs = r.costs if r.tp == 1 else graph_costs(ev.graph, r.batch, DTYPE_BYTES[r.dtype])
+    fwd = sum(c.flops("forward") for c in costs) * reps * dp
+    bwd = sum(c.flops("backward_data") + c.flops("backward_weight") for c in costs) * reps * dp
+    params = sum(c.params for c in costs)
+    opt = optimizer_work(ev.setup.optimizer, params, 1, gpu=not r.device.is_cpu).flops * dp
+    return {"forward": fwd, "backward": bwd, "optimizer": opt, "total": fwd + bwd + opt}
+
+
+def prediction_from_evaluation(ev: Evaluation, *, layers: bool = True, single: bool = False) -> Prediction:
+    """The Prediction of an evaluated iteration; `single`: a lone device with no parallel options (no parallel dict)."""
+    it, stg, r, s = ev.it, ev.staged, ev.ranks, ev.setup
+    p = it.parts
+    bd = {k: p[k] for k in ("compute", "memory", "overhead", "recompute")}
+    bd["communication"] = p["tensor_comm"] + p["pipeline_comm"] + p["data_comm"]
+    for k in ("bubble", "straggler", "host_to_device", "io"):
+        bd[k] = p[k]
+    bd = {k: bd.get(k, 0.0) for k in BREAKDOWN_PARTS}
+    total = it.total_s
+    k_acc, m = s.grad_accumulation, ev.plan.m
+    reps = k_acc * m
+    global_batch = ev.replica_batch * k_acc * ev.plan.dp
+    throughput = global_batch / total if total > 0 else 0.0
+    fl = _flops(ev, reps)
+    dev = ev.system.device
+    n_dev = ev.plan.devices
+    peak = dev.peak(r.dtype) * n_dev
+    achieved = fl["total"] / total if total > 0 else 0.0
+    rows = _rows(ev, layers)
+    crit = it.crit
+    a, e = stg.ranges[crit]
+    tm = r.st["time"]
+    stages = {"forward": float(tm[a:e, 0].sum()) * reps + r.cast.time_s * stg.cast_share[crit] * reps,
+              "backward_data": float(tm[a:e, 1].sum()) * reps, "backward_weight": float(tm[a:e, 2].sum()) * reps,
+              "optimizer": ev.synced.opt[crit].time_s}
+    assum = assumptions(r.device, r.rates, r.threads)
+    par = None if single else _parallel_dict(ev, bd, global_batch, throughput, total, assum)
+    return Prediction(
+        network=ev.graph.name, hardware=ev.system.name if not single else dev.name, device_type=dev.type,
+        batch=global_batch, dtype=r.dtype, threads=r.threads, optimizer=s.optimizer, devices=n_dev,
+        iteration_time_s=total, throughput_samples_per_s=throughput, breakdown=bd, stages=stages,
+        hidden={} if single else {"communication": it.hidden_comm_s, "host_to_device": it.flow.hidden_host_to_device_s,
+                                  "io": it.flow.hidden_io_s},
+        flops=fl, achieved_flops=achieved, peak_flops=peak, utilization=achieved / peak if peak else 0.0,
+        bottleneck=bottleneck_text(bd, rows, total), memory=ev.memory, layers=rows if layers else (),
+        assumptions=assum, parallel=par, warnings=ev.warnings,
+    )
+
+
+def _parallel_dict(ev: Evaluation, bd, global_batch: int, throughput: float, total: float,
+                   assum: dict[str, Any]) -> dict[str, Any]:
+    """The `parallel` section of a Prediction (and the multi-device assumptions, added to `assum`)."""
+    it, stg, s, pl, plan, system = ev.it, ev.staged, ev.setup, ev.placement, ev.plan, ev.system
+    df, sync = it.flow, ev.sync
+    n_dev = plan.devices
+    single_t = single_device_time(ev, ev.replica_batch if s.scaling == "weak" else s.batch_or_default)
+    if s.scaling == "weak":
+        ideal = n_dev * ev.replica_batch / single_t
+        eff = throughput / ideal if ideal > 0 else 0.0
+    else:
+        eff = (single_t / total) / n_dev if total > 0 else 0.0
+    k_acc = s.grad_accumulation
+    ar_info = ev.gsync.info
+    algo = s.allreduce if sync == "sync" else ("ps" if sync == "async" else f"{ar_info['algorithm']} in node + ps")
+    copy = ev.synced.copy[it.s_star]
+    par: dict[str, Any] = {
+        "plan": {"dp": plan.dp, "tp": plan.tp, "pp": plan.pp, "microbatches": plan.m, "schedule": plan.schedule,
+                 "grad_accumulation": k_acc},
+        "devices": n_dev, "nodes": pl.nodes, "devices_per_node": pl.devices_per_node,
+        "per_device_batch": ev.replica_batch, "microbatch": ev.microbatch, "global_batch": global_batch,
+        "scaling": s.scaling, "sync": sync, "algorithm": algo, "overlap": s.overlap,
+        "exposed_communication_s": bd["communication"], "hidden_communication_s": it.hidden_comm_s,
+        "gradient_sync_s": it.comm_s + it.async_info.get("pull_s", 0.0),
+        "exposed_gradient_sync_s": it.parts["data_comm"], "tensor_parallel_comm_s": it.tp_comm_s,
+        "pipeline_transfer_s": it.parts["pipeline_comm"], "recompute_s": it.parts["recompute"],
+        "recompute": s.recompute, "zero": s.zero,
+        "bubble_s": bd["bubble"], "bubble_fraction": it.timing.bubble_fraction,
+        "straggler_s": bd["straggler"], "straggler_cv": s.straggler_cv,
+        "expected_max_normal": expected_max_normal(n_dev if sync == "sync" else max(1, pl.dp_ranks_per_node)),
+        "io_s": df.io_s, "exposed_io_s": df.exposed_io_s,
+        "host_to_device_s": df.host_to_device_s, "exposed_host_to_device_s": df.exposed_host_to_device_s,
+        "dataset_in_ram_fraction": df.ram_hit_fraction, "storage": df.storage, "prefetch": s.prefetch,
+        "gradient_bytes": stg.ranks.total_params * GRAD_BYTES, "bucket_copy_s": copy.time_s,
+        "buckets": len(ev.synced.sched[it.s_star].buckets), "bucket_bytes": s.bucket_bytes or DDP_BUCKET_BYTES,
+        "stages": [{"layers": [ev.graph.layers[x].name for x in (ra, re_ - 1)], "count": re_ - ra,
+                    "forward_s": stg.F[i], "backward_s": stg.B[i], "params": stg.st_params[i]}
+                   for i, (ra, re_) in enumerate(stg.ranges)] if plan.pp > 1 else None,
+        "tiers": {"tensor": pl.tp_tier.name if plan.tp > 1 else None,
+                  "pipeline": [t.name for t in pl.pp_tiers] if plan.pp > 1 else None, "data": ar_info},
+        "single_device_time_s": single_t, "scaling_efficiency": eff, "staleness": it.staleness,
+    }
+    if it.async_info:
+        par["async"] = {**it.async_info, "ps_colocated": s.ps_colocated,
+                        "ps_update_bytes_factor": PS_UPDATE_BYTES_FACTOR}
+    assum.update({
+        "ddp_bucket_bytes": s.bucket_bytes or DDP_BUCKET_BYTES, "ddp_first_bucket_bytes": DDP_FIRST_BUCKET_BYTES,
+        "ddp_bucket_copy_passes": DDP_BUCKET_COPY_PASSES, "gradient_bytes_per_param": GRAD_BYTES,
+        "host_ram_cache_fraction": HOST_RAM_CACHE_FRACTION, "io_queue_depth": IO_QUEUE_DEPTH,
+        "ps_update_bytes_factor": PS_UPDATE_BYTES_FACTOR,
+        "fabric": f"{system.fabric_type}, {system.fabric_bandwidth_Bps / 1e9:.1f} GB/s per device, "
+                  f"{system.fabric_latency_s * 1e6:.1f} us",
+        "network": (f"{system.nics} x {system.network.name}, {pl.net_bandwidth_Bps / 1e9:.1f} GB/s per node, "
+                    f"{system.network_latency_s * 1e6:.1f} us") if pl.nodes > 1 else None,
+        "storage_bytes_per_sample": df.bytes_per_sample,
+        "device_input_bytes_per_sample": input_bytes_per_sample(ev.graph, ev.ranks.dtype),
+        "cpu_process_share": ev.cpu_share,
+        "rank_order": "tensor innermost, then pipeline stage, then data-parallel replica; nodes filled in order",
+    })
+    return par
+
+
+__all__ = ["PART_WORDS", "assumptions", "bottleneck_text", "layer_rows", "prediction_from_evaluation",
+           "single_device_time"]

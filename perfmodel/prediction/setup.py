@@ -25,8 +25,8 @@ NOT_MODELLED: dict[str, Any] = {
     "sharding": "none", "sequence_parallel": False, "context_parallel": 1, "virtual_stages": 1,
     "offload_activations": False, "expert_parallel": 1,
 }
-ZERO_MODELLED = (0,)
-RECOMPUTE_MODELLED = ("none",)
+ZERO_MODELLED = (0, 1)
+RECOMPUTE_MODELLED = ("none", "full")
 
 
 class TrainingSetup(BaseModel):

@@ -1,0 +1,240 @@
+"""The one iteration glue: critical path, exposed communication, bubble, stragglers, sync modes, parameter
+servers and data flow, from a staged rank (perfmodel.parallel.stages) on a placement.
+
+The critical path of one iteration, per device of the slowest pipeline stage:
+
+    k x [ m micro-batches through the pipeline (stage compute incl. tensor-parallel collectives and
+          recomputation, bubble, exposed activation transfers) ]
+  + the tail: the gradient all-reduces left after backward (buckets overlapped with the last
+    backward, or not), DDP's bucket copies, then the optimizer step
+  + stragglers (synchronous: waiting for the slowest of N devices)
+  + exposed storage IO and host-to-device copies (what prefetching cannot hide)
+
+k is gradient accumulation, m the micro-batches (1 without a pipeline). Asynchronous training has no
+all-reduce: each worker pushes its gradient to parameter servers and pulls parameters, and the
+iteration (one update per worker) is limited by the workers or by the servers' bandwidth. Mixed is
+synchronous inside a node and asynchronous between nodes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any, Callable
+
+from ..dataflow import DataFlow, data_flow
+from ..engine.layers import StageTime, stage_time
+from ..hardware.topology import System
+from ..optimizers import optimizer_work
+from . import collectives as C
+from .data_parallel import GRAD_BYTES, SyncSchedule, ddp_copy_time, make_buckets, sync_schedule
+from .pipeline import PipelineTiming, schedule_time
+from .plan import Placement, dp_allreduce_fn
+from .stages import Staged
+from .sync_modes import async_throughput, straggler_delay
+
+# parts of an iteration (they add up to its time); a Prediction shows the three *_comm as "communication"
+PARTS = ("compute", "memory", "overhead", "recompute", "tensor_comm", "pipeline_comm", "data_comm", "bubble",
+         "straggler", "host_to_device", "io")
+
+
+@dataclass(frozen=True)
+class GradientSync:
+    """How gradients are synchronised: seconds(n_bytes) per bucket, a description, parameter-server figures."""
+
+    fn: Callable[[float], float]
+    info: dict[str, Any]
+    ps: dict[str, Any] | None  # async / mixed: worker and server bandwidths, servers, one_way(n)
+
+
+def gradient_sync(pl: Placement, system: System, sync: str, allreduce: str, ps_servers: int | None = None,
+                  ps_colocated: bool = False) -> GradientSync:
+    """Synchronous all-reduce, or (async/mixed) pushes to parameter servers with the node's or PCIe bandwidth."""
+    fn, info = dp_allreduce_fn(pl, system, allreduce, ps_servers, ps_colocated)
+    if sync == "sync":
+        return GradientSync(fn, info, None)
+    if sync == "mixed":
+        w_bw = srv_bw_one = pl.net_bandwidth_Bps  # a node pushes its all-reduced gradient through all its NICs
+    elif pl.nodes > 1:
+        w_bw = pl.net_bandwidth_Bps / pl.devices_per_node  # every device pushes its own
+        srv_bw_one = pl.net_bandwidth_Bps
+    else:  # one node: the server is the host; devices push through their share of the PCIe uplinks
+        w_bw = min(l.effective_bandwidth_Bps / len(g) for l, g in zip(system.host_links, system.groups))
+        srv_bw_one = sum(l.effective_bandwidth_Bps for l in system.host_links)
+    lat = pl.net_latency_s if pl.nodes > 1 else max(l.latency_s for l in system.host_links)
+    servers = ps_servers or (pl.nodes if ps_colocated and pl.nodes > 1 else 1)
+    srv_total = servers * srv_bw_one
+
+    def one_way(n: float) -> float:
+        return max(n / w_bw, n / srv_total) + lat if n > 0 else 0.0
+
+    ps = dict(w_bw=w_bw, srv_bw_one=srv_bw_one, servers=servers, srv_total=srv_total, one_way=one_way)
+    if sync == "mixed":  # synchronous all-reduce among the devices of a node, then the node's push
+        node_pl = replace(pl, plan=pl.plan.model_copy(update={"dp": pl.dp_ranks_per_node}), dp_nodes=1,
+                          net_bandwidth_Bps=0.0)
+        intra, info = dp_allreduce_fn(node_pl, system, "ring" if allreduce in ("ps", "hierarchical") else allreduce)
+        return GradientSync(lambda n: intra(n) + one_way(n), info, ps)
+    return GradientSync(one_way, {"algorithm": "ps", "ranks": pl.plan.dp}, ps)
+
+
+@dataclass(frozen=True)
+class Synced:
+    """Per stage: gradient synchronisation schedule, optimizer step, DDP copies; per boundary: transfer time."""
+
+    sched: tuple[SyncSchedule, ...]
+    opt: tuple[StageTime, ...]
+    copy: tuple[StageTime, ...]
+    xfer: tuple[float, ...]
+
+
+def synced(stg: Staged, pl: Placement, allreduce_fn: Callable[[float], float], optimizer: str,
+           bucket_bytes: float | None, overlap: bool, ddp_copies: bool) -> Synced:
+    """Bucketed gradient all-reduces overlapped with each stage's backward, the optimizer and DDP copies per stage."""
+    r = stg.ranks
+    gpu = not r.device.is_cpu
+    opt = tuple(stage_time((optimizer_work(optimizer, p, t, gpu=gpu),), r.rates, "optimizer")
+                for p, t in zip(stg.st_params, stg.st_tensors))
+    bl = stg.b_l.tolist()
+    gb = (r.params * GRAD_BYTES).astype(float).tolist()
+    sched = tuple(sync_schedule(make_buckets(bl[a:e], gb[a:e], bucket_bytes), stg.B[s], allreduce_fn, overlap)
+                  for s, (a, e) in enumerate(stg.ranges))
+    xfer = tuple(C.point_to_point(stg.cross[s], 2, pl.pp_tiers[s].bandwidth_Bps, pl.pp_tiers[s].latency_s)
+                 for s in range(stg.pp - 1))
+    copy = tuple(ddp_copy_time(p, t, r.rates) if ddp_copies else StageTime()
+                 for p, t in zip(stg.st_params, stg.st_tensors))
+    return Synced(sched, opt, copy, xfer)
+
+
+@dataclass(frozen=True)
+class Iteration:
+    """One iteration's time, its parts (PARTS, adding up to total_s) and what the glue found on the way."""
+
+    total_s: float
+    parts: dict[str, float]
+    timing: PipelineTiming
+    crit: int  # the pipeline's critical stage
+    s_star: int  # the stage whose tail ends last
+    comm_s: float  # gradient communication of that stage
+    hidden_comm_s: float
+    tp_comm_s: float  # tensor-parallel collectives on the critical path
+    device_work_s: float
+    flow: DataFlow
+    async_info: dict[str, Any]
+    staleness: float | None
+
+
+def _tail(stg: Staged, syn: Synced, timing: PipelineTiming, k_acc: int):
+    pipe_T = timing.total_s
+    base = (k_acc - 1) * pipe_T
+    end = [base + timing.last_backward_end_s[s] - stg.B[s] + syn.sched[s].end_s + syn.copy[s].time_s
+           + syn.opt[s].time_s for s in range(stg.pp)]
+    s_star = max(range(stg.pp), key=lambda s: end[s])
+    tail = end[s_star] - k_acc * pipe_T
+    opt_part = min(syn.opt[s_star].time_s, max(0.0, tail))
+    copy_part = min(syn.copy[s_star].time_s, max(0.0, tail - opt_part))
+    return s_star, opt_part, copy_part, max(0.0, tail - opt_part - copy_part)
+
+
+def _add_parts(bd: dict[str, float], st: StageTime, scale: float) -> None:
+    bd["compute"] += st.roof_compute_s * scale
+    bd["memory"] += st.roof_memory_s * scale
+    bd["overhead"] += st.overhead_s * scale
+
+
+def core_parts(stg: Staged, syn: Synced, m: int, k_acc: int, schedule: str):
+    """Parts of the synchronous critical path before stragglers and data flow, with the pipeline timing."""
+    timing = schedule_time(stg.F, stg.B, syn.xfer, m, schedule)
+    s_star, opt_part, copy_part, sync_exposed = _tail(stg, syn, timing, k_acc)
+    crit = timing.critical_stage
+    a, e = stg.ranges[crit]
+    reps = k_acc * m
+    r = stg.ranks
+    bd = dict.fromkeys(PARTS, 0.0)
+    share = stg.cast_share[crit]
+    for key, arr in (("compute", "roof_compute"), ("memory", "roof_memory"), ("overhead", "overhead")):
+        bd[key] = float(r.st[arr][a:e].sum()) * reps
+    _add_parts(bd, r.cast, share * reps)
+    if stg.recompute is not None:
+        mask = stg.recompute.layers[a:e]
+        bd["recompute"] = sum(float(r.st[k][a:e, 0][mask].sum()) for k in ("roof_compute", "roof_memory",
+                                                                                "overhead")) * reps
+    ot, ct = syn.opt[s_star], syn.copy[s_star]
+    _add_parts(bd, ot, opt_part / ot.time_s if ot.time_s > 0 else 0.0)
+    _add_parts(bd, ct, copy_part / ct.time_s if ct.time_s > 0 else 0.0)
+    tp_crit = float(stg.tpf_l[a:e].sum() + stg.tpb_l[a:e].sum())
+    bd["tensor_comm"] = tp_crit * reps
+    bd["pipeline_comm"] = k_acc * timing.exposed_transfer_s
+    bd["data_comm"] = sync_exposed
+    bd["bubble"] = k_acc * timing.bubble_s
+    work = reps * (stg.F[crit] + stg.B[crit] - tp_crit) + syn.opt[crit].time_s + syn.copy[crit].time_s
+    return bd, timing, crit, s_star, tp_crit, work
+
+
+def iteration(stg: Staged, syn: Synced, gs: GradientSync, *, m: int, k_acc: int, schedule: str, sync: str,
+              straggler_cv: float, workers: int, straggler_ranks: int, overlap: bool,
+              flow_args: dict[str, Any]) -> Iteration:
+    """The iteration time and its parts. `workers`: asynchronous workers (dp, or nodes when mixed);
+    `straggler_ranks`: devices a synchronous step waits for; `flow_args`: data_flow's keywords but compute_s."""
+    bd, timing, crit, s_star, tp_crit, work = core_parts(stg, syn, m, k_acc, schedule)
+    comm = syn.sched[s_star].comm_s
+    hidden = max(0.0, comm - bd["data_comm"]) if overlap else 0.0
+    straggler = straggler_delay(work, straggler_cv, straggler_ranks)
+    bd["straggler"] = straggler
+    core = sum(bd.values())
+    async_info: dict[str, Any] = {}
+    staleness = None
+    if sync == "sync":
+        it_core = core
+    else:
+        grad_bytes = stg.ranks.total_params * GRAD_BYTES
+        pull = gs.ps["one_way"](grad_bytes)
+        worker_step = core + pull
+        thr = async_throughput(workers, worker_step, grad_bytes, gs.ps["srv_total"])
+        it_core = workers / thr["updates_per_s"]
+        bd["data_comm"] += it_core - worker_step + pull
+        staleness = thr["staleness"]
+        async_info = {"workers": workers, "ps_servers": gs.ps["servers"], "push_s": comm, "pull_s": pull,
+                      "worker_step_s": worker_step, "server_bandwidth_Bps": gs.ps["srv_total"],
+                      "worker_bandwidth_Bps": gs.ps["w_bw"], "bound": thr["bound"],
+                      "updates_per_s": thr["updates_per_s"]}
+    df = data_flow(compute_s=it_core, **flow_args)
+    bd["io"] = df.exposed_io_s
+    bd["host_to_device"] = df.exposed_host_to_device_s
+    return Iteration(sum(bd.values()), bd, timing, crit, s_star, comm, hidden, tp_crit * k_acc * m, work, df,
+                     async_info, staleness)
+
+
+def busiest_input(system: System, pl: Placement, samples_iter: float, bytes_per_sample: float):
+    """(samples the busiest node reads, input bytes over the busiest PCIe uplink, its bandwidth) per iteration.
+
+    Ranks are filled tensor-innermost, then pipeline stage, then replica; only first-stage ranks read input.
+    """
+    dev = system.device
+    per = pl.devices_per_node
+    tp, pp = pl.plan.tp, pl.plan.pp
+    best = (0.0, 1.0)
+    node_samples = 0.0
+    for node in range(min(pl.nodes, _distinct_nodes(per, tp, pp))):
+        group_bytes: dict[int, float] = {}
+        replicas = set()
+        for local in range(per):
+            rk = node * per + local
+            if (rk // tp) % pp != 0:
+                continue
+            replicas.add(rk // (tp * pp))
+            if not dev.is_cpu:
+                g = system.group_of(local)
+                group_bytes[g] = group_bytes.get(g, 0.0) + samples_iter * bytes_per_sample
+        node_samples = max(node_samples, len(replicas) * samples_iter)
+        for g, byt in group_bytes.items():
+            bw = system.host_links[g].effective_bandwidth_Bps
+            if byt / bw > best[0] / best[1]:
+                best = (byt, bw)
+    return node_samples, best[0], best[1]
+
+
+def _distinct_nodes(per: int, tp: int, pp: int) -> int:
+    """Nodes after which the rank pattern of a node repeats (its ranks' (tp, stage) layout is periodic)."""
+    period = tp * pp
+    from math import gcd
+
+    return max(1, period // gcd(period, per))

@@ -1,0 +1,127 @@
+"""One tensor-parallel rank's per-layer arrays: stage times, sizes and activation collectives; memoised.
+
+One `RankLayers` per (graph, device, micro-batch, dtype, threads, tp) holds the per-layer, per-stage
+times of the one vectorised work_time (perfmodel.engine.worktime) with the Megatron split of
+perfmodel.parallel.tensor (split layers' FLOPs, bytes, parameters, saved activations and workspace / tp),
+the AMP weight cast, and the per-layer sizes that memory and gradient synchronisation need. A single
+device is tp = 1. Graphs, devices and costs are immutable, so the cache never goes stale.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..engine.layers import AMP_WEIGHT_CAST, LOWP, StageTime, cached, layer_table, param_tensors, stage_time
+from ..engine.rates import Rates, device_rates
+from ..engine.worktime import stage_times
+from ..graph.layer_graph import LayerGraph
+from ..hardware.schema import Device
+from ..ops import DTYPE_BYTES, OpCost
+from ..ops.base import Work, graph_costs
+from . import collectives as C
+from .tensor import TPLayer, tensor_parallel_layout
+
+
+@dataclass(frozen=True)
+class RankLayers:
+    """Per-layer arrays of one tensor-parallel rank at one (micro-batch, dtype, threads, tp) on a device."""
+
+    device: Device
+    batch: int
+    dtype: str
+    threads: int | None
+    tp: int
+    rates: Rates
+    costs: tuple[OpCost, ...]  # unsplit per-layer costs at the micro-batch
+    layout: tuple[TPLayer, ...]
+    st: dict[str, np.ndarray]  # [n_layers, 3]: time, compute, memory, roof_compute, roof_memory, overhead
+    params: np.ndarray  # per rank
+    tensors: np.ndarray
+    saved: np.ndarray
+    output: np.ndarray
+    workspace: np.ndarray
+    is_input: np.ndarray
+    cast: StageTime
+
+    @property
+    def total_params(self) -> int:
+        return int(self.params.sum())
+
+    @property
+    def total_tensors(self) -> int:
+        return int(self.tensors.sum())
+
+    @property
+    def fwd(self) -> np.ndarray:
+        return self.st["time"][:, 0]
+
+    @property
+    def bwd(self) -> np.ndarray:
+        return self.st["time"][:, 1] + self.st["time"][:, 2]
+
+
+def rank_layers(graph: LayerGraph, device: Device, batch: int, dtype: str, threads: int | None = None,
+                tp: int = 1) -> RankLayers:
+    """Per-layer arrays of one tensor-parallel rank of `graph` on `device` (memoised per graph)."""
+    key = (id(device), batch, dtype, threads, tp)
+    hit = cached(graph, "_engine_ranks", key, lambda: (device, _rank_layers(graph, device, batch, dtype, threads, tp)))
+    if hit[0] is not device:  # an id reused by another device object
+        graph.__dict__["_engine_ranks"].pop(key)
+        return rank_layers(graph, device, batch, dtype, threads, tp)
+    return hit[1]
+
+
+def _rank_layers(graph: LayerGraph, device: Device, batch: int, dtype: str, threads: int | None,
+                 tp: int) -> RankLayers:
+    r = device_rates(device, dtype, threads)
+    costs = graph_costs(graph, batch, DTYPE_BYTES[dtype])
+    table = layer_table(graph, costs, r.elementwise is not None or r.stage_factors is not None)
+    layout = tensor_parallel_layout(graph, costs, tp)
+    params = np.array([c.params for c in costs], dtype=np.int64)
+    saved = np.array([c.saved_bytes for c in costs], dtype=float)
+    output = np.array([c.output_bytes for c in costs], dtype=float)
+    workspace = np.array([c.workspace_bytes for c in costs], dtype=float)
+    scale = None
+    if tp > 1:
+        split = np.array([t.split for t in layout], dtype=bool)
+        scale = np.where(split, 1.0 / tp, 1.0)
+        params = np.where(split, -(-params // tp), params)
+        saved = np.where(split, saved / tp, saved)
+        out_split = np.array([t.split and t.role in ("column", "elementwise") for t in layout], dtype=bool)
+        output = np.where(out_split, output / tp, output)
+        workspace = np.where(split, workspace / tp, workspace)
+    st = stage_times(table, r, scale)
+    tensors = np.array([param_tensors(c) for c in costs], dtype=np.int64)
+    total = int(params.sum())
+    if AMP_WEIGHT_CAST and dtype in LOWP and total:
+        cast = stage_time((Work("memory", flops=0.0, bytes_read=4.0 * total, bytes_written=float(DTYPE_BYTES[dtype] * total),
+                                kernels=max(1, int(tensors.sum()))),), r)
+    else:
+        cast = StageTime()
+    is_input = np.array([l.op == "input" for l in graph.layers], dtype=bool)
+    return RankLayers(device, batch, dtype, threads if device.is_cpu else None, tp, r, costs, layout, st, params,
+                      tensors, saved, output, workspace, is_input, cast)
+
+
+def tp_comm(ranks: RankLayers, bandwidth_Bps: float, latency_s: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per layer: the tensor-parallel activation collectives of forward and of backward on one tier (s)."""
+    n = len(ranks.layout)
+    f, b = np.zeros(n), np.zeros(n)
+    tp = ranks.tp
+    if tp <= 1:
+        return f, b
+    memo: dict[tuple[str, float], float] = {}
+
+    def coll(kind: str, x: float) -> float:
+        v = memo.get((kind, x))
+        if v is None:
+            fn = C.ring_allreduce if kind == "ar" else C.all_gather
+            v = memo[(kind, x)] = fn(x, tp, bandwidth_Bps, latency_s)
+        return v
+
+    for i, t in enumerate(ranks.layout):
+        f[i] = coll("ar", t.fwd_allreduce_bytes) + coll("ag", t.fwd_allgather_bytes)
+        b[i] = coll("ar", t.bwd_allreduce_bytes)
+    return f, b

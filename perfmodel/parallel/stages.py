@@ -1,0 +1,209 @@
+"""Pipeline stages of one rank: partition, per-stage times and sizes, activation recomputation, memory.
+
+Recomputation ("full") follows perfmodel.recompute's "auto" segments: every segment but the last is
+checkpointed, so its layers run their forward again during backward (Megatron-LM's full
+recomputation: one extra forward of every transformer layer per micro-batch). Memory per device is
+that of the fullest stage: fp32 master weights, gradients and optimizer state (ZeRO-1: the optimizer
+state sharded over the data-parallel replicas), the AMP low-precision weight copy, activations kept
+for backward times the micro-batches in flight, the two largest per-layer buffers, the runtime reserve.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..engine.layers import LOWP, cached
+from ..graph.layer_graph import LayerGraph
+from ..memory import MAX_BATCH, WORKSPACE_BUFFERS, largest_batch
+from ..ops import DTYPE_BYTES
+from ..optimizers import MASTER_BYTES, optimizer_state_bytes
+from ..recompute import segments as recompute_segments
+from ..result import MemoryFootprint
+from .pipeline import inflight_microbatches, partition
+from .rank import RankLayers
+
+RECOMPUTE_CHOICES = ("none", "full")
+
+
+@dataclass(frozen=True)
+class Recompute:
+    """Which layers run their forward twice, and the checkpointed segments for the memory of recomputation."""
+
+    layers: np.ndarray  # bool per layer
+    segment_of: np.ndarray  # int per layer: checkpointed segment index, -1 if not checkpointed
+    sources: tuple[tuple[int, ...], ...]  # per checkpointed layer on the backward path: its non-input sources
+
+
+def recompute_info(graph: LayerGraph) -> Recompute | None:
+    """Full recomputation of `graph` (memoised); None when there is nothing to recompute (< 2 segments)."""
+    return cached(graph, "_engine_recompute", ("full",), lambda: (_recompute_info(graph),))[0]
+
+
+def _recompute_info(graph: LayerGraph) -> Recompute | None:
+    segs = recompute_segments(graph, "auto")
+    if len(segs) < 2:
+        return None
+    n = len(graph.layers)
+    seg_of = np.full(n, -1, dtype=np.int64)
+    is_input = [l.op == "input" for l in graph.layers]
+    for si, s in enumerate(segs[:-1]):
+        for i in s:
+            seg_of[i] = si
+    layers = np.array([seg_of[i] >= 0 and graph.layers[i].in_backward and not is_input[i] for i in range(n)])
+    if not layers.any():
+        return None
+    by_name = {l.name: l.index for l in graph.layers}
+    sources: list[tuple[int, ...]] = [() for _ in range(n)]
+    for l in graph.layers:
+        if seg_of[l.index] >= 0 and l.in_backward:
+            sources[l.index] = tuple(by_name[src] for src in l.input_names if not is_input[by_name[src]])
+    return Recompute(layers, seg_of, tuple(sources))
+
+
+def source_indices(graph: LayerGraph) -> tuple[tuple[int, ...], ...]:
+    """Per layer: the indices of the layers it reads (memoised)."""
+    def build():
+        by_name = {l.name: l.index for l in graph.layers}
+        return tuple(tuple(by_name[s] for s in l.input_names) for l in graph.layers)
+
+    return cached(graph, "_engine_sources", (), build)
+
+
+@dataclass(frozen=True)
+class Staged:
+    """One rank's layers cut into pp stages: per-layer and per-stage times (s) and sizes."""
+
+    ranks: RankLayers
+    recompute: Recompute | None
+    pp: int
+    ranges: tuple[tuple[int, int], ...]
+    f_l: np.ndarray  # forward per layer, tensor-parallel collectives included
+    b_l: np.ndarray  # backward per layer, collectives and recomputed forward included
+    tpf_l: np.ndarray
+    tpb_l: np.ndarray
+    F: tuple[float, ...]  # per stage and micro-batch, AMP weight cast included
+    B: tuple[float, ...]
+    st_params: tuple[int, ...]
+    st_tensors: tuple[int, ...]
+    cast_share: tuple[float, ...]
+    cross: tuple[float, ...]  # activation bytes crossing each stage boundary
+
+    @property
+    def stage_layers(self) -> tuple[int, ...]:
+        return tuple(e - a for a, e in self.ranges)
+
+
+def _cross_bytes(ranges, output: np.ndarray, src_idx) -> list[float]:
+    """Bytes crossing each stage boundary: outputs of earlier stages read by later ones (each once)."""
+    pp = len(ranges)
+    if pp == 1:
+        return []
+    n = len(output)
+    so = np.empty(n, dtype=np.int64)
+    for s, (a, e) in enumerate(ranges):
+        so[a:e] = s
+    last_use = so.copy()
+    for j, srcs in enumerate(src_idx):
+        for i in srcs:
+            if so[j] > last_use[i]:
+                last_use[i] = so[j]
+    diff = np.zeros(pp + 1)
+    np.add.at(diff, so, np.where(last_use > so, output, 0.0))
+    np.add.at(diff, last_use, -np.where(last_use > so, output, 0.0))
+    return [float(x) for x in np.cumsum(diff)[: pp - 1]]
+
+
+def staged(graph: LayerGraph, ranks: RankLayers, tp_f: np.ndarray, tp_b: np.ndarray, rc: Recompute | None,
+           pp: int) -> Staged:
+    """Partition the rank's layers into pp stages balanced on per-layer forward + backward time."""
+    f_l = ranks.fwd + tp_f
+    b_l = ranks.bwd + tp_b
+    tpb = tp_b
+    if rc is not None:
+        b_l = b_l + np.where(rc.layers, f_l, 0.0)  # forward again, tensor-parallel collectives included
+        tpb = tp_b + np.where(rc.layers, tp_f, 0.0)
+    n = len(f_l)
+    ranges = partition((f_l + b_l).tolist(), pp) if pp > 1 else ((0, n),)
+    cf, cb = np.concatenate(([0.0], np.cumsum(f_l))), np.concatenate(([0.0], np.cumsum(b_l)))
+    cpar = np.concatenate(([0], np.cumsum(ranks.params)))
+    cten = np.concatenate(([0], np.cumsum(ranks.tensors)))
+    total = ranks.total_params
+    st_params = tuple(int(cpar[e] - cpar[a]) for a, e in ranges)
+    share = tuple((p / total if total else (1.0 if s == 0 else 0.0)) for s, p in enumerate(st_params))
+    cast = ranks.cast.time_s
+    F = tuple(float(cf[e] - cf[a]) + cast * share[s] for s, (a, e) in enumerate(ranges))
+    B = tuple(float(cb[e] - cb[a]) for a, e in ranges)
+    cross = tuple(_cross_bytes(ranges, ranks.output, source_indices(graph)))
+    return Staged(ranks, rc, pp, ranges, f_l, b_l, tp_f, tpb, F, B, st_params,
+                  tuple(int(cten[e] - cten[a]) for a, e in ranges), share, cross)
+
+
+def _activations(r: RankLayers, rc: Recompute | None, a: int, e: int, inflight: int) -> float:
+    """Activation bytes a stage keeps: saved tensors x micro-batches in flight, or with recomputation the
+    checkpointed inputs per micro-batch plus one re-materialised segment."""
+    inputs = float(r.output[a:e][r.is_input[a:e]].sum())
+    saved = r.saved[a:e]
+    if rc is None:
+        return (float(saved.sum()) + inputs) * inflight
+    segs = rc.segment_of[a:e]
+    ck = segs >= 0
+    plain = float(saved[~ck].sum())
+    kept = {j for i in range(a, e) for j in rc.sources[i] if rc.segment_of[j] != rc.segment_of[i] or j < a}
+    ckpt = float(sum(r.output[j] for j in kept))
+    big = float(np.bincount(segs[ck] - segs[ck].min(), weights=saved[ck]).max()) if ck.any() else 0.0
+    return (inputs + ckpt) * inflight + plain * (inflight - 1) + max(plain, big)
+
+
+def stage_memory(stg: Staged, optimizer: str, schedule: str, m: int, zero_dp: int = 1,
+                 ranks: RankLayers | None = None) -> list[dict[str, float]]:
+    """Memory terms (bytes) of every stage; `zero_dp` > 1 shards the optimizer state over that many replicas.
+
+    `ranks`: the same rank at another micro-batch (same stage cut), for the slope of footprint().
+    """
+    r = stg.ranks if ranks is None else ranks
+    b = DTYPE_BYTES[r.dtype]
+    out = []
+    for s, (a, e) in enumerate(stg.ranges):
+        p = stg.st_params[s]
+        inflight = inflight_microbatches(schedule, stg.pp, m, s) if stg.pp > 1 else 1
+        outw = np.sort(r.output[a:e] + r.workspace[a:e])[::-1]
+        out.append({
+            "weights_bytes": float(p * MASTER_BYTES + (p * b if r.dtype in LOWP else 0)),
+            "gradients_bytes": float(p * MASTER_BYTES),
+            "optimizer_bytes": optimizer_state_bytes(optimizer, p) / zero_dp,
+            "activations_bytes": float(_activations(r, stg.recompute, a, e, inflight)),
+            "workspace_bytes": float(outw[:WORKSPACE_BUFFERS].sum()),
+            "reserved_bytes": float(r.device.runtime_reserved_bytes),
+        })
+    return out
+
+
+def fullest(terms: list[dict[str, float]]) -> tuple[int, float]:
+    """(stage, total bytes) of the stage that needs most memory."""
+    totals = [sum(t.values()) for t in terms]
+    s = max(range(len(totals)), key=lambda i: totals[i])
+    return s, totals[s]
+
+
+def footprint(terms: dict[str, float], terms2: dict[str, float], mb: int, mb2: int, m: int,
+              capacity: float) -> MemoryFootprint:
+    """The footprint of one stage at micro-batch `mb`, and the largest batch per replica that fits.
+
+    Activations and workspace are affine in the micro-batch (per-channel statistics are a constant
+    part), so the slope comes from the same stage at a second micro-batch `mb2`.
+    """
+    total = sum(terms.values())
+    var = terms["activations_bytes"] + terms["workspace_bytes"]
+    var2 = terms2["activations_bytes"] + terms2["workspace_bytes"]
+    per_sample = (var - var2) / (mb - mb2)
+    fixed = total - per_sample * mb
+    max_mb = largest_batch(fixed, per_sample, capacity)
+    return MemoryFootprint(**terms, total_bytes=total, capacity_bytes=capacity, fits=total <= capacity,
+                           max_batch=min(MAX_BATCH, max_mb * m),
+                           bytes_per_sample=per_sample / m)
+
+
+__all__ = ["RECOMPUTE_CHOICES", "Recompute", "Staged", "footprint", "fullest", "recompute_info", "stage_memory",
+           "staged", "source_indices"]
