@@ -22,7 +22,8 @@ ROOT = Path(__file__).resolve().parents[1]
 FENCE = re.compile(r"^```(\w*)\s*$")
 ANNOTATION = re.compile(r"^<!--\s*(needs|skip)\s*:\s*(.*?)\s*-->\s*$")
 INLINE = re.compile(r"`(perfmodel [^`]+)`")
-NUMBER = re.compile(r"[-+]?\$?\d[\d,]*(?:\.\d+)?(?:e[-+]?\d+)?")
+NUMBER = re.compile(r"[-+]?\$?\d[\d,]*(?:\.\d+)?(?:e[-+]?\d+)?"
+                    r"(?: ?(?:ns|us|ms|s|min|h|B|kB|MB|GB|TB|[kMGTP]?FLOP(?:/s)?)\b)?")
 PLACEHOLDER = re.compile(r"\[|\||\.\.\.|\b[A-Z][A-Z_:]{2,}\b")
 
 
@@ -251,7 +252,7 @@ def run_python(blocks_: list[Block], cwd: Path, timeout: float = 300) -> tuple[i
 
 
 def skeleton(line: str) -> str:
-    """A line with every number replaced by '#' and runs of spaces collapsed (its stable shape)."""
+    """A line with every number (and its unit) replaced by '#' and runs of spaces collapsed (its stable shape)."""
     return " ".join(NUMBER.sub("#", line).split())
 
 

@@ -5,12 +5,59 @@ from __future__ import annotations
 import json
 from typing import Any, Sequence
 
+import math
+import re
+
 from ..units import fmt_bytes, fmt_count, fmt_seconds
+
+# unit -> (factor to the base unit, decimals) for the quantities a column may mix after fmt_seconds/fmt_bytes
+TIME_UNITS = {"ns": (1e-9, 1), "us": (1e-6, 1), "ms": (1e-3, 2), "s": (1.0, 3), "min": (60.0, 2), "h": (3600.0, 2)}
+BYTE_UNITS = {"B": (1.0, 0), "kB": (1e3, 2), "MB": (1e6, 2), "GB": (1e9, 2), "TB": (1e12, 2), "PB": (1e15, 2)}
+_QUANTITY = re.compile(r"^(-?\d[\d,]*(?:\.\d+)?) ([a-zA-Z]+)$")
+
+
+def plural(n: int, word: str, many: str | None = None) -> str:
+    """'1 case', '2 cases' (`many` for irregular plurals)."""
+    return f"{n:,} {word if n == 1 else (many or word + 's')}"
+
+
+def _unit_table(units: list[str]) -> dict[str, tuple[float, int]] | None:
+    for table_ in (TIME_UNITS, BYTE_UNITS):
+        if all(u in table_ for u in units):
+            return table_
+    return None
+
+
+def unify_units(cells: Sequence[str]) -> list[str]:
+    """A column of durations or sizes in mixed units ('555.328 s', '10.1 min'; '11339.22 GB', '80.00 GB') in
+    one unit: the unit of its largest value, with that unit's usual decimals, more (up to 4) so that no
+    non-zero value rounds to zero. Cells that are not quantities ('-', '0', text) are
+    kept; a column in one unit already is returned unchanged."""
+    parsed = [(_QUANTITY.match(c), c) for c in cells]
+    qty = [(float(m.group(1).replace(",", "")), m.group(2)) for m, _ in parsed if m]
+    units = sorted({u for _, u in qty})
+    table_ = _unit_table(units) if len(units) > 1 else None
+    if table_ is None:
+        return list(cells)
+    base = [abs(v) * table_[u][0] for v, u in qty]
+    smallest_unit = min(table_, key=lambda u: table_[u][0])
+    unit = max((u for u in table_ if table_[u][0] <= max(base)), key=lambda u: table_[u][0], default=smallest_unit)
+    f, dec = table_[unit]
+    small = min((b for b in base if b), default=0.0) / f
+    if small:
+        dec = min(4, max(dec, -math.floor(math.log10(small))))
+    return [f"{float(m.group(1).replace(',', '')) * table_[m.group(2)][0] / f:,.{dec}f} {unit}" if m else c
+            for m, c in parsed]
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], align: str | None = None) -> str:
-    """A left/right aligned text table; `align` is a string of 'l'/'r' per column (numbers right by default)."""
-    cells = [[str(h) for h in headers]] + [[str(c) for c in r] for r in rows]
+    """A left/right aligned text table; `align` is a string of 'l'/'r' per column (numbers right by default).
+    A column of durations or sizes printed in mixed units is shown in one unit (unify_units)."""
+    body = [[str(c) for c in r] for r in rows]
+    if body:
+        cols = [unify_units([r[i] for r in body]) for i in range(len(headers))]
+        body = [[cols[i][j] for i in range(len(headers))] for j in range(len(body))]
+    cells = [[str(h) for h in headers]] + body
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
     if align is None:
         align = "".join("r" if rows and isinstance(rows[0][i], (int, float)) else "l" for i in range(len(headers)))
@@ -81,7 +128,7 @@ def prediction_text(p, show_layers: bool = False, top: int = 5) -> str:
     if show_layers and p.layers:
         lines += ["", layers_table(p.layers, total)]
     elif p.layers:
-        lines += ["", f"top {top} layers by time (all with --layers):", layers_table(p.top_layers(top), total)]
+        lines += ["", f"top {plural(top, 'layer')} by time (all with --layers):", layers_table(p.top_layers(top), total)]
     return "\n".join(lines)
 
 

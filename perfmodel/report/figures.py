@@ -32,8 +32,8 @@ def _go():
 
 
 def _layout(fig, title: str, **kw) -> Any:
-    fig.update_layout(title=title, template="plotly_white", margin=dict(l=60, r=20, t=60, b=60),
-                      legend=dict(orientation="v"), **kw)
+    base = dict(template="plotly_white", margin=dict(l=60, r=20, t=60, b=60), legend=dict(orientation="v"))
+    fig.update_layout(title=title, **{**base, **kw})
     return fig
 
 
@@ -120,24 +120,42 @@ def breakdown_bars(rows: Sequence[dict[str, Any]], scenario_keys: Sequence[str],
 
 # ---- one prediction --------------------------------------------------------------------------------------------
 
+LAYER_ROW_PX = 14  # height per layer when the per-layer chart turns horizontal
+HORIZONTAL_LAYERS = 30  # more layers than this: one row per layer (labels stay readable at ResNet-50 scale)
+
+
 def layer_time_figure(prediction, top: int | None = None) -> Any:
-    """Per-layer time (ms), stacked forward / backward-data / backward-weight, in execution order."""
+    """Per-layer time (ms), stacked forward / backward-data / backward-weight, in execution order.
+
+    Up to HORIZONTAL_LAYERS layers are columns; more are rows (top to bottom in execution order) on a figure
+    whose height grows with the layer count, so every label is printed at a readable size without overlap."""
     go = _go()
     rows = list(prediction.layers)
     if top is not None and len(rows) > top:
         keep = {id(r) for r in sorted(rows, key=lambda r: r.time_s["total"], reverse=True)[:top]}
         rows = [r for r in rows if id(r) in keep]
     names = [r.name for r in rows]
+    horizontal = len(rows) > HORIZONTAL_LAYERS
     fig = go.Figure()
     for st in ("forward", "backward_data", "backward_weight"):
-        fig.add_trace(go.Bar(x=names, y=[r.time_s[st] * 1e3 for r in rows], name=st.replace("_", "-"),
-                             marker_color=STAGE_COLORS[st],
+        ms = [r.time_s[st] * 1e3 for r in rows]
+        xy = dict(x=ms, y=names, orientation="h") if horizontal else dict(x=names, y=ms)
+        hover = "%{y}" if horizontal else "%{x}"
+        value = "%{x:.3f}" if horizontal else "%{y:.3f}"
+        fig.add_trace(go.Bar(**xy, name=st.replace("_", "-"), marker_color=STAGE_COLORS[st],
                              customdata=[[r.op, r.bound] for r in rows],
-                             hovertemplate="%{x}<br>%{customdata[0]}, %{customdata[1]}-bound<br>%{y:.3f} ms"))
-    _layout(fig, f"Time per layer: {prediction.network} on {prediction.hardware}, batch {prediction.batch}, "
-                 f"{prediction.dtype}" + (f" (top {top} layers)" if top and len(prediction.layers) > top else ""),
-            barmode="stack", yaxis=dict(title="ms per iteration"),
-            xaxis=dict(title="layer (execution order)", tickangle=-60, automargin=True, tickfont=dict(size=8)))
+                             hovertemplate=f"{hover}<br>%{{customdata[0]}}, %{{customdata[1]}}-bound<br>{value} ms"))
+    title = (f"Time per layer: {prediction.network} on {prediction.hardware}, batch {prediction.batch}, "
+             f"{prediction.dtype}" + (f" (top {top} layers)" if top and len(prediction.layers) > top else ""))
+    value_axis = dict(title="ms per iteration")
+    if horizontal:
+        layer_axis = dict(title="layer (execution order, top to bottom)", autorange="reversed", automargin=True,
+                          tickfont=dict(size=10), dtick=1)
+        _layout(fig, title, barmode="stack", xaxis=dict(**value_axis, side="top"), yaxis=layer_axis,
+                height=max(460, LAYER_ROW_PX * len(rows) + 160), margin=dict(l=60, r=20, t=110, b=40))
+    else:
+        _layout(fig, title, barmode="stack", yaxis=value_axis,
+                xaxis=dict(title="layer (execution order)", tickangle=-45, automargin=True, tickfont=dict(size=11)))
     return fig
 
 

@@ -34,9 +34,11 @@ def _e(x: Any) -> str:
 
 
 def figure_div(fig: Any, include_plotlyjs: bool, height: int = 460) -> str:
-    """One figure as an HTML <div> (with plotly.js inlined when include_plotlyjs)."""
+    """One figure as an HTML <div> (with plotly.js inlined when include_plotlyjs); a figure that sets its own
+    height (the per-layer chart of a large network) keeps it."""
     import plotly.io as pio
 
+    height = fig.layout.height or height
     fig.update_layout(height=height)
     return pio.to_html(fig, include_plotlyjs=bool(include_plotlyjs), full_html=False, default_width="100%",
                        default_height=f"{height}px", config={"displaylogo": False, "responsive": True})
@@ -83,7 +85,25 @@ def write_figures_html(figures: Sequence[Any], path: str | Path, title: str, int
     return p
 
 
-def _summary_table(p) -> str:
+def efficiency_origin(device: Any) -> str:
+    """How a device's efficiency curves were obtained, from its `efficiency.source`: 'calibrated' (measured
+    by `perfmodel calibrate`), 'fitted' (fitted to published or measured tables) or 'default' (guesses)."""
+    src = str(getattr(getattr(device, "efficiency", None), "source", "") or "").strip().lower()
+    if src.startswith("calibrated"):
+        return "calibrated"
+    if src.startswith("fitted"):
+        return "fitted"
+    return "default"
+
+
+EFFICIENCY_WORDS = {
+    "calibrated": "calibrated efficiencies (measured on the machine by `perfmodel calibrate`)",
+    "fitted": "fitted efficiencies (see the profile's efficiency source)",
+    "default": "default efficiency guesses (not measured; `perfmodel calibrate` replaces them)",
+}
+
+
+def _summary_table(p, device: Any = None) -> str:
     m = p.memory
     rows = [
         ("iteration time", fmt_seconds(p.iteration_time_s)),
@@ -96,6 +116,8 @@ def _summary_table(p) -> str:
                               f"({'fits' if m.fits else 'DOES NOT FIT'}); largest batch that fits: {m.max_batch}"),
         ("bottleneck", p.bottleneck),
     ]
+    if device is not None:
+        rows.append(("efficiencies", f"{getattr(device, 'name', '')}: {EFFICIENCY_WORDS[efficiency_origin(device)]}"))
     rows += [(f"breakdown: {k}", f"{fmt_seconds(v)} ({v / p.iteration_time_s:.1%})")
              for k, v in p.breakdown.items() if v > 0 and p.iteration_time_s > 0]
     return table_html(["quantity", "value"], rows, left=2)
@@ -139,11 +161,13 @@ def write_report(network: Any, hardware: Sequence[Any] | Any, out: str | Path, *
     sections: list[tuple[str, list[Any]]] = []
     scaling: dict[str, list[dict[str, Any]]] = {}
     notes: list[str] = []
+    origins: set[str] = set()
     for h in hws:
         hw = load_hardware(h)
         dev = _serving_device(hw)
+        origins.add(efficiency_origin(dev))
         p = predict(g, hw, batch=batch, dtype=dtype, threads=threads, optimizer=optimizer, layers=True)
-        items: list[Any] = [_summary_table(p)]
+        items: list[Any] = [_summary_table(p, dev)]
         items += [f"<p class=\"warn\">warning: {_e(w)}</p>" for w in p.warnings]
         top = MAX_LAYER_BARS if len(p.layers) > MAX_LAYER_BARS else None
         items += [F.layer_time_figure(p, top=top), F.breakdown_figure(p),
@@ -175,8 +199,8 @@ def write_report(network: Any, hardware: Sequence[Any] | Any, out: str | Path, *
 
     intro = (f"<p class=\"note\">perfmodel {perfmodel.__version__}, generated "
              f"{_dt.datetime.now().strftime('%Y-%m-%d %H:%M')}. Predictions of an analytical model (roofline with "
-             "calibrated efficiencies, per-kernel overheads, collective and data-flow models); see each profile's "
-             "source for where the hardware numbers come from.</p>")
+             f"{' / '.join(EFFICIENCY_WORDS[o] for o in sorted(origins))}, per-kernel overheads, collective and "
+             "data-flow models); see each profile's source for where the hardware numbers come from.</p>")
     text = figures_html(sections, title or f"perfmodel report: {g.name}", intro)
     path = Path(out)
     path.write_text(text, encoding="utf-8")
