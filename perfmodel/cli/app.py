@@ -18,6 +18,20 @@ app = typer.Typer(
 )
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from .. import __version__
+
+        typer.echo(f"perfmodel {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                       help="print the version and exit")) -> None:
+    """Predict training step time, its breakdown and memory for a network on given hardware."""
+
+
 def fail(message: str, code: int = 2) -> None:
     """Print an error paragraph to stderr and exit with `code`."""
     typer.echo(f"error: {message}", err=True)
