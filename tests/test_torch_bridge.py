@@ -506,74 +506,46 @@ def _record(i: int) -> dict:
     return {"kind": "note", "i": i, "payload": "x" * 5000}  # longer than PIPE_BUF
 
 
-def test_append_is_atomic_when_a_write_fails_midway(tmp_path, monkeypatch):
+def test_append_that_dies_midway_keeps_earlier_records_and_leaves_no_temp_file(tmp_path, monkeypatch):
+    """Measurements go through perfmodel.store: a write killed halfway tears only its own line, which readers
+    skip with a warning; the next record starts on a fresh line; no temp file is ever made."""
+    from perfmodel.store import StoreWarning
+
     path = tmp_path / "m.jsonl"
     append_jsonl(path, _record(0))
     append_jsonl(path, _record(1))
-    before = path.read_bytes()
+    real_write = os.write
 
-    import perfmodel.torch.measure as meas
+    def torn_write(fd, data):
+        real_write(fd, bytes(data[: len(data) // 2]))
+        raise OSError("disk full (simulated)")
 
-    real_fdopen = os.fdopen
-
-    class Torn:
-        """A file object whose second write dies halfway through."""
-
-        def __init__(self, fh):
-            self.fh, self.n = fh, 0
-
-        def write(self, data):
-            self.n += 1
-            if self.n == 2:
-                self.fh.write(data[: len(data) // 2])
-                raise OSError("disk full (simulated)")
-            return self.fh.write(data)
-
-        def __getattr__(self, name):
-            return getattr(self.fh, name)
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            self.fh.close()
-
-    monkeypatch.setattr(meas.os, "fdopen", lambda fd, mode: Torn(real_fdopen(fd, mode)))
+    monkeypatch.setattr(os, "write", torn_write)
     with pytest.raises(OSError, match="simulated"):
         append_jsonl(path, _record(2))
     monkeypatch.undo()
-    assert path.read_bytes() == before  # earlier records intact, no torn line
-    assert [r["i"] for r in read_jsonl(path)] == [0, 1]
-    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []  # temp file removed
-
-    # a crash between writing the temp file and renaming it leaves the old file too
-    monkeypatch.setattr(meas.os, "replace", lambda a, b: (_ for _ in ()).throw(OSError("killed (simulated)")))
-    with pytest.raises(OSError, match="killed"):
-        append_jsonl(path, _record(3))
-    monkeypatch.undo()
-    assert path.read_bytes() == before
-    append_jsonl(path, _record(4))
-    assert [r["i"] for r in read_jsonl(path)] == [0, 1, 4]
+    append_jsonl(path, _record(3))
+    with pytest.warns(StoreWarning, match="line 3"):
+        assert [r["i"] for r in read_jsonl(path)] == [0, 1, 3]
+    assert [p.name for p in tmp_path.iterdir()] == ["m.jsonl"]
 
 
 def test_read_jsonl_names_file_and_line_of_a_corrupt_record(tmp_path):
+    from perfmodel.store import StoreWarning
+
     path = tmp_path / "bad.jsonl"
     path.write_text('{"a": 1}\n{"a": 2\n{"a": 3}\n')
-    with pytest.raises(JsonlError) as e:
-        read_jsonl(path)
-    assert "bad.jsonl" in str(e.value) and "line 2" in str(e.value)
-    path.write_text('{"a": 1}\n\n')
-    with pytest.raises(JsonlError, match="line 2"):
-        read_jsonl(path)
+    with pytest.warns(StoreWarning, match=r"bad.jsonl: line 2"):
+        assert read_jsonl(path) == [{"a": 1}, {"a": 3}]
     path.write_text('[1, 2]\n')
-    with pytest.raises(JsonlError, match="JSON object"):
-        read_jsonl(path)
+    with pytest.warns(StoreWarning, match="JSON object"):
+        assert read_jsonl(path) == []
     # an incomplete last line (another writer died) is not glued to: the next record gets its own line
     path.write_text('{"a": 1}\n{"a": ')
     append_jsonl(path, {"a": 9})
-    assert path.read_text().splitlines()[-1] == '{"a":9}'
-    with pytest.raises(JsonlError, match="line 2"):
-        read_jsonl(path)
+    assert json.loads(path.read_text().splitlines()[-1]) == {"a": 9}
     with pytest.raises(JsonlError, match="not a measurement"):
         (tmp_path / "n.jsonl").write_text('{"a": 1}\n')
         load_measurements(tmp_path / "n.jsonl")
+    with pytest.raises(JsonlError, match="cannot read"):
+        read_jsonl(tmp_path / "missing.jsonl")

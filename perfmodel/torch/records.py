@@ -3,27 +3,19 @@
 A `Measurement` is what perfmodel.torch.measure.measure_training returns; replaying stored measurements
 needs no torch.
 
-Storage: `append_jsonl` rewrites the whole file atomically: under an advisory lock (fcntl.flock on
-the file's folder, so concurrent writers are serialised), it writes the old content plus the
-new line to a temporary file in the same folder, fsyncs it, os.replace()s it over the original and
-fsyncs the folder. A run interrupted at any point leaves either the old file or the new one, never
-a torn line, and earlier records are never touched. (O_APPEND with one write is not used: a record
-with per-layer times exceeds PIPE_BUF, and POSIX does not promise atomic appends to regular files.)
-`read_jsonl` reads every line back and raises JsonlError naming the file and the line for anything
-that is not one JSON object per line - nothing is skipped silently.
+Storage goes through perfmodel.store (safe under kill -9 and concurrent writers): `append_jsonl` appends
+one whole line under a lock on the file and fsyncs, leaving no temp file; `read_jsonl` skips a line torn by a
+killed writer (or garbled) with a StoreWarning naming the file and line; `load_measurements` also checks every
+record against the Measurement schema (JsonlError naming file and line).
 """
-
 
 from __future__ import annotations
 
-import contextlib
-import json
 import math
 import os
 import statistics
-import tempfile
 from pathlib import Path
-from typing import Any, Iterator, Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -168,97 +160,33 @@ def default_measurements_path(name: str = "training_steps.jsonl") -> Path:
     return default_measurements_dir() / name
 
 
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    """Exclusive advisory lock on the file's folder (the file itself is replaced, so it cannot hold the lock)."""
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - not POSIX: no advisory lock
-        yield
-        return
-    fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)  # closing releases the lock
-
-
-def _record_line(record) -> bytes:
+def _record_dict(record) -> dict[str, Any]:
     if isinstance(record, Measurement):
-        data = record.to_json_dict()
-    elif isinstance(record, BaseModel):
-        data = record.model_dump(mode="json", by_alias=True)
-    elif isinstance(record, dict):
-        data = record
-    else:
-        raise TypeError(f"append_jsonl: expected a pydantic model or a dict, got {type(record).__name__}")
-    line = json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-    return line.encode("utf-8") + b"\n"
+        return record.to_json_dict()
+    if isinstance(record, BaseModel):
+        return record.model_dump(mode="json", by_alias=True)
+    if isinstance(record, dict):
+        return record
+    raise TypeError(f"append_jsonl: expected a pydantic model or a dict, got {type(record).__name__}")
 
 
 def append_jsonl(path: str | Path, record) -> Path:
-    """Append one record (a pydantic model or a dict) as one JSON line, atomically (see the module docstring)."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    line = _record_line(record)
-    with _locked(p):
-        old = p.read_bytes() if p.exists() else b""
-        sep = b"\n" if old and not old.endswith(b"\n") else b""  # never glue onto an incomplete line
-        fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(old)
-                fh.write(sep + line)
-                fh.flush()
-                os.fsync(fh.fileno())
-            if p.exists():
-                os.chmod(tmp, p.stat().st_mode & 0o7777)
-            else:
-                mask = os.umask(0)
-                os.umask(mask)
-                os.chmod(tmp, 0o666 & ~mask)
-            os.replace(tmp, p)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
-        with contextlib.suppress(OSError):  # make the rename durable
-            dfd = os.open(p.parent, os.O_RDONLY)
-            try:
-                os.fsync(dfd)
-            finally:
-                os.close(dfd)
-    return p
+    """Append one record (a pydantic model or a dict) as one JSON line (perfmodel.store: locked, whole line,
+    fsync, no temp file)."""
+    from ..store import append_jsonl as _append
+
+    try:
+        return _append(path, _record_dict(record))
+    except PerfModelError as e:
+        raise JsonlError(e.detail, file=e.file or str(path), where=e.where) from None
 
 
 def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
-    """Every record of a JSONL file; a line that is not one JSON object raises JsonlError naming file and line."""
-    p = Path(path)
-    try:
-        raw = p.read_bytes()
-    except OSError as e:
-        raise JsonlError(f"cannot read file: {e.strerror}", file=str(p)) from None
-    out: list[dict[str, Any]] = []
-    lines = raw.split(b"\n")
-    if lines and lines[-1] == b"":
-        lines.pop()
-    for i, b in enumerate(lines, 1):
-        where = f"line {i}"
-        try:
-            text = b.decode("utf-8")
-        except UnicodeDecodeError:
-            raise JsonlError("not UTF-8 text", file=str(p), where=where) from None
-        if not text.strip():
-            raise JsonlError("empty line (each line must hold one JSON object)", file=str(p), where=where)
-        try:
-            obj = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise JsonlError(f"not valid JSON ({e.msg} at column {e.colno})", file=str(p), where=where) from None
-        if not isinstance(obj, dict):
-            raise JsonlError(f"expected a JSON object, got {type(obj).__name__}", file=str(p), where=where)
-        out.append(obj)
-    return out
+    """Every record of a JSONL file; a torn or garbled line is skipped with a perfmodel.store.StoreWarning naming
+    the file and the line; an unreadable file raises JsonlError."""
+    from ..store import read_jsonl as _read
+
+    return _read(path, error_cls=JsonlError)
 
 
 def load_measurements(path: str | Path) -> list[Measurement]:
