@@ -146,3 +146,29 @@ def test_tpu_like_accelerator_is_data_and_predicts():
     assert node_from_device(d, 4).fabric_type == "pcie-p2p"
     pr = predict("resnet50", d, batch=32, dtype="bf16")
     assert math.isfinite(pr.iteration_time_s) and pr.iteration_time_s > 0
+
+
+def test_every_builtin_device_resolves_its_traits():
+    from perfmodel.hardware import list_hardware
+
+    devices = list_hardware("device")
+    assert len(devices) >= 19
+    for d in devices:
+        t = device_traits(d)
+        assert t.uses_threads == (d.type == "cpu") and t.launch_overlaps == (d.type != "cpu")
+
+
+@pytest.mark.parametrize("old, new, field", [
+    ("optimizer_kernels: fused", "optimizer_kernels: fastest", "optimizer_kernels"),
+    ("lowp_vector_factor: 1.0", "lowp_vector_factor: -2", "lowp_vector_factor"),
+    ("launch_overlaps: true", "warp_speed: true", "warp_speed"),
+])
+def test_bad_traits_are_refused_naming_the_field(tmp_path, old, new, field):
+    from perfmodel.errors import HardwareError
+
+    text = TPU.read_text().replace(f"  {old}\n", f"  {new}\n")
+    assert text != TPU.read_text()
+    p = tmp_path / "tpu.yaml"
+    p.write_text(text)
+    with pytest.raises(HardwareError, match=field):
+        load_hardware(p)
