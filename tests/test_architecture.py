@@ -5,6 +5,7 @@ cycle between perfmodel's subpackages, torch/ a bridge that never reaches into v
 from __future__ import annotations
 
 import ast
+import functools
 import subprocess
 import sys
 from pathlib import Path
@@ -47,10 +48,18 @@ def imports(path: Path) -> list[tuple[str, int]]:
     return out
 
 
+@functools.lru_cache(maxsize=None)
+def units() -> frozenset[str]:
+    """perfmodel's subpackages and top-level modules."""
+    return frozenset({p.name for p in PKG.iterdir() if (p / "__init__.py").is_file()}
+                     | {p.stem for p in PKG.glob("*.py") if not p.stem.startswith("__")})
+
+
 def _unit(module: str) -> str | None:
-    """The subpackage (or top-level module) of perfmodel a module belongs to; None for perfmodel itself."""
+    """The subpackage (or top-level module) of perfmodel a module belongs to; None for perfmodel itself and for
+    names imported from it that are not modules (`from perfmodel import __version__`)."""
     parts = module.split(".")
-    return parts[1] if len(parts) > 1 and parts[1] != "__main__" else None
+    return parts[1] if len(parts) > 1 and parts[1] in units() else None
 
 
 def test_imports_are_resolved_for_known_cases():
@@ -146,3 +155,10 @@ def test_light_imports_load_neither_torch_nor_plotly(code):
     check = "; import sys; heavy = [m for m in ('torch', 'plotly') if m in sys.modules]; assert not heavy, heavy"
     r = subprocess.run([sys.executable, "-c", code + check], capture_output=True, text=True, cwd=PKG.parent)
     assert r.returncode == 0, r.stderr[-2000:]
+
+
+def test_the_architecture_page_names_every_package_and_module():
+    """docs/architecture.md is the map of the layers: a new package or top-level module must appear on it."""
+    text = (PKG.parent / "docs" / "architecture.md").read_text(encoding="utf-8")
+    missing = sorted(u for u in units() if f"{u}/" not in text and f"{u}.py" not in text)
+    assert not missing, f"docs/architecture.md does not mention: {', '.join(missing)}"
