@@ -53,7 +53,7 @@ def main() -> None:
     args = ap.parse_args()
 
     t_imp = time.perf_counter()
-    from perfmodel.plan_search import evaluate_plan, hardware_with_device, plan_search
+    from perfmodel.planning.search import evaluate_plan, hardware_with_device, plan_search
 
     import_s = time.perf_counter() - t_imp
 

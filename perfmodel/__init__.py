@@ -45,7 +45,7 @@ _API = {
     "time_to_train": "perfmodel.planning",
     "serve": "perfmodel.serving",
     "write_report": "perfmodel.report.html",
-    "plan_search": "perfmodel.plan_search",
+    "plan_search": "perfmodel.planning.search",
 }
 
 __all__ = sorted(_API) + ["__version__"]

@@ -18,8 +18,8 @@ from perfmodel.errors import InputError
 from perfmodel.hardware.schema import EfficiencyCurve
 from perfmodel.ops import DTYPE_BYTES, STAGES
 from perfmodel.ops.base import graph_costs
-from perfmodel.plan_search import (PLAN_PARTS, curve_at, evaluate_plan, microbatch_options, plan_search,
-                                   pp_options, stage_times, tp_options, work_table)
+from perfmodel.engine.worktime import curve_at
+from perfmodel.planning.search import PLAN_PARTS, evaluate_plan, microbatch_options, plan_search, pp_options, tp_options
 from perfmodel.recompute import recompute_extra_time, recompute_memory
 from perfmodel.step import stage_time, step_profile
 
@@ -66,24 +66,7 @@ def _key(r):
 
 
 # ---------------------------------------------------------------------------------------------
-# the vectorised timing equals perfmodel.step.stage_time
-
-
-@pytest.mark.parametrize("device,dtype", [("a100-sxm4-80gb", "bf16"), ("a100-sxm4-80gb", "fp32"),
-                                          ("v100-sxm2", "fp16"), ("i7-3820", "fp32")])
-def test_stage_times_equal_stage_time(tiny, device, dtype):
-    dev = load_hardware(device)
-    r = device_rates(dev, dtype)
-    for batch in (1, 8):
-        costs = graph_costs(tiny, batch, DTYPE_BYTES[dtype])
-        st = stage_times(work_table(costs), r)
-        for i, c in enumerate(costs):
-            for si, s in enumerate(STAGES):
-                ref = stage_time(c.stage(s), r)
-                assert st["time"][i, si] == pytest.approx(ref.time_s, rel=1e-12, abs=1e-18)
-                assert st["roof_compute"][i, si] == pytest.approx(ref.roof_compute_s, rel=1e-12, abs=1e-18)
-                assert st["roof_memory"][i, si] == pytest.approx(ref.roof_memory_s, rel=1e-12, abs=1e-18)
-                assert st["overhead"][i, si] == pytest.approx(ref.overhead_s, rel=1e-12, abs=1e-18)
+# the vectorised efficiency curve
 
 
 def test_curve_at_equals_efficiency_curve():
@@ -209,7 +192,7 @@ def test_gpipe_needs_more_memory_than_1f1b_at_equal_time(tiny):
 def test_zero1_shards_optimizer_state(tiny):
     kw = dict(dp=8, microbatch=4, dtype="bf16")
     a = evaluate_plan(tiny, "dgx-a100", **kw)
-    b = evaluate_plan(tiny, "dgx-a100", zero1=True, **kw)
+    b = evaluate_plan(tiny, "dgx-a100", zero=1, **kw)
     assert b.memory["optimizer_bytes"] == pytest.approx(a.memory["optimizer_bytes"] / 8)
     assert b.iteration_time_s == a.iteration_time_s
 
@@ -277,7 +260,7 @@ def test_gpt3_175b_on_1024_a100_is_fast_and_sensible():
 
 
 def _hw80():
-    from perfmodel.plan_search import hardware_with_device
+    from perfmodel.planning.search import hardware_with_device
 
     return hardware_with_device(TWO_NODES, "a100-sxm4-80gb")
 
@@ -308,3 +291,22 @@ def test_cli_plan_text_and_json(tmp_path):
               "breakdown", "memory_bytes", "fits", "mfu", "cost_per_iteration"):
         assert k in row
     assert set(row["breakdown"]) == set(PLAN_PARTS)
+
+
+# ---------------------------------------------------------------------------------------------
+# every plan carries the setup predict() reproduces exactly
+
+
+@pytest.mark.parametrize("kw", [dict(dp=2, tp=2, pp=2, microbatch=2, microbatches=4, dtype="bf16",
+                                     recompute="full", schedule="1f1b"),
+                                dict(dp=8, microbatch=4, microbatches=2, dtype="bf16", zero=1),
+                                dict(dp=1, tp=4, pp=4, microbatch=1, microbatches=8, dtype="tf32",
+                                     schedule="gpipe", recompute="full", straggler_cv=0.05)])
+def test_plan_setup_reproduces_predict(tiny, kw):
+    hw = TWO_NODES if kw["dp"] * kw.get("tp", 1) * kw.get("pp", 1) > 8 else "dgx-a100"
+    r = evaluate_plan(tiny, hw, **kw)
+    p = predict(tiny, hw, layers=False, **r.setup)
+    assert r.setup["optimizer"] == "adam" and r.setup.get("recompute", "none") == kw.get("recompute", "none")
+    assert p.iteration_time_s == pytest.approx(r.iteration_time_s, rel=1e-9)
+    assert p.memory.total_bytes == pytest.approx(r.memory_bytes, rel=1e-9)
+    assert p.breakdown["recompute"] == pytest.approx(r.breakdown["recompute"], rel=1e-9, abs=1e-15)

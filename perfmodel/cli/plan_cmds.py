@@ -28,7 +28,7 @@ SHORT = {"compute": "comp", "memory": "mem", "overhead": "ovh", "recompute": "re
 
 def plan_text(res, show: int | None = None) -> str:
     """Human summary of a PlanResult."""
-    from ..plan_search import PLAN_PARTS
+    from ..planning.search import PLAN_PARTS
     from ..units import fmt_bytes, fmt_seconds
 
     lines = [
@@ -97,14 +97,14 @@ def plan(
     json_out: bool = typer.Option(False, "--json", help="machine-readable output"),
 ) -> None:
     """Search data/tensor/pipeline plans, micro-batching, recomputation and dtype; print the best plans."""
-    from ..plan_search import plan_search
+    from ..planning.search import plan_search
     from .core_cmds import parse_size
 
     res = plan_search(
         network, hardware, devices=devices, global_batch=global_batch, objective=objective,
         memory_limit=parse_size(memory_limit, "--memory-limit"), top=top, optimizer=optimizer,
         dtypes=_csv(dtype), recompute=_csv(recompute), schedules=_csv(schedule), tp=_csv(tp, int),
-        pp=_csv(pp, int), microbatch=_csv(microbatch, int), allreduce=allreduce, zero1=zero1,
+        pp=_csv(pp, int), microbatch=_csv(microbatch, int), allreduce=allreduce, zero=int(zero1),
         price_per_hour=price, device=device,
     )
     if json_out:

@@ -139,7 +139,7 @@ def run_predict() -> dict[str, Any]:
 
 
 def run_plan_search() -> dict[str, Any]:
-    from perfmodel.plan_search import plan_search
+    from perfmodel.planning.search import plan_search
 
     out = {}
     for cid, net, hw, kw in PLAN_CASES:
