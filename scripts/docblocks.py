@@ -185,8 +185,8 @@ def cli_option_problems(argv: list[str]) -> list[str]:
     from perfmodel.cli import app
 
     group = typer.main.get_command(app)
-    if len(argv) < 2:
-        return []
+    if len(argv) < 2 or PLACEHOLDER.search(argv[1]) or argv[1].startswith("-"):
+        return []  # `perfmodel ...`, `perfmodel COMMAND`, `perfmodel --help`: no subcommand named
     sub = group.commands.get(argv[1])  # type: ignore[attr-defined]
     if sub is None:
         return [f"no command `perfmodel {argv[1]}`"]

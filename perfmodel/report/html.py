@@ -97,9 +97,9 @@ def efficiency_origin(device: Any) -> str:
 
 
 EFFICIENCY_WORDS = {
-    "calibrated": "calibrated efficiencies (measured on the machine by `perfmodel calibrate`)",
+    "calibrated": "calibrated efficiencies (measured on the machine by perfmodel calibrate)",
     "fitted": "fitted efficiencies (see the profile's efficiency source)",
-    "default": "default efficiency guesses (not measured; `perfmodel calibrate` replaces them)",
+    "default": "default efficiency guesses (not measured; perfmodel calibrate replaces them)",
 }
 
 
