@@ -116,6 +116,22 @@ def test_pending_commands_are_still_missing():
             f"`perfmodel {name}` exists now: remove it from PENDING in tests/test_docs.py")
 
 
+# commands that print no table: `report` writes an HTML page
+NO_TABLE = {"report"}
+
+
+def test_every_table_command_takes_json():
+    """README: 'Every command that prints a table takes `--json`'."""
+    import typer.main
+
+    from perfmodel.cli import app
+
+    group = typer.main.get_command(app)
+    lacking = [n for n, c in group.commands.items()
+               if n not in NO_TABLE and "--json" not in {o for p in c.params for o in p.opts}]
+    assert not lacking, f"commands without --json: {lacking}"
+
+
 def test_compare_output_rules():
     """The output comparison: '...' skips lines, a trailing '...' is a prefix, numbers must be equal."""
     actual = "a 1.5 ms\nb 2\nc 3 and more\n"
