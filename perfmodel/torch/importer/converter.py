@@ -74,7 +74,15 @@ class _Converter(torch.fx.passes.shape_prop.ShapeProp):
             return self.unique(self.strip(node.meta["perfmodel_leaf"].path))
         path = self.strip(module_path(node))
         base = re.sub(r"_\d+$", "", node.name)
+        if path and path not in self.names and self.is_leaf_path(path):
+            return self.unique(path)  # the one op of a leaf module (a Linear, a LayerNorm): its path
         return self.unique(f"{path}.{base}" if path else node.name)
+
+    def is_leaf_path(self, path: str) -> bool:
+        try:
+            return not any(True for _ in self.original.get_submodule(path).children())
+        except AttributeError:
+            return False
 
     def strip(self, path: str) -> str:
         return path[len(self.prefix):] if self.prefix and path.startswith(self.prefix) else path
@@ -164,7 +172,8 @@ class _Converter(torch.fx.passes.shape_prop.ShapeProp):
             name = self.input_names.pop(0) if self.input_names else n.name
             return self.placeholder_info(name, result)
         if n.op == "get_attr":
-            ids = frozenset({id(result)}) if isinstance(result, nn.Parameter) else frozenset()
+            trainable = isinstance(result, nn.Parameter) and result.requires_grad
+            ids = frozenset({id(result)}) if trainable else frozenset()
             return Const(result, ids)
         if n.op == "output":
             return None
@@ -172,7 +181,7 @@ class _Converter(torch.fx.passes.shape_prop.ShapeProp):
         if not dyn:
             params = _params_of((ia, ik))
             if n.op == "call_module":
-                params |= frozenset(id(p) for p in self.gm.get_submodule(n.target).parameters())
+                params |= frozenset(id(p) for p in self.gm.get_submodule(n.target).parameters() if p.requires_grad)
             return Const(result, params)
         flat = list(_walk((ia, ik)))
         if any(isinstance(i, LossVal) for i in flat) and not any(isinstance(i, Act) for i in flat):

@@ -96,6 +96,14 @@ def _h_log_softmax(c, n, result, args, kwargs, ia, ik):
 def _h_cat(c, n, result, args, kwargs, ia, ik):
     parts = _arg(ia, ik, 0, "tensors")
     dim = int(_arg(args, kwargs, 1, "dim", 0))
+    parts = [p for p in parts if not (isinstance(p, Const) and isinstance(p.value, torch.Tensor)
+                                      and p.value.numel() == 0)]  # an empty cache, say
+    if any(isinstance(p, Const) for p in parts) and not _params_of(parts) and c.per_sample(result) is not None:
+        acts = [_act(p) for p in parts if not isinstance(p, Const)]
+        if len(acts) == 1 and acts[0].real is not None:
+            c.note("a concat of an activation with constants costed as a pad (a copy into the larger output)")
+            name = c.add("pad", c.layer_name(n), [c.ensure(acts[0])], output_shape=list(c.per_sample(result)))
+            return c.out_act(name, result)
     acts = [_act(p) for p in parts]
     reals = [_real(a) for a in acts]
     axis = _sample_axis(dim, len(reals[0]) + 1, acts[0].bdim)
@@ -444,9 +452,36 @@ def _h_sdpa(c, n, result, args, kwargs, ia, ik):
            "causality are not costed")
     base = c.layer_name(n)
     scores = c.add("matmul", c.unique(f"{base}.scores"), [c.ensure(q), c.ensure(k)], transpose_b=True)
+    mask = _arg(ia, ik, 3, "attn_mask")
+    own = [p for p in _params_of(mask) if p not in c.owner] if mask is not None else []
+    if isinstance(mask, Act) or own:  # a learned or computed bias added to the scores (T5's position bias)
+        name = c.unique(f"{base}.bias")
+        fields = {"fn": "add", "flops_per_element": 1.0}
+        if own:
+            c.claim(name, own)
+            fields["params"] = int(sum(c.param_numel[p] for p in own))
+        ins = [scores] + ([c.ensure(mask)] if isinstance(mask, Act) and mask.real is not None else [])
+        scores = c.add("elementwise", name, ins, **fields)
     probs = c.add("softmax", c.unique(f"{base}.softmax"), [scores], axis=-1)
+    p = float(_value(_arg(ia, ik, 4, "dropout_p", 0.0)) or 0.0)
+    if p > 0:
+        probs = c.add("dropout", c.unique(f"{base}.dropout"), [probs], p=min(p, 0.999))
     c.add("matmul", base, [probs, c.ensure(v)])
     return c.out_act(base, result)
+
+
+@_on("expand", "expand_as", *_aten("expand.default", "expand_as.default"))
+def _h_expand(c, n, result, args, kwargs, ia, ik):
+    """A broadcast view; what reads it (e.g. the reshape of repeat_kv) copies it: costed as a pad."""
+    a = _act(ia[0])
+    real = c.per_sample(result)
+    if a.real is None or real is None or len(real) != len(a.real):
+        raise Unmappable("an expand that adds dims or moves the batch dim")
+    if real == a.real:
+        return a
+    c.note("expand (a broadcast view, copied where it is made contiguous) costed as a pad (one copy)")
+    name = c.add("pad", c.layer_name(n), [c.ensure(a)], output_shape=list(real))
+    return c.out_act(name, result)
 
 
 def _h_loss_fn(op):
