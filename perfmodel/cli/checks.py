@@ -155,6 +155,13 @@ def in_file(value: Any) -> Any:
         _fail("path too long")
     if not Path(s).is_file():
         _fail(f"no such file '{s}'" if not Path(s).exists() else f"'{s}' is not a file")
+    from ..datafile import read_text
+    from ..errors import PerfModelError
+
+    try:
+        read_text(s, max_bytes=2**30)  # text files only: binary or non-UTF-8 data is refused here
+    except PerfModelError as e:
+        _fail(str(e))
     return value
 
 

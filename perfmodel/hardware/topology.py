@@ -29,6 +29,7 @@ Modelling choices (each a named field with a default; the profiles say where the
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -71,7 +72,7 @@ class Node(_Frozen):
     source: str = Field(min_length=1, description="datasheet or document the topology comes from")
     notes: str = ""
     device: DeviceRef = Field(description="device profile name (or inline device)")
-    devices: int = Field(gt=0, description="number of compute devices")
+    devices: int = Field(gt=0, le=10**6, description="number of compute devices")
     host_cpu: str = Field(default="", description="host CPUs, e.g. '2 x Xeon E5-2698 v4' (informational)")
     host_memory_bytes: Bytes = Field(alias="host_memory")
     pcie_groups: tuple[PCIeGroup, ...] = Field(
@@ -130,7 +131,7 @@ class Cluster(_Frozen):
     source: str = Field(min_length=1)
     notes: str = ""
     node: Union[str, Node]
-    nodes: int = Field(gt=0, description="number of nodes in the cluster (the most a plan may use)")
+    nodes: int = Field(gt=0, le=10**6, description="number of nodes in the cluster (the most a plan may use)")
     network: LinkRef = Field(description="inter-node link (one port), e.g. infiniband-edr")
     nics_per_node: int | None = Field(default=None, gt=0, description="ports per node on this network (default: the node's nics, else 1)")
     oversubscription: float = Field(default=1.0, ge=1.0, description="core oversubscription of the network fabric")
@@ -185,11 +186,15 @@ class System:
     def max_devices(self) -> int:
         return self.max_nodes * self.devices_per_node
 
+    @cached_property
+    def _group_index(self) -> dict[int, int]:
+        return {i: gi for gi, g in enumerate(self.groups) for i in g}
+
     def group_of(self, device_index: int) -> int:
-        for gi, g in enumerate(self.groups):
-            if device_index in g:
-                return gi
-        raise IndexError(device_index)
+        try:  # a dict, not a scan: busiest_input asks for every device (10^5 devices took minutes)
+            return self._group_index[device_index]
+        except KeyError:
+            raise IndexError(device_index) from None
 
     def network_bandwidth_Bps(self, nodes: int) -> float:
         """Aggregate per-node network bandwidth (per direction) with `nodes` nodes in use."""
