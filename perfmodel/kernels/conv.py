@@ -2,8 +2,9 @@
 
 Shapes are NCHW: batch N, input channels C, image H x W, K filters of R x S, stride, padding, groups.
 Each algorithm is expressed as the GEMMs (and memory-bound transforms) it executes:
-- implicit GEMM (precomputed indices): fwd M=K, N=N*P*Q, K=C*R*S; bwd-data M=C, N=N*H*W, K=K*R*S (a strided
-  convolution's backward-data visits every input position, stride^2 more work than the model FLOPs);
+- implicit GEMM (precomputed indices): fwd M=K, N=N*P*Q, K=C*R*S; bwd-data M=C, N=N*H*W, K=K*ceil(R/stride)
+  *ceil(S/stride) (every input pixel visits the taps that can reach it: a strided 1x1 does stride^2 the
+  model FLOPs);
   bwd-filter M=K, N=C*R*S, K=N*P*Q (long K: split over CTAs).
 - Winograd F(m x m, 3 x 3), 3x3 stride 1 only: (m+2)^2 GEMMs over tiles of m x m outputs, so (m+2)^2/(9 m^2)
   of the direct multiplies. Fused (m = 2) keeps transforms in the kernel; non-fused (m = 4) adds transform
@@ -55,7 +56,8 @@ def io_bytes(s: dict, dtype: str):
 def implicit_gemm(s: dict, phase: str, dtype, arch, stack):
     """(time, executed FLOPs) of the implicit-GEMM algorithm (the unrolled matrix never goes to DRAM)."""
     N, C, H, W, K, R, S, P, Q, g = _shape(s)
-    mnk = {"fwd": (K, N * P * Q, C * R * S), "bwd_data": (C, N * H * W, K * R * S),
+    taps = np.ceil(R / s["stride_h"]) * np.ceil(S / s["stride_w"])  # filter taps reaching one input pixel
+    mnk = {"fwd": (K, N * P * Q, C * R * S), "bwd_data": (C, N * H * W, K * taps),
            "bwd_filter": (K, C * R * S, N * P * Q)}[phase]
     t = gemm_time_s(*mnk, dtype, arch, stack, cls=f"conv_{phase}", batch=g, split_k=phase == "bwd_filter",
                     tiles=stack.conv_tiles, io_bytes=io_bytes(s, dtype))

@@ -31,18 +31,18 @@ IB_FDR_BPS = 54.5e9 / 8  # hardware_profiles/links/infiniband-fdr.yaml, 4x FDR a
 
 # parameter name -> (initial value, lower bound, upper bound)
 PARAMS: dict[str, tuple[float, float, float]] = {
-    "gemm": (0.85, 0.2, 1.0), "gemm_tn": (0.85, 0.2, 1.0), "conv_fwd": (0.8, 0.2, 1.0), "conv_bwd_data": (0.8, 0.2, 1.0),
+    "mem": (0.75, 0.3, 1.0), "gemm": (0.85, 0.2, 1.0), "gemm_tn": (0.85, 0.2, 1.0), "conv_fwd": (0.8, 0.2, 1.0), "conv_bwd_data": (0.8, 0.2, 1.0),
     "conv_bwd_filter": (0.7, 0.1, 1.0), "winograd": (0.7, 0.1, 1.0), "fft": (0.5, 0.05, 1.0),
-    "rnn": (0.6, 0.05, 1.0), "memory_bandwidth": (0.75, 0.3, 1.0), "kernel_overhead_s": (5e-6, 1e-6, 2e-4),
-    "rnn_step_overhead_s": (10e-6, 0.5e-6, 2e-4),
+    "rnn": (0.6, 0.05, 1.0), "kernel_overhead_s": (5e-6, 1e-6, 2e-4),
+    "rnn_step_overhead_s": (10e-6, 0.5e-6, 2e-4), "rnn_memory_bandwidth": (0.5, 0.05, 1.0),
     "intra_bw_fraction": (0.5, 0.05, 1.0), "intra_alpha_s": (10e-6, 0.5e-6, 1e-4),
     "inter_bw_fraction": (0.6, 0.05, 1.0), "inter_alpha_s": (10e-6, 0.5e-6, 1e-4),
 }
 STAGES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {  # classes fitted -> parameters they fit
-    "gemm": (("gemm",), ("gemm", "gemm_tn", "memory_bandwidth", "kernel_overhead_s", "clock:*")),
+    "gemm": (("gemm",), ("gemm", "gemm_tn", "kernel_overhead_s", "clock:*")),
     "conv": (("conv_fwd", "conv_bwd_data", "conv_bwd_filter"),
-             ("conv_fwd", "conv_bwd_data", "conv_bwd_filter", "winograd", "fft")),
-    "rnn": (("rnn",), ("rnn", "rnn_step_overhead_s")),
+             ("conv_fwd", "conv_bwd_data", "conv_bwd_filter", "winograd", "fft", "mem:*")),
+    "rnn": (("rnn",), ("rnn", "rnn_step_overhead_s", "rnn_memory_bandwidth")),
     "allreduce": (("allreduce",), ("intra_bw_fraction", "intra_alpha_s", "inter_bw_fraction", "inter_alpha_s")),
 }
 
@@ -52,29 +52,30 @@ CLOCK_BOUNDS = {False: (1.0, 0.6, 1.0), True: (1.0, 1.0, 1.3)}
 BOOSTING: dict[str, bool] = {}  # arch name -> boost_above_rated, filled by Context.of
 
 
-PER_STACK = ("gemm", "gemm_tn", "conv_fwd", "conv_bwd_data", "conv_bwd_filter", "winograd", "fft", "rnn",
-             "kernel_overhead_s")
-FRACTIONS = PER_STACK[:-1]
+FRACTIONS = ("gemm", "gemm_tn", "conv_fwd", "conv_bwd_data", "conv_bwd_filter", "winograd", "fft", "rnn")
+PER_STACK = FRACTIONS + ("kernel_overhead_s", "rnn_memory_bandwidth")
 
 
 def bounds(name: str) -> tuple[float, float, float]:
     if name.startswith("clock:"):
         return CLOCK_BOUNDS[BOOSTING.get(name[6:], False)]
-    return PARAMS[name.split("@")[0]]
+    return PARAMS[name.split("@")[0].split(":")[0]]
 
 
 def initial_params(archs=(), stacks=()) -> dict[str, float]:
     """Starting values: shared parameters, one clock factor per GPU, one compute fraction per class and stack."""
-    p = {k: v[0] for k, v in PARAMS.items() if k not in PER_STACK}
+    p = {k: v[0] for k, v in PARAMS.items() if k not in PER_STACK and k != "mem"}
     p.update({f"clock:{a}": 1.0 for a in archs})
+    p.update({f"mem:{a}": PARAMS["mem"][0] for a in archs})
     p.update({f"{c}@{s}": PARAMS[c][0] for c in PER_STACK for s in stacks})
     return p
 
 
-def achievable(p: dict[str, float], stack: str, source: str = "fitted") -> Achievable:
-    """The Achievable block of software stack `stack` from a parameter set."""
-    return Achievable(compute={c: p[f"{c}@{stack}"] for c in FRACTIONS}, memory_bandwidth=p["memory_bandwidth"],
-                      kernel_overhead=p[f"kernel_overhead_s@{stack}"], rnn_step_overhead=p["rnn_step_overhead_s"],
+def achievable(p: dict[str, float], stack: str, arch: str = "", source: str = "fitted") -> Achievable:
+    """The Achievable block of software stack `stack` (on GPU `arch`: its DRAM fraction) from a parameter set."""
+    return Achievable(compute={c: p[f"{c}@{stack}"] for c in FRACTIONS}, memory_bandwidth=p.get(f"mem:{arch}", 0.75),
+                      kernel_overhead=p[f"kernel_overhead_s@{stack}"],
+                      rnn_memory_bandwidth=p[f"rnn_memory_bandwidth@{stack}"], rnn_step_overhead=p["rnn_step_overhead_s"],
                       source=source)
 
 
@@ -119,11 +120,10 @@ def _group_time(key, sub: list[Row], arch, stack, p):
 def predict(ctx: Context, p: dict[str, float], classes: tuple[str, ...] | None = None) -> np.ndarray:
     """Predicted seconds of every row (NaN for rows outside `classes`)."""
     out = np.full(len(ctx.rows), np.nan)
-    achs = {s: achievable(p, s) for s in ctx.stacks}
     for key, idx in ctx.groups.items():
         if classes is not None and key[0] not in classes:
             continue
-        stack = ctx.stacks[key[2]].with_achievable(achs[key[2]])
+        stack = ctx.stacks[key[2]].with_achievable(achievable(p, key[2], key[1]))
         arch = ctx.archs[key[1]].model_copy(update={"clock_factor": p.get(f"clock:{key[1]}", 1.0)})
         out[idx] = _group_time(key, [ctx.rows[i] for i in idx], arch, stack, p)
     return out
@@ -162,8 +162,8 @@ def _names(names: tuple[str, ...], archs, stacks) -> tuple[str, ...]:
     """Stage parameter names with the per-GPU and per-stack ones spelled out for the GPUs and stacks fitted."""
     out: list[str] = []
     for n in names:
-        if n == "clock:*":
-            out += [f"clock:{a}" for a in sorted(archs)]
+        if n in ("clock:*", "mem:*"):
+            out += [f"{n[:-1]}{a}" for a in sorted(archs)]
         elif n in PER_STACK:
             out += [f"{n}@{s}" for s in sorted(stacks)]
         else:
@@ -185,7 +185,7 @@ def fit(ctx: Context, train: np.ndarray | None = None) -> dict[str, float]:
             p = pattern_search(lambda q: _loss(ctx, q, classes, mask), p, _names(names, archs, stacks))
             masks[classes] = mask
     every = tuple(n for _, names in STAGES.values() for n in _names(names, archs, stacks)
-                  if not n.startswith(("kernel_overhead_s", "clock:")))
+                  if not n.startswith(("kernel_overhead_s", "clock:", "mem:")))
     joint = lambda q: float(np.mean([_loss(ctx, q, c, m) for c, m in masks.items()]))  # noqa: E731
     return pattern_search(joint, p, every, rounds=3)
 
@@ -198,6 +198,12 @@ def held_out_clock(ctx: Context, p: dict[str, float], arch: str) -> float:
     return float(np.mean(pool)) if pool else 1.0
 
 
+def held_out_memory(p: dict[str, float]) -> float:
+    """DRAM fraction of a GPU not fitted: the mean over the fitted GPUs."""
+    pool = [v for k, v in p.items() if k.startswith("mem:")]
+    return float(np.mean(pool)) if pool else PARAMS["mem"][0]
+
+
 def leave_one_gpu_out(ctx: Context) -> tuple[np.ndarray, dict[str, dict[str, float]]]:
     """Predictions of each GPU's rows from parameters fitted on the other GPUs' rows, and those parameters."""
     archs = np.array([r.arch for r in ctx.rows])
@@ -206,6 +212,7 @@ def leave_one_gpu_out(ctx: Context) -> tuple[np.ndarray, dict[str, dict[str, flo
     for a in sorted(set(archs)):
         p = fit(ctx, archs != a)
         p[f"clock:{a}"] = held_out_clock(ctx, p, a)
+        p[f"mem:{a}"] = held_out_memory(p)
         fitted[a] = p
         held = archs == a
         pred[held] = predict(ctx, p)[held]

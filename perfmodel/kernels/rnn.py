@@ -31,14 +31,18 @@ def _pointwise_s(cell: str, H, B, dtype, arch: GpuArch, stack: SoftwareStack):
 
 
 def _step_s(cell, M, N, K, dtype, arch: GpuArch, stack: SoftwareStack):
-    """One recurrent step's GEMM; persistent kernels skip re-reading the weights."""
+    """One recurrent step's GEMM: max(compute, weights streamed at the RNN bandwidth fraction) + overhead.
+
+    A persistent kernel whose weights fit in the register files (stack.rnn_persistent) does not re-read them.
+    """
+    _, eb = dtype_parts(dtype)
+    a = stack.achievable
+    comp = gemm_compute_s(M, N, K, dtype, arch, stack, cls="rnn", split_k=False)
+    mem = eb * (M * K + K * N + M * N) / (arch.memory_bandwidth_Bps * a.rnn_memory_bandwidth)
     if stack.rnn_persistent:
-        _, eb = dtype_parts(dtype)
         fits = M * K * eb <= arch.sm_count * arch.registers_per_sm * 4 * 0.5
-        comp = gemm_compute_s(M, N, K, dtype, arch, stack, cls="rnn", split_k=False)
-        plain = gemm_time_s(M, N, K, dtype, arch, stack, cls="rnn", split_k=False)
-        return np.where(fits, comp, plain)
-    return gemm_time_s(M, N, K, dtype, arch, stack, cls="rnn", split_k=False)
+        mem = np.where(fits, eb * (K * N + M * N) / (arch.memory_bandwidth_Bps * a.rnn_memory_bandwidth), mem)
+    return a.kernel_overhead_s + np.maximum(comp, mem)
 
 
 def rnn_time_s(cell: str, phase: str, hidden, batch, timesteps, dtype: str, arch: GpuArch,

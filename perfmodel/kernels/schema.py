@@ -95,6 +95,9 @@ class Achievable(_Frozen):
     memory_bandwidth: Fraction = 0.8
     kernel_overhead_s: Seconds = Field(default=5e-6, alias="kernel_overhead")
     rnn_step_overhead_s: Seconds = Field(default=10e-6, alias="rnn_step_overhead")
+    rnn_memory_bandwidth: Fraction = Field(
+        default=0.8, description="fraction of DRAM bandwidth a recurrent step reaches streaming its weights "
+        "(few CTAs per step: little memory-level parallelism)")
     source: str = "assumed, not fitted"
 
     def fraction(self, cls: str) -> float:
