@@ -111,3 +111,5 @@ def plan(
         typer.echo(dumps(res.to_dict()))
     else:
         typer.echo(plan_text(res))
+    if not res.plans:  # nothing fits: say so (above) and exit 1, like `fit`
+        raise typer.Exit(1)
