@@ -28,7 +28,7 @@ from ...calibration.samples import (  # noqa: F401 - re-exported for callers of 
 )
 from ...calibration.timing import MIN_TIME_S, QUICK_MIN_TIME_S, QUICK_REPEATS, REPEATS, time_call
 from ...machine import cpu_model_name
-from ...validation.quiet import Interference, wait_for_quiet
+from ..quiet import Interference, wait_for_quiet
 from .benches import _TORCH_DTYPES, build_benches
 
 # a shared machine: wait (up to QUIET_MAX_WAIT_S) for QUIET_IDLE idle before starting, and repeat a sample
