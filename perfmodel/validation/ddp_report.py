@@ -139,8 +139,9 @@ def readme_section(res) -> str:
 def terminal_text(res) -> list[str]:
     """The summary `perfmodel validate --suite ddp-cpu` prints."""
     from ..torch.ddp_records import LINK_NAME
+    from .report import plural
 
-    lines = [f"{res.suite}: {len(res.cases)} cases, profile {res.profile}, link {LINK_NAME} "
+    lines = [f"{res.suite}: {plural(len(res.cases), 'case')}, profile {res.profile}, link {LINK_NAME} "
              f"(alpha {res.link.alpha_s * 1e6:.1f} us, B {res.link.bandwidth_Bps / 1e9:.2f} GB/s)", ""]
     lines.append(f"{'case':24s} {'measured ms':>12s} {'predicted ms':>13s} {'error':>8s}")
     for c in res.cases:

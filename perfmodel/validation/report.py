@@ -245,13 +245,18 @@ def readme_section(res, calibration: dict[str, Any] | None = None) -> str:
     ])
 
 
+def plural(n: int, word: str) -> str:
+    """The count with its noun: "1 case", "2 cases"."""
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
 def terminal_text(res) -> list:
     """The summary `perfmodel validate` prints for a measured suite (lines and tables)."""
     from .protocol import TextTable
 
     rows = [(r.case.name, f"{r.measured_s * 1e3:.1f}", f"{r.predicted_s * 1e3:.1f}", f"{r.error_pct:+.1f}%")
             for r in res.cases]
-    out = [f"{res.suite}: {len(res.cases)} cases on {res.device}, profile {res.profile}", "",
+    out = [f"{res.suite}: {plural(len(res.cases), 'case')} on {res.device}, profile {res.profile}", "",
            TextTable(["case", "measured ms", "predicted ms", "error"], rows, "lrrr"), "",
            TextTable(["metric", "value"], summary_rows(res.summary), "lr"),
            f"target (median <= {res.target_median_pct:.0f}%, worst <= {res.target_worst_pct:.0f}%): "
