@@ -98,3 +98,16 @@ def test_unsupported_dtype_is_a_clear_error():
         device_rates(flat_gpu(), "bf16")
     with pytest.raises(InputError, match="threads"):
         device_rates(cpu4(), "fp32", threads=0)
+
+
+def test_layer_costs_call_each_distinct_layer_once_and_equal_op_cost():
+    from perfmodel.engine.costs import cost_groups, layer_costs
+    from perfmodel.graph.io import load_network
+    from perfmodel.ops.base import op_cost
+
+    g = load_network("gpt3_175b")
+    group, first = cost_groups(g)
+    assert len(group) == 774 and len(first) == 12  # the 96 identical decoder layers share their costs
+    costs = layer_costs(g, 2, 2)
+    assert costs == tuple(op_cost(l, 2, 2) for l in g.layers)
+    assert costs[10] is costs[10 + 8]  # one object per distinct (layer, shape)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..dataflow import input_bytes_per_sample as graph_input_bytes
+from ..engine import memo
 from ..errors import InputError
 from ..graph.layer_graph import LayerGraph
 from ..hardware.loader import load_hardware
@@ -124,8 +125,9 @@ def evaluate(graph: LayerGraph, hw: Any, setup) -> Evaluation:
     """One iteration of `graph` on `hw` (device, node or cluster profile) under `setup` (a TrainingSetup)."""
     warnings: list[str] = []
     pl_ = make_plan(setup.plan, setup.devices)
-    system = resolve_system(hw, devices=pl_.devices).with_p2p(setup.p2p)
-    placement = place(pl_, system, setup.nodes)
+    system = memo.on(hw, ("system", pl_.devices, setup.p2p),
+                     lambda: resolve_system(hw, devices=pl_.devices).with_p2p(setup.p2p))
+    placement = memo.on(system, ("place", pl_, setup.nodes), lambda: place(pl_, system, setup.nodes))
     dp, tp, pp = pl_.dp, pl_.tp, pl_.pp
     sync = _effective_sync(setup, pl_, placement, warnings)
     k_acc = setup.grad_accumulation
@@ -140,8 +142,9 @@ def evaluate(graph: LayerGraph, hw: Any, setup) -> Evaluation:
     dev_run, cpu_share, threads = _run_device(system, per, setup.threads, warnings)
     ranks = rank_layers(graph, dev_run, mb, setup.dtype, threads, tp)
     tier = placement.tp_tier
-    tpf, tpb = tp_comm(ranks, tier.bandwidth_Bps, tier.latency_s)
-    if tp > 1 and any(l.op in CONV_RNN_OPS for l in graph.layers):
+    tpf, tpb = memo.on(ranks, ("tp_comm", tier.bandwidth_Bps, tier.latency_s),
+                       lambda: tp_comm(ranks, tier.bandwidth_Bps, tier.latency_s))
+    if tp > 1 and memo.on(graph, ("has_conv_rnn",), lambda: any(l.op in CONV_RNN_OPS for l in graph.layers)):
         warnings.append("tensor parallelism splits dense, attention and embedding layers only; "
                         "convolutions and recurrent layers are replicated on every tensor-parallel rank")
     rc = None
@@ -149,15 +152,23 @@ def evaluate(graph: LayerGraph, hw: Any, setup) -> Evaluation:
         rc = recompute_info(graph)
         if rc is None:
             warnings.append("recompute='full': the network has fewer than two segments, nothing is recomputed")
-    stg = staged(graph, ranks, tpf, tpb, rc, pp)
-    gs = gradient_sync(placement, system, sync, setup.allreduce, setup.ps_servers, setup.ps_colocated)
-    syn = synced(stg, placement, gs.fn, setup.optimizer, setup.bucket_bytes, setup.overlap,
-                 ddp_copies=dp > 1 and sync != "async")
+    stg = memo.on(ranks, ("staged", rc is not None, pp), lambda: staged(graph, ranks, tpf, tpb, rc, pp),
+                  refs=(tpf,))
+    gs = memo.on(placement, ("gsync", sync, setup.allreduce, setup.ps_servers, setup.ps_colocated),
+                 lambda: gradient_sync(placement, system, sync, setup.allreduce, setup.ps_servers,
+                                       setup.ps_colocated))
+    syn = memo.on(stg, ("synced", setup.optimizer, setup.bucket_bytes, setup.overlap, sync),
+                  lambda: synced(stg, placement, gs.fn, setup.optimizer, setup.bucket_bytes, setup.overlap,
+                                 ddp_copies=dp > 1 and sync != "async"), refs=(placement, gs))
     it = iteration(stg, syn, gs, m=m, k_acc=k_acc, schedule=pl_.schedule, sync=sync,
                    straggler_cv=setup.straggler_cv, workers=placement.nodes if sync == "mixed" else dp,
                    straggler_ranks={"sync": pl_.devices, "mixed": placement.dp_ranks_per_node}.get(sync, 1),
-                   overlap=setup.overlap, flow_args=_flow_args(graph, system, placement, setup, b * k_acc))
-    mem = stage_footprint(graph, stg, setup, pl_.schedule, m, dp)
+                   overlap=setup.overlap, flow_args=memo.on(placement, (
+                       "flow", setup.dtype, setup.input_bytes_per_sample, setup.storage, setup.raid0,
+                       setup.dataset_size, setup.prefetch, b * k_acc),
+                       lambda: _flow_args(graph, system, placement, setup, b * k_acc), refs=(graph,)))
+    mem = memo.on(stg, ("footprint", setup.optimizer, setup.zero >= 1 and dp, pl_.schedule, m),
+                  lambda: stage_footprint(graph, stg, setup, pl_.schedule, m, dp))
     if not mem.fits:
         warnings.append(f"does not fit: needs {mem.total_bytes / 1e9:.2f} GB of {mem.capacity_bytes / 1e9:.2f} GB "
                         f"per device; largest batch per replica that fits: {mem.max_batch}")

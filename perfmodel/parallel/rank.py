@@ -19,7 +19,8 @@ from ..engine.worktime import stage_times
 from ..graph.layer_graph import LayerGraph
 from ..hardware.schema import Device
 from ..ops import DTYPE_BYTES, OpCost
-from ..ops.base import Work, graph_costs
+from ..engine.costs import layer_costs
+from ..ops.base import Work
 from . import collectives as C
 from .tensor import TPLayer, tensor_parallel_layout
 
@@ -76,7 +77,7 @@ def rank_layers(graph: LayerGraph, device: Device, batch: int, dtype: str, threa
 def _rank_layers(graph: LayerGraph, device: Device, batch: int, dtype: str, threads: int | None,
                  tp: int) -> RankLayers:
     r = device_rates(device, dtype, threads)
-    costs = graph_costs(graph, batch, DTYPE_BYTES[dtype])
+    costs = layer_costs(graph, batch, DTYPE_BYTES[dtype])
     table = layer_table(graph, costs, r.elementwise is not None or r.stage_factors is not None)
     layout = tensor_parallel_layout(graph, costs, tp)
     params = np.array([c.params for c in costs], dtype=np.int64)

@@ -6,9 +6,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
-from ..graph.io import load_network
+from ..engine import memo
 from ..graph.layer_graph import LayerGraph
-from ..hardware.loader import load_hardware
 from ..parallel.predict import evaluate
 from ..result import Prediction
 from .assemble import prediction_from_evaluation
@@ -30,8 +29,8 @@ def predict(network: str | Path | LayerGraph, hardware: str | Path | Any, setup:
     elif options:
         setup = make_setup(**{**setup.model_dump(exclude_unset=True), **options})
     setup.check_modelled()
-    graph = load_network(network)
-    hw = load_hardware(hardware)
+    graph = memo.network(network)
+    hw = memo.hardware(hardware)
     if getattr(hw, "kind", "device") not in ("device", "node", "cluster"):
         raise InputError(f"'{getattr(hw, 'name', hardware)}' is a {hw.kind} profile; predict needs a device, node "
                          f"or cluster")

@@ -7,9 +7,9 @@ from typing import Any
 import numpy as np
 
 from ..dataflow import HOST_RAM_CACHE_FRACTION, IO_QUEUE_DEPTH, input_bytes_per_sample
+from ..engine import memo
 from ..engine.layers import stage_time
-from ..ops import DTYPE_BYTES, STAGES
-from ..ops.base import graph_costs
+from ..ops import STAGES
 from ..optimizers import optimizer_work
 from ..parallel.data_parallel import DDP_BUCKET_BYTES, DDP_BUCKET_COPY_PASSES, DDP_FIRST_BUCKET_BYTES, GRAD_BYTES
 from ..parallel.predict import Evaluation
@@ -32,21 +32,22 @@ PART_WORDS = {
 
 def layer_rows(graph, r: RankLayers, only: list[int] | None = None) -> tuple[LayerRow, ...]:
     """Per-layer rows of one rank (all layers, or the indices in `only`)."""
-    st = r.st
-    tm, cm, mm, ov = (st[k].tolist() for k in ("time", "compute", "memory", "overhead"))
+    idx = list(range(len(r.costs))) if only is None else list(only)
+    sel = slice(None) if only is None else idx
+    tm, cm, mm, ov = (r.st[k][sel].tolist() for k in ("time", "compute", "memory", "overhead"))
     rows = []
-    for i in (range(len(r.costs)) if only is None else only):
+    for j, i in enumerate(idx):
         layer, c = graph.layers[i], r.costs[i]
-        longest = max(range(3), key=lambda j: tm[i][j])
-        roof = max(cm[i][longest], mm[i][longest])
-        bound = "overhead" if ov[i][longest] > roof else ("compute" if cm[i][longest] >= mm[i][longest] else "memory")
-        if tm[i][longest] == 0:
+        longest = max(range(3), key=lambda k: tm[j][k])
+        roof = max(cm[j][longest], mm[j][longest])
+        bound = "overhead" if ov[j][longest] > roof else ("compute" if cm[j][longest] >= mm[j][longest] else "memory")
+        if tm[j][longest] == 0:
             bound = "none"
         scale = 1.0 / r.tp if r.tp > 1 and r.layout[i].split else 1.0
         rows.append(LayerRow.model_construct(
             name=layer.name, op=layer.op, output_shape=layer.output_shape, params=int(r.params[i]),
             flops={s: c.flops(s) * scale for s in STAGES}, bytes={s: c.bytes(s) * scale for s in STAGES},
-            time_s={**{s: tm[i][j] for j, s in enumerate(STAGES)}, "total": tm[i][0] + tm[i][1] + tm[i][2]},
+            time_s={**{s: tm[j][k] for k, s in enumerate(STAGES)}, "total": tm[j][0] + tm[j][1] + tm[j][2]},
             kernels=sum(c.kernels(s) for s in STAGES), bound=bound, saved_bytes=float(r.saved[i]),
         ))
     return tuple(rows)
@@ -83,6 +84,11 @@ def assumptions(device, rates, threads: int | None) -> dict[str, Any]:
 
 def single_device_time(ev: Evaluation, batch: int) -> float:
     """One device, no parallelism, at `batch`: forward + backward + AMP cast + optimizer (the scaling baseline)."""
+    return memo.on(ev.graph, ("single_t", batch, ev.ranks.dtype, ev.threads, ev.setup.optimizer),
+                   lambda: _single_device_time(ev, batch), refs=(ev.system.device,))
+
+
+def _single_device_time(ev: Evaluation, batch: int) -> float:
     r = rank_layers(ev.graph, ev.system.device, batch, ev.ranks.dtype, ev.threads, 1)
     opt = stage_time((optimizer_work(ev.setup.optimizer, r.total_params, r.total_tensors,
                                      gpu=not r.device.is_cpu),), r.rates, "optimizer")
@@ -90,23 +96,29 @@ def single_device_time(ev: Evaluation, batch: int) -> float:
 
 
 def _rows(ev: Evaluation, layers: bool) -> tuple[LayerRow, ...]:
+    """All rows, or the three costliest (for the bottleneck sentence); memoised on the rank's arrays."""
     r = ev.ranks
     if layers:
-        return layer_rows(ev.graph, r)
-    top = r.__dict__.get("_top3")
-    if top is None:
-        tot = r.st["time"].sum(axis=1)
-        top = [int(i) for i in np.argsort(-tot, kind="stable")[:3]]
-        r.__dict__["_top3"] = top
-    return layer_rows(ev.graph, r, top)
+        return memo.on(r, ("rows",), lambda: layer_rows(ev.graph, r), refs=(ev.graph,))
+
+    def top3():
+        top = np.argsort(-r.st["time"].sum(axis=1), kind="stable")[:3]
+        return layer_rows(ev.graph, r, [int(i) for i in top])
+
+    return memo.on(r, ("top3",), top3, refs=(ev.graph,))
+
+
+def _cost_sums(costs) -> tuple[float, float, int]:
+    """(forward FLOPs, backward FLOPs, parameters) of per-layer costs, memoised on the cost tuple."""
+    return memo.on(costs, ("sums",), lambda: (
+        sum(c.flops("forward") for c in costs), sum(c.flops("backward_data") + c.flops("backward_weight")
+                                                   for c in costs), sum(c.params for c in costs)))
 
 
 def _flops(ev: Evaluation, reps: int) -> dict[str, float]:
     r, dp = ev.ranks, ev.plan.dp
-    costs = r.costs if r.tp == 1 else graph_costs(ev.graph, r.batch, DTYPE_BYTES[r.dtype])
-    fwd = sum(c.flops("forward") for c in costs) * reps * dp
-    bwd = sum(c.flops("backward_data") + c.flops("backward_weight") for c in costs) * reps * dp
-    params = sum(c.params for c in costs)
+    f, b, params = _cost_sums(r.costs)  # unsplit costs of the micro-batch
+    fwd, bwd = f * reps * dp, b * reps * dp
     opt = optimizer_work(ev.setup.optimizer, params, 1, gpu=not r.device.is_cpu).flops * dp
     return {"forward": fwd, "backward": bwd, "optimizer": opt, "total": fwd + bwd + opt}
 
@@ -139,7 +151,7 @@ def prediction_from_evaluation(ev: Evaluation, *, layers: bool = True, single: b
               "optimizer": ev.synced.opt[crit].time_s}
     assum = assumptions(r.device, r.rates, r.threads)
     par = None if single else _parallel_dict(ev, bd, global_batch, throughput, total, assum)
-    return Prediction(
+    return Prediction.model_construct(
         network=ev.graph.name, hardware=ev.system.name if not single else dev.name, device_type=dev.type,
         batch=global_batch, dtype=r.dtype, threads=r.threads, optimizer=s.optimizer, devices=n_dev,
         iteration_time_s=total, throughput_samples_per_s=throughput, breakdown=bd, stages=stages,
