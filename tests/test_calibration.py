@@ -311,3 +311,59 @@ def test_pooled_samples_take_the_median_over_runs_of_the_same_grid(tmp_path):
     assert len(pooled) == len(base)
     for p, s in zip(pooled, base):
         assert p.time_s == pytest.approx(2.0 * s.time_s) and len(p.times_s) == 3
+
+
+def test_kernel_class_curves_fitted_from_keyed_samples():
+    """Depthwise conv samples at 1/20 of the conv curve's efficiency and fresh-allocation streaming samples at
+    a third of the memory curve's give their own keyed curves (the family curves and bandwidth unchanged), written
+    to the profile's efficiency.curves and found by the key chain (conv/depthwise/strided -> conv/depthwise)."""
+    from perfmodel.calibration.kernels import STREAM_ROOTS, conv_ekey, gemm_ekey
+    from perfmodel.hardware.traits import efficiency_curve
+
+    dev = true_device()
+    samples = synthetic_samples()
+    base = fit_profile(samples, FitOptions(cores=CORES, nominal_peak_per_core={"fp32": PEAK / CORES}))
+    for t in (1, 2):
+        r = device_rates(dev, "fp32", threads=t)
+        for i, (size, eff) in enumerate(CONV_PTS):
+            w = Work("conv", flops=size, bytes_read=size / 100, kernels=1)
+            slow = (work_time(w, r).time_s - RAW_OVERHEAD) * 20 + RAW_OVERHEAD
+            samples.append(Sample("conv", t, slow, w.flops, w.bytes, 1, label=f"dw{i}", ekey="conv/depthwise"))
+        for i, (size, eff) in enumerate(MEMORY_PTS):
+            w = Work("memory", bytes_read=size * 2 / 3, bytes_written=size / 3, kernels=1)
+            slow = (work_time(w, r).time_s - RAW_OVERHEAD) * 3 + RAW_OVERHEAD
+            samples.append(Sample("memory", t, slow, 0.0, w.bytes, 1, label=f"fresh{i}", ekey="elementwise"))
+    fit = fit_profile(samples, FitOptions(cores=CORES, nominal_peak_per_core={"fp32": PEAK / CORES}))
+    assert fit.curves == base.curves and fit.memory_bandwidth_Bps == base.memory_bandwidth_Bps
+    dw = EfficiencyCurve(points=tuple(fit.keyed_curves["conv/depthwise"]))
+    for size, eff in CONV_PTS:
+        assert dw.at(size) == pytest.approx(eff / 20, rel=3e-3)
+    for root in STREAM_ROOTS:
+        curve = EfficiencyCurve(points=tuple(fit.keyed_curves[root]))
+        for size, eff in MEMORY_PTS:
+            assert curve.at(size) == pytest.approx(eff / 3, rel=3e-3), root
+    d = hardware_from_dict(profile_dict(fit, name="kc", source="test", memory_bytes=8e9))
+    assert efficiency_curve(d.efficiency, "conv/depthwise/strided", "conv").at(CONV_PTS[1][0]) == \
+        pytest.approx(CONV_PTS[1][1] / 20, rel=3e-3)
+    assert efficiency_curve(d.efficiency, "conv/grouped", "conv").at(CONV_PTS[1][0]) == \
+        pytest.approx(CONV_PTS[1][1], rel=3e-3)  # no grouped samples: the conv curve
+    assert efficiency_curve(d.efficiency, "norm/batchnorm", "memory").at(MEMORY_PTS[4][0]) == \
+        pytest.approx(MEMORY_PTS[4][1] / 3, rel=3e-3)
+    s = samples[-1]
+    assert predicted_sample_time(s, fit) == pytest.approx(s.time_s, rel=3e-3)
+    # the calibration grid's keys, by hand
+    assert [conv_ekey(32, 32, 3, 1, 32), conv_ekey(32, 64, 3, 1, 4), conv_ekey(32, 64, 1, 1, 1),
+            conv_ekey(32, 64, 3, 1, 1), conv_ekey(32, 32, 3, 2, 32)] == \
+        ["conv/depthwise", "conv/grouped", "conv/1x1", "", ""]
+    assert (gemm_ekey(16, 4096), gemm_ekey(2048, 10), gemm_ekey(17, 17)) == ("matmul/thin", "matmul/thin", "")
+
+
+def test_thread_speedup_is_a_time_weighted_median_robust_to_one_disturbed_pair():
+    from perfmodel.calibration.fit import measured_speedups, weighted_median
+
+    assert weighted_median([(1.0, 1.0), (2.0, 1.0), (3.0, 5.0)]) == 3.0  # 3.0 carries most of the weight
+    assert weighted_median([(1.8, 2.0), (0.5, 1.0), (1.9, 1.0)]) == 1.8  # half of 4 reached at 1.8
+    samples = []
+    for i, (t1, s2) in enumerate(((0.010, 1.8), (0.012, 1.9), (0.011, 0.5))):  # the last pair was disturbed
+        samples += [Sample("matrix", 1, t1, 1e9, label=f"g{i}"), Sample("matrix", 2, t1 / s2, 1e9, label=f"g{i}")]
+    assert measured_speedups(samples, 0.0, 1e-3)[2] == pytest.approx(1.8)

@@ -32,11 +32,11 @@ Choices (each a named parameter of `FitOptions`):
   its roofline time at the fitted efficiency plus the autograd-context overhead.
 - The peak comes only from samples whose time is at least `min_busy_share` roofline work (not
   dominated by the call overhead).
-- serial_fraction from the time-weighted speedup over one thread (sum of single-thread times / sum of
-  times at t threads) of all GEMM and convolution samples taking at least `speedup_min_time_s` on
-  one thread, at each thread count t <= cores (Amdahl, averaged over t). Time-weighted, so that the
-  kernels that dominate a training step dominate it; small kernels scale worse and their loss shows
-  in the shared efficiency curve instead. Threads beyond the physical cores (only when measured)
+- serial_fraction from the speedup over one thread (the median of the samples' speedups weighted by
+  their single-thread times) of the GEMM and convolution samples taking at least `speedup_min_time_s`
+  on one thread, at each thread count t <= cores (Amdahl, averaged over t). Time-weighted, so that the
+  kernels that dominate a training step dominate it; a median, so that a pair disturbed by another
+  process on a shared machine does not; small kernels scale worse and their loss shows in the curves. Threads beyond the physical cores (only when measured)
   give the hyperthread/oversubscription penalty.
 - Curves: every sample gives an (size, efficiency) pair; pairs are grouped in log-size bins
   (`bins_per_decade`); within a bin, the median efficiency per thread count, then the geometric
@@ -78,6 +78,7 @@ class Sample:
     label: str = ""
     times_s: tuple[float, ...] = ()  # every repeat, for the record
     key: str = ""  # family "elementwise": the op key ("relu", ...); "conv": a stage-factor key (strided convs)
+    ekey: str = ""  # an efficiency key (conv/depthwise, matmul/thin, elementwise, ...): fits curves[ekey], not the family curve
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -122,6 +123,7 @@ class FitResult:
     n_samples: dict[str, int] = field(default_factory=dict)
     elementwise: dict[str, float] | None = None  # per-core nominal FLOP/s by op key
     stage_factors: dict[str, float] | None = None  # efficiency multipliers of strided-convolution stages
+    keyed_curves: dict[str, list[tuple[float, float]]] = field(default_factory=dict)  # Efficiency.curves by key
 
     def speedup(self, threads: int) -> float:
         """Compute speed at `threads` relative to one thread, as compute.thread_speedup does."""
@@ -197,17 +199,29 @@ def fit_peak_per_core(samples: Sequence[Sample], dtype: str, overhead: float, is
 
 
 def measured_speedups(samples: Sequence[Sample], overhead: float, min_time_s: float) -> dict[int, float]:
-    """Aggregate speedup over one thread, per thread count, of the fp32 matrix/conv samples paired with their
-    single-thread run (same label) whose single-thread roofline time is at least `min_time_s`: the sum of
-    their single-thread times over the sum of their times at t threads (time-weighted, so the kernels that
-    dominate a training step dominate it too)."""
-    g = [s for s in samples if s.family in ("matrix", "conv") and s.dtype == "fp32" and s.flops > 0]
+    """Speedup over one thread, per thread count, of the fp32 matrix/conv samples (no kernel-class key) paired
+    with their single-thread run (same label) whose single-thread roofline time is at least `min_time_s`: the
+    median of the pairs' speedups weighted by their single-thread times (so the kernels that dominate a
+    training step dominate it, and one pair slowed by another process on a shared machine does not)."""
+    g = [s for s in samples if s.family in ("matrix", "conv") and s.dtype == "fp32" and s.flops > 0 and not s.ekey]
     one = {s.label: s for s in g if s.threads == 1 and _busy(s, overhead, True) >= min_time_s}
     by_t: dict[int, list[tuple[float, float]]] = {}
     for s in g:
         if s.threads > 1 and s.label in one:
-            by_t.setdefault(s.threads, []).append((_busy(one[s.label], overhead, True), _busy(s, overhead, True)))
-    return {t: sum(a for a, _ in v) / sum(b for _, b in v) for t, v in sorted(by_t.items())}
+            a = _busy(one[s.label], overhead, True)
+            by_t.setdefault(s.threads, []).append((a / _busy(s, overhead, True), a))
+    return {t: weighted_median(v) for t, v in sorted(by_t.items())}
+
+
+def weighted_median(pairs: Sequence[tuple[float, float]]) -> float:
+    """The value at which the (value, weight) pairs' cumulative weight first reaches half of the total."""
+    xs = sorted(pairs)
+    half, acc = sum(w for _, w in xs) / 2.0, 0.0
+    for x, w in xs:
+        acc += w
+        if acc >= half:
+            return x
+    return xs[-1][0]
 
 
 def fit_thread_scaling(speedups: dict[int, float], cores: int) -> tuple[float | None, float | None]:
@@ -224,12 +238,15 @@ def fit_thread_scaling(speedups: dict[int, float], cores: int) -> tuple[float | 
 
 
 def efficiency_pairs(samples: Iterable[Sample], family: str, dtype: str | None, res: FitResult,
-                     overhead: float, keyed: bool = False, clip: bool = True) -> list[tuple[float, float, int]]:
-    """(size, efficiency, threads) of each sample of `family` (and `dtype`, when given); samples with a
-    stage-factor key only when `keyed` (and then only those)."""
+                     overhead: float, keyed: bool = False, clip: bool = True, ekey: str = ""
+                     ) -> list[tuple[float, float, int]]:
+    """(size, efficiency, threads) of each sample of `family` (and `dtype`, when given) with efficiency key
+    `ekey` ("" for the family curve); samples with a stage-factor key only when `keyed` (and then only those)."""
     out = []
     for s in samples:
         if s.family != family or (dtype is not None and s.dtype != dtype) or bool(s.key) != keyed:
+            continue
+        if s.ekey != ekey:
             continue
         busy = _busy(s, overhead, res.is_cpu)
         if family == "memory":
@@ -343,10 +360,10 @@ def fit_profile(samples: Sequence[Sample], options: FitOptions) -> FitResult:
         raise ValueError("no fp32 matrix or conv samples: cannot fit a peak FLOP rate")
 
     # bandwidth: best single-thread and best multi-thread (<= cores) rate over the memory samples
-    mem = [s for s in samples if s.family == "memory" and s.bytes > 0
+    mem = [s for s in samples if s.family == "memory" and s.bytes > 0 and not s.ekey
            and s.kernels * overhead <= (1.0 - options.min_busy_share) * s.time_s]
     if not mem:
-        mem = [s for s in samples if s.family == "memory" and s.bytes > 0]
+        mem = [s for s in samples if s.family == "memory" and s.bytes > 0 and not s.ekey]
     if not mem:
         raise ValueError("no memory samples: cannot fit a memory bandwidth")
     rate = [(s.threads, s.bytes / _busy(s, overhead, is_cpu)) for s in mem]
@@ -383,6 +400,9 @@ def fit_profile(samples: Sequence[Sample], options: FitOptions) -> FitResult:
             if pairs:
                 res.n_samples[key] = len(pairs)
                 res.curves[key] = bin_curve(pairs, options.bins_per_decade)
+    from .kernels import fit_keyed_curves
+
+    res.keyed_curves = fit_keyed_curves(samples, res, overhead, options.bins_per_decade)
     res.stage_factors = fit_stage_factors(samples, res, overhead)
     res.elementwise = fit_elementwise(samples, res)
     if res.elementwise:
@@ -447,6 +467,8 @@ def profile_dict(fit: FitResult, *, name: str, source: str, model: str = "", ven
         eff["elementwise"] = {k: _sig(v) for k, v in fit.elementwise.items()}
     if fit.stage_factors:
         eff["stage_factors"] = dict(fit.stage_factors)
+    if fit.keyed_curves:
+        eff["curves"] = {k: {"points": [[x, e] for x, e in pts]} for k, pts in sorted(fit.keyed_curves.items())}
     eff["source"] = eff_source or "calibrated"
     d["efficiency"] = eff
     return d
@@ -461,24 +483,25 @@ def predicted_sample_time(s: Sample, fit: FitResult, overhead_s: float | None = 
     from ..hardware.schema import EfficiencyCurve
 
     curves = {k: EfficiencyCurve(points=tuple(v)) for k, v in fit.curves.items()}
+    keyed = {k: EfficiencyCurve(points=tuple(v)) for k, v in fit.keyed_curves.items()}
+    mem_curve = keyed.get(s.ekey, curves.get("memory")) if s.family in ("memory", "elementwise") else curves.get("memory")
     k = max(1, s.kernels)
     lowp = s.dtype in LOWP_DTYPES
     if s.family == "elementwise":
         rate = (fit.elementwise or {}).get(s.key) or (fit.elementwise or {}).get("default")
         comp = s.flops / (rate * fit.speedup(s.threads)) if (rate and s.flops) else 0.0
-        curves_mem = curves.get("memory")
-        memt = s.bytes / (fit.bandwidth(s.threads) * curves_mem.at(s.bytes / k)) if (s.bytes and curves_mem) else 0.0
+        memt = s.bytes / (fit.bandwidth(s.threads) * mem_curve.at(s.bytes / k)) if (s.bytes and mem_curve) else 0.0
         return max(comp, memt) + k * (fit.kernel_overhead_s if overhead_s is None else overhead_s)
     if s.family in ("matrix", "conv"):
         curve = curves.get(f"lowp_{s.family}") if lowp else None
-        curve = curve or curves[s.family]
+        curve = curve or keyed.get(s.ekey) or curves[s.family]
         factor = (fit.stage_factors or {}).get(s.key, 1.0) if s.key else 1.0
         comp = s.flops / (fit.matrix_rate(s.threads, s.dtype if s.dtype in fit.peak_flops else "fp32")
                           * curve.at(s.flops / k) * factor) if s.flops else 0.0
     else:
         vec = fit.matrix_rate(s.threads, "fp32")
-        comp = s.flops / (vec * curves["memory"].at(s.bytes / k)) if s.flops else 0.0
-    memt = s.bytes / (fit.bandwidth(s.threads) * curves["memory"].at(s.bytes / k)) if s.bytes and "memory" in curves else 0.0
+        comp = s.flops / (vec * mem_curve.at(s.bytes / k)) if s.flops else 0.0
+    memt = s.bytes / (fit.bandwidth(s.threads) * mem_curve.at(s.bytes / k)) if s.bytes and mem_curve else 0.0
     roof = max(comp, memt)
     launch = k * (fit.bench_overhead_s if overhead_s is None else overhead_s)
     if fit.is_cpu:

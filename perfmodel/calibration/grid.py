@@ -80,3 +80,43 @@ def memory_sizes(quick: bool) -> list[int]:
     """Element counts from 4 KiB to 128 MiB per fp32 tensor, about three per factor of ten (fewer when quick)."""
     exps = [10 + 1.5 * i for i in range(12)] if not quick else [10 + 3 * i for i in range(6)]
     return [int(2 ** e) for e in exps if e <= 25]
+
+
+# Kernel classes (stride 1): (batch, in_channels, height=width, out_channels, kernel, groups). A generic list of
+# the depthwise (groups = channels, 3x3 and 5x5), grouped (2-16 groups) and 1x1 (narrow to wide) layers of
+# mobile and ResNeXt-style CNNs, small to large images; each keyed by calibration.kernels.conv_ekey
+KERNEL_CONVS: tuple[tuple[int, int, int, int, int, int], ...] = (
+    (16, 16, 64, 16, 3, 16), (8, 32, 56, 32, 3, 32), (16, 48, 48, 48, 3, 48), (8, 96, 28, 96, 3, 96),
+    (16, 144, 14, 144, 3, 144), (8, 256, 14, 256, 3, 256), (32, 384, 7, 384, 3, 384), (8, 96, 28, 96, 5, 96),
+    (2, 24, 32, 24, 3, 24),
+    (16, 32, 32, 32, 3, 2), (8, 64, 32, 64, 3, 4), (8, 128, 16, 128, 3, 8), (4, 256, 14, 256, 3, 16),
+    (16, 48, 24, 96, 3, 4), (4, 32, 16, 32, 3, 8),
+    (8, 16, 64, 32, 1, 1), (8, 48, 64, 48, 1, 1), (16, 24, 56, 96, 1, 1), (16, 96, 28, 24, 1, 1),
+    (8, 64, 32, 256, 1, 1), (8, 256, 32, 64, 1, 1), (4, 128, 28, 128, 1, 1), (8, 384, 14, 96, 1, 1),
+    (2, 32, 16, 32, 1, 1),
+    # large batches and images: the kernels' work buffers exceed the allocator's 32 MiB mmap threshold, so every
+    # call page-faults fresh memory (as in training steps at such sizes)
+    (64, 48, 32, 48, 3, 48), (128, 32, 32, 32, 3, 32), (32, 96, 28, 96, 3, 96), (16, 64, 56, 64, 3, 64),
+    (64, 64, 32, 64, 3, 4), (32, 128, 28, 128, 3, 8),
+    (64, 48, 32, 48, 1, 1), (32, 64, 56, 64, 1, 1),
+)
+QUICK_KERNEL_CONVS = (1, 3, 6, 10, 12, 16, 18, 21, 24, 28, 30)
+
+
+def thin_gemm_shapes(n: int, seed: int = 20240602) -> list[tuple[int, int, int]]:
+    """`n` (m, k, n) GEMM shapes with min(m, n) <= 16 (batch-1 to batch-16 layers, 10-class heads, their
+    weight gradients): the thin side 1-16, the others log-uniform in 64-4096, alternately M or N thin."""
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        thin = int(round(math.exp(rng.uniform(0.0, math.log(16)))))
+        k = int(round(math.exp(rng.uniform(math.log(64), math.log(4096)))))
+        wide = int(round(math.exp(rng.uniform(math.log(64), math.log(8192)))))
+        out.append((thin, k, wide) if i % 2 else (wide, k, thin))
+    return out
+
+
+def stream_sizes(quick: bool) -> list[int]:
+    """Element counts for the fresh-allocation streaming kernels: 16 KiB to 128 MiB per fp32 tensor."""
+    exps = [12 + 1.0 * i for i in range(14)] if not quick else [12 + 2.5 * i for i in range(6)]
+    return [int(2 ** e) for e in exps if e <= 25]

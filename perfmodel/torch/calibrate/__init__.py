@@ -248,7 +248,7 @@ def run_benchmarks(device: str = "cpu", threads: int | None = None, quick: bool 
                     bar.step(f"skipped {b.label}: {str(e)[:40]}")
                     continue
             samples.append(Sample(b.family, b.threads, med, flops, nbytes, kernels, b.dtype, b.label,
-                                  tuple(round(t, 9) for t in times), key=b.key))
+                                  tuple(round(t, 9) for t in times), key=b.key, ekey=b.ekey))
             bar.step(f"{b.label} t={b.threads}")
     finally:
         torch.set_num_threads(old_threads)

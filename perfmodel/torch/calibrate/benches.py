@@ -9,7 +9,11 @@ from typing import Any, Callable
 import torch
 import torch.nn.functional as F
 
-from ...calibration.grid import CONV_SHAPES, QUICK_CONV, conv_passes, gemm_shapes, memory_sizes
+from ...calibration.grid import (
+    CONV_SHAPES, KERNEL_CONVS, QUICK_CONV, QUICK_KERNEL_CONVS, conv_passes, gemm_shapes, memory_sizes, stream_sizes,
+    thin_gemm_shapes,
+)
+from ...calibration.kernels import STREAM_KEY, conv_ekey, gemm_ekey
 
 
 @dataclass(frozen=True)
@@ -22,6 +26,7 @@ class Bench:
     make: Callable[[str, torch.dtype], tuple[Callable[[], Any], float, float, int]]
     threads: int = 1
     key: str = ""  # elementwise benchmarks: the Efficiency.elementwise key
+    ekey: str = ""  # efficiency key of a kernel class (calibration.kernels): fits Efficiency.curves[ekey]
 
 
 _TORCH_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -40,7 +45,8 @@ def _gemm(m: int, k: int, n: int, layout: str):
     return make
 
 
-def _conv(nb: int, c: int, hw: int, k_out: int, kernel: int, stride: int, pad: int, transposed: bool, which: str):
+def _conv(nb: int, c: int, hw: int, k_out: int, kernel: int, stride: int, pad: int, transposed: bool, which: str,
+          groups: int = 1):
     """Forward (`fwd`) or backward (`bwd`: data and weight gradients in one call, as autograd asks for them)
     of a bias-free convolution. The backward sample counts two kernels of the forward's FLOPs each, as the
     conv cost rule does."""
@@ -51,18 +57,18 @@ def _conv(nb: int, c: int, hw: int, k_out: int, kernel: int, stride: int, pad: i
             w = torch.randn(c, k_out, kernel, kernel, device=device, dtype=dt)
             y = F.conv_transpose2d(x, w, stride=stride, padding=pad)
         else:
-            w = torch.randn(k_out, c, kernel, kernel, device=device, dtype=dt)
-            y = F.conv2d(x, w, stride=stride, padding=pad)
+            w = torch.randn(k_out, c // groups, kernel, kernel, device=device, dtype=dt)
+            y = F.conv2d(x, w, stride=stride, padding=pad, groups=groups)
         dy = torch.randn_like(y)
-        macs = (x.numel() if transposed else y.numel()) * (k_out if transposed else c) * kernel * kernel
+        macs = (x.numel() if transposed else y.numel()) * (k_out if transposed else c // groups) * kernel * kernel
         eb = x.element_size()
         n_in, n_out, n_w = x.numel(), y.numel(), w.numel()
-        args = ([stride] * 2, [pad] * 2, [1, 1], transposed, [0, 0], 1)
+        args = ([stride] * 2, [pad] * 2, [1, 1], transposed, [0, 0], groups)
         if which == "fwd":
             if transposed:
                 fn = lambda: F.conv_transpose2d(x, w, stride=stride, padding=pad)  # noqa: E731
             else:
-                fn = lambda: F.conv2d(x, w, stride=stride, padding=pad)  # noqa: E731
+                fn = lambda: F.conv2d(x, w, stride=stride, padding=pad, groups=groups)  # noqa: E731
             return fn, 2.0 * macs, float((n_in + n_w + n_out) * eb), 1
         if which == "bwd_data":
             fn = lambda: torch.ops.aten.convolution_backward(dy, x, w, None, *args, [True, False, False])  # noqa: E731
@@ -84,6 +90,20 @@ def _mem(n: int, op: str):
             return (lambda: out.copy_(a)), 0.0, 8.0 * n, 1
         b = torch.randn(n, device=device, dtype=torch.float32)
         return (lambda: torch.add(a, b, out=out)), float(n), 12.0 * n, 1
+
+    return make
+
+
+def _stream(n: int, op: str):
+    """A streaming kernel with a freshly allocated output, as every activation of a training step is: relu
+    (read n, write n) or add (read 2n, write n) of fp32 tensors; relu counts its n FLOPs, add its n."""
+
+    def make(device: str, dt: torch.dtype):
+        a = torch.randn(n, device=device, dtype=torch.float32)
+        if op == "relu":
+            return (lambda: torch.relu(a)), float(n), 8.0 * n, 1
+        b = torch.randn(n, device=device, dtype=torch.float32)
+        return (lambda: torch.add(a, b)), float(n), 12.0 * n, 1
 
     return make
 
@@ -223,6 +243,8 @@ def build_benches(device: str, thread_counts: list[int], quick: bool, lowp: list
     out: list[Bench] = []
     shapes = gemm_shapes(14 if quick else 30)
     convs = [CONV_SHAPES[i] for i in QUICK_CONV] if quick else list(CONV_SHAPES)
+    kernel_convs = [KERNEL_CONVS[i] for i in QUICK_KERNEL_CONVS] if quick else list(KERNEL_CONVS)
+    thin = thin_gemm_shapes(6 if quick else 14)
     lowp_shapes = [sh for sh in shapes[len(shapes) // 3::3 if quick else 2] if 2.0 * sh[0] * sh[1] * sh[2] <= 5e8]
     for t in thread_counts:
         for op in ("relu", "linear"):
@@ -230,12 +252,26 @@ def build_benches(device: str, thread_counts: list[int], quick: bool, lowp: list
         out.append(Bench("dispatch_raw", "plain relu, 4 elements", "fp32", _plain_dispatch(), t))
         for (m, k, n) in shapes:
             for layout in ("nn", "nt", "tn"):
-                out.append(Bench("matrix", f"gemm {m}x{k}x{n} {layout}", "fp32", _gemm(m, k, n, layout), t))
+                out.append(Bench("matrix", f"gemm {m}x{k}x{n} {layout}", "fp32", _gemm(m, k, n, layout), t, "",
+                                 gemm_ekey(m, n)))
         for shp in convs:
             nb, c, hw, ko, kr, st, pd, tr = shp
+            ek = "" if tr else conv_ekey(c, ko, kr, st, 1)
             for which, fkey in conv_passes(shp):
                 lab = f"{'convT' if tr else 'conv'} n{nb} c{c} {hw}x{hw} k{ko} {kr}x{kr}/{st} {which}"
-                out.append(Bench("conv", lab, "fp32", _conv(*shp, which), t, fkey))
+                out.append(Bench("conv", lab, "fp32", _conv(*shp, which), t, fkey, ek))
+        for nb, c, hw, ko, kr, g in kernel_convs:
+            for which in ("fwd", "bwd"):
+                lab = f"conv n{nb} c{c} {hw}x{hw} k{ko} {kr}x{kr} g{g} {which}"
+                out.append(Bench("conv", lab, "fp32", _conv(nb, c, hw, ko, kr, 1, kr // 2, False, which, g), t,
+                                 "", conv_ekey(c, ko, kr, 1, g)))
+        for (m, k, n) in thin:
+            for layout in ("nn", "nt", "tn"):
+                out.append(Bench("matrix", f"gemm {m}x{k}x{n} {layout}", "fp32", _gemm(m, k, n, layout), t, "",
+                                 gemm_ekey(m, n)))
+        for n in stream_sizes(quick):
+            for op in ("relu", "add"):
+                out.append(Bench("memory", f"fresh {op} {n} fp32", "fp32", _stream(n, op), t, "", STREAM_KEY))
         for n in memory_sizes(quick):
             for op in ("copy", "add"):
                 out.append(Bench("memory", f"{op} {n} fp32", "fp32", _mem(n, op), t))
