@@ -29,6 +29,7 @@ class Rates:
     # count; None: vector_flops x memory efficiency (see Efficiency.elementwise)
     elementwise: dict[str, float] | None = None
     stage_factors: dict[str, float] | None = None  # see Efficiency.stage_factors
+    curves: dict[str, EfficiencyCurve] | None = None  # Efficiency.curves (lowp_curves for low precision) by key
 
 
 def thread_speedup(device: Device, threads: int) -> float:
@@ -75,6 +76,7 @@ def device_rates(device: Device, dtype: str, threads: int | None = None) -> Rate
             matrix=eff.curve("matrix", dtype), conv=eff.curve("conv", dtype), memory=eff.memory, thread_factor=f,
             elementwise={k: v * f for k, v in eff.elementwise.items()} if eff.elementwise else None,
             stage_factors=dict(eff.stage_factors) if eff.stage_factors else None,
+            curves=_keyed_curves(eff, lowp),
         )
     return Rates(
         matrix_flops=peak, vector_flops=vector * (2.0 if lowp and device.supports("fp16") else 1.0),
@@ -82,8 +84,14 @@ def device_rates(device: Device, dtype: str, threads: int | None = None) -> Rate
         overhead_overlaps=GPU_OVERHEAD_OVERLAPS,
         matrix=eff.curve("matrix", dtype), conv=eff.curve("conv", dtype), memory=eff.memory, thread_factor=1.0,
         elementwise=dict(eff.elementwise) if eff.elementwise else None,
-        stage_factors=dict(eff.stage_factors) if eff.stage_factors else None,
+        stage_factors=dict(eff.stage_factors) if eff.stage_factors else None, curves=_keyed_curves(eff, lowp),
     )
+
+
+def _keyed_curves(eff, lowp: bool) -> dict[str, EfficiencyCurve] | None:
+    """The profile's curves by efficiency key for this precision (None when it has none)."""
+    c = getattr(eff, "lowp_curves" if lowp else "curves", None)
+    return dict(c) if c else None
 
 
 def stage_factor(factors: dict[str, float], key: str) -> float:

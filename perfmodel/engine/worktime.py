@@ -35,23 +35,45 @@ class WorkTable:
     kernels: np.ndarray
     ew_keys: tuple[str | None, ...] | None = None  # per row: Efficiency.elementwise key
     factor_keys: tuple[str | None, ...] | None = None  # per row: Efficiency.stage_factors key
+    keys: tuple[str, ...] | None = None  # per row: the Work's efficiency_key (keyed curves, Efficiency.curves)
 
 
 def work_table(costs: Sequence[OpCost], ew_keys: Sequence[Sequence[str | None]] | None = None,
                factor_keys: Sequence[Sequence[str | None]] | None = None) -> WorkTable:
     """Flatten per-layer costs; `ew_keys`/`factor_keys`: per layer, per stage keys (calibrated profiles)."""
-    rows, ek, fk = [], [], []
+    rows, ek, fk, keys = [], [], [], []
     for li, c in enumerate(costs):
         for si, s in enumerate(STAGES):
             for w in c.stage(s):
                 rows.append((li, si, FAMILY_CODE[w.family], w.flops, w.bytes_read + w.bytes_written, w.kernels))
+                keys.append(getattr(w, "efficiency_key", "") or "")
                 if ew_keys is not None:
                     ek.append(ew_keys[li][si])
                     fk.append(factor_keys[li][si] if factor_keys is not None else None)
     a = np.array(rows, dtype=float).reshape(-1, 6)
     return WorkTable(len(costs), a[:, 0].astype(np.int64), a[:, 1].astype(np.int64), a[:, 2].astype(np.int64),
                      a[:, 3].copy(), a[:, 4].copy(), a[:, 5].copy(),
-                     tuple(ek) if ew_keys is not None else None, tuple(fk) if ew_keys is not None else None)
+                     tuple(ek) if ew_keys is not None else None, tuple(fk) if ew_keys is not None else None,
+                     tuple(keys))
+
+
+def keyed_efficiency(keys: Sequence[str], fam: np.ndarray, curves: dict, fsize: np.ndarray, bsize: np.ndarray,
+                     fe: np.ndarray, me: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rows whose efficiency key (or its nearest prefix) names a curve of Efficiency.curves use it: as the compute
+    efficiency of matrix/conv rows (at FLOPs per kernel), as the bandwidth efficiency of memory rows (at bytes per
+    kernel). Other rows keep the family curves, and matrix/conv rows keep the memory curve for their bytes."""
+    from ..hardware.traits import key_prefixes
+
+    karr = np.asarray(keys, dtype=object)
+    for key in set(keys):
+        name = next((p for p in key_prefixes(key) if p in curves), None) if key else None
+        if name is None:
+            continue
+        rows = karr == key
+        c = curves[name]
+        fe = np.where(rows & (fam != 2), curve_at(c, fsize), fe)
+        me = np.where(rows & (fam == 2), curve_at(c, bsize), me)
+    return fe, me
 
 
 def curve_at(curve, size: np.ndarray) -> np.ndarray:
@@ -83,7 +105,10 @@ def row_times(t: WorkTable, r: Rates, scale: np.ndarray | None = None) -> dict[s
     k = np.maximum(1.0, kern)
     fam = t.family
     mem_eff = curve_at(r.memory, byts / k)
-    mat = r.matrix_flops * np.where(fam == 0, curve_at(r.matrix, flops / k), curve_at(r.conv, flops / k))
+    fe = np.where(fam == 0, curve_at(r.matrix, flops / k), curve_at(r.conv, flops / k))
+    if r.curves and t.keys is not None:
+        fe, mem_eff = keyed_efficiency(t.keys, fam, r.curves, flops / k, byts / k, fe, mem_eff)
+    mat = r.matrix_flops * fe
     if r.stage_factors is not None and t.factor_keys is not None:
         mat = mat * np.array([stage_factor(r.stage_factors, fk) if fk else 1.0 for fk in t.factor_keys])
     vec = r.vector_flops * mem_eff
