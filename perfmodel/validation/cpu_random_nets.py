@@ -23,7 +23,7 @@ ACTS = ("relu", "gelu", "tanh", "leaky_relu", "sigmoid")
 OPTIMIZERS = ("sgd", "momentum", "adam")
 BATCHES = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048)
 STEP_RANGE_S = (0.05, 2.0)  # every case's step must take this long (predicted, at 1 and 2 threads)
-TARGET_1T_S = (0.12, 0.9)  # the single-thread step is aimed log-uniformly inside this range
+TARGET_1T_S = (0.1, 0.7)  # the single-thread step is aimed log-uniformly inside this range
 MAX_FOOTPRINT_BYTES = 2.5e9  # a shared machine: keep each training step's memory modest
 
 
