@@ -251,6 +251,24 @@ def run_python(blocks_: list[Block], cwd: Path, timeout: float = 300) -> tuple[i
     return r.returncode, r.stdout + r.stderr
 
 
+def layout_paths(block: Block) -> list[str]:
+    """Paths named by a layout listing (a plain ``` block whose unindented lines start with `dir/` or
+    `dir/file.py`): `a/b.py, c.py, d/   text` names a/b.py, a/c.py and a/d/."""
+    out: list[str] = []
+    for line in block.text.splitlines():
+        if not line or line[0].isspace() or "/" not in line.split()[0]:
+            continue
+        names: list[str] = []
+        for tok in line.split():
+            names.append(tok.rstrip(","))
+            if not tok.endswith(","):
+                break
+        first = names[0]
+        parent = first.rstrip("/").rsplit("/", 1)[0] + "/" if "/" in first.rstrip("/") else ""
+        out += [first] + [parent + n for n in names[1:]]
+    return out
+
+
 def skeleton(line: str) -> str:
     """A line with every number (and its unit) replaced by '#' and runs of spaces collapsed (its stable shape)."""
     return " ".join(NUMBER.sub("#", line).split())

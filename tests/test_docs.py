@@ -116,6 +116,17 @@ def test_pending_commands_are_still_missing():
             f"`perfmodel {name}` exists now: remove it from PENDING in tests/test_docs.py")
 
 
+LAYOUTS = [b for b in BLOCKS if b.lang == "" and len(D.layout_paths(b)) >= 5]
+
+
+@pytest.mark.parametrize("block", LAYOUTS, ids=lambda b: b.where)
+def test_layout_listing_names_existing_paths(block):
+    """A layout listing (README 'Layout') names files and folders that exist."""
+    paths = D.layout_paths(block)
+    gone = [p for p in paths if not (ROOT / p).exists()]
+    assert not gone, f"{block.where}: the listing names paths that do not exist: {gone}"
+
+
 # commands that print no table: `report` writes an HTML page
 NO_TABLE = {"report"}
 
