@@ -1,7 +1,7 @@
 """Replayed validation reports keep their figures: cpu-full, cpu-quick, ddp-cpu and dlbench-2016 re-reported
 from the committed measurements (and the published table) must give the recorded predicted and measured times.
 
-The recorded figures are in validation_replay_golden.json (case -> [predicted_s, measured_s]). A deliberate
+Replays need no torch (the records are torch-free). The recorded figures are in validation_replay_golden.json (case -> [predicted_s, measured_s]). A deliberate
 model change regenerates them (run this file's `_replay` for each suite) and says so in its commit.
 """
 
@@ -23,7 +23,6 @@ def _replay(suite: str) -> dict[str, list[float]]:
         from perfmodel.validation.dlbench import run_dlbench
 
         return {r.label: [r.predicted_s, r.published_s] for r in run_dlbench(None).rows}
-    pytest.importorskip("torch")
     if suite == "ddp-cpu":
         from perfmodel.validation.ddp_cpu import report_from_measurements
 
@@ -44,3 +43,21 @@ def test_replayed_suite_keeps_its_figures(suite, monkeypatch):
     for case, (pred, meas) in want.items():
         assert got[case][1] == pytest.approx(meas, rel=REL), f"{suite} {case}: measured"
         assert got[case][0] == pytest.approx(pred, rel=REL), f"{suite} {case}: predicted"
+
+
+def test_replay_needs_no_torch():
+    """The measured suites re-report from their stored records with torch unimportable."""
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.modules['torch'] = None\n"
+            "from perfmodel.validation.suites import run_suite\n"
+            "from perfmodel.validation.ddp_cpu import report_from_measurements\n"
+            f"r = run_suite('cpu-quick', profile={PROFILE!r}, replay='validation/measurements/cpu-quick.jsonl', "
+            "progress=None)\n"
+            f"d = report_from_measurements('validation/measurements/ddp-cpu.jsonl', profile={PROFILE!r})\n"
+            "print(len(r.cases), len(d.cases), r.machine['cpu_model'])\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=Path(__file__).resolve().parents[1])
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split()[:2] == [str(len(GOLDEN["cpu-quick"])), str(len(GOLDEN["ddp-cpu"]))]
