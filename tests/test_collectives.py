@@ -211,3 +211,18 @@ def test_tier_errors():
         C.hierarchical_time("all-reduce", N, tiers, ("ring", "ring"))
     with pytest.raises(InputError, match="no hierarchical form"):
         C.hierarchical_time("broadcast", N, tiers)
+
+
+def test_system_tiers_of_a_dgx1_cluster():
+    from perfmodel.hardware import load_hardware, resolve_system
+
+    s = resolve_system(load_hardware("dgx1-v100-ib-edr"))
+    inner, net = C.system_tiers(s, 8, 4, groups_per_node=2)
+    assert (inner.ranks, inner.bandwidth_Bps, inner.latency_s, inner.shared) == (8, 150e9 * 0.9, 2e-6, False)
+    # 4 EDR NICs x 100 Gb/s x 0.9, shared by two groups on the node
+    assert (net.ranks, net.latency_s, net.shared) == (4, 1e-6, True)
+    assert net.bandwidth_Bps == pytest.approx(4 * 12.5e9 * 0.9 / 2, rel=1e-12)
+    assert C.system_tiers(s, 8, 1) == (inner,)
+    # the hierarchical all-reduce over them: 8 GPUs each run a 4-node ring on an eighth of the node's share
+    t = C.collective_time("all-reduce", N, (inner, net), "hierarchical")
+    assert t == pytest.approx(2 * (7 / 8 * N / 135e9 + 7 * 2e-6) + 2 * 3 / 4 * (N / 8) / (22.5e9 / 8) + 6e-6)

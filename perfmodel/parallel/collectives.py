@@ -337,3 +337,19 @@ def collective_time(collective_name: str, n: float, tiers, algorithm_name: str |
     if algorithm_name == "hierarchical":
         return hierarchical_time(collective_name, n, tiers, algorithms)
     return flat_time(collective_name, n, tiers, algorithm_name)
+
+
+def system_tiers(system, ranks_per_node: int, nodes: int, groups_per_node: int = 1) -> tuple[Tier, ...]:
+    """The tiers a group of `ranks_per_node` x `nodes` ranks of `system` (a hardware.topology.System) spans.
+
+    In the node: the device fabric (per device bandwidth and latency). Across nodes: the node's network
+    bandwidth, shared by the node's ranks of this group and divided among `groups_per_node` groups that
+    communicate at the same time (e.g. the data-parallel groups of different tensor/pipeline ranks).
+    """
+    inner = Tier(ranks_per_node, system.fabric_bandwidth_Bps, system.fabric_latency_s,
+                 name=system.fabric.name if system.fabric is not None else system.fabric_type)
+    if nodes <= 1:
+        return (inner,)
+    net = system.network_bandwidth_Bps(nodes) / groups_per_node
+    return inner, Tier(nodes, net, system.network_latency_s, shared=True,
+                       name=system.network.name if system.network is not None else "network")
