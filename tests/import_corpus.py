@@ -250,3 +250,52 @@ CORPUS = {
     "dcgan_generator": lambda: (DCGANGenerator(), (torch.randn(B, 16, 1, 1),)),
     "dcgan_discriminator": dcgan_discriminator, "moe": moe,
 }
+
+
+# --- Hugging Face transformers models from small configs (random weights; need the `hf` extra) -----------
+
+
+def _ids(n):
+    return torch.zeros(B, n, dtype=torch.long)
+
+
+def _text(**kw):
+    return dict(vocab_size=100, max_position_embeddings=64, **kw)
+
+
+def hf_models() -> dict:
+    """name -> factory returning (model, keyword inputs) of each transformers model of the corpus."""
+    import transformers as T
+
+    return {
+        "bert": lambda: (T.BertModel(T.BertConfig(**_text(hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                                                            intermediate_size=64))), {"input_ids": _ids(16)}),
+        "gpt2": lambda: (T.GPT2LMHeadModel(T.GPT2Config(vocab_size=100, n_embd=32, n_layer=2, n_head=4, n_positions=64)),
+                         {"input_ids": _ids(16)}),
+        "vit": lambda: (T.ViTModel(T.ViTConfig(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2,
+                                               num_attention_heads=4, intermediate_size=64)),
+                        {"pixel_values": torch.randn(B, 3, 32, 32)}),
+        "resnet": lambda: (T.ResNetModel(T.ResNetConfig(embedding_size=16, hidden_sizes=[16, 32], depths=[1, 1])),
+                           {"pixel_values": torch.randn(B, 3, 32, 32)}),
+        "convnext": lambda: (T.ConvNextModel(T.ConvNextConfig(hidden_sizes=[16, 32], depths=[1, 1], num_stages=2)),
+                             {"pixel_values": torch.randn(B, 3, 32, 32)}),
+        "t5": lambda: (T.T5Model(T.T5Config(vocab_size=100, d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4)),
+                       {"input_ids": _ids(16), "decoder_input_ids": _ids(8)}),
+        "llama": lambda: (T.LlamaForCausalLM(T.LlamaConfig(**_text(hidden_size=32, intermediate_size=64,
+                                                                   num_hidden_layers=2, num_attention_heads=4,
+                                                                   num_key_value_heads=2, bos_token_id=1,
+                                                                   eos_token_id=2))), {"input_ids": _ids(16)}),
+        "whisper": lambda: (T.WhisperModel(T.WhisperConfig(
+            vocab_size=100, d_model=32, encoder_layers=1, decoder_layers=1, encoder_attention_heads=4,
+            decoder_attention_heads=4, encoder_ffn_dim=64, decoder_ffn_dim=64, num_mel_bins=8, max_source_positions=16,
+            max_target_positions=16, pad_token_id=0, bos_token_id=1, eos_token_id=2, decoder_start_token_id=1)),
+            {"input_features": torch.randn(B, 8, 32), "decoder_input_ids": _ids(4)}),
+        "mixtral": lambda: (T.MixtralForCausalLM(T.MixtralConfig(**_text(
+            hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+            num_local_experts=4, num_experts_per_tok=2, bos_token_id=1, eos_token_id=2))), {"input_ids": _ids(16)}),
+    }
+
+
+def hf_bert():
+    """The README's keyword-input example: `--input input_ids=16:int64 --input attention_mask=16:int64`."""
+    return hf_models()["bert"]()[0]

@@ -48,3 +48,5 @@ def main() -> None:
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         sys.exit(130)
+
+from . import import_cmd  # noqa: E402,F401  (registers import; IMPORT, issue 12)

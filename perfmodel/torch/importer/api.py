@@ -215,6 +215,8 @@ def import_module(spec: str, input_shapes: list[str] = (), out: Path | str | Non
     if input_shapes or kwargs or example is None:
         args = tuple(example_tensor(s, batch) for s in input_shapes)
         bsize = batch
+    elif isinstance(example, dict):  # keyword inputs
+        args, kwargs, bsize = (), example, None
     else:
         args, bsize = _as_args(example), None
     check_inputs(model, args, kwargs)

@@ -299,8 +299,10 @@ class _Converter(torch.fx.passes.shape_prop.ShapeProp):
                  params=nparams, note=note[:300])
         for p in new:
             self.owner[p] = name
+        mod = self.module_of(n) if n.op == "call_module" or "perfmodel_leaf" in n.meta else None
+        standard = mod is not None and type(mod).__module__.startswith("torch.nn")
         self.unmapped.append(UnmappedOp(layer=name, node=n.name, target=target, location=_location(n),
-                                        flops_per_sample=flops, params=nparams, reason=reason))
+                                        flops_per_sample=flops, params=nparams, reason=reason, standard=standard))
         act = Act(name, shape, real)
         if isinstance(result, (tuple, list)):  # e.g. split/chunk: every piece reads as this layer's output
             items = []

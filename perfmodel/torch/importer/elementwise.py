@@ -58,7 +58,7 @@ def elementwise(c, n, result, ia, ik, fn: str | None = None):
     real = c.per_sample(result)
     if real is not None and all(a.real is not None for a in acts):
         if _broadcast([a.real for a in acts]) != real:
-            raise Unmappable("constant operands that grow the activation's shape")
+            return _grown(c, name, acts, real, result, fields)
         c.add("elementwise", name, list(dict.fromkeys(c.ensure(a) for a in acts)), **fields)
         return c.out_act(name, result)
     if all(a.real is None for a in acts) and len({a.shape for a in acts}) == 1 \
@@ -70,6 +70,17 @@ def elementwise(c, n, result, ia, ik, fn: str | None = None):
         c.add("elementwise", name, [acts[0].layer], **fields)
         return Act(name, acts[0].shape, None)
     raise Unmappable("operands with the batch dim folded differently")
+
+
+def _grown(c, name, acts, real, result, fields):
+    """A pointwise op whose constant operands broadcast the activation to a larger shape (a mask built from
+    a [T] mask and a [T, T] one): costed as a pad to the output's shape (one read, one write)."""
+    if len(acts) != 1 or fields.get("params") or len(acts[0].real) != len(real) \
+            or any(i > o for i, o in zip(acts[0].real, real)):
+        raise Unmappable("constant operands that grow the activation's shape")
+    c.note("a pointwise op whose constant operand enlarges the activation (broadcast) costed as a pad")
+    c.add("pad", name, [c.ensure(acts[0])], output_shape=list(real))
+    return c.out_act(name, result)
 
 
 def _h_elementwise(c, n, result, args, kwargs, ia, ik):
@@ -90,7 +101,12 @@ _on(operator.sub, operator.truediv, operator.neg, operator.pow, operator.isub, o
            "masked_fill.Scalar", "masked_fill.Tensor", "erf.default", "sin.default", "cos.default",
            "reciprocal.default", "rsub.Scalar", "add.Scalar", "mul.Scalar", "sub.Scalar", "div.Scalar",
            "hardswish.default", "hardsigmoid.default", "softplus.default", "mish.default", "elu.default",
-           "square.default"))(_h_elementwise)
+           "square.default", "__and__.Tensor", "__or__.Tensor", "bitwise_and.Tensor", "bitwise_or.Tensor",
+           "bitwise_not.default", "logical_and.default", "logical_or.default", "logical_not.default",
+           "eq.Tensor", "eq.Scalar", "ne.Tensor", "ne.Scalar", "lt.Tensor", "lt.Scalar", "gt.Tensor", "gt.Scalar",
+           "le.Scalar", "ge.Scalar"),
+    operator.and_, operator.or_, operator.invert, operator.eq, operator.ne, operator.lt, operator.gt,
+    "__and__", "__or__", "__invert__", "eq", "ne", "lt", "gt", "logical_not", "bool")(_h_elementwise)
 
 
 @_on(torch.randn_like, torch.rand_like, torch.zeros_like, torch.ones_like, torch.empty_like, torch.full_like,
@@ -121,7 +137,7 @@ def _h_pad(c, n, result, args, kwargs, ia, ik):
 
 
 def slice_of(c, n, a: Act, result, name: str | None = None) -> Act:
-    """A slice layer giving `result` (a view of `a` that keeps the batch)."""
+    """A slice layer giving `result` (a view, or a gather of at most `a`'s elements, that keeps the batch)."""
     real = c.per_sample(result)
     if a.real is None or real is None or not real:
         raise Unmappable("a slice that folds or drops the batch dim")
@@ -133,7 +149,9 @@ def slice_of(c, n, a: Act, result, name: str | None = None) -> Act:
     return out
 
 
-@_on("narrow", torch.narrow, *_aten("slice.Tensor", "narrow.default", "slice_copy.Tensor"))
+@_on("narrow", torch.narrow, "index_select", torch.index_select, torch.gather, "gather",
+     *_aten("slice.Tensor", "narrow.default", "slice_copy.Tensor", "index.Tensor", "index_select.default",
+            "gather.default"))
 def _h_slice(c, n, result, args, kwargs, ia, ik):
     return slice_of(c, n, _act(ia[0]), result)
 

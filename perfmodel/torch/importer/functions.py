@@ -127,7 +127,7 @@ def _h_flatten(c, n, result, args, kwargs, ia, ik):
      torch.squeeze, "contiguous", "clone", "to", "float", "type_as", "long", "int", "type", "double", "half",
      "bfloat16", "detach", *_aten("view.default", "reshape.default", "_unsafe_view.default", "unsqueeze.default",
                                   "squeeze.dim", "squeeze.default", "clone.default", "contiguous.default",
-                                  "_to_copy.default", "to.dtype", "alias.default", "detach.default"))
+                                  "_to_copy.default", "to.dtype", "to.device", "to.dtype_layout", "to.other", "alias.default", "detach.default"))
 def _h_view(c, n, result, args, kwargs, ia, ik):
     a = _act(ia[0])
     if isinstance(result, torch.Tensor) and result.is_floating_point() and a.is_int:

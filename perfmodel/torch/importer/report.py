@@ -48,7 +48,7 @@ class ImportReport(BaseModel):
     def summary_lines(self) -> list[str]:
         """Short human-readable lines (for the CLI)."""
         same = "equal" if self.params_match else "DIFFERENT"
-        out = [f"traced with {self.method} in {self.import_time_s:.1f} s; {self.layers} layers, "
+        out = [f"traced with {self.method}; {self.layers} layers, "
                f"{len(self.unmapped)} custom; parameters: module {self.params_module:,}, graph {self.params_graph:,} "
                f"({same})"]
         out.extend(f"warning: {w}" for w in self.warnings)
