@@ -116,6 +116,20 @@ def test_pending_commands_are_still_missing():
             f"`perfmodel {name}` exists now: remove it from PENDING in tests/test_docs.py")
 
 
+def test_readme_quick_start_is_install_predict_test():
+    """The quick start stays three commands: one install, one prediction on built-in profiles, one test run."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    first = next(b for b in D.blocks(ROOT / "README.md") if b.lang == "bash")
+    assert text.index("## Quick start") < text.index("```bash") and first.line > text[:text.index("## Quick start")].count("\n")
+    argv = [c.argv for c in D.commands(first)]
+    assert len(argv) == 3 and argv[0][:2] == ["pip", "install"] and argv[2][1:3] == ["-m", "pytest"]
+    import perfmodel
+
+    pred = argv[1]
+    assert pred[:2] == ["perfmodel", "predict"] and pred[2] in perfmodel.builtin_networks()
+    assert pred[pred.index("--hardware") + 1] in perfmodel.builtin_hardware()
+
+
 LAYOUTS = [b for b in BLOCKS if b.lang == "" and len(D.layout_paths(b)) >= 5]
 
 
