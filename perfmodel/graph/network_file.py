@@ -164,8 +164,9 @@ class _Expander:
         if not isinstance(name, str) or not name:
             raise NetworkError("a block use needs a 'name'", where=where)
         repeat = raw.get("repeat", 1)
-        if not isinstance(repeat, int) or isinstance(repeat, bool) or repeat < 1:
-            raise NetworkError(f"field 'repeat': expected a positive integer, got {repeat!r}", where=where)
+        if not isinstance(repeat, int) or isinstance(repeat, bool) or not 1 <= repeat <= _MAX_EXPANDED_LAYERS:
+            raise NetworkError(f"field 'repeat': expected a positive integer up to {_MAX_EXPANDED_LAYERS}, "
+                               f"got {_short(repeat)}", where=where)
         block = self.blocks[bname]
         given = raw.get("args") or {}
         if not isinstance(given, dict):
