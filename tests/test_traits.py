@@ -86,6 +86,12 @@ def test_efficiency_curve_low_precision():
     assert efficiency_curve(eff, "matmul", "matrix", "fp32").max == 0.7
     assert efficiency_curve(eff, "matmul/thin", "matrix", "fp16").max == 0.5
     assert efficiency_curve(eff, "matmul/thin", "matrix", "fp32").max == 0.7
+    # low-precision data beats fp32 keyed data; without any, fp32 keyed data applies
+    dw = EfficiencyCurve(max=0.1)
+    both = _eff(conv={"max": 0.6}, lowp_conv={"max": 0.3}, curves={"conv/depthwise": dw, "elementwise": dw})
+    assert efficiency_curve(both, "conv/depthwise", "conv", "bf16").max == 0.3
+    assert efficiency_curve(both, "conv/depthwise", "conv", "fp32") is dw
+    assert efficiency_curve(both, "elementwise/relu", "memory", "bf16") is dw  # no lowp memory curve
     # a profile without curves answers exactly as Efficiency.curve(family, dtype) did
     v100 = load_hardware("v100-sxm2").efficiency
     for fam in ("matrix", "conv"):

@@ -21,10 +21,10 @@ every profile written before traits existed behaves as before:
   of the input, and an implicit node's devices exchange data through that memory.
 
 Efficiency keys ("/"-separated, most specific last, e.g. "conv/depthwise") look up curves in a
-profile's `efficiency.curves` (and `efficiency.lowp_curves` for low-precision dtypes) along the chain
-key, its prefixes, the family curve set in the profile (matrix, conv, memory; lowp_ first), the
-profile's "default" curve, the family's built-in curve. A new kernel class is a key in a cost rule plus
-profile data.
+profile's `efficiency.curves` along the chain key, its prefixes, the family curve set in the profile
+(matrix, conv, memory), the profile's "default" curve, the family's built-in curve; low-precision dtypes
+walk the same chain in `efficiency.lowp_curves` / lowp_<family> first. A new kernel class is a key in a
+cost rule plus profile data.
 """
 
 from __future__ import annotations
@@ -199,9 +199,10 @@ def key_chain(key: str, family: str) -> tuple[str, ...]:
 def efficiency_curve(eff, key: str, family: str, dtype: str = "fp32"):
     """The EfficiencyCurve for work of `family` keyed `key` in Efficiency `eff`, at `dtype`.
 
-    Walks key_chain: for each name, `lowp_curves[name]` (low-precision dtypes) then `curves[name]`;
-    at the family, the profile's lowp_<family> / <family> field if the profile set it; at "default",
-    curves["default"]; finally the family field's built-in default. Memoised per (Efficiency object, key).
+    Low-precision dtypes first walk key_chain in `lowp_curves` (the family step: the profile's
+    lowp_<family>), so low-precision data beats fp32 data; then, as fp32 dtypes do, key_chain in `curves`
+    (the family step: the <family> field when the profile sets it), and finally the family's built-in curve.
+    A profile without keyed curves answers as Efficiency.curve(family, dtype). Memoised per (Efficiency, key).
     """
     lowp = dtype in LOWP_DTYPES
     ck = (id(eff), key, family, lowp)
@@ -216,21 +217,21 @@ def efficiency_curve(eff, key: str, family: str, dtype: str = "fp32"):
 
 
 def _lookup(eff, key: str, family: str, lowp: bool):
-    curves = getattr(eff, "curves", None) or {}
-    lowp_curves = (getattr(eff, "lowp_curves", None) or {}) if lowp else {}
-    given = eff.model_fields_set
-    for name in key_chain(key, family):
-        if name in lowp_curves:
-            return lowp_curves[name]
+    chain = key_chain(key, family)
+    if lowp:
+        lowp_curves = getattr(eff, "lowp_curves", None) or {}
+        for name in chain:
+            if name in lowp_curves:
+                return lowp_curves[name]
+            if name == family and getattr(eff, f"lowp_{family}", None) is not None:
+                return getattr(eff, f"lowp_{family}")
+    curves, given = getattr(eff, "curves", None) or {}, eff.model_fields_set
+    for name in chain:
         if name in curves:
             return curves[name]
-        if name == family:
-            low = getattr(eff, f"lowp_{family}", None) if lowp else None
-            if low is not None and f"lowp_{family}" in given:
-                return low
-            if family in given:
-                return getattr(eff, family)
-    return eff.curve(family, "fp16" if lowp else "fp32")
+        if name == family and family in given:
+            return getattr(eff, family)
+    return getattr(eff, family)
 
 
 def efficiency_at(curve, sizes) -> np.ndarray:
