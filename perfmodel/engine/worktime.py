@@ -41,18 +41,26 @@ class WorkTable:
 def work_table(costs: Sequence[OpCost], ew_keys: Sequence[Sequence[str | None]] | None = None,
                factor_keys: Sequence[Sequence[str | None]] | None = None) -> WorkTable:
     """Flatten per-layer costs; `ew_keys`/`factor_keys`: per layer, per stage keys (calibrated profiles)."""
-    rows, ek, fk, keys = [], [], [], []
+    blocks: dict[int, tuple] = {}  # per distinct cost object: (rows [stage, family, flops, bytes, kernels], keys)
+    parts, counts, ek, fk, keys = [], [], [], [], []
     for li, c in enumerate(costs):
-        for si, s in enumerate(STAGES):
-            for w in c.stage(s):
-                rows.append((li, si, FAMILY_CODE[w.family], w.flops, w.bytes_read + w.bytes_written, w.kernels))
-                keys.append(getattr(w, "efficiency_key", "") or "")
-                if ew_keys is not None:
-                    ek.append(ew_keys[li][si])
-                    fk.append(factor_keys[li][si] if factor_keys is not None else None)
-    a = np.array(rows, dtype=float).reshape(-1, 6)
-    return WorkTable(len(costs), a[:, 0].astype(np.int64), a[:, 1].astype(np.int64), a[:, 2].astype(np.int64),
-                     a[:, 3].copy(), a[:, 4].copy(), a[:, 5].copy(),
+        blk = blocks.get(id(c))
+        if blk is None:
+            works = [(si, w) for si, s in enumerate(STAGES) for w in c.stage(s)]
+            blk = blocks[id(c)] = (
+                np.array([(si, FAMILY_CODE[w.family], w.flops, w.bytes_read + w.bytes_written, w.kernels)
+                          for si, w in works], dtype=float).reshape(-1, 5),
+                [getattr(w, "efficiency_key", "") or "" for _, w in works], [si for si, _ in works])
+        parts.append(blk[0])
+        counts.append(len(blk[1]))
+        keys.extend(blk[1])
+        if ew_keys is not None:
+            ek.extend(ew_keys[li][si] for si in blk[2])
+            fk.extend((factor_keys[li][si] if factor_keys is not None else None) for si in blk[2])
+    a = np.concatenate(parts) if parts else np.zeros((0, 5))
+    layer = np.repeat(np.arange(len(costs), dtype=np.int64), counts)
+    return WorkTable(len(costs), layer, a[:, 0].astype(np.int64), a[:, 1].astype(np.int64),
+                     a[:, 2].copy(), a[:, 3].copy(), a[:, 4].copy(),
                      tuple(ek) if ew_keys is not None else None, tuple(fk) if ew_keys is not None else None,
                      tuple(keys))
 

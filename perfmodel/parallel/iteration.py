@@ -22,6 +22,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 from ..dataflow import DataFlow, data_flow
+from ..engine import memo
 from ..engine.layers import StageTime, stage_time
 from ..hardware.topology import System
 from ..optimizers import optimizer_work
@@ -91,17 +92,23 @@ def synced(stg: Staged, pl: Placement, allreduce_fn: Callable[[float], float], o
     """Bucketed gradient all-reduces overlapped with each stage's backward, the optimizer and DDP copies per stage."""
     r = stg.ranks
     gpu = not r.device.is_cpu
-    opt = tuple(stage_time((optimizer_work(optimizer, p, t, gpu=gpu),), r.rates, "optimizer")
-                for p, t in zip(stg.st_params, stg.st_tensors))
-    bl = stg.b_l.tolist()
-    gb = (r.params * GRAD_BYTES).astype(float).tolist()
-    sched = tuple(sync_schedule(make_buckets(bl[a:e], gb[a:e], bucket_bytes), stg.B[s], allreduce_fn, overlap)
-                  for s, (a, e) in enumerate(stg.ranges))
+    opt = memo.on(stg, ("opt", optimizer), lambda: tuple(
+        stage_time((optimizer_work(optimizer, p, t, gpu=gpu),), r.rates, "optimizer")
+        for p, t in zip(stg.st_params, stg.st_tensors)))
+    buckets = memo.on(stg, ("buckets", bucket_bytes), lambda: _buckets(stg, bucket_bytes))
+    sched = tuple(sync_schedule(bk, stg.B[s], allreduce_fn, overlap) for s, bk in enumerate(buckets))
     xfer = tuple(C.point_to_point(stg.cross[s], 2, pl.pp_tiers[s].bandwidth_Bps, pl.pp_tiers[s].latency_s)
                  for s in range(stg.pp - 1))
-    copy = tuple(ddp_copy_time(p, t, r.rates) if ddp_copies else StageTime()
-                 for p, t in zip(stg.st_params, stg.st_tensors))
+    copy = memo.on(stg, ("ddp_copy", ddp_copies), lambda: tuple(
+        ddp_copy_time(p, t, r.rates) if ddp_copies else StageTime() for p, t in zip(stg.st_params, stg.st_tensors)))
     return Synced(sched, opt, copy, xfer)
+
+
+def _buckets(stg: Staged, bucket_bytes: float | None) -> tuple:
+    """DDP's gradient buckets of every stage (per-layer backward times and gradient bytes)."""
+    bl = stg.b_l.tolist()
+    gb = (stg.ranks.params * GRAD_BYTES).astype(float).tolist()
+    return tuple(make_buckets(bl[a:e], gb[a:e], bucket_bytes) for a, e in stg.ranges)
 
 
 @dataclass(frozen=True)
