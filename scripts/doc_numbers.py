@@ -146,8 +146,36 @@ def readme_values() -> dict[str, str]:
     return {"readme.fcn_params": f"{params[0]:.1f}M and\n{params[1]:.1f}M parameters"}
 
 
+def _report(suite: str) -> dict[str, Any]:
+    import json
+
+    return json.loads((ROOT / "validation" / "reports" / suite / "results.json").read_text(encoding="utf-8"))
+
+
+def validation_values() -> dict[str, str]:
+    """The README's validation figures, from the committed reports (validation/reports/*/results.json)."""
+    s = _report("cpu-full")["summary"]
+    w = s["worst"]
+    out = {"cpu-full.median": f"{s['median_abs_pct']:.1f}%", "cpu-full.mean": f"{s['mean_abs_pct']:.1f}%",
+           "cpu-full.p90": f"{s['p90_abs_pct']:.1f}%",
+           "cpu-full.worst": (f"{abs(w[0]['error_pct']):.1f}% (`{w[0]['case']}`, then "
+                              + ", ".join(f"`{x['case']}` {abs(x['error_pct']):.1f}%" for x in w[1:3]) + ")"),
+           "cpu-full.within": f"{s['within_10pct']} / {s['within_25pct']} of {s['n']}"}
+    d = _report("ddp-cpu")
+    for c in d["cases"]:
+        out[f"ddp-cpu.{c['case']['name']}"] = (f"{c['measured_median_s'] * 1e3:.1f} | {c['predicted_s'] * 1e3:.1f} | "
+                                               f"{c['error_pct']:+.1f}%")
+    ds = d["summary"]
+    n, ok = ds["cases"], ds["within_target"]
+    within = f"all {n}" if ok == n else f"{ok} of {n}"
+    out["ddp-cpu.summary"] = (f"Median absolute error {ds['median_abs_error_pct']:.1f}%, worst "
+                              f"{ds['worst_abs_error_pct']:.1f}%; {within} cases within the {ds['target_pct']:.0f}% target")
+    return out
+
+
 VALUES: tuple[Callable[[], dict[str, str]], ...] = (sweep_values, fit_values, cost_values, serve_values,
-                                                    readme_values)
+                                                    readme_values, validation_values)
+DDP_CASES = ("mlp-b64", "mlp-b256", "cnn-vgg-small-b24", "cnn-resnet-small-b32", "autoencoder-b128", "lstm-b64")
 
 SPANS = (
     Span("sweep.counts", API, r"len\(res\), len\(res\.ok\), len\(res\.errors\) +# (?P<v>\([\d, ]+\))"),
@@ -167,6 +195,14 @@ SPANS = (
     Span("serve.max_batch", API, r"r\.max_batch +# (?P<v>\d+)"),
     Span("readme.fcn_params", "README.md", r"FCN-5/8 use the benchmark scripts' sizes \((?P<v>[\d.]+M and\s+[\d.]+M "
                                            r"parameters)\)"),
+    Span("cpu-full.median", "README.md", r"\n\| median absolute error \| (?P<v>[\d.]+%) \|\n"),
+    Span("cpu-full.mean", "README.md", r"\n\| mean absolute error \| (?P<v>[\d.]+%) \|\n"),
+    Span("cpu-full.p90", "README.md", r"\n\| 90th percentile absolute error \| (?P<v>[\d.]+%) \|\n"),
+    Span("cpu-full.worst", "README.md", r"\n\| worst case \| (?P<v>[^|\n]+\)) \|\n"),
+    Span("cpu-full.within", "README.md", r"\n\| cases within 10% / 25% \| (?P<v>\d+ / \d+ of \d+) \|\n"),
+    *(Span(f"ddp-cpu.{c}", "README.md", rf"\n\| {re.escape(c)} \| (?P<v>[^\n]*?) \|\n") for c in DDP_CASES),
+    Span("ddp-cpu.summary", "README.md", r"\n(?P<v>Median absolute error [\d.]+%, worst [\d.]+%; [^\n]*? cases within "
+                                         r"the \d+% target)"),
 )
 
 
