@@ -69,7 +69,8 @@ def validate(
     store: Optional[Path] = typer.Option(None, "--store", help="measured suites: JSONL file to append the measurements "
                                          "to (default: $PERFMODEL_DATA or ~/.local/share/perfmodel/measurements/)"),
     commit_measurements: bool = typer.Option(False, "--commit-measurements", help="measured suites: append to the "
-                                             "tracked validation/measurements/<suite>.jsonl of the checkout"),
+                                             "tracked validation/measurements/<suite>.jsonl of the checkout (and "
+                                             "update tracked calibrated profiles a suite fits, e.g. ddp-cpu's link)"),
     device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (measured suites; default: the suite's)"),
     profile: Optional[str] = typer.Option(None, "--profile", help="hardware profile to predict with (default: the "
                                           "profile `perfmodel calibrate` wrote for this machine)"),
@@ -114,7 +115,8 @@ def validate(
         options = RunOptions(
             report_dir=report, data=None if s.measured else data,
             store=_store(s, store, commit_measurements, replay), replay=replay, device=device, profile=profile,
-            cases=tuple(case or ()), steps=steps, warmup=warmup, rounds=rounds, wait=not no_wait, seed=seed,
+            commit=commit_measurements, cases=tuple(case or ()), steps=steps, warmup=warmup, rounds=rounds,
+            wait=not no_wait, seed=seed,
             progress=None if json_out else sys.stderr)
         res = run_suite_by_name(suite, options)
     except PerfModelError as e:

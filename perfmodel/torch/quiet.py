@@ -93,3 +93,17 @@ def wait_for_quiet(min_idle: float = 0.85, max_wait_s: float = 120.0, interval_s
             return f, waited
         if on_wait is not None:
             on_wait(f, waited)
+
+
+def progress_every(say: Callable[[str], None], min_idle: float, max_wait_s: float, sustained: int = 1,
+                   every_s: float = 10.0) -> Callable[[float, float], None]:
+    """An `on_wait` for wait_for_quiet that says what it waits for at once, then every `every_s` seconds."""
+    last = [-float("inf")]
+    need = f"needs {min_idle:.0%}" + (f" for {sustained} s" if sustained > 1 else "")
+
+    def on_wait(idle: float, waited_s: float) -> None:
+        if waited_s - last[0] >= every_s:
+            last[0] = waited_s
+            say(f"waiting for an idle machine: {idle:.0%} idle, {need} ({waited_s:.0f} s of at most {max_wait_s:.0f} s)")
+
+    return on_wait

@@ -207,13 +207,9 @@ def _wait_idle(wait: bool, say) -> float | None:
     """Wait (when `wait`) for IDLE_SUSTAINED idle seconds, saying what it waits for; the last idle fraction."""
     if not wait:
         return None
-    from ..torch.quiet import wait_for_quiet
+    from ..torch.quiet import progress_every, wait_for_quiet
 
-    def on_wait(idle: float, waited_s: float) -> None:
-        if int(waited_s) % 10 == 0:
-            say(f"  waiting for an idle machine: {idle:.0%} idle, needs {IDLE_FRACTION:.0%} for {IDLE_SUSTAINED} s "
-                f"({waited_s:.0f} s of at most {IDLE_WAIT_S:.0f} s)")
-
+    on_wait = progress_every(lambda m: say("  " + m), IDLE_FRACTION, IDLE_WAIT_S, IDLE_SUSTAINED)
     return wait_for_quiet(IDLE_FRACTION, IDLE_WAIT_S, sustained=IDLE_SUSTAINED, on_wait=on_wait)[0]
 
 
@@ -293,7 +289,7 @@ def _measure_cases(sel: Sequence[DDPCase], rounds: int, base: dict, meas_path: P
 
 def run_ddp_suite(report_dir: str | Path | None = None, measurements_path: str | Path | None = None, *,
                   cases: Sequence[DDPCase] | Sequence[str] | None = None, profile: Device | str | None = None,
-                  link: Link | str | None = None, save_link_profile: bool = True,
+                  link: Link | str | None = None, save_link_profile: bool = False,
                   steps: int | None = None, warmup: int | None = None, rounds: int = SUITE_ROUNDS,
                   process_speed: float | None = None, wait_idle: bool = True,
                   single_process_reference: bool = True, progress=None) -> DDPSuiteResult:
@@ -302,7 +298,8 @@ def run_ddp_suite(report_dir: str | Path | None = None, measurements_path: str |
 
     Every measurement is appended to `measurements_path` (default: the user's data folder) under one run id;
     the result is built from those records by `report_from_measurements`.
-    link / process_speed: given, they replace the corresponding microbenchmark.
+    link / process_speed: given, they replace the corresponding microbenchmark. save_link_profile: also write the
+    fitted link as hardware_profiles/links/calibrated/local-gloo-loopback.yaml (a tracked file of the checkout).
     """
     from .profiles import resolve_profile
     from .storage import measurement_store
@@ -451,7 +448,8 @@ class _DDPSuite:
         except ImportError as e:
             raise InputError(f"suite 'ddp-cpu' needs PyTorch with torch.distributed ({e})") from None
         return run_ddp_suite(None, o.store, cases=o.cases or None, profile=o.profile, steps=o.steps,
-                             warmup=o.warmup, rounds=o.rounds or SUITE_ROUNDS, wait_idle=o.wait, progress=o.progress)
+                             warmup=o.warmup, rounds=o.rounds or SUITE_ROUNDS, wait_idle=o.wait, progress=o.progress,
+                             save_link_profile=o.commit)
 
     def text(self, report: DDPSuiteResult) -> list:
         from .ddp_report import terminal_text

@@ -56,6 +56,7 @@ class RunOptions(BaseModel):
     report_dir: Optional[Path] = None  # write the report folder here
     data: Optional[Path] = None  # input data: a published table (dlbench-2016)
     store: Optional[Path] = None  # measured suites: JSONL file the measurements are appended to
+    commit: bool = False  # measured suites: also update tracked files of the checkout (e.g. a fitted link profile)
     replay: Optional[Path] = None  # measured suites: compare with the measurements stored in this file
     device: Optional[str] = None  # cpu or cuda
     profile: Any = None  # hardware profile name, path or Device (default: this machine's calibrated one)

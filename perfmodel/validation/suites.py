@@ -37,7 +37,7 @@ from typing import Any, Sequence, TextIO
 
 from ..errors import InputError, NotFoundError
 from .metrics import ErrorSummary, meets_target, signed_error_pct, summarize
-from ..torch.quiet import Interference, wait_for_quiet
+from ..torch.quiet import Interference, progress_every, wait_for_quiet
 from .profiles import calibration_info, find_calibrated_profile, resolve_profile  # noqa: F401
 from .protocol import Row, RunOptions
 
@@ -404,15 +404,9 @@ def _predict_cases(chosen: Sequence[Case], dev, device: str) -> dict[str, tuple]
 
 
 def _wait_quiet(say) -> None:
-    """Wait for an idle machine, saying every PROGRESS_EVERY_S what it waits for."""
-    last = [-PROGRESS_EVERY_S]
-
-    def on_wait(idle: float, waited_s: float) -> None:
-        if waited_s - last[0] >= PROGRESS_EVERY_S:
-            last[0] = waited_s
-            say(f"\n  waiting for an idle machine: {idle:.0%} idle, needs {QUIET_IDLE:.0%} "
-                f"({waited_s:.0f} s of at most {QUIET_MAX_WAIT_S:.0f} s)", end="")
-
+    """Wait for an idle machine, saying what it waits for (at once, then every PROGRESS_EVERY_S)."""
+    on_wait = progress_every(lambda m: say("\n  " + m, end=""), QUIET_IDLE, QUIET_MAX_WAIT_S,
+                             every_s=PROGRESS_EVERY_S)
     wait_for_quiet(QUIET_IDLE, QUIET_MAX_WAIT_S, on_wait=on_wait)
 
 
