@@ -49,4 +49,5 @@ from .api import from_module, import_module
 from .user import parse_input_shape
 from .report import ImportReport, UnmappedOp
 
+
 __all__ = ["ImportReport", "UnmappedOp", "from_module", "import_module", "parse_input_shape"]

@@ -3,19 +3,11 @@
 from __future__ import annotations
 
 import contextlib
-import io
-import math
-import operator
 import traceback
-import warnings
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import torch
-import torch.fx as fx
-import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict
 from torch import nn
 
 from ...errors import InputError
@@ -28,6 +20,7 @@ from .leaf import CALLS, leaves_replaced
 from .registry import export_leaf
 from .trace import Traced, _no_mha_fastpath, error_line, quiet, trace_dispatch, trace_export, trace_fx
 from .values import _walk
+
 
 def _finish(specs: list[dict]) -> list[dict]:
     """Drop unused inputs; fold `select(axis 0, index -1)` of a recurrent layer's sequence (its only user)

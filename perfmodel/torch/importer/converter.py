@@ -4,19 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import re
-import io
 import math
-import operator
-import traceback
-import warnings
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable
 
 import torch
 import torch.fx as fx
-import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict
 from torch import nn
 
 from ...graph.network_file import validate_op
@@ -28,6 +20,7 @@ from .values import Act, Const, Dict_, LossVal, RecState, Seq, Unmappable  # noq
 from .values import _dynamic, _params_of, _walk
 from .leaf import _TENSOR, CALLS, leaf_op
 from torch.utils import _pytree as pytree
+
 
 class _Converter(torch.fx.passes.shape_prop.ShapeProp):
     """Runs the traced graph (ShapeProp) and maps every node as it goes."""

@@ -11,8 +11,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .registry import _act, _arg, _aten, _on, _on_modules, _rowwise_in, _rowwise_out, _sample_axis
+from .registry import _act, _arg, _aten, _on, _on_modules, _rowwise_in, _rowwise_out
 from .values import Act, Const, Seq, Unmappable, _params_of, _walk
+
 
 TRANSCENDENTAL = 2  # as ops/elementwise.py: exp, log, erf, sqrt ... count a few FLOPs
 FLOPS = {"pow": 1, "rsqrt": TRANSCENDENTAL, "sqrt": TRANSCENDENTAL, "exp": TRANSCENDENTAL, "log": TRANSCENDENTAL,
@@ -187,5 +188,3 @@ def _h_addmm(c, n, result, args, kwargs, ia, ik):
     c.add("dense", name, [_rowwise_in(c, x, args[1])], **fields)
     return _rowwise_out(c, name, x, result)
 
-
-__all__ = ["elementwise", "getitem_slice", "slice_of", "_sample_axis"]

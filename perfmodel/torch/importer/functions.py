@@ -2,27 +2,18 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
 import math
 import operator
-import traceback
-import warnings
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Callable
 
 import torch
-import torch.fx as fx
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict
-from torch import nn
 
 from .modules import _embedding, _gap, _loss, _pool, _posemb_layer, _softmax_layer, _upsample
 from .elementwise import elementwise, getitem_slice
 from .registry import _flatten, _view, _act, _aten, _arg, _on, _real, _rowwise_in, _rowwise_out, _sample_axis, _simple
-from .values import Act, Const, Dict_, LossVal, RecState, Seq, Unmappable  # noqa: F401
+from .values import Act, Const, Dict_, RecState, Seq, Unmappable  # noqa: F401
 from .values import _params_of, _value
+
 
 def _binary(c, n, op, result, ia):
     xs = [i for i in ia[:2]]
@@ -113,8 +104,6 @@ def _h_cat(c, n, result, args, kwargs, ia, ik):
         return acts[0]
     name = c.add("concat", c.layer_name(n), [c.ensure(a) for a in acts], axis=axis)
     return c.out_act(name, result)
-
-
 
 
 @_on(torch.flatten, "flatten", *_aten("flatten.using_ints"))

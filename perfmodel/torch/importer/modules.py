@@ -2,26 +2,15 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
-import math
-import operator
-import traceback
-import warnings
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Callable
 
 import torch
-import torch.fx as fx
-import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict
 from torch import nn
 
 from ..to_module import PositionalEmbedding, TransposedLinear
 from .registry import _flatten, _BRIDGE_HANDLERS, _act, _arg, _on_modules, _real, _rowwise_in, _rowwise_out, _sample_axis, _simple
-from .values import Act, Const, Dict_, LossVal, RecState, Seq, Unmappable  # noqa: F401
+from .values import Act, Const, LossVal, RecState, Seq, Unmappable  # noqa: F401
 from .values import _value
+
 
 _SELF_ATTENTION_ARGS = ("query", "key", "value")
 

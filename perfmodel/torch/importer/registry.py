@@ -2,24 +2,15 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
 import math
-import operator
-import traceback
-import warnings
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable
 
 import torch
-import torch.fx as fx
-import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict
 from torch import nn
 
 from .values import Act, Unmappable
 from ..to_module import CustomStandIn, PositionalEmbedding, TransposedLinear
+
 
 Handler = Callable[..., Any]
 _MODULE_HANDLERS: dict[type, Handler] = {}
@@ -162,7 +153,6 @@ def _flatten(c, n, a_info, start, end, result):
         name = c.add("flatten", c.layer_name(n), [c.ensure(a)])
         return Act(name, real, real)
     return _view(c, n, a, result)
-
 
 
 def _view(c, n, a: Act, result):

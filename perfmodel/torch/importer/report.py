@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict
 
+
 class UnmappedOp(BaseModel):
     """An op the importer could not map to a kind: it became a `custom` layer."""
 

@@ -7,18 +7,12 @@ import functools
 import inspect
 import logging
 import io
-import math
-import operator
-import traceback
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
 
 import torch
 import torch.fx as fx
-import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict
 from torch import nn
 
 from torch.utils import _pytree as pytree
@@ -26,6 +20,7 @@ from torch.utils import _pytree as pytree
 from .registry import keeps_whole
 from .registry import mapped_module_types as _mapped_module_types
 from .transformer import PLAIN_FORWARDS
+
 
 class _Tracer(fx.Tracer):
     """fx tracer that records, for every node, the module path it was created in; mapped modules are leaves,

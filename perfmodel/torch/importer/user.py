@@ -19,6 +19,7 @@ from torch import nn
 
 from ...errors import InputError, NotFoundError
 
+
 DTYPES = {"float": torch.float32, "float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16,
           "int64": torch.int64, "int32": torch.int32, "bool": torch.bool}
 

@@ -5,10 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+
 class Unmappable(Exception):
     """Raised by a handler that cannot express the node; the node becomes a custom layer."""
-
-
 
 
 @dataclass(eq=False)
