@@ -18,7 +18,7 @@ from .converter import _Converter
 from .report import ImportReport
 from .leaf import CALLS, leaves_replaced
 from .registry import export_leaf
-from .trace import Traced, _no_mha_fastpath, error_line, quiet, trace_dispatch, trace_export, trace_fx
+from .trace import Traced, _no_mha_fastpath, error_line, quiet, trace_dispatch, trace_eager, trace_export, trace_fx
 from .values import _walk
 
 
@@ -95,6 +95,7 @@ def _tracers(module: nn.Module, args: tuple, kwargs: dict, leaves: tuple[type, .
     yield "fx", lambda: trace_fx(module, args, kwargs, leaves)
     yield "export", lambda: trace_export(module, args, kwargs)
     yield "dispatch trace", lambda: trace_dispatch(module, args, kwargs)
+    yield "eager trace", lambda: trace_eager(module, args, kwargs)
     yield "fx (all torch.nn modules as leaves)", lambda: trace_fx(module, args, kwargs, leaves, leaf_all=True)
 
 

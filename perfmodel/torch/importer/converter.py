@@ -78,6 +78,9 @@ class _Converter(torch.fx.passes.shape_prop.ShapeProp):
             return False
 
     def strip(self, path: str) -> str:
+        """A module path without the flattening wrapper's prefix ('model.')."""
+        if self.prefix and path == self.prefix.rstrip("."):
+            return ""
         return path[len(self.prefix):] if self.prefix and path.startswith(self.prefix) else path
 
     def module_of(self, node: fx.Node) -> nn.Module:

@@ -41,8 +41,9 @@ def _broadcast(shapes: list[tuple[int, ...]]) -> tuple[int, ...]:
     return tuple(reversed(out))
 
 
-def elementwise(c, n, result, ia, ik, fn: str | None = None):
-    """A pointwise op over the activations among its operands (constants and parameters broadcast in)."""
+def elementwise(c, n, result, ia, ik, fn: str | None = None, flops: float | None = None):
+    """A pointwise op over the activations among its operands (constants and parameters broadcast in);
+    `flops` per output element (default: by the function's name, FLOPS)."""
     if not isinstance(result, torch.Tensor):
         raise Unmappable("a pointwise op whose result is not one tensor")
     infos = list(_walk((ia, ik)))
@@ -52,7 +53,7 @@ def elementwise(c, n, result, ia, ik, fn: str | None = None):
     fn = fn or _fn_name(n)
     name = c.layer_name(n)
     params = [p for p in _params_of((ia, ik)) if p not in c.owner]
-    fields = {"fn": fn[:40], "flops_per_element": float(FLOPS.get(fn, 1))}
+    fields = {"fn": fn[:40], "flops_per_element": float(FLOPS.get(fn, 1) if flops is None else flops)}
     if params:
         c.claim(name, params)
         fields["params"] = int(sum(c.param_numel.get(p, 0) for p in params))
@@ -66,7 +67,7 @@ def elementwise(c, n, result, ia, ik, fn: str | None = None):
             and result.numel() == c.batch * math.prod(acts[0].shape):
         c.add("elementwise", name, list(dict.fromkeys(a.layer for a in acts)), **fields)
         return Act(name, acts[0].shape, None)
-    if len(acts) == 1 and acts[0].real is None and result.shape[-1] == acts[0].shape[-1] \
+    if len(acts) == 1 and acts[0].real is None and result.dim() and result.shape[-1] == acts[0].shape[-1] \
             and result.numel() == c.batch * math.prod(acts[0].shape):
         c.add("elementwise", name, [acts[0].layer], **fields)
         return Act(name, acts[0].shape, None)
@@ -115,9 +116,7 @@ _on(operator.sub, operator.truediv, operator.neg, operator.pow, operator.isub, o
             "empty_like.default", "full_like.default"))
 def _h_like(c, n, result, args, kwargs, ia, ik):
     """A new tensor shaped like an activation (noise, zeros): written once, reads nothing it needs."""
-    out = elementwise(c, n, result, ia[:1], {}, fn=_fn_name(n))
-    c.kinds[out.layer]["flops_per_element"] = 0.0
-    return out
+    return elementwise(c, n, result, ia[:1], {}, fn=_fn_name(n), flops=0.0)
 
 
 @_on_modules(nn.ReLU6, nn.Hardtanh, nn.SiLU, nn.Hardswish, nn.Hardsigmoid, nn.Mish, nn.ELU, nn.SELU, nn.Softplus)

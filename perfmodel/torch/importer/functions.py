@@ -298,6 +298,8 @@ def _h_interpolate(c, n, result, args, kwargs, ia, ik):
 
 @_on("select", torch.select, *_aten("select.int"))
 def _h_select(c, n, result, args, kwargs, ia, ik):
+    if isinstance(ia[0], RecState) and int(_arg(args, kwargs, 1, "dim")) == 0:  # h_n.select(0, i) = h_n[i]
+        return _final_state(c, n, ia[0], int(_arg(args, kwargs, 2, "index")), result)
     a = _act(ia[0])
     real = _real(a)
     dim, index = int(_arg(args, kwargs, 1, "dim")), int(_arg(args, kwargs, 2, "index"))

@@ -217,6 +217,16 @@ def trace_dispatch(module: nn.Module, args: tuple, kwargs: dict) -> Traced:
     return Traced(gm, "dispatch trace", list(xs), names if len(names) == len(xs) else None, "model.")
 
 
+def trace_eager(module: nn.Module, args: tuple, kwargs: dict) -> Traced:
+    """Record the torch functions and methods of one eager run (see eager.py)."""
+    from .eager import trace_eager as record
+
+    names, _ = input_names(module, args, kwargs)
+    with _no_mha_fastpath(), quiet():
+        gm, inputs = record(module, args, kwargs, names)
+    return Traced(gm, "eager trace", inputs, names if len(names) == len(inputs) else None)
+
+
 @contextlib.contextmanager
 def _record_paths(root: nn.Module):
     """While make_fx runs, tag every node it creates with the path of the innermost module running."""
