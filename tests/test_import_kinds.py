@@ -70,3 +70,25 @@ def test_pad_and_slice():
         _layer([(5, 8)], "pad", output_shape=[4, 9])
     with pytest.raises(PerfModelError):
         _layer([(5, 8)], "slice", output_shape=[6, 8])
+
+
+def test_custom_layer_with_no_flops_and_no_bytes_is_a_warning(tmp_path):
+    from typer.testing import CliRunner
+
+    from perfmodel.cli import app
+    from perfmodel.graph import NetworkBuilder, save_network
+    from perfmodel.ops.layout import free_custom_layers
+
+    nb = NetworkBuilder("free")
+    nb.input("x", shape=[4])
+    nb.dense("fc", units=4)
+    nb.custom("odd", output_shape=[4], bytes_per_sample=0, note="fft at model.py:3")
+    nb.custom("costed", output_shape=[4], forward_flops_per_sample=8.0)
+    g = nb.build()
+    assert free_custom_layers(g) == ["custom layer 'odd' has no FLOPs and no bytes: it is costed as free "
+                                     "(fft at model.py:3)"]
+    save_network(g, tmp_path / "free.yaml")
+    for argv in (["show", str(tmp_path / "free.yaml")], ["predict", str(tmp_path / "free.yaml"), "--hardware",
+                                                         "a100-sxm4-80gb"]):
+        r = CliRunner().invoke(app, argv)
+        assert r.exit_code == 0 and "warning: custom layer 'odd' has no FLOPs and no bytes" in r.output

@@ -90,10 +90,20 @@ def predict(
         context_parallel=context_parallel, virtual_stages=virtual_stages, recompute=recompute,
         offload_activations=offload_activations, expert_parallel=expert_parallel)
     p = api_predict(network, hardware, setup, layers=True)
+    _warn_free_custom(network)
     if json_out:
         typer.echo(dumps(p.to_dict(layers=layers)))
     else:
         typer.echo(prediction_text(p, show_layers=layers))
+
+
+def _warn_free_custom(network: str) -> None:
+    """Custom layers with no FLOPs and no bytes, on stderr (IMPORT, issue 12)."""
+    from ..graph import load_network
+    from ..ops.layout import free_custom_layers
+
+    for w in free_custom_layers(load_network(network)):
+        typer.echo(f"warning: {w}", err=True)
 
 
 @app.command()
@@ -108,6 +118,7 @@ def show(
     from ..units import fmt_bytes, fmt_count
 
     s = network_summary(network, batch=batch, dtype=dtype)
+    _warn_free_custom(network)
     if json_out:
         typer.echo(dumps(s.to_dict()))
         return

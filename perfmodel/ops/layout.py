@@ -45,3 +45,19 @@ def slice_(layer: Layer, batch: int, b: int) -> OpCost:
     n_in, n_out = batch * numel(layer.input_shapes[0]), batch * numel(layer.output_shape)
     bwd = Work("memory", bytes_read=n_out * b, bytes_written=(n_in + n_out) * b, kernels=2)
     return OpCost(forward=(), backward_data=(bwd,), output_bytes=n_out * b, extra={"view": True})
+
+
+def free_custom_layers(graph) -> list[str]:
+    """Warnings for `custom` layers with no FLOPs and no bytes (they cost nothing: likely a mistake), for
+    `perfmodel import`, `show` and `predict`."""
+    from .custom import custom as custom_rule
+
+    out = []
+    for layer in graph.layers:
+        if layer.op != "custom":
+            continue
+        c = custom_rule(layer, 1, 4)
+        if c.flops("forward") == 0 and c.bytes("forward") == 0:
+            out.append(f"custom layer '{layer.name}' has no FLOPs and no bytes: it is costed as free"
+                       + (f" ({layer.spec.note})" if layer.spec.note else ""))
+    return out

@@ -170,19 +170,17 @@ def from_module(module: nn.Module, example_inputs=(), *, kwargs: dict | None = N
         name=gname, method=method, batch=batch, layers=len(graph), unmapped=unmapped,
         approximations=tuple(notes + conv.approx), trace_errors=tuple(errors), params_module=params_module,
         params_graph=sum(c.params for c in costs.values()), kinds=kinds,
-        import_time_s=round(time.perf_counter() - t0, 3), warnings=_warnings(unmapped, costs),
+        import_time_s=round(time.perf_counter() - t0, 3), warnings=_warnings(graph, unmapped),
     )
     return graph, report
 
 
-def _warnings(unmapped, costs) -> tuple[str, ...]:
-    out = []
-    for u in unmapped:
-        c = costs[u.layer]
-        if c.flops("forward") == 0 and c.bytes("forward") == 0:
-            out.append(f"custom layer '{u.layer}' ({u.target}) has no FLOPs and no bytes: it is costed as free")
-        if u.standard:
-            out.append(f"standard module {u.target} at layer '{u.layer}' stayed opaque: {u.reason}")
+def _warnings(graph, unmapped) -> tuple[str, ...]:
+    from ...ops.layout import free_custom_layers
+
+    out = free_custom_layers(graph)
+    out += [f"standard module {u.target} at layer '{u.layer}' stayed opaque: {u.reason}" for u in unmapped
+            if u.standard]
     return tuple(out)
 
 
