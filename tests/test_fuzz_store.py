@@ -100,3 +100,26 @@ def test_garbage_lines_and_refused_records(tmp_path):
         read_jsonl(tmp_path / "missing.jsonl")
     append_jsonl(path, [{"b": 1}, {"b": 2}])
     assert [json.loads(x) for x in path.read_bytes().splitlines()[-2:]] == [{"b": 1}, {"b": 2}]
+
+
+SAMPLES_WRITER = textwrap.dedent("""
+    import sys
+    from pathlib import Path
+    from perfmodel.calibration.samples import save_samples
+    for i in range(int(sys.argv[3])):
+        save_samples([], {"writer": sys.argv[2], "i": i}, Path(sys.argv[1]))
+""")
+
+
+def test_calibration_samples_writer_is_safe_under_concurrency(tmp_path):
+    from perfmodel.calibration.samples import _records
+
+    path = tmp_path / "samples.jsonl"
+    procs = [_spawn(SAMPLES_WRITER, path, who, 150) for who in ("a", "b")]
+    for p in procs:
+        assert p.wait(timeout=120) == 0, p.stderr.read().decode()
+    recs = _records(path)
+    assert len(recs) == 300
+    for who in ("a", "b"):
+        assert sorted(r["machine"]["i"] for r in recs if r["machine"]["writer"] == who) == list(range(150))
+    assert sorted(os.listdir(tmp_path)) == ["samples.jsonl"]

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import datetime as _dt
-import json
-import os
 import statistics
 from dataclasses import replace
 from pathlib import Path
@@ -13,19 +11,20 @@ from typing import Any, Sequence
 from .fit import Sample
 
 def save_samples(samples: list[Sample], machine: dict[str, Any], path: Path) -> None:
-    """Append the raw samples as one JSON line (machine + samples), atomically (write whole file, rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Append the raw samples as one JSON line (machine + samples): perfmodel.store (locked, whole line, fsync,
+    no temp file), so concurrent or killed calibrations lose nothing."""
+    from ..store import append_jsonl
+
     rec = {"kind": "calibration", "time": _dt.datetime.now().isoformat(timespec="seconds"), "machine": machine,
            "samples": [s.to_dict() for s in samples]}
-    old = path.read_text(encoding="utf-8") if path.exists() else ""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(old + json.dumps(rec) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    append_jsonl(path, rec)
 
 
 def _records(path: Path) -> list[dict[str, Any]]:
-    """Every calibration record (one JSON line each) of a samples file."""
-    return [json.loads(l) for l in Path(path).read_text(encoding="utf-8").splitlines() if l.strip()]
+    """Every calibration record (one JSON line each) of a samples file; a torn line is skipped with a warning."""
+    from ..store import read_jsonl
+
+    return read_jsonl(path)
 
 
 def load_samples(path: Path, record: int = -1) -> tuple[list[Sample], dict[str, Any]]:
