@@ -157,10 +157,14 @@ def test_public_entry_point_and_flops():
 def test_data_files_load_and_match_datasheet_peaks():
     assert {"gm200-titan-x", "gm200-m40", "gp102-gtx-1080ti", "gp100-p100-pcie"} <= set(list_archs())
     assert {"cuda75-cudnn5", "cuda8-cudnn6"} <= set(list_stacks())
-    # peaks from hardware_datasheets.md: 1080 Ti 11.34, P100 PCIe 9.3, Titan X 6.6 TFLOPS FP32
-    assert load_arch("gp102-gtx-1080ti").peak_flops("fp32") == pytest.approx(11.34e12, rel=0.01)
-    assert load_arch("gp100-p100-pcie").peak_flops("fp32") == pytest.approx(9.3e12, rel=0.01)
-    assert load_arch("gm200-titan-x").peak_flops("fp32") == pytest.approx(6.6e12, rel=0.01)
+    # peaks at the rated clock from hardware_datasheets.md: 1080 Ti 11.34, P100 PCIe 9.3, Titan X 6.6, A100 TF32 156
+    rated = {n: load_arch(n).model_copy(update={"clock_factor": 1.0}) for n in list_archs()}
+    assert rated["gp102-gtx-1080ti"].peak_flops("fp32") == pytest.approx(11.34e12, rel=0.01)
+    assert rated["gp100-p100-pcie"].peak_flops("fp32") == pytest.approx(9.3e12, rel=0.01)
+    assert rated["gm200-titan-x"].peak_flops("fp32") == pytest.approx(6.6e12, rel=0.01)
+    assert rated["ga100-a100-sxm4"].peak_flops("tf32") == pytest.approx(156e12, rel=0.01)
+    for a in map(load_arch, list_archs()):  # a fitted clock stays physical: Teslas never above their rated boost
+        assert 0.6 <= a.clock_factor <= (1.3 if a.boost_above_rated else 1.0)
     assert arch_for_device("p100-pcie").name == "gp100-p100-pcie"
     assert arch_for_device("no-such-gpu") is None
     for name in list_stacks():
@@ -203,3 +207,21 @@ def test_allreduce_never_faster_for_more_bytes(size, grow):
     for gpus, nodes in ((2, 1), (8, 1), (16, 2)):
         assert ring_allreduce_s(size * grow, gpus, nodes, intra, inter) > ring_allreduce_s(size, gpus, nodes, intra, inter)
     assert math.isfinite(float(ring_allreduce_s(size, 32, 4, intra, inter)))
+
+
+def test_bridge_maps_ops_work_items_to_kernel_times():
+    from perfmodel.kernels.bridge import work_times_s
+    from perfmodel.ops.base import ConvShape, Work, gemm
+
+    arch, stack = "gp100-p100-pcie", "cuda8-cudnn6"
+    g = gemm("matmul", 512, 64, 1024, kernels=10)  # ten launches of [512, 1024] x [1024, 64]
+    conv = ConvShape(batch=8, c_in=64, c_out=128, in_size=(56, 56), out_size=(56, 56), kernel=(3, 3),
+                     stride=(1, 1), padding=(1, 1))
+    c = Work("conv", flops=1.0, shape=conv)
+    plain = Work("memory", bytes_read=1e6)
+    got = work_times_s([g, c, c, plain], ["forward", "forward", "backward_weight", "forward"], "fp32", arch, stack)
+    assert got[0] == pytest.approx(10 * kernel_time_s("gemm", {"M": 512, "N": 64, "K": 1024}, "fp32", arch, stack))
+    d = {"N": 8, "C": 64, "H": 56, "W": 56, "K": 128, "R": 3, "S": 3, "pad_h": 1, "pad_w": 1}
+    assert got[1] == pytest.approx(kernel_time_s("conv_fwd", d, "fp32", arch, stack))
+    assert got[2] == pytest.approx(kernel_time_s("conv_bwd_filter", d, "fp32", arch, stack))
+    assert np.isnan(got[3])  # not a kernel the model knows: the engine keeps its own estimate

@@ -66,7 +66,7 @@ def implicit_gemm(s: dict, phase: str, dtype, arch, stack):
 
 def _transform_s(nbytes, arch: GpuArch, stack: SoftwareStack, kernels: int):
     a = stack.achievable
-    return kernels * a.kernel_overhead_s + nbytes / (arch.memory_bandwidth_Bps * a.memory_bandwidth)
+    return kernels * a.kernel_overhead_s + nbytes / arch.dram_Bps(a.memory_bandwidth)
 
 
 def winograd(s: dict, phase: str, dtype, arch, stack, m: int, fused: bool):
@@ -107,7 +107,7 @@ def fft(s: dict, phase: str, dtype, arch, stack):
               "bwd_filter": (N * C * tiles, N * K * tiles, K * C)}[phase]
     spectra = sum(planes)
     moved = spectra * 2 * 8 * bins + io_bytes(s, dtype)  # complex spectra written and read, real data once
-    t = a.kernel_overhead_s * 3 + t_prod + moved / (arch.memory_bandwidth_Bps * a.memory_bandwidth)
+    t = a.kernel_overhead_s * 3 + t_prod + moved / arch.dram_Bps(a.memory_bandwidth)
     executed = executed_products + spectra * 5.0 * T * T * np.log2(T)
     return np.where(ok, t, np.inf), executed
 

@@ -33,13 +33,13 @@ IB_FDR_BPS = 54.5e9 / 8  # hardware_profiles/links/infiniband-fdr.yaml, 4x FDR a
 PARAMS: dict[str, tuple[float, float, float]] = {
     "mem": (0.75, 0.3, 1.0), "gemm": (0.85, 0.2, 1.0), "gemm_tn": (0.85, 0.2, 1.0), "conv_fwd": (0.8, 0.2, 1.0), "conv_bwd_data": (0.8, 0.2, 1.0),
     "conv_bwd_filter": (0.7, 0.1, 1.0), "winograd": (0.7, 0.1, 1.0), "fft": (0.5, 0.05, 1.0),
-    "rnn": (0.6, 0.05, 1.0), "kernel_overhead_s": (5e-6, 1e-6, 2e-4),
+    "rnn": (0.6, 0.05, 1.0), "cta_overhead_k": (32.0, 1.0, 1024.0), "kernel_overhead_s": (5e-6, 1e-6, 2e-4),
     "rnn_step_overhead_s": (10e-6, 0.5e-6, 2e-4), "rnn_memory_bandwidth": (0.5, 0.05, 1.0),
     "intra_bw_fraction": (0.5, 0.05, 1.0), "intra_alpha_s": (10e-6, 0.5e-6, 1e-4),
     "inter_bw_fraction": (0.6, 0.05, 1.0), "inter_alpha_s": (10e-6, 0.5e-6, 1e-4),
 }
 STAGES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {  # classes fitted -> parameters they fit
-    "gemm": (("gemm",), ("gemm", "gemm_tn", "kernel_overhead_s", "clock:*")),
+    "gemm": (("gemm",), ("gemm", "gemm_tn", "kernel_overhead_s", "cta_overhead_k", "clock:*")),
     "conv": (("conv_fwd", "conv_bwd_data", "conv_bwd_filter"),
              ("conv_fwd", "conv_bwd_data", "conv_bwd_filter", "winograd", "fft", "mem:*")),
     "rnn": (("rnn",), ("rnn", "rnn_step_overhead_s", "rnn_memory_bandwidth")),
@@ -71,12 +71,18 @@ def initial_params(archs=(), stacks=()) -> dict[str, float]:
     return p
 
 
-def achievable(p: dict[str, float], stack: str, arch: str = "", source: str = "fitted") -> Achievable:
-    """The Achievable block of software stack `stack` (on GPU `arch`: its DRAM fraction) from a parameter set."""
-    return Achievable(compute={c: p[f"{c}@{stack}"] for c in FRACTIONS}, memory_bandwidth=p.get(f"mem:{arch}", 0.75),
+def achievable(p: dict[str, float], stack: str, source: str = "fitted") -> Achievable:
+    """The Achievable block of software stack `stack` from a parameter set."""
+    return Achievable(compute={c: p[f"{c}@{stack}"] for c in FRACTIONS}, memory_bandwidth=PARAMS["mem"][0],
                       kernel_overhead=p[f"kernel_overhead_s@{stack}"],
-                      rnn_memory_bandwidth=p[f"rnn_memory_bandwidth@{stack}"], rnn_step_overhead=p["rnn_step_overhead_s"],
+                      rnn_memory_bandwidth=p[f"rnn_memory_bandwidth@{stack}"], cta_overhead_k=p["cta_overhead_k"], rnn_step_overhead=p["rnn_step_overhead_s"],
                       source=source)
+
+
+def fitted_arch(arch, p: dict[str, float]):
+    """The arch with its fitted clock factor and DRAM fraction."""
+    return arch.model_copy(update={"clock_factor": p.get(f"clock:{arch.name}", 1.0),
+                                   "dram_fraction": p.get(f"mem:{arch.name}")})
 
 
 def tiers(p: dict[str, float]) -> tuple[Tier, Tier]:
@@ -123,8 +129,8 @@ def predict(ctx: Context, p: dict[str, float], classes: tuple[str, ...] | None =
     for key, idx in ctx.groups.items():
         if classes is not None and key[0] not in classes:
             continue
-        stack = ctx.stacks[key[2]].with_achievable(achievable(p, key[2], key[1]))
-        arch = ctx.archs[key[1]].model_copy(update={"clock_factor": p.get(f"clock:{key[1]}", 1.0)})
+        stack = ctx.stacks[key[2]].with_achievable(achievable(p, key[2]))
+        arch = fitted_arch(ctx.archs[key[1]], p)
         out[idx] = _group_time(key, [ctx.rows[i] for i in idx], arch, stack, p)
     return out
 
@@ -226,6 +232,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--report", default="validation/reports/deepbench-dev")
     ap.add_argument("--csv", default=None)
     ap.add_argument("--no-logo", action="store_true", help="skip leave-one-GPU-out")
+    ap.add_argument("--write-profiles", action="store_true",
+                    help="write the fitted constants into the gpu_arch and stacks YAML files")
     args = ap.parse_args(argv)
     rows = load_rows(args.csv) if args.csv else load_rows()
     ctx = Context.of(rows)
@@ -233,6 +241,10 @@ def main(argv: list[str] | None = None) -> int:
     pred = predict(ctx, p)
     logo, logo_params = (None, {}) if args.no_logo else leave_one_gpu_out(ctx)
     write_report(args.report, ctx, p, pred, logo, logo_params)
+    if args.write_profiles:
+        from .writeback import write_fitted
+
+        write_fitted(p, sorted(ctx.archs), sorted(ctx.stacks), carry={"pytorch-cuda12": "cuda8-cudnn6"})
     return 0
 
 

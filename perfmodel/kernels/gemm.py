@@ -70,14 +70,16 @@ def _occupancy(concurrent, tile: GemmTile, arch: GpuArch):
     return np.minimum(1.0, warps / arch.warps_to_saturate)
 
 
-def tile_time_s(M, N, K, batch, tile: GemmTile, rate_sm: float, arch: GpuArch, eff: float, s: int = 1):
+def tile_time_s(M, N, K, batch, tile: GemmTile, rate_sm: float, arch: GpuArch, eff: float, s: int = 1,
+                k0: float = 0.0):
     """Compute time of one tile choice with K split `s` ways (without the reduction of the partial sums).
 
     Each SM gets c = ceil(ctas / SMs) CTAs and runs up to ctas_per_sm of them at once; a round of j
-    concurrent CTAs takes j * tile FLOPs / (rate * eff * occupancy(j)).
+    concurrent CTAs takes j * tile FLOPs / (rate * eff * occupancy(j)). k0: the CTA's fixed prologue and
+    epilogue in equivalent k steps.
     """
     ctas = np.ceil(M / tile.m) * np.ceil(N / tile.n) * batch * s
-    cta_flops = 2.0 * tile.m * tile.n * k_per_cta(K, s)
+    cta_flops = 2.0 * tile.m * tile.n * (k_per_cta(K, s) + k0)
     c = np.ceil(ctas / arch.sm_count)
     cps = tile.ctas_per_sm
     full = np.floor(c / cps)
@@ -95,12 +97,12 @@ def gemm_compute_s(M, N, K, dtype: str, arch: GpuArch, stack: SoftwareStack, cls
     tiles = tiles or default
     rate = sm_rate(arch, math) * stack.achievable.fraction(cls)
     allow = stack.split_k if split_k is None else split_k
-    bw = arch.memory_bandwidth_Bps * stack.achievable.memory_bandwidth
+    bw = arch.dram_Bps(stack.achievable.memory_bandwidth)
     best = np.full(np.broadcast(M, N, K, batch).shape, np.inf)
     for tile in tiles:
         eff = tile_efficiency(tile, arch, math)
         for s in SPLITS if allow else (1,):
-            t = tile_time_s(M, N, K, batch, tile, rate, arch, eff, s)
+            t = tile_time_s(M, N, K, batch, tile, rate, arch, eff, s, stack.achievable.cta_overhead_k)
             if s > 1:
                 t = t + 2.0 * s * M * N * batch * 4 / bw  # fp32 partial sums written and read back
             best = np.minimum(best, t)
@@ -119,7 +121,7 @@ def gemm_time_s(M, N, K, dtype: str, arch: GpuArch, stack: SoftwareStack, cls: s
     if io_bytes is None:
         io_bytes = gemm_bytes(np.asarray(M, float), np.asarray(N, float), np.asarray(K, float),
                               np.asarray(batch, float), eb)
-    mem = io_bytes / (arch.memory_bandwidth_Bps * stack.achievable.memory_bandwidth)
+    mem = io_bytes / (arch.dram_Bps(stack.achievable.memory_bandwidth))
     return stack.achievable.kernel_overhead_s + np.maximum(comp, mem)
 
 

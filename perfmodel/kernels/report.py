@@ -43,7 +43,7 @@ def table(rows, pred: np.ndarray, measured: np.ndarray) -> dict:
 def algorithm_agreement(ctx, p) -> dict:
     """How often the fastest algorithm of the model equals cuDNN's forward choice in DeepBench, per GPU."""
     from .conv import conv_time_s
-    from .fit import achievable
+    from .fit import achievable, fitted_arch
 
     out: dict[str, list[int]] = {}
     for key, idx in ctx.groups.items():
@@ -51,8 +51,8 @@ def algorithm_agreement(ctx, p) -> dict:
             continue
         sub = [ctx.rows[i] for i in idx]
         shape = {k: np.array([r.shape[k] for r in sub]) for k in sub[0].shape}
-        stack = ctx.stacks[key[2]].with_achievable(achievable(p, key[2], key[1]))
-        arch = ctx.archs[key[1]].model_copy(update={"clock_factor": p.get(f"clock:{key[1]}", 1.0)})
+        stack = ctx.stacks[key[2]].with_achievable(achievable(p, key[2]))
+        arch = fitted_arch(ctx.archs[key[1]], p)
         _, algo, _ = conv_time_s(shape, "fwd", key[3], arch, stack)
         hit = [a.upper() == r.algorithm or (a.startswith("implicit") and r.algorithm.startswith("IMPLICIT"))
                for a, r in zip(algo, sub)]

@@ -27,7 +27,7 @@ def _pointwise_s(cell: str, H, B, dtype, arch: GpuArch, stack: SoftwareStack):
     _, eb = dtype_parts(dtype)
     g = GATES[cell]
     nbytes = eb * B * H * (2 * g + 3)  # gate pre-activations in/out, state in/out, output
-    return nbytes / (arch.memory_bandwidth_Bps * stack.achievable.memory_bandwidth)
+    return nbytes / (arch.dram_Bps(stack.achievable.memory_bandwidth))
 
 
 def _step_s(cell, M, N, K, dtype, arch: GpuArch, stack: SoftwareStack):

@@ -56,6 +56,8 @@ class GpuArch(_Frozen):
         default=False, description="consumer card whose GPU Boost runs above the rated boost clock")
     clock_factor: Fraction = Field(
         default=1.0, description="sustained clock under load / rated boost clock (fitted per GPU where measured)")
+    dram_fraction: Fraction | None = Field(
+        default=None, description="achieved fraction of DRAM bandwidth (fitted per GPU); None: the stack's")
 
     @model_validator(mode="after")
     def _check(self):
@@ -70,6 +72,10 @@ class GpuArch(_Frozen):
 
     def peak_flops(self, math_dtype: str) -> float:
         return self.sm_peak_flops(math_dtype) * self.sm_count
+
+    def dram_Bps(self, default_fraction: float) -> float:
+        """Achieved DRAM bandwidth: the datasheet figure x this GPU's fraction (or the stack's default)."""
+        return self.memory_bandwidth_Bps * (self.dram_fraction or default_fraction)
 
 
 class GemmTile(_Frozen):
@@ -95,6 +101,9 @@ class Achievable(_Frozen):
     memory_bandwidth: Fraction = 0.8
     kernel_overhead_s: Seconds = Field(default=5e-6, alias="kernel_overhead")
     rnn_step_overhead_s: Seconds = Field(default=10e-6, alias="rnn_step_overhead")
+    cta_overhead_k: float = Field(
+        default=0.0, ge=0, le=4096, description="a CTA's prologue and epilogue (pipeline fill, tile store) "
+        "in equivalent k steps of its main loop")
     rnn_memory_bandwidth: Fraction = Field(
         default=0.8, description="fraction of DRAM bandwidth a recurrent step reaches streaming its weights "
         "(few CTAs per step: little memory-level parallelism)")
