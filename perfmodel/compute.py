@@ -8,10 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-
 from .engine.rates import GPU_OVERHEAD_OVERLAPS, Rates, cpu_bandwidth, device_rates, stage_factor, thread_speedup
-from .engine.worktime import FAMILY_CODE, WorkTable, row_times
+from .engine.worktime import one_row_table, work_times
 from .ops.base import Work
 
 __all__ = ["GPU_OVERHEAD_OVERLAPS", "Rates", "WorkTime", "cpu_bandwidth", "device_rates", "stage_factor",
@@ -33,22 +31,6 @@ class WorkTime:
         if self.overhead_s > roof:
             return "overhead"
         return "compute" if self.compute_s >= self.memory_s else "memory"
-
-
-def one_row_table(works: tuple[Work, ...], key: str | None = None, factor_key: str | None = None) -> WorkTable:
-    """Work items of one stage as a table of one layer (`key`/`factor_key` as in work_time)."""
-    n = len(works)
-    return WorkTable(1, np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.int64),
-                     np.array([FAMILY_CODE[w.family] for w in works], dtype=np.int64),
-                     np.array([w.flops for w in works], dtype=float),
-                     np.array([w.bytes_read + w.bytes_written for w in works], dtype=float),
-                     np.array([w.kernels for w in works], dtype=float), (key,) * n, (factor_key,) * n)
-
-
-def work_times(works: tuple[Work, ...], r: Rates, key: str | None = None,
-               factor_key: str | None = None) -> dict[str, np.ndarray]:
-    """Per item: time, compute, memory, overhead and roof (seconds), by the one vectorised work_time."""
-    return row_times(one_row_table(works, key, factor_key), r)
 
 
 def work_time(w: Work, r: Rates, key: str | None = None, factor_key: str | None = None) -> WorkTime:

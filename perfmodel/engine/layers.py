@@ -10,7 +10,7 @@ from ..graph.layer_graph import LayerGraph
 from ..ops import STAGES, OpCost
 from ..ops.base import Work
 from .rates import Rates
-from .worktime import WorkTable, work_table
+from .worktime import WorkTable, work_table, work_times
 
 # Under autocast (fp16/bf16), each forward casts the fp32 weights to the compute dtype once.
 AMP_WEIGHT_CAST = True
@@ -56,8 +56,6 @@ class StageTime:
 def stage_time(works: tuple[Work, ...], r: Rates, key: str | None = None,
                factor_key: str | None = None) -> StageTime:
     """Sum the work items of a stage by the one work_time, attributing each item's roofline time to its bound."""
-    from ..compute import work_times
-
     if not works:
         return StageTime()
     t = work_times(works, r, key, factor_key)

@@ -17,6 +17,7 @@ import numpy as np
 
 from .rates import Rates, stage_factor
 from ..ops import STAGES, OpCost
+from ..ops.base import Work
 
 FAMILY_CODE = {"matrix": 0, "conv": 1, "memory": 2}
 STAGE_CODE = {s: i for i, s in enumerate(STAGES)}
@@ -148,3 +149,19 @@ def stage_times(t: WorkTable, r: Rates, scale: np.ndarray | None = None) -> dict
     return {"time": acc(w["time"]), "compute": acc(w["compute"]), "memory": acc(w["memory"]),
             "roof_compute": acc(np.where(cb, w["roof"], 0.0)), "roof_memory": acc(np.where(cb, 0.0, w["roof"])),
             "overhead": acc(w["overhead"])}
+
+
+def one_row_table(works: tuple[Work, ...], key: str | None = None, factor_key: str | None = None) -> WorkTable:
+    """Work items of one stage as a table of one layer (`key`/`factor_key` as in work_time)."""
+    n = len(works)
+    return WorkTable(1, np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.int64),
+                     np.array([FAMILY_CODE[w.family] for w in works], dtype=np.int64),
+                     np.array([w.flops for w in works], dtype=float),
+                     np.array([w.bytes_read + w.bytes_written for w in works], dtype=float),
+                     np.array([w.kernels for w in works], dtype=float), (key,) * n, (factor_key,) * n)
+
+
+def work_times(works: tuple[Work, ...], r: Rates, key: str | None = None,
+               factor_key: str | None = None) -> dict[str, np.ndarray]:
+    """Per item: time, compute, memory, overhead and roof (seconds), by the one vectorised work_time."""
+    return row_times(one_row_table(works, key, factor_key), r)
