@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..errors import InputError
-from ..hardware.schema import Device, EfficiencyCurve
+from ..hardware.schema import Device, Efficiency, EfficiencyCurve
 
 # Fraction of the per-kernel dispatch cost hidden behind device execution. GPUs run kernels
 # asynchronously, so a launch overlaps the previous kernel; CPUs dispatch and compute on the same core.
@@ -29,7 +29,8 @@ class Rates:
     # count; None: vector_flops x memory efficiency (see Efficiency.elementwise)
     elementwise: dict[str, float] | None = None
     stage_factors: dict[str, float] | None = None  # see Efficiency.stage_factors
-    curves: dict[str, EfficiencyCurve] | None = None  # Efficiency.curves (lowp_curves for low precision) by key
+    keyed: Efficiency | None = None  # the profile's Efficiency when it has keyed curves (curves / lowp_curves)
+    dtype: str = "fp32"  # the dtype these rates are for (keyed curves look up low-precision data first)
 
 
 def thread_speedup(device: Device, threads: int) -> float:
@@ -76,7 +77,7 @@ def device_rates(device: Device, dtype: str, threads: int | None = None) -> Rate
             matrix=eff.curve("matrix", dtype), conv=eff.curve("conv", dtype), memory=eff.memory, thread_factor=f,
             elementwise={k: v * f for k, v in eff.elementwise.items()} if eff.elementwise else None,
             stage_factors=dict(eff.stage_factors) if eff.stage_factors else None,
-            curves=_keyed_curves(eff, lowp),
+            keyed=_keyed(eff), dtype=dtype,
         )
     return Rates(
         matrix_flops=peak, vector_flops=vector * (2.0 if lowp and device.supports("fp16") else 1.0),
@@ -84,14 +85,13 @@ def device_rates(device: Device, dtype: str, threads: int | None = None) -> Rate
         overhead_overlaps=GPU_OVERHEAD_OVERLAPS,
         matrix=eff.curve("matrix", dtype), conv=eff.curve("conv", dtype), memory=eff.memory, thread_factor=1.0,
         elementwise=dict(eff.elementwise) if eff.elementwise else None,
-        stage_factors=dict(eff.stage_factors) if eff.stage_factors else None, curves=_keyed_curves(eff, lowp),
+        stage_factors=dict(eff.stage_factors) if eff.stage_factors else None, keyed=_keyed(eff), dtype=dtype,
     )
 
 
-def _keyed_curves(eff, lowp: bool) -> dict[str, EfficiencyCurve] | None:
-    """The profile's curves by efficiency key for this precision (None when it has none)."""
-    c = getattr(eff, "lowp_curves" if lowp else "curves", None)
-    return dict(c) if c else None
+def _keyed(eff: Efficiency) -> Efficiency | None:
+    """The profile's Efficiency when it maps efficiency keys to curves, else None (family curves only)."""
+    return eff if (eff.curves or eff.lowp_curves) else None
 
 
 def stage_factor(factors: dict[str, float], key: str) -> float:

@@ -15,6 +15,8 @@ from typing import Sequence
 
 import numpy as np
 
+from ..hardware.traits import curve_table, efficiency_by_index
+from ..hardware.traits import efficiency_at as curve_at  # EfficiencyCurve.at over an array
 from .rates import Rates, stage_factor
 from ..ops import STAGES, OpCost
 from ..ops.base import Work
@@ -66,37 +68,22 @@ def work_table(costs: Sequence[OpCost], ew_keys: Sequence[Sequence[str | None]] 
                      tuple(keys))
 
 
-def keyed_efficiency(keys: Sequence[str], fam: np.ndarray, curves: dict, fsize: np.ndarray, bsize: np.ndarray,
-                     fe: np.ndarray, me: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Rows whose efficiency key (or its nearest prefix) names a curve of Efficiency.curves use it: as the compute
-    efficiency of matrix/conv rows (at FLOPs per kernel), as the bandwidth efficiency of memory rows (at bytes per
-    kernel). Other rows keep the family curves, and matrix/conv rows keep the memory curve for their bytes."""
-    from ..hardware.traits import key_prefixes
-
-    karr = np.asarray(keys, dtype=object)
-    for key in set(keys):
-        name = next((p for p in key_prefixes(key) if p in curves), None) if key else None
-        if name is None:
-            continue
-        rows = karr == key
-        c = curves[name]
-        fe = np.where(rows & (fam != 2), curve_at(c, fsize), fe)
-        me = np.where(rows & (fam == 2), curve_at(c, bsize), me)
-    return fe, me
+FAMILY_NAMES = np.array(["matrix", "conv", "memory"], dtype=object)
 
 
-def curve_at(curve, size: np.ndarray) -> np.ndarray:
-    """EfficiencyCurve.at over an array (same piecewise definition: log-interpolated points or max*s/(s+half))."""
-    size = np.asarray(size, dtype=float)
-    if curve.points:
-        xs = np.log([p[0] for p in curve.points])
-        es = np.array([p[1] for p in curve.points])
-        with np.errstate(divide="ignore"):
-            ls = np.log(np.where(size > 0, size, 0.0))
-        return np.interp(ls, xs, es)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        v = curve.max * size / (size + curve.half)
-    return np.where(size <= 0, curve.max, v)
+def keyed_efficiency(t: WorkTable, eff, dtype: str, fsize: np.ndarray, bsize: np.ndarray, fe: np.ndarray,
+                     me: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's curve by its efficiency key (hardware.traits.efficiency_curve: key, prefixes, family; low
+    precision first) as the compute efficiency of matrix/conv rows (at FLOPs per kernel) and the bandwidth
+    efficiency of memory rows (at bytes per kernel); matrix/conv rows keep the memory curve for their bytes.
+    Each row's curve is resolved once per (table, profile, dtype)."""
+    cache = t.__dict__.setdefault("_curve_tables", {})
+    hit = cache.get((id(eff), dtype))
+    if hit is None or hit[0] is not eff:
+        hit = cache[(id(eff), dtype)] = (eff, *curve_table(eff, t.keys, FAMILY_NAMES[t.family], dtype))
+    mem = t.family == 2
+    keyed = efficiency_by_index(hit[1], hit[2], np.where(mem, bsize, fsize))
+    return np.where(mem, fe, keyed), np.where(mem, keyed, me)
 
 
 def _elementwise_rates(keys: Sequence[str | None], table: dict[str, float]) -> np.ndarray:
@@ -115,8 +102,8 @@ def row_times(t: WorkTable, r: Rates, scale: np.ndarray | None = None) -> dict[s
     fam = t.family
     mem_eff = curve_at(r.memory, byts / k)
     fe = np.where(fam == 0, curve_at(r.matrix, flops / k), curve_at(r.conv, flops / k))
-    if r.curves and t.keys is not None:
-        fe, mem_eff = keyed_efficiency(t.keys, fam, r.curves, flops / k, byts / k, fe, mem_eff)
+    if r.keyed is not None and t.keys is not None:
+        fe, mem_eff = keyed_efficiency(t, r.keyed, r.dtype, flops / k, byts / k, fe, mem_eff)
     mat = r.matrix_flops * fe
     if r.stage_factors is not None and t.factor_keys is not None:
         mat = mat * np.array([stage_factor(r.stage_factors, fk) if fk else 1.0 for fk in t.factor_keys])
