@@ -62,6 +62,7 @@ def test_keyword_inputs_of_a_transformers_model(tmp_path):
     (["missing/models.py:f"], ["model file 'missing/models.py' not found"]),
     (["tests.import_corpus"], ["MODULE:FACTORY"]),
     (["tests.import_corpus:unet", "--input-shape", "3xAx4"], ["per-sample shape"]),
+    (["tests.import_corpus:unet", "--input-shape", "4x32x32"], ["fails on these example inputs", "4 channels"]),
 ])
 def test_errors_are_one_paragraph(argv, words):
     code, text = run("import", *argv)

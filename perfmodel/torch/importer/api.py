@@ -111,6 +111,12 @@ def _convert(traced: Traced, module: nn.Module, batch: int) -> _Converter:
 
 
 def _trace_and_convert(module, args, kwargs, batch, leaves, progress) -> tuple[_Converter, str, list[str]]:
+    try:  # the model itself must run on these inputs: say so plainly, before any tracer tries
+        with torch.no_grad(), quiet(), _no_mha_fastpath():
+            module(*args, **kwargs)
+    except Exception as e:  # noqa: BLE001 - the user's model, any error
+        first = (str(e).strip().splitlines() or [""])[0][:400]
+        raise RuntimeError(f"the model fails on these example inputs: {type(e).__name__}: {first}") from None
     errors: list[str] = []
     for label, thunk in _tracers(module, args, kwargs, leaves):
         if progress:
