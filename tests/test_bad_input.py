@@ -142,3 +142,29 @@ layers:
 """, "n2.yaml")
     with pytest.raises(NetworkError, match="unknown block 'b2'.*b1"):
         perfmodel.load_network(p2)
+
+
+@pytest.mark.parametrize("option,value,needle", [
+    ("batch", 10**400, "less than or equal"),
+    ("batch", True, "expected an integer"),
+    ("batch", "32", "expected an integer"),
+    ("devices", 10**9, "less than or equal"),
+    ("threads", 10**12, "less than or equal"),
+    ("straggler_cv", float("nan"), "straggler_cv"),
+    ("dataset_size", float("inf"), "finite"),
+])
+def test_api_options_refused(option, value, needle):
+    with pytest.raises(InputError) as ei:
+        perfmodel.predict("fcn5", "v100-sxm2", **{option: value})
+    assert option in str(ei.value) and needle in str(ei.value)
+
+
+def test_data_file_errors_name_the_field_path(tmp_path):
+    p = write(tmp_path, GOOD.replace("units: 10", "units: 1" + "0" * 400))
+    with pytest.raises(NetworkError, match=r"field 'layers\[3\]\.units': integer too large"):
+        perfmodel.load_network(p)
+    p = write(tmp_path, GOOD.replace("{op: flatten, name: f}", "{op: flatten, name: f, op2: .nan}"), "n2.yaml")
+    with pytest.raises(NetworkError, match=r"layers\[2\]\.op2': expected a finite number"):
+        perfmodel.load_network(p)
+    with pytest.raises(NetworkError, match="path too long"):
+        perfmodel.load_network(tmp_path / ("a" * 300 + ".yaml"))

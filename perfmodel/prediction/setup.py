@@ -34,29 +34,29 @@ class TrainingSetup(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    batch: int | None = Field(default=None, gt=0, description="samples per replica per iteration (weak scaling) "
+    batch: int | None = Field(default=None, gt=0, le=10**8, description="samples per replica per iteration (weak scaling) "
                                                                "or the global batch (strong); default 32")
     dtype: str = Field(default="fp32", description="compute dtype: fp32, tf32, fp16, bf16, fp8, int8")
-    threads: int | None = Field(default=None, gt=0, description="CPU threads per process (default: physical cores)")
+    threads: int | None = Field(default=None, gt=0, le=65536, description="CPU threads per process (default: physical cores)")
     optimizer: str = Field(default="sgd", description="sgd, momentum, adam or adamw")
-    devices: int = Field(default=1, gt=0, description="devices used")
-    nodes: int | None = Field(default=None, gt=0, description="nodes the devices are spread over (cluster profiles)")
+    devices: int = Field(default=1, gt=0, le=10**6, description="devices used")
+    nodes: int | None = Field(default=None, gt=0, le=10**6, description="nodes the devices are spread over (cluster profiles)")
     plan: Plan | None = Field(default=None, description="dp x tp x pp degrees, micro-batches, schedule")
     sync: Literal["sync", "async", "mixed"] = "sync"
     allreduce: Literal["ring", "tree", "halving-doubling", "hierarchical", "ps"] = "ring"
     overlap: bool = Field(default=True, description="gradient all-reduce overlaps backward")
     bucket_bytes: float | None = Field(default=None, gt=0, description="gradient bucket size in bytes (DDP: 25 MiB)")
-    straggler_cv: float = Field(default=0.0, ge=0, description="coefficient of variation of per-device step time")
+    straggler_cv: float = Field(default=0.0, ge=0, le=10, description="coefficient of variation of per-device step time")
     dataset_size: float | None = Field(default=None, gt=0, description="dataset size in bytes (enables the IO model)")
     storage: str | None = Field(default=None, description="storage profile the dataset is read from")
     prefetch: bool = Field(default=True, description="input loading overlaps compute")
-    grad_accumulation: int = Field(default=1, gt=0, description="micro-steps per gradient synchronisation")
+    grad_accumulation: int = Field(default=1, gt=0, le=10**6, description="micro-steps per gradient synchronisation")
     input_bytes_per_sample: float | None = Field(default=None, gt=0, description="bytes of one sample on storage")
     scaling: Literal["weak", "strong"] = "weak"
-    ps_servers: int | None = Field(default=None, gt=0, description="parameter-server shards")
+    ps_servers: int | None = Field(default=None, gt=0, le=10**6, description="parameter-server shards")
     ps_colocated: bool = Field(default=False, description="parameter-server shards run on the worker nodes")
     p2p: bool | None = Field(default=None, description="force GPUDirect peer-to-peer over PCIe on or off")
-    raid0: int | None = Field(default=None, gt=0, description="stripe the storage over this many disks")
+    raid0: int | None = Field(default=None, gt=0, le=10**4, description="stripe the storage over this many disks")
     # large-model options (issue 14 names)
     zero: int = Field(default=0, ge=0, le=3, description="ZeRO stage: 1 shards the optimizer state over dp")
     sharding: Literal["none", "full", "hybrid"] = "none"
@@ -87,6 +87,14 @@ class TrainingSetup(BaseModel):
     def _finite(cls, v: float | None) -> float | None:
         if v is not None and not math.isfinite(v):
             raise ValueError("must be a finite number")
+        return v
+
+    @field_validator("batch", "threads", "devices", "nodes", "grad_accumulation", "ps_servers", "raid0",
+                     mode="before")
+    @classmethod
+    def _whole_number(cls, v: Any) -> Any:  # (INPUT) True is not a batch of 1, '32' is not 32
+        if isinstance(v, (bool, str)):
+            raise ValueError(f"expected an integer, got {v!r}")
         return v
 
     @field_validator("plan", mode="before")
