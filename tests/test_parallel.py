@@ -74,7 +74,7 @@ def _scaled_cluster(f_net: float, f_fabric: float) -> Cluster:
                    network=net.model_copy(update={"bandwidth_Bps": net.bandwidth_Bps * f_net}), nics_per_node=1)
 
 
-PLANS = [{"dp": 16}, {"dp": 4, "tp": 4}, {"dp": 2, "tp": 2, "pp": 4, "microbatches": 4}, {"dp": 1, "tp": 8, "pp": 2},
+PLANS = [{"dp": 16}, {"dp": 4, "tp": 4}, {"dp": 2, "tp": 2, "pp": 4, "microbatches": 4}, {"dp": 2, "tp": 4, "pp": 2},
          {"dp": 8, "tp": 1, "pp": 2, "microbatches": 2}]
 
 
@@ -415,3 +415,9 @@ def test_cpu_processes_measured_memory_speed_scales_bandwidth_and_elementwise_ra
                     fabric=link, process_speed=1.0, memory_speed=ms)
         times.append(predict("lstm64", node, batch=16, devices=2, threads=1).iteration_time_s)
     assert times[0] < times[1] < times[2]
+
+
+def test_tensor_parallelism_must_divide_the_attention_heads():
+    with pytest.raises(InputError, match="tp=8 does not divide the 12 heads"):
+        predict("gpt2_small", "dgx-a100", batch=8, plan={"dp": 1, "tp": 8, "pp": 1})
+    assert predict("gpt2_small", "dgx-a100", batch=8, plan={"dp": 2, "tp": 4, "pp": 1}).iteration_time_s > 0

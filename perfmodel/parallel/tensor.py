@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from ..errors import InputError
 from ..graph.layer_graph import LayerGraph
 from ..ops import STAGES, OpCost
 from ..ops.base import Work
@@ -62,6 +63,9 @@ def tensor_parallel_layout(graph: LayerGraph, costs: tuple[OpCost, ...], tp: int
                 res.append(TPLayer(True, bwd_allreduce_bytes=bwd_in, role="column"))
                 sharded[layer.name] = True
         elif op == "attention":
+            if layer.spec.heads % tp:
+                raise InputError(f"tp={tp} does not divide the {layer.spec.heads} heads of attention layer "
+                                 f"'{layer.name}'; use a tensor-parallel degree that divides the heads")
             gather = sum(out_bytes[n] for n in in_split)
             res.append(TPLayer(True, fwd_allreduce_bytes=c.output_bytes, fwd_allgather_bytes=gather,
                                bwd_allreduce_bytes=bwd_in, role="heads"))

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
 
 from ..dataflow import HOST_RAM_CACHE_FRACTION, IO_QUEUE_DEPTH, input_bytes_per_sample
 from ..engine import memo
+from ..errors import InputError
 from ..engine.layers import stage_time
 from ..ops import STAGES
 from ..optimizers import optimizer_work
@@ -133,6 +135,9 @@ def prediction_from_evaluation(ev: Evaluation, *, layers: bool = True, single: b
         bd[k] = p[k]
     bd = {k: bd.get(k, 0.0) for k in BREAKDOWN_PARTS}
     total = it.total_s
+    if not math.isfinite(total) or total <= 0:
+        raise InputError(f"the predicted iteration time is {total!r} s for {ev.graph.name}: the network or "
+                         f"hardware figures give no finite, positive work (check layer FLOPs/bytes and peaks)")
     k_acc, m = s.grad_accumulation, ev.plan.m
     reps = k_acc * m
     global_batch = ev.replica_batch * k_acc * ev.plan.dp
