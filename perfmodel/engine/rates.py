@@ -6,10 +6,12 @@ from dataclasses import dataclass
 
 from ..errors import InputError
 from ..hardware.schema import Device, Efficiency, EfficiencyCurve
+from ..hardware.traits import device_peaks, device_traits, thread_speedup
+from ..hardware.traits import per_core_bandwidth as cpu_bandwidth
 
-# Fraction of the per-kernel dispatch cost hidden behind device execution. GPUs run kernels
-# asynchronously, so a launch overlaps the previous kernel; CPUs dispatch and compute on the same core.
+# Whether a GPU's kernel launch overlaps execution: the default of the launch_overlaps trait (hardware/traits.py)
 GPU_OVERHEAD_OVERLAPS = True
+__all__ = ["GPU_OVERHEAD_OVERLAPS", "Rates", "cpu_bandwidth", "device_rates", "stage_factor", "thread_speedup"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,58 +35,21 @@ class Rates:
     dtype: str = "fp32"  # the dtype these rates are for (keyed curves look up low-precision data first)
 
 
-def thread_speedup(device: Device, threads: int) -> float:
-    """Compute speed at `threads` relative to one thread: Amdahl up to physical cores, then a hyper-thread penalty."""
-    cores = device.cores or 1
-    ts = device.thread_scaling
-    n = min(threads, cores)
-    s = n / (1.0 + ts.serial_fraction * (n - 1))
-    extra = max(0, threads - cores)
-    if extra:
-        s *= max(0.05, 1.0 - ts.hyperthread_penalty * extra / cores)
-    return s
-
-
-def cpu_bandwidth(device: Device, threads: int) -> float:
-    """Memory bandwidth reachable with `threads`: per-core limited until the socket limit (2x fair share if unset)."""
-    cores = device.cores or 1
-    per_core = device.thread_scaling.per_core_bandwidth_Bps or 2.0 * device.memory_bandwidth_Bps / cores
-    bw = min(device.memory_bandwidth_Bps, per_core * min(threads, cores))
-    extra = max(0, threads - cores)
-    if extra:
-        bw *= max(0.05, 1.0 - device.thread_scaling.hyperthread_penalty * extra / cores)
-    return bw
-
-
 def device_rates(device: Device, dtype: str, threads: int | None = None) -> Rates:
-    """Effective rates for `dtype` on `device`; CPUs scale from one core's share of the peak by `threads`."""
+    """Effective rates for `dtype` on `device` under its traits (hardware.traits.device_peaks): a "cores" thread
+    model scales one core's share of the peak by `threads`; calibrated per-op rates scale the same way."""
     if not device.supports(dtype):
         have = ", ".join(k for k in device.peak_flops if k != "fp64")
         raise InputError(f"device '{device.name}' has no {dtype} rate in its profile; it supports: {have}")
-    peak = device.peak(dtype)
-    vector = device.peak("fp32")
-    lowp = dtype in ("fp16", "bf16", "fp8", "int8")
-    eff = device.efficiency
-    if device.is_cpu:
-        cores = device.cores or 1
-        t = threads if threads is not None else cores
-        if t < 1:
-            raise InputError(f"threads must be >= 1, got {t}")
-        f = thread_speedup(device, t)
-        return Rates(
-            matrix_flops=peak / cores * f, vector_flops=vector / cores * f, bandwidth_Bps=cpu_bandwidth(device, t),
-            overhead_s=device.kernel_overhead_s, overhead_overlaps=False,
-            matrix=eff.curve("matrix", dtype), conv=eff.curve("conv", dtype), memory=eff.memory, thread_factor=f,
-            elementwise={k: v * f for k, v in eff.elementwise.items()} if eff.elementwise else None,
-            stage_factors=dict(eff.stage_factors) if eff.stage_factors else None,
-            keyed=_keyed(eff), dtype=dtype,
-        )
+    if threads is not None and threads < 1 and device_traits(device).uses_threads:
+        raise InputError(f"threads must be >= 1, got {threads}")
+    p = device_peaks(device, dtype, threads)
+    eff, f = device.efficiency, p.thread_factor
     return Rates(
-        matrix_flops=peak, vector_flops=vector * (2.0 if lowp and device.supports("fp16") else 1.0),
-        bandwidth_Bps=device.memory_bandwidth_Bps, overhead_s=device.kernel_overhead_s,
-        overhead_overlaps=GPU_OVERHEAD_OVERLAPS,
-        matrix=eff.curve("matrix", dtype), conv=eff.curve("conv", dtype), memory=eff.memory, thread_factor=1.0,
-        elementwise=dict(eff.elementwise) if eff.elementwise else None,
+        matrix_flops=p.matrix_flops, vector_flops=p.vector_flops, bandwidth_Bps=p.bandwidth_Bps,
+        overhead_s=p.overhead_s, overhead_overlaps=p.overhead_overlaps,
+        matrix=eff.curve("matrix", dtype), conv=eff.curve("conv", dtype), memory=eff.memory, thread_factor=f,
+        elementwise={k: v * f for k, v in eff.elementwise.items()} if eff.elementwise else None,
         stage_factors=dict(eff.stage_factors) if eff.stage_factors else None, keyed=_keyed(eff), dtype=dtype,
     )
 
