@@ -204,9 +204,9 @@ def sweep(network: Any, hardware: Any, *, devices: Any = 1, batch: Any = None, d
     """Predict every combination of the given values and return one flat row per scenario.
 
     `network`, `hardware`, `devices`, `batch` (per device), `dtype`, `optimizer`, `threads` and any
-    further predict() option (`allreduce`, `sync`, `nodes`, `plan`, `overlap`, `straggler_cv`, ...)
-    may each be one value or a list of values (an axis). Rows come in the order of
-    itertools.product over (network, hardware, devices, batch, dtype, optimizer, threads, *options).
+    further TrainingSetup field (`allreduce`, `sync`, `nodes`, `plan`, `overlap`, `straggler_cv`,
+    `scaling`, `recompute`, ...) may each be one value or a list of values (an axis). Rows come in the
+    order of itertools.product over (network, hardware, devices, batch, dtype, optimizer, threads, *options).
 
     `price_per_hour`: one price per device-hour for all hardware, or {hardware name: price}; without
     it, the profile's `price_per_hour` or the example table (perfmodel.planning.price_per_device_hour).
@@ -216,140 +216,147 @@ def sweep(network: Any, hardware: Any, *, devices: Any = 1, batch: Any = None, d
     `workers`: processes to spread the scenarios over (forked, so POSIX only; 1 = in this process;
     None = one per CPU core when the sweep has at least 2,000 scenarios). Rows are the same.
     """
-    from .graph.io import load_network
-    from .hardware.loader import load_hardware
-    from .planning import price_per_device_hour
-    from .prediction import DEFAULT_BATCH, DEFAULTS, SETUP_FIELDS, predict
-
     t0 = time.perf_counter()
-    unknown = set(options) - set(SETUP_FIELDS)
-    if unknown:
-        raise InputError(f"sweep: unknown option(s) {sorted(unknown)}; known: network, hardware, "
-                         f"{', '.join(SETUP_FIELDS)}")
-    axes: dict[str, list[Any]] = {
-        "network": _axis(network), "hardware": _axis(hardware), "devices": _axis(devices),
-        "batch": _axis(DEFAULT_BATCH if batch is None else batch), "dtype": _axis(dtype),
-        "optimizer": _axis(optimizer), "threads": _axis(threads),
-    }
-    for k, v in options.items():
-        axes[k] = _axis(v)
-    extra_keys = [k for k in options]
-
-    # load every network and hardware once (unknown names are a user error: raise now, not per row)
-    graphs = {i: load_network(n) for i, n in enumerate(axes["network"])}
-    hws = {i: load_hardware(h) for i, h in enumerate(axes["hardware"])}
-    net_labels = [_label(n) for n in axes["network"]]
-    hw_labels = [_label(h) for h in axes["hardware"]]
-
-    names = list(axes)
-    sizes = [len(axes[k]) for k in names]
-    total = math.prod(sizes)
-    columns = (*SCENARIO_COLUMNS, *extra_keys, *RESULT_COLUMNS)
+    g = _Grid(network, hardware, dict(devices=devices, batch=batch, dtype=dtype, optimizer=optimizer,
+                                      threads=threads), options, price_per_hour, efficiency)
     if progress is True:
         progress = ProgressBar()
     elif progress is False:
         progress = None
+    total = len(g.combos)
+    rows: list[dict[str, Any] | None] = [None] * total
+    n_workers = _workers(workers, total)
+    if n_workers <= 1:
+        for done, j in enumerate(g.eval_order(), 1):
+            rows[j] = g.one_row(g.combos[j])
+            if progress is not None:
+                progress(done, total)
+    else:
+        g.calls[0] += _run_forked(g.one_row, g.calls, g.combos, g.eval_order(), rows, n_workers, progress, total)
+    notes = [f"price of {g.hw_labels[hi]}: {v[0]:g} USD per device-hour from the {v[1]}"
+             for hi, v in g.prices.items() if v[0] is not None and v[1].startswith("example table")]
+    return SweepResult(rows=rows, columns=g.columns, axes={k: list(v) for k, v in g.axes.items()},  # type: ignore
+                       elapsed_s=time.perf_counter() - t0, predict_calls=g.calls[0], notes=notes)
 
-    # evaluation order: network, batch, dtype bytes, hardware first, so each graph's op-cost cache
-    # (a few (batch, dtype) entries) is filled once per (batch, dtype) instead of thrashing
-    from .ops import DTYPE_BYTES
 
-    idx_of = {k: i for i, k in enumerate(names)}
-    order_keys = ["network", "batch", "dtype", "hardware", "optimizer", "threads"] + [
-        k for k in names if k not in ("network", "batch", "dtype", "hardware", "optimizer", "threads")]
-    combos = list(itertools.product(*(range(s) for s in sizes)))
+class _Grid:
+    """The axes of a sweep, the loaded networks and hardware, and the memo of identical evaluations."""
 
-    def sort_key(c):
-        out = []
-        for k in order_keys:
-            i = c[idx_of[k]]
-            if k == "dtype":
-                out.append((-DTYPE_BYTES.get(axes["dtype"][i], 0), i))
-            else:
-                out.append(i)
-        return out
+    def __init__(self, network, hardware, core: dict[str, Any], options: dict[str, Any], price_per_hour,
+                 efficiency: bool):
+        from .engine import memo
+        from .prediction import DEFAULT_BATCH, DEFAULTS, SETUP_FIELDS
 
-    eval_order = sorted(range(total), key=lambda j: sort_key(combos[j]))
+        unknown = set(options) - set(SETUP_FIELDS)
+        if unknown:
+            raise InputError(f"sweep: unknown option(s) {sorted(unknown)}; known: network, hardware, "
+                             f"{', '.join(SETUP_FIELDS)}")
+        self.axes: dict[str, list[Any]] = {"network": _axis(network), "hardware": _axis(hardware)}
+        for k, v in core.items():
+            self.axes[k] = _axis(DEFAULT_BATCH if (k == "batch" and v is None) else v)
+        for k, v in options.items():
+            self.axes[k] = _axis(v)
+        self.extra_keys = list(options)
+        # load every network and hardware once (unknown names are a user error: raise now, not per row)
+        self.graphs = [memo.network(n) for n in self.axes["network"]]
+        self.hws = [memo.hardware(h) for h in self.axes["hardware"]]
+        self.net_labels = [_label(n) for n in self.axes["network"]]
+        self.hw_labels = [_label(h) for h in self.axes["hardware"]]
+        self.names = list(self.axes)
+        self.idx = {k: i for i, k in enumerate(self.names)}
+        self.combos = list(itertools.product(*(range(len(self.axes[k])) for k in self.names)))
+        self.columns = (*SCENARIO_COLUMNS, *self.extra_keys, *RESULT_COLUMNS)
+        self.defaults = DEFAULTS
+        self.price_per_hour, self.efficiency = price_per_hour, efficiency
+        self.cache: dict[tuple, Any] = {}
+        self.calls = [0]
+        self.prices: dict[int, tuple[float | None, str]] = {}
 
-    cache: dict[tuple, Any] = {}
-    calls = [0]
+    def eval_order(self) -> list[int]:
+        """Network, batch, dtype (widest first), hardware, then the rest: each graph's cost cache fills once."""
+        from .ops import DTYPE_BYTES
 
-    def run(key: tuple, kwargs: dict[str, Any], gi: int, hi: int):
-        hit = cache.get(key)
+        first = ["network", "batch", "dtype", "hardware", "optimizer", "threads"]
+        keys = first + [k for k in self.names if k not in first]
+        dts = self.axes["dtype"]
+
+        def sort_key(c):
+            return [(-DTYPE_BYTES.get(dts[c[self.idx[k]]], 0), c[self.idx[k]]) if k == "dtype" else c[self.idx[k]]
+                    for k in keys]
+
+        return sorted(range(len(self.combos)), key=lambda j: sort_key(self.combos[j]))
+
+    def run(self, kw: dict[str, Any], gi: int, hi: int):
+        """The summary row of one evaluation (or the error it raised), memoised per identical call."""
+        from .parallel.predict import evaluate
+        from .prediction import make_setup
+        from .prediction.assemble import summary_row
+
+        key = (gi, hi, _freeze(kw))
+        hit = self.cache.get(key)
         if hit is None:
-            calls[0] += 1
+            self.calls[0] += 1
             try:
-                hit = predict(graphs[gi], hws[hi], layers=False, **kwargs)
+                setup = make_setup(**kw)
+                setup.check_modelled()
+                hit = summary_row(evaluate(self.graphs[gi], self.hws[hi], setup))
             except (PerfModelError, ValueError) as e:
                 hit = e
-            cache[key] = hit
+            self.cache[key] = hit
         return hit
 
-    price_cache: dict[int, tuple[float | None, str]] = {}
-
-    def one_row(c: tuple[int, ...]) -> dict[str, Any]:
-        val = {k: axes[k][c[idx_of[k]]] for k in names}
-        gi, hi = c[idx_of["network"]], c[idx_of["hardware"]]
+    def one_row(self, c: tuple[int, ...]) -> dict[str, Any]:
+        val = {k: self.axes[k][c[i]] for k, i in self.idx.items()}
+        gi, hi = c[self.idx["network"]], c[self.idx["hardware"]]
         # pass only non-default keys so the call is exactly what a user would write
-        kw = {k: val[k] for k in names if k not in ("network", "hardware")
-              and not (k in DEFAULTS and _same(val[k], DEFAULTS[k]))}
-        res = run((gi, hi, _freeze(kw)), kw, gi, hi)
+        kw = {k: v for k, v in val.items() if k not in ("network", "hardware")
+              and not (k in self.defaults and _same(v, self.defaults[k]))}
+        res = self.run(kw, gi, hi)
         row: dict[str, Any] = {
-            "network": net_labels[gi], "hardware": hw_labels[hi], "devices": val["devices"], "batch": val["batch"],
-            "global_batch": None, "dtype": val["dtype"], "optimizer": val["optimizer"], "threads": val["threads"],
-        }
-        for k in extra_keys:
+            "network": self.net_labels[gi], "hardware": self.hw_labels[hi], "devices": val["devices"],
+            "batch": val["batch"], "global_batch": None, "dtype": val["dtype"], "optimizer": val["optimizer"],
+            "threads": val["threads"]}
+        for k in self.extra_keys:
             row[k] = _jsonable(val[k])
         out = _empty_result()
-        if hi not in price_cache:
-            price_cache[hi] = price_per_device_hour(hws[hi], price_per_hour)
-        price = price_cache[hi][0]
+        price = self._price(hi)
         if price is not None:
             out["price_per_device_hour"] = price
         if isinstance(res, Exception):
             out["error"] = str(res)
             row.update(out)
             return row
-        p: Prediction = res
-        out.update(prediction_row(p))
-        row["global_batch"] = p.batch
-        if p.threads is not None:
-            row["threads"] = p.threads
-        if not p.memory.fits:
-            out["error"] = (f"does not fit: needs {p.memory.total_bytes / 1e9:.2f} GB of "
-                            f"{p.memory.capacity_bytes / 1e9:.2f} GB per device; largest batch that fits: "
-                            f"{p.memory.max_batch}")
-        if efficiency:
-            n = p.devices
-            if n == 1 and not any(k in kw for k in ("nodes", "plan")):
-                out["scaling_efficiency"] = 1.0
-            else:
-                bkw = {k: v for k, v in kw.items() if k not in _MULTI_DEVICE_ONLY}
-                base = run((gi, hi, _freeze(bkw)), bkw, gi, hi)
-                if not isinstance(base, Exception) and base.throughput_samples_per_s > 0 and n > 0:
-                    out["scaling_efficiency"] = p.throughput_samples_per_s / (n * base.throughput_samples_per_s)
-        if price is not None:
-            out["cost_per_hour"] = price * p.devices
-            thr = p.throughput_samples_per_s
-            out["cost_per_sample"] = price * p.devices / 3600.0 / thr if thr > 0 else None
+        self._fill(out, row, res, kw, gi, hi, price)
         row.update(out)
         return row
 
-    rows: list[dict[str, Any] | None] = [None] * total
-    n_workers = _workers(workers, total)
-    if n_workers <= 1:
-        for done, j in enumerate(eval_order, 1):
-            rows[j] = one_row(combos[j])
-            if progress is not None:
-                progress(done, total)
-    else:
-        calls[0] += _run_forked(one_row, calls, combos, eval_order, rows, n_workers, progress, total)
-    notes = [f"price of {hw_labels[hi]}: {v[0]:g} USD per device-hour from the {v[1]}"
-             for hi, v in price_cache.items() if v[0] is not None and v[1].startswith("example table")]
-    if any(r["error"] and "multi-device prediction is not available" in r["error"] for r in rows):  # type: ignore[index]
-        notes.append("multi-device rows failed: the parallel model (perfmodel.parallel.predict) is not available")
-    return SweepResult(rows=rows, columns=columns, axes={k: list(v) for k, v in axes.items()},  # type: ignore[arg-type]
-                       elapsed_s=time.perf_counter() - t0, predict_calls=calls[0], notes=notes)
+    def _price(self, hi: int) -> float | None:
+        if hi not in self.prices:
+            from .planning import price_per_device_hour
+
+            self.prices[hi] = price_per_device_hour(self.hws[hi], self.price_per_hour)
+        return self.prices[hi][0]
+
+    def _fill(self, out: dict, row: dict, res: dict, kw: dict, gi: int, hi: int, price: float | None) -> None:
+        out.update({k: res[k] for k in out if k in res})
+        row["global_batch"] = res["global_batch"]
+        if res["threads"] is not None:
+            row["threads"] = res["threads"]
+        if not res["fits"]:
+            out["error"] = (f"does not fit: needs {res['memory_total_bytes'] / 1e9:.2f} GB of "
+                            f"{res['memory_capacity_bytes'] / 1e9:.2f} GB per device; largest batch that fits: "
+                            f"{res['max_batch']}")
+        n, thr = res["devices"], res["throughput"]
+        if self.efficiency:
+            if n == 1 and not any(k in kw for k in ("nodes", "plan")):
+                out["scaling_efficiency"] = 1.0
+            else:
+                base = self.run({k: v for k, v in kw.items() if k not in _MULTI_DEVICE_ONLY}, gi, hi)
+                if not isinstance(base, Exception) and base["throughput"] > 0 and n > 0:
+                    out["scaling_efficiency"] = thr / (n * base["throughput"])
+        if price is not None:
+            out["cost_per_hour"] = price * n
+            out["cost_per_sample"] = price * n / 3600.0 / thr if thr > 0 else None
 
 
 FORK_MIN_SCENARIOS = 2000  # workers=None forks only for sweeps at least this large

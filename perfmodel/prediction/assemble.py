@@ -125,28 +125,52 @@ def _flops(ev: Evaluation, reps: int) -> dict[str, float]:
     return {"forward": fwd, "backward": bwd, "optimizer": opt, "total": fwd + bwd + opt}
 
 
-def prediction_from_evaluation(ev: Evaluation, *, layers: bool = True, single: bool = False) -> Prediction:
-    """The Prediction of an evaluated iteration; `single`: a lone device with no parallel options (no parallel dict)."""
-    it, stg, r, s = ev.it, ev.staged, ev.ranks, ev.setup
+def totals(ev: Evaluation) -> dict[str, Any]:
+    """The headline numbers of an evaluated iteration: breakdown (BREAKDOWN_PARTS), time, global batch,
+    throughput, FLOPs, achieved and peak FLOP/s, utilisation. Shared by Predictions and sweep rows."""
+    it, r, s = ev.it, ev.ranks, ev.setup
     p = it.parts
-    bd = {k: p[k] for k in ("compute", "memory", "overhead", "recompute")}
-    bd["communication"] = p["tensor_comm"] + p["pipeline_comm"] + p["data_comm"]
-    for k in ("bubble", "straggler", "host_to_device", "io"):
+    bd = dict.fromkeys(BREAKDOWN_PARTS, 0.0)
+    for k in ("compute", "memory", "overhead", "recompute", "bubble", "straggler", "host_to_device", "io"):
         bd[k] = p[k]
-    bd = {k: bd.get(k, 0.0) for k in BREAKDOWN_PARTS}
+    bd["communication"] = p["tensor_comm"] + p["pipeline_comm"] + p["data_comm"]
     total = it.total_s
     if not math.isfinite(total) or total <= 0:
         raise InputError(f"the predicted iteration time is {total!r} s for {ev.graph.name}: the network or "
                          f"hardware figures give no finite, positive work (check layer FLOPs/bytes and peaks)")
-    k_acc, m = s.grad_accumulation, ev.plan.m
-    reps = k_acc * m
-    global_batch = ev.replica_batch * k_acc * ev.plan.dp
-    throughput = global_batch / total if total > 0 else 0.0
+    reps = s.grad_accumulation * ev.plan.m
+    global_batch = ev.replica_batch * s.grad_accumulation * ev.plan.dp
     fl = _flops(ev, reps)
+    peak = ev.system.device.peak(r.dtype) * ev.plan.devices
+    achieved = fl["total"] / total
+    return {"breakdown": bd, "total": total, "reps": reps, "global_batch": global_batch,
+            "throughput": global_batch / total, "flops": fl, "achieved": achieved, "peak": peak,
+            "utilization": achieved / peak if peak else 0.0}
+
+
+def summary_row(ev: Evaluation) -> dict[str, Any]:
+    """The result columns of a sweep row (perfmodel.sweeps.RESULT_COLUMNS' model part) without a Prediction."""
+    t = totals(ev)
+    bd, m = t["breakdown"], ev.memory
+    row = {"iteration_time_s": t["total"], "throughput": t["throughput"], "utilization": t["utilization"],
+           "achieved_flops": t["achieved"]}
+    for k in BREAKDOWN_PARTS:
+        row[f"{k}_s"] = bd[k]
+    row.update(bottleneck_part=max(bd, key=lambda k: bd[k]), memory_total_bytes=m.total_bytes,
+               memory_capacity_bytes=m.capacity_bytes, fits=m.fits, max_batch=m.max_batch,
+               global_batch=t["global_batch"], devices=ev.plan.devices, threads=ev.ranks.threads)
+    return row
+
+
+def prediction_from_evaluation(ev: Evaluation, *, layers: bool = True, single: bool = False) -> Prediction:
+    """The Prediction of an evaluated iteration; `single`: a lone device with no parallel options (no parallel dict)."""
+    it, stg, r, s = ev.it, ev.staged, ev.ranks, ev.setup
+    t = totals(ev)
+    bd, total, reps, global_batch, throughput = t["breakdown"], t["total"], t["reps"], t["global_batch"], \
+        t["throughput"]
+    fl, achieved, peak = t["flops"], t["achieved"], t["peak"]
     dev = ev.system.device
     n_dev = ev.plan.devices
-    peak = dev.peak(r.dtype) * n_dev
-    achieved = fl["total"] / total if total > 0 else 0.0
     rows = _rows(ev, layers)
     crit = it.crit
     a, e = stg.ranges[crit]
