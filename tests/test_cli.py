@@ -57,3 +57,34 @@ def test_listings():
     names = {h["name"] for h in d}
     assert {"v100-sxm2", "i7-3820", "pcie4-x16", "nvme-pcie4"} <= names
     assert "device" in run("hardware", "--kind", "device")
+
+
+def test_predict_device_swaps_the_nodes_gpu_and_bare_devices_state_their_topology():
+    out = run("predict", "resnet50", "-H", "dgx1-v100", "-n", "8", "--device", "v100-sxm2-32gb", "--json")
+    assert json.loads(out)["hardware"] == "dgx1-v100[v100-sxm2-32gb]"
+    out = run("predict", "resnet50", "-H", "v100-sxm2", "-n", "8")
+    assert "assumed topology: 8 x v100-sxm2 in one node" in out and "implausible" not in out
+    out = run("predict", "resnet50", "-H", "v100-sxm2", "-n", "64")
+    assert "no built-in node holds 64 devices" in out
+
+
+def test_predict_takes_the_large_model_options():
+    out = json.loads(run("predict", "gpt2_small", "-H", "dgx-a100", "-n", "8", "--recompute", "full", "--zero", "1",
+                         "--optimizer", "adam", "--json"))
+    assert out["breakdown"]["recompute"] > 0 and out["parallel"]["zero"] == 1
+    r = runner.invoke(app, ["predict", "fcn5", "-H", "v100-sxm2", "--sequence-parallel"])
+    assert r.exit_code != 0 and "not modelled yet" in (r.output + str(r.exception))
+
+
+def test_sweep_top_shows_the_fastest_rows_only():
+    out = run("sweep", "resnet50", "-H", "dgx1-v100", "-n", "1,2,4,8", "-b", "32,64", "--top", "2")
+    body = [l for l in out.splitlines() if l.startswith("dgx1-v100")]
+    assert len(body) == 2 and body[0].split()[1:3] == ["8", "64"]
+    assert "showing the 2 of highest throughput" in out
+
+
+def test_plan_says_best_once_and_no_plan_is_an_error():
+    out = run("plan", "gpt2_small", "-H", "dgx-a100", "-n", "8", "--top", "2")
+    assert out.lower().count("best") == 1
+    r = runner.invoke(app, ["plan", "gpt3_175b", "-H", "dgx-a100", "-n", "8"])
+    assert r.exit_code != 0 and "no plan found" in (r.output + str(r.exception))

@@ -73,6 +73,7 @@ def predict(
     recompute: str = typer.Option("none", "--recompute", help="activation recomputation: none or full (selective: not modelled yet)"),
     offload_activations: bool = typer.Option(False, "--offload-activations", help="offload activations to host (not modelled yet)"),
     expert_parallel: int = typer.Option(1, "--expert-parallel", help="expert-parallel degree (not modelled yet)"),
+    device: Optional[str] = typer.Option(None, "--device", help="replace the node's device, e.g. a100-sxm4-80gb"),
     layers: bool = typer.Option(False, "--layers", help="show every layer (and include them in --json)"),
     json_out: bool = typer.Option(False, "--json", help="machine-readable output"),
 ) -> None:
@@ -89,7 +90,12 @@ def predict(
         p2p=p2p, raid0=raid0, zero=zero, sharding=sharding, sequence_parallel=sequence_parallel,
         context_parallel=context_parallel, virtual_stages=virtual_stages, recompute=recompute,
         offload_activations=offload_activations, expert_parallel=expert_parallel)
-    p = api_predict(network, hardware, setup, layers=True)
+    hw = hardware
+    if device is not None:
+        from ..planning.space import hardware_with_device
+
+        hw = hardware_with_device(hardware, device)
+    p = api_predict(network, hw, setup, layers=True)
     _warn_free_custom(network)
     if json_out:
         typer.echo(dumps(p.to_dict(layers=layers)))

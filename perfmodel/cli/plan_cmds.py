@@ -38,9 +38,8 @@ def plan_text(res, show: int | None = None) -> str:
         f"weights/optimizer memory, {res.dropped_memory} by activation memory, {res.fitting} fit",
         "",
     ]
-    if not res.plans:
-        lines.append(res.why)
-        return "\n".join(lines)
+    if not res.plans:  # the command reports res.why as its error
+        return "\n".join(lines).rstrip()
     priced = res.price_per_device_hour is not None
     head = ["#", "dev", "dp", "tp", "pp", "mb x n", "dtype", "recomp", "sched", "time", "MFU", "mem/dev"]
     if priced:
@@ -111,5 +110,9 @@ def plan(
         typer.echo(dumps(res.to_dict()))
     else:
         typer.echo(plan_text(res))
+    if not res.plans:  # a search that finds nothing is an answer the caller must not mistake for success
+        from ..errors import InputError
+
+        raise InputError(f"no plan found: {res.why}")
     if not res.plans:  # nothing fits: say so (above) and exit 1, like `fit`
         raise typer.Exit(1)

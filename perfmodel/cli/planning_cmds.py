@@ -16,10 +16,12 @@ def _fmt_opt(v, fmt: str = "{:.3g}", none: str = "-") -> str:
     return none if v is None else fmt.format(v)
 
 
-def _sweep_table(res) -> str:
+def _sweep_table(res, top: int | None = None) -> str:
     from ..units import fmt_bytes, fmt_seconds
 
     rows = res.rows
+    if top is not None:  # the feasible rows of highest throughput, best first
+        rows = sorted(res.ok, key=lambda r: r["throughput"], reverse=True)[:top]
     axes = res.axes
     varying = [k for k, v in axes.items() if len(v) > 1 and k not in ("devices", "batch", "hardware")]
     show_net = len(axes["network"]) > 1
@@ -66,6 +68,8 @@ def sweep(
     csv_out: Optional[str] = typer.Option(None, "--csv", help="write the rows as CSV to this file"),
     plot: Optional[str] = typer.Option(None, "--plot", help="write plots (HTML, plotly.js embedded) to this file"),
     jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="worker processes (default: one per core for large sweeps)"),
+    top: Optional[int] = typer.Option(None, "--top", help="show only the N feasible scenarios of highest throughput"),
+    device: Optional[str] = typer.Option(None, "--device", help="replace the nodes' device, e.g. a100-sxm4-80gb"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
     json_out: bool = typer.Option(False, "--json", help="machine-readable output"),
 ) -> None:
@@ -85,7 +89,16 @@ def sweep(
               parse_list(dtype), parse_list(optimizer), *opts.values()):
         total_guess *= len(v)
     progress = None if quiet or total_guess < 200 else True
-    res = api_sweep(nets, hardware=parse_list(hardware), devices=parse_list(devices, int),
+    if top is not None and top < 1:
+        from ..errors import InputError
+
+        raise InputError(f"--top must be a positive number of rows, got {top}")
+    hws = parse_list(hardware)
+    if device is not None:
+        from ..planning.space import hardware_with_device
+
+        hws = [hardware_with_device(h, device) for h in hws]
+    res = api_sweep(nets, hardware=hws, devices=parse_list(devices, int),
                     batch=parse_list(batch, int), dtype=parse_list(dtype), optimizer=parse_list(optimizer),
                     threads=parse_list(threads, int) if threads else None, price_per_hour=parse_prices(price_per_hour),
                     progress=progress, workers=jobs, **opts)
@@ -99,8 +112,9 @@ def sweep(
     if json_out:
         typer.echo(dumps(res.to_dict()))
         return
-    typer.echo(_sweep_table(res))
-    typer.echo(f"\n{len(res)} scenarios ({len(res.ok)} feasible) in {res.elapsed_s:.2f} s"
+    typer.echo(_sweep_table(res, top))
+    shown = f"; showing the {min(top, len(res.ok))} of highest throughput" if top is not None else ""
+    typer.echo(f"\n{len(res)} scenarios ({len(res.ok)} feasible{shown}) in {res.elapsed_s:.2f} s"
                + (f"; CSV: {csv_out}" if csv_out else "") + (f"; plots: {plot}" if plot else ""))
     for n in res.notes:
         typer.echo(f"note: {n}")

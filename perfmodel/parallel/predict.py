@@ -17,7 +17,7 @@ from ..dataflow import input_bytes_per_sample as graph_input_bytes
 from ..engine import memo
 from ..errors import InputError
 from ..graph.layer_graph import LayerGraph
-from ..hardware.loader import load_hardware
+from ..hardware.loader import list_hardware, load_hardware
 from ..hardware.topology import System, resolve_system
 from ..result import MemoryFootprint
 from .data_parallel import replica_batch
@@ -109,6 +109,23 @@ def _run_device(system: System, per: int, threads: int | None, warnings: list[st
     return dev_run, share, threads
 
 
+def _largest_builtin_node() -> int:
+    """The most devices any built-in node profile holds (memoised)."""
+    return memo.on(_largest_builtin_node, ("nodes",), lambda: max(
+        (n.devices for n in list_hardware("node")), default=1))
+
+
+def _assumed_node(system: System, n: int) -> str:
+    """The topology a bare device with n > 1 devices is given, and whether any real node is that large."""
+    text = (f"assumed topology: {n} x {system.device.name} in one node over {system.fabric_type} "
+            f"({system.fabric_bandwidth_Bps / 1e9:.1f} GB/s per device); give a node or cluster profile "
+            f"(see `perfmodel hardware`) for a real machine")
+    big = _largest_builtin_node()
+    if n > big:
+        text += f"; no built-in node holds {n} devices (the largest holds {big}): this machine is implausible"
+    return text
+
+
 def stage_footprint(graph: LayerGraph, stg: Staged, setup, schedule: str, m: int, dp: int) -> MemoryFootprint:
     """Footprint of the fullest stage, with the largest batch per replica from a second micro-batch's slope."""
     r = stg.ranks
@@ -128,6 +145,8 @@ def evaluate(graph: LayerGraph, hw: Any, setup) -> Evaluation:
     system = memo.on(hw, ("system", pl_.devices, setup.p2p),
                      lambda: resolve_system(hw, devices=pl_.devices).with_p2p(setup.p2p))
     placement = memo.on(system, ("place", pl_, setup.nodes), lambda: place(pl_, system, setup.nodes))
+    if getattr(hw, "kind", None) == "device" and pl_.devices > 1:
+        warnings.append(_assumed_node(system, pl_.devices))
     dp, tp, pp = pl_.dp, pl_.tp, pl_.pp
     sync = _effective_sync(setup, pl_, placement, warnings)
     k_acc = setup.grad_accumulation

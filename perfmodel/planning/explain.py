@@ -40,10 +40,10 @@ def explain(plans: Sequence, objective: str, priced: bool, fitting: int, dropped
         cb = best.cost_per_iteration if priced else best.devices * best.iteration_time_s
         cr = ru.cost_per_iteration if priced else ru.devices * ru.iteration_time_s
         unit = "$" if priced else "device-s "
-        head = (f"Best: {best.label()} at {unit}{cb:.4g} per iteration vs the runner-up's {unit}{cr:.4g} "
+        head = (f"{best.label()} wins at {unit}{cb:.4g} per iteration vs the runner-up's {unit}{cr:.4g} "
                 f"({what})")
     else:
-        head = (f"Best: {best.label()} at {_fmt_s(best.iteration_time_s)} per iteration, "
+        head = (f"{best.label()} wins at {_fmt_s(best.iteration_time_s)} per iteration, "
                 f"{dt / ru.iteration_time_s:.1%} faster than the runner-up ({what})")
     if abs(dt) <= TIE_REL * max(best.iteration_time_s, ru.iteration_time_s):
         why = (f"; the times are equal and it needs less memory per device ({best.memory_bytes / 1e9:.1f} GB vs "
