@@ -28,8 +28,10 @@ def _norm(s: str) -> str:
     return s.lower().replace("-", "").replace("_", "")
 
 
-def resolve_builtin(name: str, table: dict[str, Path], what: str) -> Path:
-    """Find a built-in file by name (case, '-' and '_' ignored), or raise with close matches."""
+def resolve_builtin(name: str, table: dict[str, Path], what: str, *, listing: str | None = None) -> Path:
+    """Find a built-in file by name (case, '-' and '_' ignored), or raise with close matches.
+
+    `listing` is the command that lists the built-in ones (default: `perfmodel <what>`)."""
     if name in table:
         return table[name]
     by_norm = {_norm(k): v for k, v in table.items()}
@@ -41,5 +43,5 @@ def resolve_builtin(name: str, table: dict[str, Path], what: str) -> Path:
     shown = name if len(name) <= 80 else name[:77] + "..."
     raise NotFoundError(
         f"unknown {what} '{shown}': not a built-in name and no such file.{hint} "
-        f"List the built-in ones with `perfmodel {what if what != 'network' else 'networks'}`."
+        f"List the built-in ones with `{listing or 'perfmodel ' + (what if what != 'network' else 'networks')}`."
     )

@@ -13,6 +13,7 @@ import copy
 import json
 import math
 import signal
+import tempfile
 import time
 from pathlib import Path
 
@@ -225,3 +226,50 @@ def test_fuzz_plan_options(option, value):
 def test_bad_options(tmp_path, args, needle):
     res = run([a.replace("{dir}", str(tmp_path)) for a in args])
     culprit_named(res, needle)
+
+
+# ---- every option of every command (new options are fuzzed without editing this file) ---------------------
+
+BASE_ARGS = {
+    "predict": ["fcn5", "-H", "v100-sxm2"], "show": ["fcn5"], "networks": [], "hardware": [],
+    "sweep": ["fcn5", "-H", "v100-sxm2", "-q"], "fit": ["fcn5", "-H", "v100-sxm2"],
+    "compare": ["fcn5", "-H", "v100-sxm2"], "serve": ["fcn5", "-H", "v100-sxm2"],
+    "plan": ["fcn5", "-H", "dgx1-v100", "-n", "8"],
+}
+ANY_VALUES = ["0", "-2", "1" + "0" * 40, "nan", "inf", "", ",", "a,,b", "x" * 300, "1e999 GB", "\x00", "-"]
+
+
+def _value_options() -> list[tuple[str, str]]:
+    import typer.main
+
+    group = typer.main.get_command(app)
+    out = []
+    for name in sorted(BASE_ARGS):
+        cmd = group.get_command(None, name)
+        for p in cmd.params:
+            opts = [o for o in getattr(p, "opts", []) if o.startswith("--")]
+            if opts and not getattr(p, "is_flag", False) and opts[0] not in ("--help",):
+                out.append((name, opts[0]))
+    return out
+
+
+VALUE_OPTIONS = _value_options()
+
+
+def test_every_command_has_base_args():
+    assert len(VALUE_OPTIONS) > 40 and {c for c, _ in VALUE_OPTIONS} >= {"predict", "plan", "sweep", "compare"}
+
+
+@settings(max_examples=150, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(command_option=st.sampled_from(VALUE_OPTIONS), value=st.sampled_from(ANY_VALUES))
+def test_fuzz_every_option(monkeypatch, command_option, value):
+    command, option = command_option
+    with tempfile.TemporaryDirectory() as d:
+        monkeypatch.chdir(d)  # output options may write files: never into the checkout, and fresh per example
+        res = run([command, *BASE_ARGS[command], option, value])
+        monkeypatch.undo()
+    if res.exit_code != 0:
+        low = res.output.lower()
+        names = {option, option.lstrip("-"), option.lstrip("-").replace("-", "_")}
+        assert any(n in low for n in names) or "error: in " in low, (command, option, value, res.output)

@@ -77,18 +77,31 @@ def byte_size(value: Optional[str]) -> Optional[str]:
     return value
 
 
+def _amount(text: str) -> float:
+    s = text.strip().replace("$", "").replace(",", "").replace("USD", "").replace("usd", "").strip()
+    mult = 1e3 if s[-1:] in ("k", "K") else 1e6 if s[-1:] == "M" else 1.0
+    try:
+        x = float(s[:-1] if mult != 1.0 else s) * mult
+    except ValueError:
+        _fail(f"cannot read the amount {text!r}; expected e.g. 1000, $1000, 2.5k")
+    if not math.isfinite(x) or x < 0:
+        _fail(f"expected a finite amount >= 0, got {text!r}")
+    return x
+
+
 def money(value: Optional[str]) -> Optional[str]:
-    """A price or budget: one number or NAME=NUMBER pairs, each finite and >= 0."""
+    """A price or budget: one amount ('2.5', '$1,000', '2.5k') or NAME=AMOUNT pairs; finite and >= 0."""
     if value is None:
         return value
-    for part in str(value).split(","):
-        number = part.split("=", 1)[-1].strip().lstrip("$")
-        try:
-            x = float(number)
-        except ValueError:
-            continue  # the command's own parser names the problem
-        if not math.isfinite(x) or x < 0:
-            _fail(f"expected a finite amount >= 0, got {part.strip()!r}")
+    text = str(value)
+    if "=" not in text:
+        _amount(text)
+        return value
+    for part in text.split(","):
+        name, _, amount = part.partition("=")
+        if not name.strip() or not _:
+            _fail(f"expected NAME=AMOUNT pairs like a100=2.5, got {part.strip()!r}")
+        _amount(amount)
     return value
 
 
@@ -129,6 +142,8 @@ def out_file(value: Any) -> Any:
     from ..datafile import MAX_NAME_CHARS, MAX_PATH_CHARS
 
     s = str(value)
+    if "\x00" in s:
+        _fail("the path contains a NUL character")
     if len(s) > MAX_PATH_CHARS or any(len(x) > MAX_NAME_CHARS for x in Path(s).parts):
         _fail("path too long")
     p = Path(s)
@@ -151,6 +166,8 @@ def in_file(value: Any) -> Any:
     from ..datafile import MAX_NAME_CHARS, MAX_PATH_CHARS
 
     s = str(value)
+    if "\x00" in s:
+        _fail("the path contains a NUL character")
     if len(s) > MAX_PATH_CHARS or any(len(x) > MAX_NAME_CHARS for x in Path(s).parts):
         _fail("path too long")
     if not Path(s).is_file():

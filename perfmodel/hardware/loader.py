@@ -88,11 +88,31 @@ def load_hardware(name_or_path: str | Path | BaseModel, kind: str | None = None)
                 raise NotFoundError(f"no such hardware file '{p}'")
             obj = _load_file(p, str(p))
         else:
-            path = resolve_builtin(str(name_or_path), builtin_hardware(), "hardware")
+            path = _resolve(str(name_or_path), kind)
             obj = _load_file(path, str(path))
     if kind is not None and getattr(obj, "kind", None) != kind:
         raise HardwareError(f"'{getattr(obj, 'name', name_or_path)}' is a {getattr(obj, 'kind', '?')} profile, expected a {kind}")
     return obj
+
+
+def _resolve(name: str, kind: str | None) -> Path:
+    """The built-in file of `name`; unknown names get close matches among profiles of `kind`."""
+    table = builtin_hardware()
+    if kind is None or name in table:
+        return resolve_builtin(name, table, "hardware")
+    try:
+        return resolve_builtin(name, table, "hardware")
+    except NotFoundError:
+        of_kind = {n: p for n, p in table.items() if _kind_of(p) == kind}
+        resolve_builtin(name, of_kind or table, f"{kind} profile", listing=f"perfmodel hardware --kind {kind}")
+        raise
+
+
+def _kind_of(path: Path) -> str | None:
+    try:
+        return getattr(_load_file(path, str(path)), "kind", None)
+    except PerfModelError:
+        return None
 
 
 @lru_cache(maxsize=256)
