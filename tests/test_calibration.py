@@ -367,3 +367,35 @@ def test_thread_speedup_is_a_time_weighted_median_robust_to_one_disturbed_pair()
     for i, (t1, s2) in enumerate(((0.010, 1.8), (0.012, 1.9), (0.011, 0.5))):  # the last pair was disturbed
         samples += [Sample("matrix", 1, t1, 1e9, label=f"g{i}"), Sample("matrix", 2, t1 / s2, 1e9, label=f"g{i}")]
     assert measured_speedups(samples, 0.0, 1e-3)[2] == pytest.approx(1.8)
+
+
+def test_fresh_buffer_cost_fitted_and_added_to_large_outputs_only():
+    """Streaming samples with outputs of at least 32 MiB that take longer than the curves say give the fresh-buffer
+    cost (seconds per output byte x thread speedup); a profile carrying it adds written x cost / speedup to work
+    whose output per kernel reaches 32 MiB, and nothing below."""
+    from perfmodel.calibration.kernels import FRESH_BYTES, written_bytes
+
+    samples = synthetic_samples()
+    base = fit_profile(samples, FitOptions(cores=CORES, nominal_peak_per_core={"fp32": PEAK / CORES}))
+    per_byte = 4e-10  # 2.5 GB/s of faulting on one thread
+    for t in (1, 2):
+        n = 2 ** 24  # 64 MiB out
+        s0 = Sample("memory", t, 1.0, float(n), 8.0 * n, 1, label=f"fresh relu {n} fp32", ekey="elementwise")
+        clean = predicted_sample_time(s0, base)
+        samples.append(dataclasses.replace(s0, time_s=clean + 4.0 * n * per_byte / base.speedup(t)))
+    assert written_bytes(samples[-1]) == 4.0 * 2 ** 24 and FRESH_BYTES == 32 * 2 ** 20
+    fit = fit_profile(samples, FitOptions(cores=CORES, nominal_peak_per_core={"fp32": PEAK / CORES}))
+    assert fit.fresh_s_per_byte == pytest.approx(per_byte, rel=1e-6)
+    dev = hardware_from_dict(profile_dict(fit, name="fresh", source="test", memory_bytes=8e9))
+    assert dev.traits.fresh_buffer_s_per_byte == pytest.approx(per_byte, rel=1e-3)
+    r = device_rates(dev, "fp32", threads=2)
+    big = Work("memory", flops=0.0, bytes_read=64 * 2 ** 20, bytes_written=64 * 2 ** 20, kernels=1)
+    small = Work("memory", flops=0.0, bytes_read=16 * 2 ** 20, bytes_written=16 * 2 ** 20, kernels=1)
+    from perfmodel.engine.rates import Rates
+    import dataclasses as dc
+
+    plain = dc.replace(r, fresh_bytes=None)
+    extra = 64 * 2 ** 20 * per_byte / fit.speedup(2)
+    assert work_time(big, r).time_s - work_time(big, plain).time_s == pytest.approx(extra, rel=1e-3)
+    assert work_time(small, r).time_s == work_time(small, plain).time_s
+    assert isinstance(r, Rates)

@@ -79,6 +79,7 @@ class Sample:
     times_s: tuple[float, ...] = ()  # every repeat, for the record
     key: str = ""  # family "elementwise": the op key ("relu", ...); "conv": a stage-factor key (strided convs)
     ekey: str = ""  # an efficiency key (conv/depthwise, matmul/thin, elementwise, ...): fits curves[ekey], not the family curve
+    written: float = 0.0  # bytes of freshly allocated outputs per call (0: preallocated or not recorded)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -124,6 +125,8 @@ class FitResult:
     elementwise: dict[str, float] | None = None  # per-core nominal FLOP/s by op key
     stage_factors: dict[str, float] | None = None  # efficiency multipliers of strided-convolution stages
     keyed_curves: dict[str, list[tuple[float, float]]] = field(default_factory=dict)  # Efficiency.curves by key
+    fresh_s_per_byte: float | None = None  # one thread's extra time per freshly mapped output byte (traits)
+    fresh_conv_s_per_byte: float | None = None  # the same for convolutions
 
     def speedup(self, threads: int) -> float:
         """Compute speed at `threads` relative to one thread, as compute.thread_speedup does."""
@@ -246,7 +249,7 @@ def efficiency_pairs(samples: Iterable[Sample], family: str, dtype: str | None, 
     for s in samples:
         if s.family != family or (dtype is not None and s.dtype != dtype) or bool(s.key) != keyed:
             continue
-        if s.ekey != ekey:
+        if s.ekey != ekey or fresh_sample(s):
             continue
         busy = _busy(s, overhead, res.is_cpu)
         if family == "memory":
@@ -400,9 +403,11 @@ def fit_profile(samples: Sequence[Sample], options: FitOptions) -> FitResult:
             if pairs:
                 res.n_samples[key] = len(pairs)
                 res.curves[key] = bin_curve(pairs, options.bins_per_decade)
-    from .kernels import fit_keyed_curves
+    from .kernels import fit_fresh_cost, fit_keyed_curves
 
     res.keyed_curves = fit_keyed_curves(samples, res, overhead, options.bins_per_decade)
+    res.fresh_s_per_byte = fit_fresh_cost(samples, res, ("memory",))
+    res.fresh_conv_s_per_byte = fit_fresh_cost(samples, res, ("conv",))
     res.stage_factors = fit_stage_factors(samples, res, overhead)
     res.elementwise = fit_elementwise(samples, res)
     if res.elementwise:
@@ -467,11 +472,37 @@ def profile_dict(fit: FitResult, *, name: str, source: str, model: str = "", ven
         eff["elementwise"] = {k: _sig(v) for k, v in fit.elementwise.items()}
     if fit.stage_factors:
         eff["stage_factors"] = dict(fit.stage_factors)
+    if fit.fresh_s_per_byte:
+        from .kernels import FRESH_BYTES
+
+        d["traits"] = {"fresh_buffer_bytes": FRESH_BYTES, "fresh_buffer_s_per_byte": _sig(fit.fresh_s_per_byte),
+                       **({"fresh_buffer_conv_s_per_byte": _sig(fit.fresh_conv_s_per_byte)}
+                          if fit.fresh_conv_s_per_byte else {}),
+                       "source": "calibrated: freshly allocated outputs of at least 32 MiB (glibc's largest mmap "
+                                 "threshold) in convolution and streaming microbenchmarks"}
     if fit.keyed_curves:
         eff["curves"] = {k: {"points": [[x, e] for x, e in pts]} for k, pts in sorted(fit.keyed_curves.items())}
     eff["source"] = eff_source or "calibrated"
     d["efficiency"] = eff
     return d
+
+
+def fresh_sample(s: Sample) -> bool:
+    """A sample whose fresh outputs reach the allocator's mmap threshold (fits the fresh-buffer cost, not curves);
+    a combined conv backward counts as one buffer (the input gradient dwarfs the weight gradient)."""
+    from .kernels import FRESH_BYTES, written_bytes
+
+    return written_bytes(s) >= FRESH_BYTES
+
+
+def fresh_time(s: Sample, fit: FitResult) -> float:
+    """The fresh-buffer cost of a sample under `fit` (0 below the threshold or without a fitted cost)."""
+    from .kernels import written_bytes
+
+    per = (fit.fresh_conv_s_per_byte if s.family == "conv" else None) or fit.fresh_s_per_byte
+    if not per or not fresh_sample(s):
+        return 0.0
+    return written_bytes(s) * per / (fit.speedup(s.threads) if fit.is_cpu else 1.0)
 
 
 def predicted_sample_time(s: Sample, fit: FitResult, overhead_s: float | None = None) -> float:
@@ -491,7 +522,7 @@ def predicted_sample_time(s: Sample, fit: FitResult, overhead_s: float | None = 
         rate = (fit.elementwise or {}).get(s.key) or (fit.elementwise or {}).get("default")
         comp = s.flops / (rate * fit.speedup(s.threads)) if (rate and s.flops) else 0.0
         memt = s.bytes / (fit.bandwidth(s.threads) * mem_curve.at(s.bytes / k)) if (s.bytes and mem_curve) else 0.0
-        return max(comp, memt) + k * (fit.kernel_overhead_s if overhead_s is None else overhead_s)
+        return max(comp, memt) + fresh_time(s, fit) + k * (fit.kernel_overhead_s if overhead_s is None else overhead_s)
     if s.family in ("matrix", "conv"):
         curve = curves.get(f"lowp_{s.family}") if lowp else None
         curve = curve or keyed.get(s.ekey) or curves[s.family]
@@ -502,7 +533,7 @@ def predicted_sample_time(s: Sample, fit: FitResult, overhead_s: float | None = 
         vec = fit.matrix_rate(s.threads, "fp32")
         comp = s.flops / (vec * mem_curve.at(s.bytes / k)) if s.flops else 0.0
     memt = s.bytes / (fit.bandwidth(s.threads) * mem_curve.at(s.bytes / k)) if s.bytes and mem_curve else 0.0
-    roof = max(comp, memt)
+    roof = max(comp, memt) + fresh_time(s, fit)
     launch = k * (fit.bench_overhead_s if overhead_s is None else overhead_s)
     if fit.is_cpu:
         return roof + launch

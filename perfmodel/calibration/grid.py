@@ -57,6 +57,10 @@ CONV_SHAPES: tuple[tuple[int, int, int, int, int, int, int, bool], ...] = (
     (12, 96, 6, 48, 4, 2, 1, True),
     (12, 48, 12, 24, 4, 2, 1, True),
     (12, 24, 24, 3, 4, 2, 1, True),
+    # training-sized batches: activations and work buffers beyond the allocator's 32 MiB mmap threshold are
+    # page-faulted afresh on every call, as in a training step at such sizes
+    (128, 32, 32, 32, 3, 1, 1, False), (64, 64, 32, 64, 3, 1, 1, False), (256, 16, 32, 16, 3, 1, 1, False),
+    (64, 128, 16, 128, 3, 1, 1, False), (128, 32, 32, 64, 3, 2, 1, False),
 )
 QUICK_CONV = (0, 3, 5, 8, 10, 12, 14, 17, 19, 20)
 
@@ -99,6 +103,8 @@ KERNEL_CONVS: tuple[tuple[int, int, int, int, int, int], ...] = (
     (64, 48, 32, 48, 3, 48), (128, 32, 32, 32, 3, 32), (32, 96, 28, 96, 3, 96), (16, 64, 56, 64, 3, 64),
     (64, 64, 32, 64, 3, 4), (32, 128, 28, 128, 3, 8),
     (64, 48, 32, 48, 1, 1), (32, 64, 56, 64, 1, 1),
+    (256, 48, 32, 48, 3, 48), (128, 96, 16, 96, 3, 96), (128, 64, 32, 64, 3, 4), (256, 32, 32, 64, 3, 8),
+    (256, 32, 32, 64, 1, 1), (128, 96, 16, 96, 1, 1),
 )
 QUICK_KERNEL_CONVS = (1, 3, 6, 10, 12, 16, 18, 21, 24, 28, 30)
 

@@ -17,6 +17,7 @@ Only microbenchmark samples are fitted (their `ekey` names the class); no valida
 
 from __future__ import annotations
 
+import re
 from typing import Sequence
 
 # memory-work roots whose bandwidth curve is the fresh-allocation streaming curve
@@ -59,3 +60,45 @@ def fit_keyed_curves(samples: Sequence, res, overhead: float, bins_per_decade: f
         for root in STREAM_ROOTS:
             out[root] = list(out[STREAM_KEY])
     return out
+
+
+FRESH_BYTES = 32 * 2**20  # glibc's largest dynamic mmap threshold: bigger buffers are mapped (and faulted) per call
+_CONV_LABEL = re.compile(r"^conv n(\d+) c(\d+) (\d+)x\d+ k(\d+) (\d+)x\d+(?:/(\d+))?(?: g(\d+))? (fwd|bwd)$")
+_FRESH_LABEL = re.compile(r"^fresh (relu|add) (\d+) fp32$")
+
+
+def written_bytes(s) -> float:
+    """Freshly allocated output bytes of a sample: its `written` field, else (samples stored before it existed)
+    read from the grid's own labels: a fresh streaming kernel writes 4n bytes; a stride-1 or strided conv's
+    forward its output, its combined backward the input and weight gradients. Other samples: 0."""
+    if s.written:
+        return s.written
+    m = _FRESH_LABEL.match(s.label)
+    if m:
+        return 4.0 * int(m.group(2))
+    m = _CONV_LABEL.match(s.label)
+    if not m:
+        return 0.0
+    nb, c, hw, ko, kr = (int(m.group(i)) for i in range(1, 6))
+    st, g = int(m.group(6) or 1), int(m.group(7) or 1)
+    if m.group(8) == "fwd":
+        return 4.0 * nb * ko * (hw // st) ** 2
+    return 4.0 * (nb * c * hw * hw + ko * (c // g) * kr * kr)
+
+
+def fit_fresh_cost(samples: Sequence, res, families: tuple[str, ...] = ("conv", "memory")) -> float | None:
+    """One thread's extra seconds per freshly mapped output byte: per sample of `families` whose outputs
+    reach FRESH_BYTES, (time - the time its curves predict) x thread speedup / written bytes; the median of those
+    (None without such samples). Page faults and zeroing are done by the thread that touches the page, so the
+    cost spreads over threads as compute does."""
+    import statistics
+
+    from .fit import fresh_sample, predicted_sample_time
+
+    vals = []
+    for s in samples:
+        if s.family not in families or s.dtype != "fp32" or not fresh_sample(s):
+            continue
+        extra = s.time_s - predicted_sample_time(s, res)
+        vals.append(max(0.0, extra) * res.speedup(s.threads) / written_bytes(s))
+    return statistics.median(vals) if vals else None

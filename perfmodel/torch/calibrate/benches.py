@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -94,16 +95,23 @@ def _mem(n: int, op: str):
     return make
 
 
+COLD_BYTES = 96 * 2**20  # three times the last-level cache of a typical server slice
+
+
 def _stream(n: int, op: str):
     """A streaming kernel with a freshly allocated output, as every activation of a training step is: relu
     (read n, write n) or add (read 2n, write n) of fp32 tensors; relu counts its n FLOPs, add its n."""
 
     def make(device: str, dt: torch.dtype):
-        a = torch.randn(n, device=device, dtype=torch.float32)
+        # inputs rotate over copies filling COLD_BYTES, so each call reads them from DRAM as a training step
+        # does (an activation was written layers ago), not from the caches
+        copies = max(1, math.ceil(COLD_BYTES / (4.0 * n)))
+        xs = [torch.randn(n, device=device, dtype=torch.float32) for _ in range(copies)]
+        turn = itertools.cycle(range(copies))
         if op == "relu":
-            return (lambda: torch.relu(a)), float(n), 8.0 * n, 1
+            return (lambda: torch.relu(xs[next(turn)])), float(n), 8.0 * n, 1
         b = torch.randn(n, device=device, dtype=torch.float32)
-        return (lambda: torch.add(a, b)), float(n), 12.0 * n, 1
+        return (lambda: torch.add(xs[next(turn)], b)), float(n), 12.0 * n, 1
 
     return make
 
