@@ -33,6 +33,9 @@ class Rates:
     stage_factors: dict[str, float] | None = None  # see Efficiency.stage_factors
     keyed: Efficiency | None = None  # the profile's Efficiency when it has keyed curves (curves / lowp_curves)
     dtype: str = "fp32"  # the dtype these rates are for (keyed curves look up low-precision data first)
+    fresh_bytes: float | None = None  # written bytes per kernel from which a buffer is faulted in afresh (traits)
+    fresh_s_per_byte: float = 0.0  # extra seconds per such written byte, at this thread count
+    fresh_conv_s_per_byte: float = 0.0  # the same for conv work
 
 
 def device_rates(device: Device, dtype: str, threads: int | None = None) -> Rates:
@@ -51,7 +54,19 @@ def device_rates(device: Device, dtype: str, threads: int | None = None) -> Rate
         matrix=eff.curve("matrix", dtype), conv=eff.curve("conv", dtype), memory=eff.memory, thread_factor=f,
         elementwise={k: v * f for k, v in eff.elementwise.items()} if eff.elementwise else None,
         stage_factors=dict(eff.stage_factors) if eff.stage_factors else None, keyed=_keyed(eff), dtype=dtype,
+        **_fresh(device, f),
     )
+
+
+def _fresh(device: Device, thread_factor: float) -> dict:
+    """Rates fields of the fresh-buffer cost (DeviceTraits.fresh_buffer_*): the faulting spreads over the threads
+    as compute does (a profile without it: no such cost)."""
+    tr = getattr(device, "traits", None)
+    if tr is None or not tr.fresh_buffer_bytes or not tr.fresh_buffer_s_per_byte:
+        return {}
+    conv = tr.fresh_buffer_conv_s_per_byte or tr.fresh_buffer_s_per_byte
+    return {"fresh_bytes": tr.fresh_buffer_bytes, "fresh_s_per_byte": tr.fresh_buffer_s_per_byte / thread_factor,
+            "fresh_conv_s_per_byte": conv / thread_factor}
 
 
 def _keyed(eff: Efficiency) -> Efficiency | None:

@@ -39,6 +39,7 @@ class WorkTable:
     ew_keys: tuple[str | None, ...] | None = None  # per row: Efficiency.elementwise key
     factor_keys: tuple[str | None, ...] | None = None  # per row: Efficiency.stage_factors key
     keys: tuple[str, ...] | None = None  # per row: the Work's efficiency_key (keyed curves, Efficiency.curves)
+    written: np.ndarray | None = None  # per row: bytes written (fresh-buffer cost, Rates.fresh_bytes)
 
 
 def work_table(costs: Sequence[OpCost], ew_keys: Sequence[Sequence[str | None]] | None = None,
@@ -51,8 +52,8 @@ def work_table(costs: Sequence[OpCost], ew_keys: Sequence[Sequence[str | None]] 
         if blk is None:
             works = [(si, w) for si, s in enumerate(STAGES) for w in c.stage(s)]
             blk = blocks[id(c)] = (
-                np.array([(si, FAMILY_CODE[w.family], w.flops, w.bytes_read + w.bytes_written, w.kernels)
-                          for si, w in works], dtype=float).reshape(-1, 5),
+                np.array([(si, FAMILY_CODE[w.family], w.flops, w.bytes_read + w.bytes_written, w.kernels,
+                           w.bytes_written) for si, w in works], dtype=float).reshape(-1, 6),
                 [getattr(w, "efficiency_key", "") or "" for _, w in works], [si for si, _ in works])
         parts.append(blk[0])
         counts.append(len(blk[1]))
@@ -60,12 +61,12 @@ def work_table(costs: Sequence[OpCost], ew_keys: Sequence[Sequence[str | None]] 
         if ew_keys is not None:
             ek.extend(ew_keys[li][si] for si in blk[2])
             fk.extend((factor_keys[li][si] if factor_keys is not None else None) for si in blk[2])
-    a = np.concatenate(parts) if parts else np.zeros((0, 5))
+    a = np.concatenate(parts) if parts else np.zeros((0, 6))
     layer = np.repeat(np.arange(len(costs), dtype=np.int64), counts)
     return WorkTable(len(costs), layer, a[:, 0].astype(np.int64), a[:, 1].astype(np.int64),
                      a[:, 2].copy(), a[:, 3].copy(), a[:, 4].copy(),
                      tuple(ek) if ew_keys is not None else None, tuple(fk) if ew_keys is not None else None,
-                     tuple(keys))
+                     tuple(keys), a[:, 5].copy())
 
 
 FAMILY_NAMES = np.array(["matrix", "conv", "memory"], dtype=object)
@@ -117,6 +118,10 @@ def row_times(t: WorkTable, r: Rates, scale: np.ndarray | None = None) -> dict[s
         compute = np.where(has_f, flops / np.where(cflops > 0, cflops, 1.0), 0.0)
         memory = np.where(byts != 0, byts / (r.bandwidth_Bps * np.where(mem_eff > 0, mem_eff, 1.0)), 0.0)
     roof = np.where(compute > memory, compute, memory)
+    if r.fresh_bytes and t.written is not None:  # buffers the allocator maps and faults in afresh on every call
+        wr = t.written * s if scale is not None else t.written
+        per = np.where(fam == 1, r.fresh_conv_s_per_byte, r.fresh_s_per_byte)
+        roof = roof + np.where(wr / k >= r.fresh_bytes, wr * per, 0.0)
     launch = kern * r.overhead_s
     exposed = np.maximum(launch - roof, 0.0) if r.overhead_overlaps else launch
     exposed = np.where(kern <= 0, 0.0, exposed)
@@ -145,7 +150,8 @@ def one_row_table(works: tuple[Work, ...], key: str | None = None, factor_key: s
                      np.array([FAMILY_CODE[w.family] for w in works], dtype=np.int64),
                      np.array([w.flops for w in works], dtype=float),
                      np.array([w.bytes_read + w.bytes_written for w in works], dtype=float),
-                     np.array([w.kernels for w in works], dtype=float), (key,) * n, (factor_key,) * n)
+                     np.array([w.kernels for w in works], dtype=float), (key,) * n, (factor_key,) * n,
+                     written=np.array([w.bytes_written for w in works], dtype=float))
 
 
 def work_times(works: tuple[Work, ...], r: Rates, key: str | None = None,

@@ -50,6 +50,13 @@ class DeviceTraits(BaseModel):
     bandwidth_model: Literal["per-core", "device"] | None = None
     lowp_vector_factor: float | None = Field(default=None, gt=0, allow_inf_nan=False)
     host_memory_is_device_memory: bool | None = None
+    # A work buffer of at least fresh_buffer_bytes is mapped afresh by the allocator on every call (glibc: 32 MiB,
+    # its largest mmap threshold) and its pages are faulted in and zeroed: each such written byte costs
+    # fresh_buffer_s_per_byte more (calibrated on CPUs; None: no such cost)
+    fresh_buffer_bytes: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    fresh_buffer_s_per_byte: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    fresh_buffer_conv_s_per_byte: float | None = Field(default=None, ge=0, allow_inf_nan=False)  # conv work (its
+    # work buffers are faulted in too, so more per output byte); None: fresh_buffer_s_per_byte
     source: str = ""
 
 
