@@ -168,3 +168,12 @@ def test_data_file_errors_name_the_field_path(tmp_path):
         perfmodel.load_network(p)
     with pytest.raises(NetworkError, match="path too long"):
         perfmodel.load_network(tmp_path / ("a" * 300 + ".yaml"))
+
+
+def test_hardware_kind_filter():
+    from perfmodel.hardware import list_hardware
+
+    gpus = list_hardware("gpu")
+    assert gpus and all(h.kind == "device" and h.type == "gpu" for h in gpus)
+    with pytest.raises(InputError, match="unknown hardware kind 'toaster'.*device, link"):
+        list_hardware("toaster")

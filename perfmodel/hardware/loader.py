@@ -68,12 +68,16 @@ def _check_host_link(obj: BaseModel, file: str | None) -> None:
                             f"got {ref!r}: {e.detail}", file=file) from None
 
 
+DEVICE_TYPES = ("cpu", "gpu", "accelerator")
+
+
 def check_kind(kind: str | None) -> str | None:
-    """`kind` if it is a known hardware kind (or None), else an error listing the kinds."""
-    if kind is not None and kind not in HARDWARE_KINDS:
-        close = difflib.get_close_matches(str(kind), HARDWARE_KINDS, n=2)
+    """`kind` if it is a known hardware kind or device type (or None), else an error listing them."""
+    known = [*HARDWARE_KINDS, *DEVICE_TYPES]
+    if kind is not None and kind not in known:
+        close = difflib.get_close_matches(str(kind), known, n=2)
         hint = f" (did you mean {', '.join(close)}?)" if close else ""
-        raise InputError(f"unknown hardware kind {_short(kind)}{hint}; expected one of {', '.join(HARDWARE_KINDS)}")
+        raise InputError(f"unknown hardware kind {_short(kind)}{hint}; expected one of {', '.join(known)}")
     return kind
 
 
@@ -128,11 +132,12 @@ def _load_file(p: Path, label: str) -> BaseModel:
 
 
 def list_hardware(kind: str | None = None) -> list[BaseModel]:
-    """All built-in profiles (optionally of one kind), loaded and validated."""
+    """All built-in profiles, optionally of one kind (device, link, ...) or device type (cpu, gpu, accelerator)."""
     check_kind(kind)
     out = []
     for _, p in builtin_hardware().items():
         obj = _load_file(p, str(p))
-        if kind is None or getattr(obj, "kind", None) == kind:
+        if kind is None or getattr(obj, "kind", None) == kind or (
+                kind in DEVICE_TYPES and getattr(obj, "kind", None) == "device" and getattr(obj, "type", None) == kind):
             out.append(obj)
     return out
