@@ -64,20 +64,33 @@ _register(OptimizerRule("adamw", state_per_param=2, passes=((1, 1),) + _ADAM, fl
 OPTIMIZER_NAMES = tuple(OPTIMIZERS)
 
 
-def optimizer_work(name: str, params: int, param_tensors: int, gpu: bool) -> Work:
-    """The update of `params` parameters in `param_tensors` tensors as one memory-bound Work item."""
+OPTIMIZER_STYLES = ("per-tensor", "foreach", "fused")
+
+
+def optimizer_work(name: str, params: int, param_tensors: int, gpu: bool | None = None,
+                   style: str | None = None) -> Work:
+    """The update of `params` parameters in `param_tensors` tensors as one memory-bound Work item.
+
+    `style` (a device trait, hardware.traits.optimizer_kernels): "per-tensor" (PyTorch's for-loop, one
+    kernel per pass and tensor), "foreach" (one kernel per pass and chunk of 110 tensors) or "fused" (one
+    pass reading parameter, gradient and state and writing parameter and state once, one kernel per
+    chunk). `gpu` is the older switch: True = "foreach", False = "per-tensor".
+    """
+    if style is None:
+        style = "foreach" if gpu else "per-tensor"
+    if style not in OPTIMIZER_STYLES:
+        raise ValueError(f"optimizer style must be one of {', '.join(OPTIMIZER_STYLES)}, got {style!r}")
     r = OPTIMIZERS[name]
     if params <= 0:
         return Work("memory", 0.0, 0.0, 0.0, kernels=0)
-    if gpu:
-        kernels = r.ops_per_tensor * max(1, math.ceil(param_tensors / FOREACH_TENSORS_PER_KERNEL))
+    chunks = max(1, math.ceil(param_tensors / FOREACH_TENSORS_PER_KERNEL))
+    if style == "fused":  # read parameter, gradient and state once; write parameter and state once
+        reads, writes, kernels = 2 + r.state_per_param, 1 + r.state_per_param, chunks
     else:
-        kernels = r.ops_per_tensor * max(1, param_tensors)
-    return Work(
-        "memory", flops=float(r.flops_per_param * params),
-        bytes_read=float(r.reads_per_param * params * MASTER_BYTES),
-        bytes_written=float(r.writes_per_param * params * MASTER_BYTES), kernels=kernels,
-    )
+        reads, writes = r.reads_per_param, r.writes_per_param
+        kernels = r.ops_per_tensor * (chunks if style == "foreach" else max(1, param_tensors))
+    return Work("memory", flops=float(r.flops_per_param * params), bytes_read=float(reads * params * MASTER_BYTES),
+                bytes_written=float(writes * params * MASTER_BYTES), kernels=kernels)
 
 
 def optimizer_state_bytes(name: str, params: int) -> float:

@@ -16,6 +16,7 @@ from .engine.worktime import stage_times
 from .errors import InputError
 from .graph.layer_graph import LayerGraph
 from .hardware.schema import Device
+from .hardware.traits import device_traits
 from .ops import DTYPE_BYTES, OpCost
 from .ops.base import Work, graph_costs
 from .optimizers import OPTIMIZER_NAMES, optimizer_work
@@ -128,7 +129,7 @@ def profile_from_costs(graph: LayerGraph, device: Device, batch: int, dtype: str
     times = tuple(LayerTime(*(StageTime(*(col[i][j] for col in cols)) for j in range(3))) for i in range(len(costs)))
     params = sum(c.params for c in costs)
     tensors = sum(param_tensors(c) for c in costs)
-    ow = optimizer_work(optimizer, params, tensors, gpu=not device.is_cpu)
+    ow = optimizer_work(optimizer, params, tensors, style=device_traits(device).optimizer_kernels)
     ot = stage_time((ow,), r, "optimizer")
     if AMP_WEIGHT_CAST and dtype in LOWP and params:
         cast = Work("memory", flops=0.0, bytes_read=4.0 * params, bytes_written=float(b * params),
@@ -136,5 +137,5 @@ def profile_from_costs(graph: LayerGraph, device: Device, batch: int, dtype: str
         ct = stage_time((cast,), r)
     else:
         ct = StageTime()
-    return StepProfile(graph, device, batch, dtype, threads if device.is_cpu else None, optimizer, r, costs,
+    return StepProfile(graph, device, batch, dtype, threads if device_traits(device).thread_model == "cores" else None, optimizer, r, costs,
                        times, ot, ow, ct, params, tensors)

@@ -111,3 +111,17 @@ def test_layer_costs_call_each_distinct_layer_once_and_equal_op_cost():
     costs = layer_costs(g, 2, 2)
     assert costs == tuple(op_cost(l, 2, 2) for l in g.layers)
     assert costs[10] is costs[10 + 8]  # one object per distinct (layer, shape)
+
+
+def test_optimizer_kernel_styles_hand_computed():
+    from perfmodel.optimizers import optimizer_work
+
+    # Adam on 1,000 parameters in 220 tensors: 7 passes reading 11 and writing 7 fp32 values per parameter
+    loop = optimizer_work("adam", 1000, 220, style="per-tensor")
+    assert (loop.bytes_read, loop.bytes_written, loop.kernels) == (11 * 4000, 7 * 4000, 7 * 220)
+    foreach = optimizer_work("adam", 1000, 220, style="foreach")
+    assert foreach.kernels == 7 * 2 and foreach.bytes_read == loop.bytes_read  # 220 tensors = 2 chunks of 110
+    fused = optimizer_work("adam", 1000, 220, style="fused")  # p, g, m, v read once; p, m, v written once
+    assert (fused.bytes_read, fused.bytes_written, fused.kernels) == (4 * 4000, 3 * 4000, 2)
+    assert optimizer_work("adam", 1000, 220, gpu=True) == foreach
+    assert optimizer_work("adam", 1000, 220, gpu=False) == loop

@@ -25,6 +25,7 @@ from ..dataflow import DataFlow, data_flow
 from ..engine import memo
 from ..engine.layers import StageTime, stage_time
 from ..hardware.topology import System
+from ..hardware.traits import device_traits
 from ..optimizers import optimizer_work
 from . import collectives as C
 from .data_parallel import GRAD_BYTES, SyncSchedule, ddp_copy_time, make_buckets, sync_schedule
@@ -91,9 +92,9 @@ def synced(stg: Staged, pl: Placement, allreduce_fn: Callable[[float], float], o
            bucket_bytes: float | None, overlap: bool, ddp_copies: bool) -> Synced:
     """Bucketed gradient all-reduces overlapped with each stage's backward, the optimizer and DDP copies per stage."""
     r = stg.ranks
-    gpu = not r.device.is_cpu
+    style = device_traits(r.device).optimizer_kernels
     opt = memo.on(stg, ("opt", optimizer), lambda: tuple(
-        stage_time((optimizer_work(optimizer, p, t, gpu=gpu),), r.rates, "optimizer")
+        stage_time((optimizer_work(optimizer, p, t, style=style),), r.rates, "optimizer")
         for p, t in zip(stg.st_params, stg.st_tensors)))
     buckets = memo.on(stg, ("buckets", bucket_bytes), lambda: _buckets(stg, bucket_bytes))
     sched = tuple(sync_schedule(bk, stg.B[s], allreduce_fn, overlap) for s, bk in enumerate(buckets))
@@ -215,7 +216,7 @@ def busiest_input(system: System, pl: Placement, samples_iter: float, bytes_per_
 
     Ranks are filled tensor-innermost, then pipeline stage, then replica; only first-stage ranks read input.
     """
-    dev = system.device
+    copies_input = not device_traits(system.device).host_memory_is_device_memory
     per = pl.devices_per_node
     tp, pp = pl.plan.tp, pl.plan.pp
     best = (0.0, 1.0)
@@ -228,7 +229,7 @@ def busiest_input(system: System, pl: Placement, samples_iter: float, bytes_per_
             if (rk // tp) % pp != 0:
                 continue
             replicas.add(rk // (tp * pp))
-            if not dev.is_cpu:
+            if copies_input:
                 g = system.group_of(local)
                 group_bytes[g] = group_bytes.get(g, 0.0) + samples_iter * bytes_per_sample
         node_samples = max(node_samples, len(replicas) * samples_iter)

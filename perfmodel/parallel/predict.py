@@ -19,6 +19,7 @@ from ..errors import InputError
 from ..graph.layer_graph import LayerGraph
 from ..hardware.loader import list_hardware, load_hardware
 from ..hardware.topology import System, resolve_system
+from ..hardware.traits import device_traits
 from ..result import MemoryFootprint
 from .data_parallel import replica_batch
 from .iteration import GradientSync, Iteration, Synced, busiest_input, gradient_sync, iteration, synced
@@ -94,7 +95,7 @@ def cpu_process_share(dev, per: int, threads: int | None, measured: float | None
 def _run_device(system: System, per: int, threads: int | None, warnings: list[str]):
     """The device as one worker process sees it (CPU nodes: processes share the cores), memoised per system."""
     dev = system.device
-    if not (dev.is_cpu and per > 1):
+    if not (device_traits(dev).thread_model == "cores" and per > 1):  # worker processes share the cores
         return dev, 1.0, threads
     key = (per, threads)
     memo = system.__dict__.setdefault("_cpu_share", {})
@@ -192,7 +193,7 @@ def evaluate(graph: LayerGraph, hw: Any, setup) -> Evaluation:
         warnings.append(f"does not fit: needs {mem.total_bytes / 1e9:.2f} GB of {mem.capacity_bytes / 1e9:.2f} GB "
                         f"per device; largest batch per replica that fits: {mem.max_batch}")
     dev = system.device
-    if dev.is_cpu and threads and threads > (dev.cores or 1):
+    if device_traits(dev).thread_model == "cores" and threads and threads > (dev.cores or 1):
         warnings.append(f"{threads} threads on {dev.cores} physical cores: hyper-threads add no speed "
                         f"(penalty {dev.thread_scaling.hyperthread_penalty} per extra thread per core)")
     return Evaluation(graph, setup, system, placement, pl_, sync, b, mb, ranks, stg, gs, syn, it, mem,

@@ -18,6 +18,7 @@ from ..engine.rates import Rates, device_rates
 from ..engine.worktime import stage_times
 from ..graph.layer_graph import LayerGraph
 from ..hardware.schema import Device
+from ..hardware.traits import device_traits
 from ..ops import DTYPE_BYTES, OpCost
 from ..engine.costs import layer_costs
 from ..ops.base import Work
@@ -102,7 +103,7 @@ def _rank_layers(graph: LayerGraph, device: Device, batch: int, dtype: str, thre
     else:
         cast = StageTime()
     is_input = np.array([l.op == "input" for l in graph.layers], dtype=bool)
-    return RankLayers(device, batch, dtype, threads if device.is_cpu else None, tp, r, costs, layout, st, params,
+    return RankLayers(device, batch, dtype, threads if device_traits(device).thread_model == "cores" else None, tp, r, costs, layout, st, params,
                       tensors, saved, output, workspace, is_input, cast)
 
 

@@ -10,6 +10,7 @@ import numpy as np
 from ..dataflow import HOST_RAM_CACHE_FRACTION, IO_QUEUE_DEPTH, input_bytes_per_sample
 from ..engine import memo
 from ..errors import InputError
+from ..hardware.traits import device_traits
 from ..engine.layers import stage_time
 from ..ops import STAGES
 from ..optimizers import optimizer_work
@@ -77,7 +78,7 @@ def assumptions(device, rates, threads: int | None) -> dict[str, Any]:
         "master_weights": "fp32 parameters, gradients and optimizer state",
         "profile_source": d.source,
     }
-    if d.is_cpu:
+    if device_traits(d).thread_model == "cores":
         a["threads"] = threads or d.cores
         a["thread_speedup"] = rates.thread_factor
         a["thread_scaling"] = d.thread_scaling.model_dump(mode="json")
@@ -93,7 +94,7 @@ def single_device_time(ev: Evaluation, batch: int) -> float:
 def _single_device_time(ev: Evaluation, batch: int) -> float:
     r = rank_layers(ev.graph, ev.system.device, batch, ev.ranks.dtype, ev.threads, 1)
     opt = stage_time((optimizer_work(ev.setup.optimizer, r.total_params, r.total_tensors,
-                                     gpu=not r.device.is_cpu),), r.rates, "optimizer")
+                                     style=device_traits(r.device).optimizer_kernels),), r.rates, "optimizer")
     return float(r.st["time"].sum()) + r.cast.time_s + opt.time_s
 
 
@@ -121,7 +122,7 @@ def _flops(ev: Evaluation, reps: int) -> dict[str, float]:
     r, dp = ev.ranks, ev.plan.dp
     f, b, params = _cost_sums(r.costs)  # unsplit costs of the micro-batch
     fwd, bwd = f * reps * dp, b * reps * dp
-    opt = optimizer_work(ev.setup.optimizer, params, 1, gpu=not r.device.is_cpu).flops * dp
+    opt = optimizer_work(ev.setup.optimizer, params, 1, style=device_traits(r.device).optimizer_kernels).flops * dp
     return {"forward": fwd, "backward": bwd, "optimizer": opt, "total": fwd + bwd + opt}
 
 
