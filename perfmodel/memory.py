@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 
+from .engine.layers import LOWP
 from .graph.layer_graph import LayerGraph
 from .hardware.schema import Device
 from .ops import DTYPE_BYTES
@@ -18,8 +19,22 @@ from .ops.base import graph_costs
 from .optimizers import MASTER_BYTES, optimizer_state_bytes
 from .result import MemoryFootprint
 
-LOWP = ("fp16", "bf16", "fp8", "int8")
 WORKSPACE_BUFFERS = 2  # gradient-in and gradient-out of the layer being back-propagated
+
+
+def memory_terms(params: int, dtype: str, optimizer: str, activations_bytes: float, workspace_bytes: float,
+                 reserved_bytes: float, zero_dp: int = 1) -> dict[str, float]:
+    """The one memory formula (bytes): fp32 master weights (plus the AMP low-precision copy), fp32 gradients,
+    optimizer state (sharded over `zero_dp` data-parallel replicas with ZeRO-1), activations, workspace, reserve."""
+    b = DTYPE_BYTES[dtype]
+    return {
+        "weights_bytes": float(params * MASTER_BYTES + (params * b if dtype in LOWP else 0)),
+        "gradients_bytes": float(params * MASTER_BYTES),
+        "optimizer_bytes": optimizer_state_bytes(optimizer, params) / zero_dp,
+        "activations_bytes": float(activations_bytes),
+        "workspace_bytes": float(workspace_bytes),
+        "reserved_bytes": float(reserved_bytes),
+    }
 
 
 _SUMS_CACHE_SIZE = 32
@@ -43,19 +58,12 @@ def _cost_sums(graph: LayerGraph, costs) -> tuple[int, float, float, float]:
 
 
 def _terms(graph: LayerGraph, batch: int, dtype: str, optimizer: str, costs=None,
-           activations_bytes: float | None = None) -> dict[str, float]:
-    b = DTYPE_BYTES[dtype]
+           activations_bytes: float | None = None, reserved_bytes: float = 0.0) -> dict[str, float]:
     if costs is None:
-        costs = graph_costs(graph, batch, b)
+        costs = graph_costs(graph, batch, DTYPE_BYTES[dtype])
     params, acts, inputs, workspace = _cost_sums(graph, costs)
-    weights = params * MASTER_BYTES + (params * b if dtype in LOWP else 0)
-    return {
-        "weights_bytes": float(weights),
-        "gradients_bytes": float(params * MASTER_BYTES),
-        "optimizer_bytes": optimizer_state_bytes(optimizer, params),
-        "activations_bytes": float(acts + inputs) if activations_bytes is None else float(activations_bytes),
-        "workspace_bytes": float(workspace),
-    }
+    return memory_terms(params, dtype, optimizer, acts + inputs if activations_bytes is None else activations_bytes,
+                        workspace, reserved_bytes)
 
 
 MAX_BATCH = 2**31 - 1  # reported when memory does not grow with the batch
@@ -79,9 +87,9 @@ def memory_footprint(graph: LayerGraph, device: Device, batch: int, dtype: str =
     `activations_bytes` replaces the activations term (taken as proportional to the batch), e.g. with
     activation recomputation (perfmodel.recompute).
     """
-    t = _terms(graph, batch, dtype, optimizer, costs, activations_bytes)
     reserved = device.runtime_reserved_bytes
-    total = sum(t.values()) + reserved
+    t = _terms(graph, batch, dtype, optimizer, costs, activations_bytes, reserved)
+    total = sum(t.values())
     # activations and workspace are affine in the batch (per-channel statistics are a constant part):
     # take the slope from a second batch size
     b2 = 2 if batch == 1 else 1
@@ -94,6 +102,6 @@ def memory_footprint(graph: LayerGraph, device: Device, batch: int, dtype: str =
     cap = device.memory_bytes
     max_b = largest_batch(fixed, per_sample, cap)
     return MemoryFootprint(
-        **t, reserved_bytes=reserved, total_bytes=total, capacity_bytes=cap, fits=total <= cap,
+        **t, total_bytes=total, capacity_bytes=cap, fits=total <= cap,
         max_batch=max_b, bytes_per_sample=per_sample,
     )

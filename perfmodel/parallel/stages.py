@@ -14,11 +14,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..engine.layers import LOWP, cached
+from ..engine.layers import cached
 from ..graph.layer_graph import LayerGraph
-from ..memory import MAX_BATCH, WORKSPACE_BUFFERS, largest_batch
-from ..ops import DTYPE_BYTES
-from ..optimizers import MASTER_BYTES, optimizer_state_bytes
+from ..memory import MAX_BATCH, WORKSPACE_BUFFERS, largest_batch, memory_terms
 from ..recompute import segments as recompute_segments
 from ..result import MemoryFootprint
 from .pipeline import inflight_microbatches, partition
@@ -163,20 +161,12 @@ def stage_memory(stg: Staged, optimizer: str, schedule: str, m: int, zero_dp: in
     `ranks`: the same rank at another micro-batch (same stage cut), for the slope of footprint().
     """
     r = stg.ranks if ranks is None else ranks
-    b = DTYPE_BYTES[r.dtype]
     out = []
     for s, (a, e) in enumerate(stg.ranges):
-        p = stg.st_params[s]
         inflight = inflight_microbatches(schedule, stg.pp, m, s) if stg.pp > 1 else 1
         outw = np.sort(r.output[a:e] + r.workspace[a:e])[::-1]
-        out.append({
-            "weights_bytes": float(p * MASTER_BYTES + (p * b if r.dtype in LOWP else 0)),
-            "gradients_bytes": float(p * MASTER_BYTES),
-            "optimizer_bytes": optimizer_state_bytes(optimizer, p) / zero_dp,
-            "activations_bytes": float(_activations(r, stg.recompute, a, e, inflight)),
-            "workspace_bytes": float(outw[:WORKSPACE_BUFFERS].sum()),
-            "reserved_bytes": float(r.device.runtime_reserved_bytes),
-        })
+        out.append(memory_terms(stg.st_params[s], r.dtype, optimizer, _activations(r, stg.recompute, a, e, inflight),
+                                float(outw[:WORKSPACE_BUFFERS].sum()), r.device.runtime_reserved_bytes, zero_dp))
     return out
 
 
