@@ -15,6 +15,11 @@ from typing import Any, Optional
 
 import typer
 
+from ..errors import PerfModelError
+from ..validation.protocol import RunOptions
+from ..validation.registry import available, load_suite
+from ..validation.runner import run_suite_by_name
+from ..validation.storage import measurement_store
 from .app import app, fail
 from .render import dumps, table
 
@@ -30,8 +35,6 @@ def _render(text: Any) -> str:
 
 
 def _list_suites() -> str:
-    from ..validation.registry import available
-
     rows = []
     for name, suite in available().items():
         if isinstance(suite, str):
@@ -51,8 +54,6 @@ def _check_data_file(path: Path, flag: str = "--data") -> None:
 
 def _store(suite: Any, store: Optional[Path], commit: bool, replay: Optional[Path]):
     """Where a measured run appends (None for a replay or a published table)."""
-    from ..validation.storage import measurement_store
-
     if suite.measured and replay is None:
         return measurement_store(suite.name, store, commit)
     if commit or store is not None:
@@ -88,11 +89,6 @@ def validate(
     json_out: bool = typer.Option(False, "--json", help="machine-readable output"),
 ) -> None:
     """Compare the model with a validation suite (published tables or measured runs) and write its report."""
-    from ..errors import PerfModelError
-    from ..validation.protocol import RunOptions
-    from ..validation.registry import load_suite
-    from ..validation.runner import run_suite_by_name
-
     if list_:
         typer.echo(_list_suites())
         return

@@ -33,9 +33,14 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from ..errors import InputError
-from ..graph.io import load_network
+from ..graph.io import load_network, network_from_dict, network_to_dict
 from ..graph.layer_graph import LayerGraph
+from ..ops.base import graph_costs
+from ..parallel.sync_modes import expected_max_normal
+from ..paths import repo_root
 from .ddp_records import LINK_NAME, DDPMeasurement, LinkCalibration  # noqa: F401  (re-exported)
+from .measure import machine_info, summarize_times
+from .to_module import make_batch, to_module
 
 SIZES_BYTES = tuple(4 * 1024 * 4**i for i in range(8))  # 4 KiB .. 64 MiB
 
@@ -138,8 +143,6 @@ def fit_alpha_beta(points: Sequence[tuple[float, float]], ranks: int = 2) -> tup
 
 def calibrate_allreduce(sizes: Sequence[int] = SIZES_BYTES, threads: int = 1, world: int = 2) -> LinkCalibration:
     """Run the gloo all-reduce microbenchmark over loopback and fit alpha and beta."""
-    from .measure import machine_info
-
     res = _spawn(_allreduce_worker, world, (tuple(sizes), threads))
     points = []
     for n in sizes:
@@ -154,8 +157,6 @@ def calibrate_allreduce(sizes: Sequence[int] = SIZES_BYTES, threads: int = 1, wo
 def save_link(cal: LinkCalibration, path: str | Path | None = None) -> Path:
     """Write the fitted link as a YAML profile (default hardware_profiles/links/calibrated/local-gloo-loopback.yaml)."""
     import yaml
-
-    from ..paths import repo_root
 
     if path is None:
         root = repo_root() or Path.cwd()
@@ -227,8 +228,6 @@ def straggler_cv_from_runs(per_rank: Sequence[Sequence[float]]) -> float:
     The measured wait is E[max over ranks] / E[mean over ranks] - 1 of each repetition; the model's is
     cv x E[max of N standard normals] (perfmodel.parallel.sync_modes), hence cv = wait / E[max].
     """
-    from ..parallel.sync_modes import expected_max_normal
-
     world = len(per_rank)
     if world < 2:
         return 0.0
@@ -281,9 +280,6 @@ def _ddp_worker(rank: int, world: int, port: int, out_dir: str, graph_data: dict
     _init(rank, world, port, threads)
     from torch.nn.parallel import DistributedDataParallel as DDP
 
-    from ..graph.io import network_from_dict
-    from .to_module import make_batch, to_module
-
     graph = network_from_dict(graph_data)
     torch.manual_seed(seed)  # same initial weights on every rank (DDP also broadcasts rank 0's)
     model = DDP(to_module(graph))
@@ -311,8 +307,6 @@ def _ddp_worker(rank: int, world: int, port: int, out_dir: str, graph_data: dict
 
 
 def _graph_dict(graph: LayerGraph) -> dict:
-    from ..graph.io import network_to_dict
-
     return network_to_dict(graph, flat=True)
 
 
@@ -326,8 +320,6 @@ def _loadavg():
 def measure_ddp(network: str | Path | LayerGraph, batch: int, *, world: int = 2, threads: int = 1, warmup: int = 3,
                 steps: int = 10, seed: int = 0) -> DDPMeasurement:
     """Time DDP training steps of `network` with `world` gloo processes x `threads` threads on this CPU."""
-    from .measure import machine_info, summarize_times
-
     graph = load_network(network)
     if batch < 1 or steps < 1 or warmup < 0 or world < 1 or threads < 1:
         raise InputError("batch, steps, world and threads must be >= 1 and warmup >= 0")
@@ -335,8 +327,6 @@ def measure_ddp(network: str | Path | LayerGraph, batch: int, *, world: int = 2,
     res = _spawn(_ddp_worker, world, (_graph_dict(graph), batch, warmup, steps, threads, seed))
     per_step = [max(r[i] for r in res) for i in range(steps)]
     s = summarize_times(per_step)
-    from ..ops.base import graph_costs
-
     params = sum(c.params for c in graph_costs(graph, 1, 4))
     return DDPMeasurement(graph.name, batch, world, threads, warmup, steps, params,
                           tuple(tuple(r) for r in res), tuple(per_step), s["median_s"], s["p10_s"], s["p90_s"],

@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from ..hardware.schema import Link
+from ..parallel.collectives import ring_allreduce
 
 LINK_NAME = "local-gloo-loopback"
 
@@ -40,8 +41,6 @@ class LinkCalibration:
                 "rate. Valid for this machine only.")
 
     def residuals_pct(self) -> list[float]:
-        from ..parallel.collectives import ring_allreduce
-
         return [100.0 * (ring_allreduce(n, 2, self.bandwidth_Bps, self.alpha_s) - t) / t for n, t in self.points]
 
     def to_dict(self) -> dict[str, Any]:

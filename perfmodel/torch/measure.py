@@ -43,7 +43,9 @@ from typing import Any, Callable, Iterator
 import torch
 from torch import nn
 
+from .. import __version__
 from ..errors import InputError
+from ..graph.io import load_network
 from ..graph.layer_graph import LayerGraph
 from ..machine import cpu_model_name as _cpu_model
 from .records import (  # noqa: F401  (re-exported: the records and their storage)
@@ -51,6 +53,7 @@ from .records import (  # noqa: F401  (re-exported: the records and their storag
     default_measurements_dir, default_measurements_path, load_measurements, physical_cores, read_jsonl,
     summarize_times,
 )
+from .to_module import GraphModule, make_batch, to_module
 
 __all__ = [
     "JsonlError", "LayerTiming", "MachineInfo", "Measurement", "append_jsonl", "default_measurements_dir",
@@ -250,12 +253,8 @@ def _tf32(enabled: bool) -> Iterator[None]:
 
 def _resolve(module_or_graph, batch: int, device: str, seed: int, inputs):
     """-> (module, forward(module) -> loss, name, notes)."""
-    from .to_module import GraphModule, make_batch, to_module
-
     notes: list[str] = []
     if isinstance(module_or_graph, (str, Path)):
-        from ..graph.io import load_network
-
         module_or_graph = load_network(module_or_graph)
     if isinstance(module_or_graph, LayerGraph):
         graph = module_or_graph
@@ -318,8 +317,6 @@ def measure_training(module_or_graph, batch: int, *, device: str = "cpu", dtype:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise InputError("device 'cuda' asked for but torch sees no CUDA device")
     sync = (lambda: torch.cuda.synchronize(dev)) if dev.type == "cuda" else (lambda: None)
-    from .. import __version__
-
     with _threads(threads):
         module, forward, name, notes = _resolve(module_or_graph, batch, device, seed, inputs)
         opt = _optimizer(optimizer, module.parameters())
@@ -361,8 +358,6 @@ def measure_training(module_or_graph, batch: int, *, device: str = "cpu", dtype:
 
 
 def _per_layer(module: nn.Module, step: Callable[[], None], steps: int, sync) -> tuple[tuple[LayerTiming, ...], str]:
-    from .to_module import GraphModule
-
     if isinstance(module, GraphModule):
         probe: Any = _GraphProbe(module, sync)
         module.layer_probe = probe

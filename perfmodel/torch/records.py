@@ -19,7 +19,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from ..errors import PerfModelError
+from ..errors import PerfModelError, format_pydantic_error
+from ..paths import repo_root
+from ..store import append_jsonl as _append
+from ..store import read_jsonl as _read
 
 SCHEMA = "perfmodel.measurement/1"
 DTYPES = ("fp32", "tf32", "fp16", "bf16")
@@ -150,8 +153,6 @@ class JsonlError(PerfModelError, ValueError):
 
 def default_measurements_dir() -> Path:
     """validation/measurements/ of the source checkout (or of the current directory when installed)."""
-    from ..paths import repo_root
-
     root = repo_root()
     return (root if root is not None else Path.cwd()) / "validation" / "measurements"
 
@@ -173,8 +174,6 @@ def _record_dict(record) -> dict[str, Any]:
 def append_jsonl(path: str | Path, record) -> Path:
     """Append one record (a pydantic model or a dict) as one JSON line (perfmodel.store: locked, whole line,
     fsync, no temp file)."""
-    from ..store import append_jsonl as _append
-
     try:
         return _append(path, _record_dict(record))
     except PerfModelError as e:
@@ -184,8 +183,6 @@ def append_jsonl(path: str | Path, record) -> Path:
 def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
     """Every record of a JSONL file; a torn or garbled line is skipped with a perfmodel.store.StoreWarning naming
     the file and the line; an unreadable file raises JsonlError."""
-    from ..store import read_jsonl as _read
-
     return _read(path, error_cls=JsonlError)
 
 
@@ -196,8 +193,6 @@ def load_measurements(path: str | Path) -> list[Measurement]:
         try:
             out.append(Measurement.model_validate(obj))
         except ValidationError as e:
-            from ..errors import format_pydantic_error
-
             raise JsonlError(f"not a measurement record: {format_pydantic_error(e)}", file=str(path),
                              where=f"line {i}") from None
     return out

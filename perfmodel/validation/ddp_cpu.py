@@ -31,13 +31,21 @@ from ..errors import InputError, NotFoundError
 from ..graph.io import load_network
 from ..graph.layer_graph import LayerGraph
 from ..hardware.schema import Device, Link
+from ..hardware.loader import load_hardware
 from ..hardware.topology import Node
+from ..paths import repo_root
+from ..prediction import predict
 from ..torch.ddp_records import DDPMeasurement, LinkCalibration
+from ..torch.quiet import progress_every, wait_for_quiet
+from ..torch.records import append_jsonl, read_jsonl, summarize_times
+from .ddp_report import TARGET_PCT, readme_section, report_markdown, terminal_text
 from .metrics import nearest_rank_percentile
-from .protocol import Row, RunOptions, TextTable
+from .profiles import resolve_profile
+from .protocol import Row, RunOptions
+from .storage import measurement_store
+from .writer import write_report
 
 SUITE_NAME = "ddp-cpu"
-TARGET_PCT = 15.0
 # On CPUs gloo's transfers need a core; overlap with backward is only possible with a spare one.
 CPU_COMM_OVERLAP_NEEDS_IDLE_CORE = True
 SUITE_ROUNDS = 3  # each case is measured in this many rounds, round-robin over the cases, and the step times pooled
@@ -88,8 +96,6 @@ def predict_ddp(network: str | Path | LayerGraph, batch: int, device: Device, li
                 memory_speed: float | None = None, straggler_cv: float = 0.0):
     """Predicted DDP step (a Prediction) for `world` processes x `threads` threads on `device`; the synchronous
     step waits for the slowest process (straggler_cv, see perfmodel.parallel.sync_modes)."""
-    from ..prediction import predict
-
     if overlap is None:
         cores = device.cores or 1
         overlap = not (CPU_COMM_OVERLAP_NEEDS_IDLE_CORE and world * threads >= cores)
@@ -103,8 +109,6 @@ def predict_ddp(network: str | Path | LayerGraph, batch: int, device: Device, li
 
 def pool(ms: Sequence[DDPMeasurement]) -> DDPMeasurement:
     """One DDPMeasurement from several rounds of the same case: step times pooled."""
-    from ..torch.records import summarize_times
-
     first = ms[0]
     steps = tuple(t for m in ms for t in m.step_times_s)
     s = summarize_times(steps)
@@ -174,26 +178,18 @@ class DDPSuiteResult:
                 "report_dir": self.report_dir, "notes": list(self.notes)}
 
     def markdown(self) -> str:
-        from .ddp_report import report_markdown
-
         return report_markdown(self)
 
     def readme_section(self) -> str:
-        from .ddp_report import readme_section
-
         return readme_section(self)
 
     def text(self) -> str:
-        from .ddp_report import terminal_text
-
         return "\n".join(terminal_text(self))
 
 
 # --- running ----------------------------------------------------------------------------------------------
 
 def _repo_path(rel: str) -> Path:
-    from ..paths import repo_root
-
     root = repo_root() or Path.cwd()
     return root / rel
 
@@ -207,15 +203,12 @@ def _wait_idle(wait: bool, say) -> float | None:
     """Wait (when `wait`) for IDLE_SUSTAINED idle seconds, saying what it waits for; the last idle fraction."""
     if not wait:
         return None
-    from ..torch.quiet import progress_every, wait_for_quiet
-
     on_wait = progress_every(lambda m: say("  " + m), IDLE_FRACTION, IDLE_WAIT_S, IDLE_SUSTAINED)
     return wait_for_quiet(IDLE_FRACTION, IDLE_WAIT_S, sustained=IDLE_SUSTAINED, on_wait=on_wait)[0]
 
 
 def _measure_link(base: dict, meas_path: Path, wait: bool, save_link_profile: bool, say):
-    from ..torch.ddp import calibrate_allreduce, save_link
-    from ..torch.measure import append_jsonl
+    from ..torch.ddp import calibrate_allreduce, save_link  # imports torch
 
     say("all-reduce microbenchmark (gloo, 2 processes, 4 KiB .. 64 MiB) ...")
     _wait_idle(wait, say)
@@ -228,8 +221,7 @@ def _measure_link(base: dict, meas_path: Path, wait: bool, save_link_profile: bo
 
 def _measure_process_speed(base: dict, meas_path: Path, wait: bool, say) -> None:
     """How fast each process computes while all of them run (a microbenchmark, not the training runs)."""
-    from ..torch.ddp import calibrate_process_speed
-    from ..torch.measure import append_jsonl
+    from ..torch.ddp import calibrate_process_speed  # imports torch
 
     say("process contention microbenchmark (GEMM and convolution alone vs in both processes at once) ...")
     runs = []
@@ -266,8 +258,8 @@ def select_cases(cases: Sequence[DDPCase] | Sequence[str] | None, steps: int | N
 
 def _measure_cases(sel: Sequence[DDPCase], rounds: int, base: dict, meas_path: Path, wait: bool,
                    single_process_reference: bool, say) -> None:
-    from ..torch.ddp import measure_ddp
-    from ..torch.measure import append_jsonl, measure_training
+    from ..torch.ddp import measure_ddp  # imports torch
+    from ..torch.measure import measure_training
 
     for r in range(rounds):
         for c in sel:
@@ -301,9 +293,6 @@ def run_ddp_suite(report_dir: str | Path | None = None, measurements_path: str |
     link / process_speed: given, they replace the corresponding microbenchmark. save_link_profile: also write the
     fitted link as hardware_profiles/links/calibrated/local-gloo-loopback.yaml (a tracked file of the checkout).
     """
-    from .profiles import resolve_profile
-    from .storage import measurement_store
-
     def say(msg: str) -> None:
         if progress is not None:
             print(msg, file=progress, flush=True)
@@ -314,8 +303,6 @@ def run_ddp_suite(report_dir: str | Path | None = None, measurements_path: str |
     base = {"schema": "perfmodel.measurement/1", "suite": SUITE_NAME, "run_id": run_id}
     link_path = None
     if isinstance(link, str):
-        from ..hardware.loader import load_hardware
-
         link = load_hardware(link, kind="link")
     if link is None:  # the report reads the fitted link back from the run's records
         link_path = _measure_link(base, meas_path, wait_idle, save_link_profile, say)
@@ -326,15 +313,11 @@ def run_ddp_suite(report_dir: str | Path | None = None, measurements_path: str |
     res = report_from_measurements(meas_path, run_id, profile=dev, link=link, process_speed=process_speed)
     res = replace(res, link_path=link_path, report_dir=str(report_dir) if report_dir is not None else None)
     if report_dir is not None:
-        from .writer import write_report
-
         write_report(res, Path(report_dir))
     return res
 
 
 def _run_records(meas_path: Path, run_id: str | None) -> tuple[str, list[dict]]:
-    from ..torch.records import read_jsonl
-
     recs = [r for r in read_jsonl(meas_path) if r.get("suite") == SUITE_NAME and r.get("run_id")]
     if run_id is None:
         if not recs:
@@ -372,8 +355,6 @@ def _case_results(recs: list[dict], dev: Device, lk: Link, process_speed, memory
         st = [t for r in singles if r["case"] == name for t in r["step_times_s"]]
         ref = None
         if st:
-            from ..prediction import predict
-
             ref = {"measured_s": statistics.median(st),
                    "predicted_s": predict(load_network(net), dev, batch=c.batch, threads=c.threads,
                                           layers=False).iteration_time_s}
@@ -391,8 +372,6 @@ def report_from_measurements(measurements_path: str | Path | None = None, run_id
 
     The link (alpha, B) and the process speed come from that run's microbenchmark records unless given.
     """
-    from .profiles import resolve_profile
-
     dev = resolve_profile(profile, "cpu")
     meas_path = Path(measurements_path) if measurements_path else _repo_path("validation/measurements/ddp-cpu.jsonl")
     run_id, recs = _run_records(meas_path, run_id)
@@ -419,8 +398,6 @@ def report_from_measurements(measurements_path: str | Path | None = None, run_id
                          process_speed, {k: v for k, v in proc.items() if k not in ("schema", "suite", "run_id", "kind")}
                          if proc else None, tuple(notes))
     if write or report_dir is not None:
-        from .writer import write_report
-
         write_report(res, rep_dir)
     return res
 
@@ -452,8 +429,6 @@ class _DDPSuite:
                              save_link_profile=o.commit)
 
     def text(self, report: DDPSuiteResult) -> list:
-        from .ddp_report import terminal_text
-
         return terminal_text(report)
 
 

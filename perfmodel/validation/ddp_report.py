@@ -5,7 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .ddp_cpu import TARGET_PCT
+from ..parallel.sync_modes import expected_max_normal
+from ..torch.ddp_records import LINK_NAME
+from .report import plural
+
+TARGET_PCT = 15.0  # the ddp-cpu suite's target: absolute error per case
 
 
 def _link_section(res) -> list[str]:
@@ -52,8 +56,6 @@ def _process_section(res) -> list[str]:
             L += ["Memory-bound work: not measured in this run; each process gets an equal share of the memory "
                   "bandwidth.", ""]
         if pb and "straggler_cv" in pb:
-            from ..parallel.sync_modes import expected_max_normal
-
             per_k = ", ".join(f"{k} {pb[k]['straggler_cv']:.3f}" for k in ("gemm", "conv") if "straggler_cv" in pb.get(k, {}))
             L += [f"The processes do not go equally fast: over the runs together, the slower process takes on average "
                   f"{pb['straggler_cv'] * expected_max_normal(pb['world']) * 100:.1f}% longer than the mean of the two, "
@@ -138,9 +140,6 @@ def readme_section(res) -> str:
 
 def terminal_text(res) -> list[str]:
     """The summary `perfmodel validate --suite ddp-cpu` prints."""
-    from ..torch.ddp_records import LINK_NAME
-    from .report import plural
-
     lines = [f"{res.suite}: {plural(len(res.cases), 'case')}, profile {res.profile}, link {LINK_NAME} "
              f"(alpha {res.link.alpha_s * 1e6:.1f} us, B {res.link.bandwidth_Bps / 1e9:.2f} GB/s)", ""]
     lines.append(f"{'case':24s} {'measured ms':>12s} {'predicted ms':>13s} {'error':>8s}")

@@ -6,6 +6,7 @@ import re
 from typing import Any
 
 from ..errors import NotFoundError
+from ..hardware.loader import builtin_hardware, load_hardware
 from ..machine import cpu_model_name
 
 
@@ -15,8 +16,6 @@ def find_calibrated_profile(device: str = "cpu"):
     A profile matches when its source reads "calibrated on <this CPU model name>" (or GPU name) and,
     for a CPU, its core count equals this machine's physical cores.
     """
-    from ..hardware.loader import builtin_hardware, load_hardware
-
     if device == "cuda":
         import torch
 
@@ -52,8 +51,6 @@ def resolve_profile(profile: Any, device: str = "cpu"):
         return find_calibrated_profile(device)
     if hasattr(profile, "peak_flops"):
         return profile
-    from ..hardware.loader import load_hardware
-
     return load_hardware(profile, kind="device")
 
 

@@ -16,6 +16,8 @@ from typing import Any, NamedTuple, Optional, Protocol, Sequence, Union, runtime
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from .metrics import signed_error_pct
+
 
 class Row(BaseModel):
     """One case of a suite: the model's time against the measured (or published) time."""
@@ -32,8 +34,6 @@ class Row(BaseModel):
     @property
     def error_pct(self) -> float:
         """Signed error, 100 * (predicted - measured) / measured."""
-        from .metrics import signed_error_pct
-
         return signed_error_pct(self.predicted_s, self.measured_s)
 
 

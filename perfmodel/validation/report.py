@@ -6,11 +6,11 @@ terminal summary. perfmodel.validation.writer writes the files.
 from __future__ import annotations
 
 import html
-import json
 from pathlib import Path
 from typing import Any, Sequence
 
 from .metrics import ErrorSummary
+from .protocol import TextTable
 
 
 def _ms(x: float) -> str:
@@ -252,8 +252,6 @@ def plural(n: int, word: str) -> str:
 
 def terminal_text(res) -> list:
     """The summary `perfmodel validate` prints for a measured suite (lines and tables)."""
-    from .protocol import TextTable
-
     rows = [(r.case.name, f"{r.measured_s * 1e3:.1f}", f"{r.predicted_s * 1e3:.1f}", f"{r.error_pct:+.1f}%")
             for r in res.cases]
     out = [f"{res.suite}: {plural(len(res.cases), 'case')} on {res.device}, profile {res.profile}", "",

@@ -12,6 +12,7 @@ from typing import Any
 from ..errors import InputError
 from .protocol import RunOptions
 from .registry import load_suite
+from .writer import write_report
 
 
 def check_cases(suite: Any, cases: tuple[str, ...]) -> None:
@@ -36,7 +37,5 @@ def run_suite_by_name(name: str, options: RunOptions) -> Any:
     check_cases(suite, options.cases)
     report = suite.run(options)
     if options.report_dir is not None:
-        from .writer import write_report
-
         write_report(report, options.report_dir)
     return report

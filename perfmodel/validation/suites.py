@@ -36,10 +36,17 @@ from pathlib import Path
 from typing import Any, Sequence, TextIO
 
 from ..errors import InputError, NotFoundError
-from .metrics import ErrorSummary, meets_target, signed_error_pct, summarize
+from ..graph.io import load_network
+from ..paths import repo_root
+from ..prediction import predict
 from ..torch.quiet import Interference, progress_every, wait_for_quiet
-from .profiles import calibration_info, find_calibrated_profile, resolve_profile  # noqa: F401
+from ..torch.records import append_jsonl, load_measurements, summarize_times
+from .metrics import ErrorSummary, meets_target, signed_error_pct, summarize
+from .profiles import calibration_info, resolve_profile
 from .protocol import Row, RunOptions
+from .report import readme_section, report_html, report_markdown, terminal_text
+from .storage import measurement_store
+from .writer import write_report
 
 NETWORK_DIR = "validation/networks"
 QUIET_LOAD = 1.0  # load average below which the machine counts as quiet for measuring
@@ -100,8 +107,6 @@ class MeasuredSuite:
                          wait_for_idle=options.wait)
 
     def text(self, report: "SuiteResult") -> str:
-        from .report import terminal_text
-
         return terminal_text(report)
 
 
@@ -240,18 +245,12 @@ class SuiteResult:
                          spread_s=(r.p10_s, r.p90_s)) for r in self.cases)
 
     def markdown(self) -> str:
-        from .report import report_markdown
-
         return report_markdown(self, self.calibration)
 
     def html(self, markdown: str) -> str | None:
-        from .report import report_html
-
         return report_html(self, markdown)
 
     def readme_section(self) -> str:
-        from .report import readme_section
-
         return readme_section(self, self.calibration)
 
     @property
@@ -273,8 +272,6 @@ class SuiteResult:
 # --- running -------------------------------------------------------------------------------------------
 
 def network_path(case: Case) -> Path:
-    from ..paths import repo_root
-
     root = repo_root() or Path.cwd()
     p = root / NETWORK_DIR / case.network
     if not p.exists():
@@ -315,8 +312,6 @@ def replay_measurements(path: Path, suite: str, cases: Sequence[Case]) -> dict[s
 
     Only the latest run is used: the records after the last round-1, attempt-1 record of the first case.
     """
-    from ..torch.records import load_measurements
-
     recs = [m for m in load_measurements(path) if _note(m, "suite") == suite]
     if not recs:
         raise NotFoundError(f"{path} holds no measurements of suite '{suite}'")
@@ -391,9 +386,6 @@ def _check_device(suite: MeasuredSuite, device: str | None, measuring: bool) -> 
 
 
 def _predict_cases(chosen: Sequence[Case], dev, device: str) -> dict[str, tuple]:
-    from ..graph.io import load_network
-    from ..prediction import predict
-
     preds = {}
     for c in chosen:
         graph = load_network(network_path(c))
@@ -413,7 +405,7 @@ def _wait_quiet(say) -> None:
 def _measure_case(name: str, c: Case, graph, dev, device: str, rnd: int, mpath: Path, wait: bool, per_layer: bool,
                   say) -> tuple:
     """One round of one case: (least disturbed measurement, its others_cores, load average, attempts taken)."""
-    from ..torch.measure import append_jsonl, measure_training
+    from ..torch.measure import measure_training  # imports torch
 
     most = MAX_ATTEMPTS if wait else 1
     best = None
@@ -454,8 +446,6 @@ def _measure_rounds(name: str, chosen: Sequence[Case], preds: dict, dev, device:
 
 
 def _case_result(c: Case, pred, ms: list) -> CaseResult:
-    from ..torch.records import summarize_times
-
     st = summarize_times([t for m, *_ in ms for t in m.step_times_s])
     others_l = [o for _, o, _, _ in ms if o is not None]
     with_layers = next((m for m, *_ in ms if m.per_layer), None)
@@ -502,8 +492,6 @@ def run_suite(name: str, *, device: str | None = None, profile: Any = None, repo
     `wait_for_idle=False`: measure each case once, at once (no waiting for an idle machine, no repeat
     of a disturbed measurement) - for smoke tests.
     """
-    from .storage import measurement_store
-
     def say(msg: str, end: str = "\n") -> None:
         if progress is not None:
             progress.write(msg + end)
@@ -529,7 +517,7 @@ def run_suite(name: str, *, device: str | None = None, profile: Any = None, repo
     if replay is not None:  # the machine the stored measurements came from
         machine = next(iter(taken.values()))[0][0].machine.model_dump(mode="json")
     else:
-        from ..torch.measure import machine_info
+        from ..torch.measure import machine_info  # imports torch
 
         machine = machine_info().model_dump(mode="json")
     notes = _suite_notes(results, wait_for_idle, replay is not None, load_before, load_after) if device == "cpu" else []
@@ -541,7 +529,5 @@ def run_suite(name: str, *, device: str | None = None, profile: Any = None, repo
         measurements_path=str(mpath), load_before=load_before, load_after=load_after, notes=tuple(notes),
         replayed=replay is not None, calibration=calibration_info(dev))
     if report_dir is not None:
-        from .writer import write_report
-
         write_report(res, Path(report_dir))
     return res

@@ -17,6 +17,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
+from ..report.html import figure_div, page
 from .protocol import Row
 
 
@@ -63,10 +64,6 @@ def rows_figure(rows: Sequence[Row], title: str) -> Any:
 
 def generic_html(report: Any, markdown: str) -> str | None:
     """A page with the rows' scatter and the markdown report; None without plotly."""
-    try:
-        from ..report.html import figure_div, page
-    except ImportError:
-        return None
     rows = report.comparisons()
     try:
         parts = [figure_div(rows_figure(rows, f"{report.suite}: predicted vs measured"), True)] if rows else []

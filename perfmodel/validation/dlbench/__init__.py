@@ -33,7 +33,8 @@ Method (every choice is a named constant below):
 `README_SECTION.md` through the shared writer (perfmodel.validation.writer). Library code never prints.
 
 Modules: `data` (the table, named constants, result objects), `fit` (the model side and the fits),
-`analysis` (rows, summaries, claims, `run_dlbench`), `report` and `readme` (the report's text).
+`analysis` (rows, summaries, claims), `report` and `readme` (the report's text), `result` (DLBenchResult, a
+SuiteReport, and `run_dlbench`).
 """
 
 
@@ -43,12 +44,10 @@ from typing import Any
 
 from ...errors import InputError
 from ..protocol import RunOptions, TextTable
-from .analysis import predict_published, run_dlbench
-from .data import (
-    CLASS_LABEL, DEVICE_CLASSES, FIT_NETWORK, PENALTY_MAX, SUITE as SUITE_NAME, DLBenchResult, default_csv_path,
-    load_published,
-)
+from .analysis import predict_published
+from .data import CLASS_LABEL, DEVICE_CLASSES, FIT_NETWORK, PENALTY_MAX, SUITE as SUITE_NAME, default_csv_path, load_published
 from .fit import fit_thread_scaling, thread_scaled
+from .result import DLBenchResult, run_dlbench
 
 __all__ = ["CLASS_LABEL", "DEVICE_CLASSES", "FIT_NETWORK", "PENALTY_MAX", "DLBenchResult", "SUITE", "default_csv_path",
            "fit_thread_scaling", "load_published", "predict_published", "run_dlbench", "thread_scaled"]

@@ -1,22 +1,23 @@
 """DLBench 2016: every row predicted with the fitted factors, and the analyses of the report (summaries, thread
-curves, published scaling, leave-one-out, claims); `run_dlbench` builds the result."""
+curves, published scaling, leave-one-out, claims); result.py builds the result from them."""
 
 from __future__ import annotations
 
 import math
 import statistics
-from pathlib import Path
-from typing import Iterable, Sequence
+from typing import TYPE_CHECKING, Iterable, Sequence
 
-from .data import (
-    BATCH_ASSUMPTIONS, BatchAssumption, Claim, DESKTOP, DEVICE_CLASSES, DLBenchResult, DLBenchRow, ErrorSummary,
-    FCN_PARAMETER_NOTE, FIT_NETWORK, FRAMEWORK_COLORS, FittedFactor, GPU, LeaveOneOut, NetworkBias,
-    PublishedRow, PublishedScaling, RatioComparison, SENSITIVITY_SCALES, SERVER, SensitivityCase,
-    SerialFractionDiagnostic, TURBO_RATIO, ThreadBucket, ThreadCurve, ZOO_NETWORKS, default_csv_path,
-    load_published,
-)
 from ..metrics import percentile
+from .data import (
+    BATCH_ASSUMPTIONS, Claim, DESKTOP, DEVICE_CLASSES, DLBenchRow, ErrorSummary,
+    FIT_NETWORK, FRAMEWORK_COLORS, FittedFactor, GPU, LeaveOneOut, NetworkBias,
+    PublishedRow, PublishedScaling, RatioComparison, SENSITIVITY_SCALES, SERVER, SensitivityCase,
+    SerialFractionDiagnostic, TURBO_RATIO, ThreadBucket, ThreadCurve, ZOO_NETWORKS,
+)
 from .fit import _Case, _Model, _ModelPoint, _cached_thread_fit, _cases, _evaluate, _geomean, _row_ts
+
+if TYPE_CHECKING:  # the result imports this module
+    from .result import DLBenchResult
 
 
 def _err(pred: float, pub: float) -> float:
@@ -441,61 +442,6 @@ def predict_published(published: Sequence[PublishedRow], model: _Model | None = 
     cases = _cases(published)
     points, factors = _evaluate(cases, model, thread_fit)
     return tuple(_build_rows(cases, points, factors, model)), factors
-
-
-def run_dlbench(report_dir: Path | str | None = None, csv_path: Path | str | None = None) -> DLBenchResult:
-    """Predict every row of the published DLBench 2016 table; write the report into `report_dir` if given."""
-    path = Path(csv_path) if csv_path is not None else default_csv_path()
-    published = load_published(path)
-    model = _Model()
-    rows, factors = predict_published(published, model)
-    rows_before, _ = predict_published(published, model, thread_fit=False)
-    curves = _thread_curves(rows, model, factors)
-    scaling = _published_scaling(rows)
-    ratios = _ratios(rows)
-    sens = _sensitivity(published, rows, factors, model)
-    held = sorted((r for r in rows if not r.fit_row), key=lambda r: r.abs_error_pct, reverse=True)
-    misses = tuple({"label": r.label, "published_s": r.published_s, "predicted_s": r.predicted_s,
-                    "signed_error_pct": r.signed_error_pct, "cause": _miss_cause(r, rows)} for r in held[:10])
-    assumptions = tuple(BatchAssumption(network=n, device_class=c, batch=a.batch, reason=a.reason)
-                        for (n, c), a in BATCH_ASSUMPTIONS.items())
-    try:
-        shown = str(path.resolve().relative_to(Path.cwd().resolve()))
-    except ValueError:
-        shown = str(path)
-    result = DLBenchResult(
-        csv_path=shown, rows=tuple(rows), factors=tuple(factors.values()), batch_assumptions=assumptions,
-        summary=tuple(_summaries(rows)), summary_factor_only=tuple(_summaries(rows_before)),
-        leave_one_out=tuple(_leave_one_out(_cases(published), model)), thread_buckets=tuple(_thread_buckets(rows)),
-        sensitivity=tuple(sens), thread_curves=tuple(curves),
-        published_scaling=tuple(scaling), gpu_cpu_ratios=tuple(ratios),
-        claims=tuple(_claims(rows, curves, scaling, ratios, factors)), serial_fractions=tuple(_serial_fractions(rows, model)),
-        network_bias=tuple(_network_bias(rows)), largest_misses=misses,
-        notes=(FCN_PARAMETER_NOTE,
-               "Signed error = (predicted - published) / published; held-out rows are all rows except the "
-               "main table's FCN-5 rows, which fit the factors and the CPU thread scaling.",
-               "The desktop FCN table rows (metric time_per_minibatch_b64, incl. Caffe) are predicted, not "
-               "fitted. Caffe has no FCN-5 rows in the main table, so it gets factor 1 and the i7-3820 profile's "
-               "own thread scaling (serial fraction 0.03, hyper-thread penalty 0.10).",
-               "Profiles: the five platforms' profiles have what the suite needs (physical cores 4 and 16, two "
-               "hardware threads per core, base clocks, per-die K80 figures) and were used unchanged. They have no "
-               "turbo clock (the Device schema has no field for it): CPU peaks are base-clock figures, while 1-thread "
-               "runs reach 3.8 GHz (i7) and 3.2 GHz (Xeon), so some 1-thread rows are faster than the profile's "
-               "per-core peak allows (flag above_base_peak). Their thread_scaling serial fractions (0.03, 0.05) are "
-               "hardware assumptions and stay in the profiles; each framework's fitted thread scaling lives only in "
-               "the copy of the profile its rows are predicted with (it is a property of the 2016 software, and "
-               "it also absorbs whatever else changes with the thread count in those runs, e.g. the turbo clock "
-               "of a 1-thread run).",
-               "The thread fit is a least-squares fit of up to 3 parameters on 2-4 rows per group: the desktop "
-               "groups with rows at 1, 2 and 8 threads are fitted exactly up to the bounds (no degree of freedom "
-               "left), the server groups with 1, 8, 16 and 32 threads have one. The fit-row errors therefore say "
-               "little; the held-out rows, the FCN-8 rows in particular (same op family, same thread counts), and "
-               "the leave-one-out table are the evidence."))
-    if report_dir is not None:
-        from ..writer import write_report
-
-        write_report(result, Path(report_dir))
-    return result
 
 
 def _pub(res: DLBenchResult, network: str, framework: str, profile: str, threads: int | None = None) -> DLBenchRow | None:

@@ -8,9 +8,11 @@ import io
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from pydantic import BaseModel, ConfigDict
+
+from ...errors import InputError, NotFoundError
+from ...paths import data_dir, repo_root
 
 
 SUITE = "dlbench-2016"
@@ -369,81 +371,12 @@ class Claim(_Frozen):
     evidence: str
 
 
-class DLBenchResult(_Frozen):
-    suite: str = SUITE
-    source: str = SOURCE_PAPER
-    csv_path: str
-    rows: tuple[DLBenchRow, ...]
-    factors: tuple[FittedFactor, ...]
-    batch_assumptions: tuple[BatchAssumption, ...]
-    summary: tuple[ErrorSummary, ...]
-    sensitivity: tuple[SensitivityCase, ...]
-    thread_curves: tuple[ThreadCurve, ...]
-    published_scaling: tuple[PublishedScaling, ...]
-    gpu_cpu_ratios: tuple[RatioComparison, ...]
-    claims: tuple[Claim, ...]
-    summary_factor_only: tuple[ErrorSummary, ...] = ()  # the same rows predicted by the previous method
-    leave_one_out: tuple[LeaveOneOut, ...] = ()
-    thread_buckets: tuple[ThreadBucket, ...] = ()
-    serial_fractions: tuple[SerialFractionDiagnostic, ...] = ()
-    network_bias: tuple[NetworkBias, ...] = ()
-    largest_misses: tuple[dict[str, Any], ...]
-    notes: tuple[str, ...] = ()
-
-    def factor(self, framework: str, device_class: str) -> float:
-        for f in self.factors:
-            if f.framework == framework and f.device_class == device_class:
-                return f.factor
-        raise KeyError((framework, device_class))
-
-    def fitted(self, framework: str, device_class: str) -> FittedFactor:
-        for f in self.factors:
-            if f.framework == framework and f.device_class == device_class:
-                return f
-        raise KeyError((framework, device_class))
-
-    def summary_for(self, device_class: str, subset: str = "held_out", factor_only: bool = False
-                    ) -> ErrorSummary | None:
-        """Error summary of one class and subset; `factor_only`: of the previous, factor-only method."""
-        for s in (self.summary_factor_only if factor_only else self.summary):
-            if s.device_class == device_class and s.subset == subset:
-                return s
-        return None
-
-    def to_dict(self) -> dict[str, Any]:
-        return self.model_dump(mode="json")
-
-    def comparisons(self) -> tuple:
-        """Every published row against its prediction (perfmodel.validation.protocol.Row); fit rows flagged."""
-        from ..protocol import Row
-
-        return tuple(Row(case=r.label, predicted_s=r.predicted_s, measured_s=r.published_s, group=r.device_class,
-                         fitted=r.fit_row) for r in self.rows)
-
-    def markdown(self) -> str:
-        from .report import report_markdown
-
-        return report_markdown(self)
-
-    def html(self, markdown: str) -> str | None:
-        from .report import report_html
-
-        return report_html(self, markdown)
-
-    def readme_section(self) -> str:
-        from .readme import readme_section
-
-        return readme_section(self)
-
-
 # ----------------------------------------------------------------------------------------------
 # loading
 
 
 def default_csv_path() -> Path:
     """The committed copy (validation/published/), else the shared folder next to the checkout."""
-    from ...paths import data_dir, repo_root
-
     cands = []
     d = data_dir("validation")
     if d is not None:
@@ -453,8 +386,6 @@ def default_csv_path() -> Path:
     for c in cands:
         if c.is_file():
             return c
-    from ...errors import NotFoundError
-
     raise NotFoundError(f"the published DLBench table '{CSV_NAME}' was not found; looked in: "
                         + ", ".join(str(c) for c in cands) + ". Pass its path explicitly.")
 
@@ -464,8 +395,6 @@ COLUMNS = ("source", "network", "framework", "hardware", "threads", "num_gpus", 
 
 def _csv_text(path: Path) -> str:
     """The file's text; InputError for a missing, unreadable, binary, non-UTF-8 or empty file."""
-    from ...errors import InputError
-
     try:
         raw = path.read_bytes()
     except OSError as e:
@@ -482,8 +411,6 @@ def _csv_text(path: Path) -> str:
 
 
 def _records(path: Path, text: str) -> list[dict[str, str]]:
-    from ...errors import InputError
-
     reader = csv.reader(io.StringIO(text, newline=""))
     header = [h.strip() for h in next(reader)]
     missing = [c for c in COLUMNS if c not in header]
@@ -525,8 +452,6 @@ def _row(i: int, r: dict[str, str]) -> PublishedRow:
 
 def load_published(csv_path: str | Path | None = None) -> tuple[PublishedRow, ...]:
     """Parse the published CSV (as published: no value is changed); InputError naming the file and row otherwise."""
-    from ...errors import InputError
-
     path = Path(csv_path) if csv_path is not None else default_csv_path()
     rows = []
     for i, r in enumerate(_records(path, _csv_text(path))):

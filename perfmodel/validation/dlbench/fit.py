@@ -8,6 +8,11 @@ import re
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
+from ...errors import InputError
+from ...graph.io import load_network
+from ...hardware.loader import load_hardware
+from ...hardware.schema import ThreadScaling
+from ...prediction import predict
 from .data import (
     BATCH_ASSUMPTIONS, DTYPE, FIT_GRID, FIT_NETWORK, FIT_TOL, FRAMEWORKS, FittedFactor, GPU, HARDWARE_PROFILES,
     MAIN_METRIC, OPTIMIZER, PENALTY_MAX, PublishedRow, SERIAL_BOUNDS, SUITE, ZOO_NETWORKS,
@@ -33,9 +38,6 @@ class _Model:
     """
 
     def __init__(self) -> None:
-        from ...graph.io import load_network
-        from ...hardware.loader import load_hardware
-
         self._load_network, self._load_hardware = load_network, load_hardware
         self._graphs: dict[str, Any] = {}
         self._devices: dict[tuple, Any] = {}
@@ -67,8 +69,6 @@ class _Model:
             ts = (ts[0], base.thread_scaling.hyperthread_penalty)
         key = (network, profile, batch, t, ts)
         if key not in self._cache:
-            from ...prediction import predict
-
             p = predict(self.graph(network), self.device(profile, ts), batch=batch, dtype=DTYPE, threads=t,
                         optimizer=OPTIMIZER, layers=False)
             self._cache[key] = _ModelPoint(p.iteration_time_s, p.flops["total"], p.memory.fits)
@@ -85,8 +85,6 @@ class _Model:
 
 def thread_scaled(device, serial_fraction: float, hyperthread_penalty: float, source: str = ""):
     """A copy of a CPU profile with another serial fraction and hyper-thread penalty (validated ThreadScaling)."""
-    from ...hardware.schema import ThreadScaling
-
     ts = ThreadScaling.model_validate({
         **device.thread_scaling.model_dump(), "serial_fraction": serial_fraction,
         "hyperthread_penalty": hyperthread_penalty,
@@ -126,8 +124,6 @@ def _stated_batch(metric: str) -> int | None:
 
 
 def _cases(rows: Sequence[PublishedRow], overrides: dict[tuple[str, str], int] | None = None) -> list[_Case]:
-    from ...errors import InputError
-
     out = []
     for r in rows:
         if r.hardware not in HARDWARE_PROFILES:
@@ -276,8 +272,6 @@ def fit_factors(cases: Sequence[_Case], model: _Model, thread_fit: bool = True) 
 
     `thread_fit=False`: the factor only, with the device profile's thread scaling (the previous method).
     """
-    from ...errors import InputError
-
     groups: dict[tuple[str, str], list[_Case]] = {}
     present = sorted({(c.framework, c.device_class) for c in cases})
     for c in cases:

@@ -3,21 +3,24 @@
 from __future__ import annotations
 
 import statistics
+from typing import TYPE_CHECKING
 
+from ...graph.io import load_network
+from ...hardware.loader import load_hardware
+from ...ops import DTYPE_BYTES, op_cost
 from .data import (
-    BATCH_ASSUMPTIONS, CLASS_LABEL, DEVICE_CLASSES, DLBenchResult, DTYPE, FCN_PARAMETER_NOTE, FIT_NETWORK, GPU,
+    BATCH_ASSUMPTIONS, CLASS_LABEL, DEVICE_CLASSES, DTYPE, FCN_PARAMETER_NOTE, FIT_NETWORK, GPU,
     PENALTY_MAX, SERVER, SUITE, ZOO_NETWORKS,
 )
 from .analysis import _err, _gpu_pair_ratio, _pub
 from .report import _fmt_s, _tf_desktop_note
 
+if TYPE_CHECKING:  # the result imports this module
+    from .result import DLBenchResult
+
 
 def _conv_note(res: DLBenchResult) -> str:
     """Per-convolution FLOPs of ResNet-50 at its GPU batch and the conv efficiency the GTX 1080 profile gives them."""
-    from ...graph.io import load_network
-    from ...hardware.loader import load_hardware
-    from ...ops import DTYPE_BYTES, op_cost
-
     b = BATCH_ASSUMPTIONS[("ResNet-50", GPU)].batch
     g = load_network(ZOO_NETWORKS["ResNet-50"])
     curve = load_hardware("gtx-1080", kind="device").efficiency.conv

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import statistics
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from .data import (
-    CLASS_LABEL, DESKTOP, DEVICE_CLASSES, DLBenchResult, FIT_NETWORK, FRAMEWORK_COLORS, NETWORK_COLORS,
+    CLASS_LABEL, DESKTOP, DEVICE_CLASSES, FIT_NETWORK, FRAMEWORK_COLORS, NETWORK_COLORS,
     PENALTY_MAX, SERIAL_BOUNDS, SERVER, SUITE,
 )
 from .analysis import _err, _pub
+
+if TYPE_CHECKING:  # the result imports this module
+    from .result import DLBenchResult
 
 
 # ----------------------------------------------------------------------------------------------
