@@ -269,6 +269,27 @@ def layout_paths(block: Block) -> list[str]:
     return out
 
 
+_PAREN = re.compile(r"\(([^()]*(?:\([^()]*\)[^()]*)*)\)")
+_NAME = re.compile(r"`([a-z_][a-z0-9_]*)`")
+
+
+def json_key_docs(path: Path) -> dict[str, tuple[set[str], dict[str, set[str]]]]:
+    """Paragraphs "`perfmodel CMD ... --json` keys ...": CMD -> (top-level keys named, {key: sub-keys named in
+    the parentheses after it})."""
+    out: dict[str, tuple[set[str], dict[str, set[str]]]] = {}
+    for para in path.read_text(encoding="utf-8").split("\n\n"):
+        m = re.match(r"`perfmodel (\w+) [^`]*--json` keys[^:]*:", para)
+        if not m:
+            continue
+        body = " ".join(para[m.end():].split())
+        subs: dict[str, set[str]] = {}
+        for k in re.finditer(r"`([a-z_]+)` " + _PAREN.pattern, body):
+            subs[k.group(1)] = set(_NAME.findall(k.group(2)))
+        top = set(_NAME.findall(_PAREN.sub("", body)))
+        out[m.group(1)] = (top, {k: v for k, v in subs.items() if v})
+    return out
+
+
 def skeleton(line: str) -> str:
     """A line with every number (and its unit) replaced by '#' and runs of spaces collapsed (its stable shape)."""
     return " ".join(NUMBER.sub("#", line).split())

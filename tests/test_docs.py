@@ -130,6 +130,29 @@ def test_readme_quick_start_is_install_predict_test():
     assert pred[pred.index("--hardware") + 1] in perfmodel.builtin_hardware()
 
 
+JSON_RUNS = {"predict": ["predict", "resnet50", "--hardware", "v100-sxm2", "--layers", "--json"],
+             "show": ["show", "resnet50", "--json"]}
+
+
+@pytest.mark.parametrize("cmd", sorted(JSON_RUNS))
+def test_documented_json_keys_are_the_real_ones(cmd):
+    """README 'JSON output': the keys listed for a command (and the sub-keys in parentheses) are exactly
+    the keys its --json prints."""
+    import json
+
+    docs = D.json_key_docs(ROOT / "README.md")
+    assert cmd in docs, f"README documents no `perfmodel {cmd} ... --json` keys"
+    top, subs = docs[cmd]
+    code, out = D.run_cli(["perfmodel", *JSON_RUNS[cmd]])
+    assert code == 0, out
+    data = json.loads(out)
+    assert top == set(data), f"{cmd}: missing from README {set(data) - top}, not printed {top - set(data)}"
+    for key, named in subs.items():
+        value = data[key][0] if isinstance(data[key], list) else data[key]
+        assert named == set(value), (f"{cmd} `{key}`: missing from README {set(value) - named}, "
+                                     f"not printed {named - set(value)}")
+
+
 LAYOUTS = [b for b in BLOCKS if b.lang == "" and len(D.layout_paths(b)) >= 5]
 
 
