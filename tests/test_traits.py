@@ -178,3 +178,22 @@ def test_bad_traits_are_refused_naming_the_field(tmp_path, old, new, field):
     p.write_text(text)
     with pytest.raises(HardwareError, match=field):
         load_hardware(p)
+
+
+def test_traits_reach_the_prediction():
+    from perfmodel.prediction import predict
+
+    base = load_hardware(TPU)
+    data = base.model_dump(by_alias=True)
+
+    def with_traits(**kw):
+        return Device.model_validate({**data, "name": "tpu-variant", "traits": {**data["traits"], **kw}})
+
+    t0 = predict("mobilenet_v2", base, batch=8, dtype="bf16").iteration_time_s
+    serial = predict("mobilenet_v2", with_traits(launch_overlaps=False), batch=8, dtype="bf16").iteration_time_s
+    packed = predict("mobilenet_v2", with_traits(lowp_vector_factor=2.0), batch=8, dtype="bf16").iteration_time_s
+    assert serial > t0 >= packed  # dispatch adds to compute; packed bf16 math never slows elementwise work
+    assert device_peaks(with_traits(lowp_vector_factor=2.0), "bf16").vector_flops == 2 * 68e12
+    no_dw = Device.model_validate({**data, "name": "tpu-no-dw",
+                                   "efficiency": {**data["efficiency"], "curves": {"matmul/thin": {"max": 0.1}}}})
+    assert predict("mobilenet_v2", no_dw, batch=8, dtype="bf16").iteration_time_s < t0  # the depthwise curve is data
