@@ -420,6 +420,16 @@ def _bn_like(c, n, result, a_info, w, b, eps):
     return c.out_act(name, result)
 
 
+@_on(F.group_norm, *_aten("group_norm.default"))
+def _h_fgroupnorm(c, n, result, args, kwargs, ia, ik):
+    a = _act(ia[0])
+    if a.real is None or len(a.real) not in (2, 3):
+        raise Unmappable("a group norm of a tensor that is not [C, L] or [C, H, W]")
+    c.note("group norm costed as batchnorm (same passes and per-channel parameters)")
+    return _bn_like(c, n, result, ia[0], _arg(ia, ik, 2, "weight"), _arg(ia, ik, 3, "bias"),
+                    _arg(args, kwargs, 4, "eps", 1e-5))
+
+
 @_on(F.batch_norm)
 def _h_fbatchnorm(c, n, result, args, kwargs, ia, ik):
     return _bn_like(c, n, result, ia[0], _arg(ia, ik, 3, "weight"), _arg(ia, ik, 4, "bias"),

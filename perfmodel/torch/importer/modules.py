@@ -134,6 +134,20 @@ def _h_bn(c, n, result, args, kwargs, ia, ik):
                         [m.weight, m.bias] if m.affine else [])
 
 
+@_on_modules(nn.GroupNorm, nn.InstanceNorm1d, nn.InstanceNorm2d)
+def _h_groupnorm(c, n, result, args, kwargs, ia, ik):
+    """Group and instance norm: the passes and per-channel parameters of batch norm (statistics over groups
+    of channels of one sample instead of over the batch)."""
+    m = _mod(c, n)
+    a = _act(ia[0])
+    if a.real is None or len(a.real) not in (2, 3) or a.real[0] != getattr(m, "num_channels", a.real[0]):
+        raise Unmappable("a group/instance norm of a tensor that is not [C, L] or [C, H, W]")
+    c.note(f"{type(m).__name__} costed as batchnorm (same passes and per-channel parameters)")
+    affine = bool(getattr(m, "affine", False))
+    return _param_layer(c, n, "batchnorm", a, result, {"eps": m.eps, "affine": affine},
+                        [m.weight, m.bias] if affine else [])
+
+
 @_on_modules(nn.LayerNorm)
 def _h_ln(c, n, result, args, kwargs, ia, ik):
     m = _mod(c, n)
