@@ -22,11 +22,13 @@ from typing import Any, Sequence
 
 from .errors import InputError
 from .graph.layer_graph import LayerGraph
-from .ops import DTYPE_BYTES
+from .ops import DTYPE_BYTES, OP_KINDS, inference_mode
 from .ops.base import OpCost, graph_costs
 
-SKIPPED_AT_INFERENCE = frozenset({"softmax_cross_entropy", "mse", "bce", "dropout"})
-ALIAS_OPS = frozenset({"dropout"})  # identity in eval mode: output is the input
+# What each op kind does at inference is declared by its cost rule (ops.inference_mode): losses are skipped,
+# dropout is an identity in eval mode (its output is its input).
+SKIPPED_AT_INFERENCE = frozenset(k for k in OP_KINDS if inference_mode(k) != "run")
+ALIAS_OPS = frozenset(k for k in OP_KINDS if inference_mode(k) == "alias")
 ATTENTION_TRANSIENT_SCORES = 2  # scores and probabilities [batch, heads, T, T] alive together in softmax
 
 

@@ -23,10 +23,11 @@ from dataclasses import dataclass, replace
 
 from ..errors import InputError
 from ..graph.layer_graph import LayerGraph
-from ..ops import STAGES, OpCost
+from ..ops import OP_KINDS, STAGES, OpCost, tp_role
 from ..ops.base import Work
 
-SPLIT_ELEMENTWISE = frozenset({"relu", "gelu", "tanh", "sigmoid", "leaky_relu", "dropout"})
+# The sharding of an op kind is its declared tensor-parallel role (ops.tp_role, set by its cost rule).
+SPLIT_ELEMENTWISE = frozenset(k for k in OP_KINDS if tp_role(k) == "elementwise")
 # Embeddings with fewer rows than this (token types, segments) are replicated, as Megatron does.
 VOCAB_PARALLEL_MIN_ROWS = 1024
 
@@ -54,15 +55,15 @@ def tensor_parallel_layout(graph: LayerGraph, costs: tuple[OpCost, ...], tp: int
         in_split = [n for n in ins if sharded.get(n)]
         in_bytes = sum(out_bytes[n] for n in ins)
         bwd_in = in_bytes if layer.needs_input_grad and layer.in_backward else 0.0
-        op = layer.op
-        if op == "dense":
+        role = tp_role(layer.op)
+        if role == "linear":
             if in_split:
                 res.append(TPLayer(True, fwd_allreduce_bytes=c.output_bytes, role="row"))
                 sharded[layer.name] = False
             else:
                 res.append(TPLayer(True, bwd_allreduce_bytes=bwd_in, role="column"))
                 sharded[layer.name] = True
-        elif op == "attention":
+        elif role == "heads":
             if layer.spec.heads % tp:
                 raise InputError(f"tp={tp} does not divide the {layer.spec.heads} heads of attention layer "
                                  f"'{layer.name}'; use a tensor-parallel degree that divides the heads")
@@ -70,10 +71,10 @@ def tensor_parallel_layout(graph: LayerGraph, costs: tuple[OpCost, ...], tp: int
             res.append(TPLayer(True, fwd_allreduce_bytes=c.output_bytes, fwd_allgather_bytes=gather,
                                bwd_allreduce_bytes=bwd_in, role="heads"))
             sharded[layer.name] = False
-        elif op == "embedding" and c.params and getattr(layer.spec, "vocab", 0) >= VOCAB_PARALLEL_MIN_ROWS:
+        elif role == "vocab" and c.params and getattr(layer.spec, "vocab", 0) >= VOCAB_PARALLEL_MIN_ROWS:
             res.append(TPLayer(True, fwd_allreduce_bytes=c.output_bytes, role="vocab"))
             sharded[layer.name] = False
-        elif op in SPLIT_ELEMENTWISE and in_split and len(ins) == 1:
+        elif role == "elementwise" and in_split and len(ins) == 1:
             res.append(TPLayer(True, role="elementwise"))
             sharded[layer.name] = True
         else:
@@ -84,7 +85,7 @@ def tensor_parallel_layout(graph: LayerGraph, costs: tuple[OpCost, ...], tp: int
 
 
 def _split_work(w: Work, tp: int) -> Work:
-    return Work(w.family, w.flops / tp, w.bytes_read / tp, w.bytes_written / tp, w.kernels)
+    return w.split(tp)  # keeps the kernel class (efficiency key) and shape
 
 
 def shard_cost(c: OpCost, t: TPLayer, tp: int) -> OpCost:
