@@ -328,6 +328,27 @@ def fit_elementwise(samples: Sequence[Sample], res: FitResult) -> dict[str, floa
     return out
 
 
+def fit_bandwidth(samples: Sequence[Sample], overhead: float, cores: int, is_cpu: bool, min_busy_share: float,
+                  notes: list[str]) -> tuple[float, float | None]:
+    """(memory bandwidth, per-core bandwidth): the best rate at the most threads measured (<= cores) and the best
+    single-thread rate over the plain (in-place) memory samples; a GPU: the best rate, no per-core figure."""
+    plain = [s for s in samples if s.family == "memory" and s.bytes > 0 and not s.ekey]
+    mem = [s for s in plain if s.kernels * overhead <= (1.0 - min_busy_share) * s.time_s] or plain
+    if not mem:
+        raise ValueError("no memory samples: cannot fit a memory bandwidth")
+    rate = [(s.threads, s.bytes / _busy(s, overhead, is_cpu)) for s in mem]
+    if not is_cpu:
+        return max(r for _, r in rate), None
+    one = [r for t, r in rate if t == 1]
+    per_core_bw = max(one) if one else None
+    within = [t for t, _ in rate if t <= cores]
+    tmax = max(within) if within else 1
+    bw = max(r for t, r in rate if t == tmax)
+    if tmax < cores:
+        notes.append(f"memory bandwidth measured up to {tmax} of {cores} cores")
+    return (max(bw, per_core_bw) if per_core_bw is not None else bw), per_core_bw
+
+
 def fit_profile(samples: Sequence[Sample], options: FitOptions) -> FitResult:
     """Fit peak rates, bandwidths, overhead, thread scaling and efficiency curves from timed samples."""
     cores = options.cores if options.is_cpu else 1
@@ -362,28 +383,7 @@ def fit_profile(samples: Sequence[Sample], options: FitOptions) -> FitResult:
     if "fp32" not in peaks:
         raise ValueError("no fp32 matrix or conv samples: cannot fit a peak FLOP rate")
 
-    # bandwidth: best single-thread and best multi-thread (<= cores) rate over the memory samples
-    mem = [s for s in samples if s.family == "memory" and s.bytes > 0 and not s.ekey
-           and s.kernels * overhead <= (1.0 - options.min_busy_share) * s.time_s]
-    if not mem:
-        mem = [s for s in samples if s.family == "memory" and s.bytes > 0 and not s.ekey]
-    if not mem:
-        raise ValueError("no memory samples: cannot fit a memory bandwidth")
-    rate = [(s.threads, s.bytes / _busy(s, overhead, is_cpu)) for s in mem]
-    if is_cpu:
-        one = [r for t, r in rate if t == 1]
-        per_core_bw = max(one) if one else None
-        within = [t for t, _ in rate if t <= cores]
-        tmax = max(within) if within else 1
-        bw = max(r for t, r in rate if t == tmax)
-        if per_core_bw is not None:
-            bw = max(bw, per_core_bw)
-        if tmax < cores:
-            notes.append(f"memory bandwidth measured up to {tmax} of {cores} cores")
-    else:
-        per_core_bw = None
-        bw = max(r for _, r in rate)
-
+    bw, per_core_bw = fit_bandwidth(samples, overhead, cores, is_cpu, options.min_busy_share, notes)
     res = FitResult(peak_flops=peaks, memory_bandwidth_Bps=bw, bench_overhead_s=overhead,
                     per_core_bandwidth_Bps=per_core_bw, kernel_overhead_s=train_overhead, serial_fraction=serial, hyperthread_penalty=penalty, curves={},
                     cores=cores, is_cpu=is_cpu, speedups=speedups, notes=notes)
