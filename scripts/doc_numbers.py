@@ -138,6 +138,17 @@ def serve_values() -> dict[str, str]:
     return {"serve.points": repr(pts), "serve.max_batch": str(r.max_batch)}
 
 
+def plan_values() -> dict[str, str]:
+    """The plan-search example of python_api.md (GPT-3 175B on 1,024 A100-80GB)."""
+    import perfmodel
+
+    res = perfmodel.plan_search("gpt3_175b", "dgx-a100-ib-hdr", devices=1024, global_batch=1536,
+                                device="a100-sxm4-80gb")
+    b = res.plans[0]
+    return {"plan.best": repr((b.dp, b.tp, b.pp, b.microbatch, b.microbatches, b.recompute, b.dtype, b.schedule)),
+            "plan.time": f"({b.iteration_time_s:.2f}, {b.mfu:.3f})"}
+
+
 def readme_values() -> dict[str, str]:
     """Network sizes quoted in the README."""
     import perfmodel
@@ -174,7 +185,7 @@ def validation_values() -> dict[str, str]:
 
 
 VALUES: tuple[Callable[[], dict[str, str]], ...] = (sweep_values, fit_values, cost_values, serve_values,
-                                                    readme_values, validation_values)
+                                                    plan_values, readme_values, validation_values)
 DDP_CASES = ("mlp-b64", "mlp-b256", "cnn-vgg-small-b24", "cnn-resnet-small-b32", "autoencoder-b128", "lstm-b64")
 
 SPANS = (
@@ -193,6 +204,8 @@ SPANS = (
     Span("compare.best", API, r"c\.best\(\)\.hardware +# (?P<v>'[^']*'|None)"),
     Span("serve.points", API, r"for p in r\.points\]\n# (?P<v>\[.*\])\n"),
     Span("serve.max_batch", API, r"r\.max_batch +# (?P<v>\d+)"),
+    Span("plan.best", API, r"best\.dtype, best\.schedule\n# (?P<v>\(.*\))\n"),
+    Span("plan.time", API, r"best\.iteration_time_s, best\.mfu +# (?P<v>\([\d., ]+\))"),
     Span("readme.fcn_params", "README.md", r"FCN-5/8 use the benchmark scripts' sizes \((?P<v>[\d.]+M and\s+[\d.]+M "
                                            r"parameters)\)"),
     Span("cpu-full.median", "README.md", r"\n\| median absolute error \| (?P<v>[\d.]+%) \|\n"),
