@@ -343,8 +343,10 @@ class _Grid:
         if res["threads"] is not None:
             row["threads"] = res["threads"]
         if not res["fits"]:
-            out["error"] = (f"does not fit: needs {res['memory_total_bytes'] / 1e9:.2f} GB of "
-                            f"{res['memory_capacity_bytes'] / 1e9:.2f} GB per device; largest batch that fits: "
+            from .units import fmt_bytes
+
+            out["error"] = (f"does not fit: needs {fmt_bytes(res['memory_total_bytes'])} of "
+                            f"{fmt_bytes(res['memory_capacity_bytes'])} per device; largest batch that fits: "
                             f"{res['max_batch']}")
         n, thr = res["devices"], res["throughput"]
         if self.efficiency:

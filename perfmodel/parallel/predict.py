@@ -190,7 +190,9 @@ def evaluate(graph: LayerGraph, hw: Any, setup) -> Evaluation:
     mem = memo.on(stg, ("footprint", setup.optimizer, setup.zero >= 1 and dp, pl_.schedule, m),
                   lambda: stage_footprint(graph, stg, setup, pl_.schedule, m, dp))
     if not mem.fits:
-        warnings.append(f"does not fit: needs {mem.total_bytes / 1e9:.2f} GB of {mem.capacity_bytes / 1e9:.2f} GB "
+        from ..units import fmt_bytes
+
+        warnings.append(f"does not fit: needs {fmt_bytes(mem.total_bytes)} of {fmt_bytes(mem.capacity_bytes)} "
                         f"per device; largest batch per replica that fits: {mem.max_batch}")
     dev = system.device
     if device_traits(dev).thread_model == "cores" and threads and threads > (dev.cores or 1):

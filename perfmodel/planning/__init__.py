@@ -363,7 +363,9 @@ def compare(network: Any, hardware: list[Any], *, devices: int = 1, batch: int |
                 meets_b = cost <= budget
         err = None
         if not p.memory.fits:
-            err = (f"does not fit: needs {p.memory.total_bytes / 1e9:.2f} GB of {p.memory.capacity_bytes / 1e9:.2f} GB "
+            from ..units import fmt_bytes
+
+            err = (f"does not fit: needs {fmt_bytes(p.memory.total_bytes)} of {fmt_bytes(p.memory.capacity_bytes)} "
                    f"per device; largest batch that fits: {p.memory.max_batch}")
         per_dev_batch = batch if batch is not None else p.batch // max(1, p.devices)
         rows.append(CompareRow(name, p.devices, per_dev_batch, p.batch, dtype, p.iteration_time_s,
