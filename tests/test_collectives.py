@@ -139,6 +139,12 @@ def test_a_new_algorithm_is_one_registered_function():
         tiers = (C.Tier(4, 10e9, 1e-6),)
         assert C.collective_time("all-reduce", 1e6, tiers, "test-one-shot") == pytest.approx(3 * 1e-4 + 1e-6)
         assert C.allreduce("test-one-shot", 1e6, 4, 10e9, 1e-6) == pytest.approx(3 * 1e-4 + 1e-6)
+        from perfmodel.prediction import predict  # the options, the CLI choices and the model take it as is
+
+        one_shot = predict("resnet50", "dgx1-v100", devices=8, allreduce="test-one-shot").parallel
+        ring = predict("resnet50", "dgx1-v100", devices=8, allreduce="ring").parallel
+        assert one_shot["algorithm"] == one_shot["tiers"]["data"]["algorithm"] == "test-one-shot"
+        assert one_shot["gradient_sync_s"] > ring["gradient_sync_s"]  # 7 full copies vs 2 x 7/8 of one
     finally:
         del C.ALGORITHMS["all-reduce"]["test-one-shot"]
     assert "test-one-shot" not in C.allreduce_choices()

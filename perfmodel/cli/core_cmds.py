@@ -6,6 +6,7 @@ from typing import Optional
 
 import typer
 
+from ..parallel.collectives import allreduce_choices
 from .app import app
 from .render import dumps, prediction_text, table
 
@@ -52,7 +53,7 @@ def predict(
     nodes: Optional[int] = typer.Option(None, "--nodes", help="number of nodes (cluster profiles)"),
     plan: Optional[str] = typer.Option(None, "--plan", help="parallel plan, e.g. dp=8,tp=1,pp=1,microbatches=4"),
     sync: str = typer.Option("sync", "--sync", help="sync, async or mixed"),
-    allreduce: str = typer.Option("ring", "--allreduce", help="ring, tree, halving-doubling, hierarchical or ps"),
+    allreduce: str = typer.Option("ring", "--allreduce", help=", ".join(allreduce_choices())),
     no_overlap: bool = typer.Option(False, "--no-overlap", help="do not overlap gradient communication with backward"),
     straggler_cv: float = typer.Option(0.0, "--straggler-cv", help="coefficient of variation of per-device step time"),
     dataset_size: Optional[str] = typer.Option(None, "--dataset-size", help="dataset size, e.g. 1.2TB (enables the IO model)"),

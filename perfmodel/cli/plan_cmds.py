@@ -6,6 +6,7 @@ from typing import Optional
 
 import typer
 
+from ..parallel.collectives import allreduce_choices
 from .app import app
 from .render import dumps, table
 
@@ -89,7 +90,7 @@ def plan(
     tp: Optional[str] = typer.Option(None, "--tp", help="only these tensor-parallel degrees, e.g. 4,8"),
     pp: Optional[str] = typer.Option(None, "--pp", help="only these pipeline depths, e.g. 8,16"),
     microbatch: Optional[str] = typer.Option(None, "--microbatch", help="only these micro-batch sizes, e.g. 1,2"),
-    allreduce: str = typer.Option("ring", "--allreduce", help="ring, tree, halving-doubling or hierarchical"),
+    allreduce: str = typer.Option("ring", "--allreduce", help=", ".join(a for a in allreduce_choices() if a != "ps")),
     zero1: bool = typer.Option(False, "--zero1", help="shard optimizer state over data-parallel replicas (memory only)"),
     price: Optional[float] = typer.Option(None, "--price-per-hour", help="USD per device-hour"),
     device: Optional[str] = typer.Option(None, "--device", help="replace the node's device, e.g. a100-sxm4-80gb"),

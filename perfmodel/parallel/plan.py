@@ -19,7 +19,7 @@ from ..hardware.topology import System
 from . import collectives as C
 
 SCHEDULES = ("1f1b", "gpipe")
-ALLREDUCE_CHOICES = ("ring", "tree", "halving-doubling", "hierarchical", "ps")
+ALLREDUCE_CHOICES = C.allreduce_choices()  # at import; the registry may grow: check with C.allreduce_choices()
 
 
 class Plan(BaseModel):
@@ -156,8 +156,8 @@ def place(plan: Plan, system: System, nodes: int | None = None) -> Placement:
 def dp_allreduce_fn(pl: Placement, system: System, algorithm: str, ps_servers: int | None = None,
                     ps_colocated: bool = False) -> tuple[Callable[[float], float], dict[str, Any]]:
     """seconds(n_bytes) of one data-parallel gradient all-reduce, and a description of the tiers used."""
-    if algorithm not in ALLREDUCE_CHOICES:
-        raise InputError(f"allreduce must be one of {', '.join(ALLREDUCE_CHOICES)}, got {algorithm!r}")
+    if algorithm not in C.allreduce_choices():
+        raise InputError(f"allreduce must be one of {', '.join(C.allreduce_choices())}, got {algorithm!r}")
     dp = pl.plan.dp
     k, m = pl.dp_ranks_per_node, pl.dp_nodes
     intra = pl.intra

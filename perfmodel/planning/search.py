@@ -42,8 +42,9 @@ from ..ops import DTYPE_BYTES
 from ..ops.base import graph_costs
 from ..optimizers import MASTER_BYTES, OPTIMIZER_NAMES, optimizer_state_bytes
 from ..engine.layers import LOWP
+from ..parallel.collectives import allreduce_choices
 from ..parallel.iteration import gradient_sync, iteration, synced
-from ..parallel.plan import ALLREDUCE_CHOICES, Plan, place
+from ..parallel.plan import Plan, place
 from ..parallel.predict import _flow_args, _run_device
 from ..parallel.rank import rank_layers, tp_comm
 from ..parallel.stages import RECOMPUTE_CHOICES, fullest, recompute_info, stage_memory, staged
@@ -272,8 +273,9 @@ def _check(devices, objective, optimizer, allreduce, top, straggler_cv, zero) ->
         raise InputError(f"objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
     if optimizer not in OPTIMIZER_NAMES:
         raise InputError(f"optimizer must be one of {', '.join(OPTIMIZER_NAMES)}, got {optimizer!r}")
-    if allreduce not in ALLREDUCE_CHOICES or allreduce == "ps":
-        raise InputError(f"allreduce must be one of {', '.join(a for a in ALLREDUCE_CHOICES if a != 'ps')}, "
+    choices = allreduce_choices()
+    if allreduce not in choices or allreduce == "ps":
+        raise InputError(f"allreduce must be one of {', '.join(a for a in choices if a != 'ps')}, "
                          f"got {allreduce!r}")
     if top is not None and (isinstance(top, bool) or not isinstance(top, int) or top < 1):
         raise InputError(f"top must be a positive integer (or None for all), got {top!r}")

@@ -15,7 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from ..errors import InputError, format_pydantic_error
 from ..ops import DTYPE_BYTES
 from ..optimizers import OPTIMIZER_NAMES
-from ..parallel.plan import ALLREDUCE_CHOICES, Plan
+from ..parallel.collectives import allreduce_choices
+from ..parallel.plan import Plan
 from ..parallel.sync_modes import SYNC_MODES
 
 DEFAULT_BATCH = 32
@@ -43,7 +44,8 @@ class TrainingSetup(BaseModel):
     nodes: int | None = Field(default=None, gt=0, le=10**6, description="nodes the devices are spread over (cluster profiles)")
     plan: Plan | None = Field(default=None, description="dp x tp x pp degrees, micro-batches, schedule")
     sync: Literal["sync", "async", "mixed"] = "sync"
-    allreduce: Literal["ring", "tree", "halving-doubling", "hierarchical", "ps"] = "ring"
+    allreduce: str = Field(default="ring", description="gradient all-reduce: a registered algorithm (ring, tree, "
+                                                        "halving-doubling, ...), hierarchical or ps")
     overlap: bool = Field(default=True, description="gradient all-reduce overlaps backward")
     bucket_bytes: float | None = Field(default=None, gt=0, description="gradient bucket size in bytes (DDP: 25 MiB)")
     straggler_cv: float = Field(default=0.0, ge=0, le=10, description="coefficient of variation of per-device step time")
@@ -73,6 +75,13 @@ class TrainingSetup(BaseModel):
     def _dtype(cls, v: str) -> str:
         if v not in DTYPE_BYTES:
             raise ValueError(f"must be one of {', '.join(DTYPE_BYTES)}")
+        return v
+
+    @field_validator("allreduce")
+    @classmethod
+    def _allreduce(cls, v: str) -> str:  # the registry of parallel/collectives.py (a new algorithm is one function)
+        if v not in allreduce_choices():
+            raise ValueError(f"must be one of {', '.join(allreduce_choices())}")
         return v
 
     @field_validator("optimizer")
@@ -125,7 +134,6 @@ class TrainingSetup(BaseModel):
 
 SETUP_FIELDS: tuple[str, ...] = tuple(TrainingSetup.model_fields)
 DEFAULTS: dict[str, Any] = {k: f.default for k, f in TrainingSetup.model_fields.items()}
-assert set(ALLREDUCE_CHOICES) == set(TrainingSetup.model_fields["allreduce"].annotation.__args__)  # noqa: S101
 assert set(SYNC_MODES) == set(TrainingSetup.model_fields["sync"].annotation.__args__)  # noqa: S101
 
 
