@@ -176,6 +176,11 @@ def parameter_server(n: float, workers: int, servers: int, bw_worker: float, alp
 @algorithm("all-gather", "ring")
 def all_gather(n: float, p: int, bw: float, alpha: float) -> float:
     """Ring all-gather of a total of n bytes (n/p from each rank): (p-1)/p n/bw + (p-1) alpha."""
+    return _p_minus_1_steps(n, p, bw, alpha)
+
+
+def _p_minus_1_steps(n: float, p: int, bw: float, alpha: float) -> float:
+    """p-1 steps, each moving n/p bytes per rank: (p-1)/p n/bw + (p-1) alpha (0 for one rank or no bytes)."""
     _check(n, p, bw, alpha)
     if p == 1 or n == 0:
         return 0.0
@@ -185,10 +190,7 @@ def all_gather(n: float, p: int, bw: float, alpha: float) -> float:
 @algorithm("reduce-scatter", "ring")
 def reduce_scatter(n: float, p: int, bw: float, alpha: float) -> float:
     """Ring reduce-scatter of n bytes (each rank ends with n/p reduced): (p-1)/p n/bw + (p-1) alpha."""
-    _check(n, p, bw, alpha)
-    if p == 1 or n == 0:
-        return 0.0
-    return (p - 1) / p * n / bw + (p - 1) * alpha
+    return _p_minus_1_steps(n, p, bw, alpha)
 
 
 @algorithm("broadcast", "auto")
@@ -227,10 +229,7 @@ def doubling_all_gather(n: float, p: int, bw: float, alpha: float) -> float:
 @algorithm("all-to-all", "direct")
 def all_to_all(n: float, p: int, bw: float, alpha: float) -> float:
     """Pairwise-exchange all-to-all of a rank's n-byte buffer (n/p to each peer): (p-1)/p n/bw + (p-1) alpha."""
-    _check(n, p, bw, alpha)
-    if p == 1 or n == 0:
-        return 0.0
-    return (p - 1) / p * n / bw + (p - 1) * alpha
+    return _p_minus_1_steps(n, p, bw, alpha)
 
 
 COLLECTIVES["all-reduce"] = ring_allreduce
