@@ -36,6 +36,9 @@ def main() -> None:
     perfmodel.predict("gpt3_175b", "dgx-a100-ib-hdr", **GPT3)
     res["gpt3_1024_first_call_s"] = time.perf_counter() - t
     res["gpt3_1024_by_name_s"] = median_s(lambda: perfmodel.predict("gpt3_175b", "dgx-a100-ib-hdr", **GPT3), 200)
+    new = iter([m for m in range(1, 193) if 192 % m == 0 and m != 192])  # plans not asked before
+    res["gpt3_1024_new_microbatching_s"] = median_s(lambda: perfmodel.predict(
+        "gpt3_175b", "dgx-a100-ib-hdr", **{**GPT3, "plan": {**GPT3["plan"], "microbatches": next(new)}}), 7)
     res["gpt3_1024_with_layers_s"] = median_s(
         lambda: perfmodel.predict("gpt3_175b", "dgx-a100-ib-hdr", **{**GPT3, "layers": True}), 20)
     perfmodel.predict("resnet50", "v100-sxm2")
@@ -44,7 +47,7 @@ def main() -> None:
     grid = dict(network=["resnet50", "vgg16", "alexnet", "gpt2_small", "bert_base"],
                 hardware=["dgx1-v100", "dgx-a100"], devices=[1, 2, 4, 8], batch=[8, 16, 32, 64, 128],
                 dtype=["fp32", "fp16"], allreduce=["ring", "tree", "halving-doubling", "hierarchical", "ps"],
-                overlap=[True, False], straggler_cv=[0.0, 0.05, 0.1, 0.2, 0.3])
+                straggler_cv=[0.0, 0.05, 0.1, 0.2, 0.3])  # 10,000 scenarios
     if quick:
         grid["straggler_cv"] = [0.0]
     n = 1

@@ -24,6 +24,10 @@ from .errors import InputError
 from .graph.layer_graph import LayerGraph
 from .ops import DTYPE_BYTES, OP_KINDS, inference_mode
 from .ops.base import OpCost, graph_costs
+from .graph.io import load_network
+from .hardware.loader import load_hardware
+from .hardware.schema import Device
+from .step import step_profile
 
 # What each op kind does at inference is declared by its cost rule (ops.inference_mode): losses are skipped,
 # dropout is an identity in eval mode (its output is its input).
@@ -75,9 +79,6 @@ class ServingResult:
 
 
 def _serving_device(hw: Any):
-    from .hardware.loader import load_hardware
-    from .hardware.schema import Device
-
     if isinstance(hw, Device):
         return hw
     node = hw if getattr(hw, "kind", None) == "node" else getattr(hw, "node", None)
@@ -143,9 +144,6 @@ def serving_activation_peak(graph: LayerGraph, costs: tuple[OpCost, ...]) -> tup
 def serve(network: Any, hardware: Any, batch: int | Sequence[int] = (1, 8, 32), *, dtype: str = "fp32",
           threads: int | None = None) -> ServingResult:
     """Forward-only latency, throughput and memory of `network` on one device of `hardware` per batch size."""
-    from .graph.io import load_network
-    from .hardware.loader import load_hardware
-    from .step import step_profile
 
     g = load_network(network)
     dev = _serving_device(load_hardware(hardware))

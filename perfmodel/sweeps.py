@@ -30,9 +30,19 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
+import multiprocessing as mp
+import os
 
 from .errors import InputError, PerfModelError
 from .result import BREAKDOWN_PARTS, Prediction
+from .engine import memo
+from .ops import DTYPE_BYTES
+from .parallel.predict import evaluate
+from .planning import price_per_device_hour
+from .prediction import DEFAULT_BATCH, DEFAULTS, SETUP_FIELDS
+from .prediction import make_setup
+from .prediction.assemble import summary_row
+from .units import fmt_bytes
 
 # axes whose change leaves the one-device baseline of the scaling efficiency unchanged
 _MULTI_DEVICE_ONLY = ("devices", "nodes", "plan", "sync", "allreduce", "overlap", "bucket_bytes", "straggler_cv",
@@ -244,9 +254,6 @@ class _Grid:
 
     def __init__(self, network, hardware, core: dict[str, Any], options: dict[str, Any], price_per_hour,
                  efficiency: bool):
-        from .engine import memo
-        from .prediction import DEFAULT_BATCH, DEFAULTS, SETUP_FIELDS
-
         unknown = set(options) - set(SETUP_FIELDS)
         if unknown:
             raise InputError(f"sweep: unknown option(s) {sorted(unknown)}; known: network, hardware, "
@@ -274,7 +281,6 @@ class _Grid:
 
     def eval_order(self) -> list[int]:
         """Network, batch, dtype (widest first), hardware, then the rest: each graph's cost cache fills once."""
-        from .ops import DTYPE_BYTES
 
         first = ["network", "batch", "dtype", "hardware", "optimizer", "threads"]
         keys = first + [k for k in self.names if k not in first]
@@ -288,9 +294,6 @@ class _Grid:
 
     def run(self, kw: dict[str, Any], gi: int, hi: int):
         """The summary row of one evaluation (or the error it raised), memoised per identical call."""
-        from .parallel.predict import evaluate
-        from .prediction import make_setup
-        from .prediction.assemble import summary_row
 
         key = (gi, hi, _freeze(kw))
         hit = self.cache.get(key)
@@ -332,8 +335,6 @@ class _Grid:
 
     def _price(self, hi: int) -> float | None:
         if hi not in self.prices:
-            from .planning import price_per_device_hour
-
             self.prices[hi] = price_per_device_hour(self.hws[hi], self.price_per_hour)
         return self.prices[hi][0]
 
@@ -343,8 +344,6 @@ class _Grid:
         if res["threads"] is not None:
             row["threads"] = res["threads"]
         if not res["fits"]:
-            from .units import fmt_bytes
-
             out["error"] = (f"does not fit: needs {fmt_bytes(res['memory_total_bytes'])} of "
                             f"{fmt_bytes(res['memory_capacity_bytes'])} per device; largest batch that fits: "
                             f"{res['max_batch']}")
@@ -367,9 +366,6 @@ _FORK_STATE: dict[str, Any] = {}
 
 
 def _workers(workers: int | None, total: int) -> int:
-    import multiprocessing as mp
-    import os
-
     if "fork" not in mp.get_all_start_methods():
         return 1
     if workers is None:
@@ -388,7 +384,6 @@ def _chunk(indices: list[int]) -> list[tuple[int, dict[str, Any]]]:
 
 def _run_forked(one_row, calls, combos, eval_order, rows, n_workers, progress, total) -> int:
     """Evaluate contiguous chunks of the evaluation order in forked processes; return their predict() calls."""
-    import multiprocessing as mp
 
     size = max(1, math.ceil(len(eval_order) / (n_workers * _CHUNKS_PER_WORKER)))
     chunks = [eval_order[i:i + size] for i in range(0, len(eval_order), size)]

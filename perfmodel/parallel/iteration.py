@@ -2,7 +2,6 @@
 servers and data flow, from a staged rank (perfmodel.parallel.stages) on a placement.
 
 The critical path of one iteration, per device of the slowest pipeline stage:
-
     k x [ m micro-batches through the pipeline (stage compute incl. tensor-parallel collectives and
           recomputation, bubble, exposed activation transfers) ]
   + the tail: the gradient all-reduces left after backward (buckets overlapped with the last
@@ -20,6 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from typing import Any, Callable
+from math import gcd
 
 from ..dataflow import DataFlow, data_flow
 from ..engine import memo
@@ -243,6 +243,5 @@ def busiest_input(system: System, pl: Placement, samples_iter: float, bytes_per_
 def _distinct_nodes(per: int, tp: int, pp: int) -> int:
     """Nodes after which the rank pattern of a node repeats (its ranks' (tp, stage) layout is periodic)."""
     period = tp * pp
-    from math import gcd
 
     return max(1, period // gcd(period, per))

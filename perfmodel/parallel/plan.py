@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ..errors import InputError
 from ..hardware.topology import System
 from . import collectives as C
+from ..errors import format_pydantic_error
 
 SCHEDULES = ("1f1b", "gpipe")
 ALLREDUCE_CHOICES = C.allreduce_choices()  # at import; the registry may grow: check with C.allreduce_choices()
@@ -61,7 +62,6 @@ def make_plan(plan: dict | Plan | None, devices: int) -> Plan:
         try:
             p = Plan(**plan)
         except Exception as e:  # pydantic ValidationError
-            from ..errors import format_pydantic_error
 
             msg = format_pydantic_error(e, prefix="plan.") if hasattr(e, "errors") else str(e)
             raise InputError(msg) from None

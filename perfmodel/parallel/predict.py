@@ -26,6 +26,7 @@ from .iteration import GradientSync, Iteration, Synced, busiest_input, gradient_
 from .plan import Placement, Plan, make_plan, place
 from .rank import RankLayers, rank_layers, tp_comm
 from .stages import Staged, footprint, fullest, recompute_info, stage_memory, staged
+from ..units import fmt_bytes
 
 CONV_RNN_OPS = ("conv2d", "conv1d", "conv_transpose2d", "lstm", "gru", "rnn")
 
@@ -190,8 +191,6 @@ def evaluate(graph: LayerGraph, hw: Any, setup) -> Evaluation:
     mem = memo.on(stg, ("footprint", setup.optimizer, setup.zero >= 1 and dp, pl_.schedule, m),
                   lambda: stage_footprint(graph, stg, setup, pl_.schedule, m, dp))
     if not mem.fits:
-        from ..units import fmt_bytes
-
         warnings.append(f"does not fit: needs {fmt_bytes(mem.total_bytes)} of {fmt_bytes(mem.capacity_bytes)} "
                         f"per device; largest batch per replica that fits: {mem.max_batch}")
     dev = system.device

@@ -19,9 +19,23 @@ from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Mapping
+import yaml
 
 from ..errors import InputError
 from ..result import Prediction
+from ..errors import PerfModelError
+from ..graph.io import load_network
+from ..hardware.loader import load_hardware
+from ..memory import memory_footprint
+from ..ops import DTYPE_BYTES
+from ..ops.base import graph_costs
+from ..paths import data_dir
+from ..prediction import predict
+from ..recompute import recompute_extra_time, recompute_memory
+from ..serving import _serving_device
+from ..step import check_args, step_profile
+from ..units import fmt_bytes
+from ..units import parse_quantity
 
 SECONDS_PER_HOUR = 3600.0
 
@@ -38,12 +52,10 @@ class PriceEntry:
 @lru_cache(maxsize=1)
 def example_prices() -> dict[str, PriceEntry]:
     """The example price table (prices/cloud_prices.yaml): hardware name -> PriceEntry; empty if absent."""
-    from ..paths import data_dir
 
     d = data_dir("prices")
     if d is None:
         return {}
-    import yaml
 
     out: dict[str, PriceEntry] = {}
     for p in sorted(d.glob("*.yaml")):
@@ -78,8 +90,6 @@ def price_per_device_hour(hardware: Any, override: float | Mapping[str, float] |
     no price is known.
     """
     if isinstance(hardware, (str, Path)):
-        from ..hardware.loader import load_hardware
-
         hardware = load_hardware(hardware)
     name = getattr(hardware, "name", str(hardware))
     if override is not None:
@@ -114,8 +124,6 @@ def price_per_device_hour(hardware: Any, override: float | Mapping[str, float] |
 
 
 def _node_device(hw: Any) -> Any:
-    from ..hardware.loader import load_hardware
-
     node = hw if getattr(hw, "kind", None) == "node" else getattr(hw, "node", None)
     if node is None:
         return None
@@ -128,8 +136,6 @@ def _node_device(hw: Any) -> Any:
 
 
 def _devices_per_node(hw: Any) -> int | None:
-    from ..hardware.loader import load_hardware
-
     node = hw if getattr(hw, "kind", None) == "node" else getattr(hw, "node", None)
     if isinstance(node, str):
         node = load_hardware(node)
@@ -203,7 +209,6 @@ def training_cost(device_hours: float, price_per_device_hour: float) -> float:
 
 def parse_duration(text: str | float) -> float:
     """'24h', '90min', '3 days', '2d', '3600' (seconds) -> seconds."""
-    from ..units import parse_quantity
 
     if isinstance(text, (int, float)) and not isinstance(text, bool):
         return float(text)
@@ -323,9 +328,6 @@ def compare(network: Any, hardware: list[Any], *, devices: int = 1, batch: int |
     With `epochs` and `dataset_samples`: time to train and, where a price is known, its cost; each
     option is flagged against `deadline_s` and `budget`. A budget needs a price for every option.
     """
-    from ..graph.io import load_network
-    from ..hardware.loader import load_hardware
-    from ..prediction import predict
 
     if (epochs is None) != (dataset_samples is None):
         raise InputError("give both epochs and dataset_samples (or neither)")
@@ -345,7 +347,6 @@ def compare(network: Any, hardware: list[Any], *, devices: int = 1, batch: int |
         try:
             p = predict(g, hw, batch=batch, dtype=dtype, optimizer=optimizer, devices=devices, layers=False, **options)
         except Exception as e:  # noqa: BLE001 - an impossible option is a row, not a crash
-            from ..errors import PerfModelError
 
             if not isinstance(e, (PerfModelError, ValueError)):
                 raise
@@ -363,8 +364,6 @@ def compare(network: Any, hardware: list[Any], *, devices: int = 1, batch: int |
                 meets_b = cost <= budget
         err = None
         if not p.memory.fits:
-            from ..units import fmt_bytes
-
             err = (f"does not fit: needs {fmt_bytes(p.memory.total_bytes)} of {fmt_bytes(p.memory.capacity_bytes)} "
                    f"per device; largest batch that fits: {p.memory.max_batch}")
         per_dev_batch = batch if batch is not None else p.batch // max(1, p.devices)
@@ -411,14 +410,6 @@ def fit(network: Any, hardware: Any, *, dtype: str = "fp32", optimizer: str = "s
     ("auto", "blocks", "sqrt"): activations are recomputed segment by segment, which lowers the
     memory and adds one forward of the recomputed layers to the step time.
     """
-    from ..graph.io import load_network
-    from ..hardware.loader import load_hardware
-    from ..memory import memory_footprint
-    from ..ops import DTYPE_BYTES
-    from ..ops.base import graph_costs
-    from ..recompute import recompute_extra_time, recompute_memory
-    from ..serving import _serving_device
-    from ..step import check_args, step_profile
 
     g = load_network(network)
     dev = _serving_device(load_hardware(hardware))

@@ -54,6 +54,7 @@ from .explain import PART_WORDS, PLAN_PARTS, TIE_REL, explain  # noqa: F401  (re
 from .space import (COST_DEVICE_HALVINGS, FULL_PRECISION_PREFERENCE, LOW_PRECISION_PREFERENCE,  # noqa: F401
                     _check_list, _device_counts, block_count, default_dtypes, hardware_with_device,
                     microbatch_options, pp_options, tp_options)
+from . import price_per_device_hour
 
 OBJECTIVES = ("time", "cost")
 SCHEDULE_CHOICES = ("1f1b", "gpipe")
@@ -368,7 +369,6 @@ def plan_search(network, hardware, *, devices: int, global_batch: int | None = N
     schedules = _check_list("schedules", schedules, SCHEDULE_CHOICES)
     graph, hw, system, global_batch, dtypes, limit = _prepare(network, hardware, device, devices, global_batch,
                                                               dtypes, memory_limit)
-    from . import price_per_device_hour
 
     price, price_src = price_per_device_hour(hw, price_per_hour)
     base = make_setup(optimizer=optimizer, allreduce=allreduce, overlap=overlap, bucket_bytes=bucket_bytes,

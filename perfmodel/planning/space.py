@@ -5,6 +5,7 @@ from __future__ import annotations
 from ..errors import InputError
 from ..graph.layer_graph import LayerGraph
 from ..hardware.loader import load_hardware
+from ..recompute import block_segments
 
 LOW_PRECISION_PREFERENCE = ("bf16", "fp16")
 FULL_PRECISION_PREFERENCE = ("tf32", "fp32")
@@ -26,7 +27,6 @@ def _divisors(n: int) -> list[int]:
 
 def block_count(graph: LayerGraph) -> int:
     """Repeated block instances (e.g. transformer layers): segments whose names carry a numeric index."""
-    from ..recompute import block_segments
 
     count = 0
     for seg in block_segments(graph):

@@ -18,6 +18,7 @@ from ..optimizers import OPTIMIZER_NAMES
 from ..parallel.collectives import allreduce_choices
 from ..parallel.plan import Plan
 from ..parallel.sync_modes import SYNC_MODES
+from ..parallel.plan import make_plan
 
 DEFAULT_BATCH = 32
 
@@ -143,8 +144,6 @@ def make_setup(**options: Any) -> TrainingSetup:
     if unknown:
         raise InputError(f"unknown option(s) {sorted(unknown)}; known: {', '.join(SETUP_FIELDS)}")
     if isinstance(options.get("plan"), dict):
-        from ..parallel.plan import make_plan
-
         options = {**options, "plan": make_plan(options["plan"], 1)}
     try:
         return TrainingSetup(**options)
