@@ -60,8 +60,8 @@ def test_zoo_keys_are_rooted_in_their_family(name):
 
 
 def test_work_key_defaults_to_its_family_and_split_keeps_key_and_shape():
-    assert Work("matrix").efficiency_key == "matmul"
-    assert Work("memory", 1.0).efficiency_key == "elementwise"
+    assert Work("matrix").efficiency_key == "matrix"
+    assert Work("memory", 1.0).efficiency_key == "memory"  # the family curve, not the elementwise class
     w = Work("conv", 8.0, 4.0, 2.0, 3, "conv/1x1", GemmShape(1, 2, 3))
     s = w.split(4)
     assert (s.flops, s.bytes_read, s.bytes_written, s.kernels) == (2.0, 1.0, 0.5, 3)

@@ -197,3 +197,21 @@ def test_traits_reach_the_prediction():
     curves = {**data["efficiency"]["curves"], "conv/depthwise": {"max": 0.5, "half": 1e8}}  # 10x the test profile's
     fast_dw = Device.model_validate({**data, "name": "tpu-fast-dw", "efficiency": {**data["efficiency"], "curves": curves}})
     assert predict("mobilenet_v2", fast_dw, batch=8, dtype="bf16").iteration_time_s < t0  # the depthwise curve is data
+
+
+def test_rates_and_stage_factors_keyed_by_efficiency_key_reach_the_prediction():
+    from perfmodel.prediction import predict
+
+    data = load_hardware(TPU).model_dump(by_alias=True)
+
+    def variant(name, **eff):
+        return Device.model_validate({**data, "name": name, "efficiency": {**data["efficiency"], **eff}})
+
+    def t(d):
+        return predict("mobilenet_v2", d, batch=8, dtype="bf16").iteration_time_s
+
+    fast = t(variant("rates", elementwise={"default": 1e15}))
+    assert t(variant("slow-relu", elementwise={"default": 1e15, "elementwise/relu.backward": 1e9})) > fast
+    base = t(variant("plain"))
+    assert t(variant("slow-dw-bwd", stage_factors={"conv/depthwise@backward_data": 0.1})) > base
+    assert t(variant("other-stage", stage_factors={"conv/grouped@backward_data": 0.1})) == base  # no grouped conv

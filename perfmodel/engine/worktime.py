@@ -15,9 +15,9 @@ from typing import Sequence
 
 import numpy as np
 
-from ..hardware.traits import curve_table, efficiency_by_index
+from ..hardware.traits import curve_table, efficiency_by_index, factor_in, rate_in
 from ..hardware.traits import efficiency_at as curve_at  # EfficiencyCurve.at over an array
-from .rates import Rates, stage_factor
+from .rates import Rates
 from ..ops import STAGES, OpCost
 from ..ops.base import Work
 
@@ -87,10 +87,28 @@ def keyed_efficiency(t: WorkTable, eff, dtype: str, fsize: np.ndarray, bsize: np
     return np.where(mem, fe, keyed), np.where(mem, keyed, me)
 
 
-def _elementwise_rates(keys: Sequence[str | None], table: dict[str, float]) -> np.ndarray:
-    """Per row: the calibrated rate of its op key, else the profile's default, else NaN (use the vector peak)."""
-    default = table.get("default") or np.nan
-    return np.array([(table.get(k) if k else None) or default for k in keys], dtype=float)
+def _elementwise_rates(t: WorkTable, table: dict[str, float]) -> np.ndarray:
+    """Per row: the calibrated rate along hardware.traits.rate_keys (the op key "<op>[.backward]" first, then the
+    row's efficiency key and its prefixes with the same suffix, then "default"), else NaN (use the vector peak)."""
+    keys = t.keys if t.keys is not None else ("",) * len(t.flops)
+    out = []
+    for ek, key, si in zip(t.ew_keys, keys, t.stage):
+        back = ek.endswith(".backward") if ek else si > 0
+        op = ek.removesuffix(".backward") if ek else None
+        out.append(rate_in(table, key, op, "backward_data" if back else "forward") or np.nan)
+    return np.array(out, dtype=float)
+
+
+def _stage_factors(t: WorkTable, table: dict[str, float]) -> np.ndarray:
+    """Per row: the stage factor along hardware.traits.stage_factor_keys (the layer's "<op>.<stage>/strided[-1x1]"
+    first, then "<efficiency key prefix>@<stage>"), else 1."""
+    keys = t.keys if t.keys is not None else ("",) * len(t.flops)
+    out = []
+    for fk, key, si in zip(t.factor_keys, keys, t.stage):
+        legacy = next((table[n] for n in (fk, fk.removesuffix("-1x1")) if n in table), None) if fk else None
+        stage = fk.split("/")[0].rsplit(".", 1)[1] if fk else STAGES[si]
+        out.append(legacy if legacy is not None else factor_in(table, key, None, stage))
+    return np.array(out, dtype=float)
 
 
 def row_times(t: WorkTable, r: Rates, scale: np.ndarray | None = None) -> dict[str, np.ndarray]:
@@ -107,10 +125,10 @@ def row_times(t: WorkTable, r: Rates, scale: np.ndarray | None = None) -> dict[s
         fe, mem_eff = keyed_efficiency(t, r.keyed, r.dtype, flops / k, byts / k, fe, mem_eff)
     mat = r.matrix_flops * fe
     if r.stage_factors is not None and t.factor_keys is not None:
-        mat = mat * np.array([stage_factor(r.stage_factors, fk) if fk else 1.0 for fk in t.factor_keys])
+        mat = mat * _stage_factors(t, r.stage_factors)
     vec = r.vector_flops * mem_eff
     if r.elementwise is not None and t.ew_keys is not None:
-        ew = _elementwise_rates(t.ew_keys, r.elementwise)
+        ew = _elementwise_rates(t, r.elementwise)
         vec = np.where(np.isnan(ew), vec, ew)
     has_f = flops != 0
     cflops = np.where(fam == 2, np.where(has_f, vec, 1.0), mat)
@@ -151,6 +169,7 @@ def one_row_table(works: tuple[Work, ...], key: str | None = None, factor_key: s
                      np.array([w.flops for w in works], dtype=float),
                      np.array([w.bytes_read + w.bytes_written for w in works], dtype=float),
                      np.array([w.kernels for w in works], dtype=float), (key,) * n, (factor_key,) * n,
+                     tuple(w.efficiency_key for w in works),
                      written=np.array([w.bytes_written for w in works], dtype=float))
 
 

@@ -307,7 +307,11 @@ def rate_keys(key: str, op: str | None, stage: str) -> tuple[str, ...]:
 
 def elementwise_rate(eff, key: str, op: str | None, stage: str) -> float | None:
     """Calibrated FLOP/s (one core) of memory work's arithmetic, or None when the profile has no per-op rates."""
-    table = eff.elementwise
+    return rate_in(eff.elementwise, key, op, stage)
+
+
+def rate_in(table: dict | None, key: str, op: str | None, stage: str) -> float | None:
+    """The first rate of `table` along rate_keys(key, op, stage), or None."""
     if not table:
         return None
     for name in rate_keys(key, op, stage):
@@ -331,7 +335,11 @@ def stage_factor_keys(key: str, op: str | None, stage: str) -> tuple[str, ...]:
 
 def stage_factor(eff, key: str, op: str | None, stage: str) -> float:
     """Multiplier on the efficiency of one stage of `key` work (1 when the profile gives none)."""
-    table = eff.stage_factors
+    return factor_in(eff.stage_factors, key, op, stage)
+
+
+def factor_in(table: dict | None, key: str, op: str | None, stage: str) -> float:
+    """The first factor of `table` along stage_factor_keys(key, op, stage), or 1."""
     if not table:
         return 1.0
     for name in stage_factor_keys(key, op, stage):

@@ -50,7 +50,9 @@ class ConvShape:
     dilation: tuple[int, ...] = ()
 
 
-FAMILY_DEFAULT_KEY = {"matrix": "matmul", "conv": "conv", "memory": "elementwise"}
+# A Work without a key (optimizer updates, weight casts, bucket copies) is keyed by its family: it uses the
+# family's curve, never a kernel class's (an in-place update is not an elementwise op with a fresh output).
+FAMILY_DEFAULT_KEY = {"matrix": "matrix", "conv": "conv", "memory": "memory"}
 
 
 @dataclass(frozen=True, slots=True)
