@@ -120,8 +120,8 @@ def fmt_bytes(b: float) -> str:
 
 
 def fmt_count(n: float, unit: str = "") -> str:
-    """Format a large count with k/M/G/T/P prefixes."""
-    for p, f in (("P", 1e15), ("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)):
+    """Format a large count with k/M/G/T/P/E prefixes."""
+    for p, f in (("E", 1e18), ("P", 1e15), ("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)):
         if abs(n) >= f:
             return f"{n / f:.2f} {p}{unit}"
     return f"{n:.0f} {unit}".rstrip()

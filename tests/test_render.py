@@ -90,3 +90,9 @@ def test_serve_plot_passes_the_render_check(tmp_path, monkeypatch):
     assert r.exit_code == 0, r.output
     res = chk.check(tmp_path / "serve.html", tmp_path / "serve.png", height=900, scale=0.5)
     assert res["figures_in_page"] == 1 and res["ok"], res
+
+
+def test_huge_counts_use_the_next_prefix():
+    from perfmodel.units import fmt_bytes, fmt_count
+
+    assert fmt_count(3.387e18, "FLOP") == "3.39 EFLOP" and fmt_bytes(1.134e13) == "11.34 TB"

@@ -30,8 +30,8 @@ def _unit_table(units: list[str]) -> dict[str, tuple[float, int]] | None:
 
 def unify_units(cells: Sequence[str]) -> list[str]:
     """A column of durations or sizes in mixed units ('555.328 s', '10.1 min'; '11339.22 GB', '80.00 GB') in
-    one unit: the unit of its largest value, with that unit's usual decimals, more (up to 4) so that no
-    non-zero value rounds to zero. Cells that are not quantities ('-', '0', text) are
+    one unit: the unit of its largest value, with that unit's usual decimals, or more (up to 4) where a
+    non-zero value would round to zero. Cells that are not quantities ('-', '0', text) are
     kept; a column in one unit already is returned unchanged."""
     parsed = [(_QUANTITY.match(c), c) for c in cells]
     qty = [(float(m.group(1).replace(",", "")), m.group(2)) for m, _ in parsed if m]
@@ -44,8 +44,8 @@ def unify_units(cells: Sequence[str]) -> list[str]:
     unit = max((u for u in table_ if table_[u][0] <= max(base)), key=lambda u: table_[u][0], default=smallest_unit)
     f, dec = table_[unit]
     small = min((b for b in base if b), default=0.0) / f
-    if small:
-        dec = min(4, max(dec, -math.floor(math.log10(small))))
+    if small and round(small, dec) == 0:
+        dec = min(4, -math.floor(math.log10(small)))
     return [f"{float(m.group(1).replace(',', '')) * table_[m.group(2)][0] / f:,.{dec}f} {unit}" if m else c
             for m, c in parsed]
 
