@@ -119,7 +119,7 @@ class CpuRandomReport:
         s = self.summary
         return s.median_abs_pct <= TARGET_MEDIAN_PCT and s.p90_abs_pct <= TARGET_P90_PCT
 
-    def rows(self) -> tuple[Row, ...]:
+    def comparisons(self) -> tuple[Row, ...]:
         return tuple(Row(case=c.name, predicted_s=c.predicted_s, measured_s=c.measured_s, group=c.kind,
                          spread_s=(c.p10_s, c.p90_s)) for c in self.cases)
 
