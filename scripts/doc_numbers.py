@@ -149,6 +149,29 @@ def plan_values() -> dict[str, str]:
             "plan.time": f"({b.iteration_time_s:.2f}, {b.mfu:.3f})"}
 
 
+LARGE = "docs/large_models.md"
+
+
+def large_model_values() -> dict[str, str]:
+    """docs/large_models.md: the plan count and the recomputation / ZeRO-1 comparison."""
+    import perfmodel
+
+    res = perfmodel.plan_search("gpt3_175b", "dgx-a100-ib-hdr", devices=1024, global_batch=1536, top=None)
+    all_recompute = len(res.plans) == res.fitting and all(p.recompute != "none" for p in res.plans)
+    out = {"large.fit": f"{res.fitting} of {res.candidates}" if all_recompute else "(not all recompute now)"}
+    kw = dict(devices=1024, batch=1536, scaling="strong", plan=dict(dp=8, tp=8, pp=16, microbatches=192),
+              dtype="bf16", optimizer="adam", layers=False)
+    lines, mem = [], {}
+    for recompute, zero in (("full", 1), ("full", 0), ("none", 1)):
+        p = perfmodel.predict("gpt3_175b", "dgx-a100-ib-hdr", recompute=recompute, zero=zero, **kw)
+        mem[zero, recompute] = p.memory.total_bytes
+        lines.append(f"# {recompute} {zero} {round(p.iteration_time_s, 2)} {round(p.memory.total_bytes / 1e9, 1)} "
+                     f"{p.memory.fits}\n")
+    out["large.table"] = "".join(lines)
+    out["large.zero_gb"] = f"{(mem[0, 'full'] - mem[1, 'full']) / 1e9:.0f} GB"
+    return out
+
+
 def readme_values() -> dict[str, str]:
     """Network sizes quoted in the README."""
     import perfmodel
@@ -185,7 +208,8 @@ def validation_values() -> dict[str, str]:
 
 
 VALUES: tuple[Callable[[], dict[str, str]], ...] = (sweep_values, fit_values, cost_values, serve_values,
-                                                    plan_values, readme_values, validation_values)
+                                                    plan_values, large_model_values, readme_values,
+                                                    validation_values)
 DDP_CASES = ("mlp-b64", "mlp-b256", "cnn-vgg-small-b24", "cnn-resnet-small-b32", "autoencoder-b128", "lstm-b64")
 
 SPANS = (
@@ -206,6 +230,9 @@ SPANS = (
     Span("serve.max_batch", API, r"r\.max_batch +# (?P<v>\d+)"),
     Span("plan.best", API, r"best\.dtype, best\.schedule\n# (?P<v>\(.*\))\n"),
     Span("plan.time", API, r"best\.iteration_time_s, best\.mfu +# (?P<v>\([\d., ]+\))"),
+    Span("large.fit", LARGE, r"only plans that recompute activations fit\n\((?P<v>\d+ of \d+) plans searched\)"),
+    Span("large.table", LARGE, r"p\.memory\.fits\)\n(?P<v>(?:# .*\n)+)"),
+    Span("large.zero_gb", LARGE, r"frees about (?P<v>\d+ GB) per GPU"),
     Span("readme.fcn_params", "README.md", r"FCN-5/8 use the benchmark scripts' sizes \((?P<v>[\d.]+M and\s+[\d.]+M "
                                            r"parameters)\)"),
     Span("cpu-full.median", "README.md", r"\n\| median absolute error \| (?P<v>[\d.]+%) \|\n"),

@@ -79,6 +79,7 @@ PART_LABELS = {
     "compute": "compute-bound kernels",
     "memory": "memory-bound kernels",
     "overhead": "kernel launch/dispatch overhead",
+    "recompute": "activation recomputation",
     "communication": "exposed communication",
     "bubble": "pipeline bubble",
     "straggler": "straggler wait",
@@ -152,7 +153,7 @@ def parallel_text(par: dict) -> str:
     for k, v in par.items():
         if v is None or isinstance(v, (dict, list, tuple)) or (isinstance(v, float) and v == 0.0 and k.endswith("_s")):
             continue
-        label = k[:-2] if k.endswith("_s") else k
+        label = (k[:-2] + ("_time" if k[:-2] in par else "")) if k.endswith("_s") else k
         lines.append(f"  {label.replace('_', ' '):28s} {_fmt_value(k, v)}")
     return "\n".join(lines)
 
