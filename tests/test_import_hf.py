@@ -67,3 +67,21 @@ def test_wav2vec2_in_training_mode_with_layerdrop():
     # the weight-normed positional convolution's g vector (num_conv_pos_embeddings values) has no place in
     # conv1d's parameter formula: the one documented difference
     assert rep.params_module - rep.params_graph == 16
+
+
+def test_training_heads_with_labels_tied_weights_and_shifted_ids():
+    """Losses from `labels`; an MLM decoder tied to the embeddings with a bias of its own; T5's decoder ids
+    made by shifting the labels."""
+    ids = torch.zeros(B, 16, dtype=torch.long)
+    mlm = T.BertForMaskedLM(T.BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=1, num_attention_heads=4,
+                                         intermediate_size=64))
+    g, rep = from_module(mlm, (), kwargs={"input_ids": ids, "labels": ids}, batch=B)
+    assert rep.unmapped == () and rep.params_graph == rep.params_module and rep.kinds["softmax_cross_entropy"] == 1
+    dec = g["cls.predictions.decoder"]
+    assert dec.spec.share_params_with == "bert.embeddings.word_embeddings" and not dec.spec.bias
+    assert g["cls.predictions.decoder.own_params"].spec.params == 100  # the decoder's own bias
+    t5 = T.T5ForConditionalGeneration(T.T5Config(vocab_size=100, d_model=32, d_kv=8, d_ff=64, num_layers=1,
+                                                 num_heads=4, decoder_start_token_id=0))
+    g, rep = from_module(t5, (), kwargs={"input_ids": ids, "labels": torch.zeros(B, 8, dtype=torch.long)}, batch=B)
+    assert rep.unmapped == () and rep.params_graph == rep.params_module
+    assert g["decoder.embed_tokens"].input_names == ("labels",)

@@ -94,6 +94,8 @@ class _Converter(torch.fx.passes.shape_prop.ShapeProp):
         raw = {"op": op, "name": name, **fields}
         if op != "input":
             raw["inputs"] = list(inputs)
+        if raw.get("share_params_with") and raw.get("bias") and self._pending.get(name):
+            raw["bias"] = False  # the bias is the layer's own: the elementwise layer after it adds it
         try:
             spec = validate_op(raw, f"layer '{name}'")
             shape = tuple(spec.shape) if op == "input" else infer_shape(spec, [self.shapes[i] for i in inputs])
@@ -103,8 +105,12 @@ class _Converter(torch.fx.passes.shape_prop.ShapeProp):
         self.specs.append(raw)
         self.shapes[name] = shape
         self.kinds[name] = raw
-        for i in self._pending.pop(name, ()):
+        own = self._pending.pop(name, ())
+        for i in own:
             self.owner.setdefault(i, name)
+        n_own = sum(self.param_numel.get(i, 0) for i in own)
+        if raw.get("share_params_with") and n_own:  # a tied weight with a bias of its own (an MLM decoder)
+            return self.add("elementwise", self.unique(f"{name}.own_params"), [name], fn="add", params=n_own)
         return name
 
     def ensure(self, a: Act) -> str:
@@ -144,8 +150,8 @@ class _Converter(torch.fx.passes.shape_prop.ShapeProp):
         if prior:
             if own:
                 n = sum(self.param_numel.get(i, 0) for i in own)
-                self.approx.append(f"layer '{layer}' shares parameters of '{sorted(prior)[0]}' but also has "
-                                   f"{n:,} parameters of its own, which a sharing layer does not count")
+                self.approx.append(f"layer '{layer}' shares parameters of '{sorted(prior)[0]}' and has {n:,} of its "
+                                   f"own: they are an elementwise layer after it ('{layer}.own_params')")
             return sorted(prior)[0]
         return None
 

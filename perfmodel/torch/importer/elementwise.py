@@ -106,14 +106,17 @@ _on(operator.sub, operator.truediv, operator.neg, operator.pow, operator.isub, o
            "square.default", "__and__.Tensor", "__or__.Tensor", "bitwise_and.Tensor", "bitwise_or.Tensor",
            "bitwise_not.default", "logical_and.default", "logical_or.default", "logical_not.default",
            "eq.Tensor", "eq.Scalar", "ne.Tensor", "ne.Scalar", "lt.Tensor", "lt.Scalar", "gt.Tensor", "gt.Scalar",
-           "le.Scalar", "ge.Scalar"),
+           "le.Scalar", "ge.Scalar", "masked_fill_.Scalar", "masked_fill_.Tensor", "copy_.default", "copy.default",
+           "where.ScalarOther", "where.ScalarSelf"),
     operator.and_, operator.or_, operator.invert, operator.eq, operator.ne, operator.lt, operator.gt,
     "__and__", "__or__", "__invert__", "eq", "ne", "lt", "gt", "logical_not", "bool")(_h_elementwise)
 
 
 @_on(torch.randn_like, torch.rand_like, torch.zeros_like, torch.ones_like, torch.empty_like, torch.full_like,
+     "new_zeros", "new_ones", "new_full", "new_empty", "fill_", "zero_",
      *_aten("randn_like.default", "rand_like.default", "zeros_like.default", "ones_like.default",
-            "empty_like.default", "full_like.default"))
+            "empty_like.default", "full_like.default", "new_zeros.default", "new_ones.default", "new_full.default",
+            "new_empty.default", "fill_.Tensor", "fill_.Scalar", "zero_.default"))
 def _h_like(c, n, result, args, kwargs, ia, ik):
     """A new tensor shaped like an activation (noise, zeros): written once, reads nothing it needs."""
     return elementwise(c, n, result, ia[:1], {}, fn=_fn_name(n), flops=0.0)
@@ -184,6 +187,6 @@ def _h_addmm(c, n, result, args, kwargs, ia, ik):
     shared = c.claim(name, set(w.params) | set(bias.params))
     if shared:
         fields["share_params_with"] = shared
-    c.add("dense", name, [_rowwise_in(c, x, args[1])], **fields)
+    name = c.add("dense", name, [_rowwise_in(c, x, args[1])], **fields)
     return _rowwise_out(c, name, x, result)
 

@@ -180,7 +180,7 @@ def _h_matmul(c, n, result, args, kwargs, ia, ik):
             shared = c.claim(name, b.params)
             if shared:
                 fields["share_params_with"] = shared
-            c.add("dense", name, [_rowwise_in(c, a, args[0])], **fields)
+            name = c.add("dense", name, [_rowwise_in(c, a, args[0])], **fields)
             return _rowwise_out(c, name, a, result)
         raise Unmappable("a product with a constant that is not one parameter matrix")
     a, b = _act(a), _act(b)
@@ -209,7 +209,7 @@ def _h_flinear(c, n, result, args, kwargs, ia, ik):
     shared = c.claim(name, set(w.params) | (set(bias.params) if has_bias else set()))
     if shared:
         fields["share_params_with"] = shared
-    c.add("dense", name, [_rowwise_in(c, a, args[0])], **fields)
+    name = c.add("dense", name, [_rowwise_in(c, a, args[0])], **fields)
     return _rowwise_out(c, name, a, result)
 
 
@@ -234,15 +234,19 @@ def _h_flayernorm(c, n, result, args, kwargs, ia, ik):
 @_on(F.embedding)
 def _h_fembedding(c, n, result, args, kwargs, ia, ik):
     a, w = _act(ia[0]), _arg(ia, ik, 1, "weight")
-    if not a.is_int or not isinstance(w, Const) or len(w.params) != 1:
+    if not (a.is_int or _int_tensor(args[0])) or not isinstance(w, Const) or len(w.params) != 1:
         raise Unmappable("an embedding lookup that is not ids of an input into a parameter table")
     return _embedding(c, n, a, c.param_by_id[next(iter(w.params))], result)
+
+
+def _int_tensor(t) -> bool:
+    return isinstance(t, torch.Tensor) and not t.is_floating_point() and not t.is_complex()
 
 
 @_on(*_aten("embedding.default"))
 def _h_aten_embedding(c, n, result, args, kwargs, ia, ik):
     w, a = ia[0], _act(ia[1])
-    if not a.is_int or not isinstance(w, Const) or len(w.params) != 1:
+    if not (a.is_int or _int_tensor(args[1])) or not isinstance(w, Const) or len(w.params) != 1:
         raise Unmappable("an embedding lookup that is not ids of an input into a parameter table")
     return _embedding(c, n, a, c.param_by_id[next(iter(w.params))], result)
 
@@ -385,7 +389,7 @@ def _conv_like(c, n, op, result, a_info, w, b, stride, padding, dilation, groups
     shared = c.claim(name, _params_of((w, b)))
     if shared:
         fields["share_params_with"] = shared
-    c.add(op, name, [c.ensure(a)], **fields)
+    name = c.add(op, name, [c.ensure(a)], **fields)
     return c.out_act(name, result)
 
 

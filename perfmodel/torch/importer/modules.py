@@ -27,7 +27,7 @@ def _h_linear(c, n, result, args, kwargs, ia, ik):
     fields = {"units": m.out_features, "bias": m.bias is not None}
     if shared:
         fields["share_params_with"] = shared
-    c.add("dense", name, [_rowwise_in(c, a, args[0])], **fields)
+    name = c.add("dense", name, [_rowwise_in(c, a, args[0])], **fields)
     return _rowwise_out(c, name, a, result)
 
 
@@ -51,7 +51,7 @@ def _param_layer(c, n, op, a_info, result, fields, params):
     shared = c.claim(name, params)
     if shared:
         fields["share_params_with"] = shared
-    c.add(op, name, [c.ensure(a)] if a.real is not None else [a.layer], **fields)
+    name = c.add(op, name, [c.ensure(a)] if a.real is not None else [a.layer], **fields)
     return c.out_act(name, result)
 
 
@@ -227,9 +227,7 @@ def _h_embedding(c, n, result, args, kwargs, ia, ik):
 
 
 def _embedding(c, n, a: Act, weight, result):
-    src = c.ensure(a)
-    if c.kinds[src]["op"] != "input":  # the graph's embedding reads an int64 input layer directly
-        raise Unmappable("the ids are not an int64 input of the model (they were transformed)")
+    src = _id_input(c, c.ensure(a))
     name = c.layer_name(n)
     fields = {"vocab": int(weight.shape[0]), "dim": int(weight.shape[1])}
     shared = c.claim(name, [weight])
@@ -237,6 +235,24 @@ def _embedding(c, n, a: Act, weight, result):
         fields["share_params_with"] = shared
     c.add("embedding", name, [src], **fields)
     return c.out_act(name, result)
+
+
+def _id_input(c, src: str) -> str:
+    """The int64 input layer the ids come from (the graph's embedding reads one directly). Ids transformed on
+    the way (shifted labels, a mask applied) read the input they come from when the shape is the same."""
+    todo, seen = [src], set()
+    while todo and len(seen) < 64:
+        name = todo.pop(0)
+        if name in seen:
+            continue
+        seen.add(name)
+        spec = c.kinds[name]
+        if spec["op"] == "input" and spec.get("dtype") == "int64" and c.shapes[name] == c.shapes[src]:
+            if name != src:
+                c.note("ids transformed before an embedding (e.g. shifted labels) read as the input they come from")
+            return name
+        todo.extend(spec.get("inputs") or [])
+    raise Unmappable("the ids are not an int64 input of the model (nor transformed from one of the same shape)")
 
 
 @_on_modules(nn.RNN, nn.LSTM, nn.GRU)
@@ -263,7 +279,7 @@ def _recurrent_layer(c, n, op, a, fields, params, dropout, result):
     shared = c.claim(name, params)
     if shared:
         fields["share_params_with"] = shared
-    c.add(op, name, [c.ensure(a)], **fields)
+    name = c.add(op, name, [c.ensure(a)], **fields)
     out = c.out_act(name, result[0])
     state = RecState(out, 2 if fields["bidirectional"] else 1)
     hidden = Seq((state, state)) if op == "lstm" else state
@@ -404,7 +420,7 @@ def _h_translinear(c, n, result, args, kwargs, ia, ik):
     fields = {"units": m.out_features, "bias": m.bias is not None}
     if shared:
         fields["share_params_with"] = shared
-    c.add("dense", name, [_rowwise_in(c, a, args[0])], **fields)
+    name = c.add("dense", name, [_rowwise_in(c, a, args[0])], **fields)
     return _rowwise_out(c, name, a, result)
 
 
