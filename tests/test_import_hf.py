@@ -39,7 +39,8 @@ def test_hf_model_imports_exactly(name):
     counted = flop_counter(model, (), kwargs)
     if name == "mixtral":
         moe = [l for l in g.layers if l.op == "moe"]
-        assert len(moe) == 2
+        assert [l.name for l in moe] == ["model.layers.0.mlp", "model.layers.1.mlp"]
+        assert (moe[0].spec.experts, moe[0].spec.top_k, moe[0].spec.hidden, moe[0].spec.gated) == (4, 2, 48, True)
         routed = B * 16 * 2
         gemms = sum(w.flops for l in moe for w in op_cost(l, B, 4).forward if w.family == "matrix")
         experts = gemms - 2 * (2 * B * 16 * 32 * 4)  # less the routers' GEMMs

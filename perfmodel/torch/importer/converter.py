@@ -64,7 +64,7 @@ class _Converter(torch.fx.passes.shape_prop.ShapeProp):
         if node.op == "call_module":
             return self.unique(self.layer_names.get(str(node.target), str(node.target)))
         if "perfmodel_leaf" in node.meta:
-            return self.unique(self.strip(node.meta["perfmodel_leaf"].path))
+            return self.unique(node.meta["perfmodel_leaf"].path)  # a path in the model itself
         path = self.strip(module_path(node))
         base = re.sub(r"_\d+$", "", node.name)
         if path and path not in self.names and self.is_leaf_path(path):
