@@ -215,3 +215,24 @@ def test_rates_and_stage_factors_keyed_by_efficiency_key_reach_the_prediction():
     base = t(variant("plain"))
     assert t(variant("slow-dw-bwd", stage_factors={"conv/depthwise@backward_data": 0.1})) > base
     assert t(variant("other-stage", stage_factors={"conv/grouped@backward_data": 0.1})) == base  # no grouped conv
+
+
+def test_a_new_conv_kernel_class_is_a_key_in_the_cost_rule_plus_profile_data(monkeypatch):
+    """Winograd-able convolutions (3x3, stride 1, ungrouped) as their own class: one line in ops/conv.py's
+    conv_key (done here by monkeypatch) and one curve in the profile."""
+    import perfmodel.ops.conv as conv
+    from perfmodel.prediction import predict
+
+    plain_key = conv.conv_key
+
+    def with_winograd(s):
+        k = plain_key(s)
+        return "conv/winograd" if k == "conv" and s.kernel == (3, 3) else k
+
+    monkeypatch.setattr(conv, "conv_key", with_winograd)
+    data = load_hardware(TPU).model_dump(by_alias=True)
+    curves = {**data["efficiency"]["curves"], "conv/winograd": {"max": 1.0, "half": 1e6}}
+    fast = Device.model_validate({**data, "name": "tpu-winograd", "efficiency": {**data["efficiency"], "curves": curves}})
+    plain = Device.model_validate({**data, "name": "tpu-plain"})
+    assert predict("vgg16", fast, batch=7, dtype="bf16").iteration_time_s < \
+        predict("vgg16", plain, batch=7, dtype="bf16").iteration_time_s
