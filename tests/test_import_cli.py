@@ -63,8 +63,18 @@ def test_keyword_inputs_of_a_transformers_model(tmp_path):
     (["tests.import_corpus"], ["MODULE:FACTORY"]),
     (["tests.import_corpus:unet", "--input-shape", "3xAx4"], ["per-sample shape"]),
     (["tests.import_corpus:unet", "--input-shape", "4x32x32"], ["fails on these example inputs", "4 channels"]),
+    (["tests.import_corpus:unet", "--input", "3x32x32"], ["--input '3x32x32'", "NAME=SHAPE"]),
+    (["tests.import_corpus:unet", "--input-shape", "3x32x32:complex"], ["dtype must be one of"]),
 ])
 def test_errors_are_one_paragraph(argv, words):
     code, text = run("import", *argv)
     assert code == 2 and text.startswith("error: ") and "Traceback" not in text, text
     assert text.strip().count("\n") == 0 and all(w in text for w in words), text
+
+
+def test_without_torch_the_command_says_what_to_install(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "torch", None)  # `import torch` raises ImportError
+    code, text = run("import", "tests.import_corpus:unet", "--input-shape", "3x32x32")
+    assert code == 2 and text.startswith("error: perfmodel import needs PyTorch") and "perfmodel[torch]" in text
