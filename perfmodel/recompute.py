@@ -30,6 +30,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
+
 from .errors import InputError
 from .graph.layer_graph import LayerGraph
 from .ops import DTYPE_BYTES
@@ -107,6 +109,49 @@ class RecomputeMemory:
     recomputed_layers: tuple[int, ...]  # layers whose forward runs twice
 
 
+@dataclass(frozen=True)
+class RecomputeLayout:
+    """Checkpointed segments as arrays: segment per layer (-1: the last segment, not recomputed), the layers
+    whose forward runs twice, and per recomputed layer its non-input sources."""
+
+    segments: tuple[tuple[int, ...], ...]
+    segment_of: np.ndarray
+    layers: np.ndarray
+    sources: tuple[tuple[int, ...], ...]
+
+
+def recompute_layout(graph: LayerGraph, rule: str = "auto", costs: tuple[OpCost, ...] | None = None) -> RecomputeLayout:
+    """Every segment of `rule` but the last is checkpointed (see the module doc)."""
+    segs = segments(graph, rule, costs)
+    n = len(graph.layers)
+    seg_of = np.full(n, -1, dtype=np.int64)
+    for si, s in enumerate(segs[:-1]):
+        seg_of[s] = si
+    is_input = [l.op == "input" for l in graph.layers]
+    layers = np.array([seg_of[i] >= 0 and graph.layers[i].in_backward and not is_input[i] for i in range(n)],
+                      dtype=bool)
+    by_name = {l.name: l.index for l in graph.layers}
+    sources = tuple(tuple(by_name[src] for src in l.input_names if not is_input[by_name[src]])
+                    if seg_of[l.index] >= 0 and l.in_backward else () for l in graph.layers)
+    return RecomputeLayout(tuple(tuple(s) for s in segs), seg_of, layers, sources)
+
+
+def kept_activations(saved: np.ndarray, output: np.ndarray, input_bytes: float, lay: RecomputeLayout, a: int, e: int,
+                     inflight: int = 1) -> tuple[float, float, float]:
+    """Activation bytes layers [a, e) keep with recomputation: per in-flight micro-batch the network inputs and
+    the inputs of the checkpointed segments; the non-recomputed layers' saved tensors for all but one micro-batch;
+    once, the larger of those and the largest checkpointed segment (re-materialised during its backward).
+    Returns (activations, checkpoint bytes, the re-materialised part)."""
+    segs = lay.segment_of[a:e]
+    ck = segs >= 0
+    sv = saved[a:e]
+    plain = float(sv[~ck].sum())
+    kept = {j for i in range(a, e) for j in lay.sources[i] if lay.segment_of[j] != lay.segment_of[i] or j < a}
+    ckpt = float(sum(output[j] for j in kept))
+    big = float(np.bincount(segs[ck] - segs[ck].min(), weights=sv[ck]).max()) if ck.any() else 0.0
+    return (input_bytes + ckpt) * inflight + plain * (inflight - 1) + max(plain, big), ckpt, max(plain, big)
+
+
 def recompute_memory(graph: LayerGraph, batch: int, dtype: str = "fp32", rule: str = "auto",
                      costs: tuple[OpCost, ...] | None = None) -> RecomputeMemory:
     """Activation bytes kept with recomputation of every segment but the last (see the module doc)."""
@@ -114,37 +159,22 @@ def recompute_memory(graph: LayerGraph, batch: int, dtype: str = "fp32", rule: s
         raise InputError(f"dtype must be one of {', '.join(DTYPE_BYTES)}, got {dtype!r}")
     if costs is None:
         costs = graph_costs(graph, batch, DTYPE_BYTES[dtype])
-    segs = segments(graph, rule, costs)
+    lay = recompute_layout(graph, rule, costs)
+    segs = lay.segments
     used_rule = rule
     if rule == "auto":
-        used_rule = "blocks" if segs == block_segments(graph) else "sqrt"
-    seg_of = {}
-    for si, s in enumerate(segs):
-        for i in s:
-            seg_of[i] = si
-    by_name = {l.name: l.index for l in graph.layers}
-    is_input = [l.op == "input" for l in graph.layers]
-    inputs = sum(costs[i].output_bytes for i in range(len(costs)) if is_input[i])
-    kept: set[int] = set()
-    last = len(segs) - 1
-    for l in graph.layers:
-        si = seg_of[l.index]
-        if si == last or not l.in_backward:
-            continue
-        for src in l.input_names:
-            j = by_name[src]
-            if seg_of[j] != si and not is_input[j]:
-                kept.add(j)
-    ckpt = sum(costs[j].output_bytes for j in kept)
-    seg_saved = [sum(costs[i].saved_bytes for i in s) for s in segs]
+        used_rule = "blocks" if [list(s) for s in segs] == block_segments(graph) else "sqrt"
+    saved = np.array([c.saved_bytes for c in costs], dtype=float)
+    output = np.array([c.output_bytes for c in costs], dtype=float)
+    inputs = float(sum(c.output_bytes for l, c in zip(graph.layers, costs) if l.op == "input"))
+    acts, ckpt, largest = kept_activations(saved, output, inputs, lay, 0, len(costs))
+    seg_saved = [float(saved[list(s)].sum()) for s in segs]
     big = max(range(len(segs)), key=lambda k: seg_saved[k])
-    recomputed = tuple(i for s in segs[:-1] for i in s if graph.layers[i].in_backward and not is_input[i])
-    without = sum(c.saved_bytes for c in costs) + inputs
-    acts = inputs + ckpt + seg_saved[big]
     return RecomputeMemory(
-        rule=used_rule, segments=len(segs), inputs_bytes=float(inputs), checkpoint_bytes=float(ckpt),
-        largest_segment_bytes=float(seg_saved[big]), largest_segment=graph.layers[segs[big][0]].name,
-        activations_bytes=float(acts), without_bytes=float(without), recomputed_layers=recomputed,
+        rule=used_rule, segments=len(segs), inputs_bytes=inputs, checkpoint_bytes=ckpt,
+        largest_segment_bytes=largest, largest_segment=graph.layers[segs[big][0]].name,
+        activations_bytes=float(acts), without_bytes=float(saved.sum() + inputs),
+        recomputed_layers=tuple(int(i) for i in np.flatnonzero(lay.layers)),
     )
 
 

@@ -17,6 +17,7 @@ import numpy as np
 from ..engine.layers import cached
 from ..graph.layer_graph import LayerGraph
 from ..memory import MAX_BATCH, WORKSPACE_BUFFERS, largest_batch, memory_terms
+from ..recompute import RecomputeLayout, kept_activations, recompute_layout
 from ..recompute import segments as recompute_segments
 from ..result import MemoryFootprint
 from .pipeline import inflight_microbatches, partition
@@ -25,39 +26,18 @@ from .rank import RankLayers
 RECOMPUTE_CHOICES = ("none", "full")
 
 
-@dataclass(frozen=True)
-class Recompute:
-    """Which layers run their forward twice, and the checkpointed segments for the memory of recomputation."""
-
-    layers: np.ndarray  # bool per layer
-    segment_of: np.ndarray  # int per layer: checkpointed segment index, -1 if not checkpointed
-    sources: tuple[tuple[int, ...], ...]  # per checkpointed layer on the backward path: its non-input sources
+Recompute = RecomputeLayout
 
 
 def recompute_info(graph: LayerGraph) -> Recompute | None:
-    """Full recomputation of `graph` (memoised); None when there is nothing to recompute (< 2 segments)."""
-    return cached(graph, "_engine_recompute", ("full",), lambda: (_recompute_info(graph),))[0]
+    """Full recomputation of `graph` ("auto" segments, memoised); None when nothing is recomputed (< 2 segments)."""
+    def build():
+        if len(recompute_segments(graph, "auto")) < 2:
+            return None
+        lay = recompute_layout(graph, "auto")
+        return lay if lay.layers.any() else None
 
-
-def _recompute_info(graph: LayerGraph) -> Recompute | None:
-    segs = recompute_segments(graph, "auto")
-    if len(segs) < 2:
-        return None
-    n = len(graph.layers)
-    seg_of = np.full(n, -1, dtype=np.int64)
-    is_input = [l.op == "input" for l in graph.layers]
-    for si, s in enumerate(segs[:-1]):
-        for i in s:
-            seg_of[i] = si
-    layers = np.array([seg_of[i] >= 0 and graph.layers[i].in_backward and not is_input[i] for i in range(n)])
-    if not layers.any():
-        return None
-    by_name = {l.name: l.index for l in graph.layers}
-    sources: list[tuple[int, ...]] = [() for _ in range(n)]
-    for l in graph.layers:
-        if seg_of[l.index] >= 0 and l.in_backward:
-            sources[l.index] = tuple(by_name[src] for src in l.input_names if not is_input[by_name[src]])
-    return Recompute(layers, seg_of, tuple(sources))
+    return cached(graph, "_engine_recompute", ("full",), lambda: (build(),))[0]
 
 
 def source_indices(graph: LayerGraph) -> tuple[tuple[int, ...], ...]:
@@ -139,19 +119,12 @@ def staged(graph: LayerGraph, ranks: RankLayers, tp_f: np.ndarray, tp_b: np.ndar
 
 
 def _activations(r: RankLayers, rc: Recompute | None, a: int, e: int, inflight: int) -> float:
-    """Activation bytes a stage keeps: saved tensors x micro-batches in flight, or with recomputation the
-    checkpointed inputs per micro-batch plus one re-materialised segment."""
+    """Activation bytes a stage keeps: saved tensors x micro-batches in flight, or with recomputation
+    perfmodel.recompute.kept_activations (checkpointed inputs per micro-batch plus one re-materialised segment)."""
     inputs = float(r.output[a:e][r.is_input[a:e]].sum())
-    saved = r.saved[a:e]
     if rc is None:
-        return (float(saved.sum()) + inputs) * inflight
-    segs = rc.segment_of[a:e]
-    ck = segs >= 0
-    plain = float(saved[~ck].sum())
-    kept = {j for i in range(a, e) for j in rc.sources[i] if rc.segment_of[j] != rc.segment_of[i] or j < a}
-    ckpt = float(sum(r.output[j] for j in kept))
-    big = float(np.bincount(segs[ck] - segs[ck].min(), weights=saved[ck]).max()) if ck.any() else 0.0
-    return (inputs + ckpt) * inflight + plain * (inflight - 1) + max(plain, big)
+        return (float(r.saved[a:e].sum()) + inputs) * inflight
+    return kept_activations(r.saved, r.output, inputs, rc, a, e, inflight)[0]
 
 
 def stage_memory(stg: Staged, optimizer: str, schedule: str, m: int, zero_dp: int = 1,
