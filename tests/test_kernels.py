@@ -225,3 +225,18 @@ def test_bridge_maps_ops_work_items_to_kernel_times():
     assert got[1] == pytest.approx(kernel_time_s("conv_fwd", d, "fp32", arch, stack))
     assert got[2] == pytest.approx(kernel_time_s("conv_bwd_filter", d, "fp32", arch, stack))
     assert np.isnan(got[3])  # not a kernel the model knows: the engine keeps its own estimate
+
+
+def test_bad_files_give_one_clean_error(tmp_path):
+    from perfmodel.errors import HardwareError, NotFoundError
+
+    with pytest.raises(NotFoundError):
+        load_arch("no-such-arch")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("kind: gpu_arch\nname: x\nfamily: y\nsource: z\nsm_count: -3\nboost_clock: 1 GHz\n"
+                   "flops_per_clock_per_sm: {fp32: 128}\nmemory_bandwidth: 1 GB/s\nl2_cache: 1 MiB\n")
+    with pytest.raises(HardwareError, match="sm_count"):
+        load_arch(str(bad))
+    bad.write_text("kind: software_stack\nname: x\nlibraries: y\nsource: z\ngemm_tiles: []\n")
+    with pytest.raises(HardwareError):
+        load_stack(str(bad))

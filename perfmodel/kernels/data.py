@@ -5,8 +5,10 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-import yaml
+from pydantic import BaseModel, ValidationError
 
+from ..datafile import read_data_file
+from ..errors import HardwareError, NotFoundError, format_pydantic_error
 from ..paths import data_dir
 from .schema import GpuArch, SoftwareStack
 
@@ -26,22 +28,29 @@ def _names(sub: str) -> dict[str, Path]:
     return {p.stem: p for p in sorted(d.glob("*.yaml"))} if d.is_dir() else {}
 
 
+def _load(name: str, sub: str, cls: type[BaseModel], what: str):
+    path = Path(name) if name.endswith((".yaml", ".yml", ".json")) else _names(sub).get(name)
+    if path is None or not path.is_file():
+        raise NotFoundError(f"no {what} file '{name}'; known: {', '.join(sorted(_names(sub)))}")
+    data = read_data_file(path, HardwareError)
+    try:
+        return cls.model_validate(data)
+    except ValidationError as e:
+        raise HardwareError(format_pydantic_error(e), file=str(path)) from None
+    except ValueError as e:  # unit parsing inside validators
+        raise HardwareError(str(e), file=str(path)) from None
+
+
 @lru_cache(maxsize=64)
 def load_arch(name: str) -> GpuArch:
     """The GpuArch of a built-in name (file stem in hardware_profiles/gpu_arch) or a YAML path."""
-    path = Path(name) if name.endswith((".yaml", ".yml")) else _names(ARCH_DIR).get(name)
-    if path is None:
-        raise KeyError(f"no GPU architecture file '{name}'; known: {sorted(_names(ARCH_DIR))}")
-    return GpuArch.model_validate(yaml.safe_load(path.read_text()))
+    return _load(name, ARCH_DIR, GpuArch, "GPU architecture")
 
 
 @lru_cache(maxsize=64)
 def load_stack(name: str) -> SoftwareStack:
     """The SoftwareStack of a built-in name (file stem in hardware_profiles/stacks) or a YAML path."""
-    path = Path(name) if name.endswith((".yaml", ".yml")) else _names(STACK_DIR).get(name)
-    if path is None:
-        raise KeyError(f"no software stack file '{name}'; known: {sorted(_names(STACK_DIR))}")
-    return SoftwareStack.model_validate(yaml.safe_load(path.read_text()))
+    return _load(name, STACK_DIR, SoftwareStack, "software stack")
 
 
 def list_archs() -> list[str]:

@@ -177,6 +177,21 @@ def _names(names: tuple[str, ...], archs, stacks) -> tuple[str, ...]:
     return tuple(out)
 
 
+MULTI_START = {"rnn": (("rnn", (0.25, 0.9)), ("rnn_memory_bandwidth", (0.2, 0.8)))}  # stages with two basins
+
+
+def _starts(stage: str, p: dict[str, float], stacks) -> list[dict[str, float]]:
+    """Starting points of a stage: `p`, plus every corner of MULTI_START's values (per-stack names spelled out)."""
+    out = [p]
+    for combo in np.array(np.meshgrid(*[v for _, v in MULTI_START.get(stage, ())])).T.reshape(-1, len(
+            MULTI_START.get(stage, ()))) if stage in MULTI_START else ():
+        q = dict(p)
+        for (name, _), value in zip(MULTI_START[stage], combo):
+            q.update({f"{name}@{s}": float(value) for s in stacks})
+        out.append(q)
+    return out
+
+
 def fit(ctx: Context, train: np.ndarray | None = None) -> dict[str, float]:
     """Fit every stage on the rows selected by `train` (all rows by default), then all parameters together."""
     train = np.ones(len(ctx.rows), bool) if train is None else train
@@ -185,10 +200,12 @@ def fit(ctx: Context, train: np.ndarray | None = None) -> dict[str, float]:
     p = initial_params(archs, stacks)
     cls_of = np.array([r.cls for r in ctx.rows])
     masks = {}
-    for classes, names in STAGES.values():
+    for stage, (classes, names) in STAGES.items():
         mask = train & np.isin(cls_of, classes)
         if mask.any():
-            p = pattern_search(lambda q: _loss(ctx, q, classes, mask), p, _names(names, archs, stacks))
+            loss = lambda q: _loss(ctx, q, classes, mask)  # noqa: E731
+            p = min((pattern_search(loss, s, _names(names, archs, stacks)) for s in _starts(stage, p, stacks)),
+                    key=loss)
             masks[classes] = mask
     every = tuple(n for _, names in STAGES.values() for n in _names(names, archs, stacks)
                   if not n.startswith(("kernel_overhead_s", "clock:", "mem:")))

@@ -37,7 +37,7 @@ def _step_s(cell, M, N, K, dtype, arch: GpuArch, stack: SoftwareStack):
     """
     _, eb = dtype_parts(dtype)
     a = stack.achievable
-    comp = gemm_compute_s(M, N, K, dtype, arch, stack, cls="rnn", split_k=False)
+    comp = gemm_compute_s(M, N, K, dtype, arch, stack, cls="rnn")
     mem = eb * (M * K + K * N + M * N) / (arch.memory_bandwidth_Bps * a.rnn_memory_bandwidth)
     if stack.rnn_persistent:
         fits = M * K * eb <= arch.sm_count * arch.registers_per_sm * 4 * 0.5
