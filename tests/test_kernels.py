@@ -240,3 +240,22 @@ def test_bad_files_give_one_clean_error(tmp_path):
     bad.write_text("kind: software_stack\nname: x\nlibraries: y\nsource: z\ngemm_tiles: []\n")
     with pytest.raises(HardwareError):
         load_stack(str(bad))
+
+
+@pytest.mark.skipif(not __import__("perfmodel.kernels.deepbench", fromlist=["x"]).DEFAULT_CSV.is_file(),
+                    reason="shared/published/deepbench_train_dev.csv is not next to this checkout")
+def test_committed_deepbench_report_matches_the_model():
+    """The committed report's in-sample medians are what the model gives today with its fitted parameters."""
+    import json
+    from pathlib import Path
+
+    from perfmodel.kernels.deepbench import load_rows
+    from perfmodel.kernels.fit import Context, predict
+    from perfmodel.kernels.report import table
+
+    rep = json.loads((Path(__file__).parents[1] / "validation/reports/deepbench-dev/report.json").read_text())
+    ctx = Context.of(load_rows())
+    assert len(ctx.rows) == rep["rows"] == 3030
+    got = table(ctx.rows, predict(ctx, rep["fitted_params"]), ctx.measured)
+    for cls, s in rep["in_sample"]["per_class"].items():
+        assert got["per_class"][cls]["median"] == pytest.approx(s["median"], abs=1e-6), cls
