@@ -78,3 +78,12 @@ def test_without_torch_the_command_says_what_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "torch", None)  # `import torch` raises ImportError
     code, text = run("import", "tests.import_corpus:unet", "--input-shape", "3x32x32")
     assert code == 2 and text.startswith("error: perfmodel import needs PyTorch") and "perfmodel[torch]" in text
+
+
+def test_a_model_file_imports_its_neighbours(tmp_path):
+    (tmp_path / "blocks.py").write_text("from torch import nn\n\n\ndef mlp():\n"
+                                        "    return nn.Sequential(nn.Linear(8, 16), nn.ReLU6(), nn.Linear(16, 2))\n")
+    (tmp_path / "model.py").write_text("from blocks import mlp\n\n\ndef build():\n    return mlp()\n")
+    code, text = run("import", f"{tmp_path / 'model.py'}:build", "--input-shape", "8")
+    assert code == 0, text
+    assert "parameters: module 178, graph 178 (equal)" in text and "dense 2, elementwise 1, input 1" in text

@@ -67,7 +67,12 @@ def load_factory(spec: str) -> Callable:
         mspec = importlib.util.spec_from_file_location(path.stem, path)
         obj = importlib.util.module_from_spec(mspec)
         sys.modules.setdefault(path.stem, obj)
-        _run_user(lambda: mspec.loader.exec_module(obj), f"running '{where}'")
+        folder = str(path.resolve().parent)  # the file's own imports of its neighbours resolve, as `python FILE`
+        sys.path.insert(0, folder)
+        try:
+            _run_user(lambda: mspec.loader.exec_module(obj), f"running '{where}'")
+        finally:
+            sys.path.remove(folder)
     else:
         added = "" not in sys.path
         if added:
