@@ -115,3 +115,23 @@ def test_group_and_instance_norm_map_to_batchnorm():
     assert [(l.name, l.op) for l in g.layers][1:] == [("0", "conv2d"), ("1", "batchnorm"), ("2", "elementwise"),
                                                       ("3", "batchnorm")]
     assert rep.params_graph == rep.params_module == 224 + 16 + 16
+
+
+def test_moe_block_returning_router_logits():
+    import import_corpus as C
+
+    class TupleMoE(C.MoEFFN):
+        def forward(self, x):
+            return super().forward(x), self.gate(x)
+
+    class M(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.moe, self.head = TupleMoE(), nn.Linear(32, 4)
+
+        def forward(self, x):
+            h, logits = self.moe(x)
+            return self.head(h), logits
+
+    g, rep = from_module(M(), torch.randn(3, 10, 32))
+    assert [l.op for l in g.layers] == ["input", "moe", "dense"] and rep.params_graph == rep.params_module

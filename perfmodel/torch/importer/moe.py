@@ -14,7 +14,7 @@ from torch import nn
 
 from ...ops.moe import moe_params
 from .registry import _act, _rowwise_in, _rowwise_out, on_module_kind
-from .values import Unmappable
+from .values import Const, Seq, Unmappable
 
 
 def _router(m: nn.Module):
@@ -73,6 +73,8 @@ def _h_moe(c, n, result, args, kwargs, ia, ik):
     shared = c.claim(name, list(m.parameters()))
     if shared:
         fields["share_params_with"] = shared
-    c.add("moe", name, [_rowwise_in(c, a, args[0] if args else next(iter(kwargs.values())))], **fields)
+    name = c.add("moe", name, [_rowwise_in(c, a, args[0] if args else next(iter(kwargs.values())))], **fields)
     c.note("mixture of experts costed with the expected tokens per expert (uniform routing)")
+    if isinstance(result, (tuple, list)):  # (hidden states, router logits): the logits' cost is in the layer
+        return Seq((_rowwise_out(c, name, a, result[0]),) + tuple(Const(r) for r in result[1:]))
     return _rowwise_out(c, name, a, result)
