@@ -259,3 +259,24 @@ def test_committed_deepbench_report_matches_the_model():
     got = table(ctx.rows, predict(ctx, rep["fitted_params"]), ctx.measured)
     for cls, s in rep["in_sample"]["per_class"].items():
         assert got["per_class"][cls]["median"] == pytest.approx(s["median"], abs=1e-6), cls
+
+
+def test_fft_executed_work_by_hand():
+    # one 8x8 image, one channel, one 3x3 filter; a 32-point tile holds it: 32 x 17 = 544 frequency bins
+    s = dict(N=1, C=1, H=8, W=8, K=1, R=3, S=3, pad_h=1, pad_w=1, stride_h=1, stride_w=1, groups=1)
+    t, executed = fft(s, "fwd", "fp32", TOY, STACK.model_copy(update={"fft_tile": 32}))
+    products = 8 * 544  # one complex multiply-add per bin
+    transforms = 3 * 5 * 32 * 32 * 5  # input, filter and output planes: 5 n log2 n each
+    assert float(executed) == products + transforms
+    moved = 3 * 2 * 8 * 544 + 4 * (64 + 9 + 64)  # spectra written and read + the real tensors once
+    assert float(t) == pytest.approx(products / 1.28e12 + moved / 100e9)
+
+
+def test_writeback_replaces_only_its_marked_block(tmp_path):
+    from perfmodel.kernels.writeback import MARK, _replace_block
+
+    f = tmp_path / "x.yaml"
+    f.write_text("name: x\nnotes: kept\n")
+    _replace_block(f, ["clock_factor: 1.1"])
+    _replace_block(f, ["clock_factor: 0.9"])  # regenerated, not appended twice
+    assert f.read_text() == f"name: x\nnotes: kept\n{MARK}\nclock_factor: 0.9\n"

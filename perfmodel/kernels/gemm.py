@@ -3,11 +3,11 @@
 C[M, N] = A[M, K] @ B[K, N], `batch` independent GEMMs of that shape. All functions take numpy arrays
 (or scalars) and broadcast. The time of one tile choice is
 
-    ceil(ctas / SMs) * (2 * tm * tn * k_per_cta) / (sm_peak * fraction(class) * tile_eff * occupancy)
+    ceil(ctas / SMs) * 2 * tm * tn * (k_per_cta + k0) / (sm_peak * fraction(class) * tile_eff * occupancy)
 
 so a partly filled last wave costs as much as a full one (wave quantization). tile_eff is the shared-memory
 bound of the tile's register blocking; occupancy counts the warps resident per SM (few CTAs per SM cannot
-hide latency). The library is assumed to pick the tile and split of K with the least time, as cuBLAS's
+hide latency); k0 is a CTA's prologue and epilogue in k steps (stack.achievable.cta_overhead_k). The library is assumed to pick the tile and split of K with the least time, as cuBLAS's
 heuristics aim to. The kernel is never faster than moving its operands through DRAM once, and pays a fixed
 per-kernel overhead of its software stack.
 """
