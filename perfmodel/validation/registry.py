@@ -19,6 +19,7 @@ SUITES: dict[str, str] = {
     "ddp-cpu": "perfmodel.validation.ddp_cpu:SUITE",
     "dlbench-2016": "perfmodel.validation.dlbench:SUITE",
     "cpu-random": "perfmodel.validation.cpu_random:SUITE",
+    "cluster-emu": "perfmodel.validation.cluster_emu:SUITE",
 }
 
 

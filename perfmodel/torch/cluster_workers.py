@@ -1,0 +1,125 @@
+"""Workers for multi-node runs, started torchrun-style: one process per rank with RANK, WORLD_SIZE, MASTER_ADDR,
+MASTER_PORT (and GLOO_SOCKET_IFNAME) in the environment, inside an emulated node (perfmodel.validation.cluster_emu_net) or on a real
+node under `torchrun`.
+
+    python3 -m perfmodel.torch.cluster_workers TASK.json OUT_DIR
+
+TASK.json: {"task": "links", "sizes": [...], "rounds": R, "threads": 1}: gloo all-reduce and send/recv timings
+per message size (every repetition starts after a barrier), or {"task": "ddp", "graph": {...}, "batch": B,
+"warmup": W, "steps": S, "threads": 1, "bucket_cap_mb": 25, "seed": 0}: DistributedDataParallel training steps
+(bucketed gradient all-reduce overlapped with backward). Each rank writes OUT_DIR/rank<k>.json.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+import torch.distributed as dist
+
+from ..graph.io import network_from_dict
+from .to_module import make_batch, to_module
+
+
+def _reps(n: int) -> int:
+    """Repetitions per size per round: many for small messages, a few for large ones."""
+    return int(min(20, max(2, 4e6 / max(n, 1))))
+
+
+def init_from_env(threads: int) -> tuple[int, int]:
+    """Join the gloo group named by the torchrun-style environment; (rank, world)."""
+    torch.set_num_threads(threads)
+    try:
+        torch.set_num_interop_threads(1)
+    except RuntimeError:
+        pass
+    rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+    dist.init_process_group("gloo", init_method=f"tcp://{os.environ['MASTER_ADDR']}:{os.environ['MASTER_PORT']}",
+                            rank=rank, world_size=world, timeout=_dt.timedelta(seconds=300))
+    return rank, world
+
+
+def _timed(fn, reps: int) -> list[float]:
+    out = []
+    for _ in range(reps):
+        dist.barrier()
+        t0 = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+def _sendrecv(t: torch.Tensor, rank: int) -> None:
+    """Rank 0 sends to rank 1, which answers with the same tensor (a round trip); other ranks idle."""
+    if rank == 0:
+        dist.send(t, 1)
+        dist.recv(t, 1)
+    elif rank == 1:
+        dist.recv(t, 0)
+        dist.send(t, 0)
+
+
+def links_task(rank: int, sizes: Sequence[int], rounds: int) -> dict[str, Any]:
+    """All-reduce and send/recv round-trip times per size, interleaved over `rounds` passes."""
+    out: dict[str, Any] = {"allreduce": {str(n): [] for n in sizes}, "sendrecv": {str(n): [] for n in sizes}}
+    bufs = {n: torch.ones(max(1, n // 4), dtype=torch.float32) for n in sizes}
+    for n in sizes[:3]:  # warm-up: connections and small buffers
+        dist.all_reduce(bufs[n])
+    for _ in range(rounds):
+        for n in sizes:
+            out["allreduce"][str(n)] += _timed(lambda: dist.all_reduce(bufs[n]), _reps(n))
+            out["sendrecv"][str(n)] += _timed(lambda: _sendrecv(bufs[n], rank), _reps(n))
+    return out
+
+
+def ddp_task(rank: int, task: dict[str, Any]) -> list[float]:
+    """Step times of DDP training (zero_grad, forward + loss, backward with bucketed all-reduce, SGD step)."""
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    graph = network_from_dict(task["graph"])
+    seed = int(task.get("seed", 0))
+    torch.manual_seed(seed)
+    model = DDP(to_module(graph), bucket_cap_mb=float(task.get("bucket_cap_mb", 25)))
+    model.train()
+    x, y = make_batch(graph, int(task["batch"]), seed=seed + rank)
+    opt = torch.optim.SGD(model.parameters(), lr=1e-3)
+
+    def step() -> None:
+        opt.zero_grad(set_to_none=True)
+        model(x, y).backward()
+        opt.step()
+
+    for _ in range(int(task["warmup"])):
+        step()
+    dist.barrier()
+    times = []
+    for _ in range(int(task["steps"])):
+        t0 = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def main(argv: Sequence[str]) -> int:
+    task = json.loads(Path(argv[0]).read_text())
+    rank, _ = init_from_env(int(task.get("threads", 1)))
+    if task["task"] == "links":
+        res: Any = links_task(rank, [int(n) for n in task["sizes"]], int(task.get("rounds", 2)))
+    elif task["task"] == "ddp":
+        res = ddp_task(rank, task)
+    else:
+        raise SystemExit(f"unknown task {task['task']!r}")
+    dist.barrier()
+    dist.destroy_process_group()
+    Path(argv[1], f"rank{rank}.json").write_text(json.dumps(res))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

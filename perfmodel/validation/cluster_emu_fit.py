@@ -1,0 +1,106 @@
+"""Alpha-beta link fits from collective timings (torch-free), and the link profile they give.
+
+All-reduce over p ranks (ring): T(n) = 2(p-1)/p * n/B + 2(p-1) alpha. Send/recv round trip of n bytes:
+T(n) = 2 (alpha + n/B). Both are linear in n, T = c0 + c1 n, fitted by least squares on the relative error
+(each point weighted by 1/T) so that small and large messages count alike.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+from ..errors import InputError
+from ..hardware.schema import Link
+from ..store import atomic_write_text
+
+# (c0 per alpha, c1 per 1/B) of each timed pattern, for p ranks
+PATTERNS = {"allreduce": lambda p: (2.0 * (p - 1), 2.0 * (p - 1) / p), "sendrecv": lambda p: (2.0, 2.0)}
+
+
+def fit_line(points: Sequence[tuple[float, float]]) -> tuple[float, float]:
+    """(c0, c1) of T = c0 + c1 n by relative-error least squares; c0 clipped at 0."""
+    import numpy as np
+
+    if len(points) < 2:
+        raise InputError("need at least two (bytes, seconds) points to fit alpha and beta")
+    n = np.array([p[0] for p in points], dtype=float)
+    t = np.array([p[1] for p in points], dtype=float)
+    w = 1.0 / t
+    a = np.stack([np.ones_like(n), n], axis=1) * w[:, None]
+    c0, c1 = np.linalg.lstsq(a, t * w, rcond=None)[0]
+    if c1 <= 0:
+        raise InputError("times do not grow with the message size; cannot fit a bandwidth")
+    return max(0.0, float(c0)), float(c1)
+
+
+def fit_alpha_beta(points: Sequence[tuple[float, float]], pattern: str = "allreduce",
+                   ranks: int = 2) -> tuple[float, float]:
+    """(latency alpha s, bandwidth B bytes/s) of `pattern` ("allreduce" over `ranks`, or "sendrecv")."""
+    if pattern not in PATTERNS:
+        raise InputError(f"unknown pattern {pattern!r}; known: {', '.join(PATTERNS)}")
+    k0, k1 = PATTERNS[pattern](ranks)
+    c0, c1 = fit_line(points)
+    return c0 / k0, k1 / c1
+
+
+def medians(per_rank: Sequence[dict[str, list[float]]]) -> list[tuple[int, float]]:
+    """(bytes, median over repetitions of the slowest rank's time) per size."""
+    out = []
+    for key in per_rank[0]:
+        reps = zip(*(r[key] for r in per_rank))
+        out.append((int(key), statistics.median(max(x) for x in reps)))
+    return sorted(out)
+
+
+@dataclass(frozen=True)
+class LinkFit:
+    """One link calibration: fitted alpha/B per pattern and the points they came from."""
+
+    name: str
+    ranks: int
+    allreduce: tuple[tuple[int, float], ...]
+    sendrecv: tuple[tuple[int, float], ...]
+    topology: dict[str, Any]
+    created_utc: str
+
+    def fit(self, pattern: str = "allreduce") -> tuple[float, float]:
+        pts = self.allreduce if pattern == "allreduce" else self.sendrecv
+        return fit_alpha_beta(pts, pattern, self.ranks if pattern == "allreduce" else 2)
+
+    def link(self) -> Link:
+        """The link profile: the all-reduce fit (what data-parallel training runs)."""
+        alpha, bw = self.fit("allreduce")
+        a2, b2 = self.fit("sendrecv")
+        pts = ", ".join(f"{n / 1024:.0f} KiB: {t * 1e3:.2f} ms" for n, t in self.allreduce)
+        return Link(name=self.name, type="ethernet", bandwidth=bw, latency=alpha, efficiency=1.0,
+                    source=f"perfmodel calibrate --links: gloo all-reduce over {self.ranks} ranks, {self.created_utc}, "
+                           f"topology {self.topology}",
+                    notes=f"alpha-beta fit of ring all-reduce (relative least squares) to median times ({pts}); "
+                          f"send/recv round trips give alpha {a2 * 1e6:.0f} us, B {b2 / 1e6:.1f} MB/s.")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        for p in ("allreduce", "sendrecv"):
+            a, b = self.fit(p)
+            d[f"{p}_alpha_s"], d[f"{p}_bandwidth_Bps"] = a, b
+        return d
+
+    @classmethod
+    def from_record(cls, r: dict[str, Any]) -> "LinkFit":
+        return cls(r["name"], int(r["ranks"]), tuple((int(n), float(t)) for n, t in r["allreduce"]),
+                   tuple((int(n), float(t)) for n, t in r["sendrecv"]), dict(r["topology"]), r["created_utc"])
+
+
+def save_link(link: Link, folder: str | Path) -> Path:
+    """Write `link` as hardware_profiles-style YAML `<folder>/<name>.yaml`."""
+    import yaml
+
+    p = Path(folder) / f"{link.name}.yaml"
+    p.parent.mkdir(parents=True, exist_ok=True)
+    data = {"kind": "link", "name": link.name, "type": link.type, "source": link.source, "notes": link.notes,
+            "bandwidth": float(link.bandwidth_Bps), "latency": float(link.latency_s), "efficiency": 1.0}
+    atomic_write_text(p, yaml.safe_dump(data, sort_keys=False, width=110))
+    return p
