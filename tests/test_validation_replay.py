@@ -61,3 +61,30 @@ def test_replay_needs_no_torch():
                          cwd=Path(__file__).resolve().parents[1])
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split()[:2] == [str(len(GOLDEN["cpu-quick"])), str(len(GOLDEN["ddp-cpu"]))]
+
+
+def test_every_registered_suite_follows_the_protocol():
+    from perfmodel.validation.protocol import Suite
+    from perfmodel.validation.registry import SUITES, available
+
+    suites = available()
+    assert set(suites) == set(SUITES)
+    for name, suite in suites.items():
+        assert not isinstance(suite, str), suite  # every registered module imports without torch
+        assert isinstance(suite, Suite) and suite.name == name and suite.help
+
+
+@pytest.mark.parametrize("suite", ["cpu-quick", "ddp-cpu"])
+def test_replayed_report_goes_through_the_one_writer(suite, tmp_path, monkeypatch):
+    """A replayed measured suite is a SuiteReport; the shared writer writes its four files from it."""
+    from perfmodel.validation.protocol import RunOptions, SuiteReport
+    from perfmodel.validation.runner import run_suite_by_name
+
+    monkeypatch.chdir(Path(__file__).resolve().parents[1])
+    rep = run_suite_by_name(suite, RunOptions(replay=Path(f"validation/measurements/{suite}.jsonl"), profile=PROFILE,
+                                              report_dir=tmp_path))
+    assert isinstance(rep, SuiteReport)
+    rows = rep.comparisons()
+    assert sorted(r.case for r in rows) == sorted(GOLDEN[suite])
+    assert json.loads((tmp_path / "results.json").read_text())["suite"] == suite
+    assert (tmp_path / "report.md").read_text().startswith("# ") and (tmp_path / "README_SECTION.md").is_file()

@@ -1,12 +1,12 @@
 """The validation-suite protocol: every suite is a plug-in that turns cases into predicted-vs-measured rows.
 
-A suite is an object with `name`, `help`, `measured` (True when it times this machine), `case_names()`,
-`run(options) -> report` and `text(report) -> Text` (lines and TextTables the CLI renders). Its report (any frozen object) has `suite`,
-`comparisons()` (its Rows), `to_dict()`, `markdown()` and `readme_section()`; optionally `html(markdown)` (a whole page, else
-the shared writer builds one from the rows) and `notes`. `perfmodel.validation.writer.write_report` writes
-every suite's report folder; `perfmodel.validation.metrics` summarises its rows; the CLI finds suites in
-`perfmodel.validation.registry.SUITES`. Adding a suite = one new module + one registry line
-(see docs/architecture.md).
+A suite (`Suite`) has `name`, `help`, `measured` (True when it times this machine), `case_names()`
+(optionally `case_aliases()`), `run(options) -> report` and `text(report)` (lines and TextTables the CLI
+renders). Its report (`SuiteReport`, any frozen object) has `suite`, `comparisons()` (its Rows),
+`to_dict()`, `markdown()` and `readme_section()`, and optionally `html(markdown)` (a whole page; else the
+writer builds one from the rows). perfmodel.validation.writer writes every suite's report folder,
+perfmodel.validation.metrics summarises errors, perfmodel.validation.registry lists the suites. Adding a
+suite = one new module + one registry line (docs/architecture.md).
 """
 
 from __future__ import annotations
