@@ -207,9 +207,27 @@ def validation_values() -> dict[str, str]:
     return out
 
 
+DEEPBENCH = {"gemm": "GEMM", "conv_fwd": "convolution forward", "conv_bwd_data": "convolution backward-data",
+             "conv_bwd_filter": "convolution backward-filter", "rnn": "RNN (vanilla, LSTM, GRU)",
+             "allreduce": "all-reduce", "all": "all rows"}
+
+
+def deepbench_values() -> dict[str, str]:
+    """The README's deepbench-dev table, from validation/reports/deepbench-dev/report.json."""
+    import json
+
+    d = json.loads((ROOT / "validation/reports/deepbench-dev/report.json").read_text(encoding="utf-8"))
+    out = {}
+    for key in DEEPBENCH:
+        ins = d["in_sample"]["all"] if key == "all" else d["in_sample"]["per_class"][key]
+        held = d["leave_one_gpu_out"]["all"] if key == "all" else d["leave_one_gpu_out"]["per_class"][key]
+        out[f"deepbench.{key}"] = f"{ins['n']} | {ins['median'] * 100:.1f}% | {held['median'] * 100:.1f}%"
+    return out
+
+
 VALUES: tuple[Callable[[], dict[str, str]], ...] = (sweep_values, fit_values, cost_values, serve_values,
                                                     plan_values, large_model_values, readme_values,
-                                                    validation_values)
+                                                    validation_values, deepbench_values)
 DDP_CASES = ("mlp-b64", "mlp-b256", "cnn-vgg-small-b24", "cnn-resnet-small-b32", "autoencoder-b128", "lstm-b64")
 
 SPANS = (
@@ -241,6 +259,7 @@ SPANS = (
     Span("cpu-full.worst", "README.md", r"\n\| worst case \| (?P<v>[^|\n]+\)) \|\n"),
     Span("cpu-full.within", "README.md", r"\n\| cases within 10% / 25% \| (?P<v>\d+ / \d+ of \d+) \|\n"),
     *(Span(f"ddp-cpu.{c}", "README.md", rf"\n\| {re.escape(c)} \| (?P<v>[^\n]*?) \|\n") for c in DDP_CASES),
+    *(Span(f"deepbench.{k}", "README.md", rf"\n\| {re.escape(v)} \| (?P<v>[^\n]*?) \|\n") for k, v in DEEPBENCH.items()),
     Span("ddp-cpu.summary", "README.md", r"\n(?P<v>Median absolute error [\d.]+%, worst [\d.]+%; [^\n]*? cases within "
                                          r"the \d+% target)"),
 )
