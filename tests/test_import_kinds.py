@@ -66,6 +66,9 @@ def test_pad_and_slice():
     sl = op_cost(_layer([(5, 8)], "slice", output_shape=[5, 4]), 2, 4)
     assert sl.forward == () and sl.extra["view"]
     assert [(w.bytes_read, w.bytes_written, w.kernels) for w in sl.backward_data] == [(160, 480, 2)]
+    learned = op_cost(_layer([(5, 8)], "pad", output_shape=[6, 9], params=9), 2, 4)
+    assert learned.params == 9  # a learned fill: dy summed over the 28 padded elements of the batch
+    assert [(w.flops, w.bytes_read, w.bytes_written) for w in learned.backward_weight] == [(28, 112, 36)]
     with pytest.raises(PerfModelError):
         _layer([(5, 8)], "pad", output_shape=[4, 9])
     with pytest.raises(PerfModelError):

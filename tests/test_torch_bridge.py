@@ -187,7 +187,7 @@ def every_op_graph():
     b.relu("re")
     b.custom("cu", output_shape=[10], forward_flops_per_sample=1000.0, params=7)
     b.elementwise("ew", fn="mul", params=10)
-    b.pad("pd", output_shape=[12])
+    b.pad("pd", output_shape=[12], params=3)
     b.slice("sl", output_shape=[10])
     b.bce("loss_bce")
     b.select("sel", inputs="pos", axis=0, index=-1)

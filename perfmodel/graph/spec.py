@@ -400,10 +400,16 @@ class Elementwise(OpBase):
 
 
 class Pad(OpBase):
-    """Constant padding of the input to `output_shape` (same rank, no dim smaller): one copy."""
+    """Constant padding of the input to `output_shape` (same rank, no dim smaller): one copy. `params`: a
+    learned fill (a [CLS] token concatenated to the sequence)."""
 
     op: Literal["pad"] = "pad"
     output_shape: tuple[int, ...] = Field(min_length=1)
+    params: int = Field(default=0, ge=0)
+
+    @property
+    def has_params(self) -> bool:
+        return self.params > 0
 
 
 class Slice(OpBase):

@@ -4,7 +4,8 @@
   element. Backward reads dy and the saved inputs and writes one gradient per input (one kernel each);
   the inputs are saved (most pointwise ops need them). A learned tensor broadcast in (`params`, e.g. a
   scale) gets its gradient as a reduction of dy * x over the output (one kernel, 2 FLOPs per element).
-- pad: one copy into a larger zero-filled tensor; backward is a slice of dy copied out (one kernel).
+- pad: one copy into a larger zero-filled tensor; backward is a slice of dy copied out (one kernel); a
+  learned fill (`params`) gets its gradient by summing dy over the padded elements.
 - slice: a view in forward; backward zero-fills dx and copies dy into the slice (two kernels), like select.
 """
 
@@ -36,7 +37,10 @@ def pad(layer: Layer, batch: int, b: int) -> OpCost:
     n_in, n_out = batch * numel(layer.input_shapes[0]), batch * numel(layer.output_shape)
     fwd = Work("memory", bytes_read=n_in * b, bytes_written=n_out * b)
     bwd = Work("memory", bytes_read=n_in * b, bytes_written=n_in * b)
-    return OpCost(forward=(fwd,), backward_data=(bwd,), output_bytes=n_out * b)
+    p = layer.spec.params  # a learned fill: its gradient sums dy over the padded part
+    bwd_w = (Work("memory", flops=n_out - n_in, bytes_read=(n_out - n_in) * b, bytes_written=p * b,
+                  efficiency_key="reduce/param"),) if p else ()
+    return OpCost(forward=(fwd,), backward_data=(bwd,), backward_weight=bwd_w, params=p, output_bytes=n_out * b)
 
 
 @cost_rule("slice")

@@ -69,12 +69,25 @@ def _elementwise(l: Layer):
     return ElementwiseStandIn(list(l.input_shapes), l.spec.params), _call
 
 
+class PadStandIn(nn.Module):
+    """Zero padding to the output shape, plus 0 x its learned fill (so the fill gets gradients)."""
+
+    def __init__(self, pads: list[int], params: int):
+        super().__init__()
+        self.pads = pads
+        self.weight = nn.Parameter(torch.zeros(params)) if params else None
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = F.pad(x, self.pads)
+        return y + 0 * self.weight.sum() if self.weight is not None else y
+
+
 @_builds("pad")
 def _pad(l: Layer):
     pads = []
     for i, o in zip(reversed(l.input_shapes[0]), reversed(l.output_shape)):
         pads += [0, o - i]
-    return None, lambda m, x: F.pad(x, pads)
+    return PadStandIn(pads, l.spec.params), _call
 
 
 @_builds("slice")

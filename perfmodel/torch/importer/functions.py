@@ -89,11 +89,17 @@ def _h_cat(c, n, result, args, kwargs, ia, ik):
     dim = int(_arg(args, kwargs, 1, "dim", 0))
     parts = [p for p in parts if not (isinstance(p, Const) and isinstance(p.value, torch.Tensor)
                                       and p.value.numel() == 0)]  # an empty cache, say
-    if any(isinstance(p, Const) for p in parts) and not _params_of(parts) and c.per_sample(result) is not None:
+    if any(isinstance(p, Const) for p in parts) and c.per_sample(result) is not None:
         acts = [_act(p) for p in parts if not isinstance(p, Const)]
         if len(acts) == 1 and acts[0].real is not None:
-            c.note("a concat of an activation with constants costed as a pad (a copy into the larger output)")
-            name = c.add("pad", c.layer_name(n), [c.ensure(acts[0])], output_shape=list(c.per_sample(result)))
+            c.note("a concat of an activation with constants (or a learned token) costed as a pad")
+            name = c.layer_name(n)
+            own = [p for p in _params_of(parts) if p not in c.owner]
+            fields = {"output_shape": list(c.per_sample(result))}
+            if own:
+                c.claim(name, own)
+                fields["params"] = int(sum(c.param_numel[p] for p in own))
+            name = c.add("pad", name, [c.ensure(acts[0])], **fields)
             return c.out_act(name, result)
     acts = [_act(p) for p in parts]
     reals = [_real(a) for a in acts]
