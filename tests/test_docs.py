@@ -130,6 +130,18 @@ def test_readme_quick_start_is_install_predict_test():
     assert pred[pred.index("--hardware") + 1] in perfmodel.builtin_hardware()
 
 
+def test_readme_names_every_validation_suite():
+    """The README's `validate --suite a|b|...` pattern lists exactly the registered suites."""
+    import re
+
+    from perfmodel.validation.registry import SUITES
+
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    found = re.findall(r"validate --suite ([a-z0-9-]+(?:\|[a-z0-9-]+)+)", text)
+    assert found, "README shows no `validate --suite a|b|...` pattern"
+    assert set(found[0].split("|")) == set(SUITES), f"README {found[0]} vs registered {sorted(SUITES)}"
+
+
 JSON_RUNS = {"predict": ["predict", "resnet50", "--hardware", "v100-sxm2", "--layers", "--json"],
              "show": ["show", "resnet50", "--json"]}
 
