@@ -141,6 +141,23 @@ def test_no_import_cycle_between_subpackages():
     assert not cycles, f"import cycles between perfmodel subpackages:\n{msg}"
 
 
+# docs/architecture.md's layers, top first; a module may import only its own line or the lines below it
+LAYERS = (
+    ("cli",), ("validation",), ("torch",), ("report",), ("planning", "sweeps", "serving", "summary"), ("prediction",),
+    ("parallel",), ("engine", "step", "memory", "recompute", "optimizers", "dataflow", "compute", "result"),
+    ("calibration",), ("ops",), ("hardware",), ("kernels",), ("graph",),
+    ("errors", "units", "paths", "datafile", "store", "machine"),
+)
+
+
+def test_dependencies_point_down_the_layers():
+    rank = {u: len(LAYERS) - i for i, line in enumerate(LAYERS) for u in line}
+    assert units() <= set(rank), f"add to LAYERS (and docs/architecture.md): {sorted(units() - set(rank))}"
+    g = dependency_graph()
+    up = [f"{a} -> {b}: {g.edges[a, b]['why'][0]}" for a, b in g.edges if rank[a] < rank[b]]
+    assert not up, "imports pointing up the layers:\n" + "\n".join(up)
+
+
 def test_validation_sits_above_the_model_and_below_the_cli():
     """validation/ may use the model and torch/, never the CLI; the model never imports validation/ or cli/."""
     g = dependency_graph()
