@@ -1,0 +1,143 @@
+"""Sharded data parallelism: ZeRO stages 1-3 (Rajbhandari et al. 2020) and PyTorch FSDP (full / hybrid).
+
+Memory per rank (the ZeRO paper's accounting, Psi parameters, Nd data-parallel ranks, mixed-precision
+Adam: 2 Psi fp16 parameters, 2 Psi fp16 gradients, K Psi optimizer state with K = 12: fp32 master
+weights, momentum and variance):
+
+- stage 0 (plain data parallel): (2 + 2 + K) Psi
+- stage 1 (P_os, optimizer state sharded): (2 + 2) Psi + K Psi / Nd
+- stage 2 (P_os+g, gradients too):          2 Psi + (2 + K) Psi / Nd
+- stage 3 (P_os+g+p, parameters too):       (2 + 2 + K) Psi / Nd
+FSDP "full" is stage 3 over all dp ranks; "hybrid" is stage 3 inside a shard group (a node) and plain
+replication across groups.
+
+Communication per step per rank (ZeRO paper section 7): stages 0-2 move 2 Psi (reduce-scatter of the
+gradients + all-gather of the updated parameters, the volume of one all-reduce); stage 3 all-gathers the
+parameters again in backward: 3 Psi, 1.5x. Each collective is priced by parallel/collectives.collective_time.
+
+Overlap (FSDP forward/backward prefetch): one communication stream next to the compute stream; a unit's
+compute waits for its parameter all-gather, the all-gather of the next unit is issued before the unit
+computes (prefetch), a gradient reduce-scatter is issued once the unit's backward has finished. Exposed
+communication = makespan - compute. Assumes comm does not slow compute (no shared-SM slowdown).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from pydantic import BaseModel, ConfigDict
+
+from ..errors import InputError
+from .collectives import collective_time
+
+SHARDING_STAGE = {"none": 0, "full": 3, "hybrid": 3}
+
+
+class ShardedBytes(BaseModel):
+    """Bytes per rank of parameters, gradients and optimizer state."""
+
+    model_config = ConfigDict(frozen=True)
+    params_bytes: float
+    gradients_bytes: float
+    optimizer_bytes: float
+
+    @property
+    def total_bytes(self) -> float:
+        return self.params_bytes + self.gradients_bytes + self.optimizer_bytes
+
+
+def _check(stage: int, dp: int) -> None:
+    if stage not in (0, 1, 2, 3):
+        raise InputError(f"ZeRO stage must be 0, 1, 2 or 3, got {stage}")
+    if dp < 1:
+        raise InputError(f"data-parallel degree must be >= 1, got {dp}")
+
+
+def zero_bytes_per_rank(params: float, stage: int, dp: int, param_bytes: float = 2.0, grad_bytes: float = 2.0,
+                        optimizer_bytes_per_param: float = 12.0) -> ShardedBytes:
+    """Model-state bytes per rank in the ZeRO paper's accounting (defaults: fp16 + Adam, K = 12)."""
+    _check(stage, dp)
+    return ShardedBytes(
+        params_bytes=params * param_bytes / (dp if stage >= 3 else 1),
+        gradients_bytes=params * grad_bytes / (dp if stage >= 2 else 1),
+        optimizer_bytes=params * optimizer_bytes_per_param / (dp if stage >= 1 else 1))
+
+
+def shard_terms(terms: dict[str, float], stage: int, dp: int, gathered_bytes: float = 0.0) -> dict[str, float]:
+    """perfmodel's memory terms (memory.memory_terms) with the ZeRO stage applied over `dp` ranks.
+
+    Stage >= 1 divides optimizer_bytes, >= 2 gradients_bytes, 3 weights_bytes by dp; stage 3 adds
+    `gathered_bytes` (the full parameters of the units gathered at once, e.g. current + prefetched) to
+    the weights. Stage 0 returns the terms unchanged.
+    """
+    _check(stage, dp)
+    out = dict(terms)
+    if stage >= 1:
+        out["optimizer_bytes"] = terms["optimizer_bytes"] / dp
+    if stage >= 2:
+        out["gradients_bytes"] = terms["gradients_bytes"] / dp
+    if stage >= 3:
+        out["weights_bytes"] = terms["weights_bytes"] / dp + (gathered_bytes if dp > 1 else 0.0)
+    return out
+
+
+def shard_groups(sharding: str, dp: int, ranks_per_node: int) -> tuple[int, int]:
+    """(ranks a state is sharded over, replicas of each shard) for FSDP's none/full/hybrid."""
+    if sharding not in SHARDING_STAGE:
+        raise InputError(f"sharding must be one of {', '.join(SHARDING_STAGE)}, got {sharding!r}")
+    if sharding == "none":
+        return 1, dp
+    if sharding == "full":
+        return dp, 1
+    group = min(dp, max(1, ranks_per_node))
+    if dp % group:
+        raise InputError(f"hybrid sharding needs dp ({dp}) to be a multiple of the ranks per node ({group})")
+    return group, dp // group
+
+
+def zero_comm_bytes(param_bytes_total: float, grad_bytes_total: float, stage: int) -> list[tuple[str, float]]:
+    """The collectives of one step per rank as (collective, full message bytes): the ZeRO paper's volumes."""
+    _check(stage, 1)
+    if stage == 0:
+        return [("all-reduce", grad_bytes_total)]
+    gathers = 2 if stage == 3 else 1
+    return [("reduce-scatter", grad_bytes_total)] + [("all-gather", param_bytes_total)] * gathers
+
+
+def zero_comm_s(param_bytes_total: float, grad_bytes_total: float, stage: int, tiers, algorithm: str | None = None
+                ) -> float:
+    """Seconds of all of one step's ZeRO collectives over `tiers` (no overlap)."""
+    return sum(collective_time(c, n, tiers, algorithm) for c, n in zero_comm_bytes(param_bytes_total,
+                                                                                    grad_bytes_total, stage))
+
+
+def forward_exposed_s(gather_s: Sequence[float], compute_s: Sequence[float]) -> float:
+    """Exposed all-gather time of a forward pass with prefetch: unit i+1 gathers while unit i computes."""
+    if len(gather_s) != len(compute_s):
+        raise InputError("need one all-gather time per unit")
+    comm_free = comp_free = 0.0
+    for g, c in zip(gather_s, compute_s):
+        comm_free += g
+        comp_free = max(comp_free, comm_free) + c
+    return comp_free - float(sum(compute_s))
+
+
+def backward_exposed_s(gather_s: Sequence[float], scatter_s: Sequence[float], compute_s: Sequence[float]) -> float:
+    """Exposed communication of a backward pass (units in backward order) on one communication stream.
+
+    Stream order (FSDP BACKWARD_PRE): AG_0, AG_1, RS_0, AG_2, RS_1, ..., RS_{n-1}; unit i computes after
+    AG_i and unit i-1; RS_i starts after unit i computes. Returns (end of last RS) - sum(compute)."""
+    n = len(compute_s)
+    if len(gather_s) != n or len(scatter_s) != n:
+        raise InputError("need one all-gather and one reduce-scatter time per unit")
+    if n == 0:
+        return 0.0
+    ag_done = [0.0] * n
+    stream = ag_done[0] = gather_s[0]
+    comp = 0.0
+    for i in range(n):
+        if i + 1 < n:  # prefetch the next unit's parameters before this unit's reduce-scatter
+            stream = ag_done[i + 1] = stream + gather_s[i + 1]
+        comp = max(comp, ag_done[i]) + compute_s[i]
+        stream = max(stream, comp) + scatter_s[i]
+    return stream - float(sum(compute_s))

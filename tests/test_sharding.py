@@ -1,0 +1,67 @@
+"""ZeRO / FSDP sharding: the ZeRO paper's 7.5B example, collective volumes, prefetch overlap by hand."""
+
+import pytest
+
+from perfmodel.errors import InputError
+from perfmodel.parallel.collectives import Tier, collective_time
+from perfmodel.parallel.sharding import (backward_exposed_s, forward_exposed_s, shard_groups, shard_terms,
+                                         zero_bytes_per_rank, zero_comm_bytes, zero_comm_s)
+
+PSI = 7.5e9  # ZeRO paper Figure 1: 7.5B parameters, Nd = 64, K = 12
+
+
+@pytest.mark.parametrize("stage, gb", [(0, 120.0), (1, 31.4), (2, 16.6), (3, 1.9)])
+def test_zero_paper_figure_1(stage, gb):
+    got = zero_bytes_per_rank(PSI, stage, 64).total_bytes / 1e9
+    assert round(got, 1) == gb
+
+
+def test_zero_terms_by_hand():
+    z = zero_bytes_per_rank(100, 2, 4)  # 2*100 params, 2*100/4 grads, 12*100/4 state
+    assert (z.params_bytes, z.gradients_bytes, z.optimizer_bytes) == (200, 50, 300)
+    with pytest.raises(InputError):
+        zero_bytes_per_rank(100, 4, 4)
+
+
+def test_shard_terms_divides_per_stage():
+    t = {"weights_bytes": 800.0, "gradients_bytes": 400.0, "optimizer_bytes": 800.0, "activations_bytes": 50.0,
+         "workspace_bytes": 10.0, "reserved_bytes": 5.0}
+    assert shard_terms(t, 0, 8) == t
+    assert shard_terms(t, 1, 8)["optimizer_bytes"] == 100.0 and shard_terms(t, 1, 8)["gradients_bytes"] == 400.0
+    s2 = shard_terms(t, 2, 8)
+    assert (s2["gradients_bytes"], s2["weights_bytes"]) == (50.0, 800.0)
+    s3 = shard_terms(t, 3, 8, gathered_bytes=30.0)
+    assert s3["weights_bytes"] == 800.0 / 8 + 30.0 and s3["activations_bytes"] == 50.0
+    assert shard_terms(t, 3, 1, gathered_bytes=30.0)["weights_bytes"] == 800.0  # nothing to gather alone
+
+
+def test_shard_groups():
+    assert shard_groups("none", 16, 8) == (1, 16)
+    assert shard_groups("full", 16, 8) == (16, 1)
+    assert shard_groups("hybrid", 16, 8) == (8, 2)
+    with pytest.raises(InputError):
+        shard_groups("hybrid", 12, 8)
+
+
+def test_comm_volume_stage3_is_one_and_a_half_all_reduces():
+    tiers = (Tier(8, 100e9, 0.0),)
+    n = 1e9
+    ar = collective_time("all-reduce", n, tiers, "ring")  # 2 * 7/8 * n/bw = 17.5 ms
+    assert ar == pytest.approx(2 * 7 / 8 * n / 100e9)
+    assert zero_comm_bytes(n, n, 0) == [("all-reduce", n)]
+    assert zero_comm_s(n, n, 2, tiers, "ring") == pytest.approx(ar)
+    assert zero_comm_s(n, n, 3, tiers, "ring") == pytest.approx(1.5 * ar)
+
+
+def test_forward_prefetch_by_hand():
+    # gathers 2,2,2 and computes 3,1,3: AG0 ends 2; C0 2..5; AG1 ends 4; C1 5..6; AG2 ends 6; C2 6..9 -> 9 - 7 = 2
+    assert forward_exposed_s([2, 2, 2], [3, 1, 3]) == pytest.approx(2.0)
+    assert forward_exposed_s([1, 1], [5, 5]) == pytest.approx(1.0)  # only the first gather shows
+
+
+def test_backward_prefetch_by_hand():
+    # stream AG0 0..1, AG1 1..2, C0 1..4, RS0 4..5, AG2 5..6, C1 4..8, RS1 8..9, C2 8..12, RS2 12..13
+    assert backward_exposed_s([1, 1, 1], [1, 1, 1], [3, 4, 4]) == pytest.approx(13 - 11)
+    # communication-bound: AG0 0..4, AG1 4..8, C0 4..5, RS0 8..12, C1 8..9, RS1 12..16 -> 16 - 2
+    assert backward_exposed_s([4, 4], [4, 4], [1, 1]) == pytest.approx(14.0)
+    assert backward_exposed_s([], [], []) == 0.0
