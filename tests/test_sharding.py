@@ -65,3 +65,19 @@ def test_backward_prefetch_by_hand():
     # communication-bound: AG0 0..4, AG1 4..8, C0 4..5, RS0 8..12, C1 8..9, RS1 12..16 -> 16 - 2
     assert backward_exposed_s([4, 4], [4, 4], [1, 1]) == pytest.approx(14.0)
     assert backward_exposed_s([], [], []) == 0.0
+
+
+def test_zero_sync_by_hand():
+    from perfmodel.parallel.sharding import zero_stage, zero_sync
+
+    def ar(n):  # a ring all-reduce on 4 ranks at 1 B/s, no latency: 1.5 n
+        return 1.5 * n
+
+    fn, extra = zero_sync(1, ar, [2, 4], [1, 1], 3)
+    assert fn is ar and extra == 0.0
+    fn, extra = zero_sync(2, ar, [2, 4], [1, 1], 3)
+    assert fn(4) == 3.0 and extra == pytest.approx(0.75 * 6)  # all-gather of 6 B after the step
+    fn, extra = zero_sync(3, ar, [2, 0, 4], [1, 5, 1], 2)
+    # gathers 1.5, 0, 3 ; forward: AG0 ends 1.5, C0 1.5..2.5, C1 2.5..7.5, AG2 ends 4.5, C2 7.5..8.5 -> 1.5 per pass
+    assert fn is ar and extra == pytest.approx(2 * 1.5)
+    assert zero_stage(0, "full") == 3 and zero_stage(2, "none") == 2 and zero_stage(1, "hybrid") == 1

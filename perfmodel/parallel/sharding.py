@@ -141,3 +141,29 @@ def backward_exposed_s(gather_s: Sequence[float], scatter_s: Sequence[float], co
         comp = max(comp, ag_done[i]) + compute_s[i]
         stream = max(stream, comp) + scatter_s[i]
     return stream - float(sum(compute_s))
+
+
+def zero_stage(zero: int, sharding: str) -> int:
+    """The ZeRO stage a setup asks for: `zero`, or 3 for FSDP full sharding."""
+    return max(zero, 3 if sharding == "full" else 0)
+
+
+def zero_sync(stage: int, allreduce_fn, layer_param_bytes: Sequence[float], forward_s: Sequence[float],
+              micro_steps: int) -> tuple:
+    """(gradient-bucket sync fn, extra exposed seconds per iteration) of ZeRO stage `stage` (pp = 1).
+
+    A reduce-scatter or all-gather of n bytes costs allreduce_fn(n) / 2 (exact for ring). Stage <= 1: the
+    DDP all-reduce buckets unchanged. Stage 2: buckets reduce-scatter during backward; the all-gather of the
+    updated parameters (sum of layer_param_bytes) after the optimizer step is exposed. Stage 3: per bucket
+    an all-gather of the parameters plus a reduce-scatter of the gradients (one all-reduce's volume) overlapped
+    with backward; forward all-gathers per layer with prefetch (forward_exposed_s), once per micro-step."""
+    if stage <= 1:
+        return allreduce_fn, 0.0
+
+    def half(n: float) -> float:
+        return allreduce_fn(n) / 2 if n > 0 else 0.0
+
+    if stage == 2:
+        return half, half(float(sum(layer_param_bytes)))
+    gathers = [half(float(b)) for b in layer_param_bytes]
+    return allreduce_fn, forward_exposed_s(gathers, forward_s) * micro_steps
