@@ -66,10 +66,10 @@ def test_wav2vec2_in_training_mode_with_layerdrop():
     g, rep = from_module(model, (torch.randn(B, 400),), batch=B)
     assert any("LayerDrop" in a for a in rep.approximations) and model.config.layerdrop == 0.5
     assert sum(l.op == "attention" or l.name.endswith("q_proj") for l in g.layers) == 2  # both layers kept
-    assert rep.opaque_standard == ()
-    # the weight-normed positional convolution's g vector (num_conv_pos_embeddings values) has no place in
-    # conv1d's parameter formula: the one documented difference
-    assert rep.params_module - rep.params_graph == 16
+    assert rep.unmapped == () and rep.params_graph == rep.params_module
+    # the weight-normed positional convolution's g (num_conv_pos_embeddings values), beyond conv1d's kernel
+    assert g["encoder.pos_conv_embed.conv.conv1d.own_params"].spec.params == 16
+    assert g["index_put_"].spec.params == 32  # SpecAugment's learned mask embedding written under the mask
 
 
 def test_training_heads_with_labels_tied_weights_and_shifted_ids():

@@ -122,6 +122,14 @@ def _h_like(c, n, result, args, kwargs, ia, ik):
     return elementwise(c, n, result, ia[:1], {}, fn=_fn_name(n), flops=0.0)
 
 
+@_on(*_aten("index_put_.default", "index_put.default"))
+def _h_index_put(c, n, result, args, kwargs, ia, ik):
+    """x[mask] = values (SpecAugment's learned mask embedding): a masked write over x, the values' parameters
+    charged to it."""
+    values = ia[2] if len(ia) > 2 and not isinstance(ia[2], Act) else Const(None)
+    return elementwise(c, n, result, [ia[0], values], {}, fn="index_put")
+
+
 @_on_modules(nn.ReLU6, nn.Hardtanh, nn.SiLU, nn.Hardswish, nn.Hardsigmoid, nn.Mish, nn.ELU, nn.SELU, nn.Softplus)
 def _h_act_module(c, n, result, args, kwargs, ia, ik):
     return elementwise(c, n, result, ia, ik, fn=type(c.module_of(n)).__name__.lower())

@@ -392,10 +392,16 @@ def _conv_like(c, n, op, result, a_info, w, b, stride, padding, dilation, groups
     if output_padding is not None:
         fields["output_padding"] = norm(output_padding)
     name = c.layer_name(n)
+    ids = [p for p in _params_of((w, b)) if p not in c.owner]
     shared = c.claim(name, _params_of((w, b)))
     if shared:
         fields["share_params_with"] = shared
     name = c.add(op, name, [c.ensure(a)], **fields)
+    excess = sum(c.param_numel[p] for p in ids) - wt.numel() - (_value(b).numel() if fields["bias"] else 0)
+    if not shared and excess > 0:  # a reparametrised weight (weight norm's g): its extra parameters
+        c.note(f"'{name}': a reparametrised weight (weight norm) has {excess:,} parameters beyond the kernel's: "
+               "an elementwise layer after it holds them")
+        name = c.add("elementwise", c.unique(f"{name}.own_params"), [name], fn="mul", params=int(excess))
     return c.out_act(name, result)
 
 
