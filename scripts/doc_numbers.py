@@ -208,6 +208,19 @@ def validation_values() -> dict[str, str]:
     return out
 
 
+CPU_RANDOM_SEEDS = (348321, 416613)
+
+
+def cpu_random_values() -> dict[str, str]:
+    """The README's cpu-random table, from validation/reports/cpu-random-<seed>/results.json."""
+    out = {}
+    for seed in CPU_RANDOM_SEEDS:
+        s = _report(f"cpu-random-{seed}")["summary"]
+        out[f"cpu-random.{seed}"] = (f"{s['n']} | {s['median_abs_pct']:.1f}% | {s['p90_abs_pct']:.1f}% | "
+                                     f"{s['max_abs_pct']:.1f}% | {s['mean_signed_pct']:.1f}%")
+    return out
+
+
 DEEPBENCH = {"gemm": "GEMM", "conv_fwd": "convolution forward", "conv_bwd_data": "convolution backward-data",
              "conv_bwd_filter": "convolution backward-filter", "rnn": "RNN (vanilla, LSTM, GRU)",
              "allreduce": "all-reduce", "all": "all rows"}
@@ -228,7 +241,7 @@ def deepbench_values() -> dict[str, str]:
 
 VALUES: tuple[Callable[[], dict[str, str]], ...] = (sweep_values, fit_values, cost_values, serve_values,
                                                     plan_values, large_model_values, readme_values,
-                                                    validation_values, deepbench_values)
+                                                    validation_values, deepbench_values, cpu_random_values)
 DDP_CASES = ("mlp-b64", "mlp-b256", "cnn-vgg-small-b24", "cnn-resnet-small-b32", "autoencoder-b128", "lstm-b64")
 
 SPANS = (
@@ -263,6 +276,7 @@ SPANS = (
     Span("cpu-full.within", "README.md", r"\n\| cases within 10% / 25% \| (?P<v>\d+ / \d+ of \d+) \|\n"),
     *(Span(f"ddp-cpu.{c}", "README.md", rf"\n\| {re.escape(c)} \| (?P<v>[^\n]*?) \|\n") for c in DDP_CASES),
     *(Span(f"deepbench.{k}", "README.md", rf"\n\| {re.escape(v)} \| (?P<v>[^\n]*?) \|\n") for k, v in DEEPBENCH.items()),
+    *(Span(f"cpu-random.{seed}", "README.md", rf"\n\| {seed} \| (?P<v>[^\n]*?) \|\n") for seed in CPU_RANDOM_SEEDS),
     Span("ddp-cpu.summary", "README.md", r"\n(?P<v>Median absolute error [\d.]+%, worst [\d.]+%; [^\n]*? cases within "
                                          r"the \d+% target)"),
 )
