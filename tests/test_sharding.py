@@ -81,3 +81,71 @@ def test_zero_sync_by_hand():
     # gathers 1.5, 0, 3 ; forward: AG0 ends 1.5, C0 1.5..2.5, C1 2.5..7.5, AG2 ends 4.5, C2 7.5..8.5 -> 1.5 per pass
     assert fn is ar and extra == pytest.approx(2 * 1.5)
     assert zero_stage(0, "full") == 3 and zero_stage(2, "none") == 2 and zero_stage(1, "hybrid") == 1
+
+
+# ---- wired into predict (GPT-2 small on a DGX A100, 8-way data parallel, bf16 + Adam) ----
+GPT2 = dict(batch=4, devices=8, optimizer="adam", dtype="bf16", layers=False)
+PSI_GPT2 = 124_439_808  # parameters of networks/gpt2_small.yaml (Adam state 8 B each = 995,518,464 B)
+BW, ALPHA = 255e9, 2e-6  # dgx-a100 NVLink ring: bandwidth and latency of the profile
+
+
+def _ring_all_gather_s(n: float) -> float:  # (p-1)/p n/bw + (p-1) alpha, p = 8
+    return 7 / 8 * n / BW + 7 * ALPHA
+
+
+def test_predict_zero2_zero3_memory_by_hand():
+    import perfmodel
+
+    base = perfmodel.predict("gpt2_small", "dgx-a100", **GPT2)
+    assert base.memory.optimizer_bytes == 8 * PSI_GPT2
+    z2 = perfmodel.predict("gpt2_small", "dgx-a100", zero=2, **GPT2).memory
+    assert (z2.weights_bytes, z2.gradients_bytes, z2.optimizer_bytes) == (6 * PSI_GPT2, 4 * PSI_GPT2 / 8,
+                                                                          8 * PSI_GPT2 / 8)
+    z3 = perfmodel.predict("gpt2_small", "dgx-a100", zero=3, **GPT2).memory
+    largest_two = 50257 * 768 + (768 * 3072 + 3072)  # token embedding + one MLP dense, gathered in bf16
+    assert z3.weights_bytes == pytest.approx(6 * PSI_GPT2 / 8 + 2 * largest_two)
+    assert z3.total_bytes == pytest.approx(z2.total_bytes - 6 * PSI_GPT2 * 7 / 8 + 2 * largest_two)
+    full = perfmodel.predict("gpt2_small", "dgx-a100", sharding="full", **GPT2)
+    assert full.memory.total_bytes == z3.total_bytes
+
+
+def test_predict_zero2_time_by_hand_without_overlap():
+    import perfmodel
+
+    base = perfmodel.predict("gpt2_small", "dgx-a100", overlap=False, **GPT2)
+    z2 = perfmodel.predict("gpt2_small", "dgx-a100", overlap=False, zero=2, **GPT2)
+    # reduce-scatter buckets = half of the all-reduce buckets, plus the all-gather of 2 Psi bf16 bytes
+    want = base.breakdown["communication"] / 2 + _ring_all_gather_s(2 * PSI_GPT2)
+    assert z2.breakdown["communication"] == pytest.approx(want, rel=1e-9)
+    assert z2.iteration_time_s == pytest.approx(sum(z2.breakdown.values()), rel=1e-12)
+
+
+def test_predict_zero3_adds_the_exposed_forward_gathers():
+    import perfmodel
+    from perfmodel.parallel.predict import evaluate
+    from perfmodel.parallel.sharding import forward_exposed_s
+    from perfmodel.prediction import make_setup
+
+    kw = {k: v for k, v in GPT2.items() if k != "layers"}
+    base = perfmodel.predict("gpt2_small", "dgx-a100", **GPT2)
+    z3 = perfmodel.predict("gpt2_small", "dgx-a100", zero=3, **GPT2)
+    ev = evaluate(perfmodel.load_network("gpt2_small"), perfmodel.load_hardware("dgx-a100"), make_setup(**kw))
+    gathers = [_ring_all_gather_s(2 * p) if p else 0.0 for p in ev.ranks.params]
+    extra = forward_exposed_s(gathers, ev.staged.f_l)
+    assert _ring_all_gather_s(2 * 50257 * 768) <= extra <= sum(gathers)  # the first (embedding) gather shows
+    assert z3.iteration_time_s == pytest.approx(base.iteration_time_s + extra, rel=1e-9)
+    assert isinstance(z3.iteration_time_s, float)
+
+
+def test_not_modelled_combinations_still_raise():
+    import perfmodel
+
+    with pytest.raises(InputError, match="not modelled yet"):
+        perfmodel.predict("gpt2_small", "dgx-a100", sharding="hybrid", **GPT2)
+    with pytest.raises(InputError, match="not modelled yet"):
+        perfmodel.predict("gpt2_small", "dgx-a100", zero=2, plan={"dp": 4, "tp": 1, "pp": 2, "microbatches": 2},
+                          **{k: v for k, v in GPT2.items() if k != "devices"})
+    for k, v in (("sequence_parallel", True), ("virtual_stages", 2), ("context_parallel", 2),
+                 ("offload_activations", True), ("expert_parallel", 2)):
+        with pytest.raises(InputError, match="not modelled yet"):
+            perfmodel.predict("gpt2_small", "dgx-a100", **{k: v}, **GPT2)

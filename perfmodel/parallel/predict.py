@@ -10,7 +10,7 @@ Evaluation into a Prediction.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ..dataflow import input_bytes_per_sample as graph_input_bytes
@@ -25,6 +25,8 @@ from .data_parallel import replica_batch
 from .iteration import GradientSync, Iteration, Synced, busiest_input, gradient_sync, iteration, synced
 from .plan import Placement, Plan, make_plan, place
 from .rank import RankLayers, rank_layers, tp_comm
+from .sharding import zero_stage, zero_sync
+from ..ops import DTYPE_BYTES
 from .stages import Staged, footprint, fullest, recompute_info, stage_memory, staged
 from ..units import fmt_bytes
 
@@ -131,13 +133,26 @@ def _assumed_node(system: System, n: int) -> str:
 def stage_footprint(graph: LayerGraph, stg: Staged, setup, schedule: str, m: int, dp: int) -> MemoryFootprint:
     """Footprint of the fullest stage, with the largest batch per replica from a second micro-batch's slope."""
     r = stg.ranks
-    zero_dp = dp if setup.zero >= 1 else 1
-    terms = stage_memory(stg, setup.optimizer, schedule, m, zero_dp)
+    stage = zero_stage(setup.zero, setup.sharding)
+    zero_dp = dp if stage >= 1 else 1
+    terms = stage_memory(stg, setup.optimizer, schedule, m, zero_dp, zero=stage)
     s, _ = fullest(terms)
     mb2 = 2 if r.batch == 1 else 1
     r2 = rank_layers(graph, r.device, mb2, r.dtype, r.threads, r.tp)
-    terms2 = stage_memory(stg, setup.optimizer, schedule, m, zero_dp, ranks=r2)
+    terms2 = stage_memory(stg, setup.optimizer, schedule, m, zero_dp, ranks=r2, zero=stage)
     return footprint(terms[s], terms2[s], r.batch, mb2, m, r.device.memory_bytes)
+
+
+def _zero_glue(setup, stg: Staged, gs: GradientSync, pp: int, sync: str, micro_steps: int):
+    """(gradient sync, extra exposed seconds) of ZeRO-2/3 / FSDP full (parallel/sharding.zero_sync); pp = 1 only."""
+    stage = zero_stage(setup.zero, setup.sharding)
+    if stage < 2:
+        return gs, 0.0, stage
+    if pp > 1 or sync != "sync":
+        raise InputError(f"ZeRO stage {stage} (zero={setup.zero}, sharding={setup.sharding!r}) with pp={pp}, "
+                         f"sync={sync!r} is not modelled yet (pp=1, sync='sync' is)")
+    fn, extra = zero_sync(stage, gs.fn, stg.ranks.params * DTYPE_BYTES[setup.dtype], stg.f_l, micro_steps)
+    return replace(gs, fn=fn), extra, stage
 
 
 def evaluate(graph: LayerGraph, hw: Any, setup) -> Evaluation:
@@ -178,7 +193,8 @@ def evaluate(graph: LayerGraph, hw: Any, setup) -> Evaluation:
     gs = memo.on(placement, ("gsync", sync, setup.allreduce, setup.ps_servers, setup.ps_colocated),
                  lambda: gradient_sync(placement, system, sync, setup.allreduce, setup.ps_servers,
                                        setup.ps_colocated))
-    syn = memo.on(stg, ("synced", setup.optimizer, setup.bucket_bytes, setup.overlap, sync),
+    gs, z_extra, z_stage = _zero_glue(setup, stg, gs, pp, sync, m * k_acc)
+    syn = memo.on(stg, ("synced", setup.optimizer, setup.bucket_bytes, setup.overlap, sync, z_stage),
                   lambda: synced(stg, placement, gs.fn, setup.optimizer, setup.bucket_bytes, setup.overlap,
                                  ddp_copies=dp > 1 and sync != "async"), refs=(placement, gs))
     it = iteration(stg, syn, gs, m=m, k_acc=k_acc, schedule=pl_.schedule, sync=sync,
@@ -188,7 +204,9 @@ def evaluate(graph: LayerGraph, hw: Any, setup) -> Evaluation:
                        "flow", setup.dtype, setup.input_bytes_per_sample, setup.storage, setup.raid0,
                        setup.dataset_size, setup.prefetch, b * k_acc),
                        lambda: _flow_args(graph, system, placement, setup, b * k_acc), refs=(graph,)))
-    mem = memo.on(stg, ("footprint", setup.optimizer, setup.zero >= 1 and dp, pl_.schedule, m),
+    if z_extra:
+        it = replace(it, total_s=it.total_s + z_extra, parts={**it.parts, "data_comm": it.parts["data_comm"] + z_extra})
+    mem = memo.on(stg, ("footprint", setup.optimizer, z_stage, z_stage >= 1 and dp, pl_.schedule, m),
                   lambda: stage_footprint(graph, stg, setup, pl_.schedule, m, dp))
     if not mem.fits:
         warnings.append(f"does not fit: needs {fmt_bytes(mem.total_bytes)} of {fmt_bytes(mem.capacity_bytes)} "

@@ -20,7 +20,9 @@ from ..memory import MAX_BATCH, WORKSPACE_BUFFERS, largest_batch, memory_terms
 from ..recompute import RecomputeLayout, kept_activations, recompute_layout
 from ..recompute import segments as recompute_segments
 from ..result import MemoryFootprint
+from ..ops import DTYPE_BYTES
 from .pipeline import inflight_microbatches, partition
+from .sharding import shard_terms
 from .rank import RankLayers
 
 RECOMPUTE_CHOICES = ("none", "full")
@@ -128,8 +130,10 @@ def _activations(r: RankLayers, rc: Recompute | None, a: int, e: int, inflight: 
 
 
 def stage_memory(stg: Staged, optimizer: str, schedule: str, m: int, zero_dp: int = 1,
-                 ranks: RankLayers | None = None) -> list[dict[str, float]]:
-    """Memory terms (bytes) of every stage; `zero_dp` > 1 shards the optimizer state over that many replicas.
+                 ranks: RankLayers | None = None, zero: int = 1) -> list[dict[str, float]]:
+    """Memory terms (bytes) of every stage; `zero_dp` > 1 shards the optimizer state over that many replicas,
+    with `zero` >= 2 also gradients, 3 also parameters (sharding.shard_terms; the full parameters of the two
+    largest layers, current and prefetched, are gathered at once in the compute dtype).
 
     `ranks`: the same rank at another micro-batch (same stage cut), for the slope of footprint().
     """
@@ -138,8 +142,13 @@ def stage_memory(stg: Staged, optimizer: str, schedule: str, m: int, zero_dp: in
     for s, (a, e) in enumerate(stg.ranges):
         inflight = inflight_microbatches(schedule, stg.pp, m, s) if stg.pp > 1 else 1
         outw = np.sort(r.output[a:e] + r.workspace[a:e])[::-1]
-        out.append(memory_terms(stg.st_params[s], r.dtype, optimizer, _activations(r, stg.recompute, a, e, inflight),
-                                float(outw[:WORKSPACE_BUFFERS].sum()), r.device.runtime_reserved_bytes, zero_dp))
+        terms = memory_terms(stg.st_params[s], r.dtype, optimizer, _activations(r, stg.recompute, a, e, inflight),
+                             float(outw[:WORKSPACE_BUFFERS].sum()), r.device.runtime_reserved_bytes,
+                             zero_dp if zero < 2 else 1)
+        if zero >= 2:
+            gathered = float(np.sort(r.params[a:e])[::-1][:2].sum()) * DTYPE_BYTES[r.dtype]
+            terms = shard_terms(terms, zero, zero_dp, gathered)
+        out.append(terms)
     return out
 
 

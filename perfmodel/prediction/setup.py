@@ -24,10 +24,10 @@ DEFAULT_BATCH = 32
 
 # option -> (default it must keep, why) for the options named but not yet modelled
 NOT_MODELLED: dict[str, Any] = {
-    "sharding": "none", "sequence_parallel": False, "context_parallel": 1, "virtual_stages": 1,
+    "sequence_parallel": False, "context_parallel": 1, "virtual_stages": 1,
     "offload_activations": False, "expert_parallel": 1,
 }
-ZERO_MODELLED = (0, 1)
+ZERO_MODELLED = (0, 1, 2, 3)
 RECOMPUTE_MODELLED = ("none", "full")
 
 
@@ -61,8 +61,8 @@ class TrainingSetup(BaseModel):
     p2p: bool | None = Field(default=None, description="force GPUDirect peer-to-peer over PCIe on or off")
     raid0: int | None = Field(default=None, gt=0, le=10**4, description="stripe the storage over this many disks")
     # large-model options (issue 14 names)
-    zero: int = Field(default=0, ge=0, le=3, description="ZeRO stage: 1 shards the optimizer state over dp")
-    sharding: Literal["none", "full", "hybrid"] = "none"
+    zero: int = Field(default=0, ge=0, le=3, description="ZeRO stage: 1 shards the optimizer state over dp, 2 also gradients, 3 also parameters")
+    sharding: Literal["none", "full", "hybrid"] = Field(default="none", description="FSDP: full = ZeRO-3 over dp")
     sequence_parallel: bool = False
     context_parallel: int = Field(default=1, gt=0)
     virtual_stages: int = Field(default=1, gt=0, description="interleaved 1F1B model chunks per stage")
@@ -128,7 +128,9 @@ class TrainingSetup(BaseModel):
             if getattr(self, k) != d:
                 raise InputError(f"{k}={getattr(self, k)!r} is not modelled yet (only {k}={d!r} is)")
         if self.zero not in ZERO_MODELLED:
-            raise InputError(f"zero={self.zero} is not modelled yet (zero=0 or zero=1 are)")
+            raise InputError(f"zero={self.zero} is not modelled yet (zero=0 to 3 are)")
+        if self.sharding == "hybrid":
+            raise InputError("sharding='hybrid' is not modelled yet (only sharding='none' or 'full' are)")
         if self.recompute not in RECOMPUTE_MODELLED:
             raise InputError(f"recompute={self.recompute!r} is not modelled yet (none or full are)")
 
