@@ -148,6 +148,31 @@ def test_fuzz_broken_network(tmp_path, net, as_json):
         culprit_named(res, p.name)
 
 
+ZOO_BLOCKS = yaml.safe_load((Path(__file__).parent.parent / "networks" / "resnet50.yaml").read_text())
+
+
+@st.composite
+def broken_block_network(draw):
+    """ResNet-50 as written (blocks with parameters, block uses with args and repeats), one spot broken."""
+    net = copy.deepcopy(ZOO_BLOCKS)
+    spots = [(e, k) for e in net["layers"] for k in e] + [(b, k) for b in net["blocks"].values() for k in b]
+    spots += [(e, k) for b in net["blocks"].values() for e in b["layers"] for k in e]
+    spots += [(e["args"], k) for e in net["layers"] if isinstance(e.get("args"), dict) for k in e["args"]]
+    where, key = draw(st.sampled_from(spots))
+    where[key] = draw(st.sampled_from(BAD_VALUES))
+    return net
+
+
+@settings(max_examples=40, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(net=broken_block_network())
+def test_fuzz_broken_block_network(tmp_path, net):
+    p = _write(tmp_path, net, False, "fuzzblocks")
+    res = run(["predict", p, "-H", "v100-sxm2", "--json"])
+    if res.exit_code != 0:
+        culprit_named(res, p.name)
+
+
 @st.composite
 def broken_device(draw):
     dev = copy.deepcopy(DEVICE)
@@ -222,6 +247,8 @@ def test_fuzz_plan_options(option, value):
     (["validate", "--suite", "dlbench-2016", "--data", str(BAD / "net_binary.yaml")], "binary"),
     (["predict", "/tmp/" + "a" * 5000 + ".yaml", "-H", "v100-sxm2"], "too long"),
     (["predict", "fcn5", "-H", "v100-sxm2", "--devices", "1000000000"], "--devices"),
+    (["predict", "bert_base", "-H", "dgx1-v100", "-n", "5", "--plan", "dp=1,tp=5,pp=1"], "heads"),
+    (["predict", "fcn5", "-H", "v100-sxm2", "--storage", "nvme"], "storage profile"),
 ])
 def test_bad_options(tmp_path, args, needle):
     res = run([a.replace("{dir}", str(tmp_path)) for a in args])
