@@ -16,6 +16,7 @@ from typing import Any, Optional
 import typer
 
 from ..errors import PerfModelError
+from ..validation.cluster_emu import calibrate_links
 from ..validation.protocol import RunOptions
 from ..validation.registry import available, load_suite
 from ..validation.runner import run_suite_by_name
@@ -125,6 +126,15 @@ def validate(
         typer.echo(f"\nreport written to {report}/")
 
 
+def _calibrate_links(out: Optional[Path], json_out: bool) -> None:
+    """calibrate --links: cluster-emu's link calibration (perfmodel.validation.cluster_emu.calibrate_links)."""
+    try:
+        paths = calibrate_links(out, (lambda m: None) if json_out else (lambda m: print(m, file=sys.stderr)))
+    except PerfModelError as e:
+        fail(str(e))
+    typer.echo(dumps({"links": [str(p) for p in paths]}) if json_out else "\n".join(f"wrote {p}" for p in paths))
+
+
 @app.command()
 def calibrate(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="profile file to write, e.g. "
@@ -143,10 +153,16 @@ def calibrate(
                                   "become its time: median (as measured), min or mean"),
     allow_busy: bool = typer.Option(False, "--allow-busy", help="write the profile even when other processes disturbed "
                                     "more than 20% of the samples"),
+    links: bool = typer.Option(False, "--links", help="fit alpha-beta link profiles from gloo all-reduce and send/recv "
+                               "(4 KiB..64 MiB): across the nodes under torchrun, else in the emulated cluster (root); "
+                               "--out is then the folder (default hardware_profiles/links/calibrated/)"),
     json_out: bool = typer.Option(False, "--json", help="machine-readable output (the profile and the fit residuals)"),
 ) -> None:
     """Microbenchmark this machine (GEMM, convolution, memory passes, dispatch, optimizer step) and fit its profile."""
     import sys
+
+    if links:
+        return _calibrate_links(out, json_out)
 
     if device not in ("cpu", "cuda"):
         fail(f"--device must be cpu or cuda, got '{device}'")

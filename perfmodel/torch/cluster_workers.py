@@ -106,6 +106,16 @@ def ddp_task(rank: int, task: dict[str, Any]) -> list[float]:
     return times
 
 
+def links_under_torchrun(sizes: Sequence[int], rounds: int) -> list[dict[str, Any]] | None:
+    """In a process started by torchrun: every rank's links_task timings on rank 0 (None on the others)."""
+    rank, world = init_from_env(1)
+    res = links_task(rank, sizes, rounds)
+    gathered: list[Any] = [None] * world
+    dist.all_gather_object(gathered, res)
+    dist.destroy_process_group()
+    return gathered if rank == 0 else None
+
+
 def main(argv: Sequence[str]) -> int:
     task = json.loads(Path(argv[0]).read_text())
     rank, _ = init_from_env(int(task.get("threads", 1)))

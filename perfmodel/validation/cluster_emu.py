@@ -29,8 +29,8 @@ from ..parallel.predict import cpu_process_share
 from ..paths import repo_root
 from ..prediction import predict
 from ..store import append_jsonl, read_jsonl
-from .cluster_emu_fit import LinkFit, save_link
-from .cluster_emu_run import measure_links, run_task, topology
+from .cluster_emu_fit import LinkFit, medians, save_link
+from .cluster_emu_run import LINK_ROUNDS, LINK_SIZES, measure_links, run_task, topology
 from .cluster_emu_report import EmuCaseResult, EmuReport, terminal_text
 from .profiles import resolve_profile
 from .protocol import RunOptions
@@ -65,7 +65,7 @@ class EmuCase:
 
 CASES = (
     EmuCase("ddp-2x1-2g-b256", "emu-mlp", 256, "emu-2g"),
-    EmuCase("ddp-2x1-500m-b256", "emu-mlp", 256, "emu-500m"),
+    EmuCase("ddp-2x1-2g-b512", "emu-mlp", 512, "emu-2g"),
     EmuCase("ddp-2x1-500m-b512", "emu-mlp", 512, "emu-500m"),
 )
 
@@ -156,6 +156,31 @@ def run_suite(o: RunOptions) -> EmuReport:
             _measure_case(c if o.steps is None else EmuCase(**{**asdict(c), "steps": o.steps}), r, base, store,
                           o.say)
     return report_from_measurements(store, run_id, profile=o.profile)
+
+
+def calibrate_links(out_dir: str | Path | None = None, say=lambda m: None) -> list[Path]:
+    """`perfmodel calibrate --links`: under torchrun (RANK in the environment) fit this job's gloo links across
+    its nodes; otherwise fit each emulated link speed (needs root). Writes link profiles into `out_dir`
+    (default hardware_profiles/links/calibrated/); returns their paths (none on ranks other than 0)."""
+    folder = Path(out_dir) if out_dir else _repo() / "hardware_profiles" / "links" / "calibrated"
+    if "RANK" in os.environ and "WORLD_SIZE" in os.environ:
+        from ..torch.cluster_workers import links_under_torchrun  # imports torch
+
+        res = links_under_torchrun(LINK_SIZES, LINK_ROUNDS)
+        if res is None:
+            return []
+        fit = LinkFit(f"cluster-gloo-{len(res)}ranks", len(res), tuple(medians([r["allreduce"] for r in res])),
+                      tuple(medians([r["sendrecv"] for r in res[:2]])), {"torchrun_world": len(res)},
+                      _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
+        return [save_link(fit.link(), folder)]
+    reason = unavailable_reason()
+    if reason:
+        raise InputError(f"calibrate --links: not under torchrun, and {reason}")
+    base = _base(_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
+    store = measurement_store(SUITE_NAME)
+    for link in LINKS:
+        measure_link_profile(link, base, store, say, folder)
+    return [folder / f"{link}.yaml" for link in LINKS]
 
 
 # --- report from records -----------------------------------------------------------------------------------

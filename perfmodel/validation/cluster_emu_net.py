@@ -29,7 +29,10 @@ PREFIX = "pmemu"  # every namespace this module creates starts with it
 SUBNET = "10.213"
 IFACE = "eth0"  # the node's interface inside its namespace
 TBF_LATENCY_MS = 400  # tbf queue bound (time a packet may wait for tokens)
-MIN_BURST_BYTES = 64 * 1024  # >= one GSO segment, so tbf never has to drop a large skb
+# tbf bucket: one GSO segment (64 KiB), so a large skb is never dropped; no more, so that a message larger than
+# that goes at the link's rate as on a real wire (a rate x 1 ms bucket let 2 Gbit/s links pass 250 KB at once,
+# and the all-reduce fit then read 280 MB/s off a 250 MB/s link)
+BURST_BYTES = 64 * 1024
 
 
 class EmuLinkSpec(BaseModel):
@@ -73,8 +76,7 @@ def unavailable_reason() -> str | None:
 
 def shaping_commands(dev: str, link: EmuLinkSpec) -> list[list[str]]:
     """tc commands (without the `ip netns exec` prefix) shaping egress of `dev` to `link`."""
-    rate_Bps = link.rate_bps / 8
-    burst = max(MIN_BURST_BYTES, int(rate_Bps * 1e-3))
+    burst = BURST_BYTES
     cmds = [["tc", "qdisc", "add", "dev", dev, "root", "handle", "1:", "tbf", "rate", f"{int(link.rate_bps)}bit",
              "burst", str(burst), "latency", f"{TBF_LATENCY_MS}ms"]]
     if link.delay_s > 0:
