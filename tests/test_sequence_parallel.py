@@ -42,3 +42,32 @@ def test_sp_collectives_replace_all_reduce_at_equal_ring_volume():
     assert sp_collective_s(n, tiers, "ring") == pytest.approx(ring)
     assert sp_collective_s(n, tiers, "ring") == pytest.approx(2 * (7 / 8 * n / 300e9 + 7e-6))
     assert sp_split_bytes(800.0, 8, True) == 100.0 and sp_split_bytes(800.0, 8, False) == 800.0
+
+
+def test_sequence_split_picks_norm_dropout_residual_left_whole():
+    from perfmodel.parallel.sequence import sequence_split
+
+    ops = ["layernorm", "dense", "dropout", "add", "gelu"]
+    assert sequence_split(ops, [False, True, False, False, True], 4, True) == [True, False, True, True, False]
+    assert sequence_split(ops, [False] * 5, 4, False) == [False] * 5
+    assert sequence_split(ops, [False] * 5, 1, True) == [False] * 5
+
+
+def test_predict_sequence_parallel_gpt2_small_tp4_by_hand():
+    import perfmodel
+
+    kw = dict(batch=4, devices=4, plan={"dp": 1, "tp": 4, "pp": 1, "microbatches": 1}, dtype="bf16",
+              optimizer="adam", layers=False)
+    a = perfmodel.predict("gpt2_small", "dgx-a100", **kw)
+    b = perfmodel.predict("gpt2_small", "dgx-a100", sequence_parallel=True, **kw)
+    sbh = 4 * 1024 * 768
+    # 25 dropouts (1-byte masks, sbh each) and 25 layer norms (bf16 input 2 sbh + fp32 mean/rstd 8 sb) kept whole by
+    # tensor parallelism; SP keeps 1/4 of each on a rank
+    saved = 25 * sbh + 25 * (2 * sbh + 8 * 4 * 1024)
+    assert a.memory.activations_bytes - b.memory.activations_bytes == pytest.approx(saved * 3 / 4)
+    assert b.breakdown["communication"] == pytest.approx(a.breakdown["communication"])  # RS + AG = ring all-reduce
+    assert b.iteration_time_s < a.iteration_time_s  # norm / dropout work split over the 4 ranks
+    one = perfmodel.predict("gpt2_small", "dgx-a100", batch=4, devices=1, sequence_parallel=True, layers=False,
+                            dtype="bf16", optimizer="adam")
+    assert one.iteration_time_s == perfmodel.predict("gpt2_small", "dgx-a100", batch=4, layers=False, dtype="bf16",
+                                                     optimizer="adam").iteration_time_s  # no-op without tp

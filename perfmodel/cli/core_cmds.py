@@ -68,7 +68,7 @@ def predict(
     p2p: Optional[bool] = typer.Option(None, "--p2p/--no-p2p", help="force GPUDirect peer-to-peer over PCIe on or off"),
     zero: int = typer.Option(0, "--zero", help="ZeRO stage: 1 shards the optimizer state over data-parallel ranks, 2 also gradients, 3 also parameters (pp=1)"),
     sharding: str = typer.Option("none", "--sharding", help="FSDP sharding: none or full (= ZeRO-3 over dp; hybrid: not modelled yet)"),
-    sequence_parallel: bool = typer.Option(False, "--sequence-parallel", help="Megatron sequence parallelism (not modelled yet)"),
+    sequence_parallel: bool = typer.Option(False, "--sequence-parallel", help="Megatron sequence parallelism over the tensor-parallel ranks"),
     context_parallel: int = typer.Option(1, "--context-parallel", help="context-parallel degree (not modelled yet)"),
     virtual_stages: int = typer.Option(1, "--virtual-stages", help="interleaved 1F1B chunks per stage (not modelled yet)"),
     recompute: str = typer.Option("none", "--recompute", help="activation recomputation: none or full (selective: not modelled yet)"),

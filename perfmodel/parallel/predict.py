@@ -138,7 +138,7 @@ def stage_footprint(graph: LayerGraph, stg: Staged, setup, schedule: str, m: int
     terms = stage_memory(stg, setup.optimizer, schedule, m, zero_dp, zero=stage)
     s, _ = fullest(terms)
     mb2 = 2 if r.batch == 1 else 1
-    r2 = rank_layers(graph, r.device, mb2, r.dtype, r.threads, r.tp)
+    r2 = rank_layers(graph, r.device, mb2, r.dtype, r.threads, r.tp, r.sp)
     terms2 = stage_memory(stg, setup.optimizer, schedule, m, zero_dp, ranks=r2, zero=stage)
     return footprint(terms[s], terms2[s], r.batch, mb2, m, r.device.memory_bytes)
 
@@ -176,7 +176,7 @@ def evaluate(graph: LayerGraph, hw: Any, setup) -> Evaluation:
     mb = b // m
     per = placement.devices_per_node
     dev_run, cpu_share, threads = _run_device(system, per, setup.threads, warnings)
-    ranks = rank_layers(graph, dev_run, mb, setup.dtype, threads, tp)
+    ranks = rank_layers(graph, dev_run, mb, setup.dtype, threads, tp, setup.sequence_parallel)
     tier = placement.tp_tier
     tpf, tpb = memo.on(ranks, ("tp_comm", tier.bandwidth_Bps, tier.latency_s),
                        lambda: tp_comm(ranks, tier.bandwidth_Bps, tier.latency_s))

@@ -23,6 +23,7 @@ from ..ops import DTYPE_BYTES, OpCost
 from ..engine.costs import layer_costs
 from ..ops.base import Work
 from . import collectives as C
+from .sequence import sequence_split
 from .tensor import TPLayer, tensor_parallel_layout
 
 
@@ -46,6 +47,7 @@ class RankLayers:
     workspace: np.ndarray
     is_input: np.ndarray
     cast: StageTime
+    sp: bool = False  # Megatron sequence parallelism (parallel/sequence.py)
 
     @property
     def total_params(self) -> int:
@@ -65,18 +67,20 @@ class RankLayers:
 
 
 def rank_layers(graph: LayerGraph, device: Device, batch: int, dtype: str, threads: int | None = None,
-                tp: int = 1) -> RankLayers:
-    """Per-layer arrays of one tensor-parallel rank of `graph` on `device` (memoised per graph)."""
-    key = (id(device), batch, dtype, threads, tp)
-    hit = cached(graph, "_engine_ranks", key, lambda: (device, _rank_layers(graph, device, batch, dtype, threads, tp)))
+                tp: int = 1, sp: bool = False) -> RankLayers:
+    """Per-layer arrays of one tensor-parallel rank of `graph` on `device` (memoised per graph);
+    `sp`: sequence parallelism splits norm/dropout/residual layers over tp (sequence.sequence_split)."""
+    key = (id(device), batch, dtype, threads, tp) + ((True,) if sp else ())
+    hit = cached(graph, "_engine_ranks", key,
+                 lambda: (device, _rank_layers(graph, device, batch, dtype, threads, tp, sp)))
     if hit[0] is not device:  # an id reused by another device object
         graph.__dict__["_engine_ranks"].pop(key)
-        return rank_layers(graph, device, batch, dtype, threads, tp)
+        return rank_layers(graph, device, batch, dtype, threads, tp, sp)
     return hit[1]
 
 
 def _rank_layers(graph: LayerGraph, device: Device, batch: int, dtype: str, threads: int | None,
-                 tp: int) -> RankLayers:
+                 tp: int, sp: bool = False) -> RankLayers:
     r = device_rates(device, dtype, threads)
     costs = layer_costs(graph, batch, DTYPE_BYTES[dtype])
     table = layer_table(graph, costs, r.elementwise is not None or r.stage_factors is not None)
@@ -94,6 +98,10 @@ def _rank_layers(graph: LayerGraph, device: Device, batch: int, dtype: str, thre
         out_split = np.array([t.split and t.role in ("column", "elementwise") for t in layout], dtype=bool)
         output = np.where(out_split, output / tp, output)
         workspace = np.where(split, workspace / tp, workspace)
+        seq = np.array(sequence_split([l.op for l in graph.layers], split.tolist(), tp, sp), dtype=bool)
+        if seq.any():
+            scale, saved = np.where(seq, 1.0 / tp, scale), np.where(seq, saved / tp, saved)
+            output, workspace = np.where(seq, output / tp, output), np.where(seq, workspace / tp, workspace)
     st = stage_times(table, r, scale)
     tensors = np.array([param_tensors(c) for c in costs], dtype=np.int64)
     total = int(params.sum())
@@ -104,7 +112,7 @@ def _rank_layers(graph: LayerGraph, device: Device, batch: int, dtype: str, thre
         cast = StageTime()
     is_input = np.array([l.op == "input" for l in graph.layers], dtype=bool)
     return RankLayers(device, batch, dtype, threads if device_traits(device).thread_model == "cores" else None, tp, r, costs, layout, st, params,
-                      tensors, saved, output, workspace, is_input, cast)
+                      tensors, saved, output, workspace, is_input, cast, sp and tp > 1)
 
 
 def tp_comm(ranks: RankLayers, bandwidth_Bps: float, latency_s: float) -> tuple[np.ndarray, np.ndarray]:

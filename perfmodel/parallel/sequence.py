@@ -11,11 +11,14 @@ s sequence length, b micro-batch, h hidden size, a heads, t tensor-parallel degr
 
 Sequence parallelism splits the layer-norm and dropout activations along the sequence; each tensor-parallel
 all-reduce (Megatron's g / g-bar) becomes a reduce-scatter plus an all-gather of the same message, the same
-ring volume: 2 (t-1)/t n. Assumes the 10 sbh of non-split activations are LayerNorm inputs (4) and dropout
+ring volume: 2 (t-1)/t n (so predict keeps the all-reduce cost and splits the SP_OPS layers' memory and
+work by t). Assumes the 10 sbh of non-split activations are LayerNorm inputs (4) and dropout
 outputs and masks (2 x 3).
 """
 
 from __future__ import annotations
+
+from typing import Sequence
 
 from ..errors import InputError
 from .collectives import collective_time
@@ -48,3 +51,15 @@ def sp_collective_s(allreduce_bytes: float, tiers, algorithm: str | None = None)
 def sp_split_bytes(replicated_bytes: float, t: int, sequence_parallel: bool) -> float:
     """Bytes one rank keeps of an activation that tensor parallelism replicates (norm, dropout): / t with SP."""
     return replicated_bytes / t if sequence_parallel else replicated_bytes
+
+
+# ops Megatron runs in the sequence-parallel region (between a row-parallel output and the next column-parallel
+# input): layer norms, dropouts and residual adds; with SP each rank keeps and computes 1/t of them.
+SP_OPS = frozenset({"layernorm", "dropout", "add"})
+
+
+def sequence_split(ops: Sequence[str], tp_split: Sequence[bool], t: int, sequence_parallel: bool) -> list[bool]:
+    """Per layer: True when sequence parallelism splits it over the t ranks (an SP_OPS layer TP left whole)."""
+    if not sequence_parallel or t <= 1:
+        return [False] * len(ops)
+    return [op in SP_OPS and not s for op, s in zip(ops, tp_split)]

@@ -24,7 +24,7 @@ DEFAULT_BATCH = 32
 
 # option -> (default it must keep, why) for the options named but not yet modelled
 NOT_MODELLED: dict[str, Any] = {
-    "sequence_parallel": False, "context_parallel": 1, "virtual_stages": 1,
+    "context_parallel": 1, "virtual_stages": 1,
     "offload_activations": False, "expert_parallel": 1,
 }
 ZERO_MODELLED = (0, 1, 2, 3)
@@ -63,7 +63,7 @@ class TrainingSetup(BaseModel):
     # large-model options (issue 14 names)
     zero: int = Field(default=0, ge=0, le=3, description="ZeRO stage: 1 shards the optimizer state over dp, 2 also gradients, 3 also parameters")
     sharding: Literal["none", "full", "hybrid"] = Field(default="none", description="FSDP: full = ZeRO-3 over dp")
-    sequence_parallel: bool = False
+    sequence_parallel: bool = Field(default=False, description="Megatron sequence parallelism over the tp ranks")
     context_parallel: int = Field(default=1, gt=0)
     virtual_stages: int = Field(default=1, gt=0, description="interleaved 1F1B model chunks per stage")
     recompute: Literal["none", "selective", "full"] = Field(
