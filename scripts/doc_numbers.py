@@ -221,6 +221,26 @@ def cpu_random_values() -> dict[str, str]:
     return out
 
 
+# README speed row (its first cell) -> the start of the benchmarks/RESULTS.md row it quotes
+SPEED = {"GPT-3 175B on 1,024 A100s (TP8 x PP16 x DP8), `predict(..., layers=False)` asked again": "GPT-3 175B on 1,024",
+         "same, first call in a fresh process (parses the network file)": "same, first call",
+         "ResNet-50 on a V100 (batch 32), asked again": "ResNet-50 on a V100",
+         "sweep of 10,000 scenarios, one process": "sweep of 10,000 scenarios",
+         "plan search, GPT-3 175B on 16,384 A100 80 GB, global batch 1,536": "plan search, GPT-3 175B on 16,384"}
+
+
+def speed_values() -> dict[str, str]:
+    """The README's speed table, from benchmarks/RESULTS.md (the first time in each row's measured cell)."""
+    rows = [[c.strip() for c in line.strip().strip("|").split("|")]
+            for line in (ROOT / "benchmarks/RESULTS.md").read_text(encoding="utf-8").splitlines() if line.startswith("| ")]
+    out = {}
+    for label, start in SPEED.items():
+        row = next((r for r in rows if r[0].startswith(start)), None)
+        m = re.match(r"[\d.,]+ (?:ms|us|s)\b", row[-1]) if row else None
+        out[f"speed.{start}"] = m.group(0) if m else "(not in benchmarks/RESULTS.md)"
+    return out
+
+
 DEEPBENCH = {"gemm": "GEMM", "conv_fwd": "convolution forward", "conv_bwd_data": "convolution backward-data",
              "conv_bwd_filter": "convolution backward-filter", "rnn": "RNN (vanilla, LSTM, GRU)",
              "allreduce": "all-reduce", "all": "all rows"}
@@ -241,7 +261,8 @@ def deepbench_values() -> dict[str, str]:
 
 VALUES: tuple[Callable[[], dict[str, str]], ...] = (sweep_values, fit_values, cost_values, serve_values,
                                                     plan_values, large_model_values, readme_values,
-                                                    validation_values, deepbench_values, cpu_random_values)
+                                                    validation_values, deepbench_values, cpu_random_values,
+                                                    speed_values)
 DDP_CASES = ("mlp-b64", "mlp-b256", "cnn-vgg-small-b24", "cnn-resnet-small-b32", "autoencoder-b128", "lstm-b64")
 
 SPANS = (
@@ -277,6 +298,8 @@ SPANS = (
     *(Span(f"ddp-cpu.{c}", "README.md", rf"\n\| {re.escape(c)} \| (?P<v>[^\n]*?) \|\n") for c in DDP_CASES),
     *(Span(f"deepbench.{k}", "README.md", rf"\n\| {re.escape(v)} \| (?P<v>[^\n]*?) \|\n") for k, v in DEEPBENCH.items()),
     *(Span(f"cpu-random.{seed}", "README.md", rf"\n\| {seed} \| (?P<v>[^\n]*?) \|\n") for seed in CPU_RANDOM_SEEDS),
+    *(Span(f"speed.{start}", "README.md", rf"\n\| {re.escape(label)} \| (?P<v>[^|\n]*?) \|\n")
+      for label, start in SPEED.items()),
     Span("ddp-cpu.summary", "README.md", r"\n(?P<v>Median absolute error [\d.]+%, worst [\d.]+%; [^\n]*? cases within "
                                          r"the \d+% target)"),
 )
