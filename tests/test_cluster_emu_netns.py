@@ -2,6 +2,7 @@
 nothing behind (namespaces and links listed before and after), also when the body raises or a signal arrives."""
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -67,15 +68,16 @@ def test_teardown_when_the_body_raises():
 
 
 @needs_root
-def test_teardown_on_sigterm():
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_teardown_on_a_signal(sig):
     before = _state()
     code = ("import time; from perfmodel.validation.cluster_emu_net import *; "
-            "c = EmulatedCluster(ClusterSpec(links=(EmuLinkSpec(rate_bps=1e8),) * 2), prefix='pmemusig'); "
+            "c = EmulatedCluster(ClusterSpec(links=(EmuLinkSpec(rate_bps=1e8),) * 2), prefix='pmemusig%d'" % int(sig) + "); "
             "c.__enter__(); print('up', flush=True); time.sleep(60)")
     p = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     assert p.stdout.readline().strip() == "up"
-    assert "pmemusig-sw" in netemu.list_netns()
-    p.terminate()
+    assert f"pmemusig{int(sig)}-sw" in netemu.list_netns()
+    p.send_signal(sig)
     p.wait(timeout=30)
     time.sleep(0.2)
     assert _state() == before
