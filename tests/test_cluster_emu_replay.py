@@ -57,9 +57,12 @@ def test_gradient_allreduce_is_the_ring_formula_over_the_fitted_link(tmp_path):
 def test_the_emulated_node_is_one_process_share_of_this_cpu():
     dev = ce.resolve_profile(None, "cpu")
     link = Link(name="l", source="t", bandwidth=1e8, latency=1e-4, efficiency=1.0)
-    cl = ce.emu_cluster(dev, link, 2, 2, process_speed=0.5, memory_speed=1.0)
+    cl = ce.emu_cluster(dev, link, 2, 1, process_speed=0.5, memory_speed=1.0)
     assert cl.nodes == 2 and cl.network.name == "l"
     assert cl.node.device.peak_flops["fp32"] == pytest.approx(0.5 * dev.peak_flops["fp32"])
+    two = ce.emu_cluster(dev, link, 2, 2, fabric=link)  # 2 workers per node: the node is half the machine
+    assert two.node.devices == 2 and two.node.device.cores == max(1, (dev.cores or 1) // 2)
+    assert two.node.device.peak_flops["fp32"] == pytest.approx(dev.peak_flops["fp32"] / 2)
 
 
 def test_without_root_the_suite_says_why_in_one_line(monkeypatch):

@@ -23,6 +23,7 @@ from typing import Any
 from ..errors import InputError, NotFoundError
 from ..graph.io import network_from_dict, network_to_dict
 from ..hardware.schema import Device, Link
+from ..hardware.loader import load_hardware
 from ..hardware.topology import Cluster, Node
 from .cluster_emu_net import ClusterSpec, EmuLinkSpec, EmulatedCluster, unavailable_reason
 from ..parallel.predict import cpu_process_share
@@ -39,6 +40,7 @@ from .storage import measurement_store
 SUITE_NAME = "cluster-emu"
 ROUNDS = 2  # each case is measured in this many rounds (fresh processes), step times pooled
 LINKS = {"emu-2g": 2e9, "emu-500m": 500e6}  # link profile name -> emulated node link rate (bit/s)
+INTRA_NODE_LINK = "local-gloo-loopback"  # gloo between processes of one node (ddp-cpu's calibrated loopback)
 OVERLAP = True  # gloo's threads wait on the emulated wire, not on a core: DDP's bucketed all-reduce overlaps
 
 # A fully connected net sized so that its 8 MB of fp32 gradients take 20-80% of a step on these links.
@@ -67,6 +69,7 @@ CASES = (
     EmuCase("ddp-2x1-2g-b256", "emu-mlp", 256, "emu-2g"),
     EmuCase("ddp-2x1-2g-b512", "emu-mlp", 512, "emu-2g"),
     EmuCase("ddp-2x1-500m-b512", "emu-mlp", 512, "emu-500m"),
+    EmuCase("ddp-2x2-2g-b256", "emu-mlp", 256, "emu-2g", ranks_per_node=2),  # 4 processes: flat gloo ring
 )
 
 
@@ -76,23 +79,38 @@ def emu_spec(link: str, nodes: int = 2) -> ClusterSpec:
 
 # --- prediction -------------------------------------------------------------------------------------------
 
-def emu_cluster(device: Device, link: Link, nodes: int, sharing: int, process_speed: float | None = None,
-                memory_speed: float | None = None) -> Cluster:
-    """The emulated cluster as data: `nodes` nodes of one worker each, every worker one of `sharing` processes on
-    this machine's CPU (its share of the cores), joined by `link`."""
-    dev, _, _ = cpu_process_share(device, sharing, 1, process_speed, memory_speed)
-    node = Node(name="emu-node", source="one network namespace of perfmodel.validation.cluster_emu_net on this machine", device=dev,
-                devices=1, host_memory=8e9, fabric_type="loopback", fabric=link)
-    return Cluster(name=f"emu-{nodes}x-{link.name}", source="perfmodel.validation.cluster_emu_net emulated cluster", node=node,
-                   nodes=nodes, network=link)
+def node_share(device: Device, nodes: int) -> Device:
+    """1/nodes of this machine's CPU (cores, peak FLOP/s, memory bandwidth): what one emulated node has."""
+    if nodes == 1:
+        return device
+    cores = max(1, (device.cores or 1) // nodes)
+    return device.model_copy(update={"cores": cores, "peak_flops": {k: v / nodes for k, v in device.peak_flops.items()},
+                                     "memory_bandwidth_Bps": device.memory_bandwidth_Bps / nodes})
+
+
+def emu_cluster(device: Device, link: Link, nodes: int, ranks_per_node: int = 1, process_speed: float | None = None,
+                memory_speed: float | None = None, fabric: Link | None = None) -> Cluster:
+    """The emulated cluster as data: `nodes` nodes on one machine's CPU, joined by `link`. With one worker per node,
+    each node's device is one of `nodes` processes' share of the CPU (the measured contention, cpu_process_share);
+    with several, each node is 1/nodes of the machine and its workers share it (the model's per-node sharing),
+    talking over `fabric` (gloo over the namespace's own loopback)."""
+    if ranks_per_node == 1:
+        dev, _, _ = cpu_process_share(device, nodes, 1, process_speed, memory_speed)
+    else:
+        dev = node_share(device, nodes)
+    node = Node(name="emu-node", source="one network namespace of perfmodel.validation.cluster_emu_net on this machine",
+                device=dev, devices=ranks_per_node, host_memory=8e9, fabric_type="loopback", fabric=fabric or link)
+    return Cluster(name=f"emu-{nodes}x{ranks_per_node}-{link.name}", source="perfmodel.validation.cluster_emu_net",
+                   node=node, nodes=nodes, network=link)
 
 
 def predict_case(case: EmuCase, device: Device, link: Link, process_speed: float | None = None,
                  memory_speed: float | None = None):
-    world = case.nodes * case.ranks_per_node
-    cl = emu_cluster(device, link, case.nodes, world, process_speed, memory_speed)
-    return predict(network_from_dict(NETWORKS[case.network]), cl, batch=case.batch, devices=world, threads=1,
-                   optimizer="sgd", overlap=OVERLAP, bucket_bytes=case.bucket_cap_mb * 2**20, layers=False)
+    fabric = load_hardware(INTRA_NODE_LINK, kind="link") if case.ranks_per_node > 1 else None
+    cl = emu_cluster(device, link, case.nodes, case.ranks_per_node, process_speed, memory_speed, fabric)
+    return predict(network_from_dict(NETWORKS[case.network]), cl, batch=case.batch,
+                   devices=case.nodes * case.ranks_per_node, threads=1, optimizer="sgd", overlap=OVERLAP,
+                   bucket_bytes=case.bucket_cap_mb * 2**20, layers=False)
 
 
 # --- measuring ---------------------------------------------------------------------------------------------
