@@ -163,7 +163,7 @@ def test_setup_defaults_and_field_checks():
 
 
 @pytest.mark.parametrize("opt", [dict(sharding="hybrid"), dict(context_parallel=2),
-                                 dict(virtual_stages=2), dict(offload_activations=True), dict(expert_parallel=2),
+                                 dict(offload_activations=True), dict(expert_parallel=2),
                                  dict(recompute="selective")])  # zero=2/3, sharding=full, sequence_parallel: test_sharding/test_sequence_parallel
 def test_options_not_modelled_yet_raise(opt):
     (name, value), = opt.items()

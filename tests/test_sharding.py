@@ -145,7 +145,6 @@ def test_not_modelled_combinations_still_raise():
     with pytest.raises(InputError, match="not modelled yet"):
         perfmodel.predict("gpt2_small", "dgx-a100", zero=2, plan={"dp": 4, "tp": 1, "pp": 2, "microbatches": 2},
                           **{k: v for k, v in GPT2.items() if k != "devices"})
-    for k, v in (("virtual_stages", 2), ("context_parallel", 2),
-                 ("offload_activations", True), ("expert_parallel", 2)):
+    for k, v in (("context_parallel", 2), ("offload_activations", True), ("expert_parallel", 2)):
         with pytest.raises(InputError, match="not modelled yet"):
             perfmodel.predict("gpt2_small", "dgx-a100", **{k: v}, **GPT2)

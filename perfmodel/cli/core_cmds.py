@@ -70,7 +70,7 @@ def predict(
     sharding: str = typer.Option("none", "--sharding", help="FSDP sharding: none or full (= ZeRO-3 over dp; hybrid: not modelled yet)"),
     sequence_parallel: bool = typer.Option(False, "--sequence-parallel", help="Megatron sequence parallelism over the tensor-parallel ranks"),
     context_parallel: int = typer.Option(1, "--context-parallel", help="context-parallel degree (not modelled yet)"),
-    virtual_stages: int = typer.Option(1, "--virtual-stages", help="interleaved 1F1B chunks per stage (not modelled yet)"),
+    virtual_stages: int = typer.Option(1, "--virtual-stages", help="interleaved 1F1B chunks per pipeline stage (needs pp > 1)"),
     recompute: str = typer.Option("none", "--recompute", help="activation recomputation: none or full (selective: not modelled yet)"),
     offload_activations: bool = typer.Option(False, "--offload-activations", help="offload activations to host (not modelled yet)"),
     expert_parallel: int = typer.Option(1, "--expert-parallel", help="expert-parallel degree (not modelled yet)"),

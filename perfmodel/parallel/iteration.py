@@ -29,6 +29,7 @@ from ..hardware.traits import device_traits
 from ..optimizers import optimizer_work
 from . import collectives as C
 from .data_parallel import GRAD_BYTES, SyncSchedule, ddp_copy_time, make_buckets, sync_schedule
+from .interleaved import interleaved_timing
 from .pipeline import PipelineTiming, schedule_time
 from .plan import Placement, dp_allreduce_fn
 from .stages import Staged
@@ -148,9 +149,13 @@ def _add_parts(bd: dict[str, float], st: StageTime, scale: float) -> None:
     bd["overhead"] += st.overhead_s * scale
 
 
-def core_parts(stg: Staged, syn: Synced, m: int, k_acc: int, schedule: str):
-    """Parts of the synchronous critical path before stragglers and data flow, with the pipeline timing."""
-    timing = schedule_time(stg.F, stg.B, syn.xfer, m, schedule)
+def core_parts(stg: Staged, syn: Synced, m: int, k_acc: int, schedule: str, virtual: int = 1):
+    """Parts of the synchronous critical path before stragglers and data flow, with the pipeline timing
+    (`virtual` > 1: interleaved 1F1B, parallel/interleaved.py)."""
+    if virtual > 1:
+        timing = interleaved_timing(stg.F, stg.B, syn.xfer, m, virtual)
+    else:
+        timing = schedule_time(stg.F, stg.B, syn.xfer, m, schedule)
     s_star, opt_part, copy_part, sync_exposed = _tail(stg, syn, timing, k_acc)
     crit = timing.critical_stage
     a, e = stg.ranges[crit]
@@ -179,10 +184,10 @@ def core_parts(stg: Staged, syn: Synced, m: int, k_acc: int, schedule: str):
 
 def iteration(stg: Staged, syn: Synced, gs: GradientSync, *, m: int, k_acc: int, schedule: str, sync: str,
               straggler_cv: float, workers: int, straggler_ranks: int, overlap: bool,
-              flow_args: dict[str, Any]) -> Iteration:
+              flow_args: dict[str, Any], virtual: int = 1) -> Iteration:
     """The iteration time and its parts. `workers`: asynchronous workers (dp, or nodes when mixed);
     `straggler_ranks`: devices a synchronous step waits for; `flow_args`: data_flow's keywords but compute_s."""
-    bd, timing, crit, s_star, tp_crit, work = core_parts(stg, syn, m, k_acc, schedule)
+    bd, timing, crit, s_star, tp_crit, work = core_parts(stg, syn, m, k_acc, schedule, virtual)
     comm = syn.sched[s_star].comm_s
     hidden = max(0.0, comm - bd["data_comm"]) if overlap else 0.0
     straggler = straggler_delay(work, straggler_cv, straggler_ranks)

@@ -135,11 +135,12 @@ def stage_footprint(graph: LayerGraph, stg: Staged, setup, schedule: str, m: int
     r = stg.ranks
     stage = zero_stage(setup.zero, setup.sharding)
     zero_dp = dp if stage >= 1 else 1
-    terms = stage_memory(stg, setup.optimizer, schedule, m, zero_dp, zero=stage)
+    terms = stage_memory(stg, setup.optimizer, schedule, m, zero_dp, zero=stage, virtual=setup.virtual_stages)
     s, _ = fullest(terms)
     mb2 = 2 if r.batch == 1 else 1
     r2 = rank_layers(graph, r.device, mb2, r.dtype, r.threads, r.tp, r.sp)
-    terms2 = stage_memory(stg, setup.optimizer, schedule, m, zero_dp, ranks=r2, zero=stage)
+    terms2 = stage_memory(stg, setup.optimizer, schedule, m, zero_dp, ranks=r2, zero=stage,
+                          virtual=setup.virtual_stages)
     return footprint(terms[s], terms2[s], r.batch, mb2, m, r.device.memory_bytes)
 
 
@@ -153,6 +154,12 @@ def _zero_glue(setup, stg: Staged, gs: GradientSync, pp: int, sync: str, micro_s
                          f"sync={sync!r} is not modelled yet (pp=1, sync='sync' is)")
     fn, extra = zero_sync(stage, gs.fn, stg.ranks.params * DTYPE_BYTES[setup.dtype], stg.f_l, micro_steps)
     return replace(gs, fn=fn), extra, stage
+
+
+def _check_virtual(v: int, pp: int, schedule: str) -> None:
+    """Interleaved 1F1B (virtual_stages > 1) needs a 1F1B pipeline (pp > 1)."""
+    if v > 1 and (pp < 2 or schedule != "1f1b"):
+        raise InputError(f"virtual_stages={v} needs a 1F1B pipeline (pp > 1), got pp={pp}, schedule={schedule!r}")
 
 
 def evaluate(graph: LayerGraph, hw: Any, setup) -> Evaluation:
@@ -194,6 +201,7 @@ def evaluate(graph: LayerGraph, hw: Any, setup) -> Evaluation:
                  lambda: gradient_sync(placement, system, sync, setup.allreduce, setup.ps_servers,
                                        setup.ps_colocated))
     gs, z_extra, z_stage = _zero_glue(setup, stg, gs, pp, sync, m * k_acc)
+    _check_virtual(setup.virtual_stages, pp, pl_.schedule)
     syn = memo.on(stg, ("synced", setup.optimizer, setup.bucket_bytes, setup.overlap, sync, z_stage),
                   lambda: synced(stg, placement, gs.fn, setup.optimizer, setup.bucket_bytes, setup.overlap,
                                  ddp_copies=dp > 1 and sync != "async"), refs=(placement, gs))
@@ -203,10 +211,12 @@ def evaluate(graph: LayerGraph, hw: Any, setup) -> Evaluation:
                    overlap=setup.overlap, flow_args=memo.on(placement, (
                        "flow", setup.dtype, setup.input_bytes_per_sample, setup.storage, setup.raid0,
                        setup.dataset_size, setup.prefetch, b * k_acc),
-                       lambda: _flow_args(graph, system, placement, setup, b * k_acc), refs=(graph,)))
+                       lambda: _flow_args(graph, system, placement, setup, b * k_acc), refs=(graph,)),
+                   virtual=setup.virtual_stages)
     if z_extra:
         it = replace(it, total_s=it.total_s + z_extra, parts={**it.parts, "data_comm": it.parts["data_comm"] + z_extra})
-    mem = memo.on(stg, ("footprint", setup.optimizer, z_stage, z_stage >= 1 and dp, pl_.schedule, m),
+    mem = memo.on(stg, ("footprint", setup.optimizer, z_stage, z_stage >= 1 and dp, pl_.schedule, m,
+                        setup.virtual_stages),
                   lambda: stage_footprint(graph, stg, setup, pl_.schedule, m, dp))
     if not mem.fits:
         warnings.append(f"does not fit: needs {fmt_bytes(mem.total_bytes)} of {fmt_bytes(mem.capacity_bytes)} "

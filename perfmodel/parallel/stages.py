@@ -130,10 +130,12 @@ def _activations(r: RankLayers, rc: Recompute | None, a: int, e: int, inflight: 
 
 
 def stage_memory(stg: Staged, optimizer: str, schedule: str, m: int, zero_dp: int = 1,
-                 ranks: RankLayers | None = None, zero: int = 1) -> list[dict[str, float]]:
+                 ranks: RankLayers | None = None, zero: int = 1, virtual: int = 1) -> list[dict[str, float]]:
     """Memory terms (bytes) of every stage; `zero_dp` > 1 shards the optimizer state over that many replicas,
     with `zero` >= 2 also gradients, 3 also parameters (sharding.shard_terms; the full parameters of the two
-    largest layers, current and prefetched, are gathered at once in the compute dtype).
+    largest layers, current and prefetched, are gathered at once in the compute dtype). `virtual` > 1
+    (interleaved 1F1B) multiplies the micro-batches in flight by 1 + (pp - 1)/(pp v), Korthikanti's first-stage
+    factor, on every stage (an upper bound for the later ones).
 
     `ranks`: the same rank at another micro-batch (same stage cut), for the slope of footprint().
     """
@@ -141,6 +143,8 @@ def stage_memory(stg: Staged, optimizer: str, schedule: str, m: int, zero_dp: in
     out = []
     for s, (a, e) in enumerate(stg.ranges):
         inflight = inflight_microbatches(schedule, stg.pp, m, s) if stg.pp > 1 else 1
+        if virtual > 1:
+            inflight = inflight * (1 + (stg.pp - 1) / (stg.pp * virtual))
         outw = np.sort(r.output[a:e] + r.workspace[a:e])[::-1]
         terms = memory_terms(stg.st_params[s], r.dtype, optimizer, _activations(r, stg.recompute, a, e, inflight),
                              float(outw[:WORKSPACE_BUFFERS].sum()), r.device.runtime_reserved_bytes,

@@ -24,7 +24,7 @@ DEFAULT_BATCH = 32
 
 # option -> (default it must keep, why) for the options named but not yet modelled
 NOT_MODELLED: dict[str, Any] = {
-    "context_parallel": 1, "virtual_stages": 1,
+    "context_parallel": 1,
     "offload_activations": False, "expert_parallel": 1,
 }
 ZERO_MODELLED = (0, 1, 2, 3)
