@@ -44,43 +44,48 @@ def test_address_plan():
     assert netemu.namespaces(SPEC, "p") == ("p-sw", "p-n0", "p-n1")
 
 
-def _state():
-    return netemu.list_netns(), netemu.list_links()
+def _state(prefix):
+    """Namespaces (other than concurrent test runs' own pmemu* ones) and this namespace's links."""
+    ns = {n for n in netemu.list_netns() if not n.startswith(netemu.PREFIX) or n.startswith(prefix)}
+    return ns, netemu.list_links()
 
 
 @needs_root
 def test_setup_and_teardown_leave_nothing():
-    before = _state()
-    with EmulatedCluster(SPEC, prefix=f"pmemut{os.getpid()}") as cl:
+    prefix = f"pmemut{os.getpid()}"
+    before = _state(prefix)
+    with EmulatedCluster(SPEC, prefix=prefix) as cl:
         assert set(cl.ns) <= netemu.list_netns()
         r = subprocess.run([*cl.exec_prefix(0), "ip", "-o", "addr", "show", "eth0"], capture_output=True, text=True)
         assert SPEC.address(0) in r.stdout
-    assert _state() == before
+    assert _state(prefix) == before
 
 
 @needs_root
 def test_teardown_when_the_body_raises():
-    before = _state()
+    prefix = f"pmemur{os.getpid()}"
+    before = _state(prefix)
     with pytest.raises(RuntimeError):
-        with EmulatedCluster(SPEC, prefix=f"pmemur{os.getpid()}"):
+        with EmulatedCluster(SPEC, prefix=prefix):
             raise RuntimeError("boom")
-    assert _state() == before
+    assert _state(prefix) == before
 
 
 @needs_root
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_teardown_on_a_signal(sig):
-    before = _state()
+    prefix = f"pmemus{int(sig)}x{os.getpid()}"
+    before = _state(prefix)
     code = ("import time; from perfmodel.validation.cluster_emu_net import *; "
-            "c = EmulatedCluster(ClusterSpec(links=(EmuLinkSpec(rate_bps=1e8),) * 2), prefix='pmemusig%d'" % int(sig) + "); "
+            "c = EmulatedCluster(ClusterSpec(links=(EmuLinkSpec(rate_bps=1e8),) * 2), prefix='%s'" % prefix + "); "
             "c.__enter__(); print('up', flush=True); time.sleep(60)")
     p = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     assert p.stdout.readline().strip() == "up"
-    assert f"pmemusig{int(sig)}-sw" in netemu.list_netns()
+    assert f"{prefix}-sw" in netemu.list_netns()
     p.send_signal(sig)
     p.wait(timeout=30)
     time.sleep(0.2)
-    assert _state() == before
+    assert _state(prefix) == before
 
 
 def test_unavailable_reason_is_one_line():
