@@ -59,7 +59,7 @@ class ClusterSpec(BaseModel):
 
     def to_dict(self) -> dict:
         return {"nodes": self.nodes, "links": [{"rate_bps": lk.rate_bps, "delay_s": lk.delay_s} for lk in self.links],
-                "switch": "linux bridge in its own namespace", "shaping": "tbf rate + netem delay, both directions"}
+                "switch": "linux bridge in its own namespace", "shaping": "tbf rate (+ netem delay when asked), both directions", "tbf_burst_bytes": BURST_BYTES}
 
 
 def unavailable_reason() -> str | None:
