@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(1, str(Path(__file__).resolve().parents[1]))  # doc sessions import tests.import_corpus
 
 import docblocks as D  # noqa: E402
 
@@ -338,7 +339,21 @@ def span_problems(values: dict[str, str], write: bool) -> list[str]:
 
 
 def session_problems(write: bool) -> list[str]:
-    """`$ ` sessions whose shown output differs from what the command prints now (lines rewritten when `write`)."""
+    """`$ ` sessions whose shown output differs from what the command prints now (lines rewritten when `write`).
+    The commands run in a temporary folder, so the files they write never land in the checkout."""
+    import os
+    import tempfile
+
+    here = os.getcwd()
+    with tempfile.TemporaryDirectory() as tmp:
+        os.chdir(tmp)
+        try:
+            return _session_problems(write)
+        finally:
+            os.chdir(here)
+
+
+def _session_problems(write: bool) -> list[str]:
     problems: list[str] = []
     for path in D.doc_files():
         text = path.read_text(encoding="utf-8")

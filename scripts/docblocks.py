@@ -173,6 +173,14 @@ def runnable_inline(argv: list[str]) -> bool:
     return len(argv) > 2 or argv[1] in ("networks", "hardware", "--help", "--version")
 
 
+OUTPUT_OPTIONS = ("--out", "--csv", "--plot", "--report", "--png", "-o")
+
+
+def written_paths(argv: list[str]) -> list[str]:
+    """The files or folders a command is told to write (the values of --out, --csv, --plot, --report, ...)."""
+    return [argv[k + 1] for k, a in enumerate(argv[:-1]) if a in OUTPUT_OPTIONS]
+
+
 def has_placeholder(argv: list[str]) -> bool:
     """True when a command shows a pattern (NETWORK, [--x], a|b, ...) rather than runnable arguments."""
     return any(PLACEHOLDER.search(a) for a in argv[1:])

@@ -58,8 +58,11 @@ def test_shell_block(block, tmp_path, monkeypatch):
             continue
         if argv[:3] in (["python", "-m", "pytest"], ["python3", "-m", "pytest"]):
             argv = [*argv, "--collect-only", "-p", "no:cacheprovider"]
+        before = {w for w in D.written_paths(argv) if (ROOT / w).exists()}
         code, out = D.run_command(argv, tmp_path)
         assert code == 0, f"{cmd.where}: `{' '.join(cmd.argv)}` exited {code}:\n{out[-3000:]}"
+        stray = [w for w in D.written_paths(argv) if (ROOT / w).exists() and w not in before]
+        assert not stray, f"{cmd.where}: the command wrote {stray} into the checkout"
         bad = D.compare_output(cmd.shown, out)
         assert not bad, _problem_text(cmd, bad)
         ran += 1
@@ -190,6 +193,16 @@ def test_every_table_command_takes_json():
     lacking = [n for n, c in group.commands.items()
                if n not in NO_TABLE and "--json" not in {o for p in c.params for o in p.opts}]
     assert not lacking, f"commands without --json: {lacking}"
+
+
+def test_doc_number_sessions_write_nothing_into_the_checkout():
+    """scripts/doc_numbers.py runs the `$ ` sessions in a temporary folder (their --out files stay out of the repo)."""
+    import doc_numbers as N
+
+    outs = {w for b in BLOCKS if b.lang == "text" for c in D.commands(b) for w in D.written_paths(c.argv)}
+    before = {w for w in outs if (ROOT / w).exists()}
+    N.session_problems(write=False)
+    assert {w for w in outs if (ROOT / w).exists()} == before
 
 
 def test_compare_output_rules():
