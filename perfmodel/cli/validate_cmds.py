@@ -135,6 +135,36 @@ def _calibrate_links(out: Optional[Path], json_out: bool) -> None:
     typer.echo(dumps({"links": [str(p) for p in paths]}) if json_out else "\n".join(f"wrote {p}" for p in paths))
 
 
+def _calibration_text(r) -> str:
+    """The terminal summary of a calibration result (perfmodel.calibration.profile.CalibrationResult)."""
+    import statistics
+
+    from ..units import fmt_bytes, fmt_count
+
+    p, f = r.profile, r.fit
+    errs = [abs(x["error_pct"]) for x in r.residuals]
+    lines = [f"{p['name']}: {p['model']}", f"source: {p['source']}",
+             f"benchmarks: {len(r.samples)} samples in {r.wall_s:.1f} s",
+             f"peak fp32 {fmt_count(f.peak_flops['fp32'], 'FLOP/s')}"
+             + "".join(f", {k} {fmt_count(v, 'FLOP/s')}" for k, v in f.peak_flops.items() if k != "fp32"),
+             f"memory bandwidth {fmt_bytes(f.memory_bandwidth_Bps)}/s, kernel overhead {f.kernel_overhead_s * 1e6:.2f} us"]
+    if f.is_cpu:
+        lines.append(f"thread scaling: serial fraction {f.serial_fraction:.3f}, per-core bandwidth "
+                     f"{fmt_bytes(f.per_core_bandwidth_Bps or 0)}/s, hyperthread penalty {f.hyperthread_penalty}")
+    if f.elementwise:
+        lines.append("elementwise rates per core: " + ", ".join(
+            f"{k} {fmt_count(v, 'FLOP/s')}" for k, v in sorted(f.elementwise.items(), key=lambda kv: kv[1])[:4])
+            + f", ... ({len(f.elementwise)} keys)")
+    if errs:
+        lines.append(f"fit residuals on the benchmark samples: median {statistics.median(errs):.1f}%, "
+                     f"p90 {sorted(errs)[int(0.9 * (len(errs) - 1))]:.1f}%")
+    for c in r.checks:
+        lines.append(f"check {c['label']} at {c['threads']} threads: measured {c['measured_s'] * 1e3:.2f} ms, "
+                     f"predicted {c['predicted_s'] * 1e3:.2f} ms ({c['error_pct']:+.0f}%)")
+    lines.append(f"profile written to {r.path}" if r.path else "(no --out: profile not written)")
+    return "\n".join(lines)
+
+
 @app.command()
 def calibrate(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="profile file to write, e.g. "
@@ -185,29 +215,4 @@ def calibrate(
         typer.echo(dumps({"profile": r.profile, "path": str(r.path) if r.path else None, "wall_s": r.wall_s,
                           "residuals": r.residuals, "checks": r.checks}))
         return
-    import statistics
-
-    from ..units import fmt_bytes, fmt_count
-
-    p, f = r.profile, r.fit
-    errs = [abs(x["error_pct"]) for x in r.residuals]
-    lines = [f"{p['name']}: {p['model']}", f"source: {p['source']}",
-             f"benchmarks: {len(r.samples)} samples in {r.wall_s:.1f} s",
-             f"peak fp32 {fmt_count(f.peak_flops['fp32'], 'FLOP/s')}"
-             + "".join(f", {k} {fmt_count(v, 'FLOP/s')}" for k, v in f.peak_flops.items() if k != "fp32"),
-             f"memory bandwidth {fmt_bytes(f.memory_bandwidth_Bps)}/s, kernel overhead {f.kernel_overhead_s * 1e6:.2f} us"]
-    if f.is_cpu:
-        lines.append(f"thread scaling: serial fraction {f.serial_fraction:.3f}, per-core bandwidth "
-                     f"{fmt_bytes(f.per_core_bandwidth_Bps or 0)}/s, hyperthread penalty {f.hyperthread_penalty}")
-    if f.elementwise:
-        lines.append("elementwise rates per core: " + ", ".join(
-            f"{k} {fmt_count(v, 'FLOP/s')}" for k, v in sorted(f.elementwise.items(), key=lambda kv: kv[1])[:4])
-            + f", ... ({len(f.elementwise)} keys)")
-    if errs:
-        lines.append(f"fit residuals on the benchmark samples: median {statistics.median(errs):.1f}%, "
-                     f"p90 {sorted(errs)[int(0.9 * (len(errs) - 1))]:.1f}%")
-    for c in r.checks:
-        lines.append(f"check {c['label']} at {c['threads']} threads: measured {c['measured_s'] * 1e3:.2f} ms, "
-                     f"predicted {c['predicted_s'] * 1e3:.2f} ms ({c['error_pct']:+.0f}%)")
-    lines.append(f"profile written to {r.path}" if r.path else "(no --out: profile not written)")
-    typer.echo("\n".join(lines))
+    typer.echo(_calibration_text(r))
