@@ -9,6 +9,7 @@ calibrate: microbenchmarks -> a fitted device profile (perfmodel.torch.calibrate
 
 from __future__ import annotations
 
+import statistics
 import sys
 from pathlib import Path
 from typing import Any, Optional
@@ -16,6 +17,7 @@ from typing import Any, Optional
 import typer
 
 from ..errors import PerfModelError
+from ..units import fmt_bytes, fmt_count
 from ..validation.cluster_emu import calibrate_links
 from ..validation.protocol import RunOptions
 from ..validation.registry import available, load_suite
@@ -137,10 +139,6 @@ def _calibrate_links(out: Optional[Path], json_out: bool) -> None:
 
 def _calibration_text(r) -> str:
     """The terminal summary of a calibration result (perfmodel.calibration.profile.CalibrationResult)."""
-    import statistics
-
-    from ..units import fmt_bytes, fmt_count
-
     p, f = r.profile, r.fit
     errs = [abs(x["error_pct"]) for x in r.residuals]
     lines = [f"{p['name']}: {p['model']}", f"source: {p['source']}",
