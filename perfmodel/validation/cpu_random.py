@@ -20,8 +20,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..errors import InputError, NotFoundError
+from ..prediction import predict
+from .cpu_random_measure import STEPS, THREADS, WARMUP, CaseKey, measure_round, pooled_measurements, stored_seeds
+from .cpu_random_nets import draw_cases, draw_net
 from .metrics import ErrorSummary, percentile, signed_error_pct, summarize
+from .profiles import resolve_profile
 from .protocol import Row, RunOptions
+from .storage import measurement_store
 
 TARGET_MEDIAN_PCT, TARGET_P90_PCT = 8.0, 20.0
 
@@ -199,10 +205,6 @@ def _layer_pairs(graph, pred, timings) -> list[tuple[str, float, float]]:
 def build_report(seed: int, dev, store: Path, replayed: bool, only: tuple[str, ...] = (),
                  notes: tuple[str, ...] = ()) -> CpuRandomReport:
     """Predict every stored case of `seed` with `dev` and compare with its pooled measurements."""
-    from ..prediction import predict
-    from .cpu_random_measure import pooled_measurements
-    from .cpu_random_nets import draw_net
-
     cases, pairs = [], []
     for p in pooled_measurements(store, seed):
         k = p.key
@@ -217,8 +219,6 @@ def build_report(seed: int, dev, store: Path, replayed: bool, only: tuple[str, .
         if p.per_layer:
             pairs += _layer_pairs(graph, pred, p.per_layer)
     if not cases:
-        from ..errors import NotFoundError
-
         raise NotFoundError(f"{store} holds no cpu-random measurement of seed {seed}")
     return CpuRandomReport("cpu-random", seed, dev.name, dev.source, tuple(cases), family_rows(pairs), str(store),
                            replayed, notes)
@@ -233,14 +233,7 @@ class _CpuRandom:
         return ()  # drawn per seed
 
     def run(self, o: RunOptions) -> CpuRandomReport:
-        from .cpu_random_measure import measure_round, pooled_measurements, stored_seeds
-        from .cpu_random_nets import draw_cases
-        from .profiles import resolve_profile
-        from .storage import measurement_store
-
         if o.device not in (None, "cpu"):
-            from ..errors import InputError
-
             raise InputError(f"suite 'cpu-random' runs on the CPU only; got --device {o.device}")
         dev = resolve_profile(o.profile, "cpu")
         if o.replay is not None:
@@ -251,8 +244,6 @@ class _CpuRandom:
         seed = o.seed if o.seed is not None else random.SystemRandom().randrange(1, 1_000_000)
         o.say(f"cpu-random: seed {seed}, measurements -> {store}")
         sized = draw_cases(seed, dev)
-        from .cpu_random_measure import STEPS, THREADS, WARMUP, CaseKey
-
         cases = [(CaseKey(s.net.index, s.net.draw, s.net.kind, s.batch, t, s.net.optimizer), s.net.graph)
                  for s in sized for t in THREADS]
         if o.cases:

@@ -16,6 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from ..torch.quiet import Interference, wait_for_quiet
+from ..torch.records import append_jsonl, load_measurements
+
 SUITE = "cpu-random"
 THREADS = (1, 2)
 WARMUP, STEPS = 2, 5
@@ -51,8 +54,7 @@ def measure_round(cases: Sequence[tuple[CaseKey, Any]], seed: int, rnd: int, sto
                   per_layer: bool, wait: bool, say: Callable[[str], None], warmup: int = WARMUP,
                   steps: int = STEPS) -> int:
     """Measure each (CaseKey, graph) once (in round order) and append the records; returns cases measured."""
-    from ..torch.measure import append_jsonl, measure_training
-    from ..torch.quiet import Interference, wait_for_quiet
+    from ..torch.measure import measure_training  # torch: imported only when measuring
 
     order = list(cases) if rnd % 2 else list(reversed(cases))
     t0, done = time.perf_counter(), 0
@@ -94,8 +96,6 @@ class Pooled:
 
 def stored_seeds(store: Path) -> list[int]:
     """Seeds with cpu-random records in `store`, in the order they were first measured."""
-    from ..torch.measure import load_measurements
-
     seen: list[int] = []
     for m in load_measurements(store):
         s = _note(m, "seed")
@@ -106,8 +106,6 @@ def stored_seeds(store: Path) -> list[int]:
 
 def pooled_measurements(store: Path, seed: int) -> list[Pooled]:
     """Every stored case of `seed`: per round the least disturbed attempt; step times pooled over rounds."""
-    from ..torch.measure import load_measurements
-
     per: dict[tuple[str, int], list] = {}
     keys: dict[str, CaseKey] = {}
     for m in load_measurements(store):

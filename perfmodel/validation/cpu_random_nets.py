@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from ..graph.io import NetworkBuilder
 from ..graph.layer_graph import LayerGraph
+from ..prediction import predict
 
 KINDS = ("mlp", "cnn", "cnn-mobile", "rnn", "transformer", "mixture")
 ACTS = ("relu", "gelu", "tanh", "leaky_relu", "sigmoid")
@@ -251,8 +252,6 @@ class SizedNet:
 def size_network(net: RandomNet, device, threads: tuple[int, int] = (1, 2)) -> SizedNet | None:
     """The batch (from BATCHES) whose predicted single-thread step is nearest `net.target_s`, with every
     thread count's step inside STEP_RANGE_S and the footprint under MAX_FOOTPRINT_BYTES; None if none fits."""
-    from ..prediction import predict
-
     best = None
     for batch in BATCHES:
         p1 = predict(net.graph, device, batch=batch, threads=threads[0], optimizer=net.optimizer, layers=False)
