@@ -153,23 +153,33 @@ def plan_values() -> dict[str, str]:
 LARGE = "docs/large_models.md"
 
 
+def printed_comment(file: str, first_line: str) -> str:
+    """What the python block of `file` holding `first_line` prints, as `# ` lines: the block runs
+    without its trailing `# ` lines, after `import perfmodel`, with its stdout captured."""
+    import contextlib
+    import io
+
+    block = next(b for b in D.blocks(ROOT / file) if b.lang == "python" and first_line in b.text)
+    lines = block.text.splitlines()
+    while lines and lines[-1].startswith("# "):
+        lines.pop()
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        exec(compile("import perfmodel\n" + "\n".join(lines), block.where, "exec"), {"__name__": "__doc__"})
+    return "".join(f"# {line}".rstrip() + "\n" for line in buf.getvalue().splitlines())
+
+
 def large_model_values() -> dict[str, str]:
-    """docs/large_models.md: the plan count and the recomputation / ZeRO-1 comparison."""
+    """docs/large_models.md: the recomputation / ZeRO-1 and FSDP / 3D comparisons."""
     import perfmodel
 
-    res = perfmodel.plan_search("gpt3_175b", "dgx-a100-ib-hdr", devices=1024, global_batch=1536, top=None)
-    all_recompute = len(res.plans) == res.fitting and all(p.recompute != "none" for p in res.plans)
-    out = {"large.fit": f"{res.fitting} of {res.candidates}" if all_recompute else "(not all recompute now)"}
-    kw = dict(devices=1024, batch=1536, scaling="strong", plan=dict(dp=8, tp=8, pp=16, microbatches=192),
-              dtype="bf16", optimizer="adam", layers=False)
-    lines, mem = [], {}
-    for recompute, zero in (("full", 1), ("full", 0), ("none", 1)):
-        p = perfmodel.predict("gpt3_175b", "dgx-a100-ib-hdr", recompute=recompute, zero=zero, **kw)
-        mem[zero, recompute] = p.memory.total_bytes
-        lines.append(f"# {recompute} {zero} {round(p.iteration_time_s, 2)} {round(p.memory.total_bytes / 1e9, 1)} "
-                     f"{p.memory.fits}\n")
-    out["large.table"] = "".join(lines)
-    out["large.zero_gb"] = f"{(mem[0, 'full'] - mem[1, 'full']) / 1e9:.0f} GB"
+    out: dict[str, str] = {}
+    out["large.table"] = printed_comment(LARGE, "plan = dict(dp=8, tp=8, pp=16, microbatches=192)")
+    out["large.fsdp"] = printed_comment(LARGE, "three_d = dict(")
+    mem = {z: perfmodel.predict("gpt3_175b", "dgx-a100-ib-hdr", devices=1024, batch=1536, scaling="strong",
+                                plan=dict(dp=8, tp=8, pp=16, microbatches=192), dtype="bf16", optimizer="adam",
+                                recompute="full", zero=z, layers=False).memory.total_bytes for z in (0, 1)}
+    out["large.zero_gb"] = f"{(mem[0] - mem[1]) / 1e9:.0f} GB"
     return out
 
 
@@ -284,8 +294,8 @@ SPANS = (
     Span("serve.max_batch", API, r"r\.max_batch +# (?P<v>\d+)"),
     Span("plan.best", API, r"best\.dtype, best\.schedule\n# (?P<v>\(.*\))\n"),
     Span("plan.time", API, r"best\.iteration_time_s, best\.mfu +# (?P<v>\([\d., ]+\))"),
-    Span("large.fit", LARGE, r"only plans that recompute activations fit\n\((?P<v>\d+ of \d+) plans searched\)"),
     Span("large.table", LARGE, r"p\.memory\.fits\)\n(?P<v>(?:# .*\n)+)"),
+    Span("large.fsdp", LARGE, r"'does not fit'\}\"\)\n(?P<v>(?:# .*\n)+)"),
     Span("large.zero_gb", LARGE, r"frees about (?P<v>\d+ GB) per GPU"),
     Span("readme.fcn_params", "README.md", r"FCN-5/8 use the benchmark scripts' sizes \((?P<v>[\d.]+M and\s+[\d.]+M "
                                            r"parameters)\)"),

@@ -21,7 +21,7 @@ def test_mixed_time_units_become_one_unit():
 
 def test_mixed_byte_units_use_the_largest():
     assert unify_units(["11339.22 GB", "80.00 GB"]) == ["11339.22 GB", "80.00 GB"]  # one unit: left alone
-    assert unify_units(["11.34 TB", "80.00 GB"]) == ["11.34 TB", "0.08 TB"]
+    assert unify_units(["11.34 TB", "80.00 GB", "512.00 MB"]) == ["11.34 TB", "0.08 TB", "<0.01 TB"]
 
 
 def test_columns_that_are_not_quantities_are_kept():

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from typing import Any, Sequence
 
-import math
 import re
 
 from ..units import fmt_bytes, fmt_count, fmt_seconds
@@ -30,8 +29,8 @@ def _unit_table(units: list[str]) -> dict[str, tuple[float, int]] | None:
 
 def unify_units(cells: Sequence[str]) -> list[str]:
     """A column of durations or sizes in mixed units ('555.328 s', '10.1 min'; '11339.22 GB', '80.00 GB') in
-    one unit: the unit of its largest value, with that unit's usual decimals, or more (up to 4) where a
-    non-zero value would round to zero. Cells that are not quantities ('-', '0', text) are
+    one unit: the unit of its largest value, with that unit's usual decimals ('<0.001 s' for a non-zero value
+    that would round to zero). Cells that are not quantities ('-', '0', text) are
     kept; a column in one unit already is returned unchanged."""
     parsed = [(_QUANTITY.match(c), c) for c in cells]
     qty = [(float(m.group(1).replace(",", "")), m.group(2)) for m, _ in parsed if m]
@@ -43,11 +42,14 @@ def unify_units(cells: Sequence[str]) -> list[str]:
     smallest_unit = min(table_, key=lambda u: table_[u][0])
     unit = max((u for u in table_ if table_[u][0] <= max(base)), key=lambda u: table_[u][0], default=smallest_unit)
     f, dec = table_[unit]
-    small = min((b for b in base if b), default=0.0) / f
-    if small and round(small, dec) == 0:
-        dec = min(4, -math.floor(math.log10(small)))
-    return [f"{float(m.group(1).replace(',', '')) * table_[m.group(2)][0] / f:,.{dec}f} {unit}" if m else c
-            for m, c in parsed]
+
+    def cell(m: re.Match | None, c: str) -> str:
+        if not m:
+            return c
+        v = float(m.group(1).replace(",", "")) * table_[m.group(2)][0] / f
+        return f"<{10 ** -dec:.{dec}f} {unit}" if v and round(v, dec) == 0 else f"{v:,.{dec}f} {unit}"
+
+    return [cell(m, c) for m, c in parsed]
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], align: str | None = None) -> str:
