@@ -37,8 +37,10 @@ def resolve_builtin(name: str, table: dict[str, Path], what: str, *, listing: st
     by_norm = {_norm(k): v for k, v in table.items()}
     if _norm(name) in by_norm:
         return by_norm[_norm(name)]
-    close = difflib.get_close_matches(name, table.keys(), n=4, cutoff=0.5)
-    close += [k for k in table if _norm(name) and _norm(name) in _norm(k) and k not in close][:6 - len(close)]
+    # names containing the typed text first (a100 -> a100-sxm4-40gb, dgx-a100), then difflib's close matches
+    close = sorted((k for k in table if _norm(name) and _norm(name) in _norm(k)),
+                   key=lambda k: (not _norm(k).startswith(_norm(name)), len(k), k))[:6]
+    close += [k for k in difflib.get_close_matches(name, table.keys(), n=4, cutoff=0.5) if k not in close][:6 - len(close)]
     hint = f" Did you mean: {', '.join(close)}?" if close else ""
     shown = name if len(name) <= 80 else name[:77] + "..."
     raise NotFoundError(
