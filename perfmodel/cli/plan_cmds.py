@@ -100,6 +100,11 @@ def plan(
     from ..planning.search import plan_search
     from .core_cmds import parse_size
 
+    if dtype and "int8" in _csv(dtype):
+        from ..engine import memo
+        from ..prediction.setup import check_training_options
+
+        check_training_options(memo.hardware(device or hardware), dtypes=_csv(dtype))
     res = plan_search(
         network, hardware, devices=devices, global_batch=global_batch, objective=objective,
         memory_limit=parse_size(memory_limit, "--memory-limit"), top=top, optimizer=optimizer,

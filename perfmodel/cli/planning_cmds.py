@@ -9,6 +9,25 @@ import typer
 from .app import app
 from .render import dumps, table
 
+def _check_sweep_training(hws: list, dtypes: list, threads: Optional[str]) -> None:
+    """int8 is not a training dtype; --threads needs at least one CPU among the hardware (exit 2 otherwise)."""
+    from ..engine import memo
+    from ..prediction.setup import check_training_options
+
+    loaded = [memo.hardware(h) for h in hws]
+    for hw in loaded:
+        check_training_options(hw, dtypes=dtypes)
+    if threads and loaded:
+        errors = []
+        for hw in loaded:
+            try:
+                check_training_options(hw, threads=1)
+            except Exception as e:  # noqa: BLE001 - collected, the first one is raised when none uses threads
+                errors.append(e)
+        if len(errors) == len(loaded):
+            raise errors[0]
+
+
 _HW_HELP = "comma-separated device, node or cluster names (see `perfmodel hardware`) or files"
 
 
@@ -98,6 +117,7 @@ def sweep(
         from ..planning.space import hardware_with_device
 
         hws = [hardware_with_device(h, device) for h in hws]
+    _check_sweep_training(hws, parse_list(dtype), threads)
     res = api_sweep(nets, hardware=hws, devices=parse_list(devices, int),
                     batch=parse_list(batch, int), dtype=parse_list(dtype), optimizer=parse_list(optimizer),
                     threads=parse_list(threads, int) if threads else None, price_per_hour=parse_prices(price_per_hour),

@@ -11,7 +11,7 @@ from ..graph.layer_graph import LayerGraph
 from ..parallel.predict import evaluate
 from ..result import Prediction
 from .assemble import prediction_from_evaluation
-from .setup import DEFAULTS, TrainingSetup, make_setup
+from .setup import DEFAULTS, TrainingSetup, check_training_options, make_setup
 
 # options that keep a single-device prediction on one device without a data pipeline
 _SINGLE_DEVICE_FIELDS = ("batch", "dtype", "threads", "optimizer", "recompute", "zero")
@@ -34,6 +34,7 @@ def predict(network: str | Path | LayerGraph, hardware: str | Path | Any, setup:
     if getattr(hw, "kind", "device") not in ("device", "node", "cluster"):
         raise InputError(f"'{getattr(hw, 'name', hardware)}' is a {hw.kind} profile; predict needs a device, node "
                          f"or cluster")
+    check_training_options(hw, dtypes=setup.dtype, threads=setup.threads)
     single = getattr(hw, "kind", "device") == "device" and all(
         getattr(setup, k) == v for k, v in DEFAULTS.items() if k not in _SINGLE_DEVICE_FIELDS)
     return prediction_from_evaluation(evaluate(graph, hw, setup), layers=layers, single=single)

@@ -140,6 +140,41 @@ DEFAULTS: dict[str, Any] = {k: f.default for k, f in TrainingSetup.model_fields.
 assert set(SYNC_MODES) == set(TrainingSetup.model_fields["sync"].annotation.__args__)  # noqa: S101
 
 
+INFERENCE_ONLY_DTYPES = ("int8",)  # `perfmodel serve` takes them; training does not
+
+
+def training_device(hw: Any) -> Any:
+    """The compute device of a device, node or cluster profile (None when it names none)."""
+    from ..hardware.loader import load_hardware
+
+    if getattr(hw, "kind", "device") == "device":
+        return hw
+    node = hw if getattr(hw, "kind", None) == "node" else getattr(hw, "node", None)
+    if isinstance(node, str):
+        node = load_hardware(node)
+    dev = getattr(node, "device", None)
+    return load_hardware(dev) if isinstance(dev, str) else dev
+
+
+def check_training_options(hw: Any, *, dtypes: Any = (), threads: Any = None) -> None:
+    """Raise InputError for a training dtype that is inference-only or that `hw`'s device lacks, and for
+    `threads` on a device that does not run on CPU threads (a GPU)."""
+    from ..hardware.traits import device_traits
+
+    dev = training_device(hw)
+    if dev is None:
+        return
+    name = getattr(dev, "name", "?")
+    supported = [d for d in DTYPE_BYTES if d not in INFERENCE_ONLY_DTYPES and dev.supports(d)]
+    for d in ([dtypes] if isinstance(dtypes, str) else dtypes or ()):
+        if d in INFERENCE_ONLY_DTYPES:
+            raise InputError(f"dtype {d} is an inference dtype (use `perfmodel serve`); training on '{name}' "
+                             f"supports {', '.join(supported)}")
+    if threads is not None and not device_traits(dev).uses_threads:
+        raise InputError(f"--threads/threads applies to CPUs only; '{name}' is a {dev.type} that does not run "
+                         f"on CPU threads (drop the option)")
+
+
 def make_setup(**options: Any) -> TrainingSetup:
     """A TrainingSetup from keyword options; unknown names and bad values raise InputError naming the field."""
     unknown = set(options) - set(SETUP_FIELDS)

@@ -1,0 +1,62 @@
+"""Issue 15 CLI behaviour: options that do not apply are refused, suggestions, sample sizes, calibrate samples."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from perfmodel.errors import InputError, NotFoundError
+
+
+def cli(*args):
+    r = subprocess.run([sys.executable, "-m", "perfmodel", *map(str, args)], capture_output=True, text=True, timeout=120)
+    return r.returncode, r.stdout, r.stderr
+
+
+# 1. --threads on a GPU and int8 training are refused
+
+def test_threads_on_gpu_is_a_clear_error():
+    rc, _, err = cli("predict", "resnet50", "--hardware", "a100-sxm4-40gb", "--threads", "4")
+    assert rc == 2
+    assert "a100-sxm4-40gb" in err and "CPUs" in err
+
+
+def test_int8_training_is_a_clear_error_naming_training_dtypes():
+    rc, _, err = cli("predict", "resnet50", "--hardware", "a100-sxm4-40gb", "--dtype", "int8")
+    assert rc == 2
+    assert "inference" in err and "bf16" in err and "a100-sxm4-40gb" in err
+
+
+def test_sweep_and_plan_refuse_int8_and_threads_on_gpu():
+    rc, _, err = cli("sweep", "resnet50", "-H", "a100-sxm4-40gb", "--dtype", "fp32,int8")
+    assert rc == 2 and "inference" in err
+    rc, _, err = cli("sweep", "resnet50", "-H", "a100-sxm4-40gb", "--threads", "2")
+    assert rc == 2 and "CPUs" in err
+    rc, _, err = cli("plan", "resnet50", "-H", "dgx-a100", "--devices", "8", "--dtype", "int8")
+    assert rc == 2 and "inference" in err
+
+
+def test_api_predict_refuses_threads_on_gpu_but_cpu_keeps_them():
+    from perfmodel.prediction import predict
+
+    with pytest.raises(InputError, match="CPUs"):
+        predict("resnet50", "a100-sxm4-40gb", threads=2, layers=False)
+    with pytest.raises(InputError, match="inference"):
+        predict("resnet50", "a100-sxm4-40gb", dtype="int8", layers=False)
+    from perfmodel.hardware.loader import list_hardware
+
+    cpu = next(d for d in list_hardware("device") if d.type == "cpu")
+    assert predict("resnet50", cpu, threads=1, layers=False).iteration_time_s > 0
+
+
+# 2. --hardware a100 suggests the names containing a100 first
+
+def test_hardware_suggestions_rank_substring_matches_first():
+    from perfmodel.hardware.loader import load_hardware
+
+    with pytest.raises(NotFoundError) as e:
+        load_hardware("a100")
+    hint = str(e.value).split("Did you mean: ")[1].split("?")[0].split(", ")
+    assert hint[:4] == ["a100-sxm4-40gb", "a100-sxm4-80gb", "dgx-a100", "dgx-a100-ib-hdr"]
