@@ -135,10 +135,8 @@ def int_list(lo: int, hi: int, *, ranges: bool = False) -> Check:
     return check
 
 
-def out_file(value: Any) -> Any:
-    """A file to write: not a folder, its folder exists and is writable (checked before any work is done)."""
-    if value is None or str(value) == "-":
-        return value
+def _path_text(value: Any) -> str:
+    """The path as text, refused when it holds a NUL character or is longer than the system allows."""
     from ..datafile import MAX_NAME_CHARS, MAX_PATH_CHARS
 
     s = str(value)
@@ -146,6 +144,14 @@ def out_file(value: Any) -> Any:
         _fail("the path contains a NUL character")
     if len(s) > MAX_PATH_CHARS or any(len(x) > MAX_NAME_CHARS for x in Path(s).parts):
         _fail("path too long")
+    return s
+
+
+def out_file(value: Any) -> Any:
+    """A file to write: not a folder, its folder exists and is writable (checked before any work is done)."""
+    if value is None or str(value) == "-":
+        return value
+    s = _path_text(value)
     p = Path(s)
     if p.is_dir():
         _fail(f"'{p}' is a folder; give a file name inside it")
@@ -163,13 +169,7 @@ def in_file(value: Any) -> Any:
     """A file to read: exists and is a file (its content is checked by the reader)."""
     if value is None:
         return value
-    from ..datafile import MAX_NAME_CHARS, MAX_PATH_CHARS
-
-    s = str(value)
-    if "\x00" in s:
-        _fail("the path contains a NUL character")
-    if len(s) > MAX_PATH_CHARS or any(len(x) > MAX_NAME_CHARS for x in Path(s).parts):
-        _fail("path too long")
+    s = _path_text(value)
     if not Path(s).is_file():
         _fail(f"no such file '{s}'" if not Path(s).exists() else f"'{s}' is not a file")
     from ..datafile import read_text
