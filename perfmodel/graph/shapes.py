@@ -97,13 +97,19 @@ def _single(v) -> int:
     return v if isinstance(v, int) else v[0]
 
 
+def _check_groups(layer, channels_in: int) -> None:
+    """Refuses a grouped convolution whose input or output channels are not divisible by its groups."""
+    if channels_in % layer.groups or layer.out_channels % layer.groups:
+        raise ValueError(f"channels in ({channels_in}) and out ({layer.out_channels}) "
+                         f"must be divisible by groups ({layer.groups})")
+
+
 @shape_rule("conv2d")
 def _conv2d(layer: S.Conv2d, ins: list[Shape]) -> Shape:
     x = _one(layer, ins)
     _rank(x, (3,), "[C, H, W]")
     c, h, w = x
-    if c % layer.groups or layer.out_channels % layer.groups:
-        raise ValueError(f"channels in ({c}) and out ({layer.out_channels}) must be divisible by groups ({layer.groups})")
+    _check_groups(layer, c)
     (kh, kw), (sh, sw), (dh, dw) = S.pair(layer.kernel), S.pair(layer.stride), S.pair(layer.dilation)
     ph, pw = _conv_pads(layer, 2)
     return (layer.out_channels, conv_out(h, kh, sh, ph, dh), conv_out(w, kw, sw, pw, dw))
@@ -114,8 +120,7 @@ def _conv1d(layer: S.Conv1d, ins: list[Shape]) -> Shape:
     x = _one(layer, ins)
     _rank(x, (2,), "[C, L]")
     c, n = x
-    if c % layer.groups or layer.out_channels % layer.groups:
-        raise ValueError(f"channels in ({c}) and out ({layer.out_channels}) must be divisible by groups ({layer.groups})")
+    _check_groups(layer, c)
     p = _conv_pads(layer, 1)[0]
     return (layer.out_channels, conv_out(n, _single(layer.kernel), _single(layer.stride), p, _single(layer.dilation)))
 
@@ -125,8 +130,7 @@ def _convt2d(layer: S.ConvTranspose2d, ins: list[Shape]) -> Shape:
     x = _one(layer, ins)
     _rank(x, (3,), "[C, H, W]")
     c, h, w = x
-    if c % layer.groups or layer.out_channels % layer.groups:
-        raise ValueError(f"channels in ({c}) and out ({layer.out_channels}) must be divisible by groups ({layer.groups})")
+    _check_groups(layer, c)
     (kh, kw), (sh, sw), (dh, dw) = S.pair(layer.kernel), S.pair(layer.stride), S.pair(layer.dilation)
     (ph, pw), (oh, ow) = S.pair(layer.padding), S.pair(layer.output_padding)
     ho = (h - 1) * sh - 2 * ph + dh * (kh - 1) + oh + 1
