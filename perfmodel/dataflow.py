@@ -32,6 +32,30 @@ HOST_RAM_CACHE_FRACTION = 0.8  # share of host RAM the page cache can hold the d
 IO_QUEUE_DEPTH = 4  # outstanding per-sample reads per disk (data-loader workers / NCQ)
 
 
+def dataset_presets() -> dict[str, tuple[int, float]]:
+    """Built-in dataset presets (prices/dataset_presets.yaml): name -> (samples, bytes of one sample on disk)."""
+    from .datafile import read_data_file
+    from .paths import data_dir
+    from .units import parse_quantity
+
+    d = data_dir("prices")
+    p = d / "dataset_presets.yaml" if d is not None else None
+    if p is None or not p.is_file():
+        return {}
+    data = read_data_file(p) or {}
+    return {name: (int(e["samples"]), parse_quantity(str(e["sample_size"]), "bytes"))
+            for name, e in (data.get("datasets") or {}).items()}
+
+
+def dataset_preset(name: str) -> tuple[int, float]:
+    """(samples, sample bytes on disk) of a built-in dataset preset; InputError listing the known ones."""
+    presets = dataset_presets()
+    key = name.lower()
+    if key not in presets:
+        raise InputError(f"unknown dataset preset '{name}'; known: {', '.join(sorted(presets)) or 'none'}")
+    return presets[key]
+
+
 def input_bytes_per_sample(graph: LayerGraph, dtype: str = "fp32") -> float:
     """Bytes of one sample's input tensors (the graph's input layers) as the device receives them."""
     cache = graph.__dict__.setdefault("_input_bytes", {})

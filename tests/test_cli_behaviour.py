@@ -60,3 +60,41 @@ def test_hardware_suggestions_rank_substring_matches_first():
         load_hardware("a100")
     hint = str(e.value).split("Did you mean: ")[1].split("?")[0].split(", ")
     assert hint[:4] == ["a100-sxm4-40gb", "a100-sxm4-80gb", "dgx-a100", "dgx-a100-ib-hdr"]
+
+
+# 3. the on-disk sample size is its own option (and a dataset preset), not the dtype-sized tensor
+
+def _storage_bps(**kw):
+    from perfmodel.prediction import predict
+
+    p = predict("resnet50", "a100-sxm4-40gb", storage="hdd", layers=False, **kw)
+    return p.to_dict(layers=False)["assumptions"]["storage_bytes_per_sample"], p.iteration_time_s
+
+
+def test_dataset_preset_sets_sample_size_independent_of_dtype():
+    from perfmodel.dataflow import dataset_preset
+
+    assert dataset_preset("imagenet") == (1281167, 110e3)
+    fp32, t32 = _storage_bps(dataset="imagenet", dataset_size=5e12)
+    bf16, t16 = _storage_bps(dataset="imagenet", dataset_size=5e12, dtype="bf16")
+    assert fp32 == bf16 == 110e3
+    assert t32 == pytest.approx(t16)  # both read the same JPEG bytes from a slow disk
+    # default (no preset, no sample size) unchanged: the input tensor in the training dtype
+    assert _storage_bps(dataset_size=5e12)[0] == 2 * _storage_bps(dataset_size=5e12, dtype="bf16")[0]
+
+
+def test_dataset_preset_unknown_and_cli_sample_size():
+    from perfmodel.prediction import make_setup
+
+    with pytest.raises(InputError, match="imagenet"):
+        make_setup(dataset="nosuchset")
+    s = make_setup(dataset="imagenet")
+    assert s.input_bytes_per_sample == 110e3 and s.dataset_size == pytest.approx(1281167 * 110e3)
+    rc, out, err = cli("predict", "resnet50", "-H", "a100-sxm4-40gb", "--storage", "hdd", "--dataset-size", "5TB",
+                       "--sample-size", "110kB", "--json")
+    assert rc == 0, err
+    import json
+
+    assert json.loads(out)["assumptions"]["storage_bytes_per_sample"] == 110e3
+    rc, _, err = cli("predict", "resnet50", "-H", "a100-sxm4-40gb", "--dataset", "imagenet", "--sample-size", "0kB")
+    assert rc == 2

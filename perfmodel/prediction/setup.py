@@ -176,7 +176,17 @@ def check_training_options(hw: Any, *, dtypes: Any = (), threads: Any = None) ->
 
 
 def make_setup(**options: Any) -> TrainingSetup:
-    """A TrainingSetup from keyword options; unknown names and bad values raise InputError naming the field."""
+    """A TrainingSetup from keyword options; unknown names and bad values raise InputError naming the field.
+
+    `dataset=NAME` (a preset of prices/dataset_presets.yaml, e.g. 'imagenet') sets input_bytes_per_sample (the
+    sample's size on disk) and dataset_size (samples x that size) unless those are given."""
+    if options.get("dataset") is not None:  # a preset: dataset size and on-disk sample size unless given
+        from ..dataflow import dataset_preset
+
+        samples, sample_bytes = dataset_preset(str(options["dataset"]))
+        options = {**options, "input_bytes_per_sample": options.get("input_bytes_per_sample") or sample_bytes}
+        options["dataset_size"] = options.get("dataset_size") or samples * options["input_bytes_per_sample"]
+    options.pop("dataset", None)
     unknown = set(options) - set(SETUP_FIELDS)
     if unknown:
         raise InputError(f"unknown option(s) {sorted(unknown)}; known: {', '.join(SETUP_FIELDS)}")
