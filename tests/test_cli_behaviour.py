@@ -98,3 +98,43 @@ def test_dataset_preset_unknown_and_cli_sample_size():
     assert json.loads(out)["assumptions"]["storage_bytes_per_sample"] == 110e3
     rc, _, err = cli("predict", "resnet50", "-H", "a100-sxm4-40gb", "--dataset", "imagenet", "--sample-size", "0kB")
     assert rc == 2
+
+
+# 4. calibrate keeps its raw samples by default (user data folder) and says where
+
+def test_calibration_samples_default_path(monkeypatch, tmp_path):
+    from perfmodel.validation.storage import calibration_samples_path
+
+    monkeypatch.setenv("PERFMODEL_DATA", str(tmp_path))
+    assert calibration_samples_path("cpu") == tmp_path / "calibration" / "cpu-samples.jsonl"
+
+
+def test_calibrate_passes_the_default_samples_path_and_says_how_to_refit(monkeypatch, tmp_path):
+    """Without torch: a stand-in perfmodel.torch.calibrate records what the CLI passes, then refuses a busy run."""
+    import types
+
+    from typer.testing import CliRunner
+
+    from perfmodel.cli import app
+    from perfmodel.errors import InputError as BusyError
+
+    monkeypatch.setenv("PERFMODEL_DATA", str(tmp_path))
+    seen = {}
+
+    def fake_calibrate(out, **kw):
+        seen.update(kw)
+        kw["samples_path"].parent.mkdir(parents=True, exist_ok=True)
+        kw["samples_path"].write_text("{}\n")
+        raise BusyError("other processes disturbed 40% of the samples")
+
+    import perfmodel.torch as ptorch
+
+    fake = types.ModuleType("perfmodel.torch.calibrate")
+    fake.calibrate = fake_calibrate
+    monkeypatch.setitem(sys.modules, "perfmodel.torch.calibrate", fake)
+    monkeypatch.setattr(ptorch, "calibrate", fake, raising=False)
+    r = CliRunner().invoke(app, ["calibrate", "--quick"])
+    want = tmp_path / "calibration" / "cpu-samples.jsonl"
+    assert seen["samples_path"] == want
+    text = r.output + (r.stderr if r.stderr_bytes is not None else "")
+    assert str(want) in text and "--from-samples" in text and "--allow-busy" in text

@@ -22,7 +22,7 @@ from ..validation.cluster_emu import calibrate_links
 from ..validation.protocol import RunOptions
 from ..validation.registry import available, load_suite
 from ..validation.runner import run_suite_by_name
-from ..validation.storage import measurement_store
+from ..validation.storage import calibration_samples_path, measurement_store
 from .app import app, fail
 from .render import dumps, table
 
@@ -163,6 +163,13 @@ def _calibration_text(r) -> str:
     return "\n".join(lines)
 
 
+def _samples_file(samples: Optional[Path], device: str) -> Path:
+    """--samples, else the user data folder (validation.storage.calibration_samples_path); says where on stderr."""
+    path = Path(samples) if samples is not None else calibration_samples_path(device)
+    typer.echo(f"raw timings are appended to {path} (refit: `perfmodel calibrate --from-samples {path}`)", err=True)
+    return path
+
+
 @app.command()
 def calibrate(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="profile file to write, e.g. "
@@ -172,7 +179,8 @@ def calibrate(
                                           "threads (default: the physical cores; more than that measures oversubscription)"),
     quick: bool = typer.Option(False, "--quick", help="a smaller grid (about a third of the time)"),
     name: Optional[str] = typer.Option(None, "--name", help="profile name (default: the file stem)"),
-    samples: Optional[Path] = typer.Option(None, "--samples", help="also append the raw timings to this JSONL file"),
+    samples: Optional[Path] = typer.Option(None, "--samples", help="append the raw timings to this JSONL file "
+                                           "(default: <user data folder>/calibration/<device>-samples.jsonl)"),
     from_samples: Optional[Path] = typer.Option(None, "--from-samples", help="fit again from a samples file; runs no benchmark"),
     record: int = typer.Option(-1, "--record", help="with --from-samples: which calibration run of the file (0 = first, -1 = last)"),
     pool: bool = typer.Option(False, "--pool", help="with --from-samples: pool every run of the file made on the "
@@ -207,8 +215,15 @@ def calibrate(
             from ..torch import calibrate as cal
         except ImportError as e:
             fail(f"calibrate needs PyTorch ({e}); install it with: pip install 'perfmodel[torch]'")
-        r = cal.calibrate(out, device=device, threads=threads, quick=quick, name=name,
-                          progress=None if json_out else sys.stderr, samples_path=samples, allow_busy=allow_busy)
+        samples = _samples_file(samples, device)
+        try:
+            r = cal.calibrate(out, device=device, threads=threads, quick=quick, name=name,
+                              progress=None if json_out else sys.stderr, samples_path=samples, allow_busy=allow_busy)
+        except PerfModelError:
+            if samples.is_file():
+                typer.echo(f"the samples are kept in {samples}: refit without measuring again with "
+                           f"`perfmodel calibrate --from-samples {samples} --allow-busy`", err=True)
+            raise
     if json_out:
         typer.echo(dumps({"profile": r.profile, "path": str(r.path) if r.path else None, "wall_s": r.wall_s,
                           "residuals": r.residuals, "checks": r.checks}))

@@ -38,3 +38,9 @@ def measurement_store(suite: str, store: str | Path | None = None, commit: bool 
     if commit:
         return tracked_measurements_dir() / f"{suite}.jsonl"
     return user_data_dir() / "measurements" / f"{suite}.jsonl"
+
+
+def calibration_samples_path(device: str = "cpu") -> Path:
+    """Where `perfmodel calibrate` appends its raw timings when --samples is not given (so a run refused as busy
+    can be refitted with `calibrate --from-samples PATH --allow-busy` without measuring again)."""
+    return user_data_dir() / "calibration" / f"{device}-samples.jsonl"
