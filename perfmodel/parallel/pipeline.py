@@ -20,8 +20,11 @@ The bubble reported is T minus the busiest stage's work (m c_max) minus the expo
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
+
+import numpy as np
 
 from ..errors import InputError
 
@@ -69,6 +72,162 @@ def partition(weights: Sequence[float], stages: int) -> tuple[tuple[int, int], .
     assert best is not None
     edges = [0] + best + [n]
     return tuple((edges[i], edges[i + 1]) for i in range(stages))
+
+
+def cut_cross_bytes(output: Sequence[float], sources: Sequence[Sequence[int]]) -> np.ndarray:
+    """Bytes crossing a cut before layer k (k = 0..n): outputs of layers i < k read by some layer j >= k, each once.
+
+    The bytes crossing a cut do not depend on the other cuts (an output read two stages later crosses both
+    boundaries), so they are one array over the cut positions (the same numbers as stages._cross_bytes).
+    """
+    n = len(output)
+    last = np.arange(n)
+    for j, srcs in enumerate(sources):
+        for i in srcs:
+            if j > last[i]:
+                last[i] = j
+    out = np.asarray(output, dtype=float)
+    live = last > np.arange(n)
+    diff = np.zeros(n + 2)
+    np.add.at(diff, np.arange(n)[live] + 1, out[live])
+    np.add.at(diff, last[live] + 1, -out[live])
+    return np.cumsum(diff)[: n + 1]
+
+
+def _min_transfer_cut(C: np.ndarray, X: list[np.ndarray], stages: int, M: float, head: np.ndarray):
+    """Cut points minimising the summed boundary transfer time plus head[k1] (stage 0 = [0, k1)) with every
+    stage's compute and every transfer <= M (the 1F1B cycle bound); None when no cut fits.
+
+    dp_s[k] = min over j in [lo(k), k) of dp_{s-1}[j] + x_{s-1}[j], lo(k) the first start whose stage fits
+    under M: range minima by a sparse table whose query levels are the same for every stage."""
+    n = len(C) - 1
+    lim = M + M * 1e-12
+    ks = np.arange(n + 1)
+    lo = np.maximum(np.searchsorted(C, C - lim, side="left"), 1)
+    length = ks - lo
+    ok = length > 0
+    lv = np.zeros(n + 1, dtype=np.int64)
+    lv[ok] = np.floor(np.log2(length[ok])).astype(np.int64)
+    top = int(lv.max()) if ok.any() else 0
+    right = np.where(ok, ks - (1 << lv), 0)
+    left = np.where(ok, lo, 0)
+    dp = np.where(C <= lim, head, np.inf)
+    dp[0] = np.inf
+    gs = []
+    for s in range(1, stages):
+        x = X[s - 1]
+        g = np.where(x <= lim, dp + x, np.inf)
+        g[0] = np.inf
+        g[n] = np.inf
+        gs.append(g)
+        table = np.full((top + 1, n + 1), np.inf)
+        table[0] = g
+        span = 1
+        for L in range(1, top + 1):
+            table[L, : n + 1 - 2 * span] = np.minimum(table[L - 1, : n + 1 - 2 * span],
+                                                      table[L - 1, span: n + 1 - span])
+            span *= 2
+        dp = np.where(ok, np.minimum(table[lv, left], table[lv, right]), np.inf)
+    if not np.isfinite(dp[n]):
+        return None
+    cuts = [n]
+    k = n
+    for g in reversed(gs):  # the start j of the stage ending at k: a minimiser of g over [lo(k), k)
+        j = int(lo[k]) + int(np.argmin(g[lo[k]:k]))
+        cuts.append(j)
+        k = j
+    return [0] + cuts[::-1]
+
+
+def _balanced(C: list[float], stages: int) -> list[int]:
+    """Edges of a cut whose largest stage (prefix sums C) is within 1e-9 of the least possible: bisection on the
+    bound with a greedy fill by binary search (a starting point for best_partition)."""
+    n = len(C) - 1
+
+    def edges_for(limit: float) -> list[int] | None:
+        edges = [0]
+        for s in range(stages - 1):
+            a = edges[-1]
+            e = bisect_right(C, C[a] + limit, a + 1, n - (stages - 1 - s) + 1) - 1
+            edges.append(max(e, a + 1))
+        edges.append(n)
+        return edges if C[n] - C[edges[-2]] <= limit * (1 + 1e-12) else None
+
+    lo = max(C[i + 1] - C[i] for i in range(n))
+    hi = C[n]
+    best = edges_for(hi)
+    while hi - lo > 1e-9 * hi:
+        mid = (lo + hi) / 2
+        e = edges_for(mid)
+        if e is None:
+            lo = mid
+        else:
+            hi, best = mid, e
+    assert best is not None
+    return best
+
+
+def best_partition(f: Sequence[float], b: Sequence[float], X: Sequence[Sequence[float]], m: int,
+                   schedule: str = "1f1b", max_steps: int = 200, k_acc: int = 1,
+                   tail: Callable[[Sequence[int], PipelineTiming], float] | None = None,
+                   head: Sequence[float] | None = None) -> tuple[tuple[int, int], ...]:
+    """Contiguous cut of per-layer times (f + b per micro-batch) into len(X) + 1 stages minimising the predicted
+    pipeline time of schedule_time(), transfers included: X[s][k] is the time to send the activations of a cut
+    before layer k across boundary s (one direction, one micro-batch).
+
+    1F1B: T = (m - 1) max_s max(c_s, x_{s-1}, x_s) + sum c + 2 sum x, and sum c does not depend on the cut, so
+    the optimum lies on the Pareto frontier of (bottleneck M, transfer sum X); every frontier point is found
+    exactly by a min-transfer dynamic programme under the bound M (M lowered below the last point's bottleneck
+    each step), starting from the largest M that could still beat the compute-balanced cut. The result is the
+    exact minimum, so it can only fall when a device or a link gets faster. GPipe's time is evaluated exactly
+    on the same candidates.
+
+    `tail(edges, timing)`: what the iteration adds after k_acc pipelines (each stage's optimizer step and copies
+    after its last backward, minus how much earlier that backward ends), so the objective is the glue's
+    k_acc T + tail; `head[k]` (a lower bound of that tail when stage 0 = [0, k): its own optimizer step) enters
+    the dynamic programme, so the frontier holds the cuts that trade a smaller first stage for its step.
+    """
+    stages = len(X) + 1
+    fw = np.asarray(f, dtype=float)
+    bw = np.asarray(b, dtype=float)
+    n = len(fw)
+    if stages == 1:
+        return ((0, n),)
+    Cf = np.concatenate(([0.0], np.cumsum(fw)))
+    Cb = np.concatenate(([0.0], np.cumsum(bw)))
+    C = Cf + Cb
+    base = _balanced(C.tolist(), stages)
+    Xa = [np.asarray(x, dtype=float) for x in X]
+    k_acc = max(1, k_acc)
+    hd = np.zeros(n + 1) if head is None else np.asarray(head, dtype=float) / (2 * k_acc)
+
+    def cost(edges) -> tuple[float, float]:
+        """(the objective per pipeline: T + tail / k_acc, the 1F1B bottleneck cycle)."""
+        fs = [Cf[edges[i + 1]] - Cf[edges[i]] for i in range(stages)]
+        bs = [Cb[edges[i + 1]] - Cb[edges[i]] for i in range(stages)]
+        xs = [float(Xa[i][edges[i + 1]]) for i in range(stages - 1)]
+        timing = schedule_time(fs, bs, xs, m, schedule)
+        t = timing.total_s + (max(0.0, tail(edges, timing)) / k_acc if tail is not None else 0.0)
+        cyc = max(max(fs[i] + bs[i] for i in range(stages)), max(xs))
+        return t, cyc
+
+    best_edges = base
+    best_t, _ = cost(best_edges)
+    if m == 1:
+        M = np.inf
+    else:
+        M = (best_t - (C[n] - C[0])) / (m - 1) * (1 + 1e-9)
+    for _ in range(max_steps):
+        edges = _min_transfer_cut(C, Xa, stages, M, hd)
+        if edges is None:
+            break
+        t, cyc = cost(edges)
+        if t < best_t * (1 - 1e-12):
+            best_t, best_edges = t, edges
+        if m == 1 or not cyc > 0:
+            break
+        M = cyc * (1 - 1e-9)
+    return tuple((best_edges[i], best_edges[i + 1]) for i in range(stages))
 
 
 @dataclass(frozen=True)

@@ -195,11 +195,16 @@ def evaluate(graph: LayerGraph, hw: Any, setup) -> Evaluation:
         rc = recompute_info(graph)
         if rc is None:
             warnings.append("recompute='full': the network has fewer than two segments, nothing is recomputed")
-    stg = memo.on(ranks, ("staged", rc is not None, pp), lambda: staged(graph, ranks, tpf, tpb, rc, pp),
-                  refs=(tpf,))
+    links = tuple((t.bandwidth_Bps, t.latency_s) for t in placement.pp_tiers) if pp > 1 else ()
     gs = memo.on(placement, ("gsync", sync, setup.allreduce, setup.ps_servers, setup.ps_colocated),
                  lambda: gradient_sync(placement, system, sync, setup.allreduce, setup.ps_servers,
                                        setup.ps_colocated))
+    copies = dp > 1 and sync != "async"
+    cut = (m, links, pl_.schedule, setup.optimizer, copies, k_acc, setup.bucket_bytes, setup.overlap)
+    stg = memo.on(ranks, ("staged", rc is not None, pp) + (cut if pp > 1 else ()),
+                  lambda: staged(graph, ranks, tpf, tpb, rc, pp, m, links, pl_.schedule, setup.optimizer, copies,
+                                 k_acc, (gs.fn, setup.bucket_bytes, setup.overlap)),
+                  refs=(tpf, gs) if pp > 1 else (tpf,))
     gs, z_extra, z_stage = _zero_glue(setup, stg, gs, pp, sync, m * k_acc)
     _check_virtual(setup.virtual_stages, pp, pl_.schedule)
     syn = memo.on(stg, ("synced", setup.optimizer, setup.bucket_bytes, setup.overlap, sync, z_stage),

@@ -15,13 +15,18 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..engine.layers import cached
+from ..ops import Work
+from ..engine.worktime import work_times
+from ..hardware.traits import device_traits
+from ..optimizers import optimizer_work
+from .data_parallel import DDP_BUCKET_COPY_PASSES, GRAD_BYTES, make_buckets, sync_schedule
 from ..graph.layer_graph import LayerGraph
 from ..memory import MAX_BATCH, WORKSPACE_BUFFERS, largest_batch, memory_terms
 from ..recompute import RecomputeLayout, kept_activations, recompute_layout
 from ..recompute import segments as recompute_segments
 from ..result import MemoryFootprint
 from ..ops import DTYPE_BYTES
-from .pipeline import inflight_microbatches, partition
+from .pipeline import best_partition, cut_cross_bytes, inflight_microbatches
 from .sharding import shard_terms
 from .rank import RankLayers
 
@@ -95,9 +100,87 @@ def _cross_bytes(ranges, output: np.ndarray, src_idx) -> list[float]:
     return [float(x) for x in np.cumsum(diff)[: pp - 1]]
 
 
+def _step_times(ranks: RankLayers, optimizer: str, ddp_copies: bool, params, tensors) -> np.ndarray:
+    """Optimizer step (+ DDP's bucket copies, data_parallel.ddp_copy_time) of stages of these sizes, vectorised."""
+    style = device_traits(ranks.device).optimizer_kernels
+    pt = [(int(p), int(t)) for p, t in zip(params, tensors)]
+    out = work_times(tuple(optimizer_work(optimizer, p, t, style=style) for p, t in pt), ranks.rates,
+                     "optimizer")["time"]
+    if ddp_copies:
+        works = tuple(Work("memory", flops=float(p), bytes_read=float(p * GRAD_BYTES * DDP_BUCKET_COPY_PASSES),
+                           bytes_written=float(p * GRAD_BYTES * DDP_BUCKET_COPY_PASSES),
+                           kernels=DDP_BUCKET_COPY_PASSES * max(1, t)) for p, t in pt)
+        out = out + np.where(np.array([p for p, _ in pt]) > 0, work_times(works, ranks.rates)["time"], 0.0)
+    return out
+
+
+def _tail_fns(ranks: RankLayers, b_l: np.ndarray, optimizer: str | None, ddp_copies: bool, sync=None):
+    """(head, tail) for pipeline.best_partition: the optimizer step (+ DDP copies) of stage 0 = [0, k) for every
+    k (by parameter share), and the glue's exposed tail of a cut (iteration._tail: each stage's gradient
+    all-reduce past its backward when `sync` = (allreduce_fn, bucket_bytes, overlap), copies, optimizer step)."""
+    if optimizer is None:
+        return None, None
+    if sync is not None and sync[0](float(ranks.total_params) * GRAD_BYTES) == 0:
+        sync = None  # no gradient all-reduce (dp = 1)
+    bl = b_l.tolist()
+    gb = (ranks.params * GRAD_BYTES).astype(float).tolist()
+    cpar = np.concatenate(([0], np.cumsum(ranks.params))).astype(np.int64)
+    cten = np.concatenate(([0], np.cumsum(ranks.tensors))).astype(np.int64)
+    known: dict[tuple[int, int], float] = {}
+
+    def stage_tail(a: int, e: int) -> float:
+        """Exposed all-reduce + copies + optimizer step of stage [a, e) after its last backward."""
+        v = 0.0
+        if sync is not None and e > a:
+            fn, bucket_bytes, overlap = sync
+            B = float(sum(bl[a:e]))
+            v = sync_schedule(make_buckets(bl[a:e], gb[a:e], bucket_bytes), B, fn, overlap).end_s - B
+        return v
+
+    # stage 0's step for every first cut, spread by parameters (a guide for the search; tail() is exact)
+    head = float(_step_times(ranks, optimizer, ddp_copies, cpar[-1:], cten[-1:])[0]) * cpar / max(1, int(cpar[-1]))
+
+    def tail(edges, timing) -> float:
+        T = timing.total_s
+        todo = [(edges[s], edges[s + 1]) for s in range(len(edges) - 1) if (edges[s], edges[s + 1]) not in known]
+        if todo:
+            steps = _step_times(ranks, optimizer, ddp_copies, [cpar[e] - cpar[a] for a, e in todo],
+                                [cten[e] - cten[a] for a, e in todo])
+            for (a, e), st in zip(todo, steps):
+                known[(a, e)] = float(st) + stage_tail(a, e)
+        return max(timing.last_backward_end_s[s] - T + known[(edges[s], edges[s + 1])] for s in range(len(edges) - 1))
+
+    return head, tail
+
+
+def _cut(graph: LayerGraph, ranks: RankLayers, f_l, b_l, pp: int, m: int, links, schedule: str,
+         optimizer: str | None = None, ddp_copies: bool = False, k_acc: int = 1, sync=None):
+    """Cut points of the least predicted iteration (the AMP cast is spread over the layers by parameters)."""
+    total = ranks.total_params
+    cast_l = np.zeros(len(f_l))
+    if total:
+        cast_l = ranks.cast.time_s * np.asarray(ranks.params, dtype=float) / total
+    elif len(cast_l):
+        cast_l[0] = ranks.cast.time_s
+    cross = cut_cross_bytes(ranks.output, source_indices(graph))
+    X = []
+    for s in range(pp - 1):
+        bw, lat = links[s] if links else (float("inf"), 0.0)
+        X.append(np.where(cross > 0, lat + cross / bw, 0.0))
+    head, tail = _tail_fns(ranks, b_l, optimizer, ddp_copies, sync)
+    return best_partition(f_l + cast_l, b_l, X, max(1, m), schedule if schedule in ("1f1b", "gpipe") else "1f1b",
+                          k_acc=k_acc, tail=tail, head=head)
+
+
 def staged(graph: LayerGraph, ranks: RankLayers, tp_f: np.ndarray, tp_b: np.ndarray, rc: Recompute | None,
-           pp: int) -> Staged:
-    """Partition the rank's layers into pp stages balanced on per-layer forward + backward time."""
+           pp: int, m: int = 1, links: tuple[tuple[float, float], ...] | None = None,
+           schedule: str = "1f1b", optimizer: str | None = None, ddp_copies: bool = False,
+           k_acc: int = 1, sync=None) -> Staged:
+    """Partition the rank's layers into pp stages minimising the predicted pipeline time of m micro-batches
+    (pipeline.best_partition: per-layer forward + backward with memory traffic, the AMP cast, and the activations
+    sent across each boundary on `links`, (bandwidth B/s, latency s) per boundary; None: no transfer cost; with
+    `optimizer`, each stage's optimizer step (DDP copies, and with `sync` = (allreduce_fn, bucket_bytes, overlap)
+    its exposed gradient all-reduce) after its last backward, for k_acc pipelines)."""
     f_l = ranks.fwd + tp_f
     b_l = ranks.bwd + tp_b
     tpb = tp_b
@@ -105,7 +188,8 @@ def staged(graph: LayerGraph, ranks: RankLayers, tp_f: np.ndarray, tp_b: np.ndar
         b_l = b_l + np.where(rc.layers, f_l, 0.0)  # forward again, tensor-parallel collectives included
         tpb = tp_b + np.where(rc.layers, tp_f, 0.0)
     n = len(f_l)
-    ranges = partition((f_l + b_l).tolist(), pp) if pp > 1 else ((0, n),)
+    ranges = _cut(graph, ranks, f_l, b_l, pp, m, links, schedule, optimizer, ddp_copies, k_acc, sync) \
+        if pp > 1 else ((0, n),)
     cf, cb = np.concatenate(([0.0], np.cumsum(f_l))), np.concatenate(([0.0], np.cumsum(b_l)))
     cpar = np.concatenate(([0], np.cumsum(ranks.params)))
     cten = np.concatenate(([0], np.cumsum(ranks.tensors)))

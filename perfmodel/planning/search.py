@@ -196,26 +196,34 @@ def _placed(S: _Search, tp: int, pp: int, dp: int):
     return S.get(("placed", tp, pp, dp), build)
 
 
-def _stage_cut(S: _Search, pl, mb: int, dtype: str, tp: int, pp: int, recompute: str):
-    """The staged rank of one (micro-batch, dtype, tp, pp, recompute), through the one path's levels."""
+def _stage_cut(S: _Search, pl, mb: int, dtype: str, tp: int, pp: int, recompute: str, m: int = 1,
+               schedule: str = "1f1b", dp: int = 1):
+    """The staged rank of one (micro-batch, dtype, tp, pp, recompute, micro-batches, stage links), through the
+    one path's levels."""
+    links = tuple((t.bandwidth_Bps, t.latency_s) for t in pl.pp_tiers) if pp > 1 else ()
+
     def build():
         dev, _, threads = _run_device(S.system, pl.devices_per_node, None, [])
         ranks = rank_layers(S.graph, dev, mb, dtype, threads, tp)
         tpf, tpb = tp_comm(ranks, pl.tp_tier.bandwidth_Bps, pl.tp_tier.latency_s)
         rc = recompute_info(S.graph) if recompute == "full" else None
-        return staged(S.graph, ranks, tpf, tpb, rc, pp)
+        _, gs = _placed(S, tp, pp, dp)
+        return staged(S.graph, ranks, tpf, tpb, rc, pp, m, links, schedule, S.base.optimizer, dp > 1, 1,
+                      (gs.fn, S.base.bucket_bytes, S.base.overlap))
 
-    return S.get(("staged", pl.devices_per_node, mb, dtype, tp, pp, recompute), build)
+    key = ("staged", pl.devices_per_node, mb, dtype, tp, pp, recompute) + \
+        ((m, links, schedule, dp) if pp > 1 else ())
+    return S.get(key, build)
 
 
 def _candidate(S: _Search, n_dev: int, tp: int, pp: int, dp: int, mb: int, dtype: str, recompute: str,
                schedule: str | None, global_batch: int, counts: dict[str, int]) -> dict | None:
     """One plan timed by the one path (None when its fullest stage does not fit in the memory limit)."""
     pl, gs = _placed(S, tp, pp, dp)
-    stg = _stage_cut(S, pl, mb, dtype, tp, pp, recompute)
     m_total = global_batch // dp // mb
     m, k_acc = (m_total, 1) if pp > 1 else (1, m_total)
     sch = schedule or "1f1b"
+    stg = _stage_cut(S, pl, mb, dtype, tp, pp, recompute, m, sch, dp)
     zero_dp = dp if S.base.zero >= 1 else 1
     terms = stage_memory(stg, S.base.optimizer, sch, m, zero_dp)
     s, mem_total = fullest(terms)
