@@ -32,6 +32,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from ..calibration import links
 from ..errors import InputError
 from ..graph.io import load_network, network_from_dict, network_to_dict
 from ..graph.layer_graph import LayerGraph
@@ -118,27 +119,8 @@ def _allreduce_worker(rank: int, world: int, port: int, out_dir: str, sizes: Seq
 
 
 def fit_alpha_beta(points: Sequence[tuple[float, float]], ranks: int = 2) -> tuple[float, float]:
-    """(latency alpha, bandwidth B) of the ring all-reduce formula fitted to (bytes, seconds) points.
-
-    T(n) = 2(p-1)/p * n/B + 2(p-1) alpha is linear in n: T = c0 + c1 n, fitted by least squares on the
-    relative error (each point weighted by 1/T), so that small and large messages count alike.
-    """
-    if len(points) < 2:
-        raise InputError("need at least two (bytes, seconds) points to fit alpha and beta")
-    import numpy as np
-
-    n = np.array([p[0] for p in points], dtype=float)
-    t = np.array([p[1] for p in points], dtype=float)
-    w = 1.0 / t
-    A = np.stack([np.ones_like(n), n], axis=1) * w[:, None]
-    c0, c1 = np.linalg.lstsq(A, t * w, rcond=None)[0]
-    if c1 <= 0:
-        raise InputError("all-reduce times do not grow with the message size; cannot fit a bandwidth")
-    c0 = max(0.0, float(c0))
-    p = ranks
-    alpha = c0 / (2 * (p - 1))
-    bandwidth = 2 * (p - 1) / p / float(c1)
-    return alpha, bandwidth
+    """(latency alpha, bandwidth B) of the ring all-reduce over `ranks` fitted to (bytes, seconds) points."""
+    return links.fit_alpha_beta(points, "allreduce", ranks)
 
 
 def calibrate_allreduce(sizes: Sequence[int] = SIZES_BYTES, threads: int = 1, world: int = 2) -> LinkCalibration:
