@@ -191,8 +191,8 @@ def best_partition(f: Sequence[float], b: Sequence[float], X: Sequence[Sequence[
     fw = np.asarray(f, dtype=float)
     bw = np.asarray(b, dtype=float)
     n = len(fw)
-    if stages == 1:
-        return ((0, n),)
+    if stages == 1 or stages > n:
+        return partition((fw + bw).tolist(), stages)  # one stage, or the error for too many stages
     Cf = np.concatenate(([0.0], np.cumsum(fw)))
     Cb = np.concatenate(([0.0], np.cumsum(bw)))
     C = Cf + Cb
@@ -201,13 +201,16 @@ def best_partition(f: Sequence[float], b: Sequence[float], X: Sequence[Sequence[
     k_acc = max(1, k_acc)
     hd = np.zeros(n + 1) if head is None else np.asarray(head, dtype=float) / (2 * k_acc)
 
-    def cost(edges) -> tuple[float, float]:
-        """(the objective per pipeline: T + tail / k_acc, the 1F1B bottleneck cycle)."""
+    def cost(edges, bound: float = np.inf) -> tuple[float, float]:
+        """(the objective per pipeline: T + tail / k_acc, the 1F1B bottleneck cycle); the tail (>= 0) is
+        left out when T alone already reaches `bound`."""
         fs = [Cf[edges[i + 1]] - Cf[edges[i]] for i in range(stages)]
         bs = [Cb[edges[i + 1]] - Cb[edges[i]] for i in range(stages)]
         xs = [float(Xa[i][edges[i + 1]]) for i in range(stages - 1)]
         timing = schedule_time(fs, bs, xs, m, schedule)
-        t = timing.total_s + (max(0.0, tail(edges, timing)) / k_acc if tail is not None else 0.0)
+        t = timing.total_s
+        if tail is not None and t < bound:
+            t += max(0.0, tail(edges, timing)) / k_acc
         cyc = max(max(fs[i] + bs[i] for i in range(stages)), max(xs))
         return t, cyc
 
@@ -221,7 +224,7 @@ def best_partition(f: Sequence[float], b: Sequence[float], X: Sequence[Sequence[
         edges = _min_transfer_cut(C, Xa, stages, M, hd)
         if edges is None:
             break
-        t, cyc = cost(edges)
+        t, cyc = cost(edges, best_t)
         if t < best_t * (1 - 1e-12):
             best_t, best_edges = t, edges
         if m == 1 or not cyc > 0:
