@@ -169,7 +169,7 @@ def _balanced(C: list[float], stages: int) -> list[int]:
 
 def best_partition(f: Sequence[float], b: Sequence[float], X: Sequence[Sequence[float]], m: int,
                    schedule: str = "1f1b", max_steps: int = 200, k_acc: int = 1,
-                   tail: Callable[[Sequence[int], PipelineTiming], float] | None = None,
+                   tail: Callable[[Sequence[int], PipelineTiming, float], float] | None = None,
                    head: Sequence[float] | None = None) -> tuple[tuple[int, int], ...]:
     """Contiguous cut of per-layer times (f + b per micro-batch) into len(X) + 1 stages minimising the predicted
     pipeline time of schedule_time(), transfers included: X[s][k] is the time to send the activations of a cut
@@ -182,7 +182,7 @@ def best_partition(f: Sequence[float], b: Sequence[float], X: Sequence[Sequence[
     exact minimum, so it can only fall when a device or a link gets faster. GPipe's time is evaluated exactly
     on the same candidates.
 
-    `tail(edges, timing)`: what the iteration adds after k_acc pipelines (each stage's optimizer step and copies
+    `tail(edges, timing, limit)`: what the iteration adds after k_acc pipelines (each stage's optimizer step and copies
     after its last backward, minus how much earlier that backward ends), so the objective is the glue's
     k_acc T + tail; `head[k]` (a lower bound of that tail when stage 0 = [0, k): its own optimizer step) enters
     the dynamic programme, so the frontier holds the cuts that trade a smaller first stage for its step.
@@ -210,7 +210,7 @@ def best_partition(f: Sequence[float], b: Sequence[float], X: Sequence[Sequence[
         timing = schedule_time(fs, bs, xs, m, schedule)
         t = timing.total_s
         if tail is not None and t < bound:
-            t += max(0.0, tail(edges, timing)) / k_acc
+            t += max(0.0, tail(edges, timing, (bound - t) * k_acc * (1 + 1e-9))) / k_acc
         cyc = max(max(fs[i] + bs[i] for i in range(stages)), max(xs))
         return t, cyc
 

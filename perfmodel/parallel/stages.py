@@ -140,15 +140,29 @@ def _tail_fns(ranks: RankLayers, b_l: np.ndarray, optimizer: str | None, ddp_cop
     # stage 0's step for every first cut, spread by parameters (a guide for the search; tail() is exact)
     head = float(_step_times(ranks, optimizer, ddp_copies, cpar[-1:], cten[-1:])[0]) * cpar / max(1, int(cpar[-1]))
 
-    def tail(edges, timing) -> float:
+    synced_: dict[tuple[int, int], float] = {}
+
+    def tail(edges, timing, limit: float = np.inf) -> float:
+        """The largest stage tail; stops early (returning a value >= limit) once one reaches `limit`."""
         T = timing.total_s
         todo = [(edges[s], edges[s + 1]) for s in range(len(edges) - 1) if (edges[s], edges[s + 1]) not in known]
         if todo:
             steps = _step_times(ranks, optimizer, ddp_copies, [cpar[e] - cpar[a] for a, e in todo],
                                 [cten[e] - cten[a] for a, e in todo])
             for (a, e), st in zip(todo, steps):
-                known[(a, e)] = float(st) + stage_tail(a, e)
-        return max(timing.last_backward_end_s[s] - T + known[(edges[s], edges[s + 1])] for s in range(len(edges) - 1))
+                known[(a, e)] = float(st)
+        base = [timing.last_backward_end_s[s] - T + known[(edges[s], edges[s + 1])] for s in range(len(edges) - 1)]
+        worst = max(base)
+        if worst >= limit:
+            return worst
+        for s in sorted(range(len(base)), key=lambda i: -base[i]):  # the exposed all-reduce only adds
+            ae = (edges[s], edges[s + 1])
+            if ae not in synced_:
+                synced_[ae] = stage_tail(*ae)
+            worst = max(worst, base[s] + synced_[ae])
+            if worst >= limit:
+                break
+        return worst
 
     return head, tail
 
