@@ -73,7 +73,12 @@ def _spawn(fn, world: int, args: tuple) -> list[Any]:
     os.environ["GLOO_SOCKET_IFNAME"] = "lo"
     try:
         with tempfile.TemporaryDirectory(prefix="perfmodel-ddp-") as d:
-            mp.spawn(fn, args=(world, port, d, *args), nprocs=world, join=True)
+            try:
+                mp.spawn(fn, args=(world, port, d, *args), nprocs=world, join=True)
+            except mp.ProcessExitedException:
+                # gloo's threads can abort a worker at interpreter exit, after it wrote its result
+                if not all((Path(d) / f"rank{r}.json").is_file() for r in range(world)):
+                    raise
             return [json.loads((Path(d) / f"rank{r}.json").read_text()) for r in range(world)]
     finally:
         if env_before is None:
@@ -284,6 +289,7 @@ def _ddp_worker(rank: int, world: int, port: int, out_dir: str, graph_data: dict
         step()
         times.append(time.perf_counter() - t0)
     dist.barrier()
+    del model, opt  # the DDP reducer's threads go before the process group (else gloo may abort at exit)
     dist.destroy_process_group()
     _write(out_dir, rank, times)
 
