@@ -164,6 +164,6 @@ def zero_sync(stage: int, allreduce_fn, layer_param_bytes: Sequence[float], forw
         return allreduce_fn(n) / 2 if n > 0 else 0.0
 
     if stage == 2:
-        return half, half(float(sum(layer_param_bytes)))
+        return half, float(half(float(sum(layer_param_bytes))))
     gathers = [half(float(b)) for b in layer_param_bytes]
-    return allreduce_fn, forward_exposed_s(gathers, forward_s) * micro_steps
+    return allreduce_fn, float(forward_exposed_s(gathers, forward_s)) * micro_steps
