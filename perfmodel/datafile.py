@@ -128,6 +128,9 @@ def _parse_yaml(text: str, label: str, error_cls: type[PerfModelError]) -> Any:
         mark = getattr(e, "problem_mark", None)
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        if "nesting depth" in problem:  # PyYAML >= 6.0.4 refuses deep nesting in its own parser
+            raise error_cls(f"{at.strip()}: nested more than the YAML parser allows" if at else
+                            "nested more than the YAML parser allows", file=label) from None
         raise error_cls(f"YAML syntax error{at}: {problem}", file=label) from None
     except RecursionError:
         raise error_cls(f"nested more than {MAX_DEPTH} levels deep", file=label) from None

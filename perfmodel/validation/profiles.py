@@ -7,7 +7,7 @@ from typing import Any
 
 from ..errors import NotFoundError
 from ..hardware.loader import builtin_hardware, load_hardware
-from ..machine import cpu_model_name
+from ..machine import cpu_model_name, cpu_topology
 
 
 def find_calibrated_profile(device: str = "cpu"):
@@ -22,7 +22,6 @@ def find_calibrated_profile(device: str = "cpu"):
         what = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
         cores = None
     else:
-        from ..torch.calibrate import cpu_topology
 
         what, cores = cpu_model_name(), cpu_topology()["cores"]
     found = []
