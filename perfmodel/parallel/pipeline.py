@@ -38,40 +38,9 @@ def partition(weights: Sequence[float], stages: int) -> tuple[tuple[int, int], .
         raise InputError(f"cannot cut {n} layers into {stages} pipeline stages (at most one stage per layer)")
     if stages == 1:
         return ((0, n),)
-    w = [max(0.0, float(x)) for x in weights]
-
-    def cuts_for(limit: float) -> list[int] | None:
-        """Greedy: fill each stage up to `limit`, keeping enough layers for the remaining stages."""
-        bounds = []
-        start = 0
-        for s in range(stages - 1):
-            acc = 0.0
-            end = start
-            max_end = n - (stages - 1 - s)  # leave at least one layer per remaining stage
-            while end < max_end and (end == start or acc + w[end] <= limit):
-                acc += w[end]
-                end += 1
-            bounds.append(end)
-            start = end
-        if sum(w[start:]) > limit * (1 + 1e-12) + 1e-300:
-            return None
-        return bounds
-
-    lo = max(w) if w else 0.0
-    hi = sum(w)
-    best = cuts_for(hi)
-    for _ in range(100):
-        if hi - lo <= 1e-12 * max(hi, 1e-300):
-            break
-        mid = (lo + hi) / 2
-        c = cuts_for(mid)
-        if c is None:
-            lo = mid
-        else:
-            hi, best = mid, c
-    assert best is not None
-    edges = [0] + best + [n]
-    return tuple((edges[i], edges[i + 1]) for i in range(stages))
+    c = np.concatenate(([0.0], np.cumsum(np.maximum(0.0, np.asarray(weights, dtype=float)))))
+    edges = _balanced(c.tolist(), stages)
+    return tuple((edges[k], edges[k + 1]) for k in range(stages))
 
 
 def cut_cross_bytes(output: Sequence[float], sources: Sequence[Sequence[int]]) -> np.ndarray:
