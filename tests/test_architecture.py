@@ -213,3 +213,13 @@ def test_the_architecture_page_names_every_package_and_module():
     text = (PKG.parent / "docs" / "architecture.md").read_text(encoding="utf-8")
     missing = sorted(u for u in units() if f"{u}/" not in text and f"{u}.py" not in text)
     assert not missing, f"docs/architecture.md does not mention: {', '.join(missing)}"
+
+
+def test_cli_help_does_not_load_the_prediction_model():
+    """`perfmodel --help` stays fast: the CLI's module-level imports reach neither the prediction nor a suite's model."""
+    code = ("from typer.testing import CliRunner; from perfmodel.cli import app; import sys; "
+            "r = CliRunner().invoke(app, ['--help']); assert r.exit_code == 0, r.output; "
+            "loaded = [m for m in ('perfmodel.prediction', 'perfmodel.validation.cluster_emu') if m in sys.modules]; "
+            "assert not loaded, loaded")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=PKG.parent)
+    assert r.returncode == 0, r.stderr[-2000:]

@@ -18,7 +18,7 @@ import typer
 
 from ..errors import PerfModelError
 from ..units import fmt_bytes, fmt_count
-from ..validation.cluster_emu import calibrate_links
+from ..validation.cluster_emu_links import calibrate_links
 from ..validation.protocol import RunOptions
 from ..validation.registry import available, load_suite
 from ..validation.runner import run_suite_by_name
@@ -129,7 +129,7 @@ def validate(
 
 
 def _calibrate_links(out: Optional[Path], json_out: bool) -> None:
-    """calibrate --links: cluster-emu's link calibration (perfmodel.validation.cluster_emu.calibrate_links)."""
+    """calibrate --links: cluster-emu's link calibration (perfmodel.validation.cluster_emu_links.calibrate_links)."""
     try:
         paths = calibrate_links(out, (lambda m: None) if json_out else (lambda m: print(m, file=sys.stderr)))
     except PerfModelError as e:

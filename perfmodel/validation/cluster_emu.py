@@ -25,21 +25,21 @@ from ..graph.io import network_from_dict, network_to_dict
 from ..hardware.schema import Device, Link
 from ..hardware.loader import load_hardware
 from ..hardware.topology import Cluster, Node
-from .cluster_emu_net import ClusterSpec, EmuLinkSpec, EmulatedCluster, unavailable_reason
+from .cluster_emu_net import EmulatedCluster, unavailable_reason
 from ..parallel.predict import cpu_process_share
 from ..paths import repo_root
 from ..prediction import predict
 from ..store import append_jsonl, read_jsonl
-from .cluster_emu_fit import LinkFit, medians, save_link
-from .cluster_emu_run import LINK_ROUNDS, LINK_SIZES, measure_links, run_task, topology
+from .cluster_emu_fit import LinkFit
+from .cluster_emu_links import (LINKS, SUITE_NAME, _base, calibrate_links, emu_spec,  # noqa: F401 (re-exported)
+                                measure_link_profile)
+from .cluster_emu_run import run_task, topology
 from .cluster_emu_report import EmuCaseResult, EmuReport, terminal_text
 from .profiles import resolve_profile
 from .protocol import RunOptions
 from .storage import measurement_store
 
-SUITE_NAME = "cluster-emu"
 ROUNDS = 2  # each case is measured in this many rounds (fresh processes), step times pooled
-LINKS = {"emu-2g": 2e9, "emu-500m": 500e6}  # link profile name -> emulated node link rate (bit/s)
 INTRA_NODE_LINK = "local-gloo-loopback"  # gloo between processes of one node (ddp-cpu's calibrated loopback)
 OVERLAP = True  # gloo's threads wait on the emulated wire, not on a core: DDP's bucketed all-reduce overlaps
 
@@ -71,10 +71,6 @@ CASES = (
     EmuCase("ddp-2x1-500m-b512", "emu-mlp", 512, "emu-500m"),
     EmuCase("ddp-2x2-2g-b256", "emu-mlp", 256, "emu-2g", ranks_per_node=2),  # 4 processes: flat gloo ring
 )
-
-
-def emu_spec(link: str, nodes: int = 2) -> ClusterSpec:
-    return ClusterSpec(links=tuple(EmuLinkSpec(rate_bps=LINKS[link]) for _ in range(nodes)))
 
 
 # --- prediction -------------------------------------------------------------------------------------------
@@ -114,23 +110,6 @@ def predict_case(case: EmuCase, device: Device, link: Link, process_speed: float
 
 
 # --- measuring ---------------------------------------------------------------------------------------------
-
-def _base(run_id: str) -> dict[str, Any]:
-    return {"schema": "perfmodel.measurement/1", "suite": SUITE_NAME, "run_id": run_id}
-
-
-def measure_link_profile(link: str, base: dict, store: Path, say, save_to: Path | None = None) -> LinkFit:
-    """Calibrate one emulated link speed (inside a fresh emulated cluster); record it; optionally save the YAML."""
-    say(f"link {link}: gloo all-reduce and send/recv, 2 nodes, 4 KiB .. 64 MiB ...")
-    with EmulatedCluster(emu_spec(link)) as cl:
-        fit = measure_links(cl, link)
-    append_jsonl(store, {**base, "kind": "link_fit", **fit.to_dict()})
-    a, b = fit.fit("allreduce")
-    say(f"  alpha {a * 1e6:.0f} us, B {b / 1e6:.1f} MB/s")
-    if save_to is not None:
-        say(f"  wrote {save_link(fit.link(), save_to)}")
-    return fit
-
 
 def _measure_case(c: EmuCase, r: int, base: dict, store: Path, say) -> None:
     graph = network_to_dict(network_from_dict(NETWORKS[c.network]), flat=True)
@@ -174,31 +153,6 @@ def run_suite(o: RunOptions) -> EmuReport:
             _measure_case(c if o.steps is None else EmuCase(**{**asdict(c), "steps": o.steps}), r, base, store,
                           o.say)
     return report_from_measurements(store, run_id, profile=o.profile)
-
-
-def calibrate_links(out_dir: str | Path | None = None, say=lambda m: None) -> list[Path]:
-    """`perfmodel calibrate --links`: under torchrun (RANK in the environment) fit this job's gloo links across
-    its nodes; otherwise fit each emulated link speed (needs root). Writes link profiles into `out_dir`
-    (default hardware_profiles/links/calibrated/); returns their paths (none on ranks other than 0)."""
-    folder = Path(out_dir) if out_dir else _repo() / "hardware_profiles" / "links" / "calibrated"
-    if "RANK" in os.environ and "WORLD_SIZE" in os.environ:
-        from ..torch.cluster_workers import links_under_torchrun  # imports torch
-
-        res = links_under_torchrun(LINK_SIZES, LINK_ROUNDS)
-        if res is None:
-            return []
-        fit = LinkFit(f"cluster-gloo-{len(res)}ranks", len(res), tuple(medians([r["allreduce"] for r in res])),
-                      tuple(medians([r["sendrecv"] for r in res[:2]])), {"torchrun_world": len(res)},
-                      _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
-        return [save_link(fit.link(), folder)]
-    reason = unavailable_reason()
-    if reason:
-        raise InputError(f"calibrate --links: not under torchrun, and {reason}")
-    base = _base(_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
-    store = measurement_store(SUITE_NAME)
-    for link in LINKS:
-        measure_link_profile(link, base, store, say, folder)
-    return [folder / f"{link}.yaml" for link in LINKS]
 
 
 # --- report from records -----------------------------------------------------------------------------------
