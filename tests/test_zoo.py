@@ -17,6 +17,7 @@ ZOO = sorted(builtin_networks())
 EXPECTED = {
     "fcn5", "fcn8", "autoencoder", "rbm", "vae", "dcgan", "deconvnet", "alexnet", "alexnet_dlbench", "vgg16",
     "resnet50", "googlenet", "lstm32", "lstm64", "bert_base", "gpt2_small", "gpt3_175b", "mobilenet_v2",
+    "mixtral_8x7b", "switch_base_8",
 }
 
 
@@ -80,6 +81,8 @@ def test_save_and_load_back_gives_an_equal_graph(name, suffix, flat, tmp_path):
         ("vae", 652_824),  # pytorch/examples vae
         ("dcgan", 3_576_704 + 2_765_568),  # pytorch/examples dcgan: netG + netD
         ("gpt3_175b", 174_604_259_328),  # 12*L*d^2 + 13*L*d + (V + n_ctx)*d + 2*d
+        ("mixtral_8x7b", 46_702_792_704),  # HF MixtralForCausalLM (Mixtral-8x7B-v0.1 config); paper: 46.7B
+        ("switch_base_8", 619_339_008),  # HF SwitchTransformersForConditionalGeneration (google/switch-base-8)
     ],
 )
 def test_known_parameter_counts(name, expected):
@@ -219,3 +222,45 @@ def test_transformer_settings():
     att = gpt["h.95.attn"].spec
     assert (att.heads, att.causal) == (96, True)
     assert gpt["h.0.mlp_fc"].output_shape == (2048, 49152)
+
+
+def _active(g) -> int:
+    """Parameters a token uses: every layer's, a moe layer's router and top_k / experts of its experts."""
+    total = 0
+    for l in g.layers:
+        p = op_cost(l, 1, 4).params
+        if l.op == "moe":
+            d, s = l.input_shapes[0][-1], l.spec
+            router = d * s.experts
+            p = router + (p - router) * s.top_k // s.experts
+        total += p
+    return total
+
+
+def test_mixtral_8x7b_by_hand_total_and_active_parameters():
+    g = load_network("mixtral_8x7b")
+    d, kv, ffn, vocab, layers = 4096, 1024, 14336, 32000, 32
+    attention = 2 * d * d + 2 * d * kv  # q, o; k, v of 8 heads x 128 (grouped-query)
+    expert = 3 * d * ffn  # SwiGLU: gate, up, down
+    per_layer = attention + 2 * d + d * 8 + 8 * expert  # + 2 RMSNorm scales + router
+    total = layers * per_layer + 2 * vocab * d + d  # + embedding, untied head, final norm
+    assert params(g) == total == 46_702_792_704  # the paper's 46.7B
+    assert _active(g) == total - layers * 6 * expert == 12_879_925_248  # the paper's 12.9B active
+    moe = g["layers.31.block_sparse_moe"].spec
+    assert (moe.experts, moe.top_k, moe.hidden, moe.gated, moe.capacity_factor) == (8, 2, 14336, True, None)
+    assert g["layers.0.scores"].output_shape == (32, 4096, 4096)
+    assert g["lm_head"].output_shape == (4096, 32000)
+
+
+def test_switch_base_8_is_t5_base_with_experts_every_other_layer():
+    g = load_network("switch_base_8")
+    moes = [l for l in g.layers if l.op == "moe"]
+    assert len(moes) == 12  # 6 in the encoder, 6 in the decoder
+    assert {(l.spec.experts, l.spec.top_k, l.spec.hidden, l.spec.capacity_factor) for l in moes} == {(8, 1, 3072, 1.25)}
+    expert = 2 * 768 * 3072
+    assert params(g) == 619_339_008
+    # one expert per token: the active parameters are T5-base's 222,903,552 plus the 12 routers (768 x 8)
+    assert _active(g) == params(g) - 12 * 7 * expert == 222_903_552 + 12 * 768 * 8
+    assert g["decoder.5.sparse_cross.scores"].output_shape == (12, 114, 512)
+    assert g["decoder.0.dense_cross.k"].input_names == ("encoder_final_norm",)
+    assert g["lm_head"].spec.share_params_with == "shared"

@@ -362,7 +362,9 @@ class BCELoss(OpBase):
 class MoE(OpBase):
     """Mixture of experts on [T, D] (or [D]): a router (dense D -> experts, softmax, top-k) sends each token
     to `top_k` of `experts` feed-forward experts (D -> hidden -> D; `gated`: SwiGLU-style, three matrices).
-    Costed with the expected tokens per expert (tokens * top_k / experts), see perfmodel/ops/moe.py."""
+    Costed with the expected tokens per expert (tokens * top_k / experts), see perfmodel/ops/moe.py.
+    `capacity_factor` (GShard/Switch): every expert computes a buffer of capacity_factor x the expected tokens
+    (padded; tokens beyond it are dropped); None: dropless, exactly the expected tokens (Mixtral, MegaBlocks)."""
 
     op: Literal["moe"] = "moe"
     experts: int = Field(gt=0)
@@ -371,6 +373,7 @@ class MoE(OpBase):
     gated: bool = False
     bias: bool = False  # biases of the experts' linear maps
     router_bias: bool = False
+    capacity_factor: Real | None = Field(default=None, gt=0.0, le=64.0)
 
     @field_validator("top_k")
     @classmethod

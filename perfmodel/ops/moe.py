@@ -4,6 +4,10 @@ A router (a dense map D -> experts, softmax, top-k) picks `top_k` experts per to
 feed-forward map D -> hidden -> D (`gated`: gate and up projections then a down projection, as in
 SwiGLU experts). The expected load is uniform: each expert receives tokens * top_k / experts tokens
 (EXPECTED TOKENS PER EXPERT), so the expert GEMMs of one layer are `experts` GEMMs of that many rows.
+With a `capacity_factor` c (GShard / Switch Transformer), every expert computes a padded buffer of
+c x the expected tokens (`expert_slots` = tokens * top_k * c): expert GEMMs, their activation, the
+dispatch buffer and the saved expert activations scale with c; the router and the combine do not.
+Expert FLOPs per token (forward) = top_k x c x the FLOPs of one expert FFN (`expert_flops_per_token`).
 
 Assumptions (named):
 - EXPERT_ACT_FLOPS: FLOPs per element of the experts' activation (a transcendental plus the gating multiply).
@@ -28,6 +32,21 @@ def moe_params(d: int, experts: int, hidden: int, gated: bool, bias: bool, route
     mats = 3 if gated else 2
     per_expert = mats * d * hidden + (((mats - 1) * hidden + d) if bias else 0)
     return d * experts + (experts if router_bias else 0) + experts * per_expert
+
+
+def capacity(spec) -> float:
+    """The capacity factor a moe spec computes with: its `capacity_factor`, 1 (dropless, expected load) if None."""
+    return 1.0 if spec.capacity_factor is None else float(spec.capacity_factor)
+
+
+def expert_slots(tokens: float, spec) -> float:
+    """Token slots the experts of one layer compute for `tokens` tokens: tokens * top_k * capacity."""
+    return tokens * spec.top_k * capacity(spec)
+
+
+def expert_flops_per_token(d: int, spec) -> float:
+    """Forward GEMM FLOPs of the experts per token: top_k x capacity x 2 x (3 if gated else 2) x D x hidden."""
+    return expert_slots(1.0, spec) * 2 * (3 if spec.gated else 2) * d * spec.hidden
 
 
 def _expert_gemms(tokens: float, d: int, f: int, e: int, mats: int, b: int, stage: str) -> list[Work]:
@@ -57,22 +76,23 @@ def moe(layer: Layer, batch: int, b: int) -> OpCost:
     d, e, f, k = x[-1], s.experts, s.hidden, s.top_k
     n = batch * numel(x[:-1])  # tokens
     routed = n * k  # token-expert pairs
+    slots = expert_slots(n, s)  # padded to the capacity (= routed when dropless)
     mats = 3 if s.gated else 2
     router = gemm("matmul", n, e, d, flops=2 * n * d * e + (n * e if s.router_bias else 0),
                   bytes_read=(n * d + d * e) * b, bytes_written=n * e * b)
     select = Work("memory", flops=ROUTER_FLOPS * n * e, bytes_read=n * e * b, bytes_written=n * k * (b + INDEX_BYTES),
                   efficiency_key="elementwise/router")
-    dispatch = Work("memory", bytes_read=routed * d * b, bytes_written=routed * d * b, efficiency_key="elementwise/gather")
-    act = Work("memory", flops=EXPERT_ACT_FLOPS * routed * f, bytes_read=(mats - 1) * routed * f * b,
-               bytes_written=routed * f * b)
+    dispatch = Work("memory", bytes_read=routed * d * b, bytes_written=slots * d * b, efficiency_key="elementwise/gather")
+    act = Work("memory", flops=EXPERT_ACT_FLOPS * slots * f, bytes_read=(mats - 1) * slots * f * b,
+               bytes_written=slots * f * b)
     combine = Work("memory", flops=COMBINE_FLOPS * routed * d, bytes_read=routed * d * b + n * k * b,
                    bytes_written=n * d * b, efficiency_key="elementwise/scatter")
-    fwd = (router, select, dispatch, *_expert_gemms(routed, d, f, e, mats, b, "forward"), act, combine)
-    bwd_data = (*_expert_gemms(routed, d, f, e, mats, b, "backward_data"), act, dispatch, combine,
+    fwd = (router, select, dispatch, *_expert_gemms(slots, d, f, e, mats, b, "forward"), act, combine)
+    bwd_data = (*_expert_gemms(slots, d, f, e, mats, b, "backward_data"), act, dispatch, combine,
                 gemm("matmul", n, d, e, flops=2 * n * d * e, bytes_read=(n * e + d * e) * b, bytes_written=n * d * b))
-    bwd_w = (*_expert_gemms(routed, d, f, e, mats, b, "backward_weight"),
+    bwd_w = (*_expert_gemms(slots, d, f, e, mats, b, "backward_weight"),
              gemm("matmul", d, e, n, flops=2 * n * d * e, bytes_read=(n * e + n * d) * b, bytes_written=d * e * b))
-    saved = (n * d + n * e + routed * d + routed * f * mats) * b
+    saved = (n * d + n * e + slots * d + slots * f * mats) * b
     return OpCost(forward=fwd, backward_data=bwd_data, backward_weight=bwd_w,
                   params=moe_params(d, e, f, s.gated, s.bias, s.router_bias), saved_bytes=saved,
-                  output_bytes=n * d * b, extra={"tokens_per_expert": routed / e})
+                  output_bytes=n * d * b, extra={"tokens_per_expert": routed / e, "expert_slots": slots})

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .registry import _act, _arg, _aten, _on, _on_modules, _rowwise_in, _rowwise_out
+from .registry import _act, _arg, _aten, _on, _on_modules, _rowwise_in, _rowwise_out, on_module_kind
 from .values import Act, Const, Seq, Unmappable, _params_of, _walk
 
 
@@ -41,9 +41,9 @@ def _broadcast(shapes: list[tuple[int, ...]]) -> tuple[int, ...]:
     return tuple(reversed(out))
 
 
-def elementwise(c, n, result, ia, ik, fn: str | None = None, flops: float | None = None):
+def elementwise(c, n, result, ia, ik, fn: str | None = None, flops: float | None = None, own_params=()):
     """A pointwise op over the activations among its operands (constants and parameters broadcast in);
-    `flops` per output element (default: by the function's name, FLOPS)."""
+    `flops` per output element (default: by the function's name, FLOPS); `own_params`: ids of a module's parameters."""
     if not isinstance(result, torch.Tensor):
         raise Unmappable("a pointwise op whose result is not one tensor")
     infos = list(_walk((ia, ik)))
@@ -52,7 +52,7 @@ def elementwise(c, n, result, ia, ik, fn: str | None = None, flops: float | None
         raise Unmappable("no activation operand")
     fn = fn or _fn_name(n)
     name = c.layer_name(n)
-    params = [p for p in _params_of((ia, ik)) if p not in c.owner]
+    params = [p for p in [*own_params, *_params_of((ia, ik))] if p not in c.owner]
     fields = {"fn": fn[:40], "flops_per_element": float(FLOPS.get(fn, 1) if flops is None else flops)}
     if params:
         c.claim(name, params)
@@ -128,6 +128,14 @@ def _h_index_put(c, n, result, args, kwargs, ia, ik):
     charged to it."""
     values = ia[2] if len(ia) > 2 and not isinstance(ia[2], Act) else Const(None)
     return elementwise(c, n, result, [ia[0], values], {}, fn="index_put")
+
+
+@on_module_kind(lambda m: getattr(m, "perfmodel_kind", None) == "elementwise")
+def _h_standin(c, n, result, args, kwargs, ia, ik):
+    """perfmodel's own stand-in of the elementwise kind (torch/importer_kinds.py): the same layer back."""
+    m = c.module_of(n)
+    return elementwise(c, n, result, ia, ik, fn=m.fn, flops=m.flops_per_element,
+                       own_params=tuple(id(p) for p in m.parameters()))
 
 
 @_on_modules(nn.ReLU6, nn.Hardtanh, nn.SiLU, nn.Hardswish, nn.Hardsigmoid, nn.Mish, nn.ELU, nn.SELU, nn.Softplus)

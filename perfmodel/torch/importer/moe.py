@@ -58,6 +58,9 @@ def moe_fields(m: nn.Module) -> dict:
         bias = any("bias" in name for name, _ in experts.named_parameters())
     fields = {"experts": n_exp, "top_k": _top_k(m), "hidden": hidden, "gated": gated, "bias": bias,
               "router_bias": router_bias}
+    cf = getattr(m, "capacity_factor", None)  # a capacity factor the block states (perfmodel's own stand-in)
+    if isinstance(cf, (int, float)) and not isinstance(cf, bool) and cf > 0:
+        fields["capacity_factor"] = float(cf)
     own = sum(p.numel() for p in m.parameters())
     if moe_params(d, n_exp, hidden, gated, bias, router_bias) != own:
         raise Unmappable(f"the block's {own:,} parameters do not fit the moe kind ({fields})")
