@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .gemm import dtype_parts, gemm_time_s
+from .gemm import dtype_parts, gemm_time_s, tiles_for
 from .schema import GpuArch, SoftwareStack
 
 PHASES = ("fwd", "bwd_data", "bwd_filter")
@@ -53,6 +53,13 @@ def io_bytes(s: dict, dtype: str):
     return eb * (N * C * g * H * W + K * g * C * R * S + N * K * g * P * Q)
 
 
+def conv_tiles(dtype: str, arch: GpuArch, stack: SoftwareStack) -> tuple:
+    """Implicit-GEMM tiles: the stack's tensor-core tiles for a tensor-core dtype (cuDNN runs those convolutions
+    on the same MMA tiles as GEMMs), else its convolution tiles (empty: its GEMM tiles)."""
+    tiles, math = tiles_for(dtype, arch, stack)
+    return tiles if math in arch.tensor_core_dtypes and stack.tensor_core_tiles else stack.conv_tiles
+
+
 def implicit_gemm(s: dict, phase: str, dtype, arch, stack):
     """(time, executed FLOPs) of the implicit-GEMM algorithm (the unrolled matrix never goes to DRAM)."""
     N, C, H, W, K, R, S, P, Q, g = _shape(s)
@@ -60,7 +67,7 @@ def implicit_gemm(s: dict, phase: str, dtype, arch, stack):
     mnk = {"fwd": (K, N * P * Q, C * R * S), "bwd_data": (C, N * H * W, K * taps),
            "bwd_filter": (K, C * R * S, N * P * Q)}[phase]
     t = gemm_time_s(*mnk, dtype, arch, stack, cls=f"conv_{phase}", batch=g, split_k=phase == "bwd_filter",
-                    tiles=stack.conv_tiles, io_bytes=io_bytes(s, dtype))
+                    tiles=conv_tiles(dtype, arch, stack), io_bytes=io_bytes(s, dtype))
     return t, 2.0 * mnk[0] * mnk[1] * mnk[2] * g
 
 

@@ -26,6 +26,8 @@ from .gemm import gemm_time_s
 from .rnn import rnn_time_s
 from .schema import Achievable
 
+# Stacks without DeepBench rows take the fitted achievable block of the stack with the same CUDA release
+CARRY = {"pytorch-cuda12": "cuda8-cudnn6", "cuda8-cudnn5": "cuda8-cudnn6"}
 PCIE3_X16_BPS = 15.75e9  # hardware_profiles/links/pcie3-x16.yaml, per direction after 128b/130b
 IB_FDR_BPS = 54.5e9 / 8  # hardware_profiles/links/infiniband-fdr.yaml, 4x FDR after 64b/66b
 
@@ -261,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.write_profiles:
         from .writeback import write_fitted
 
-        write_fitted(p, sorted(ctx.archs), sorted(ctx.stacks), carry={"pytorch-cuda12": "cuda8-cudnn6"})
+        write_fitted(p, sorted(ctx.archs), sorted(ctx.stacks), carry=CARRY)
     return 0
 
 

@@ -64,10 +64,17 @@ def tile_efficiency(tile: GemmTile, arch: GpuArch, math: str) -> float:
     return min(1.0, have / need)
 
 
-def _occupancy(concurrent, tile: GemmTile, arch: GpuArch):
-    """Fraction of the SM's latency hiding reached with `concurrent` CTAs resident."""
-    warps = concurrent * max(1, tile.threads // 32)
-    return np.minimum(1.0, warps / arch.warps_to_saturate)
+def _grid_time_s(M, N, K, batch, tm, tn, cps, warps, eff, s, rate_sm: float, arch: GpuArch, k0: float):
+    """tile_time_s over arrays of tile choices (tm, tn, CTAs per SM, warps per CTA, efficiency, split s)."""
+    ctas = np.ceil(M / tm) * np.ceil(N / tn) * batch * s
+    cta_flops = 2.0 * tm * tn * (k_per_cta(K, s) + k0)
+    c = np.ceil(ctas / arch.sm_count)
+    full = np.floor(c / cps)
+    last = c - full * cps
+    occ_full = np.minimum(1.0, cps * warps / arch.warps_to_saturate)
+    occ_last = np.minimum(1.0, np.maximum(last, 1) * warps / arch.warps_to_saturate)
+    t_rounds = full * cps / occ_full + np.where(last > 0, last / occ_last, 0.0)
+    return cta_flops * t_rounds / (rate_sm * eff)
 
 
 def tile_time_s(M, N, K, batch, tile: GemmTile, rate_sm: float, arch: GpuArch, eff: float, s: int = 1,
@@ -75,38 +82,35 @@ def tile_time_s(M, N, K, batch, tile: GemmTile, rate_sm: float, arch: GpuArch, e
     """Compute time of one tile choice with K split `s` ways (without the reduction of the partial sums).
 
     Each SM gets c = ceil(ctas / SMs) CTAs and runs up to ctas_per_sm of them at once; a round of j
-    concurrent CTAs takes j * tile FLOPs / (rate * eff * occupancy(j)). k0: the CTA's fixed prologue and
-    epilogue in equivalent k steps.
+    concurrent CTAs takes j * tile FLOPs / (rate * eff * occupancy(j)), occupancy(j) = min(1, resident warps
+    / warps_to_saturate). k0: the CTA's fixed prologue and epilogue in equivalent k steps.
     """
-    ctas = np.ceil(M / tile.m) * np.ceil(N / tile.n) * batch * s
-    cta_flops = 2.0 * tile.m * tile.n * (k_per_cta(K, s) + k0)
-    c = np.ceil(ctas / arch.sm_count)
-    cps = tile.ctas_per_sm
-    full = np.floor(c / cps)
-    last = c - full * cps
-    t_full = full * cps / _occupancy(cps, tile, arch)
-    t_last = np.where(last > 0, last / _occupancy(np.maximum(last, 1), tile, arch), 0.0)
-    return cta_flops * (t_full + t_last) / (rate_sm * eff)
+    return _grid_time_s(M, N, K, batch, tile.m, tile.n, tile.ctas_per_sm, max(1, tile.threads // 32), eff, s,
+                        rate_sm, arch, k0)
 
 
 def gemm_compute_s(M, N, K, dtype: str, arch: GpuArch, stack: SoftwareStack, cls: str = "gemm",
                    batch=1, split_k: bool | None = None, tiles: tuple[GemmTile, ...] = ()):
-    """Best compute time over the stack's tiles (no DRAM bound, no overhead), plus split-K reduction traffic."""
+    """Best compute time over the stack's tiles (no DRAM bound, no overhead), plus split-K reduction traffic.
+
+    Every (tile, split) choice is evaluated in one array operation: rows are choices, columns shapes.
+    """
     M, N, K, batch = (np.asarray(x, dtype=float) for x in (M, N, K, batch))
+    shape = np.broadcast(M, N, K, batch).shape
+    M, N, K, batch = (np.broadcast_to(x, shape).reshape(1, -1) for x in (M, N, K, batch))
     default, math = tiles_for(dtype, arch, stack)
     tiles = tiles or default
     rate = sm_rate(arch, math) * stack.achievable.fraction(cls)
     allow = stack.split_k if split_k is None else split_k
+    splits = SPLITS if allow else (1,)
+    ch = np.array([(t.m, t.n, t.ctas_per_sm, max(1, t.threads // 32), tile_efficiency(t, arch, math), sp)
+                   for t in tiles for sp in splits], dtype=float)
+    col = [ch[:, i:i + 1] for i in range(6)]
+    t = _grid_time_s(M, N, K, batch, *col, rate, arch, stack.achievable.cta_overhead_k)
     bw = arch.dram_Bps(stack.achievable.memory_bandwidth)
-    best = np.full(np.broadcast(M, N, K, batch).shape, np.inf)
-    for tile in tiles:
-        eff = tile_efficiency(tile, arch, math)
-        for s in SPLITS if allow else (1,):
-            t = tile_time_s(M, N, K, batch, tile, rate, arch, eff, s, stack.achievable.cta_overhead_k)
-            if s > 1:
-                t = t + 2.0 * s * M * N * batch * 4 / bw  # fp32 partial sums written and read back
-            best = np.minimum(best, t)
-    return best
+    sp = col[5]
+    t = t + np.where(sp > 1, 2.0 * sp * M * N * batch * 4 / bw, 0.0)  # fp32 partial sums written and read back
+    return t.min(axis=0).reshape(shape)
 
 
 def gemm_time_s(M, N, K, dtype: str, arch: GpuArch, stack: SoftwareStack, cls: str = "gemm",

@@ -30,8 +30,9 @@ def _pointwise_s(cell: str, H, B, dtype, arch: GpuArch, stack: SoftwareStack):
     return nbytes / (arch.dram_Bps(stack.achievable.memory_bandwidth))
 
 
-def _step_s(cell, M, N, K, dtype, arch: GpuArch, stack: SoftwareStack):
-    """One recurrent step's GEMM: max(compute, weights streamed at the RNN bandwidth fraction) + overhead.
+def step_s(M, N, K, dtype, arch: GpuArch, stack: SoftwareStack):
+    """One recurrent step's GEMM [M, K] x [K, N], weights [M, K]: max(compute, weights streamed at the RNN
+    bandwidth fraction) + overhead.
 
     A persistent kernel whose weights fit in the register files (stack.rnn_persistent) does not re-read them.
     """
@@ -54,10 +55,10 @@ def rnn_time_s(cell: str, phase: str, hidden, batch, timesteps, dtype: str, arch
     g = GATES[cell]
     step_over = stack.achievable.rnn_step_overhead_s
     if phase == "fwd":
-        per = _step_s(cell, g * H, B, H, dtype, arch, stack) + _pointwise_s(cell, H, B, dtype, arch, stack)
+        per = step_s(g * H, B, H, dtype, arch, stack) + _pointwise_s(cell, H, B, dtype, arch, stack)
         return T * (per + step_over)
     if phase == "bwd_data":
-        per = _step_s(cell, H, B, g * H, dtype, arch, stack) + _pointwise_s(cell, H, B, dtype, arch, stack)
+        per = step_s(H, B, g * H, dtype, arch, stack) + _pointwise_s(cell, H, B, dtype, arch, stack)
         return T * (per + step_over)
     if phase == "bwd_weights":
         return gemm_time_s(g * H, H, B * T, dtype, arch, stack, cls="gemm")

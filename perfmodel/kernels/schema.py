@@ -136,6 +136,11 @@ class SoftwareStack(_Frozen):
     split_k: bool = Field(default=True, description="long-K GEMMs split K over CTAs when tiles are too few")
     rnn_persistent: bool = Field(default=False, description="recurrent weights kept on chip across steps")
     fused_attention: bool = False
+    attention_block: int = Field(default=128, gt=0, description="query rows per CTA of the fused attention kernel")
+    attention_fraction_fwd: Fraction = Field(
+        default=0.73, description="fraction of peak the fused attention forward reaches in its main loop")
+    attention_fraction_bwd: Fraction = Field(
+        default=0.63, description="the same for the fused attention backward (recomputes the scores)")
     fused_optimizer: bool = False
     achievable: Achievable = Achievable()
 
