@@ -7,9 +7,11 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 # Named parts of an iteration; they add up to iteration_time_s. Single-device predictions fill the
-# first three; the parallel model and the data flow fill the others.
+# first three; the parallel model and the data flow fill the others; "offload": exposed activation copies to
+# and from host memory (offload_activations).
 BREAKDOWN_PARTS = (
     "compute", "memory", "overhead", "recompute", "communication", "bubble", "straggler", "host_to_device", "io",
+    "offload",
 )
 
 

@@ -306,10 +306,14 @@ def test_expected_max_normal():
 def test_async_throughput_bounds():
     r = async_throughput(8, 0.2, 100e6, 10e9)
     assert r["worker_bound_updates_per_s"] == pytest.approx(40)
-    assert r["server_bound_updates_per_s"] == pytest.approx(10e9 / (2 * 100e6))
-    assert r["bound"] == "workers" and r["staleness"] == 7
+    assert r["server_bound_updates_per_s"] == pytest.approx(10e9 / 100e6)  # full duplex: 1 gradient per direction
+    assert r["bound"] == "workers" and r["staleness"] == 7 and r["updates_per_s"] < 40
+    # MVA by hand, 2 workers, D = 1e8 / 1e10 = 0.01 s per station, Z = 0.2 - 2 D = 0.18 s:
+    # 1 worker: Q = D / 0.2 = 0.05; 2 workers: R = 0.18 + 2 x 0.01 x 1.05 = 0.201 s -> 2 / 0.201 updates/s
+    assert async_throughput(1, 0.2, 100e6, 10e9)["updates_per_s"] == pytest.approx(5.0)
+    assert async_throughput(2, 0.2, 100e6, 10e9)["updates_per_s"] == pytest.approx(2 / 0.201)
     r = async_throughput(200, 0.1, 100e6, 10e9)
-    assert r["bound"] == "servers" and r["updates_per_s"] == pytest.approx(50)
+    assert r["bound"] == "servers" and r["updates_per_s"] == pytest.approx(100, rel=1e-2) and r["updates_per_s"] < 100
 
 
 def test_sync_async_mixed_predictions():

@@ -14,6 +14,7 @@ from perfmodel.memory import memory_footprint
 from perfmodel.optimizers import optimizer_work
 
 from conftest import small_cnn, small_mlp
+from test_pipeline_properties import faster
 
 CNN = small_cnn()
 MLP = small_mlp()
@@ -162,9 +163,7 @@ def test_setup_defaults_and_field_checks():
         make_setup(warp=9)
 
 
-@pytest.mark.parametrize("opt", [dict(sharding="hybrid"), dict(context_parallel=2),
-                                 dict(offload_activations=True), dict(expert_parallel=2),
-                                 dict(recompute="selective")])  # zero=2/3, sharding=full, sequence_parallel: test_sharding/test_sequence_parallel
+@pytest.mark.parametrize("opt", [dict(expert_parallel=2)])  # the other issue-14 options: tests/test_large_options.py
 def test_options_not_modelled_yet_raise(opt):
     (name, value), = opt.items()
     with pytest.raises(perfmodel.InputError, match=f"{name}.*not modelled yet"):
@@ -208,5 +207,50 @@ def test_zero1_shards_the_optimizer_state_over_data_parallel_replicas():
     assert z.memory.optimizer_bytes == pytest.approx(a.memory.optimizer_bytes / 8, rel=1e-12)
     assert a.memory.optimizer_bytes == 2 * 4 * params  # Adam: two fp32 moments per parameter
     assert z.memory.total_bytes == pytest.approx(a.memory.total_bytes - a.memory.optimizer_bytes * 7 / 8, rel=1e-12)
-    assert z.iteration_time_s == a.iteration_time_s  # memory only: the reduce-scatter + all-gather moves the same bytes
+    # the reduce-scatter + all-gather moves the all-reduce's bytes; each rank updates 1/8 of the parameters
+    from perfmodel.compute import work_time
+    from perfmodel.engine.rates import device_rates
+    from perfmodel.hardware.traits import device_traits
+    from perfmodel.optimizers import optimizer_work
+
+    dev = perfmodel.load_hardware("a100-sxm4-40gb")  # the device of dgx-a100
+    tensors = sum(int(c.extra.get("param_tensors", 2 if c.params else 0))
+                  for c in graph_costs(perfmodel.load_network("gpt2_small"), 1, 4))
+    step = optimizer_work("adam", -(-params // 8), tensors, style=device_traits(dev).optimizer_kernels)
+    shard = work_time(step, device_rates(dev, "fp32"), "optimizer").time_s
+    assert z.stages["optimizer"] == pytest.approx(shard, rel=1e-12)
+    assert z.iteration_time_s == pytest.approx(a.iteration_time_s - a.stages["optimizer"] + shard, rel=1e-12)
     assert z.parallel["zero"] == 1
+
+
+# ---- issue-14 options keep the invariants (hybrid sharding, selective recomputation, context parallelism, offload)
+
+LARGE = st.fixed_dictionaries({
+    "recompute": st.sampled_from(["none", "selective", "full"]), "sharding": st.sampled_from(["none", "full", "hybrid"]),
+    "context_parallel": st.sampled_from([1, 2, 4]), "offload_activations": st.booleans(),
+    "sequence_parallel": st.booleans(), "zero": st.sampled_from([0, 1, 2])})
+LARGE_PROP = settings(max_examples=12, deadline=None, derandomize=True,
+                      suppress_health_check=[HealthCheck.too_slow])
+
+
+@LARGE_PROP
+@given(opts=LARGE, link=st.sampled_from([2.0, 10.0]))
+def test_large_options_finite_sum_and_faster_links_never_slower(opts, link):
+    if opts["offload_activations"] and opts["recompute"] == "full":
+        opts = {**opts, "recompute": "selective"}  # offload with full recomputation is refused (test_large_options)
+    kw = dict(batch=2, devices=16, dtype="bf16", optimizer="adam", layers=False, **opts)
+    p = perfmodel.predict("gpt2_small", "dgx-a100-ib-hdr", **kw)
+    assert math.isfinite(p.iteration_time_s) and p.iteration_time_s > 0
+    assert all(math.isfinite(v) and v >= 0 for v in p.breakdown.values())
+    assert sum(p.breakdown.values()) == pytest.approx(p.iteration_time_s, rel=1e-9)
+    fast = perfmodel.predict("gpt2_small", faster("dgx-a100-ib-hdr", link=link), **kw)
+    assert fast.iteration_time_s <= p.iteration_time_s * (1 + 1e-9)
+
+
+@pytest.mark.parametrize("opt", [dict(sharding="hybrid"), dict(sharding="full"), dict(zero=3), dict(zero=2),
+                                 dict(context_parallel=1), dict(recompute="none")])
+def test_large_options_on_one_device_are_the_single_device_path(opt):
+    base = perfmodel.predict("gpt2_small", "a100-sxm4-40gb", batch=4, dtype="bf16", optimizer="adam", layers=False)
+    p = perfmodel.predict("gpt2_small", "a100-sxm4-40gb", batch=4, dtype="bf16", optimizer="adam", layers=False, **opt)
+    assert p.iteration_time_s == pytest.approx(base.iteration_time_s, rel=1e-12)
+    assert p.memory.total_bytes == pytest.approx(base.memory.total_bytes, rel=1e-12)

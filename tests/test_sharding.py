@@ -133,7 +133,10 @@ def test_predict_zero3_adds_the_exposed_forward_gathers():
     gathers = [_ring_all_gather_s(2 * p) if p else 0.0 for p in ev.ranks.params]
     extra = forward_exposed_s(gathers, ev.staged.f_l)
     assert _ring_all_gather_s(2 * 50257 * 768) <= extra <= sum(gathers)  # the first (embedding) gather shows
-    assert z3.iteration_time_s == pytest.approx(base.iteration_time_s + extra, rel=1e-9)
+    # plus each rank updating 1/8 of the parameters (the optimizer step of the sharded state)
+    assert z3.iteration_time_s == pytest.approx(base.iteration_time_s + extra - base.stages["optimizer"]
+                                                + z3.stages["optimizer"], rel=1e-9)
+    assert z3.stages["optimizer"] < base.stages["optimizer"] / 4
     assert isinstance(z3.iteration_time_s, float)
 
 
@@ -141,10 +144,8 @@ def test_not_modelled_combinations_still_raise():
     import perfmodel
 
     with pytest.raises(InputError, match="not modelled yet"):
-        perfmodel.predict("gpt2_small", "dgx-a100", sharding="hybrid", **GPT2)
-    with pytest.raises(InputError, match="not modelled yet"):
         perfmodel.predict("gpt2_small", "dgx-a100", zero=2, plan={"dp": 4, "tp": 1, "pp": 2, "microbatches": 2},
                           **{k: v for k, v in GPT2.items() if k != "devices"})
-    for k, v in (("context_parallel", 2), ("offload_activations", True), ("expert_parallel", 2)):
+    for k, v in (("expert_parallel", 2),):  # hybrid, context_parallel, offload: tests/test_large_options.py
         with pytest.raises(InputError, match="not modelled yet"):
             perfmodel.predict("gpt2_small", "dgx-a100", **{k: v}, **GPT2)

@@ -11,6 +11,9 @@ needs no gradient, yet the chain from dy back to dQKV is still needed for the in
 gradient; so backward_data holds only dX = dQKV W_in, and backward_weight holds dW_out, dW_in, the bias
 reductions and that chain (extra["data_chain_flops"] gives the chain's FLOPs).
 
+Selective recomputation (Megatron): the attention core (scores, softmax, dropout, probs x V: the forward
+Work keyed CORE_KEYS) runs again in backward instead of keeping its saved bytes (extra["core_saved_bytes"]).
+
 Efficiency keys: attention/proj (QKV and output projections, dX), attention/scores (Q K^T),
 attention/context (P V), attention/weight-grad, attention/chain (the backward bmm chain), elementwise/softmax/attention,
 elementwise/dropout and reduce/bias; the GEMMs carry their shapes (per head for the bmms).
@@ -21,6 +24,9 @@ from __future__ import annotations
 from ..graph.layer_graph import Layer
 from .base import GemmShape, OpCost, Work, cost_rule
 from .elementwise import DROPOUT_FLOPS, MASK_BYTES, SOFTMAX_BWD_FLOPS, SOFTMAX_FWD_FLOPS
+
+# forward Work of the attention core (what Megatron's selective recomputation runs again in backward)
+CORE_KEYS = ("attention/scores", "elementwise/softmax/attention", "elementwise/dropout", "attention/context")
 
 
 def _forward(batch: int, t: int, d: int, h: int, s: int, bias: int, p: float, b: int) -> tuple[Work, ...]:
@@ -79,9 +85,10 @@ def attention(layer: Layer, batch: int, b: int) -> OpCost:
     dx = Work("matrix", flops=2 * btd * 3 * d, bytes_read=(3 * btd + 3 * d * d) * b, bytes_written=btd * b,
               efficiency_key="attention/proj", shape=GemmShape(batch * t, d, 3 * d))
     chain = sum(w.flops for w in bwd_w[1:3 + (p > 0)])  # chain GEMMs, softmax and dropout backward
+    core = s * b + (s * (MASK_BYTES + b) if p > 0 else 0)  # probabilities (+ mask, dropped): the attention core
     return OpCost(
         forward=_forward(batch, t, d, sp.heads, s, bias, p, b), backward_data=(dx,), backward_weight=bwd_w,
-        params=4 * d * d + bias * 4 * d,
-        saved_bytes=(5 * btd + s) * b + (s * (MASK_BYTES + b) if p > 0 else 0), output_bytes=btd * b,
-        extra={"param_tensors": 4 if bias else 2, "score_bytes": s * b, "data_chain_flops": chain},
+        params=4 * d * d + bias * 4 * d, saved_bytes=5 * btd * b + core, output_bytes=btd * b,
+        extra={"param_tensors": 4 if bias else 2, "score_bytes": s * b, "data_chain_flops": chain,
+               "core_saved_bytes": core},
     )

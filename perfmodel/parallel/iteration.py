@@ -17,6 +17,8 @@ synchronous inside a node and asynchronous between nodes.
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass, replace
 from typing import Any, Callable
 from math import gcd
@@ -32,12 +34,12 @@ from .data_parallel import GRAD_BYTES, SyncSchedule, ddp_copy_time, make_buckets
 from .interleaved import interleaved_timing
 from .pipeline import PipelineTiming, schedule_time
 from .plan import Placement, dp_allreduce_fn
-from .stages import Staged
-from .sync_modes import async_throughput, straggler_delay
+from .stages import Staged, recomputed_parts
+from .sync_modes import async_throughput, slow_worker_delay, straggler_delay
 
 # parts of an iteration (they add up to its time); a Prediction shows the three *_comm as "communication"
 PARTS = ("compute", "memory", "overhead", "recompute", "tensor_comm", "pipeline_comm", "data_comm", "bubble",
-         "straggler", "host_to_device", "io")
+         "straggler", "host_to_device", "io", "context_comm", "offload")
 
 
 @dataclass(frozen=True)
@@ -57,8 +59,8 @@ def gradient_sync(pl: Placement, system: System, sync: str, allreduce: str, ps_s
         return GradientSync(fn, info, None)
     if sync == "mixed":
         w_bw = srv_bw_one = pl.net_bandwidth_Bps  # a node pushes its all-reduced gradient through all its NICs
-    elif pl.nodes > 1:
-        w_bw = pl.net_bandwidth_Bps / pl.devices_per_node  # every device pushes its own
+    elif pl.nodes > 1:  # every device pushes its own through the node's NIC; async pushes of one node seldom
+        w_bw = pl.net_bandwidth_Bps  # collide, and collisions at the servers' links are queued (sync_modes)
         srv_bw_one = pl.net_bandwidth_Bps
     else:  # one node: the server is the host; devices push through their share of the PCIe uplinks
         w_bw = min(l.effective_bandwidth_Bps / len(g) for l, g in zip(system.host_links, system.groups))
@@ -90,12 +92,16 @@ class Synced:
 
 
 def synced(stg: Staged, pl: Placement, allreduce_fn: Callable[[float], float], optimizer: str,
-           bucket_bytes: float | None, overlap: bool, ddp_copies: bool) -> Synced:
-    """Bucketed gradient all-reduces overlapped with each stage's backward, the optimizer and DDP copies per stage."""
+           bucket_bytes: float | None, overlap: bool, ddp_copies: bool, opt_shard: int = 1) -> Synced:
+    """Bucketed gradient all-reduces overlapped with each stage's backward, the optimizer and DDP copies per stage.
+
+    opt_shard: ranks the optimizer state is sharded over (ZeRO >= 1): each rank updates 1/opt_shard of the
+    parameters (in as many tensors: FSDP shards every tensor)."""
     r = stg.ranks
     style = device_traits(r.device).optimizer_kernels
-    opt = memo.on(stg, ("opt", optimizer), lambda: tuple(
-        stage_time((optimizer_work(optimizer, p, t, style=style),), r.rates, "optimizer")
+    opt = memo.on(stg, ("opt", optimizer, opt_shard), lambda: tuple(
+        stage_time((optimizer_work(optimizer, int(math.ceil(p / opt_shard)), t, style=style),), r.rates,
+                   "optimizer")
         for p, t in zip(stg.st_params, stg.st_tensors)))
     buckets = memo.on(stg, ("buckets", bucket_bytes), lambda: _buckets(stg, bucket_bytes))
     sched = tuple(sync_schedule(bk, stg.B[s], allreduce_fn, overlap) for s, bk in enumerate(buckets))
@@ -166,31 +172,37 @@ def core_parts(stg: Staged, syn: Synced, m: int, k_acc: int, schedule: str, virt
     for key, arr in (("compute", "roof_compute"), ("memory", "roof_memory"), ("overhead", "overhead")):
         bd[key] = float(r.st[arr][a:e].sum()) * reps
     _add_parts(bd, r.cast, share * reps)
-    if stg.recompute is not None:
-        mask = stg.recompute.layers[a:e]
-        bd["recompute"] = sum(float(r.st[k][a:e, 0][mask].sum()) for k in ("roof_compute", "roof_memory",
-                                                                                "overhead")) * reps
+    bd["recompute"] = recomputed_parts(stg, a, e) * reps
     ot, ct = syn.opt[s_star], syn.copy[s_star]
     _add_parts(bd, ot, opt_part / ot.time_s if ot.time_s > 0 else 0.0)
     _add_parts(bd, ct, copy_part / ct.time_s if ct.time_s > 0 else 0.0)
     tp_crit = float(stg.tpf_l[a:e].sum() + stg.tpb_l[a:e].sum())
     bd["tensor_comm"] = tp_crit * reps
+    cp_crit = 0.0
+    if stg.cpf_l is not None:  # context-parallel K/V ring (parallel/context.py): communication, not device work
+        cp_crit = float(stg.cpf_l[a:e].sum() + stg.cpb_l[a:e].sum())
+        bd["context_comm"] = cp_crit * reps
+    if stg.offload is not None:  # exposed activation copies to and from the host (parallel/offload.py)
+        bd["offload"] = sum(stg.offload[crit]) * reps
     bd["pipeline_comm"] = k_acc * timing.exposed_transfer_s
     bd["data_comm"] = sync_exposed
     bd["bubble"] = k_acc * timing.bubble_s
-    work = reps * (stg.F[crit] + stg.B[crit] - tp_crit) + syn.opt[crit].time_s + syn.copy[crit].time_s
+    work = reps * (stg.F[crit] + stg.B[crit] - tp_crit - cp_crit) + syn.opt[crit].time_s + syn.copy[crit].time_s
     return bd, timing, crit, s_star, tp_crit, work
 
 
 def iteration(stg: Staged, syn: Synced, gs: GradientSync, *, m: int, k_acc: int, schedule: str, sync: str,
               straggler_cv: float, workers: int, straggler_ranks: int, overlap: bool,
-              flow_args: dict[str, Any], virtual: int = 1) -> Iteration:
+              flow_args: dict[str, Any], virtual: int = 1, slow_worker_factor: float = 1.0) -> Iteration:
     """The iteration time and its parts. `workers`: asynchronous workers (dp, or nodes when mixed);
     `straggler_ranks`: devices a synchronous step waits for; `flow_args`: data_flow's keywords but compute_s."""
     bd, timing, crit, s_star, tp_crit, work = core_parts(stg, syn, m, k_acc, schedule, virtual)
     comm = syn.sched[s_star].comm_s
     hidden = max(0.0, comm - bd["data_comm"]) if overlap else 0.0
     straggler = straggler_delay(work, straggler_cv, straggler_ranks)
+    slow_extra = slow_worker_delay(work, slow_worker_factor, workers)  # one worker k x slower (sync_modes)
+    if sync == "sync":  # every step waits for the slowest: the slow worker or the normal spread's maximum
+        straggler = max(straggler, slow_extra)
     bd["straggler"] = straggler
     core = sum(bd.values())
     async_info: dict[str, Any] = {}
@@ -201,7 +213,7 @@ def iteration(stg: Staged, syn: Synced, gs: GradientSync, *, m: int, k_acc: int,
         grad_bytes = stg.ranks.total_params * GRAD_BYTES
         pull = gs.ps["one_way"](grad_bytes)
         worker_step = core + pull
-        thr = async_throughput(workers, worker_step, grad_bytes, gs.ps["srv_total"])
+        thr = async_throughput(workers, worker_step, grad_bytes, gs.ps["srv_total"], slow_extra)
         it_core = workers / thr["updates_per_s"]
         bd["data_comm"] += it_core - worker_step + pull
         staleness = thr["staleness"]
@@ -219,11 +231,12 @@ def iteration(stg: Staged, syn: Synced, gs: GradientSync, *, m: int, k_acc: int,
 def busiest_input(system: System, pl: Placement, samples_iter: float, bytes_per_sample: float):
     """(samples the busiest node reads, input bytes over the busiest PCIe uplink, its bandwidth) per iteration.
 
-    Ranks are filled tensor-innermost, then pipeline stage, then replica; only first-stage ranks read input.
+    Ranks are filled tensor-innermost, then context-parallel rank, then pipeline stage, then replica; only
+    first-stage ranks read input (every cp rank copies its replica's whole samples, as Megatron's loader does).
     """
     copies_input = not device_traits(system.device).host_memory_is_device_memory
     per = pl.devices_per_node
-    tp, pp = pl.plan.tp, pl.plan.pp
+    tp, pp = pl.plan.tp * pl.plan.cp, pl.plan.pp
     best = (0.0, 1.0)
     node_samples = 0.0
     for node in range(min(pl.nodes, _distinct_nodes(per, tp, pp))):

@@ -1,9 +1,12 @@
 """A parallel plan (data x tensor x pipeline degrees, micro-batches, schedule) and its placement on a system.
 
-Ranks are numbered rank = (d * pp + s) * tp + t (tensor-parallel index t innermost, then the pipeline
-stage s, then the data-parallel replica d) and filled node by node, so tensor parallelism stays inside
-a node (over NVLink / NVSwitch / PCIe), pipeline stages spill across nodes only when tp x pp exceeds a
-node, and data parallelism spans nodes. Each dimension gets the link tier its group actually crosses.
+Ranks are numbered rank = ((d * pp + s) * cp + c) * tp + t (tensor-parallel index t innermost, then the
+context-parallel index c, then the pipeline stage s, then the data-parallel replica d; Megatron's tp-cp-dp-pp
+order with the stage outside cp) and filled node by node, so tensor parallelism stays inside a node (over
+NVLink / NVSwitch / PCIe), context parallelism next to it, pipeline stages spill across nodes only when
+tp x cp x pp exceeds a node, and data parallelism spans nodes. Each dimension gets the link tier its group
+actually crosses. Devices = dp x tp x pp x cp: the cp ranks of a replica share its samples (each holds 1/cp of
+every sequence), so the global batch counts dp replicas, and gradients are averaged over the dp x cp ranks.
 """
 
 from __future__ import annotations
@@ -33,10 +36,16 @@ class Plan(BaseModel):
     pp: int = Field(default=1, gt=0)
     microbatches: int | None = Field(default=None, gt=0, description="per iteration and replica (pp > 1); default pp")
     schedule: Literal["1f1b", "gpipe"] = "1f1b"
+    cp: int = Field(default=1, gt=0, description="context-parallel degree (the setup's context_parallel)")
 
     @property
     def devices(self) -> int:
-        return self.dp * self.tp * self.pp
+        return self.dp * self.tp * self.pp * self.cp
+
+    @property
+    def grad_ranks(self) -> int:
+        """Ranks a gradient is averaged over: the data-parallel replicas times the context-parallel ranks."""
+        return self.dp * self.cp
 
     @property
     def m(self) -> int:
@@ -46,10 +55,12 @@ class Plan(BaseModel):
         return self.microbatches or self.pp
 
 
-def make_plan(plan: dict | Plan | None, devices: int) -> Plan:
-    """Validate the plan dict; without one, all `devices` are data-parallel."""
+def make_plan(plan: dict | Plan | None, devices: int, cp: int = 1) -> Plan:
+    """Validate the plan dict; without one, all `devices` are data-parallel (over `cp` context-parallel ranks)."""
     if plan is None:
-        return Plan(dp=devices)
+        if devices % cp:
+            raise InputError(f"devices={devices} is not a multiple of context_parallel={cp}")
+        return Plan(dp=devices // cp, cp=cp)
     if isinstance(plan, Plan):
         p = plan
     else:
@@ -65,8 +76,14 @@ def make_plan(plan: dict | Plan | None, devices: int) -> Plan:
 
             msg = format_pydantic_error(e, prefix="plan.") if hasattr(e, "errors") else str(e)
             raise InputError(msg) from None
+    if cp != 1 and p.cp not in (1, cp):
+        raise InputError(f"plan cp={p.cp} but context_parallel={cp}; give one of them")
+    if cp != 1:
+        p = p.model_copy(update={"cp": cp})
     if devices != 1 and p.devices != devices:
-        raise InputError(f"plan dp x tp x pp = {p.dp} x {p.tp} x {p.pp} = {p.devices} devices, but devices={devices}; "
+        dims = " x ".join(f"{k}" for k in ("dp", "tp", "pp") + (("cp",) if p.cp > 1 else ()))
+        vals = " x ".join(str(getattr(p, k)) for k in ("dp", "tp", "pp") + (("cp",) if p.cp > 1 else ()))
+        raise InputError(f"plan {dims} = {vals} = {p.devices} devices, but devices={devices}; "
                          f"make them equal (or leave devices out)")
     return p
 
@@ -95,6 +112,7 @@ class Placement:
     intra: Tier
     net_bandwidth_Bps: float  # the node's aggregate network bandwidth (0 with one node)
     net_latency_s: float
+    cp_tier: Tier | None = None  # the context-parallel ring's slowest hop (cp > 1)
 
 
 def place(plan: Plan, system: System, nodes: int | None = None) -> Placement:
@@ -132,10 +150,11 @@ def place(plan: Plan, system: System, nodes: int | None = None) -> Placement:
     net_lat = system.network_latency_s
     net_name = f"{system.nics} x {system.network.name}" if system.network is not None else "none"
     tp_tier = Tier(intra.name, plan.tp, intra.bandwidth_Bps, intra.latency_s)
+    tc = plan.tp * plan.cp  # ranks of one (replica, stage)
     # pipeline boundaries: a boundary crosses nodes if, for some replica, stages s and s+1 sit on different nodes
     pp_tiers = []
     for s in range(plan.pp - 1):
-        cross = any(((d * plan.pp + s) * plan.tp) // per != ((d * plan.pp + s + 1) * plan.tp) // per
+        cross = any(((d * plan.pp + s) * tc) // per != ((d * plan.pp + s + 1) * tc) // per
                     for d in range(plan.dp))
         if cross:
             # one stage's tp ranks send in parallel; each uses its share of the node's network
@@ -143,14 +162,19 @@ def place(plan: Plan, system: System, nodes: int | None = None) -> Placement:
             pp_tiers.append(Tier(f"{net_name} (across nodes)", 2, net_bw / groups_on_node, net_lat))
         else:
             pp_tiers.append(Tier(intra.name, 2, intra.bandwidth_Bps, intra.latency_s))
-    tpp = plan.tp * plan.pp
-    if tpp <= per and per % tpp == 0:
-        k_dp = min(plan.dp, per // tpp)
-    else:
-        k_dp = 1
-    m_dp = math.ceil(plan.dp / k_dp)
+    cp_in_node = tc <= per and per % tc == 0
+    cp_tier = None
+    if plan.cp > 1:  # a ring crossing nodes: the tp ranks at a node's edge share its network
+        cp_tier = Tier(intra.name, plan.cp, intra.bandwidth_Bps, intra.latency_s) if cp_in_node else \
+            Tier(f"{net_name} (across nodes)", plan.cp, net_bw / plan.tp, net_lat)
+    tpp = tc * plan.pp
+    if tpp <= per and per % tpp == 0:  # whole replicas in a node: all their cp ranks too
+        k_dp = min(plan.dp, per // tpp) * plan.cp
+    else:  # one replica's (stage's) cp ranks in a node, or as many as fit
+        k_dp = plan.cp if cp_in_node else max(1, min(plan.cp, per // plan.tp))
+    m_dp = math.ceil(plan.grad_ranks / k_dp)
     return Placement(plan, n, used_nodes, per, tp_tier, tuple(pp_tiers), k_dp, m_dp, per // k_dp if k_dp else per,
-                     intra, net_bw, net_lat)
+                     intra, net_bw, net_lat, cp_tier)
 
 
 def dp_allreduce_fn(pl: Placement, system: System, algorithm: str, ps_servers: int | None = None,
@@ -158,7 +182,7 @@ def dp_allreduce_fn(pl: Placement, system: System, algorithm: str, ps_servers: i
     """seconds(n_bytes) of one data-parallel gradient all-reduce, and a description of the tiers used."""
     if algorithm not in C.allreduce_choices():
         raise InputError(f"allreduce must be one of {', '.join(C.allreduce_choices())}, got {algorithm!r}")
-    dp = pl.plan.dp
+    dp = pl.plan.grad_ranks
     k, m = pl.dp_ranks_per_node, pl.dp_nodes
     intra = pl.intra
     # this data-parallel group's share of the node's network (other groups on the node use the rest)

@@ -10,7 +10,7 @@ Evaluation into a Prediction.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..dataflow import input_bytes_per_sample as graph_input_bytes
@@ -25,9 +25,12 @@ from .data_parallel import replica_batch
 from .iteration import GradientSync, Iteration, Synced, busiest_input, gradient_sync, iteration, synced
 from .plan import Placement, Plan, make_plan, place
 from .rank import RankLayers, rank_layers, tp_comm
-from .sharding import zero_stage, zero_sync
+from .sharding import hybrid_collectives, shard_degree, zero_sync
 from ..ops import DTYPE_BYTES
-from .stages import Staged, footprint, fullest, recompute_info, stage_memory, staged
+from .context import check_context, cp_comm
+from .offload import host_bytes, host_link
+from .pipeline import inflight_microbatches
+from .stages import Staged, footprint, fullest, kept_per_layer, offloaded, recompute_for, stage_memory, staged
 from ..units import fmt_bytes
 
 CONV_RNN_OPS = ("conv2d", "conv1d", "conv_transpose2d", "lstm", "gru", "rnn")
@@ -54,13 +57,14 @@ class Evaluation:
     threads: int | None
     cpu_share: float
     warnings: tuple[str, ...]
+    large: dict[str, Any] = field(default_factory=dict)  # sharding figures of the large-model options
 
 
 def _effective_sync(setup, plan: Plan, placement: Placement, warnings: list[str]) -> str:
     sync = setup.sync
-    if sync != "sync" and (plan.tp > 1 or plan.pp > 1):
-        raise InputError(f"sync={sync!r} models data-parallel workers only; use tp=1 and pp=1 "
-                         f"(got tp={plan.tp}, pp={plan.pp})")
+    if sync != "sync" and (plan.tp > 1 or plan.pp > 1 or plan.cp > 1):
+        raise InputError(f"sync={sync!r} models data-parallel workers only; use tp=1, pp=1 and context_parallel=1 "
+                         f"(got tp={plan.tp}, pp={plan.pp}, context_parallel={plan.cp})")
     if sync != "sync" and plan.dp == 1:
         warnings.append(f"sync={sync!r} with a single worker is plain synchronous training")
         return "sync"
@@ -130,30 +134,37 @@ def _assumed_node(system: System, n: int) -> str:
     return text
 
 
-def stage_footprint(graph: LayerGraph, stg: Staged, setup, schedule: str, m: int, dp: int) -> MemoryFootprint:
-    """Footprint of the fullest stage, with the largest batch per replica from a second micro-batch's slope."""
+def stage_footprint(graph: LayerGraph, stg: Staged, setup, schedule: str, m: int, shard: tuple[int, int]
+                    ) -> MemoryFootprint:
+    """Footprint of the fullest stage, with the largest batch per replica from a second micro-batch's slope;
+    `shard`: (ZeRO stage, ranks the model state is sharded over), sharding.shard_degree."""
     r = stg.ranks
-    stage = zero_stage(setup.zero, setup.sharding)
-    zero_dp = dp if stage >= 1 else 1
-    terms = stage_memory(stg, setup.optimizer, schedule, m, zero_dp, zero=stage, virtual=setup.virtual_stages)
+    stage, zero_dp = shard
+    kw = dict(zero=stage, virtual=setup.virtual_stages, offload=setup.offload_activations)
+    terms = stage_memory(stg, setup.optimizer, schedule, m, zero_dp, **kw)
     s, _ = fullest(terms)
     mb2 = 2 if r.batch == 1 else 1
-    r2 = rank_layers(graph, r.device, mb2, r.dtype, r.threads, r.tp, r.sp)
-    terms2 = stage_memory(stg, setup.optimizer, schedule, m, zero_dp, ranks=r2, zero=stage,
-                          virtual=setup.virtual_stages)
+    r2 = rank_layers(graph, r.device, mb2, r.dtype, r.threads, r.tp, r.sp, r.cp)
+    terms2 = stage_memory(stg, setup.optimizer, schedule, m, zero_dp, ranks=r2, **kw)
     return footprint(terms[s], terms2[s], r.batch, mb2, m, r.device.memory_bytes)
 
 
-def _zero_glue(setup, stg: Staged, gs: GradientSync, pp: int, sync: str, micro_steps: int):
-    """(gradient sync, extra exposed seconds) of ZeRO-2/3 / FSDP full (parallel/sharding.zero_sync); pp = 1 only."""
-    stage = zero_stage(setup.zero, setup.sharding)
+def _zero_glue(setup, stg: Staged, gs: GradientSync, pl: Placement, sync: str, micro_steps: int, stage: int):
+    """(gradient sync, extra exposed seconds, per-tier seconds or None) of ZeRO-2/3 / FSDP full or hybrid
+    (parallel/sharding.zero_sync, hybrid_collectives); pp = 1 only."""
     if stage < 2:
-        return gs, 0.0, stage
+        return gs, 0.0, None
+    pp = pl.plan.pp
     if pp > 1 or sync != "sync":
         raise InputError(f"ZeRO stage {stage} (zero={setup.zero}, sharding={setup.sharding!r}) with pp={pp}, "
                          f"sync={sync!r} is not modelled yet (pp=1, sync='sync' is)")
-    fn, extra = zero_sync(stage, gs.fn, stg.ranks.params * DTYPE_BYTES[setup.dtype], stg.f_l, micro_steps)
-    return replace(gs, fn=fn), extra, stage
+    layer_bytes = stg.ranks.params * DTYPE_BYTES[setup.dtype]
+    if setup.sharding != "hybrid":
+        fn, extra = zero_sync(stage, gs.fn, layer_bytes, stg.f_l, micro_steps, overlap=setup.overlap)
+        return replace(gs, fn=fn), extra, None
+    bucket, gather, per_tier = hybrid_collectives(pl)
+    fn, extra = zero_sync(stage, bucket, layer_bytes, stg.f_l, micro_steps, gather, overlap=setup.overlap)
+    return replace(gs, fn=fn), extra, per_tier(float(layer_bytes.sum()))
 
 
 def _check_virtual(v: int, pp: int, schedule: str) -> None:
@@ -162,16 +173,61 @@ def _check_virtual(v: int, pp: int, schedule: str) -> None:
         raise InputError(f"virtual_stages={v} needs a 1F1B pipeline (pp > 1), got pp={pp}, schedule={schedule!r}")
 
 
-def evaluate(graph: LayerGraph, hw: Any, setup) -> Evaluation:
-    """One iteration of `graph` on `hw` (device, node or cluster profile) under `setup` (a TrainingSetup)."""
-    warnings: list[str] = []
-    pl_ = make_plan(setup.plan, setup.devices)
+def _placed(graph: LayerGraph, hw: Any, setup, warnings: list[str]) -> tuple[Plan, System, Placement]:
+    """The plan (devices = dp x tp x pp x cp), the resolved system and the placement, memoised."""
+    pl_ = make_plan(setup.plan, setup.devices, setup.context_parallel)
+    check_context(graph, pl_.cp)
     system = memo.on(hw, ("system", pl_.devices, setup.p2p),
                      lambda: resolve_system(hw, devices=pl_.devices).with_p2p(setup.p2p))
     placement = memo.on(system, ("place", pl_, setup.nodes), lambda: place(pl_, system, setup.nodes))
     if getattr(hw, "kind", None) == "device" and pl_.devices > 1:
         warnings.append(_assumed_node(system, pl_.devices))
-    dp, tp, pp = pl_.dp, pl_.tp, pl_.pp
+    return pl_, system, placement
+
+
+def _recompute(graph: LayerGraph, ranks: RankLayers, mode: str, warnings: list[str]):
+    """stages.recompute_for, with a warning when the mode finds nothing to recompute."""
+    rc = recompute_for(graph, ranks, mode)
+    if rc is None and mode != "none":
+        why = "the network has fewer than two segments" if mode == "full" else "the network has no attention layer"
+        warnings.append(f"recompute={mode!r}: {why}, nothing is recomputed")
+    return rc
+
+
+def _rank_stages(graph: LayerGraph, setup, pl_: Plan, system: System, placement: Placement, ranks: RankLayers,
+                 gs: GradientSync, copies: bool, warnings: list[str]) -> Staged:
+    """The rank's layers cut into stages: tensor- and context-parallel collectives, recomputation, the stage cut,
+    and activation offload (memoised on the rank)."""
+    tp, pp, cp, m, k_acc = pl_.tp, pl_.pp, pl_.cp, pl_.m, setup.grad_accumulation
+    tier = placement.tp_tier
+    tpf, tpb = memo.on(ranks, ("tp_comm", tier.bandwidth_Bps, tier.latency_s),
+                       lambda: tp_comm(ranks, tier.bandwidth_Bps, tier.latency_s))
+    cpc, cpt = None, placement.cp_tier
+    if cp > 1:
+        cpc = memo.on(ranks, ("cp_comm", cpt.bandwidth_Bps, cpt.latency_s),
+                      lambda: cp_comm(graph, ranks, cp, cpt.bandwidth_Bps, cpt.latency_s), refs=(graph,))
+    if tp > 1 and memo.on(graph, ("has_conv_rnn",), lambda: any(l.op in CONV_RNN_OPS for l in graph.layers)):
+        warnings.append("tensor parallelism splits dense, attention and embedding layers only; "
+                        "convolutions and recurrent layers are replicated on every tensor-parallel rank")
+    rc = _recompute(graph, ranks, setup.recompute, warnings)
+    links = tuple((t.bandwidth_Bps, t.latency_s) for t in placement.pp_tiers) if pp > 1 else ()
+    cut = (m, links, pl_.schedule, setup.optimizer, copies, k_acc, setup.bucket_bytes, setup.overlap)
+    stg = memo.on(ranks, ("staged", setup.recompute if rc is not None else "none", pp, cp > 1 and cpt)
+                  + (cut if pp > 1 else ()),
+                  lambda: staged(graph, ranks, tpf, tpb, rc, pp, m, links, pl_.schedule, setup.optimizer, copies,
+                                 k_acc, (gs.fn, setup.bucket_bytes, setup.overlap), cpc),
+                  refs=(tpf, gs) if pp > 1 else (tpf,))
+    if setup.offload_activations:
+        bw, lat = host_link(system)
+        stg = memo.on(stg, ("offload", bw, lat), lambda: offloaded(stg, bw, lat))
+    return stg
+
+
+def evaluate(graph: LayerGraph, hw: Any, setup) -> Evaluation:
+    """One iteration of `graph` on `hw` (device, node or cluster profile) under `setup` (a TrainingSetup)."""
+    warnings: list[str] = []
+    pl_, system, placement = _placed(graph, hw, setup, warnings)
+    dp, pp, grad_ranks = pl_.dp, pl_.pp, pl_.grad_ranks
     sync = _effective_sync(setup, pl_, placement, warnings)
     k_acc = setup.grad_accumulation
     b = replica_batch(setup.batch_or_default, dp, k_acc, setup.scaling)
@@ -181,37 +237,24 @@ def evaluate(graph: LayerGraph, hw: Any, setup) -> Evaluation:
     if b % m:
         raise InputError(f"the batch per replica ({b}) must be divisible by the {m} micro-batches")
     mb = b // m
-    per = placement.devices_per_node
-    dev_run, cpu_share, threads = _run_device(system, per, setup.threads, warnings)
-    ranks = rank_layers(graph, dev_run, mb, setup.dtype, threads, tp, setup.sequence_parallel)
-    tier = placement.tp_tier
-    tpf, tpb = memo.on(ranks, ("tp_comm", tier.bandwidth_Bps, tier.latency_s),
-                       lambda: tp_comm(ranks, tier.bandwidth_Bps, tier.latency_s))
-    if tp > 1 and memo.on(graph, ("has_conv_rnn",), lambda: any(l.op in CONV_RNN_OPS for l in graph.layers)):
-        warnings.append("tensor parallelism splits dense, attention and embedding layers only; "
-                        "convolutions and recurrent layers are replicated on every tensor-parallel rank")
-    rc = None
-    if setup.recompute == "full":
-        rc = recompute_info(graph)
-        if rc is None:
-            warnings.append("recompute='full': the network has fewer than two segments, nothing is recomputed")
-    links = tuple((t.bandwidth_Bps, t.latency_s) for t in placement.pp_tiers) if pp > 1 else ()
+    dev_run, cpu_share, threads = _run_device(system, placement.devices_per_node, setup.threads, warnings)
+    ranks = rank_layers(graph, dev_run, mb, setup.dtype, threads, pl_.tp, setup.sequence_parallel, pl_.cp)
     gs = memo.on(placement, ("gsync", sync, setup.allreduce, setup.ps_servers, setup.ps_colocated),
                  lambda: gradient_sync(placement, system, sync, setup.allreduce, setup.ps_servers,
                                        setup.ps_colocated))
-    copies = dp > 1 and sync != "async"
-    cut = (m, links, pl_.schedule, setup.optimizer, copies, k_acc, setup.bucket_bytes, setup.overlap)
-    stg = memo.on(ranks, ("staged", rc is not None, pp) + (cut if pp > 1 else ()),
-                  lambda: staged(graph, ranks, tpf, tpb, rc, pp, m, links, pl_.schedule, setup.optimizer, copies,
-                                 k_acc, (gs.fn, setup.bucket_bytes, setup.overlap)),
-                  refs=(tpf, gs) if pp > 1 else (tpf,))
-    gs, z_extra, z_stage = _zero_glue(setup, stg, gs, pp, sync, m * k_acc)
+    copies = grad_ranks > 1 and sync != "async"
+    stg = _rank_stages(graph, setup, pl_, system, placement, ranks, gs, copies, warnings)
+    shard = shard_degree(setup.zero, setup.sharding, grad_ranks, placement.dp_ranks_per_node)
+    z_stage = shard[0]
+    gs, z_extra, z_tiers = _zero_glue(setup, stg, gs, placement, sync, m * k_acc, z_stage)
     _check_virtual(setup.virtual_stages, pp, pl_.schedule)
-    syn = memo.on(stg, ("synced", setup.optimizer, setup.bucket_bytes, setup.overlap, sync, z_stage),
+    syn = memo.on(stg, ("synced", setup.optimizer, setup.bucket_bytes, setup.overlap, sync, shard,
+                        setup.sharding),
                   lambda: synced(stg, placement, gs.fn, setup.optimizer, setup.bucket_bytes, setup.overlap,
-                                 ddp_copies=dp > 1 and sync != "async"), refs=(placement, gs))
+                                 ddp_copies=copies, opt_shard=shard[1]), refs=(placement, gs))
     it = iteration(stg, syn, gs, m=m, k_acc=k_acc, schedule=pl_.schedule, sync=sync,
-                   straggler_cv=setup.straggler_cv, workers=placement.nodes if sync == "mixed" else dp,
+                   straggler_cv=setup.straggler_cv, slow_worker_factor=setup.slow_worker_factor,
+                   workers=placement.nodes if sync == "mixed" else dp,
                    straggler_ranks={"sync": pl_.devices, "mixed": placement.dp_ranks_per_node}.get(sync, 1),
                    overlap=setup.overlap, flow_args=memo.on(placement, (
                        "flow", setup.dtype, setup.input_bytes_per_sample, setup.storage, setup.raid0,
@@ -220,18 +263,34 @@ def evaluate(graph: LayerGraph, hw: Any, setup) -> Evaluation:
                    virtual=setup.virtual_stages)
     if z_extra:
         it = replace(it, total_s=it.total_s + z_extra, parts={**it.parts, "data_comm": it.parts["data_comm"] + z_extra})
-    mem = memo.on(stg, ("footprint", setup.optimizer, z_stage, z_stage >= 1 and dp, pl_.schedule, m,
-                        setup.virtual_stages),
-                  lambda: stage_footprint(graph, stg, setup, pl_.schedule, m, dp))
+    mem = memo.on(stg, ("footprint", setup.optimizer, shard, pl_.schedule, m, setup.virtual_stages,
+                        setup.offload_activations),
+                  lambda: stage_footprint(graph, stg, setup, pl_.schedule, m, shard))
+    _memory_warnings(mem, stg, system, placement, setup, pl_, threads, warnings)
+    large = {"sharding": {"stage": z_stage, "sharded_over": shard[1], "exposed_gather_s": z_extra,
+                          **({"per_tier": z_tiers} if z_tiers else {})}}
+    return Evaluation(graph, setup, system, placement, pl_, sync, b, mb, ranks, stg, gs, syn, it, mem,
+                      ranks.threads, cpu_share, tuple(warnings), large)
+
+
+def _memory_warnings(mem: MemoryFootprint, stg: Staged, system: System, placement: Placement, setup, pl_: Plan,
+                     threads: int | None, warnings: list[str]) -> None:
+    """Warnings about device memory, host memory filled by offloaded activations, and hyper-threads."""
     if not mem.fits:
         warnings.append(f"does not fit: needs {fmt_bytes(mem.total_bytes)} of {fmt_bytes(mem.capacity_bytes)} "
                         f"per device; largest batch per replica that fits: {mem.max_batch}")
+    if setup.offload_activations:
+        kept = kept_per_layer(stg.ranks, stg.recompute)
+        inflight = [inflight_microbatches(pl_.schedule, stg.pp, pl_.m, s) if stg.pp > 1 else 1
+                    for s in range(stg.pp)]
+        need = host_bytes([float(kept[a:e].sum()) for a, e in stg.ranges], inflight, placement.devices_per_node)
+        if need > system.host_memory_bytes:
+            warnings.append(f"offloaded activations need {fmt_bytes(need)} of host memory per node, more than its "
+                            f"{fmt_bytes(system.host_memory_bytes)}")
     dev = system.device
     if device_traits(dev).thread_model == "cores" and threads and threads > (dev.cores or 1):
         warnings.append(f"{threads} threads on {dev.cores} physical cores: hyper-threads add no speed "
                         f"(penalty {dev.thread_scaling.hyperthread_penalty} per extra thread per core)")
-    return Evaluation(graph, setup, system, placement, pl_, sync, b, mb, ranks, stg, gs, syn, it, mem,
-                      ranks.threads, cpu_share, tuple(warnings))
 
 
 def _flow_args(graph: LayerGraph, system: System, placement: Placement, setup, samples_iter: int) -> dict[str, Any]:

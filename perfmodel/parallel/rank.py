@@ -15,12 +15,14 @@ import numpy as np
 
 from ..engine.layers import AMP_WEIGHT_CAST, LOWP, StageTime, cached, layer_table, param_tensors, stage_time
 from ..engine.rates import Rates, device_rates
-from ..engine.worktime import stage_times
+from ..engine import memo
+from ..engine.worktime import row_times, stage_times
 from ..graph.layer_graph import LayerGraph
 from ..hardware.schema import Device
 from ..hardware.traits import device_traits
 from ..ops import DTYPE_BYTES, OpCost
 from ..engine.costs import layer_costs
+from ..ops.attention import CORE_KEYS
 from ..ops.base import Work
 from . import collectives as C
 from .sequence import sequence_split
@@ -48,6 +50,8 @@ class RankLayers:
     is_input: np.ndarray
     cast: StageTime
     sp: bool = False  # Megatron sequence parallelism (parallel/sequence.py)
+    scale: np.ndarray | None = None  # per layer: the share of its work this rank does (tensor/sequence split)
+    cp: int = 1  # context-parallel ranks sharing each sequence (parallel/context.py)
 
     @property
     def total_params(self) -> int:
@@ -67,20 +71,21 @@ class RankLayers:
 
 
 def rank_layers(graph: LayerGraph, device: Device, batch: int, dtype: str, threads: int | None = None,
-                tp: int = 1, sp: bool = False) -> RankLayers:
+                tp: int = 1, sp: bool = False, cp: int = 1) -> RankLayers:
     """Per-layer arrays of one tensor-parallel rank of `graph` on `device` (memoised per graph);
-    `sp`: sequence parallelism splits norm/dropout/residual layers over tp (sequence.sequence_split)."""
-    key = (id(device), batch, dtype, threads, tp) + ((True,) if sp else ())
+    `sp`: sequence parallelism splits norm/dropout/residual layers over tp (sequence.sequence_split);
+    `cp`: context parallelism gives the rank 1/cp of every sequence (context.cp_split)."""
+    key = (id(device), batch, dtype, threads, tp) + ((True,) if sp else ()) + ((("cp", cp),) if cp > 1 else ())
     hit = cached(graph, "_engine_ranks", key,
-                 lambda: (device, _rank_layers(graph, device, batch, dtype, threads, tp, sp)))
+                 lambda: (device, _rank_layers(graph, device, batch, dtype, threads, tp, sp, cp)))
     if hit[0] is not device:  # an id reused by another device object
         graph.__dict__["_engine_ranks"].pop(key)
-        return rank_layers(graph, device, batch, dtype, threads, tp, sp)
+        return rank_layers(graph, device, batch, dtype, threads, tp, sp, cp)
     return hit[1]
 
 
 def _rank_layers(graph: LayerGraph, device: Device, batch: int, dtype: str, threads: int | None,
-                 tp: int, sp: bool = False) -> RankLayers:
+                 tp: int, sp: bool = False, cp: int = 1) -> RankLayers:
     r = device_rates(device, dtype, threads)
     costs = layer_costs(graph, batch, DTYPE_BYTES[dtype])
     table = layer_table(graph, costs, r.elementwise is not None or r.stage_factors is not None)
@@ -102,6 +107,9 @@ def _rank_layers(graph: LayerGraph, device: Device, batch: int, dtype: str, thre
         if seq.any():
             scale, saved = np.where(seq, 1.0 / tp, scale), np.where(seq, saved / tp, saved)
             output, workspace = np.where(seq, output / tp, output), np.where(seq, workspace / tp, workspace)
+    if cp > 1:  # every layer's work and activations are per token: 1/cp of them (parameters are whole)
+        scale = (np.ones(len(costs)) if scale is None else scale) / cp
+        saved, output, workspace = saved / cp, output / cp, workspace / cp
     st = stage_times(table, r, scale)
     tensors = np.array([param_tensors(c) for c in costs], dtype=np.int64)
     total = int(params.sum())
@@ -112,7 +120,7 @@ def _rank_layers(graph: LayerGraph, device: Device, batch: int, dtype: str, thre
         cast = StageTime()
     is_input = np.array([l.op == "input" for l in graph.layers], dtype=bool)
     return RankLayers(device, batch, dtype, threads if device_traits(device).thread_model == "cores" else None, tp, r, costs, layout, st, params,
-                      tensors, saved, output, workspace, is_input, cast, sp and tp > 1)
+                      tensors, saved, output, workspace, is_input, cast, sp and tp > 1, scale, cp)
 
 
 def tp_comm(ranks: RankLayers, bandwidth_Bps: float, latency_s: float) -> tuple[np.ndarray, np.ndarray]:
@@ -135,3 +143,36 @@ def tp_comm(ranks: RankLayers, bandwidth_Bps: float, latency_s: float) -> tuple[
         f[i] = coll("ar", t.fwd_allreduce_bytes) + coll("ag", t.fwd_allgather_bytes)
         b[i] = coll("ar", t.bwd_allreduce_bytes)
     return f, b
+
+
+CORE_BACKWARD_KEYS = ("attention/chain", "elementwise/softmax/attention", "elementwise/dropout")
+
+
+def attention_core(graph: LayerGraph, r: RankLayers) -> dict[str, np.ndarray] | None:
+    """Per layer on rank `r`, seconds per micro-batch of the attention core (memoised; None without attention):
+    its forward Work (ops.attention.CORE_KEYS: scores, softmax, dropout, probs x V) as `roof_compute`,
+    `roof_memory`, `overhead` and their sum `forward`, and its backward (`backward`: the chain of bmm gradients,
+    whose dCtx GEMM is included, softmax and dropout backward). 0 for other layers."""
+    def build():
+        keyed = r.rates.elementwise is not None or r.rates.stage_factors is not None
+        table = layer_table(graph, r.costs, keyed)
+        att = np.array([l.op == "attention" and l.in_backward for l in graph.layers], dtype=bool)[table.layer]
+        keys = np.array(table.keys, dtype=object)
+        fwd = att & (table.stage == 0) & np.isin(keys, CORE_KEYS)
+        if not fwd.any():
+            return None
+        bwd = att & (table.stage > 0) & np.isin(keys, CORE_BACKWARD_KEYS)
+        w = row_times(table, r.rates, r.scale)
+        cb = w["compute"] >= w["memory"]
+        n = len(graph.layers)
+
+        def per_layer(rows, v):
+            return np.bincount(table.layer[rows], weights=v[rows], minlength=n)
+
+        out = {"roof_compute": per_layer(fwd, np.where(cb, w["roof"], 0.0)),
+               "roof_memory": per_layer(fwd, np.where(cb, 0.0, w["roof"])), "overhead": per_layer(fwd, w["overhead"])}
+        out["forward"] = out["roof_compute"] + out["roof_memory"] + out["overhead"]
+        out["backward"] = per_layer(bwd, w["time"])
+        return out
+
+    return memo.on(r, ("attention_core",), build, refs=(graph,))

@@ -8,8 +8,12 @@ weights, momentum and variance):
 - stage 1 (P_os, optimizer state sharded): (2 + 2) Psi + K Psi / Nd
 - stage 2 (P_os+g, gradients too):          2 Psi + (2 + K) Psi / Nd
 - stage 3 (P_os+g+p, parameters too):       (2 + 2 + K) Psi / Nd
-FSDP "full" is stage 3 over all dp ranks; "hybrid" is stage 3 inside a shard group (a node) and plain
-replication across groups.
+FSDP "full" is stage 3 over all dp ranks; "hybrid" (HYBRID_SHARD) is stage 3 inside a shard group, the g
+data-parallel ranks of one node, and plain replication across the r = dp / g nodes: state per rank
+(2 + 2 + K) Psi / g. Its collectives (hybrid_collectives): parameter all-gathers inside the node (ring over g
+ranks on the node's fabric); per gradient bucket a reduce-scatter inside the node, a ring all-reduce of the
+1/g shard across the r nodes (the g ranks of a node share its network bandwidth) and the next all-gather inside
+the node: the volume of a hierarchical all-reduce (collectives.hierarchical_allreduce), whatever --allreduce says.
 
 Communication per step per rank (ZeRO paper section 7): stages 0-2 move 2 Psi (reduce-scatter of the
 gradients + all-gather of the updated parameters, the volume of one all-reduce); stage 3 all-gathers the
@@ -28,6 +32,7 @@ from typing import Sequence
 from pydantic import BaseModel, ConfigDict
 
 from ..errors import InputError
+from . import collectives as C
 from .collectives import collective_time
 
 SHARDING_STAGE = {"none": 0, "full": 3, "hybrid": 3}
@@ -148,22 +153,66 @@ def zero_stage(zero: int, sharding: str) -> int:
     return max(zero, 3 if sharding == "full" else 0)
 
 
+def shard_degree(zero: int, sharding: str, dp: int, dp_ranks_per_node: int) -> tuple[int, int]:
+    """(ZeRO stage, ranks the model state is sharded over) of a setup: hybrid is stage 3 over the data-parallel
+    ranks of a node (shard_groups), full / zero >= 1 over all dp ranks, stage 0 over one."""
+    if sharding == "hybrid":
+        return 3, shard_groups("hybrid", dp, dp_ranks_per_node)[0]
+    stage = zero_stage(zero, sharding)
+    return stage, dp if stage >= 1 else 1
+
+
+def hybrid_collectives(pl) -> tuple:
+    """(bucket_fn, gather_fn, seconds per tier of one step's collectives(total param bytes)) of hybrid sharding
+    on a placement (plan.Placement): g = dp ranks per node share a shard, r = dp nodes replicate it."""
+    g, r, intra = pl.dp_ranks_per_node, pl.dp_nodes, pl.intra
+    net = pl.net_bandwidth_Bps / pl.dp_groups_per_node if pl.net_bandwidth_Bps else 0.0
+
+    def bucket(n: float) -> float:
+        return C.hierarchical_allreduce(n, g, r, intra.bandwidth_Bps, intra.latency_s, net, pl.net_latency_s) \
+            if n > 0 else 0.0
+
+    def gather(n: float) -> float:
+        return C.all_gather(n, g, intra.bandwidth_Bps, intra.latency_s)
+
+    def per_tier(n: float) -> dict[str, float]:
+        """Unoverlapped seconds per tier of one step (n = parameter bytes in the compute dtype): in the node two
+        all-gathers and one reduce-scatter of n; across nodes one all-reduce of n / g per rank."""
+        inter = C.ring_allreduce(n / g, r, net / g, pl.net_latency_s) if r > 1 else 0.0
+        return {"in_node_s": 2 * gather(n) + C.reduce_scatter(n, g, intra.bandwidth_Bps, intra.latency_s),
+                "across_nodes_s": inter}
+
+    return bucket, gather, per_tier
+
+
 def zero_sync(stage: int, allreduce_fn, layer_param_bytes: Sequence[float], forward_s: Sequence[float],
-              micro_steps: int) -> tuple:
+              micro_steps: int, gather_fn=None, overlap: bool = True) -> tuple:
     """(gradient-bucket sync fn, extra exposed seconds per iteration) of ZeRO stage `stage` (pp = 1).
 
     A reduce-scatter or all-gather of n bytes costs allreduce_fn(n) / 2 (exact for ring). Stage <= 1: the
     DDP all-reduce buckets unchanged. Stage 2: buckets reduce-scatter during backward; the all-gather of the
     updated parameters (sum of layer_param_bytes) after the optimizer step is exposed. Stage 3: per bucket
     an all-gather of the parameters plus a reduce-scatter of the gradients (one all-reduce's volume) overlapped
-    with backward; forward all-gathers per layer with prefetch (forward_exposed_s), once per micro-step."""
+    with backward; forward all-gathers per layer with prefetch (forward_exposed_s), once per micro-step.
+    `gather_fn` (hybrid sharding: inside the node) prices an all-gather instead of allreduce_fn / 2.
+    overlap=False (communication cannot run behind compute, e.g. gloo on a CPU whose cores all compute): nothing
+    is prefetched, every all-gather is exposed; flat stage 3 then communicates per unit (layer with parameters)
+    as FSDP does, not per bucket: in backward each unit all-gathers its parameters and reduce-scatters its
+    gradients, all exposed, so the bucket fn is 0 and the extra seconds are (2 sum(gathers) + sum(scatters))
+    per micro-step."""
     if stage <= 1:
         return allreduce_fn, 0.0
 
     def half(n: float) -> float:
         return allreduce_fn(n) / 2 if n > 0 else 0.0
 
+    gather = gather_fn or half
     if stage == 2:
-        return half, float(half(float(sum(layer_param_bytes))))
-    gathers = [half(float(b)) for b in layer_param_bytes]
-    return allreduce_fn, float(forward_exposed_s(gathers, forward_s)) * micro_steps
+        return half, float(gather(float(sum(layer_param_bytes))))
+    gathers = [gather(float(b)) for b in layer_param_bytes]
+    if overlap:
+        return allreduce_fn, float(forward_exposed_s(gathers, forward_s)) * micro_steps
+    if gather_fn is not None:  # hybrid: the bucket sync (hierarchical) is exposed anyway; forward gathers in full
+        return allreduce_fn, float(sum(gathers)) * micro_steps
+    scatters = [half(float(b)) for b in layer_param_bytes]
+    return (lambda n: 0.0), float(2 * sum(gathers) + sum(scatters)) * micro_steps

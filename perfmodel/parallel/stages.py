@@ -2,7 +2,9 @@
 
 Recomputation ("full") follows perfmodel.recompute's "auto" segments: every segment but the last is
 checkpointed, so its layers run their forward again during backward (Megatron-LM's full
-recomputation: one extra forward of every transformer layer per micro-batch). Memory per device is
+recomputation: one extra forward of every transformer layer per micro-batch). "selective" (Megatron's
+selective recomputation) runs only the attention core's forward again (Selective) and does not keep its
+saved bytes. With activation offload (parallel/offload.py) the kept activations live in host memory. Memory per device is
 that of the fullest stage: fp32 master weights, gradients and optimizer state (ZeRO-1: the optimizer
 state sharded over the data-parallel replicas), the AMP low-precision weight copy, activations kept
 for backward times the micro-batches in flight, the two largest per-layer buffers, the runtime reserve.
@@ -10,11 +12,12 @@ for backward times the micro-batches in flight, the two largest per-layer buffer
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from ..engine.layers import cached
+from ..errors import InputError
 from ..ops import Work
 from ..engine.worktime import work_times
 from ..hardware.traits import device_traits
@@ -26,14 +29,64 @@ from ..recompute import RecomputeLayout, kept_activations, recompute_layout
 from ..recompute import segments as recompute_segments
 from ..result import MemoryFootprint
 from ..ops import DTYPE_BYTES
+from .offload import device_activations, exposed_copies
 from .pipeline import best_partition, cut_cross_bytes, inflight_microbatches
 from .sharding import shard_terms
-from .rank import RankLayers
+from .rank import RankLayers, attention_core
 
 RECOMPUTE_CHOICES = ("none", "full")
+RECOMPUTE_PARTS = ("roof_compute", "roof_memory", "overhead")  # time = their sum (engine.worktime.stage_times)
 
 
-Recompute = RecomputeLayout
+@dataclass(frozen=True)
+class Selective:
+    """Megatron selective recomputation on one rank (Korthikanti et al. 2022): per layer, the attention core's
+    forward (ops.attention.CORE_KEYS: scores, softmax, dropout, probs x V) run again in backward, in seconds per
+    micro-batch (`time`, rank.attention_core's forward). Its saved bytes (core_saved) are not kept but for the
+    one layer being back-propagated. No tensor-parallel collective is recomputed."""
+
+    layers: np.ndarray
+    time: np.ndarray
+
+
+Recompute = RecomputeLayout | Selective
+
+
+def core_saved(r: RankLayers) -> np.ndarray:
+    """Per layer: saved bytes of the attention core on this rank (ops.attention extra core_saved_bytes, split like
+    the layer's work)."""
+    core = np.array([c.extra.get("core_saved_bytes", 0.0) for c in r.costs], dtype=float)
+    if r.scale is not None:
+        core = core * r.scale
+    return np.minimum(core, r.saved)
+
+
+def selective_info(graph: LayerGraph, r: RankLayers) -> Selective | None:
+    """Selective recomputation of rank `r` (rank.attention_core's forward); None without an attention core."""
+    core = attention_core(graph, r)
+    if core is None:
+        return None
+    return Selective(core["forward"] > 0, core["forward"])
+
+
+def recompute_for(graph: LayerGraph, r: RankLayers, mode: str) -> Recompute | None:
+    """The recomputation of `mode` ("none", "selective", "full") on rank `r`; None when nothing is recomputed."""
+    if mode == "full":
+        return recompute_info(graph)
+    if mode == "selective":
+        return selective_info(graph, r)
+    return None
+
+
+def recomputed_parts(stg: "Staged", a: int, e: int) -> float:
+    """Seconds of recomputed forward work of layers [a, e) per micro-batch (the breakdown's `recompute`)."""
+    rc, r = stg.recompute, stg.ranks
+    if rc is None:
+        return 0.0
+    if isinstance(rc, Selective):
+        return float(rc.time[a:e].sum())
+    mask = rc.layers[a:e]
+    return sum(float(r.st[k][a:e, 0][mask].sum()) for k in RECOMPUTE_PARTS)
 
 
 def recompute_info(graph: LayerGraph) -> Recompute | None:
@@ -74,6 +127,9 @@ class Staged:
     st_tensors: tuple[int, ...]
     cast_share: tuple[float, ...]
     cross: tuple[float, ...]  # activation bytes crossing each stage boundary
+    cpf_l: np.ndarray | None = None  # exposed context-parallel K/V ring per layer (parallel/context.py), forward
+    cpb_l: np.ndarray | None = None  # and backward (recomputed forward included)
+    offload: tuple[tuple[float, float], ...] | None = None  # per stage: exposed (forward, backward) offload copies
 
     @property
     def stage_layers(self) -> tuple[int, ...]:
@@ -189,18 +245,24 @@ def _cut(graph: LayerGraph, ranks: RankLayers, f_l, b_l, pp: int, m: int, links,
 def staged(graph: LayerGraph, ranks: RankLayers, tp_f: np.ndarray, tp_b: np.ndarray, rc: Recompute | None,
            pp: int, m: int = 1, links: tuple[tuple[float, float], ...] | None = None,
            schedule: str = "1f1b", optimizer: str | None = None, ddp_copies: bool = False,
-           k_acc: int = 1, sync=None) -> Staged:
+           k_acc: int = 1, sync=None, cp_comm: tuple[np.ndarray, np.ndarray] | None = None) -> Staged:
     """Partition the rank's layers into pp stages minimising the predicted pipeline time of m micro-batches
     (pipeline.best_partition: per-layer forward + backward with memory traffic, the AMP cast, and the activations
     sent across each boundary on `links`, (bandwidth B/s, latency s) per boundary; None: no transfer cost; with
     `optimizer`, each stage's optimizer step (DDP copies, and with `sync` = (allreduce_fn, bucket_bytes, overlap)
-    its exposed gradient all-reduce) after its last backward, for k_acc pipelines)."""
-    f_l = ranks.fwd + tp_f
-    b_l = ranks.bwd + tp_b
+    its exposed gradient all-reduce) after its last backward, for k_acc pipelines). `cp_comm`: per-layer exposed
+    context-parallel ring seconds (forward, backward), context.cp_comm."""
+    cpf, cpb = cp_comm if cp_comm is not None else (None, None)
+    f_l = ranks.fwd + tp_f + (cpf if cpf is not None else 0.0)
+    b_l = ranks.bwd + tp_b + (cpb if cpb is not None else 0.0)
     tpb = tp_b
-    if rc is not None:
-        b_l = b_l + np.where(rc.layers, f_l, 0.0)  # forward again, tensor-parallel collectives included
+    if isinstance(rc, Selective):
+        b_l = b_l + rc.time  # the attention core's forward again (no collective)
+    elif rc is not None:
+        b_l = b_l + np.where(rc.layers, f_l, 0.0)  # forward again, tensor-parallel and cp collectives included
         tpb = tp_b + np.where(rc.layers, tp_f, 0.0)
+        if cpf is not None:
+            cpb = cpb + np.where(rc.layers, cpf, 0.0)
     n = len(f_l)
     ranges = _cut(graph, ranks, f_l, b_l, pp, m, links, schedule, optimizer, ddp_copies, k_acc, sync) \
         if pp > 1 else ((0, n),)
@@ -215,25 +277,52 @@ def staged(graph: LayerGraph, ranks: RankLayers, tp_f: np.ndarray, tp_b: np.ndar
     B = tuple(float(cb[e] - cb[a]) for a, e in ranges)
     cross = tuple(_cross_bytes(ranges, ranks.output, source_indices(graph)))
     return Staged(ranks, rc, pp, ranges, f_l, b_l, tp_f, tpb, F, B, st_params,
-                  tuple(int(cten[e] - cten[a]) for a, e in ranges), share, cross)
+                  tuple(int(cten[e] - cten[a]) for a, e in ranges), share, cross, cpf, cpb)
 
 
-def _activations(r: RankLayers, rc: Recompute | None, a: int, e: int, inflight: int) -> float:
-    """Activation bytes a stage keeps: saved tensors x micro-batches in flight, or with recomputation
-    perfmodel.recompute.kept_activations (checkpointed inputs per micro-batch plus one re-materialised segment)."""
+def kept_per_layer(r: RankLayers, rc: Recompute | None) -> np.ndarray:
+    """Per layer: activation bytes kept for backward per micro-batch without full recomputation (selective: the
+    attention core is not kept)."""
+    return r.saved - core_saved(r) if isinstance(rc, Selective) else r.saved
+
+
+def offloaded(stg: Staged, bandwidth_Bps: float, latency_s: float) -> Staged:
+    """`stg` with its kept activations offloaded to the host (parallel/offload.py): F and B per stage grow by the
+    exposed copies, recorded in `offload`."""
+    if isinstance(stg.recompute, RecomputeLayout):
+        raise InputError("offload_activations with recompute='full' is not modelled yet (none or selective are)")
+    kept = kept_per_layer(stg.ranks, stg.recompute)
+    X = [float(kept[a:e].sum()) for a, e in stg.ranges]
+    exp = exposed_copies(stg.F, stg.B, X, bandwidth_Bps, latency_s)
+    return replace(stg, F=tuple(f + x[0] for f, x in zip(stg.F, exp)), B=tuple(b + x[1] for b, x in zip(stg.B, exp)),
+                   offload=exp)
+
+
+def _activations(r: RankLayers, rc: Recompute | None, a: int, e: int, inflight: int, offload: bool = False
+                 ) -> float:
+    """Activation bytes a stage keeps: saved tensors x micro-batches in flight; with selective recomputation
+    without the attention cores but one; with full recomputation perfmodel.recompute.kept_activations
+    (checkpointed inputs per micro-batch plus one re-materialised segment)."""
     inputs = float(r.output[a:e][r.is_input[a:e]].sum())
+    if offload:
+        return device_activations(kept_per_layer(r, rc)[a:e], inputs, inflight)
+    if isinstance(rc, Selective):  # the core of one layer is re-materialised during its backward
+        core = core_saved(r)[a:e]
+        return (float(r.saved[a:e].sum() - core.sum()) + inputs) * inflight + float(core.max(initial=0.0))
     if rc is None:
         return (float(r.saved[a:e].sum()) + inputs) * inflight
     return kept_activations(r.saved, r.output, inputs, rc, a, e, inflight)[0]
 
 
 def stage_memory(stg: Staged, optimizer: str, schedule: str, m: int, zero_dp: int = 1,
-                 ranks: RankLayers | None = None, zero: int = 1, virtual: int = 1) -> list[dict[str, float]]:
+                 ranks: RankLayers | None = None, zero: int = 1, virtual: int = 1, offload: bool = False
+                 ) -> list[dict[str, float]]:
     """Memory terms (bytes) of every stage; `zero_dp` > 1 shards the optimizer state over that many replicas,
     with `zero` >= 2 also gradients, 3 also parameters (sharding.shard_terms; the full parameters of the two
     largest layers, current and prefetched, are gathered at once in the compute dtype). `virtual` > 1
     (interleaved 1F1B) multiplies the micro-batches in flight by 1 + (pp - 1)/(pp v), Korthikanti's first-stage
-    factor, on every stage (an upper bound for the later ones).
+    factor, on every stage (an upper bound for the later ones). `offload`: kept activations live on the host
+    (offload.device_activations).
 
     `ranks`: the same rank at another micro-batch (same stage cut), for the slope of footprint().
     """
@@ -244,7 +333,8 @@ def stage_memory(stg: Staged, optimizer: str, schedule: str, m: int, zero_dp: in
         if virtual > 1:
             inflight = inflight * (1 + (stg.pp - 1) / (stg.pp * virtual))
         outw = np.sort(r.output[a:e] + r.workspace[a:e])[::-1]
-        terms = memory_terms(stg.st_params[s], r.dtype, optimizer, _activations(r, stg.recompute, a, e, inflight),
+        acts = _activations(r, stg.recompute, a, e, inflight, offload)
+        terms = memory_terms(stg.st_params[s], r.dtype, optimizer, acts,
                              float(outw[:WORKSPACE_BUFFERS].sum()), r.device.runtime_reserved_bytes,
                              zero_dp if zero < 2 else 1)
         if zero >= 2:
@@ -279,5 +369,6 @@ def footprint(terms: dict[str, float], terms2: dict[str, float], mb: int, mb2: i
                            bytes_per_sample=per_sample / m)
 
 
-__all__ = ["RECOMPUTE_CHOICES", "Recompute", "Staged", "footprint", "fullest", "recompute_info", "stage_memory",
-           "staged", "source_indices"]
+__all__ = ["RECOMPUTE_CHOICES", "Recompute", "Selective", "Staged", "core_saved", "footprint", "fullest",
+           "kept_per_layer", "offloaded", "recompute_for", "recompute_info", "recomputed_parts", "selective_info",
+           "stage_memory", "staged", "source_indices"]

@@ -5,11 +5,22 @@
   normals]); `expected_max_normal` computes E[max] by numerical integration (exact to ~1e-9 for
   any N; closed forms 0, 1/sqrt(pi), 3/(2 sqrt(pi)) for N = 1, 2, 3).
 - Asynchronous (parameter servers): workers never wait for each other. Each worker computes, pushes
-  its gradient and pulls fresh parameters; N workers deliver N updates per worker step unless the
-  servers saturate: throughput = min(N / worker_step, server_bandwidth / (PS_UPDATE_BYTES_FACTOR x
-  gradient bytes)) updates/s. A gradient is applied on average after N - 1 other updates (staleness).
+  its gradient and pulls fresh parameters, and queues for the servers' links when another worker's
+  push or pull is on them. The links are full duplex (pushes come in while pulls go out); the N workers
+  form a closed queueing network: a delay (the worker's step outside the server links: compute,
+  latencies, the part of a transfer its own link makes slower than the server's) and two stations,
+  server ingress and egress, each busy n / server_bandwidth per update. Exact mean value analysis
+  (Reiser & Lavenberg 1980) of that network gives the updates per second: N / worker_step without
+  contention, tending to server_bandwidth / n when the servers saturate (min() of the two was
+  measured 45% too slow on 4 workers pushing 8 MB over 1 Gbit/s emulated links, cluster-emu).
+  A gradient is applied on average after N - 1 other updates (staleness; exact for the mean over
+  updates whatever the workers' rates).
 - Mixed: synchronous inside a group (a node), asynchronous between groups: a group is one async
   worker whose step includes its internal all-reduce and its own stragglers.
+- One slow worker (a deterministic straggler, `slow_worker_factor` k >= 1): one worker's compute takes k times
+  as long. Synchronous: every step waits for it, (k - 1) x compute longer. Asynchronous: nobody waits; the
+  throughput is the sum of the workers' rates (without contention (N - 1) / step + 1 / (step + (k - 1) x
+  compute); the network above with two classes of workers).
 """
 
 from __future__ import annotations
@@ -21,10 +32,10 @@ from ..errors import InputError
 
 SYNC_MODES = ("sync", "async", "mixed")
 
-# Bytes through the server NICs per applied update, in units of the gradient size: push + pull
-# counted against one budget (the issue's formula). Set to 1 for full-duplex NICs that push and pull
-# at the same time.
-PS_UPDATE_BYTES_FACTOR = 2.0
+# Bytes through each direction of the servers' links per applied update, in units of the gradient size:
+# the push comes in, the pull goes out (full duplex, as Ethernet and InfiniBand links are).
+PS_UPDATE_BYTES_FACTOR = 1.0
+MVA_EXACT_MAX_WORKERS = 4096  # beyond: the asymptotic bound min(N / (Z + D), 1 / D_max) (MVA's limit)
 
 
 @lru_cache(maxsize=4096)
@@ -61,23 +72,78 @@ def straggler_delay(mean_s: float, cv: float, workers: int) -> float:
     return mean_s * cv * expected_max_normal(int(workers))
 
 
-def async_throughput(workers: int, worker_step_s: float, grad_bytes: float, server_bandwidth_Bps: float) -> dict:
-    """Updates per second of asynchronous training: bound by the workers and by the servers' bandwidth."""
+def slow_worker_delay(compute_s: float, factor: float, workers: int) -> float:
+    """Extra time per synchronous step when one of `workers` computes `factor` times slower: (factor - 1) compute."""
+    if factor < 1:
+        raise InputError(f"slow_worker_factor must be >= 1, got {factor}")
+    return (factor - 1.0) * compute_s if workers > 1 else 0.0
+
+
+def async_throughput(workers: int, worker_step_s: float, grad_bytes: float, server_bandwidth_Bps: float,
+                     slow_extra_s: float = 0.0) -> dict:
+    """Updates per second of asynchronous training: N workers queueing for the servers' two link directions.
+
+    `worker_step_s`: one worker's step alone (compute, push, pull); `slow_extra_s`: one worker's step is that
+    much longer (a slow worker). Stations: ingress and egress, each PS_UPDATE_BYTES_FACTOR x grad_bytes /
+    server_bandwidth per update; the rest of the step is the workers' own (delay)."""
     if workers < 1:
         raise InputError(f"workers must be >= 1, got {workers}")
-    worker_rate = workers / worker_step_s if worker_step_s > 0 else math.inf
-    if grad_bytes > 0 and server_bandwidth_Bps > 0:
-        server_rate = server_bandwidth_Bps / (PS_UPDATE_BYTES_FACTOR * grad_bytes)
+    if slow_extra_s < 0:
+        raise InputError(f"slow worker's extra time must be >= 0, got {slow_extra_s}")
+    if worker_step_s <= 0:
+        worker_rate = math.inf
     else:
-        server_rate = math.inf
-    rate = min(worker_rate, server_rate)
+        worker_rate = (workers - 1) / worker_step_s + 1.0 / (worker_step_s + slow_extra_s)
+    d = PS_UPDATE_BYTES_FACTOR * grad_bytes / server_bandwidth_Bps if grad_bytes > 0 and server_bandwidth_Bps > 0 \
+        else 0.0
+    server_rate = 1.0 / d if d > 0 else math.inf
+    if worker_step_s <= 0 or d == 0:
+        rate = min(worker_rate, server_rate)
+    else:
+        think = max(0.0, worker_step_s - 2 * d)
+        rate = closed_network_throughput(workers, think, d, slow_extra_s)
     return {
         "updates_per_s": rate,
         "worker_bound_updates_per_s": worker_rate,
         "server_bound_updates_per_s": server_rate,
-        "bound": "workers" if worker_rate <= server_rate else "servers",
+        "server_utilisation": rate * d,
+        "bound": "servers" if rate * d >= 0.8 else "workers",
         "staleness": average_staleness(workers),
     }
+
+
+@lru_cache(maxsize=4096)
+def closed_network_throughput(workers: int, think_s: float, demand_s: float, slow_extra_s: float = 0.0) -> float:
+    """Throughput (jobs/s) of `workers` cycling through a delay `think_s` and two queueing stations of service
+    `demand_s` each; one of them (when slow_extra_s > 0) thinks slow_extra_s longer. Exact MVA over the
+    population vectors (fast, slow); above MVA_EXACT_MAX_WORKERS, the asymptotic bound."""
+    slow = 1 if slow_extra_s > 0 and workers > 1 else 0
+    pop = (workers - slow, slow)
+    think = (think_s, think_s + slow_extra_s)
+    if workers > MVA_EXACT_MAX_WORKERS:
+        lone = sum(n / (z + 2 * demand_s) for n, z in zip(pop, think))
+        return min(lone, 1.0 / demand_s)
+    q_prev = [0.0] * (slow + 1)  # queue length per station (both alike) at (f, s) for s in 0..slow, f - 1
+    x = (0.0, 0.0)
+    for f in range(pop[0] + 1):
+        q_row = []
+        for s_ in range(slow + 1):
+            if f == 0 and s_ == 0:
+                q_row.append(0.0)
+                continue
+            xs = [0.0, 0.0]
+            q = 0.0
+            for r, n in ((0, f), (1, s_)):
+                if n == 0:
+                    continue
+                q_before = q_prev[s_] if r == 0 else q_row[s_ - 1]
+                resp = demand_s * (1.0 + q_before)
+                xs[r] = n / (think[r] + 2 * resp)
+                q += xs[r] * resp
+            q_row.append(q)
+            x = (xs[0], xs[1])
+        q_prev = q_row
+    return x[0] + x[1]
 
 
 def average_staleness(workers: int) -> float:

@@ -30,7 +30,11 @@ PART_WORDS = {
     "straggler": "waiting for stragglers",
     "host_to_device": "host-to-device input transfer",
     "io": "reading the dataset from storage",
+    "offload": "activation copies to and from host memory (offload)",
 }
+# the large-model options of the setup, echoed in Prediction.parallel["setup"] (predict --json)
+LARGE_MODEL_FIELDS = ("zero", "sharding", "sequence_parallel", "context_parallel", "virtual_stages", "recompute",
+                      "offload_activations", "expert_parallel")
 
 
 def layer_rows(graph, r: RankLayers, only: list[int] | None = None) -> tuple[LayerRow, ...]:
@@ -46,7 +50,7 @@ def layer_rows(graph, r: RankLayers, only: list[int] | None = None) -> tuple[Lay
         bound = "overhead" if ov[j][longest] > roof else ("compute" if cm[j][longest] >= mm[j][longest] else "memory")
         if tm[j][longest] == 0:
             bound = "none"
-        scale = 1.0 / r.tp if r.tp > 1 and r.layout[i].split else 1.0
+        scale = (1.0 / r.tp if r.tp > 1 and r.layout[i].split else 1.0) / r.cp  # this rank's share
         rows.append(LayerRow.model_construct(
             name=layer.name, op=layer.op, output_shape=layer.output_shape, params=int(r.params[i]),
             flops={s: c.flops(s) * scale for s in STAGES}, bytes={s: c.bytes(s) * scale for s in STAGES},
@@ -132,9 +136,9 @@ def totals(ev: Evaluation) -> dict[str, Any]:
     it, r, s = ev.it, ev.ranks, ev.setup
     p = it.parts
     bd = dict.fromkeys(BREAKDOWN_PARTS, 0.0)
-    for k in ("compute", "memory", "overhead", "recompute", "bubble", "straggler", "host_to_device", "io"):
+    for k in ("compute", "memory", "overhead", "recompute", "bubble", "straggler", "host_to_device", "io", "offload"):
         bd[k] = p[k]
-    bd["communication"] = p["tensor_comm"] + p["pipeline_comm"] + p["data_comm"]
+    bd["communication"] = p["tensor_comm"] + p["pipeline_comm"] + p["data_comm"] + p["context_comm"]
     total = it.total_s
     if not math.isfinite(total) or total <= 0:
         raise InputError(f"the predicted iteration time is {total!r} s for {ev.graph.name}: the network or "
@@ -210,8 +214,12 @@ def _parallel_dict(ev: Evaluation, bd, global_batch: int, throughput: float, tot
     algo = s.allreduce if sync == "sync" else ("ps" if sync == "async" else f"{ar_info['algorithm']} in node + ps")
     copy = ev.synced.copy[it.s_star]
     par: dict[str, Any] = {
-        "plan": {"dp": plan.dp, "tp": plan.tp, "pp": plan.pp, "microbatches": plan.m, "schedule": plan.schedule,
-                 "grad_accumulation": k_acc},
+        "plan": {"dp": plan.dp, "tp": plan.tp, "pp": plan.pp, "cp": plan.cp, "microbatches": plan.m,
+                 "schedule": plan.schedule, "grad_accumulation": k_acc},
+        "setup": {k: getattr(s, k) for k in LARGE_MODEL_FIELDS},
+        "context_comm_s": it.parts["context_comm"], "offload_s": it.parts["offload"],
+        "context_tier": pl.cp_tier.name if pl.cp_tier is not None else None,
+        "sharding": ev.large.get("sharding"),
         "devices": n_dev, "nodes": pl.nodes, "devices_per_node": pl.devices_per_node,
         "per_device_batch": ev.replica_batch, "microbatch": ev.microbatch, "global_batch": global_batch,
         "scaling": s.scaling, "sync": sync, "algorithm": algo, "overlap": s.overlap,

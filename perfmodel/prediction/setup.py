@@ -23,12 +23,9 @@ from ..parallel.plan import make_plan
 DEFAULT_BATCH = 32
 
 # option -> (default it must keep, why) for the options named but not yet modelled
-NOT_MODELLED: dict[str, Any] = {
-    "context_parallel": 1,
-    "offload_activations": False, "expert_parallel": 1,
-}
+NOT_MODELLED: dict[str, Any] = {"expert_parallel": 1}
 ZERO_MODELLED = (0, 1, 2, 3)
-RECOMPUTE_MODELLED = ("none", "full")
+RECOMPUTE_MODELLED = ("none", "selective", "full")
 
 
 class TrainingSetup(BaseModel):
@@ -50,6 +47,8 @@ class TrainingSetup(BaseModel):
     overlap: bool = Field(default=True, description="gradient all-reduce overlaps backward")
     bucket_bytes: float | None = Field(default=None, gt=0, description="gradient bucket size in bytes (DDP: 25 MiB)")
     straggler_cv: float = Field(default=0.0, ge=0, le=10, description="coefficient of variation of per-device step time")
+    slow_worker_factor: float = Field(default=1.0, ge=1, le=1000, description="one data-parallel worker computes this "
+                                      "many times slower (a deterministic straggler; sync waits, async adds rates)")
     dataset_size: float | None = Field(default=None, gt=0, description="dataset size in bytes (enables the IO model)")
     storage: str | None = Field(default=None, description="storage profile the dataset is read from")
     prefetch: bool = Field(default=True, description="input loading overlaps compute")
@@ -62,13 +61,18 @@ class TrainingSetup(BaseModel):
     raid0: int | None = Field(default=None, gt=0, le=10**4, description="stripe the storage over this many disks")
     # large-model options (issue 14 names)
     zero: int = Field(default=0, ge=0, le=3, description="ZeRO stage: 1 shards the optimizer state over dp, 2 also gradients, 3 also parameters")
-    sharding: Literal["none", "full", "hybrid"] = Field(default="none", description="FSDP: full = ZeRO-3 over dp")
+    sharding: Literal["none", "full", "hybrid"] = Field(
+        default="none", description="FSDP: full = ZeRO-3 over dp; hybrid = ZeRO-3 over the dp ranks of a node, "
+                                    "replicated across nodes")
     sequence_parallel: bool = Field(default=False, description="Megatron sequence parallelism over the tp ranks")
-    context_parallel: int = Field(default=1, gt=0)
+    context_parallel: int = Field(default=1, gt=0, le=10**6, description="context-parallel (ring attention) ranks per "
+                                  "replica: devices = dp x tp x pp x context_parallel; needs attention layers")
     virtual_stages: int = Field(default=1, gt=0, description="interleaved 1F1B model chunks per stage")
     recompute: Literal["none", "selective", "full"] = Field(
-        default="none", description="full: every repeated block but the last recomputes its forward in backward")
-    offload_activations: bool = False
+        default="none", description="full: every repeated block but the last recomputes its forward in backward; "
+                                   "selective: the attention core (scores, softmax, dropout, probs x V) only")
+    offload_activations: bool = Field(default=False, description="copy kept activations to host memory over the "
+                                                                  "device's host link (PCIe), overlapped with compute")
     expert_parallel: int = Field(default=1, gt=0)
 
     @field_validator("dtype")
@@ -92,7 +96,7 @@ class TrainingSetup(BaseModel):
             raise ValueError(f"must be one of {', '.join(OPTIMIZER_NAMES)}")
         return v
 
-    @field_validator("bucket_bytes", "straggler_cv", "dataset_size", "input_bytes_per_sample")
+    @field_validator("bucket_bytes", "straggler_cv", "slow_worker_factor", "dataset_size", "input_bytes_per_sample")
     @classmethod
     def _finite(cls, v: float | None) -> float | None:
         if v is not None and not math.isfinite(v):
@@ -100,7 +104,7 @@ class TrainingSetup(BaseModel):
         return v
 
     @field_validator("batch", "threads", "devices", "nodes", "grad_accumulation", "ps_servers", "raid0",
-                     mode="before")
+                     "context_parallel", "virtual_stages", "zero", mode="before")
     @classmethod
     def _whole_number(cls, v: Any) -> Any:  # (INPUT) True is not a batch of 1, '32' is not 32
         if isinstance(v, (bool, str)):
@@ -129,8 +133,6 @@ class TrainingSetup(BaseModel):
                 raise InputError(f"{k}={getattr(self, k)!r} is not modelled yet (only {k}={d!r} is)")
         if self.zero not in ZERO_MODELLED:
             raise InputError(f"zero={self.zero} is not modelled yet (zero=0 to 3 are)")
-        if self.sharding == "hybrid":
-            raise InputError("sharding='hybrid' is not modelled yet (only sharding='none' or 'full' are)")
         if self.recompute not in RECOMPUTE_MODELLED:
             raise InputError(f"recompute={self.recompute!r} is not modelled yet (none or full are)")
 
