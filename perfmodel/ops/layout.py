@@ -22,8 +22,9 @@ def elementwise(layer: Layer, batch: int, b: int) -> OpCost:
     n_in = sum(batch * numel(s) for s in layer.input_shapes)
     k = len(layer.input_shapes)
     fpe = layer.spec.flops_per_element
-    fwd = Work("memory", flops=fpe * n_out, bytes_read=n_in * b, bytes_written=n_out * b)
-    bwd = Work("memory", flops=fpe * n_out * k, bytes_read=(n_out * k + n_in) * b, bytes_written=n_in * b, kernels=k)
+    fwd = Work("memory", flops=fpe * n_out, bytes_read=n_in * b, bytes_written=n_out * b, efficiency_key="elementwise")
+    bwd = Work("memory", flops=fpe * n_out * k, bytes_read=(n_out * k + n_in) * b, bytes_written=n_in * b, kernels=k,
+               efficiency_key="elementwise")
     p = layer.spec.params
     bwd_w = (Work("memory", flops=2 * n_out, bytes_read=2 * n_out * b, bytes_written=p * b,
                   efficiency_key="reduce/param"),) if p else ()
@@ -35,8 +36,8 @@ def elementwise(layer: Layer, batch: int, b: int) -> OpCost:
 def pad(layer: Layer, batch: int, b: int) -> OpCost:
     """Zero-fill the output and copy the input in (one kernel); backward copies the slice of dy out."""
     n_in, n_out = batch * numel(layer.input_shapes[0]), batch * numel(layer.output_shape)
-    fwd = Work("memory", bytes_read=n_in * b, bytes_written=n_out * b)
-    bwd = Work("memory", bytes_read=n_in * b, bytes_written=n_in * b)
+    fwd = Work("memory", bytes_read=n_in * b, bytes_written=n_out * b, efficiency_key="copy/pad")
+    bwd = Work("memory", bytes_read=n_in * b, bytes_written=n_in * b, efficiency_key="copy/slice")
     p = layer.spec.params  # a learned fill: its gradient sums dy over the padded part
     bwd_w = (Work("memory", flops=n_out - n_in, bytes_read=(n_out - n_in) * b, bytes_written=p * b,
                   efficiency_key="reduce/param"),) if p else ()
@@ -47,7 +48,7 @@ def pad(layer: Layer, batch: int, b: int) -> OpCost:
 def slice_(layer: Layer, batch: int, b: int) -> OpCost:
     """A view forward; backward zero-fills dx and copies dy into it: 2 kernels."""
     n_in, n_out = batch * numel(layer.input_shapes[0]), batch * numel(layer.output_shape)
-    bwd = Work("memory", bytes_read=n_out * b, bytes_written=(n_in + n_out) * b, kernels=2)
+    bwd = Work("memory", bytes_read=n_out * b, bytes_written=(n_in + n_out) * b, kernels=2, efficiency_key="copy/slice")
     return OpCost(forward=(), backward_data=(bwd,), output_bytes=n_out * b, extra={"view": True})
 
 

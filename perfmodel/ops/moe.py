@@ -84,7 +84,7 @@ def moe(layer: Layer, batch: int, b: int) -> OpCost:
                   efficiency_key="elementwise/router")
     dispatch = Work("memory", bytes_read=routed * d * b, bytes_written=slots * d * b, efficiency_key="elementwise/gather")
     act = Work("memory", flops=EXPERT_ACT_FLOPS * slots * f, bytes_read=(mats - 1) * slots * f * b,
-               bytes_written=slots * f * b)
+               bytes_written=slots * f * b, efficiency_key="elementwise/moe-activation")
     combine = Work("memory", flops=COMBINE_FLOPS * routed * d, bytes_read=routed * d * b + n * k * b,
                    bytes_written=n * d * b, efficiency_key="elementwise/scatter")
     fwd = (router, select, dispatch, *_expert_gemms(slots, d, f, e, mats, b, "forward"), act, combine)
