@@ -52,6 +52,8 @@ layers:
 
 TWO_NODES = "dgx-a100-ib-hdr"  # DGX A100 nodes (8 GPUs on NVSwitch) over 8 x HDR InfiniBand
 REL = 1e-9
+# the data x tensor x pipeline space without the large-model options (what _brute_force enumerates)
+PLAIN = dict(zero=0, sharding="none", sequence_parallel=False, virtual_stages=1, offload_activations=False)
 
 
 @pytest.fixture(scope="module")
@@ -116,7 +118,7 @@ def test_best_plan_beats_brute_force_and_agrees_with_predict(tiny, hw, devices, 
     mems = sorted(p.memory.total_bytes for p in brute.values())
     limit = mems[len(mems) // 2]  # half the plans do not fit
     res = plan_search(tiny, hw, devices=devices, global_batch=batch, memory_limit=limit, top=None,
-                      recompute=["none"], dtypes=dtypes)
+                      recompute=["none"], dtypes=dtypes, **PLAIN)
     fitting = {k: p for k, p in brute.items() if p.memory.total_bytes <= limit}
     assert 0 < len(fitting) < len(brute)
     # the search returns exactly the plans that fit, and agrees with predict on each
@@ -142,7 +144,8 @@ def test_best_plan_beats_brute_force_and_agrees_with_predict(tiny, hw, devices, 
     # the explanation names the winner and the runner-up's difference
     assert best.label() in res.why and "runner-up" in res.why
     # adding recomputation to the search can only add plans: its best is at least as good
-    full = plan_search(tiny, hw, devices=devices, global_batch=batch, memory_limit=limit, dtypes=dtypes)
+    full = plan_search(tiny, hw, devices=devices, global_batch=batch, memory_limit=limit, dtypes=dtypes, top=None,
+                       **PLAIN)
     assert full.plans[0].iteration_time_s <= best.iteration_time_s * (1 + REL)
     assert full.fitting >= res.fitting
 
@@ -194,7 +197,7 @@ def test_zero1_shards_optimizer_state(tiny):
     a = evaluate_plan(tiny, "dgx-a100", **kw)
     b = evaluate_plan(tiny, "dgx-a100", zero=1, **kw)
     assert b.memory["optimizer_bytes"] == pytest.approx(a.memory["optimizer_bytes"] / 8)
-    assert b.iteration_time_s == a.iteration_time_s
+    assert b.iteration_time_s <= a.iteration_time_s  # each rank updates (at most) 1/8 of the parameters (iteration.synced)
 
 
 def test_plans_that_do_not_fit_are_dropped(tiny):
@@ -301,7 +304,12 @@ def test_cli_plan_text_and_json(tmp_path):
                                      recompute="full", schedule="1f1b"),
                                 dict(dp=8, microbatch=4, microbatches=2, dtype="bf16", zero=1),
                                 dict(dp=1, tp=4, pp=4, microbatch=1, microbatches=8, dtype="tf32",
-                                     schedule="gpipe", recompute="full", straggler_cv=0.05)])
+                                     schedule="gpipe", recompute="full", straggler_cv=0.05),
+                                dict(dp=2, tp=2, pp=2, microbatch=1, microbatches=4, dtype="bf16",
+                                     sequence_parallel=True, virtual_stages=2, zero=1),
+                                dict(dp=4, tp=2, microbatch=2, microbatches=2, dtype="bf16", sharding="full",
+                                     recompute="selective"),
+                                dict(dp=8, microbatch=4, dtype="bf16", zero=2)])
 def test_plan_setup_reproduces_predict(tiny, kw):
     hw = TWO_NODES if kw["dp"] * kw.get("tp", 1) * kw.get("pp", 1) > 8 else "dgx-a100"
     r = evaluate_plan(tiny, hw, **kw)
@@ -310,3 +318,136 @@ def test_plan_setup_reproduces_predict(tiny, kw):
     assert p.iteration_time_s == pytest.approx(r.iteration_time_s, rel=1e-9)
     assert p.memory.total_bytes == pytest.approx(r.memory_bytes, rel=1e-9)
     assert p.breakdown["recompute"] == pytest.approx(r.breakdown["recompute"], rel=1e-9, abs=1e-15)
+
+
+# ---------------------------------------------------------------------------------------------
+# the large-model dimensions: pruning keeps the top plans, bounds are bounds, options reach predict
+
+
+def _recorded_search(monkeypatch, *args, **kw):
+    """plan_search with every timed candidate recorded as (Search, Candidate, row or None)."""
+    import perfmodel.planning.candidates as C
+
+    seen = []
+    orig = C.time_candidate
+
+    def spy(S, cand):
+        row = orig(S, cand)
+        seen.append((S, cand, row))
+        return row
+
+    monkeypatch.setattr(C, "time_candidate", spy)
+    return plan_search(*args, **kw), seen
+
+
+def test_pruning_keeps_the_top_plans_and_bounds_are_lower_bounds(tiny, monkeypatch):
+    import perfmodel.planning.candidates as C
+
+    kw = dict(devices=16, global_batch=64, dtypes=["bf16", "tf32"])
+    full, seen = _recorded_search(monkeypatch, tiny, TWO_NODES, top=None, **kw)
+    assert full.bounded == 0 and full.dominated > 0
+    for S, cand, row in seen:  # every bound is below the time predict gives, every static bound below the memory
+        if row is None:
+            continue
+        assert cand.bound <= row["iteration_time_s"] * (1 + 1e-9)
+        assert C._exact_bound(S, cand) <= row["iteration_time_s"] * (1 + 1e-9)
+        opts = dict(cand.options)
+        assert C.static_bytes(S, cand.tp, cand.pp, cand.dp, cand.dtype, opts["zero"], opts["sharding"]) <= \
+            row["memory_bytes"] * (1 + 1e-9)
+    assert {r.sequence_parallel for r in full.plans if r.tp > 1} == {True}  # SP off is a dominated twin
+    assert {r.zero for r in full.plans if r.dp > 1 and r.sharding == "none"} >= {1} and \
+        not any(r.zero == 0 and r.sharding == "none" and r.dp > 1 for r in full.plans)
+    assert any(r.virtual_stages > 1 for r in full.plans) and any(r.recompute == "selective" for r in full.plans)
+    for objective in ("time", "cost"):
+        ref = full if objective == "time" else plan_search(tiny, TWO_NODES, top=None, objective=objective, **kw)
+        for top in (1, 3):
+            res = plan_search(tiny, TWO_NODES, top=top, objective=objective, **kw)
+            assert [p.label() for p in res.plans] == [p.label() for p in ref.plans[:top]]
+            assert [p.iteration_time_s for p in res.plans] == [p.iteration_time_s for p in ref.plans[:top]]
+            assert res.bounded > 0 and res.candidates == ref.candidates
+            assert res.candidates == (res.pruned_static_memory + res.dominated + res.bounded + res.skipped
+                                      + res.dropped_memory + res.fitting)
+
+
+def test_dominated_twins_are_never_better(tiny):
+    kw = dict(dp=2, tp=4, pp=2, microbatch=2, microbatches=4, dtype="bf16")
+    off = evaluate_plan(tiny, TWO_NODES, **kw)
+    on = evaluate_plan(tiny, TWO_NODES, sequence_parallel=True, **kw)
+    assert on.iteration_time_s <= off.iteration_time_s and on.memory_bytes < off.memory_bytes
+    z0 = evaluate_plan(tiny, TWO_NODES, **kw)
+    z1 = evaluate_plan(tiny, TWO_NODES, zero=1, **kw)
+    assert z1.iteration_time_s <= z0.iteration_time_s and z1.memory_bytes < z0.memory_bytes
+
+
+def test_unmodelled_values_are_left_out_with_the_reason(tiny, monkeypatch):
+    from perfmodel.prediction.setup import TrainingSetup
+
+    def check_modelled(self):  # an engine that does not model context parallelism (as before issue 14)
+        if self.context_parallel != 1:
+            raise InputError(f"context_parallel={self.context_parallel} is not modelled yet")
+
+    with monkeypatch.context() as mp:
+        mp.setattr(TrainingSetup, "check_modelled", check_modelled)
+        res = plan_search(tiny, "dgx-a100", devices=8, global_batch=32, context_parallel=[1, 2])
+        assert any("context_parallel=2" in w for w in res.not_modelled)
+        assert res.searched["context_parallel"] == [1] and {r.context_parallel for r in res.plans} == {1}
+        with pytest.raises(InputError, match="context_parallel"):
+            plan_search(tiny, "dgx-a100", devices=8, global_batch=32, context_parallel=[2])
+    with pytest.raises(InputError, match="zero"):
+        plan_search(tiny, "dgx-a100", devices=8, global_batch=32, zero=[5])
+    with pytest.raises(InputError, match="sharding"):
+        plan_search(tiny, "dgx-a100", devices=8, global_batch=32, sharding=["half"])
+    # ZeRO-3 with a pipeline: the engine refuses it, the search skips those and says so
+    fsdp = plan_search(tiny, "dgx-a100", devices=8, global_batch=32, sharding="full", pp=[1, 2], top=None)
+    assert fsdp.skipped > 0 and any("sharding=full" in w and "pipeline" in w for w in fsdp.not_modelled)
+    assert fsdp.plans and all(r.sharding == "full" and r.pp == 1 for r in fsdp.plans if r.dp > 1)
+
+
+TRAINED = TINY_GPT.replace("source: test\n", "source: test\ntraining: {global_batch: 48}\n")
+
+
+def test_default_global_batch_from_the_network_file(tmp_path):
+    from perfmodel.errors import NetworkError
+
+    assert load_network("gpt3_175b").file.training.global_batch == 1536  # Brown et al. 2020, Table 2.1: 3.2M tokens
+    p = tmp_path / "trained.yaml"
+    p.write_text(TRAINED)
+    res = plan_search(p, "dgx-a100", devices=8, top=1)
+    assert res.global_batch == 48
+    q = tmp_path / "plain.yaml"
+    q.write_text(TINY_GPT)
+    assert plan_search(q, "dgx-a100", devices=8, top=1).global_batch == 32 * 8
+    assert plan_search(p, "dgx-a100", devices=8, top=1, global_batch=16).global_batch == 16
+    for bad in ("0", "1.5", "'48'", "true"):
+        q.write_text(TINY_GPT.replace("source: test\n", f"source: test\ntraining: {{global_batch: {bad}}}\n"))
+        with pytest.raises(NetworkError, match="global_batch"):
+            load_network(q)
+
+
+def test_cli_plan_large_model_options(tmp_path):
+    from perfmodel.cli import app
+
+    p = tmp_path / "tiny.yaml"
+    p.write_text(TINY_GPT)
+    runner = CliRunner()
+    base = ["plan", str(p), "-H", TWO_NODES, "-n", "16", "-B", "64", "--json"]
+    r = runner.invoke(app, base + ["--zero", "1", "--sharding", "none", "--sequence-parallel", "true",
+                                   "--virtual-stages", "1,2", "--recompute", "selective", "--pp", "2",
+                                   "--offload-activations", "false"])
+    assert r.exit_code == 0, (r.output, r.exception)
+    d = json.loads(r.output)
+    assert d["searched"]["zero"] == [1] and d["searched"]["virtual_stages"] == [1, 2]
+    for row in d["plans"]:
+        assert row["zero"] == 1 and row["recompute"] == "selective" and row["pp"] == 2
+        assert row["sequence_parallel"] == (row["tp"] > 1) and row["virtual_stages"] in (1, 2)
+        assert {"zero", "sharding", "sequence_parallel", "virtual_stages", "context_parallel",
+                "offload_activations", "expert_parallel"} <= set(row["setup"]) | set(row)
+    best = d["plans"][0]
+    pr = predict(p, TWO_NODES, layers=False, **best["setup"])
+    assert pr.iteration_time_s == pytest.approx(best["iteration_time_s"], rel=1e-9)
+    old = runner.invoke(app, base + ["--zero1", "--sharding", "none"])  # deprecated alias of --zero 1
+    assert old.exit_code == 0 and {x["zero"] for x in json.loads(old.output)["plans"] if x["dp"] > 1} == {1}
+    bad = runner.invoke(app, base + ["--sequence-parallel", "maybe"])
+    assert bad.exit_code != 0 and "--sequence-parallel" in bad.output
+    text = runner.invoke(app, ["plan", str(p), "-H", TWO_NODES, "-n", "16", "-B", "64", "--top", "3"])
+    assert text.exit_code == 0 and "options" in text.output and "by a time bound" in text.output

@@ -7,6 +7,7 @@ question reuses them. Files are keyed by path and modification time, built-in na
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable
 
@@ -18,12 +19,27 @@ MEMO_SIZE = 256  # entries per table (oldest dropped first)
 _NETWORKS: dict[tuple, LayerGraph] = {}
 _HARDWARE: dict[tuple, Any] = {}
 _ON: dict[tuple, tuple[Any, Any]] = {}
+_ON_SIZE = [MEMO_SIZE]  # entries of the results table (`on`); raised inside capacity()
 
 
-def _put(table: dict, key, value) -> None:
-    if len(table) >= MEMO_SIZE:
+def _put(table: dict, key, value, size: int = MEMO_SIZE) -> None:
+    while len(table) >= size:
         table.pop(next(iter(table)))
     table[key] = value
+
+
+@contextmanager
+def capacity(entries: int):
+    """Inside the block the results table (`on`) keeps up to `entries` entries instead of MEMO_SIZE (a plan
+    search's working set: stage cuts reused across candidates); the oldest are dropped on leaving."""
+    old = _ON_SIZE[0]
+    _ON_SIZE[0] = max(old, entries)
+    try:
+        yield
+    finally:
+        _ON_SIZE[0] = old
+        while len(_ON) > old:
+            _ON.pop(next(iter(_ON)))
 
 
 def _file_key(x: str | Path) -> tuple:
@@ -69,5 +85,5 @@ def on(obj: Any, key: tuple, build: Callable[[], Any], refs: tuple = ()) -> Any:
     if hit is not None and hit[0] is obj and all(a is b for a, b in zip(hit[1], refs)):
         return hit[2]
     value = build()
-    _put(_ON, k, (obj, refs, value))
+    _put(_ON, k, (obj, refs, value), _ON_SIZE[0])
     return value

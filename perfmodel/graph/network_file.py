@@ -1,6 +1,7 @@
 """The hand-written network description and its expansion into a flat list of validated op specs.
 
-A file has `name`, optional `description`/`source`, optional `blocks` (templates with parameters) and
+A file has `name`, optional `description`/`source`, optional `training` (facts of the published training run:
+`global_batch`), optional `blocks` (templates with parameters) and
 `layers`. An entry of `layers` is either an op (`op: conv2d, name: ..., ...`) or a block use
 (`block: bottleneck, name: layer1, repeat: 3, args: {width: 64}`). Inside a block, a string value
 "$param" is replaced by the argument; `$input` names the block's input; layer names are local and
@@ -13,7 +14,7 @@ from __future__ import annotations
 import difflib
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, TypeAdapter, ValidationError
 
 from ..errors import NetworkError, format_pydantic_error
 from .spec import OP_CLASSES, OpSpec
@@ -30,6 +31,14 @@ class BlockDef(BaseModel):
     layers: list[dict[str, Any]] = Field(min_length=1)
 
 
+class TrainingFacts(BaseModel):
+    """How the network was trained, where its source states it (`training:` in the file)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    global_batch: StrictInt | None = Field(default=None, gt=0, le=10**9, description=(
+        "samples per optimizer step in the published training run (plan search's default global batch)"))
+
+
 class NetworkFile(BaseModel):
     """The network description as written in a YAML/JSON file."""
 
@@ -37,6 +46,7 @@ class NetworkFile(BaseModel):
     name: str = Field(min_length=1)
     description: str = ""
     source: str = ""
+    training: TrainingFacts = Field(default_factory=TrainingFacts)
     blocks: dict[str, BlockDef] = Field(default_factory=dict)
     layers: list[dict[str, Any]] = Field(min_length=1)
 

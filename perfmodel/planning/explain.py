@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Sequence
 
+from ..parallel.iteration import PARTS
 from ..units import fmt_seconds
 
 TIE_REL = 1e-9  # two plans whose times differ by less than this fraction tie (less memory ranks first)
-PLAN_PARTS = ("compute", "memory", "overhead", "recompute", "tensor_comm", "pipeline_comm", "data_comm",
-              "bubble", "straggler", "host_to_device", "io")
+PLAN_PARTS = PARTS  # the iteration's parts (perfmodel.parallel.iteration), adding up to its time
 
 
 PART_WORDS = {
@@ -16,7 +16,8 @@ PART_WORDS = {
     "recompute": "recomputed forward", "tensor_comm": "tensor-parallel all-reduces",
     "pipeline_comm": "exposed pipeline transfers", "data_comm": "exposed gradient all-reduce",
     "bubble": "pipeline bubble", "straggler": "straggler wait", "host_to_device": "exposed input copy",
-    "io": "exposed storage IO",
+    "io": "exposed storage IO", "context_comm": "exposed context-parallel ring exchanges",
+    "offload": "exposed activation offload", "expert_comm": "expert-parallel all-to-alls",
 }
 
 
@@ -24,16 +25,21 @@ def _fmt_s(t: float) -> str:
     return fmt_seconds(t)
 
 
-def explain(plans: Sequence, objective: str, priced: bool, fitting: int, dropped: int) -> str:
-    """Why the best plan beats the runner-up, in one or two sentences."""
+KNOBS = ("devices", "dp", "tp", "pp", "microbatch", "microbatches", "recompute", "dtype", "schedule", "zero",
+         "sharding", "sequence_parallel", "virtual_stages", "context_parallel", "offload_activations",
+         "expert_parallel")
+
+
+def explain(plans: Sequence, objective: str, priced: bool, fitting: int, dropped: int, untimed: int = 0) -> str:
+    """Why the best plan beats the runner-up, in one or two sentences (`fitting` timed plans fit, `dropped` did not;
+    `untimed` were not timed because a twin or a lower bound showed they could not rank first)."""
     if not plans:
         return f"No plan fits in device memory ({dropped} candidates dropped); add devices, use recomputation or a smaller batch."
     best = plans[0]
     if len(plans) == 1:
         return f"{best.label()} is the only plan that fits ({dropped} candidates did not fit)."
     ru = plans[1]
-    diffs = [k for k in ("devices", "dp", "tp", "pp", "microbatch", "microbatches", "recompute", "dtype", "schedule")
-             if getattr(best, k) != getattr(ru, k)]
+    diffs = [k for k in KNOBS if getattr(best, k, None) != getattr(ru, k, None)]
     what = ", ".join(f"{k} {getattr(best, k)} vs {getattr(ru, k)}" for k in diffs) or "the same knobs"
     dt = ru.iteration_time_s - best.iteration_time_s
     if objective == "cost":
@@ -56,10 +62,11 @@ def explain(plans: Sequence, objective: str, priced: bool, fitting: int, dropped
     losses = sorted(((-v, k) for k, v in deltas.items() if v < 0), reverse=True)
     parts = []
     if gains:
-        parts.append("it saves " + ", ".join(f"{_fmt_s(v)} of {PART_WORDS[k]}" for v, k in gains[:2]))
+        parts.append("it saves " + ", ".join(f"{_fmt_s(v)} of {PART_WORDS.get(k, k)}" for v, k in gains[:2]))
     if losses:
-        parts.append("pays " + ", ".join(f"{_fmt_s(v)} more {PART_WORDS[k]}" for v, k in losses[:1]))
+        parts.append("pays " + ", ".join(f"{_fmt_s(v)} more {PART_WORDS.get(k, k)}" for v, k in losses[:1]))
     if objective == "cost" and best.devices != ru.devices:
         parts.append(f"on {best.devices} instead of {ru.devices} devices")
     tail = ("; " + " and ".join(parts)) if parts else ""
-    return head + tail + f". {fitting} plans fit, {dropped} did not."
+    skipped = f", {untimed} could not beat them and were not timed" if untimed else ""
+    return head + tail + f". {fitting} plans fit, {dropped} did not{skipped}."

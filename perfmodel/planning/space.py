@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from ..engine.layers import cached
 from ..errors import InputError
 from ..graph.layer_graph import LayerGraph
 from ..hardware.loader import load_hardware
+from ..prediction.setup import make_setup
 from ..recompute import block_segments
 
 LOW_PRECISION_PREFERENCE = ("bf16", "fp16")
@@ -26,14 +28,16 @@ def _divisors(n: int) -> list[int]:
 
 
 def block_count(graph: LayerGraph) -> int:
-    """Repeated block instances (e.g. transformer layers): segments whose names carry a numeric index."""
+    """Repeated block instances (e.g. transformer layers): segments whose names carry a numeric index (memoised)."""
+    def build():
+        count = 0
+        for seg in block_segments(graph):
+            parts = graph.layers[seg[0]].name.split(".")
+            if any(p.isdigit() for p in parts[:-1]):
+                count += 1
+        return count
 
-    count = 0
-    for seg in block_segments(graph):
-        parts = graph.layers[seg[0]].name.split(".")
-        if any(p.isdigit() for p in parts[:-1]):
-            count += 1
-    return count
+    return cached(graph, "_plan_block_count", (), build)
 
 
 def pp_options(graph: LayerGraph) -> list[int]:
@@ -111,3 +115,53 @@ def _check_list(name: str, values, allowed) -> list:
     if bad or not vals:
         raise InputError(f"{name} must be a non-empty list of {', '.join(map(str, allowed))}, got {vals!r}")
     return vals
+
+
+# ---------------------------------------------------------------------------------------------
+# the large-model dimensions (issue 14 names): zero, sharding, sequence_parallel, virtual_stages, recompute,
+# context_parallel, offload_activations, expert_parallel
+
+ZERO_STAGES = (0, 1, 2, 3)
+SHARDING_CHOICES = ("none", "full", "hybrid")
+RECOMPUTE_SEARCH = ("none", "selective", "full")
+# default values searched per dimension (None: the space rule decides, virtual_stages: virtual_options)
+DIMENSION_DEFAULTS: dict[str, tuple] = {
+    "zero": ZERO_STAGES, "sharding": SHARDING_CHOICES, "sequence_parallel": (False, True),
+    "recompute": RECOMPUTE_SEARCH, "context_parallel": (1,), "offload_activations": (False, True),
+    "expert_parallel": (1,),
+}
+
+
+def trained_global_batch(graph: LayerGraph) -> int | None:
+    """The global batch the network file says the model was trained with (`training.global_batch`), or None."""
+    training = getattr(getattr(graph, "file", None), "training", None)
+    return getattr(training, "global_batch", None)
+
+
+def virtual_options(graph: LayerGraph, pp: int, microbatches: int, allowed=None) -> list[int]:
+    """Interleaved-1F1B chunks per pipeline rank worth trying: 1, and with pp > 1 every v > 1 dividing the repeated
+    blocks per stage (each chunk holds whole blocks) when the micro-batches are a multiple of pp (Megatron's rule)."""
+    opts = [1]
+    blocks = block_count(graph)
+    if pp > 1 and blocks % pp == 0 and microbatches % pp == 0:
+        opts += [v for v in _divisors(blocks // pp) if v > 1]
+    return opts if allowed is None else [v for v in opts if v in allowed]
+
+
+def state_modes(zero, sharding) -> list[tuple[int, str]]:
+    """(zero, sharding) pairs of the model-state sharding to try: ZeRO stages without FSDP sharding, then FSDP full and
+    hybrid (stage 3); FSDP full is ZeRO-3 over all data-parallel ranks, so zero=3 is dropped when 'full' is tried."""
+    modes = [(z, "none") for z in zero if "none" in sharding and not (z == 3 and "full" in sharding)]
+    return modes + [(0, s) for s in sharding if s != "none"]
+
+
+def modelled_values(name: str, values) -> tuple[list, str | None]:
+    """The values of one setup option the engine models (TrainingSetup.check_modelled), and why the rest are not."""
+    kept, why = [], None
+    for v in values:
+        try:
+            make_setup(**{name: v}).check_modelled()
+            kept.append(v)
+        except InputError as e:
+            why = why or str(e)
+    return kept, why
