@@ -26,12 +26,13 @@ def test_replay_rebuilds_the_report_from_stored_measurements(tmp_path):
     run, recs = _latest_run()
     rep = load_suite("cluster-emu").run(RunOptions(replay=STORE))
     assert rep.run_id == run and rep.suite == "cluster-emu"
-    steps = [r for r in recs if r["kind"] == "emu_ddp_step"]
+    steps = [r for r in recs if r["kind"] in ("emu_ddp_step", "emu_ps_step")]
     assert {c.case for c in rep.cases} == {r["case"] for r in steps}
     for c in rep.cases:
         pooled = [t for r in steps if r["case"] == c.case for t in r["step_times_s"]]
         assert c.measured_s == pytest.approx(statistics.median(pooled))
-        assert c.topology["nodes"] == 2 and c.topology["links"][0]["rate_bps"] in ce.LINKS.values()
+        server = 1 if c.case.startswith("ps-") else 0  # a parameter server has a node of its own
+        assert c.topology["nodes"] == 2 + server and c.topology["links"][0]["rate_bps"] in ce.LINKS.values()
         assert 0.2 <= c.comm_share <= 0.8  # sized so that communication is 20-80% of the step
     rows = rep.comparisons()
     assert [r.case for r in rows] == [c.case for c in rep.cases] and all(r.spread_s for r in rows)
@@ -70,3 +71,16 @@ def test_without_root_the_suite_says_why_in_one_line(monkeypatch):
     with pytest.raises(ce.InputError, match="needs root") as e:
         ce.run_suite(RunOptions())
     assert "\n" not in str(e.value)
+
+
+def test_readme_block_is_the_committed_report_section():
+    from perfmodel.validation.cluster_emu_report import README_BEGIN, README_END, splice_readme
+
+    root = STORE.parents[2]
+    section = (root / "validation" / "reports" / "cluster-emu" / "README_SECTION.md").read_text()
+    readme = (root / "README.md").read_text()
+    assert section.startswith(README_BEGIN) and section.rstrip().endswith(README_END)
+    assert section.rstrip("\n") in readme  # regenerate: perfmodel validate --suite cluster-emu --commit-measurements
+    assert splice_readme("a\n" + README_BEGIN + "\nold\n" + README_END + "\nb", "NEW\n") == "a\nNEW\nb"
+    with pytest.raises(ce.InputError, match="no cluster-emu block"):
+        splice_readme("no markers", "x")

@@ -6,8 +6,9 @@ node under `torchrun`.
 
 TASK.json: {"task": "links", "sizes": [...], "rounds": R, "threads": 1}: gloo all-reduce and send/recv timings
 per message size (every repetition starts after a barrier), or {"task": "ddp", "graph": {...}, "batch": B,
-"warmup": W, "steps": S, "threads": 1, "bucket_cap_mb": 25, "seed": 0}: DistributedDataParallel training steps
-(bucketed gradient all-reduce overlapped with backward). Each rank writes OUT_DIR/rank<k>.json.
+"warmup": W, "steps": S, "threads": 1, "bucket_cap_mb": 25, "seed": 0, "slow_rank": r, "slow_factor": k}:
+DistributedDataParallel training steps (bucketed gradient all-reduce overlapped with backward); rank r, if given,
+sleeps (k - 1) x its own compute time before each step (a straggler k x slower). Each rank writes OUT_DIR/rank<k>.json.
 """
 
 from __future__ import annotations
@@ -97,13 +98,30 @@ def ddp_task(rank: int, task: dict[str, Any]) -> list[float]:
 
     for _ in range(int(task["warmup"])):
         step()
+    extra = _slow_extra(model, step, rank, task)
     dist.barrier()
     times = []
     for _ in range(int(task["steps"])):
         t0 = time.perf_counter()
+        if extra:
+            time.sleep(extra)
         step()
         times.append(time.perf_counter() - t0)
     return times
+
+
+def _slow_extra(model, step, rank: int, task: dict[str, Any]) -> float:
+    """A straggler: rank `slow_rank` sleeps (slow_factor - 1) x its compute per step (fwd + bwd + SGD without the
+    all-reduce: the median of 3 no_sync steps, run by every rank at once so the CPU is shared as in training)."""
+    if task.get("slow_rank") is None:
+        return 0.0
+    ts = []
+    with model.no_sync():
+        for _ in range(3):
+            t0 = time.perf_counter()
+            step()
+            ts.append(time.perf_counter() - t0)
+    return (float(task.get("slow_factor", 1.0)) - 1.0) * sorted(ts)[1] if rank == int(task["slow_rank"]) else 0.0
 
 
 def links_under_torchrun(sizes: Sequence[int], rounds: int) -> list[dict[str, Any]] | None:

@@ -15,12 +15,13 @@ rebuilds the report from it without torch or root.
 from __future__ import annotations
 
 import datetime as _dt
+import importlib
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from ..errors import InputError, NotFoundError
+from ..errors import InputError, NotFoundError, PerfModelError
 from ..graph.io import network_from_dict, network_to_dict
 from ..hardware.schema import Device, Link
 from ..hardware.loader import load_hardware
@@ -29,12 +30,13 @@ from .cluster_emu_net import EmulatedCluster, unavailable_reason
 from ..parallel.predict import cpu_process_share
 from ..paths import repo_root
 from ..prediction import predict
-from ..store import append_jsonl, read_jsonl
+from ..store import append_jsonl, atomic_write_text, read_jsonl
 from .cluster_emu_fit import LinkFit
 from .cluster_emu_links import (LINKS, SUITE_NAME, _base, calibrate_links, emu_spec,  # noqa: F401 (re-exported)
                                 measure_link_profile)
+from .cluster_emu_ps import PS_CASES, PsCase, measure_ps_case, measured_staleness, predict_ps_case
 from .cluster_emu_run import run_task, topology
-from .cluster_emu_report import EmuCaseResult, EmuReport, terminal_text
+from .cluster_emu_report import EmuCaseResult, EmuReport, splice_readme, terminal_text
 from .profiles import resolve_profile
 from .protocol import RunOptions
 from .storage import measurement_store
@@ -63,6 +65,15 @@ class EmuCase:
     steps: int = 10
     warmup: int = 3
     bucket_cap_mb: float = 25.0
+    slow_factor: float = 1.0  # the last rank computes this many times slower (a straggler)
+
+    @property
+    def mode(self) -> str:
+        return "sync"
+
+    @property
+    def workers(self) -> int:
+        return self.nodes * self.ranks_per_node
 
 
 CASES = (
@@ -70,7 +81,26 @@ CASES = (
     EmuCase("ddp-2x1-2g-b512", "emu-mlp", 512, "emu-2g"),
     EmuCase("ddp-2x1-500m-b512", "emu-mlp", 512, "emu-500m"),
     EmuCase("ddp-2x2-2g-b256", "emu-mlp", 256, "emu-2g", ranks_per_node=2),  # 4 processes: flat gloo ring
+    EmuCase("ddp-2x1-1g-b1024", "emu-mlp", 1024, "emu-1g"),  # ring beside ps-sync-2x1-1g-b1024
+    EmuCase("ddp-2x1-1g-b1024-slow2", "emu-mlp", 1024, "emu-1g", slow_factor=2.0),  # a straggler, synchronous
+    EmuCase("ddp-2x2-1g-b512", "emu-mlp", 512, "emu-1g", ranks_per_node=2),  # ring beside ps-sync-2x2-1g-b512
 )
+ALL_CASES = CASES + PS_CASES
+# case modules with their own workers (EMU-PIPE): CASE_NAMES, measure_suite(store, base, cases, rounds, calibrate,
+# say), report_rows(recs, dev, fits, ps, ms)
+PLUGINS = (".cluster_emu_pipe", ".cluster_emu_input")
+
+
+def _plugins() -> list:
+    return [importlib.import_module(n, __package__) for n in PLUGINS]
+# (faster expected?, slower) pairs whose measured and predicted throughput order must agree
+PAIRS = (("ddp-2x1-1g-b1024", "ps-sync-2x1-1g-b1024", "ring vs parameter server, 2 workers"),
+         ("ddp-2x2-1g-b512", "ps-sync-2x2-1g-b512", "ring vs parameter server, 2 nodes x 2"),
+         ("ps-async-2x1-1g-b1024", "ps-sync-2x1-1g-b1024", "async vs sync, 2 workers"),
+         ("ps-async-2x2-1g-b512", "ps-sync-2x2-1g-b512", "async vs sync, 2 nodes x 2"),
+         ("ps-mixed-2x2-1g-b512", "ps-sync-2x2-1g-b512", "mixed vs sync, 2 nodes x 2"),
+         ("ps-async-2x2-1g-b512", "ps-mixed-2x2-1g-b512", "async vs mixed, 2 nodes x 2"),
+         ("ps-async-2x1-1g-b1024-slow2", "ddp-2x1-1g-b1024-slow2", "async PS vs sync ring, one worker 2x slower"))
 
 
 # --- prediction -------------------------------------------------------------------------------------------
@@ -106,7 +136,7 @@ def predict_case(case: EmuCase, device: Device, link: Link, process_speed: float
     cl = emu_cluster(device, link, case.nodes, case.ranks_per_node, process_speed, memory_speed, fabric)
     return predict(network_from_dict(NETWORKS[case.network]), cl, batch=case.batch,
                    devices=case.nodes * case.ranks_per_node, threads=1, optimizer="sgd", overlap=OVERLAP,
-                   bucket_bytes=case.bucket_cap_mb * 2**20, layers=False)
+                   bucket_bytes=case.bucket_cap_mb * 2**20, slow_worker_factor=case.slow_factor, layers=False)
 
 
 # --- measuring ---------------------------------------------------------------------------------------------
@@ -114,7 +144,8 @@ def predict_case(case: EmuCase, device: Device, link: Link, process_speed: float
 def _measure_case(c: EmuCase, r: int, base: dict, store: Path, say) -> None:
     graph = network_to_dict(network_from_dict(NETWORKS[c.network]), flat=True)
     task = {"task": "ddp", "graph": graph, "batch": c.batch, "warmup": c.warmup, "steps": c.steps, "threads": 1,
-            "bucket_cap_mb": c.bucket_cap_mb}
+            "bucket_cap_mb": c.bucket_cap_mb, "slow_rank": c.workers - 1 if c.slow_factor > 1 else None,
+            "slow_factor": c.slow_factor}
     say(f"round {r}, case {c.name} ...")
     with EmulatedCluster(emu_spec(c.link, c.nodes)) as cl:
         res = run_task(cl, c.ranks_per_node, task)
@@ -135,23 +166,43 @@ def _measure_process_speed(base: dict, store: Path, say) -> None:
     say(f"  process_speed {proc['process_speed']:.2f}, memory_speed {proc['memory_speed']:.2f}")
 
 
+def measure(store: Path, run_id: str, cases: tuple[str, ...] = (), rounds: tuple[int, ...] = (1, 2), *,
+            calibrate: bool = True, say=lambda m: None, prof_dir: Path | None = None) -> None:
+    """Measure under run `run_id` into `store`: (calibrate) the contention microbenchmark and the links of the
+    selected cases, then every selected case (all when `cases` is empty) in each of `rounds`. Callable in parts
+    (a case or a round at a time) with one run id."""
+    sel = [c for c in ALL_CASES if not cases or c.name in cases]
+    base = _base(run_id)
+    if calibrate:
+        _measure_process_speed(base, store, say)
+        for link in dict.fromkeys(c.link for c in sel):
+            measure_link_profile(link, base, store, say, prof_dir)
+    for r in rounds:
+        for c in sel:
+            for attempt in (1, 2):  # a worker that crashes (no record written) is run once more
+                try:
+                    if isinstance(c, PsCase):
+                        measure_ps_case(c, r, base, store, say, NETWORKS)
+                    else:
+                        _measure_case(c, r, base, store, say)
+                    break
+                except PerfModelError as e:
+                    if attempt == 2:
+                        raise
+                    say(f"  {str(e)[-200:]}; once more")
+    for pl in _plugins():
+        pl.measure_suite(store, base, tuple(cases), tuple(rounds), calibrate, say)
+
+
 def run_suite(o: RunOptions) -> EmuReport:
     """Calibrate each link, measure every selected case in ROUNDS rounds, and report from the stored records."""
     reason = unavailable_reason()
     if reason:
         raise InputError(f"suite 'cluster-emu' cannot run here: {reason}")
-    sel = [c for c in CASES if not o.cases or c.name in o.cases]
     store = measurement_store(SUITE_NAME, o.store, o.commit)
     run_id = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-    base = _base(run_id)
     prof_dir = _repo() / "hardware_profiles" / "links" / "calibrated" if o.commit else None
-    _measure_process_speed(base, store, o.say)
-    for link in dict.fromkeys(c.link for c in sel):
-        measure_link_profile(link, base, store, o.say, prof_dir)
-    for r in range(1, (o.rounds or ROUNDS) + 1):
-        for c in sel:
-            _measure_case(c if o.steps is None else EmuCase(**{**asdict(c), "steps": o.steps}), r, base, store,
-                          o.say)
+    measure(store, run_id, tuple(o.cases), tuple(range(1, (o.rounds or ROUNDS) + 1)), say=o.say, prof_dir=prof_dir)
     return report_from_measurements(store, run_id, profile=o.profile)
 
 
@@ -164,25 +215,48 @@ def _repo() -> Path:
 def report_from_measurements(path: str | Path | None = None, run_id: str | None = None, *,
                              profile: Any = None) -> EmuReport:
     """Predict every case of one stored run (default: the latest in the tracked store) and pair it with its
-    measurement; torch-free."""
+    measurement, beside the run before it (its cases' errors); torch-free."""
     p = Path(path) if path else _repo() / "validation" / "measurements" / f"{SUITE_NAME}.jsonl"
     recs = [r for r in read_jsonl(p) if r.get("suite") == SUITE_NAME and r.get("run_id")]
     if not recs:
         raise NotFoundError(f"no cluster-emu run in {p}")
-    run_id = run_id or max(r["run_id"] for r in recs)
-    recs = [r for r in recs if r["run_id"] == run_id]
+    runs = sorted({r["run_id"] for r in recs if r.get("kind") in STEP_KINDS})
+    run_id = run_id or (runs[-1] if runs else max(r["run_id"] for r in recs))
     dev = resolve_profile(profile, "cpu")
+    rep = _run_report(p, [r for r in recs if r["run_id"] == run_id], run_id, dev)
+    earlier = [r for r in runs if r < run_id]
+    if earlier:
+        prev = _run_report(p, [r for r in recs if r["run_id"] == earlier[-1]], earlier[-1], dev)
+        rep = replace(rep, previous=prev)
+    return rep
+
+
+STEP_KINDS = ("emu_ddp_step", "emu_ps_step")
+
+
+def _run_report(p: Path, recs: list[dict], run_id: str, dev: Device) -> EmuReport:
+    """The report of one run's records."""
     fits = {r["name"]: LinkFit.from_record(r) for r in recs if r.get("kind") == "link_fit"}
     pc = [r for r in recs if r.get("kind") == "process_contention_microbenchmark"]
     ps, ms = (pc[-1]["process_speed"], pc[-1].get("memory_speed")) if pc else (None, None)
     cases = []
-    for name in dict.fromkeys(r["case"] for r in recs if r.get("kind") == "emu_ddp_step"):
-        rs = [r for r in recs if r.get("case") == name and r.get("kind") == "emu_ddp_step"]
-        c = EmuCase(**rs[0]["case_spec"])
-        pred = predict_case(c, dev, fits[c.link].link(), ps, ms)
-        cases.append(EmuCaseResult.build(c.name, f"{c.nodes}x{c.ranks_per_node} {c.link}", rs, pred,
-                                         rs[0]["topology"]))
-    return EmuReport(SUITE_NAME, run_id, dev.name, str(p), tuple(fits.values()), ps, ms, tuple(cases))
+    for name in dict.fromkeys(r["case"] for r in recs if r.get("kind") in STEP_KINDS):
+        rs = [r for r in recs if r.get("case") == name and r.get("kind") in STEP_KINDS]
+        if rs[0]["kind"] == "emu_ps_step":
+            c: Any = PsCase(**rs[0]["case_spec"])
+            pred = predict_ps_case(c, dev, fits[c.link].rpc_link(), NETWORKS, emu_cluster, ps, ms)
+            group = f"PS {c.mode} {c.nodes}x{c.ranks_per_node} {c.link}"
+        else:
+            c = EmuCase(**rs[0]["case_spec"])
+            pred = predict_case(c, dev, fits[c.link].link(), ps, ms)
+            group = f"ring {c.nodes}x{c.ranks_per_node} {c.link}"
+        if c.slow_factor > 1:
+            group += f", one worker {c.slow_factor:g}x slower"
+        cases.append(EmuCaseResult.build(c.name, group, rs, pred, rs[0]["topology"], c.workers * c.batch,
+                                         measured_staleness(rs)))
+    cases += [row for pl in _plugins() for row in pl.report_rows(recs, dev, fits, ps, ms)]
+    pairs = tuple(x for x in PAIRS if {x[0], x[1]} <= {c.case for c in cases})
+    return EmuReport(SUITE_NAME, run_id, dev.name, str(p), tuple(fits.values()), ps, ms, tuple(cases), pairs)
 
 
 class _ClusterEmuSuite:
@@ -193,7 +267,7 @@ class _ClusterEmuSuite:
     measured = True
 
     def case_names(self) -> tuple[str, ...]:
-        return tuple(c.name for c in CASES)
+        return tuple(c.name for c in ALL_CASES) + tuple(n for pl in _plugins() for n in pl.CASE_NAMES)
 
     def run(self, o: RunOptions) -> EmuReport:
         if o.replay is not None:
@@ -202,7 +276,12 @@ class _ClusterEmuSuite:
             import torch.distributed  # noqa: F401
         except ImportError as e:
             raise InputError(f"suite 'cluster-emu' needs PyTorch with torch.distributed ({e})") from None
-        return run_suite(o)
+        rep = run_suite(o)
+        if o.commit:  # the README's generated block follows the committed report
+            readme = _repo() / "README.md"
+            if readme.exists():
+                atomic_write_text(readme, splice_readme(readme.read_text(encoding="utf-8"), rep.readme_section()))
+        return rep
 
     def text(self, report: EmuReport) -> list:
         return terminal_text(report)

@@ -17,7 +17,7 @@ from .cluster_emu_run import LINK_ROUNDS, LINK_SIZES, measure_links
 from .storage import measurement_store
 
 SUITE_NAME = "cluster-emu"
-LINKS = {"emu-2g": 2e9, "emu-500m": 500e6}  # link profile name -> emulated node link rate (bit/s)
+LINKS = {"emu-2g": 2e9, "emu-1g": 1e9, "emu-500m": 500e6}  # link profile name -> emulated node link rate (bit/s)
 
 
 def emu_spec(link: str, nodes: int = 2) -> ClusterSpec:

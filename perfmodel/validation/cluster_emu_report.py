@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .cluster_emu_fit import LinkFit
+from ..errors import InputError
 from .metrics import summarize
 from .protocol import Row, TextTable
 
@@ -16,7 +17,12 @@ CANNOT_SHOW = ("NVLink, RDMA/InfiniBand and GPUDirect (no such hardware; gloo ov
                "stack's own latency",
                "separate CPUs per node: all emulated nodes share this machine's 2 cores (modelled as each process's "
                "measured share), so compute does not scale out as on real nodes",
-               "switch contention and oversubscription beyond one bridge")
+               "switch contention and oversubscription beyond one bridge",
+               "a parameter server with its own CPU: the server, its rpc threads and the kernel's network stack share "
+               "the same cores as the workers",
+               "steady asynchronous timing: two asynchronous workers fall into a phase where their pushes collide or "
+               "one where they alternate, and keep it for a round, so async rounds differ by up to 15%; the model's "
+               "queueing (mean value analysis) does not know the phase and reads them faster than measured")
 
 
 def _pct(xs, q: float) -> float:
@@ -34,15 +40,28 @@ class EmuCaseResult:
     breakdown: dict[str, float]
     communication: dict[str, Any]
     topology: dict[str, Any]
+    samples_per_iteration: int = 0  # samples all workers process per (predicted or measured) iteration
+    staleness_measured: float | None = None  # async / mixed: mean updates between a worker's pull and its push
+    staleness_predicted: float | None = None
 
     @classmethod
-    def build(cls, case: str, group: str, records: list[dict], pred, topology: dict) -> "EmuCaseResult":
+    def build(cls, case: str, group: str, records: list[dict], pred, topology: dict, samples: int = 0,
+              staleness: float | None = None) -> "EmuCaseResult":
         steps = tuple(t for r in records for t in r["step_times_s"])
         par = dict(pred.parallel or {})
         comm = {k: par.get(k) for k in ("gradient_sync_s", "exposed_communication_s", "hidden_communication_s",
-                                        "buckets", "overlap")}
+                                        "buckets", "overlap", "sync", "algorithm", "async")}
         return cls(case, group, steps, tuple(statistics.median(r["step_times_s"]) for r in records),
-                   pred.iteration_time_s, dict(pred.breakdown), comm, topology)
+                   pred.iteration_time_s, dict(pred.breakdown), comm, topology, samples, staleness,
+                   par.get("staleness"))
+
+    @property
+    def round_errors_pct(self) -> tuple[float, ...]:
+        return tuple(100.0 * (self.predicted_s - m) / m for m in self.round_medians_s)
+
+    def throughput(self, measured: bool) -> float:
+        """Samples per second over all workers."""
+        return self.samples_per_iteration / (self.measured_s if measured else self.predicted_s)
 
     @property
     def measured_s(self) -> float:
@@ -58,8 +77,10 @@ class EmuCaseResult:
 
     @property
     def comm_share(self) -> float:
-        """Predicted gradient all-reduce time over the predicted step."""
-        return (self.communication.get("gradient_sync_s") or 0.0) / self.predicted_s
+        """Predicted gradient synchronisation time (all-reduce, or push + pull; pipeline/input rows: their
+        `comm_s`, link-busy or IO time) over the predicted step."""
+        comm = self.communication.get("comm_s") or self.communication.get("gradient_sync_s") or 0.0
+        return min(1.0, comm / self.predicted_s)
 
 
 @dataclass(frozen=True)
@@ -72,6 +93,8 @@ class EmuReport:
     process_speed: float | None
     memory_speed: float | None
     cases: tuple[EmuCaseResult, ...] = field(default=())
+    pairs: tuple[tuple[str, str, str], ...] = ()  # (case a, case b, what the pair compares)
+    previous: "EmuReport | None" = None  # the run stored before this one, for the run-to-run comparison
 
     def comparisons(self) -> tuple[Row, ...]:
         return tuple(Row(case=c.case, predicted_s=c.predicted_s, measured_s=c.measured_s, group=c.group,
@@ -88,48 +111,121 @@ class EmuReport:
                            "measured_p10_s": c.spread_s[0], "measured_p90_s": c.spread_s[1],
                            "round_medians_s": list(c.round_medians_s), "predicted_s": c.predicted_s,
                            "error_pct": c.error_pct, "predicted_comm_share": c.comm_share,
-                           "breakdown": c.breakdown, "communication": c.communication, "topology": c.topology}
+                           "breakdown": c.breakdown, "communication": c.communication, "topology": c.topology,
+                           "round_errors_pct": list(c.round_errors_pct), "staleness_measured": c.staleness_measured,
+                           "staleness_predicted": c.staleness_predicted}
                           for c in self.cases],
+                "ordering": [dict(zip(("a", "b", "pair", "measured_a_over_b", "predicted_a_over_b", "agree"), x))
+                             for x in self.ordering()],
+                "previous_run": None if self.previous is None else {
+                    "run_id": self.previous.run_id, "summary": self.previous.summary(),
+                    "cases": {c.case: {"measured_median_s": c.measured_s, "predicted_s": c.predicted_s,
+                                       "error_pct": c.error_pct} for c in self.previous.cases},
+                    "ordering_agree": [x[-1] for x in self.previous.ordering()]},
                 "cannot_show": list(CANNOT_SHOW)}
 
     def case_table(self) -> list[str]:
-        L = ["| case | nodes x ranks, link | measured (p10-p90) | predicted | error | predicted comm share |",
-             "|---|---|---:|---:|---:|---:|"]
+        prev = {c.case: c for c in self.previous.cases} if self.previous else {}
+        L = ["| case | sync, nodes x ranks, link | measured (p10-p90) | round medians | predicted | error "
+             "(per round) | previous run: measured, error | predicted comm share |",
+             "|---|---|---:|---:|---:|---:|---:|---:|"]
         for c in self.cases:
             lo, hi = c.spread_s
+            rm = " / ".join(f"{m * 1e3:.1f}" for m in c.round_medians_s)
+            re = " / ".join(f"{e:+.1f}%" for e in c.round_errors_pct)
+            pc = prev.get(c.case)
+            pv = f"{pc.measured_s * 1e3:.1f} ms, {pc.error_pct:+.1f}%" if pc else "-"
             L.append(f"| {c.case} | {c.group} | {c.measured_s * 1e3:.1f} ms ({lo * 1e3:.1f}-{hi * 1e3:.1f}) | "
-                     f"{c.predicted_s * 1e3:.1f} ms | {c.error_pct:+.1f}% | {c.comm_share:.0%} |")
+                     f"{rm} ms | {c.predicted_s * 1e3:.1f} ms | {c.error_pct:+.1f}% ({re}) | {pv} | "
+                     f"{c.comm_share:.0%} |")
+        return L
+
+    def summary_line(self) -> str:
+        s = self.summary()
+        within = sum(abs(c.error_pct) <= TARGET_PCT for c in self.cases)
+        line = (f"Run {self.run_id[:16].replace('T', ' ')} UTC: median |error| {s['median_abs_pct']:.1f}%, worst "
+                f"{s['max_abs_pct']:.1f}%, {within} of {len(self.cases)} cases within {TARGET_PCT:.0f}% (each case's "
+                f"rounds pooled)")
+        line += f"; ordering pairs agreeing: {sum(x[-1] for x in self.ordering())} of {len(self.pairs)}." if self.pairs \
+            else "."
+        if self.previous is not None and self.previous.cases:
+            line += " Previous run: " + self.previous.summary_line().split(": ", 1)[1]
+        return line
+
+    def ordering(self) -> list[tuple[str, str, str, float, float, bool]]:
+        """Per pair: measured and predicted throughput ratio a/b, and whether they order a and b alike."""
+        by = {c.case: c for c in self.cases}
+        out = []
+        for a, b, what in self.pairs:
+            m = by[a].throughput(True) / by[b].throughput(True)
+            p = by[a].throughput(False) / by[b].throughput(False)
+            out.append((a, b, what, m, p, (m > 1) == (p > 1)))
+        return out
+
+    def ordering_lines(self) -> list[str]:
+        L = ["| pair | a | b | measured throughput a/b | predicted a/b | same order |", "|---|---|---|---:|---:|---|"]
+        for a, b, what, m, p, ok in self.ordering():
+            L.append(f"| {what} | {a} | {b} | {m:.2f} | {p:.2f} | {'yes' if ok else 'NO'} |")
+        return L
+
+    def staleness_lines(self) -> list[str]:
+        L = ["| case | measured staleness (mean) | predicted |", "|---|---:|---:|"]
+        for c in self.cases:
+            if c.staleness_measured is not None:
+                pr = "-" if c.staleness_predicted is None else f"{c.staleness_predicted:.2f}"
+                L.append(f"| {c.case} | {c.staleness_measured:.2f} | {pr} |")
         return L
 
     def link_lines(self) -> list[str]:
-        L = ["| link | all-reduce alpha | all-reduce B | send/recv alpha | send/recv B |", "|---|---:|---:|---:|---:|"]
+        L = ["| link | all-reduce alpha | all-reduce B | send/recv alpha | send/recv B | rpc alpha | rpc B |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
         for lk in self.links:
-            a, b = lk.fit("allreduce")
-            a2, b2 = lk.fit("sendrecv")
+            cells = []
+            for pat in ("allreduce", "sendrecv", "rpc"):
+                if pat == "rpc" and not lk.rpc:
+                    cells.append("- | -")
+                    continue
+                a, b = lk.fit(pat)
+                cells.append(f"{a * 1e6:.0f} us | {b / 1e6:.1f} MB/s")
             L.append(f"| {lk.name} ({lk.topology['links'][0]['rate_bps'] / 1e6:.0f} Mbit/s per node link) | "
-                     f"{a * 1e6:.0f} us | {b / 1e6:.1f} MB/s | {a2 * 1e6:.0f} us | {b2 / 1e6:.1f} MB/s |")
+                     + " | ".join(cells) + " |")
         return L
 
     def markdown(self) -> str:
-        s = self.summary()
         L = ["# cluster-emu: torch.distributed across an emulated cluster, predicted vs measured", "",
              f"Run {self.run_id}; compute profile `{self.profile}`; each of the processes computes at "
              f"{self.process_speed or 1:.2f} x a lone process's speed (contention microbenchmark). Store: "
              f"`{self.store}`.", "", "## Links (calibrated inside the emulated cluster; the only fitted inputs)", "",
-             *self.link_lines(), "", "The link profile uses the all-reduce fit. Send/recv fits are shown for "
-             "comparison (tbf's burst lets messages under 64 KiB through at once, so the linear fit is rougher).", "",
-             "## Cases", "", *self.case_table(), ""]
+             *self.link_lines(), "", "Data-parallel (ring) cases use the all-reduce fit, parameter-server cases the "
+             "rpc round-trip fit. B comes from the messages of 1 MiB and more, alpha from the fastest message under "
+             "tbf's 64 KiB burst (which passes unshaped).", "", "## Cases", "", *self.case_table(), ""]
         if self.cases:
-            L += [f"Median |error| {s['median_abs_pct']:.1f}%, worst {s['max_abs_pct']:.1f}% "
-                  f"(target: every case within {TARGET_PCT:.0f}%).", ""]
+            L += [self.summary_line(), "", "Asynchronous and mixed cases: the iteration is workers / (sum of the "
+                  "pushing workers' rates), the model's workers / updates per second.", ""]
+        if self.pairs:
+            L += ["## Ordering (throughput, samples/s over all workers)", "", *self.ordering_lines(), ""]
+        if any(c.staleness_measured is not None for c in self.cases):
+            L += ["## Staleness (updates applied between a worker's pull and its push)", "", *self.staleness_lines(),
+                  ""]
         L += ["## What the emulation cannot show", "", *(f"- {x}" for x in CANNOT_SHOW), ""]
         return "\n".join(L)
 
     def readme_section(self) -> str:
-        return "\n".join(["### cluster-emu (emulated cluster, root)", "", *self.case_table(), "",
-                          "Run: `sudo perfmodel validate --suite cluster-emu`; on a real cluster calibrate links with "
-                          "`torchrun --nnodes 2 --nproc-per-node 1 ... -m perfmodel.torch.cluster_workers TASK OUT`.",
-                          ""])
+        """The README's cluster-emu block (between README_BEGIN and README_END), rebuilt from this report."""
+        return "\n".join([README_BEGIN, *self.case_table(), "", self.summary_line(), "", *self.ordering_lines(), "",
+                          *self.staleness_lines(), "", README_END, ""])
+
+
+README_BEGIN = "<!-- cluster-emu report (generated: validation/reports/cluster-emu/README_SECTION.md) -->"
+README_END = "<!-- end of cluster-emu report -->"
+
+
+def splice_readme(readme: str, section: str) -> str:
+    """`readme` with its block from README_BEGIN to README_END replaced by `section` (a readme_section())."""
+    a, b = readme.find(README_BEGIN), readme.find(README_END)
+    if a < 0 or b < a:
+        raise InputError(f"README has no cluster-emu block ({README_BEGIN!r} ... {README_END!r})")
+    return readme[:a] + section.rstrip("\n") + readme[b + len(README_END):]
 
 
 def terminal_text(rep: EmuReport) -> list:

@@ -28,20 +28,24 @@ def rank_env(rank: int, world: int, master: str, port: int, threads: int = 1) ->
     """The torchrun-style environment of one worker process."""
     return {"RANK": str(rank), "WORLD_SIZE": str(world), "LOCAL_RANK": str(rank), "MASTER_ADDR": master,
             "MASTER_PORT": str(port), "GLOO_SOCKET_IFNAME": IFACE, "OMP_NUM_THREADS": str(threads),
-            "MKL_NUM_THREADS": str(threads)}
+            "MKL_NUM_THREADS": str(threads), "TP_SOCKET_IFNAME": IFACE}
 
 
 def run_task(cluster: EmulatedCluster, ranks_per_node: int, task: dict[str, Any],
-             timeout_s: float = TASK_TIMEOUT_S) -> list[Any]:
-    """Run `task` on ranks_per_node processes in every node; each rank's result (rank order)."""
-    world = cluster.spec.nodes * ranks_per_node
+             timeout_s: float = TASK_TIMEOUT_S, *, nodes_of_ranks: Sequence[int] | None = None,
+             module: str = "perfmodel.torch.cluster_workers") -> list[Any]:
+    """Run `task` on ranks_per_node processes in every node (or rank r in node nodes_of_ranks[r]) with the worker
+    `module`; each rank's result (rank order)."""
+    place = list(nodes_of_ranks) if nodes_of_ranks is not None else \
+        [r // ranks_per_node for r in range(cluster.spec.nodes * ranks_per_node)]
+    world = len(place)
     port = random.randint(20000, 60000)
-    master = cluster.spec.address(0)
-    argv_base = [sys.executable, "-m", "perfmodel.torch.cluster_workers"]
+    master = cluster.spec.address(place[0])
+    argv_base = [sys.executable, "-m", module]
     with tempfile.TemporaryDirectory(prefix="perfmodel-emu-") as d:
         tf = Path(d, "task.json")
         tf.write_text(json.dumps(task))
-        procs = [(r // ranks_per_node, [*argv_base, str(tf), d], rank_env(r, world, master, port,
+        procs = [(place[r], [*argv_base, str(tf), d], rank_env(r, world, master, port,
                                                                             int(task.get("threads", 1))))
                  for r in range(world)]
         res = run_processes(cluster, procs, timeout_s)
@@ -53,11 +57,13 @@ def run_task(cluster: EmulatedCluster, ranks_per_node: int, task: dict[str, Any]
 
 def measure_links(cluster: EmulatedCluster, name: str, sizes: Sequence[int] = LINK_SIZES,
                   rounds: int = LINK_ROUNDS) -> LinkFit:
-    """gloo all-reduce and send/recv between the nodes (one rank each) -> a LinkFit named `name`."""
+    """gloo all-reduce and send/recv, and rpc round trips, between the nodes (one rank each) -> a LinkFit `name`."""
     res = run_task(cluster, 1, {"task": "links", "sizes": list(sizes), "rounds": rounds, "threads": 1})
+    rpc = run_task(cluster, 1, {"task": "rpc_links", "sizes": list(sizes), "reps": 10 * rounds, "threads": 1},
+                   module="perfmodel.torch.ps_workers")
     return LinkFit(name, len(res), tuple(medians([r["allreduce"] for r in res])),
                    tuple(medians([r["sendrecv"] for r in res[:2]])), topology(cluster.spec, 1),
-                   _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
+                   _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), tuple(medians([rpc[1]["rpc"]])))
 
 
 def topology(spec: ClusterSpec, ranks_per_node: int) -> dict[str, Any]:
