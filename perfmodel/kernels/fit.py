@@ -1,9 +1,10 @@
 """Fit the kernel model's physical constants to DeepBench rows; leave-one-GPU-out; write the report.
 
 Fitted, never per row or per network: per GPU, its sustained clock over the rated boost clock (GPU Boost,
-power caps); shared by every GPU, the achievable fraction of an SM's peak per kernel class, the achievable
-fraction of DRAM bandwidth, the per-kernel launch overhead, the per-step RNN overhead, and per all-reduce
-tier its achieved fraction of the link bandwidth and its per-message latency. Each class is first fitted on
+power caps) and its achieved fraction of DRAM bandwidth; per software stack (library release), the achievable
+fraction of an SM's peak per kernel class, the per-kernel overhead, the per-step latency of its RNN kernels
+and the DRAM fraction a recurrent step reaches; shared, a CTA's prologue in k steps and per all-reduce tier
+its achieved fraction of the link bandwidth and its per-message latency. Each class is first fitted on
 its own rows, then all parameters together, minimising the mean over classes of the mean absolute log
 error (a robust stand-in for the median absolute percentage error). A GPU left out of the fit gets the
 mean clock factor of the fitted GPUs of its kind (boost_above_rated or not).
@@ -55,7 +56,7 @@ BOOSTING: dict[str, bool] = {}  # arch name -> boost_above_rated, filled by Cont
 
 
 FRACTIONS = ("gemm", "gemm_tn", "conv_fwd", "conv_bwd_data", "conv_bwd_filter", "winograd", "fft", "rnn")
-PER_STACK = FRACTIONS + ("kernel_overhead_s", "rnn_memory_bandwidth")
+PER_STACK = FRACTIONS + ("kernel_overhead_s", "rnn_memory_bandwidth", "rnn_step_overhead_s")
 
 
 def bounds(name: str) -> tuple[float, float, float]:
@@ -77,7 +78,8 @@ def achievable(p: dict[str, float], stack: str, source: str = "fitted") -> Achie
     """The Achievable block of software stack `stack` from a parameter set."""
     return Achievable(compute={c: p[f"{c}@{stack}"] for c in FRACTIONS}, memory_bandwidth=PARAMS["mem"][0],
                       kernel_overhead=p[f"kernel_overhead_s@{stack}"],
-                      rnn_memory_bandwidth=p[f"rnn_memory_bandwidth@{stack}"], cta_overhead_k=p["cta_overhead_k"], rnn_step_overhead=p["rnn_step_overhead_s"],
+                      rnn_memory_bandwidth=p[f"rnn_memory_bandwidth@{stack}"], cta_overhead_k=p["cta_overhead_k"],
+                      rnn_step_overhead=p[f"rnn_step_overhead_s@{stack}"],
                       source=source)
 
 

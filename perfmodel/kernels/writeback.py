@@ -27,7 +27,7 @@ def achievable_lines(p: dict[str, float], stack: str, source: str) -> list[str]:
     return ["achievable:", f"  compute: {{{comp}}}",
             f"  memory_bandwidth: {float(np.mean(mem)) if mem else 0.75:.4g}",
             f"  kernel_overhead: {1e6 * p[f'kernel_overhead_s@{stack}']:.3g} us",
-            f"  rnn_step_overhead: {1e6 * p['rnn_step_overhead_s']:.3g} us",
+            f"  rnn_step_overhead: {1e6 * p[f'rnn_step_overhead_s@{stack}']:.3g} us",
             f"  rnn_memory_bandwidth: {p[f'rnn_memory_bandwidth@{stack}']:.4g}",
             f"  cta_overhead_k: {p['cta_overhead_k']:.4g}",
             f"  source: >-\n    {source}"]
