@@ -257,3 +257,10 @@ def test_cli_json_carries_the_large_model_setup():
     for flag in ("--sharding", "--context-parallel", "--recompute", "--offload-activations"):
         line = next(x for x in help_text.splitlines() if flag in x)
         assert "not modelled" not in line
+
+
+def test_one_device_json_echoes_a_large_model_option():
+    p = perfmodel.predict("gpt2_small", "a100-sxm4-40gb", batch=2, recompute="selective", **GPT)
+    assert p.parallel["setup"]["recompute"] == "selective" and p.parallel["plan"]["cp"] == 1
+    assert p.hardware == "a100-sxm4-40gb" and p.devices == 1
+    assert perfmodel.predict("gpt2_small", "a100-sxm4-40gb", batch=2, **GPT).parallel is None
