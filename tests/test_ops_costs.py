@@ -191,6 +191,31 @@ def test_conv2d():
     assert {w.family for w in c.forward} == {"conv", "memory"}
 
 
+def test_conv_buffers_and_narrow_key():
+    """Per pass the buffers oneDNN allocates for an NCHW conv (copies into its blocked layout, blocked and NCHW
+    results), by hand; an ungrouped conv with <= 32 in or out channels is its own kernel class."""
+    from perfmodel.ops.base import Work, fresh_allocs
+
+    c = cost((3, 8, 8), "conv2d", out_channels=4, kernel=3, padding=1)
+    x, y, w = B * 3 * 64 * F4, B * 4 * 64 * F4, 4 * 27 * F4
+    assert c.forward[0].allocs == (x, y, y)
+    assert c.backward_data[0].allocs == (y, x, x)
+    assert c.backward_weight[0].allocs == (x, y, w)
+    assert c.forward[1].buffers() == (y,)  # the bias add: one output buffer
+    assert c.forward[0].efficiency_key == "conv/narrow"
+    wide = cost((64, 8, 8), "conv2d", out_channels=64, kernel=1, groups=1)
+    assert wide.forward[0].efficiency_key == "conv/1x1"
+    assert cost((64, 8, 8), "conv2d", out_channels=64, kernel=3, groups=64).forward[0].efficiency_key == \
+        "conv/depthwise"
+    assert cost((64, 8, 8), "conv2d", out_channels=64, kernel=3, groups=4).forward[0].efficiency_key == \
+        "conv/grouped"  # 16 channels per group: whole blocks
+    assert cost((48, 8, 8), "conv2d", out_channels=48, kernel=3, groups=8).forward[0].efficiency_key == \
+        "conv/grouped/narrow"  # 6 channels per group
+    assert fresh_allocs((40.0, 10.0, 40.0), 32.0) == 80.0 and fresh_allocs((40.0, 10.0), 32.0, scale=0.5) == 0.0
+    assert Work("memory", bytes_written=12.0, kernels=3).buffers() == (4.0,)
+    assert Work("conv", bytes_written=12.0, allocs=(2.0, 6.0)).split(2).allocs == (1.0, 3.0)
+
+
 def test_conv2d_groups_stride_no_bias():
     c = cost((4, 6, 6), "conv2d", out_channels=6, kernel=(3, 1), stride=2, groups=2, bias=False)  # -> [6, 2, 3]
     macs = B * 6 * 2 * 3 * (4 // 2) * 3 * 1

@@ -57,6 +57,13 @@ class DeviceTraits(BaseModel):
     fresh_buffer_s_per_byte: float | None = Field(default=None, ge=0, allow_inf_nan=False)
     fresh_buffer_conv_s_per_byte: float | None = Field(default=None, ge=0, allow_inf_nan=False)  # conv work (its
     # work buffers are faulted in too, so more per output byte); None: fresh_buffer_s_per_byte
+    # A smaller work buffer (cold_buffer_bytes up to the fresh threshold) comes from the allocator's heap, memory a
+    # training step last touched long ago: each written line is first read from DRAM (write-allocate), which a
+    # microbenchmark re-using its just-freed output never pays. Extra seconds per written byte, per thread count
+    # (calibrated on CPUs from streams with cold vs just-freed outputs; a thread count not listed takes the
+    # largest listed below it)
+    cold_buffer_bytes: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    cold_buffer_s_per_byte: dict[int, float] | None = None
     source: str = ""
 
 
@@ -241,6 +248,49 @@ def _lookup(eff, key: str, family: str, lowp: bool):
     return getattr(eff, family)
 
 
+THREADS_SEP = "@t"  # "<key>@t<threads>": a curve or per-op rate a calibration fitted at that thread count only
+_THREADS_CACHE: dict[tuple, tuple] = {}
+
+
+def _pick_threads(table: dict, threads: int) -> dict:
+    """`table` without its "@t<n>" entries, each key taking its entry of the largest fitted n <= threads (its
+    pooled entry when it has none): the keys fitted per thread count answer for `threads`."""
+    out = {k: v for k, v in table.items() if THREADS_SEP not in k}
+    best: dict[str, int] = {}
+    for k in table:
+        if THREADS_SEP in k:
+            base, n = k.rsplit(THREADS_SEP, 1)
+            if int(n) <= threads and int(n) > best.get(base, 0):
+                best[base] = int(n)
+    out.update({base: table[f"{base}{THREADS_SEP}{n}"] for base, n in best.items()})
+    return out
+
+
+def for_threads(eff, threads: int | None):
+    """The Efficiency `eff` as it holds at `threads` (CPUs): where a calibration fitted curves or per-op rates per
+    thread count ("<key>@t<n>" in `curves` / `elementwise`), they replace the pooled ones, the family curves
+    (matrix, conv, memory) included; shared caches and memory bandwidth make memory-bound kernels scale with
+    threads unlike compute, which pooled curves cannot say. Unchanged without such entries or threads. Memoised."""
+    curves, rates = getattr(eff, "curves", None) or {}, getattr(eff, "elementwise", None) or {}
+    if threads is None or not any(THREADS_SEP in k for k in (*curves, *rates)):
+        return eff
+    ck = (id(eff), threads)
+    hit = _THREADS_CACHE.get(ck)
+    if hit is not None and hit[0] is eff:
+        return hit[1]
+    upd: dict = {}
+    if curves:
+        upd["curves"] = _pick_threads(curves, threads)
+        upd.update({f: upd["curves"][f] for f in ("matrix", "conv", "memory") if f in upd["curves"]})
+    if rates:
+        upd["elementwise"] = _pick_threads(rates, threads)
+    out = eff.model_copy(update=upd)
+    if len(_THREADS_CACHE) > _CACHE_SIZE:
+        _THREADS_CACHE.clear()
+    _THREADS_CACHE[ck] = (eff, out)
+    return out
+
+
 def efficiency_at(curve, sizes) -> np.ndarray:
     """curve.at(size) for an array of sizes (the same numbers, vectorised)."""
     s = np.asarray(sizes, dtype=float)
@@ -327,7 +377,7 @@ def stage_factor_keys(key: str, op: str | None, stage: str) -> tuple[str, ...]:
     legacy: list[str] = []
     parts = key.split("/")
     if op and parts[0] == "conv" and "strided" in parts:
-        if parts[-1] == "1x1":
+        if "1x1" in parts:
             legacy.append(f"{op}.{stage}/strided-1x1")
         legacy.append(f"{op}.{stage}/strided")
     return tuple(legacy) + tuple(f"{k}@{stage}" for k in key_prefixes(key))

@@ -72,6 +72,7 @@ class Work:
     kernels: int = 1
     efficiency_key: str = ""
     shape: GemmShape | ConvShape | None = None
+    allocs: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.efficiency_key:
@@ -82,9 +83,20 @@ class Work:
         return self.bytes_read + self.bytes_written
 
     def split(self, parts: int) -> "Work":
-        """This work shared by `parts` ranks: FLOPs and bytes / parts, same kernels, key and shape."""
+        """This work shared by `parts` ranks: FLOPs, bytes and buffers / parts, same kernels, key and shape."""
         return replace(self, flops=self.flops / parts, bytes_read=self.bytes_read / parts,
-                       bytes_written=self.bytes_written / parts)
+                       bytes_written=self.bytes_written / parts, allocs=tuple(a / parts for a in self.allocs))
+
+    def buffers(self) -> tuple[float, ...]:
+        """Bytes of each buffer one kernel allocates (allocs, else one buffer of bytes_written / kernels)."""
+        return self.allocs or (self.bytes_written / max(1, self.kernels),)
+
+
+def fresh_allocs(buffers, threshold: float, scale: float = 1.0, below: float = float("inf")) -> float:
+    """Bytes of the buffers (each x scale) of at least `threshold` and under `below` bytes. Above glibc's mmap
+    threshold a buffer is mapped afresh on every call and its pages are faulted in and zeroed by the kernel that
+    first writes them; below it, a buffer of a training step is heap memory last touched long ago (cold)."""
+    return sum(b * scale for b in buffers if threshold <= b * scale < below)
 
 
 @dataclass(frozen=True, slots=True)

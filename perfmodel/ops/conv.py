@@ -7,8 +7,15 @@ after the cuDNN call) and a separate reduction in backward. Autograd saves the i
 gradient); the weight is a parameter, not an activation.
 
 Kernel class (efficiency key): "conv", then "/depthwise" (groups == in channels > 1), "/grouped" (other
-groups > 1) or "/transposed", then "/strided" (stride > 1), then "/1x1" (a 1-wide kernel): e.g. conv/1x1,
-conv/strided/1x1, conv/depthwise/strided. The work carries a ConvShape.
+groups > 1) or "/transposed", then "/strided" (stride > 1), then "/1x1" (a 1-wide kernel), then "/narrow" (an
+ungrouped conv with at most NARROW_CHANNELS input or output channels, or a grouped one whose channels per group
+do not fill whole CHANNEL_BLOCKs): e.g. conv/1x1, conv/strided/1x1, conv/depthwise/strided, conv/1x1/narrow,
+conv/grouped/narrow. The work carries a ConvShape.
+
+Buffers (Work.allocs, what a CPU library allocates per pass): oneDNN computes on a channel-blocked layout, so
+an NCHW convolution reorders its activation inputs into fresh blocked copies and writes its result blocked,
+then reorders it to NCHW: forward x-copy, y-blocked, y; backward-data dy-copy, dx-blocked, dx; backward-weight
+x-copy, dy-copy, dW (page faults counted per pass of a training step at 48-200 MB tensors match this).
 """
 
 from __future__ import annotations
@@ -42,6 +49,29 @@ def conv_shape(layer: Layer, batch: int) -> ConvShape:
                      layer.op == "conv_transpose2d", pad, dilation)
 
 
+# oneDNN's fp32 AVX-512 kernels block channels by 16: with one or two blocks of input or output channels the
+# register tile is underfilled and the layout reorders weigh as much as the arithmetic (its own kernel class);
+# a grouped conv whose channels per group are not whole blocks leaves the blocked kernels (2-8x slower measured)
+NARROW_CHANNELS = 32
+CHANNEL_BLOCK = 16
+
+
+def conv_buffers(n_in_bytes: float, n_out_bytes: float, weight_bytes: float) -> dict[str, tuple[float, ...]]:
+    """Per pass ("fwd", "bwd_data", "bwd_weight"): the buffers one convolution allocates (see the module docstring)."""
+    return {"fwd": (n_in_bytes, n_out_bytes, n_out_bytes), "bwd_data": (n_out_bytes, n_in_bytes, n_in_bytes),
+            "bwd_weight": (n_in_bytes, n_out_bytes, weight_bytes)}
+
+
+def _narrow(s: ConvShape) -> bool:
+    """Ungrouped: at most NARROW_CHANNELS in or out channels; grouped (not depthwise): channels per group not
+    a multiple of CHANNEL_BLOCK."""
+    if s.groups == 1:
+        return min(s.c_in, s.c_out) <= NARROW_CHANNELS
+    if s.groups == s.c_in:
+        return False
+    return (s.c_in // s.groups) % CHANNEL_BLOCK != 0 or (s.c_out // s.groups) % CHANNEL_BLOCK != 0
+
+
 def conv_key(s: ConvShape) -> str:
     """Efficiency key of a convolution's kernel class (see the module docstring)."""
     parts = ["conv"]
@@ -53,6 +83,8 @@ def conv_key(s: ConvShape) -> str:
         parts.append("strided")
     if max(s.kernel) == 1:
         parts.append("1x1")
+    if not s.transposed and _narrow(s):
+        parts.append("narrow")
     return "/".join(parts)
 
 
@@ -65,14 +97,18 @@ def _conv_cost(layer: Layer, batch: int, b: int, macs: int, c_in: int, c_out: in
     flops = 2 * batch * macs
     shape = conv_shape(layer, batch)
     kw = dict(efficiency_key=conv_key(shape), shape=shape)
-    fwd = [Work("conv", flops=flops, bytes_read=(n_in + weights) * b, bytes_written=n_out * b, **kw)]
-    bwd_w = [Work("conv", flops=flops, bytes_read=(n_out + n_in) * b, bytes_written=weights * b, **kw)]
+    bufs = conv_buffers(n_in * b, n_out * b, weights * b)
+    fwd = [Work("conv", flops=flops, bytes_read=(n_in + weights) * b, bytes_written=n_out * b, allocs=bufs["fwd"],
+                **kw)]
+    bwd_w = [Work("conv", flops=flops, bytes_read=(n_out + n_in) * b, bytes_written=weights * b,
+                  allocs=bufs["bwd_weight"], **kw)]
     if bias:  # broadcast add over the output; backward reduces dy over batch and positions
         fwd.append(Work("memory", flops=n_out, bytes_read=(n_out + bias) * b, bytes_written=n_out * b,
                         efficiency_key="elementwise/bias"))
         bwd_w.append(Work("memory", flops=n_out, bytes_read=n_out * b, bytes_written=bias * b,
                           efficiency_key="reduce/bias"))
-    bwd_d = Work("conv", flops=flops, bytes_read=(n_out + weights) * b, bytes_written=n_in * b, **kw)
+    bwd_d = Work("conv", flops=flops, bytes_read=(n_out + weights) * b, bytes_written=n_in * b,
+                 allocs=bufs["bwd_data"], **kw)
     return OpCost(
         forward=tuple(fwd), backward_data=(bwd_d,), backward_weight=tuple(bwd_w),
         params=weights + bias, saved_bytes=n_in * b, output_bytes=n_out * b,
