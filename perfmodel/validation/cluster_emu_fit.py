@@ -65,7 +65,8 @@ class LinkFit:
         return Link(name=f"{self.name}-rpc", type="ethernet", bandwidth=bw, latency=alpha, efficiency=1.0,
                     source=f"perfmodel cluster-emu: torch.distributed.rpc round trips (TensorPipe TCP), {self.created_utc}, "
                            f"topology {self.topology}",
-                    notes=f"alpha-beta fit of rpc round trips T = 2 (alpha + n/B) to median times ({pts})")
+                    notes=f"alpha-beta fit of rpc round trips T = 2 (alpha + n/B) (B from messages >= 1 MiB, alpha "
+                          f"from the fastest message under tbf's burst) to median times ({pts})")
 
     def link(self) -> Link:
         """The link profile: the all-reduce fit (what data-parallel training runs)."""
@@ -75,7 +76,8 @@ class LinkFit:
         return Link(name=self.name, type="ethernet", bandwidth=bw, latency=alpha, efficiency=1.0,
                     source=f"perfmodel calibrate --links: gloo all-reduce over {self.ranks} ranks, {self.created_utc}, "
                            f"topology {self.topology}",
-                    notes=f"alpha-beta fit of ring all-reduce (relative least squares) to median times ({pts}); "
+                    notes=f"alpha-beta fit of ring all-reduce (B from messages >= 1 MiB, alpha from the fastest message "
+                          f"under tbf's burst) to median times ({pts}); "
                           f"send/recv round trips give alpha {a2 * 1e6:.0f} us, B {b2 / 1e6:.1f} MB/s.")
 
     def to_dict(self) -> dict[str, Any]:

@@ -38,6 +38,8 @@ def measure_link_profile(link: str, base: dict, store: Path, say, save_to: Path 
     say(f"  alpha {a * 1e6:.0f} us, B {b / 1e6:.1f} MB/s")
     if save_to is not None:
         say(f"  wrote {save_link(fit.link(), save_to)}")
+        if fit.rpc:
+            say(f"  wrote {save_link(fit.rpc_link(), save_to)}")
     return fit
 
 
