@@ -6,8 +6,9 @@ from dataclasses import dataclass
 
 from ..errors import InputError
 from ..hardware.schema import Device, Efficiency, EfficiencyCurve
-from ..hardware.traits import device_peaks, device_traits, thread_speedup
+from ..hardware.traits import device_peaks, device_traits, for_threads, thread_speedup
 from ..hardware.traits import per_core_bandwidth as cpu_bandwidth
+from ..kernels import GpuArch, SoftwareStack, load_arch, load_stack
 
 # Whether a GPU's kernel launch overlaps execution: the default of the launch_overlaps trait (hardware/traits.py)
 GPU_OVERHEAD_OVERLAPS = True
@@ -36,6 +37,9 @@ class Rates:
     fresh_bytes: float | None = None  # written bytes per kernel from which a buffer is faulted in afresh (traits)
     fresh_s_per_byte: float = 0.0  # extra seconds per such written byte, at this thread count
     fresh_conv_s_per_byte: float = 0.0  # the same for conv work
+    cold_bytes: float | None = None  # buffers from this size up to fresh_bytes are cold heap memory (traits)
+    cold_s_per_byte: float = 0.0  # extra seconds per byte of such buffers, at this thread count
+    kernel: tuple[GpuArch, SoftwareStack] | None = None  # (architecture, software stack) of the kernel model
 
 
 def device_rates(device: Device, dtype: str, threads: int | None = None) -> Rates:
@@ -47,15 +51,35 @@ def device_rates(device: Device, dtype: str, threads: int | None = None) -> Rate
     if threads is not None and threads < 1 and device_traits(device).uses_threads:
         raise InputError(f"threads must be >= 1, got {threads}")
     p = device_peaks(device, dtype, threads)
-    eff, f = device.efficiency, p.thread_factor
+    eff, f = for_threads(device.efficiency, p.threads), p.thread_factor  # per-thread-count curves (CPUs)
     return Rates(
         matrix_flops=p.matrix_flops, vector_flops=p.vector_flops, bandwidth_Bps=p.bandwidth_Bps,
         overhead_s=p.overhead_s, overhead_overlaps=p.overhead_overlaps,
         matrix=eff.curve("matrix", dtype), conv=eff.curve("conv", dtype), memory=eff.memory, thread_factor=f,
         elementwise={k: v * f for k, v in eff.elementwise.items()} if eff.elementwise else None,
         stage_factors=dict(eff.stage_factors) if eff.stage_factors else None, keyed=_keyed(eff), dtype=dtype,
-        **_fresh(device, f),
+        kernel=kernel_target(device), **_fresh(device, f), **_cold(device, p.threads),
     )
+
+
+def kernel_target(device: Device) -> tuple[GpuArch, SoftwareStack] | None:
+    """(architecture, software stack) when the profile names both (Device.gpu_arch, Device.software_stack):
+    its GEMM, convolution, RNN and attention work then takes the kernel model's time; else None."""
+    arch, stack = getattr(device, "gpu_arch", None), getattr(device, "software_stack", None)
+    if not arch or not stack:
+        return None
+    return load_arch(arch), load_stack(stack)
+
+
+def _cold(device: Device, threads: int | None) -> dict:
+    """Rates fields of the cold-buffer cost (DeviceTraits.cold_buffer_*) at `threads`: the entry of the largest
+    listed thread count <= threads (the smallest when all are above); none without the trait."""
+    tr = getattr(device, "traits", None)
+    if tr is None or not tr.cold_buffer_bytes or not tr.cold_buffer_s_per_byte or threads is None:
+        return {}
+    table = tr.cold_buffer_s_per_byte
+    n = max((t for t in table if t <= threads), default=min(table))
+    return {"cold_bytes": tr.cold_buffer_bytes, "cold_s_per_byte": table[n]}
 
 
 def _fresh(device: Device, thread_factor: float) -> dict:

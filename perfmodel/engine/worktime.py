@@ -5,7 +5,10 @@ Assumptions: efficiency depends on the work per kernel (FLOPs for matrix/conv, b
 memory-family arithmetic runs at the profile's per-op elementwise rate when it has one (calibrated
 CPUs), else at the vector peak times the memory efficiency; matrix/conv work of a stage named by a
 stage-factor key has its rate scaled by the profile's stage factor; a GPU launch overlaps execution
-(each kernel costs max(roofline, overhead)), a CPU dispatch adds to it.
+(each kernel costs max(roofline, overhead)), a CPU dispatch adds to it. On a device whose profile names
+a GPU architecture and a software stack (Rates.kernel), the rows the kernel model knows (GEMMs,
+convolutions, recurrent steps, fused attention: engine.kernel_rows) take its time as their roofline
+instead; the launch model stays the same.
 """
 
 from __future__ import annotations
@@ -17,9 +20,10 @@ import numpy as np
 
 from ..hardware.traits import curve_table, efficiency_by_index, factor_in, rate_in
 from ..hardware.traits import efficiency_at as curve_at  # EfficiencyCurve.at over an array
+from .kernel_rows import kernel_row_times
 from .rates import Rates
 from ..ops import STAGES, OpCost
-from ..ops.base import Work
+from ..ops.base import Work, fresh_allocs
 
 FAMILY_CODE = {"matrix": 0, "conv": 1, "memory": 2}
 STAGE_CODE = {s: i for i, s in enumerate(STAGES)}
@@ -40,13 +44,15 @@ class WorkTable:
     factor_keys: tuple[str | None, ...] | None = None  # per row: Efficiency.stage_factors key
     keys: tuple[str, ...] | None = None  # per row: the Work's efficiency_key (keyed curves, Efficiency.curves)
     written: np.ndarray | None = None  # per row: bytes written (fresh-buffer cost, Rates.fresh_bytes)
+    shapes: tuple | None = None  # per row: the Work's GemmShape / ConvShape or None (kernel model, Rates.kernel)
+    allocs: tuple | None = None  # per row: the buffers one kernel allocates (Work.buffers; fresh-buffer cost)
 
 
 def work_table(costs: Sequence[OpCost], ew_keys: Sequence[Sequence[str | None]] | None = None,
                factor_keys: Sequence[Sequence[str | None]] | None = None) -> WorkTable:
     """Flatten per-layer costs; `ew_keys`/`factor_keys`: per layer, per stage keys (calibrated profiles)."""
     blocks: dict[int, tuple] = {}  # per distinct cost object: (rows [stage, family, flops, bytes, kernels], keys)
-    parts, counts, ek, fk, keys = [], [], [], [], []
+    parts, counts, ek, fk, keys, shapes, allocs = [], [], [], [], [], [], []
     for li, c in enumerate(costs):
         blk = blocks.get(id(c))
         if blk is None:
@@ -54,10 +60,13 @@ def work_table(costs: Sequence[OpCost], ew_keys: Sequence[Sequence[str | None]] 
             blk = blocks[id(c)] = (
                 np.array([(si, FAMILY_CODE[w.family], w.flops, w.bytes_read + w.bytes_written, w.kernels,
                            w.bytes_written) for si, w in works], dtype=float).reshape(-1, 6),
-                [getattr(w, "efficiency_key", "") or "" for _, w in works], [si for si, _ in works])
+                [getattr(w, "efficiency_key", "") or "" for _, w in works], [si for si, _ in works],
+                [w.shape for _, w in works], [w.buffers() for _, w in works])
         parts.append(blk[0])
         counts.append(len(blk[1]))
         keys.extend(blk[1])
+        shapes.extend(blk[3])
+        allocs.extend(blk[4])
         if ew_keys is not None:
             ek.extend(ew_keys[li][si] for si in blk[2])
             fk.extend((factor_keys[li][si] if factor_keys is not None else None) for si in blk[2])
@@ -66,7 +75,7 @@ def work_table(costs: Sequence[OpCost], ew_keys: Sequence[Sequence[str | None]] 
     return WorkTable(len(costs), layer, a[:, 0].astype(np.int64), a[:, 1].astype(np.int64),
                      a[:, 2].copy(), a[:, 3].copy(), a[:, 4].copy(),
                      tuple(ek) if ew_keys is not None else None, tuple(fk) if ew_keys is not None else None,
-                     tuple(keys), a[:, 5].copy())
+                     tuple(keys), a[:, 5].copy(), tuple(shapes), tuple(allocs))
 
 
 FAMILY_NAMES = np.array(["matrix", "conv", "memory"], dtype=object)
@@ -136,14 +145,35 @@ def row_times(t: WorkTable, r: Rates, scale: np.ndarray | None = None) -> dict[s
         compute = np.where(has_f, flops / np.where(cflops > 0, cflops, 1.0), 0.0)
         memory = np.where(byts != 0, byts / (r.bandwidth_Bps * np.where(mem_eff > 0, mem_eff, 1.0)), 0.0)
     roof = np.where(compute > memory, compute, memory)
-    if r.fresh_bytes and t.written is not None:  # buffers the allocator maps and faults in afresh on every call
-        wr = t.written * s if scale is not None else t.written
+    if r.kernel is not None and t.shapes is not None:  # kernel-level times where the kernel model has them
+        secs, fused = kernel_row_times(t, r)
+        if scale is not None:
+            secs = secs * s
+        has = ~np.isnan(secs)
+        compute, roof = np.where(has, secs, compute), np.where(has, secs, roof)
+        memory, kern = np.where(fused, 0.0, memory), np.where(fused, 0.0, kern)
+    if r.fresh_bytes and t.allocs is not None:  # buffers the allocator maps and faults in afresh on every call
         per = np.where(fam == 1, r.fresh_conv_s_per_byte, r.fresh_s_per_byte)
-        roof = roof + np.where(wr / k >= r.fresh_bytes, wr * per, 0.0)
+        roof = roof + fresh_row_bytes(t, r.fresh_bytes, scale) * per
+    if r.cold_bytes and r.cold_s_per_byte and t.allocs is not None:  # cold heap buffers: write-allocate from DRAM
+        roof = roof + fresh_row_bytes(t, r.cold_bytes, scale, r.fresh_bytes or np.inf) * r.cold_s_per_byte
     launch = kern * r.overhead_s
     exposed = np.maximum(launch - roof, 0.0) if r.overhead_overlaps else launch
     exposed = np.where(kern <= 0, 0.0, exposed)
     return {"time": roof + exposed, "compute": compute, "memory": memory, "overhead": exposed, "roof": roof}
+
+
+def fresh_row_bytes(t: WorkTable, threshold: float, scale: np.ndarray | None = None,
+                    below: float = np.inf) -> np.ndarray:
+    """Per row: kernels x the bytes of its buffers in [threshold, below) (ops.base.fresh_allocs), memoised."""
+    if scale is None:
+        cache = t.__dict__.setdefault("_fresh", {})
+        if (threshold, below) not in cache:
+            cache[(threshold, below)] = np.array([fresh_allocs(a, threshold, 1.0, below) for a in t.allocs],
+                                                 dtype=float) * t.kernels
+        return cache[(threshold, below)]
+    s = scale[t.layer]
+    return np.array([fresh_allocs(a, threshold, si, below) for a, si in zip(t.allocs, s)], dtype=float) * t.kernels
 
 
 def stage_times(t: WorkTable, r: Rates, scale: np.ndarray | None = None) -> dict[str, np.ndarray]:
@@ -170,7 +200,8 @@ def one_row_table(works: tuple[Work, ...], key: str | None = None, factor_key: s
                      np.array([w.bytes_read + w.bytes_written for w in works], dtype=float),
                      np.array([w.kernels for w in works], dtype=float), (key,) * n, (factor_key,) * n,
                      tuple(w.efficiency_key for w in works),
-                     written=np.array([w.bytes_written for w in works], dtype=float))
+                     written=np.array([w.bytes_written for w in works], dtype=float),
+                     shapes=tuple(w.shape for w in works), allocs=tuple(w.buffers() for w in works))
 
 
 def work_times(works: tuple[Work, ...], r: Rates, key: str | None = None,

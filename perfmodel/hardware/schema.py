@@ -161,6 +161,11 @@ class Device(_Frozen):
     runtime_reserved_bytes: NonNegBytes = Field(default=0.0, alias="runtime_reserved")
     efficiency: Efficiency = Efficiency()
     host_link: str | None = None  # name of the link to the host (GPUs), e.g. pcie3-x16
+    # Kernel-level modelling (perfmodel.kernels): the architecture file (hardware_profiles/gpu_arch) and the
+    # software stack (hardware_profiles/stacks) whose kernels run GEMM, convolution, RNN and attention work;
+    # both set: those work items take their time from the kernel model, else from the efficiency curves
+    gpu_arch: str | None = None
+    software_stack: str | None = None
     price_per_hour: Price | None = None
     # CPU fields
     sockets: int = Field(default=1, gt=0, le=1024)

@@ -35,6 +35,10 @@ HARDWARE_PROFILES: dict[str, tuple[str, str]] = {
     "Tesla K80 (one GK210)": ("k80", GPU),  # one die, as software sees it
 }
 
+# The GPU rows ran on CUDA 8.0 with cuDNN 5.1 (the paper's software table): every GPU profile is used with
+# this software stack (hardware_profiles/stacks) instead of its default, a current PyTorch stack.
+GPU_SOFTWARE_STACK = "cuda8-cudnn5"
+
 # published network name -> zoo network
 ZOO_NETWORKS: dict[str, str] = {
     "FCN-5": "fcn5",

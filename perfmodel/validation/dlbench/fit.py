@@ -14,8 +14,8 @@ from ...hardware.loader import load_hardware
 from ...hardware.schema import ThreadScaling
 from ...prediction import predict
 from .data import (
-    BATCH_ASSUMPTIONS, DTYPE, FIT_GRID, FIT_NETWORK, FIT_TOL, FRAMEWORKS, FittedFactor, GPU, HARDWARE_PROFILES,
-    MAIN_METRIC, OPTIMIZER, PENALTY_MAX, PublishedRow, SERIAL_BOUNDS, SUITE, ZOO_NETWORKS,
+    BATCH_ASSUMPTIONS, DTYPE, FIT_GRID, FIT_NETWORK, FIT_TOL, FRAMEWORKS, FittedFactor, GPU, GPU_SOFTWARE_STACK,
+    HARDWARE_PROFILES, MAIN_METRIC, OPTIMIZER, PENALTY_MAX, PublishedRow, SERIAL_BOUNDS, SUITE, ZOO_NETWORKS,
 )
 
 
@@ -47,7 +47,10 @@ class _Model:
         key = (profile, ts)
         if key not in self._devices:
             if ts is None:
-                self._devices[key] = self._load_hardware(profile, kind="device")
+                dev = self._load_hardware(profile, kind="device")
+                if dev.software_stack:  # the 2016 libraries, not the profile's current default
+                    dev = dev.model_copy(update={"software_stack": GPU_SOFTWARE_STACK})
+                self._devices[key] = dev
             else:
                 self._devices[key] = thread_scaled(self.device(profile), *ts)
         return self._devices[key]

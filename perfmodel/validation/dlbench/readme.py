@@ -9,7 +9,7 @@ from ...graph.io import load_network
 from ...hardware.loader import load_hardware
 from ...ops import DTYPE_BYTES, op_cost
 from .data import (
-    BATCH_ASSUMPTIONS, CLASS_LABEL, DEVICE_CLASSES, DTYPE, FCN_PARAMETER_NOTE, FIT_NETWORK, GPU,
+    BATCH_ASSUMPTIONS, CLASS_LABEL, DEVICE_CLASSES, DTYPE, FCN_PARAMETER_NOTE, FIT_NETWORK, GPU, GPU_SOFTWARE_STACK,
     PENALTY_MAX, SERVER, SUITE, ZOO_NETWORKS,
 )
 from .analysis import _err, _gpu_pair_ratio, _pub
@@ -52,7 +52,9 @@ def _head_lines(res: DLBenchResult) -> list[str]:
              "hyper-thread penalty (least squares on log time, never more parameters than thread counts, serial "
              f"fraction in [0, 1], penalty in [0, {PENALTY_MAX:g}]); the framework's other rows on that CPU are "
              "predicted by `perfmodel.predict` with a copy of the CPU profile carrying the fitted thread scaling. GPU "
-             "rows keep one factor; Caffe (no FCN-5 rows) gets factor 1 and the profile as it is. Every other row is "
+             "rows keep one factor, with GEMM, convolution and recurrent work timed by the kernel model under the "
+             f"paper's software stack ({GPU_SOFTWARE_STACK}); Caffe (no FCN-5 rows) gets factor 1 and the profile as it "
+             "is. Every other row is "
              "predicted, and no profile number was tuned to the table. Report: "
              f"`validation/reports/{SUITE}/report.md` (plots in `report.html`, data in `results.json`).", "",
              "Held-out rows (all but the FCN-5 fit rows); \"before\" = one factor per (framework, device class) with "

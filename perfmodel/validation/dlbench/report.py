@@ -6,7 +6,7 @@ import statistics
 from typing import TYPE_CHECKING, Any, Sequence
 
 from .data import (
-    CLASS_LABEL, DESKTOP, DEVICE_CLASSES, FIT_NETWORK, FRAMEWORK_COLORS, NETWORK_COLORS,
+    CLASS_LABEL, DESKTOP, DEVICE_CLASSES, FIT_NETWORK, FRAMEWORK_COLORS, GPU_SOFTWARE_STACK, NETWORK_COLORS,
     PENALTY_MAX, SERIAL_BOUNDS, SERVER, SUITE,
 )
 from .analysis import _err, _pub
@@ -138,7 +138,9 @@ f"# DLBench 2016 replicated with the model (`perfmodel validate --suite {SUITE}`
          f"penalty in [0, {PENALTY_MAX:g}] (so the model stays flat or slower past the physical cores). The framework's "
          "other rows on that CPU run through `perfmodel.predict` with the fitted copy;",
          "- GPU rows keep the single factor; a framework without FCN-5 rows on a platform (Caffe on the desktop) gets "
-         "factor 1 and the device profile as it is.", "",
+         "factor 1 and the device profile as it is. GPU GEMM, convolution and recurrent-step work is timed by the "
+         f"kernel model (perfmodel/kernels) with the software stack of the paper's runs, `{GPU_SOFTWARE_STACK}` "
+         "(CUDA 8.0, cuDNN 5.1), instead of the profiles' current default.", "",
          "\"Before\" below is the previous method of this suite, the same rows with one factor per (framework, device "
          "class) and the device profiles' thread scaling (serial fraction 0.03 desktop / 0.05 server, penalty 0.10).", "",
     ]

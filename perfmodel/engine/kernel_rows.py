@@ -1,0 +1,27 @@
+"""Kernel-model times of the rows of a WorkTable, computed once per (table, architecture, stack, dtype).
+
+The table's GEMM, convolution, recurrent-step and attention rows go through perfmodel.kernels.bridge
+(one vectorised call per kernel kind over the table's distinct shapes); the result is memoised on the
+table, which is itself memoised per graph and costs, so a repeated question costs one dictionary lookup.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..kernels.bridge import row_kernel_times
+
+
+def kernel_row_times(t, r) -> tuple[np.ndarray, np.ndarray]:
+    """(seconds per row, NaN where the kernel model has no kernel; rows a fused kernel absorbs) for table `t`
+    (engine.worktime.WorkTable with shapes) under rates `r` (Rates.kernel set)."""
+    arch, stack = r.kernel
+    cache = t.__dict__.setdefault("_kernel_times", {})
+    key = (id(arch), id(stack), r.dtype)
+    hit = cache.get(key)
+    if hit is None or hit[0] is not arch or hit[1] is not stack:
+        secs, fused = row_kernel_times(t.shapes, t.keys, t.stage, t.layer, t.flops, r.dtype, arch, stack)
+        secs.flags.writeable = False
+        fused.flags.writeable = False
+        hit = cache[key] = (arch, stack, secs, fused)
+    return hit[2], hit[3]
