@@ -25,7 +25,9 @@ def test_interleaved_by_hand():
     assert iteration_s(3.0, 0.1, 4, 8, 2) == pytest.approx(29.1)
     # bubble over ideal work without transfers = (p-1)/(v m)
     assert (iteration_s(3.0, 0.0, 4, 8, 2) - 24) / 24 == pytest.approx(bubble_fraction(4, 8, 2))
-    assert iteration_s(3.0, 2.0, 4, 8, 2) == pytest.approx(7 * 4.0 + 3 + 3 * (1.5 + 4.0))  # transfer-bound
+    # transfer-bound: the round trip (4 * 3 + 2 * 2 * 3 * 2.0) over 4 * (1 + 3/8) = 5.5 in-flight micro-batches
+    assert iteration_s(3.0, 2.0, 4, 8, 2) == pytest.approx(7 * 36 / 5.5 + 3 + 3 * (1.5 + 4.0))
+    assert iteration_s(3.0, 0.5, 4, 8, 2) == pytest.approx(7 * 18 / 5.5 + 3 + 3 * (1.5 + 1.0))  # (12 + 6) / 5.5
     assert iteration_s(3.0, 0.5, 1, 8, 1) == 24.0
 
 

@@ -8,8 +8,10 @@ With m micro-batches and per-micro-batch stage compute c (forward + backward of 
   point-to-point messages per rank (each the same activation size x);
 - iteration time (full-duplex links: v sends per direction per micro-batch), per rank s with c_s = f_s + b_s and
   cycle_s = max(c_s, v x_{s-1}, v x_s), the 1F1B formula of parallel/pipeline.py with the fill/drain work / v:
-      T = (m - 1) max_s cycle_s + max_s c_s + (sum_s c_s - max_s c_s) / v + 2 sum_s x_s
-  balanced: T = (m - 1) max(c, v x) + c + (p - 1) (c / v + 2 x); v = 1 gives pipeline.schedule_time's 1F1B.
+      T = (m - 1) max(max_s cycle_s, R) + max_s c_s + (sum_s c_s - max_s c_s) / v + 2 sum_s x_s
+  with the round-trip bound R = (sum_s c_s + 2 v sum_s x_s) / first_stage_inflight(p, m, v)
+  (pipeline.round_trip_cycle); balanced: T = (m - 1) max(c, v x, R) + c + (p - 1) (c / v + 2 x);
+  v = 1 gives pipeline.schedule_time's 1F1B.
   Assumes each rank's layers split into v equal chunks and ignores the wrap-around send from the last rank to
   the first (it overlaps the steady state).
 - the first rank holds activations of p (1 + (p - 1) / (p v)) micro-batches' worth of its layers
@@ -22,7 +24,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from ..errors import InputError
-from .pipeline import PipelineTiming
+from .pipeline import PipelineTiming, round_trip_cycle
 
 
 def _check(p: int, m: int, v: int) -> None:
@@ -43,7 +45,8 @@ def iteration_s(stage_compute_s: float, transfer_s: float, p: int, m: int, v: in
     _check(p, m, v)
     if p == 1:
         return m * stage_compute_s
-    steady = (m - 1) * max(stage_compute_s, v * transfer_s)
+    rt = round_trip_cycle([stage_compute_s] * p, [transfer_s] * (p - 1), first_stage_inflight(p, m, v), v)
+    steady = (m - 1) * max(stage_compute_s, v * transfer_s, rt)
     return steady + stage_compute_s + (p - 1) * (stage_compute_s / v + 2 * transfer_s)
 
 
@@ -75,7 +78,8 @@ def interleaved_timing(fwd: Sequence[float], bwd: Sequence[float], transfer: Seq
     cycles = [max(c[s], v * transfer[s - 1] if s > 0 else 0.0, v * transfer[s] if s < p - 1 else 0.0)
               for s in range(p)]
     fill = 2 * sum(transfer)
-    steady, steady_compute = (m - 1) * max(cycles), (m - 1) * c[crit]
+    rt = round_trip_cycle(c, transfer, first_stage_inflight(p, m, v), v)
+    steady, steady_compute = (m - 1) * max(max(cycles), rt), (m - 1) * c[crit]
     total = steady + c[crit] + (sum(c) - c[crit]) / v + fill
     exposed = fill + (steady - steady_compute)
     bubble = max(0.0, total - m * c[crit] - exposed)

@@ -7,9 +7,13 @@ solved by bisection on the bottleneck value with a greedy feasibility check, the
 Schedules, with per-micro-batch stage times c_s = f_s + b_s, m micro-batches and x_s the transfer
 time of the activations (or their gradients) across boundary s:
 
-- 1F1B (PipeDream-Flush, Narayanan et al. 2021): T = (m - 1) max_s cycle_s + sum_s c_s + 2 sum_s x_s,
-  with cycle_s = max(c_s, x_{s-1}, x_s) (transfers overlap compute in the steady state; the
-  fill and the drain each cross every boundary once);
+- 1F1B (PipeDream-Flush, Narayanan et al. 2021): T = (m - 1) cycle + sum_s c_s + 2 sum_s x_s, with
+  cycle = max(max_s c_s, max_s x_s, (sum_s c_s + 2 sum_s x_s) / min(m, pp)) (transfers overlap compute in
+  the steady state; the fill and the drain each cross every boundary once). The last term is the round
+  trip: stage 0 holds at most pp micro-batches in flight, and micro-batch i's backward reaches it only after
+  every stage's forward and backward of i and 2 transfers per boundary, so stage 0 can start at most
+  min(m, pp) micro-batches per round trip (`round_trip_cycle`; measured on two emulated nodes, cluster-emu:
+  with pp = 2 and x ~ 0.6 c a step takes about (c_0 + c_1 + 2x) / 2 per micro-batch, not max(c_s, x));
 - GPipe (Huang et al. 2019): all forwards, then all backwards:
   T = (m - 1) (max_s f_s + max_s b_s) + sum_s c_s + 2 sum_s x_s.
 
@@ -144,7 +148,8 @@ def best_partition(f: Sequence[float], b: Sequence[float], X: Sequence[Sequence[
     pipeline time of schedule_time(), transfers included: X[s][k] is the time to send the activations of a cut
     before layer k across boundary s (one direction, one micro-batch).
 
-    1F1B: T = (m - 1) max_s max(c_s, x_{s-1}, x_s) + sum c + 2 sum x, and sum c does not depend on the cut, so
+    1F1B: T = (m - 1) max(M, (sum c + 2 X) / min(m, pp)) + sum c + 2 X with M = max_s max(c_s, x_{s-1}, x_s)
+    and X = sum x; sum c does not depend on the cut and T grows with M and X, so
     the optimum lies on the Pareto frontier of (bottleneck M, transfer sum X); every frontier point is found
     exactly by a min-transfer dynamic programme under the bound M (M lowered below the last point's bottleneck
     each step), starting from the largest M that could still beat the compute-balanced cut. The result is the
@@ -220,6 +225,16 @@ class PipelineTiming:
         return self.bubble_s / self.total_s if self.total_s > 0 else 0.0
 
 
+def round_trip_cycle(stage_compute: Sequence[float], transfer: Sequence[float], inflight: float,
+                     v: int = 1) -> float:
+    """1F1B's steady-state period bound from one micro-batch's round trip: (sum c + 2 v sum x) / inflight.
+
+    Every stage's forward and backward of a micro-batch and two crossings of every boundary (v of each with
+    v interleaved chunks per rank) lie between its forward and its backward on stage 0, which keeps only
+    `inflight` micro-batches in flight (min(m, pp) for 1F1B)."""
+    return (sum(stage_compute) + 2.0 * v * sum(transfer)) / max(1.0, inflight)
+
+
 def schedule_time(fwd: Sequence[float], bwd: Sequence[float], transfer: Sequence[float], m: int,
                   schedule: str = "1f1b") -> PipelineTiming:
     """Time of m micro-batches through the stages (see the module docstring)."""
@@ -235,7 +250,7 @@ def schedule_time(fwd: Sequence[float], bwd: Sequence[float], transfer: Sequence
     fill = 2 * sum(transfer)
     if schedule == "1f1b":
         cycles = [max(c[s], transfer[s - 1] if s > 0 else 0.0, transfer[s] if s < pp - 1 else 0.0) for s in range(pp)]
-        steady = (m - 1) * max(cycles)
+        steady = (m - 1) * max(max(cycles), round_trip_cycle(c, transfer, min(m, pp)))
         steady_compute = (m - 1) * max(c)
     else:
         fx = [max(fwd[s], transfer[s - 1] if s > 0 else 0.0, transfer[s] if s < pp - 1 else 0.0) for s in range(pp)]
