@@ -7,6 +7,8 @@ Per iteration and node:
   from storage: bytes / read bandwidth (RAID0 of k disks: k x bandwidth x raid efficiency) plus one
   access latency per sample, IO_QUEUE_DEPTH requests in flight per disk (shuffled datasets read one
   file per sample).
+  A storage of type "network" (a remote source fetched per sample, e.g. over HTTP from an object store)
+  bypasses the page cache: every epoch reads all of it from the source.
 - **Host to device.** Each device that consumes input receives its batch over PCIe; devices behind
   one root port or switch share that upstream link, so the group's copy takes (sum of its devices'
   bytes) / link bandwidth. CPU devices read host memory directly (no copy).
@@ -30,6 +32,7 @@ from .ops import DTYPE_BYTES, op_cost
 
 HOST_RAM_CACHE_FRACTION = 0.8  # share of host RAM the page cache can hold the dataset in (rest: OS, framework, pinned buffers)
 IO_QUEUE_DEPTH = 4  # outstanding per-sample reads per disk (data-loader workers / NCQ)
+NETWORK_STORAGE = "network"  # Storage.type of a remote source read per sample (HTTP / object store): never page-cached
 
 
 def dataset_presets() -> dict[str, tuple[int, float]]:
@@ -115,7 +118,8 @@ def data_flow(*, compute_s: float, node_samples: float, group_bytes: float, grou
     `node_samples`: samples the busiest node reads per iteration; `group_bytes`: input bytes crossing
     the busiest shared PCIe uplink per iteration (0 for CPU devices); `compute_s`: the step without IO.
     """
-    hit = ram_hit_fraction(dataset_bytes, host_memory_bytes)
+    hit = 0.0 if storage is not None and storage.type == NETWORK_STORAGE else ram_hit_fraction(dataset_bytes,
+                                                                                               host_memory_bytes)
     io = io_time(node_samples, bytes_per_sample, storage, hit) if dataset_bytes is not None else 0.0
     h2d = group_bytes / group_link_Bps if group_bytes > 0 else 0.0
     if prefetch:
