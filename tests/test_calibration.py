@@ -352,9 +352,10 @@ def test_kernel_class_curves_fitted_from_keyed_samples():
     s = samples[-1]
     assert predicted_sample_time(s, fit) == pytest.approx(s.time_s, rel=3e-3)
     # the calibration grid's keys, by hand
-    assert [conv_ekey(32, 32, 3, 1, 32), conv_ekey(32, 64, 3, 1, 4), conv_ekey(32, 64, 1, 1, 1),
-            conv_ekey(32, 64, 3, 1, 1), conv_ekey(32, 32, 3, 2, 32)] == \
-        ["conv/depthwise", "conv/grouped", "conv/1x1", "", ""]
+    assert [conv_ekey(32, 32, 3, 1, 32), conv_ekey(64, 64, 3, 1, 4), conv_ekey(48, 64, 1, 1, 1),
+            conv_ekey(48, 64, 3, 1, 1), conv_ekey(32, 32, 3, 2, 32), conv_ekey(32, 64, 3, 1, 1),
+            conv_ekey(64, 16, 1, 1, 1), conv_ekey(32, 64, 3, 1, 4)] == \
+        ["conv/depthwise", "conv/grouped", "conv/1x1", "", "", "conv/narrow", "conv/1x1/narrow", "conv/grouped/narrow"]
     assert (gemm_ekey(16, 4096), gemm_ekey(2048, 10), gemm_ekey(17, 17)) == ("matmul/thin", "matmul/thin", "")
 
 
@@ -399,3 +400,65 @@ def test_fresh_buffer_cost_fitted_and_added_to_large_outputs_only():
     assert work_time(big, r).time_s - work_time(big, plain).time_s == pytest.approx(extra, rel=1e-3)
     assert work_time(small, r).time_s == work_time(small, plain).time_s
     assert isinstance(r, Rates)
+
+
+def test_fresh_bytes_of_a_conv_sample_count_its_blocked_layout_buffers_at_or_above_32_mib():
+    """oneDNN's NCHW convolution allocates x-copy, y-blocked and y in forward; dy-copy, dx-blocked, dx (backward
+    data) and x-copy, dy-copy, dW (backward weight): each buffer of at least 32 MiB is mapped afresh."""
+    from perfmodel.calibration.kernels import written_bytes
+
+    mib32 = 32 * 2 ** 20  # n128 c64 32x32: 4 * 128 * 64 * 1024 bytes = 32 MiB exactly
+    fwd = Sample("conv", 1, 1.0, 1.0, label="conv n128 c64 32x32 k64 3x3 fwd")
+    bwd = Sample("conv", 1, 1.0, 1.0, label="conv n128 c64 32x32 k64 3x3 g64 bwd")
+    down = Sample("conv", 1, 1.0, 1.0, label="conv n128 c64 32x32 k64 3x3/2 fwd")  # y is 8 MiB: only the x-copy
+    small = Sample("conv", 1, 1.0, 1.0, label="conv n64 c64 32x32 k64 3x3 fwd")
+    assert written_bytes(fwd) == 3 * mib32
+    assert written_bytes(bwd) == 5 * mib32  # dW (64 x 1 x 3 x 3 floats) stays small
+    assert written_bytes(down) == mib32 and written_bytes(small) == 0.0
+    assert written_bytes(Sample("memory", 1, 1.0, 1.0, label="fresh relu 16777216 fp32")) == 2 * mib32
+
+
+def test_cold_buffer_cost_per_thread_count_from_stream_pairs():
+    """cold - warm time of the same stream over its 4n output bytes, per thread count (median over pairs); a
+    profile carrying it adds bytes x cost for buffers in [cold_buffer_bytes, fresh_buffer_bytes) only."""
+    from perfmodel.calibration.kernels import COLD_BYTES_MIN, fit_cold_cost
+
+    n = 2 ** 20  # 4 MiB of output
+    s = [Sample("memory", 1, 1.0e-3, label=f"fresh relu {n} fp32"), Sample("cold", 1, 1.4e-3, label=f"cold relu {n} fp32"),
+         Sample("memory", 2, 0.6e-3, label=f"fresh relu {n} fp32"), Sample("cold", 2, 0.8e-3, label=f"cold relu {n} fp32"),
+         Sample("cold", 2, 9.0, label="cold add 77 fp32")]  # no warm pair: ignored
+    per = fit_cold_cost(s)
+    assert per[1] == pytest.approx(0.4e-3 / (4 * n)) and per[2] == pytest.approx(0.2e-3 / (4 * n))
+    samples = synthetic_samples()
+    fit = fit_profile(samples, FitOptions(cores=CORES, nominal_peak_per_core={"fp32": PEAK / CORES}))
+    fit.cold_s_per_byte = {1: 1e-11, 2: 6e-12}
+    dev = hardware_from_dict(profile_dict(fit, name="cold", source="test", memory_bytes=8e9))
+    assert dev.traits.cold_buffer_bytes == COLD_BYTES_MIN and dev.traits.cold_buffer_s_per_byte == {1: 1e-11, 2: 6e-12}
+    import dataclasses as dc
+
+    for t, per_byte in ((1, 1e-11), (2, 6e-12), (4, 6e-12)):  # 4 threads: the largest listed count below
+        r = device_rates(dev, "fp32", threads=t)
+        plain = dc.replace(r, cold_bytes=None)
+        conv = Work("conv", flops=1e6, bytes_read=1e6, bytes_written=4e6, allocs=(0.5e6, 4e6, 8e6))
+        assert work_time(conv, r).time_s - work_time(conv, plain).time_s == pytest.approx(12e6 * per_byte, rel=1e-6)
+
+
+def test_curves_fitted_per_thread_count_answer_for_that_thread_count():
+    """With 1- and 2-thread samples, each keyed curve and family curve also gets "<key>@t<n>" curves; at n threads
+    they replace the pooled curve (hand-set here: at 2 threads the streaming curve halves)."""
+    from perfmodel.hardware.traits import efficiency_curve, for_threads
+
+    samples = synthetic_samples()
+    fit = fit_profile(samples, FitOptions(cores=CORES, nominal_peak_per_core={"fp32": PEAK / CORES}))
+    assert {"matrix@t1", "matrix@t2", "conv@t2", "memory@t1"} <= set(fit.keyed_curves)
+    eff = Efficiency(curves={"elementwise": EfficiencyCurve(points=((1e3, 0.4), (1e6, 0.4))),
+                             "elementwise@t2": EfficiencyCurve(points=((1e3, 0.2), (1e6, 0.2))),
+                             "memory@t2": EfficiencyCurve(points=((1e3, 0.3), (1e6, 0.3)))},
+                     elementwise={"relu": 10e9, "relu@t1": 12e9, "relu@t2": 8e9})
+    one, two, four = for_threads(eff, 1), for_threads(eff, 2), for_threads(eff, 4)
+    assert efficiency_curve(one, "elementwise/relu", "memory").at(1e4) == pytest.approx(0.4)
+    assert efficiency_curve(two, "elementwise/relu", "memory").at(1e4) == pytest.approx(0.2)
+    assert efficiency_curve(four, "elementwise/relu", "memory").at(1e4) == pytest.approx(0.2)
+    assert two.memory.at(1e4) == pytest.approx(0.3) and one.memory == eff.memory
+    assert (one.elementwise["relu"], two.elementwise["relu"]) == (12e9, 8e9)
+    assert not any("@t" in k for k in two.curves) and for_threads(eff, None) is eff

@@ -64,8 +64,8 @@ class Sample:
     backward at a realistic size: fits Efficiency.elementwise[key]), "dispatch" (tiny ops with autograd, forward
     and backward: fits kernel_overhead, the per-kernel cost inside a training step), "dispatch_raw"
     (one tiny op without autograd: the call overhead inside the other benchmarks, which call ops
-    directly) or "check" (not fitted; compared with the fitted profile's prediction, e.g. an
-    optimizer step).
+    directly), "cold" (a stream writing long-unused outputs: fits the cold-buffer cost against its "fresh" pair)
+    or "check" (not fitted; compared with the fitted profile's prediction, e.g. an optimizer step).
     """
 
     family: str
@@ -127,6 +127,7 @@ class FitResult:
     keyed_curves: dict[str, list[tuple[float, float]]] = field(default_factory=dict)  # Efficiency.curves by key
     fresh_s_per_byte: float | None = None  # one thread's extra time per freshly mapped output byte (traits)
     fresh_conv_s_per_byte: float | None = None  # the same for convolutions
+    cold_s_per_byte: dict[int, float] | None = None  # per thread count: extra time per cold output byte (traits)
 
     def speedup(self, threads: int) -> float:
         """Compute speed at `threads` relative to one thread, as compute.thread_speedup does."""
@@ -320,11 +321,17 @@ def fit_elementwise(samples: Sequence[Sample], res: FitResult) -> dict[str, floa
         by_key.setdefault(s.key, {}).setdefault(s.threads, []).append(per_core)
     if not by_key:
         return None
-    out = {}
+    from .kernels import THREADS_SEP
+
+    out, by_t = {}, {}
     for k, per_t in sorted(by_key.items()):
         meds = [statistics.median(v) for v in per_t.values()]
         out[k] = math.exp(statistics.fmean(math.log(m) for m in meds))
+        for t, v in per_t.items():
+            by_t[f"{k}{THREADS_SEP}{t}"] = statistics.median(v)
     out["default"] = statistics.median(out.values())
+    if len({t for per_t in by_key.values() for t in per_t}) > 1:  # per thread count too (traits.for_threads)
+        out.update(by_t)
     return out
 
 
@@ -403,11 +410,15 @@ def fit_profile(samples: Sequence[Sample], options: FitOptions) -> FitResult:
             if pairs:
                 res.n_samples[key] = len(pairs)
                 res.curves[key] = bin_curve(pairs, options.bins_per_decade)
-    from .kernels import fit_fresh_cost, fit_keyed_curves
+    from .kernels import fit_cold_cost, fit_fresh_cost, fit_keyed_curves
 
     res.keyed_curves = fit_keyed_curves(samples, res, overhead, options.bins_per_decade)
     res.fresh_s_per_byte = fit_fresh_cost(samples, res, ("memory",))
-    res.fresh_conv_s_per_byte = fit_fresh_cost(samples, res, ("conv",))
+    res.cold_s_per_byte = fit_cold_cost(samples)
+    conv_check = fit_fresh_cost(samples, res, ("conv",))  # one fault cost for every kernel: the conv residual is a check
+    if conv_check is not None and res.fresh_s_per_byte:
+        notes.append(f"fresh-buffer check: convolution samples' residual over their curves per fresh byte "
+                     f"{conv_check * 1e9:.3g} ns/B vs streaming {res.fresh_s_per_byte * 1e9:.3g} ns/B (not fitted)")
     res.stage_factors = fit_stage_factors(samples, res, overhead)
     res.elementwise = fit_elementwise(samples, res)
     if res.elementwise:
@@ -479,7 +490,14 @@ def profile_dict(fit: FitResult, *, name: str, source: str, model: str = "", ven
                        **({"fresh_buffer_conv_s_per_byte": _sig(fit.fresh_conv_s_per_byte)}
                           if fit.fresh_conv_s_per_byte else {}),
                        "source": "calibrated: freshly allocated outputs of at least 32 MiB (glibc's largest mmap "
-                                 "threshold) in convolution and streaming microbenchmarks"}
+                                 "threshold) in streaming microbenchmarks"}
+    if fit.cold_s_per_byte:
+        from .kernels import COLD_BYTES_MIN
+
+        d.setdefault("traits", {"source": "calibrated"})
+        d["traits"].update(cold_buffer_bytes=COLD_BYTES_MIN,
+                           cold_buffer_s_per_byte={t: _sig(v) for t, v in fit.cold_s_per_byte.items()})
+        d["traits"]["source"] += "; cold buffers from streams writing into long-unused vs just-freed outputs"
     if fit.keyed_curves:
         eff["curves"] = {k: {"points": [[x, e] for x, e in pts]} for k, pts in sorted(fit.keyed_curves.items())}
     eff["source"] = eff_source or "calibrated"
@@ -488,11 +506,11 @@ def profile_dict(fit: FitResult, *, name: str, source: str, model: str = "", ven
 
 
 def fresh_sample(s: Sample) -> bool:
-    """A sample whose fresh outputs reach the allocator's mmap threshold (fits the fresh-buffer cost, not curves);
-    a combined conv backward counts as one buffer (the input gradient dwarfs the weight gradient)."""
-    from .kernels import FRESH_BYTES, written_bytes
+    """A sample with buffers at or above the allocator's mmap threshold (calibration.kernels.written_bytes): it fits
+    the fresh-buffer cost, not the curves."""
+    from .kernels import written_bytes
 
-    return written_bytes(s) >= FRESH_BYTES
+    return written_bytes(s) > 0
 
 
 def fresh_time(s: Sample, fit: FitResult) -> float:
@@ -546,7 +564,7 @@ def residuals(samples: Sequence[Sample], fit: FitResult) -> list[dict[str, Any]]
     for s in samples:
         if s.family.startswith("dispatch") or (s.family in ("matrix", "conv") and s.dtype not in fit.peak_flops):
             continue
-        if s.family == "check":
+        if s.family in ("check", "cold"):
             continue
         p = predicted_sample_time(s, fit)
         out.append({"label": s.label, "family": s.family, "dtype": s.dtype, "threads": s.threads,

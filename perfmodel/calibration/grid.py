@@ -105,8 +105,11 @@ KERNEL_CONVS: tuple[tuple[int, int, int, int, int, int], ...] = (
     (64, 48, 32, 48, 1, 1), (32, 64, 56, 64, 1, 1),
     (256, 48, 32, 48, 3, 48), (128, 96, 16, 96, 3, 96), (128, 64, 32, 64, 3, 4), (256, 32, 32, 64, 3, 8),
     (256, 32, 32, 64, 1, 1), (128, 96, 16, 96, 1, 1),
+    # grouped convs whose channels per group are not whole 16-channel blocks (conv/grouped/narrow)
+    (16, 48, 32, 48, 3, 8), (32, 64, 16, 64, 3, 8), (8, 96, 28, 96, 3, 4), (16, 40, 32, 40, 3, 5),
+    (64, 48, 32, 48, 3, 8), (4, 24, 16, 24, 3, 2),
 )
-QUICK_KERNEL_CONVS = (1, 3, 6, 10, 12, 16, 18, 21, 24, 28, 30)
+QUICK_KERNEL_CONVS = (1, 3, 6, 10, 12, 16, 18, 21, 24, 28, 30, 38, 40)
 
 
 def thin_gemm_shapes(n: int, seed: int = 20240602) -> list[tuple[int, int, int]]:
@@ -120,6 +123,14 @@ def thin_gemm_shapes(n: int, seed: int = 20240602) -> list[tuple[int, int, int]]
         wide = int(round(math.exp(rng.uniform(math.log(64), math.log(8192)))))
         out.append((thin, k, wide) if i % 2 else (wide, k, thin))
     return out
+
+
+def cold_sizes(quick: bool) -> list[int]:
+    """Element counts of the cold-output streams: fp32 outputs from COLD_BYTES_MIN up to, not including, the 32 MiB
+    at which buffers are mapped afresh (calibration.kernels)."""
+    from .kernels import COLD_BYTES_MIN, FRESH_BYTES
+
+    return [n for n in stream_sizes(quick) if COLD_BYTES_MIN <= 4 * n < FRESH_BYTES]
 
 
 def stream_sizes(quick: bool) -> list[int]:

@@ -20,6 +20,8 @@ from __future__ import annotations
 import re
 from typing import Sequence
 
+from ..hardware.traits import THREADS_SEP  # "<key>@t<threads>": fitted at that thread count only
+
 # memory-work roots whose bandwidth curve is the fresh-allocation streaming curve
 STREAM_ROOTS = ("elementwise", "norm", "pool")
 STREAM_KEY = "elementwise"  # the key the streaming samples carry
@@ -27,15 +29,16 @@ THIN = 16  # a GEMM is thin when min(M, N) <= THIN (as the dense cost rule keys 
 
 
 def conv_ekey(c_in: int, c_out: int, kernel: int, stride: int, groups: int) -> str:
-    """Efficiency key of a stride-1 calibration convolution ("" = the plain conv curve; strided convs use
-    stage factors): conv/depthwise (groups = input channels), conv/grouped, conv/1x1."""
+    """Efficiency key of a stride-1 calibration convolution, as the conv cost rule keys it (ops.conv.conv_key:
+    conv/depthwise, conv/grouped, conv/1x1, conv/narrow, conv/1x1/narrow); "" = the plain conv curve. Strided
+    convs use stage factors: ""."""
+    from ..ops.base import ConvShape
+    from ..ops.conv import conv_key
+
     if stride != 1:
         return ""
-    if groups > 1 and groups == c_in:
-        return "conv/depthwise"
-    if groups > 1:
-        return "conv/grouped"
-    return "conv/1x1" if kernel == 1 else ""
+    key = conv_key(ConvShape(1, c_in, c_out, (1, 1), (1, 1), (kernel, kernel), (1, 1), groups))
+    return "" if key == "conv" else key
 
 
 def gemm_ekey(m: int, n: int) -> str:
@@ -45,45 +48,78 @@ def gemm_ekey(m: int, n: int) -> str:
 
 def fit_keyed_curves(samples: Sequence, res, overhead: float, bins_per_decade: float) -> dict[str, list]:
     """Per efficiency key of the samples: binned (size, efficiency) points, as the family curves are fitted
-    (per bin the median per thread count, then their geometric mean). The streaming curve is written under
+    (per bin the median per thread count, then their geometric mean). With several thread counts, each key and
+    each family curve (matrix, conv, memory) also gets one curve per thread count, "<key>@t<threads>"
+    (hardware.traits.for_threads picks them): caches and memory are shared by the cores, so streaming and
+    memory-bound kernels do not speed up with threads as compute does. The streaming curves are written under
     every STREAM_ROOTS key."""
-    from .fit import bin_curve, efficiency_pairs
+    from .fit import FIT_FAMILIES, bin_curve, efficiency_pairs
 
     out: dict[str, list] = {}
-    for ekey in sorted({s.ekey for s in samples if s.ekey}):
-        fam = next(s.family for s in samples if s.ekey == ekey)
-        pairs = efficiency_pairs(samples, fam, "fp32" if fam != "memory" else None, res, overhead, ekey=ekey)
-        if pairs:
+    for ekey in sorted({s.ekey for s in samples if s.ekey}) + [f for f in FIT_FAMILIES]:
+        fam = ekey if ekey in FIT_FAMILIES else next(s.family for s in samples if s.ekey == ekey)
+        pairs = efficiency_pairs(samples, fam, "fp32" if fam != "memory" else None, res, overhead,
+                                 ekey="" if ekey in FIT_FAMILIES else ekey)
+        if not pairs:
+            continue
+        if ekey not in FIT_FAMILIES:
             res.n_samples[ekey] = len(pairs)
             out[ekey] = bin_curve(pairs, bins_per_decade)
-    if STREAM_KEY in out:
+        threads = sorted({t for _, _, t in pairs})
+        for t in threads if len(threads) > 1 else ():
+            out[f"{ekey}{THREADS_SEP}{t}"] = bin_curve([p for p in pairs if p[2] == t], bins_per_decade)
+    for name in [k for k in out if k.split(THREADS_SEP)[0] == STREAM_KEY]:
         for root in STREAM_ROOTS:
-            out[root] = list(out[STREAM_KEY])
+            out[root + name[len(STREAM_KEY):]] = list(out[name])
     return out
 
 
 FRESH_BYTES = 32 * 2**20  # glibc's largest dynamic mmap threshold: bigger buffers are mapped (and faulted) per call
-_CONV_LABEL = re.compile(r"^conv n(\d+) c(\d+) (\d+)x\d+ k(\d+) (\d+)x\d+(?:/(\d+))?(?: g(\d+))? (fwd|bwd)$")
+# buffers from this size up are cold in a training step (a core's L2 on current x86 server cores is 1-2 MiB: smaller
+# buffers are re-used by the allocator while still cached)
+COLD_BYTES_MIN = 2**20
+_COLD_LABEL = re.compile(r"^cold (relu|add) (\d+) fp32$")
+
+
+def fit_cold_cost(samples: Sequence) -> dict[int, float] | None:
+    """Per thread count: the extra seconds per written byte of a cold output buffer, the median over sizes and ops
+    of (time of the cold-output stream - time of the same stream writing a just-freed output) / 4n bytes (the
+    cold stream's family is "cold"; its pair is the "fresh <op> <n>" sample). None without such pairs."""
+    import statistics
+
+    warm = {(s.label.removeprefix("fresh "), s.threads): s.time_s for s in samples if s.label.startswith("fresh ")}
+    per_t: dict[int, list[float]] = {}
+    for s in samples:
+        m = _COLD_LABEL.match(s.label) if s.family == "cold" else None
+        w = warm.get((s.label.removeprefix("cold "), s.threads)) if m else None
+        if w is not None:
+            per_t.setdefault(s.threads, []).append(max(0.0, s.time_s - w) / (4.0 * int(m.group(2))))
+    return {t: statistics.median(v) for t, v in sorted(per_t.items())} or None
+_CONV_LABEL = re.compile(r"^conv n(\d+) c(\d+) (\d+)x\d+ k(\d+) (\d+)x\d+(?:/(\d+))?(?: g(\d+))? "
+                         r"(fwd|bwd|bwd_data|bwd_weight)$")
+_CONV_PASSES = {"fwd": ("fwd",), "bwd": ("bwd_data", "bwd_weight"), "bwd_data": ("bwd_data",),
+                "bwd_weight": ("bwd_weight",)}
 _FRESH_LABEL = re.compile(r"^fresh (relu|add) (\d+) fp32$")
 
 
 def written_bytes(s) -> float:
-    """Freshly allocated output bytes of a sample: its `written` field, else (samples stored before it existed)
-    read from the grid's own labels: a fresh streaming kernel writes 4n bytes; a stride-1 or strided conv's
-    forward its output, its combined backward the input and weight gradients. Other samples: 0."""
-    if s.written:
-        return s.written
+    """Bytes of the buffers of a sample that the allocator maps afresh on every call (each at least FRESH_BYTES),
+    read from the grid's own labels: a fresh streaming kernel's 4n-byte output; a convolution's buffers per pass
+    as the conv cost rule lists them (ops.conv.conv_buffers: blocked-layout copies and outputs). Else the
+    sample's `written` field when it reaches FRESH_BYTES; other samples: 0."""
+    from ..ops.base import fresh_allocs
+    from ..ops.conv import conv_buffers
+
     m = _FRESH_LABEL.match(s.label)
     if m:
-        return 4.0 * int(m.group(2))
+        return fresh_allocs((4.0 * int(m.group(2)),), FRESH_BYTES)
     m = _CONV_LABEL.match(s.label)
     if not m:
-        return 0.0
+        return s.written if s.written >= FRESH_BYTES else 0.0
     nb, c, hw, ko, kr = (int(m.group(i)) for i in range(1, 6))
     st, g = int(m.group(6) or 1), int(m.group(7) or 1)
-    if m.group(8) == "fwd":
-        return 4.0 * nb * ko * (hw // st) ** 2
-    return 4.0 * (nb * c * hw * hw + ko * (c // g) * kr * kr)
+    bufs = conv_buffers(4.0 * nb * c * hw * hw, 4.0 * nb * ko * (hw // st) ** 2, 4.0 * ko * (c // g) * kr * kr)
+    return sum(fresh_allocs(bufs[p], FRESH_BYTES) for p in _CONV_PASSES[m.group(8)])
 
 
 def fit_fresh_cost(samples: Sequence, res, families: tuple[str, ...] = ("conv", "memory")) -> float | None:

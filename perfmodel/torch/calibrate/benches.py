@@ -11,7 +11,8 @@ import torch
 import torch.nn.functional as F
 
 from ...calibration.grid import (
-    CONV_SHAPES, KERNEL_CONVS, QUICK_CONV, QUICK_KERNEL_CONVS, conv_passes, gemm_shapes, memory_sizes, stream_sizes,
+    CONV_SHAPES, KERNEL_CONVS, QUICK_CONV, QUICK_KERNEL_CONVS, cold_sizes, conv_passes, gemm_shapes, memory_sizes,
+    stream_sizes,
     thin_gemm_shapes,
 )
 from ...calibration.kernels import STREAM_KEY, conv_ekey, gemm_ekey
@@ -112,6 +113,33 @@ def _stream(n: int, op: str):
             return (lambda: torch.relu(xs[next(turn)])), float(n), 8.0 * n, 1
         b = torch.randn(n, device=device, dtype=torch.float32)
         return (lambda: torch.add(xs[next(turn)], b)), float(n), 12.0 * n, 1
+
+    return make
+
+
+def _stream_cold(n: int, op: str):
+    """The streaming kernel of _stream writing into outputs that rotate over COLD_BYTES too (preallocated, so not
+    faulted): each output line was last touched long ago, as a training step's heap buffers were, so the write
+    first reads it from DRAM. Paired with the _stream sample of the same size it gives the cold-buffer cost."""
+
+    def make(device: str, dt: torch.dtype):
+        copies = max(1, math.ceil(COLD_BYTES / (4.0 * n)))
+        xs = [torch.randn(n, device=device, dtype=torch.float32) for _ in range(copies)]
+        outs = [torch.empty(n, device=device, dtype=torch.float32) for _ in range(copies)]
+        turn = itertools.cycle(range(copies))
+        if op == "relu":
+            def relu():
+                i = next(turn)
+                return torch.clamp_min(xs[i], 0.0, out=outs[(i + copies // 2) % copies])
+
+            return relu, float(n), 8.0 * n, 1
+        b = torch.randn(n, device=device, dtype=torch.float32)
+
+        def add():
+            i = next(turn)
+            return torch.add(xs[i], b, out=outs[(i + copies // 2) % copies])
+
+        return add, float(n), 12.0 * n, 1
 
     return make
 
@@ -280,6 +308,9 @@ def build_benches(device: str, thread_counts: list[int], quick: bool, lowp: list
         for n in stream_sizes(quick):
             for op in ("relu", "add"):
                 out.append(Bench("memory", f"fresh {op} {n} fp32", "fp32", _stream(n, op), t, "", STREAM_KEY))
+        for n in cold_sizes(quick):
+            for op in ("relu", "add"):
+                out.append(Bench("cold", f"cold {op} {n} fp32", "fp32", _stream_cold(n, op), t))
         for n in memory_sizes(quick):
             for op in ("copy", "add"):
                 out.append(Bench("memory", f"{op} {n} fp32", "fp32", _mem(n, op), t))
