@@ -61,7 +61,9 @@ def test_selective_time_is_the_forward_of_the_attention_core():
     from perfmodel.ops.base import graph_costs
 
     g = perfmodel.load_network("gpt2_small")
-    dev = perfmodel.load_hardware("a100-sxm4-40gb")
+    # the roofline path (no kernel-level model, whose fused attention kernel absorbs softmax and dropout), so that
+    # the scalar work_time of each Work is the engine's time of that Work
+    dev = perfmodel.load_hardware("a100-sxm4-40gb").model_copy(update={"gpu_arch": None})
     base = perfmodel.predict(g, dev, batch=8, **GPT)
     sel = perfmodel.predict(g, dev, batch=8, recompute="selective", **GPT)
     rates = device_rates(dev, "bf16")
@@ -99,6 +101,16 @@ def test_hybrid_collectives_by_hand():
     t = per_tier(n)
     assert t["in_node_s"] == pytest.approx(3 * (0.00875 + 7e-6), rel=1e-12)
     assert t["across_nodes_s"] == pytest.approx(0.005 + 10e-6, rel=1e-12)
+
+
+def test_hybrid_zero_paper_example():
+    """ZeRO paper Figure 1 (7.5B parameters, Nd = 64, K = 12: 120 GB plain, 1.9 GB stage 3): hybrid sharding in
+    nodes of 8 shards over the 8 ranks of a node only, (2 + 2 + 12) x 7.5e9 / 8 = 15.0 GB per rank."""
+    from perfmodel.parallel.sharding import shard_degree, zero_bytes_per_rank
+
+    stage, group = shard_degree(0, "hybrid", 64, 8)
+    assert (stage, group) == (3, 8) and shard_degree(0, "full", 64, 8) == (3, 64) and shard_degree(1, "none", 64, 8) == (1, 64)
+    assert zero_bytes_per_rank(7.5e9, stage, group).total_bytes == pytest.approx(15.0e9)
 
 
 def test_hybrid_on_one_node_is_full_sharding():
