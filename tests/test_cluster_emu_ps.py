@@ -9,7 +9,8 @@ import pytest
 
 from perfmodel import predict
 from perfmodel.errors import InputError
-from perfmodel.parallel.sync_modes import async_throughput, closed_network_throughput, slow_worker_delay
+from perfmodel.parallel.sync_modes import (async_throughput, closed_network_throughput, ps_push_overlap,
+                                           slow_worker_delay)
 from perfmodel.validation import cluster_emu as ce
 from perfmodel.validation.cluster_emu_ps import PsCase, iteration_samples
 
@@ -35,6 +36,15 @@ def test_closed_network_one_and_two_classes_by_hand():
     assert closed_network_throughput(64, 0.1, 0.05) < 20.0
 
 
+def test_ps_push_overlap_by_hand():
+    # 8 MB gradients, 2 workers, one server, 100 MB/s links: together 2 x 0.08 s, alone 0.08 s -> 0.08 s overlap
+    assert ps_push_overlap(8e6, 2, 1, 1e8, 1e8) == pytest.approx(0.08)
+    assert ps_push_overlap(8e6, 4, 2, 1e8, 1e8) == pytest.approx(0.16 - 0.08)  # 4 n / (2 B) - n / B
+    assert ps_push_overlap(8e6, 1, 1, 1e8, 1e8) == 0.0
+    # servers much faster than a worker's link: nothing to overlap
+    assert ps_push_overlap(8e6, 2, 1, 1e8, 1e10) == 0.0
+
+
 def test_async_rates_add_up_with_a_slow_worker_when_servers_are_idle():
     # servers far from busy (D = 1e-6 s): throughput = (N - 1) / step + 1 / (step + extra)
     r = async_throughput(3, 0.2, 1e3, 1e9, slow_extra_s=0.2)
@@ -44,11 +54,11 @@ def test_async_rates_add_up_with_a_slow_worker_when_servers_are_idle():
         async_throughput(2, 0.2, 1e3, 1e9, slow_extra_s=-1.0)
 
 
-def _pred(**kw):
+def _pred(batch=256, **kw):
     dev = ce.resolve_profile(None, "cpu")
     cl = ce.emu_cluster(dev, ce.Link(name="l", source="t", bandwidth=118e6, latency=3e-4, efficiency=1.0), 2, 1,
                         1.0, 1.0)
-    return predict(ce.network_from_dict(ce.EMU_MLP), cl, batch=256, devices=2, threads=1, optimizer="sgd",
+    return predict(ce.network_from_dict(ce.EMU_MLP), cl, batch=batch, devices=2, threads=1, optimizer="sgd",
                    layers=False, **kw)
 
 
@@ -62,6 +72,11 @@ def test_slow_worker_factor_in_predict():
     assert a2.iteration_time_s - a1.iteration_time_s < k2.iteration_time_s - base.iteration_time_s
     with pytest.raises(InputError, match="slow_worker_factor"):
         _pred(slow_worker_factor=0.5)
+    # synchronous parameter server: the fast worker's push (n / B = 7,892,008 / 118e6 s) runs while the slow one
+    # computes, so the wait is (k - 1) x work less that push
+    ring_wait = _pred(1024, slow_worker_factor=2.0).breakdown["straggler"]
+    ps_wait = _pred(1024, allreduce="ps", overlap=False, slow_worker_factor=2.0).breakdown["straggler"]
+    assert ring_wait > 7892008 / 118e6 and ps_wait == pytest.approx(ring_wait - 7892008 / 118e6, rel=1e-9)
 
 
 def test_iteration_samples_sync_is_the_slowest_async_adds_rates():

@@ -18,7 +18,8 @@
 - Mixed: synchronous inside a group (a node), asynchronous between groups: a group is one async
   worker whose step includes its internal all-reduce and its own stragglers.
 - One slow worker (a deterministic straggler, `slow_worker_factor` k >= 1): one worker's compute takes k times
-  as long. Synchronous: every step waits for it, (k - 1) x compute longer. Asynchronous: nobody waits; the
+  as long. Synchronous: every step waits for it, (k - 1) x compute longer, less the other workers' pushes to
+  parameter servers that run meanwhile (ps_push_overlap; a ring all-reduce cannot start early). Asynchronous: nobody waits; the
   throughput is the sum of the workers' rates (without contention (N - 1) / step + 1 / (step + (k - 1) x
   compute); the network above with two classes of workers).
 """
@@ -77,6 +78,21 @@ def slow_worker_delay(compute_s: float, factor: float, workers: int) -> float:
     if factor < 1:
         raise InputError(f"slow_worker_factor must be >= 1, got {factor}")
     return (factor - 1.0) * compute_s if workers > 1 else 0.0
+
+
+def ps_push_overlap(n_bytes: float, workers: int, servers: int, bw_worker: float, bw_server: float) -> float:
+    """Seconds of a synchronous parameter-server push phase that run while one slow worker still computes.
+
+    Dedicated servers: all pushes together take max(n/bw_worker, W n/(S bw_server)), the slow worker's alone
+    max(n/bw_worker, n/(S bw_server)); the difference (the others' share of the servers' links) is done before
+    the slow worker's push starts, when its extra compute is at least that long."""
+    if n_bytes <= 0 or workers <= 1:
+        return 0.0
+    if servers < 1 or bw_worker <= 0 or bw_server <= 0:
+        raise InputError("parameter-server push overlap needs servers >= 1 and bandwidths > 0")
+    alone = max(n_bytes / bw_worker, n_bytes / (servers * bw_server))
+    together = max(n_bytes / bw_worker, workers * n_bytes / (servers * bw_server))
+    return together - alone
 
 
 def async_throughput(workers: int, worker_step_s: float, grad_bytes: float, server_bandwidth_Bps: float,

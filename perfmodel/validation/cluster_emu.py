@@ -100,7 +100,8 @@ PAIRS = (("ddp-2x1-1g-b1024", "ps-sync-2x1-1g-b1024", "ring vs parameter server,
          ("ps-async-2x2-1g-b512", "ps-sync-2x2-1g-b512", "async vs sync, 2 nodes x 2"),
          ("ps-mixed-2x2-1g-b512", "ps-sync-2x2-1g-b512", "mixed vs sync, 2 nodes x 2"),
          ("ps-async-2x2-1g-b512", "ps-mixed-2x2-1g-b512", "async vs mixed, 2 nodes x 2"),
-         ("ps-async-2x1-1g-b1024-slow2", "ddp-2x1-1g-b1024-slow2", "async PS vs sync ring, one worker 2x slower"))
+         ("ps-async-2x1-1g-b1024-slow2", "ddp-2x1-1g-b1024-slow2", "async PS vs sync ring, one worker 2x slower"),
+         ("ps-async-2x1-1g-b1024-slow2", "ps-sync-2x1-1g-b1024-slow2", "async vs sync PS, one worker 2x slower"))
 
 
 # --- prediction -------------------------------------------------------------------------------------------

@@ -73,6 +73,7 @@ PS_CASES = (
     PsCase("ps-sync-2x1-1g-b1024", "sync", "emu-mlp", 1024, "emu-1g"),
     PsCase("ps-async-2x1-1g-b1024", "async", "emu-mlp", 1024, "emu-1g"),
     PsCase("ps-async-2x1-1g-b1024-slow2", "async", "emu-mlp", 1024, "emu-1g", slow_factor=2.0),
+    PsCase("ps-sync-2x1-1g-b1024-slow2", "sync", "emu-mlp", 1024, "emu-1g", slow_factor=2.0),
     PsCase("ps-sync-2x2-1g-b512", "sync", "emu-mlp", 512, "emu-1g", ranks_per_node=2),
     PsCase("ps-async-2x2-1g-b512", "async", "emu-mlp", 512, "emu-1g", ranks_per_node=2),
     PsCase("ps-mixed-2x2-1g-b512", "mixed", "emu-mlp", 512, "emu-1g", ranks_per_node=2),
