@@ -79,7 +79,8 @@ def test_torch_bridge_imports_nothing_from_validation():
 
 # perfmodel modules that import torch at module level: the only ones another module may import inside a function
 TORCH_MODULES = ("perfmodel.torch.measure", "perfmodel.torch.ddp", "perfmodel.torch.calibrate", "perfmodel.torch.to_module",
-                 "perfmodel.torch.importer", "perfmodel.torch.from_module", "perfmodel.torch.cluster_workers")
+                 "perfmodel.torch.importer", "perfmodel.torch.from_module", "perfmodel.torch.cluster_workers",
+                 "perfmodel.torch.fsdp_workers")
 # imports stay at module level (issue 10) in these files; other helpers' files are being moved in the same way
 MODULE_LEVEL_SCOPE = ("validation", "torch/records.py", "torch/ddp_records.py", "torch/quiet.py", "torch/ddp.py",
                       "torch/measure.py", "cli/validate_cmds.py")

@@ -93,16 +93,19 @@ def local_node(device: Device, link: Link, world: int = 2, host_memory_bytes: fl
 
 def predict_ddp(network: str | Path | LayerGraph, batch: int, device: Device, link: Link, *, world: int = 2,
                 threads: int = 1, overlap: bool | None = None, process_speed: float | None = None,
-                memory_speed: float | None = None, straggler_cv: float = 0.0):
+                memory_speed: float | None = None, straggler_cv: float = 0.0, optimizer: str = "sgd",
+                zero: int = 0, sharding: str = "none"):
     """Predicted DDP step (a Prediction) for `world` processes x `threads` threads on `device`; the synchronous
-    step waits for the slowest process (straggler_cv, see perfmodel.parallel.sync_modes)."""
+    step waits for the slowest process (straggler_cv, see perfmodel.parallel.sync_modes). zero / sharding: a
+    ZeRO stage or FSDP sharding of the model state over the processes (the fsdp-cpu suite)."""
     if overlap is None:
         cores = device.cores or 1
         overlap = not (CPU_COMM_OVERLAP_NEEDS_IDLE_CORE and world * threads >= cores)
     return predict(load_network(network), local_node(device, link, world, process_speed=process_speed,
                                                      memory_speed=memory_speed),
                    batch=batch, devices=world,
-                   threads=threads, optimizer="sgd", overlap=overlap, straggler_cv=straggler_cv, layers=False)
+                   threads=threads, optimizer=optimizer, overlap=overlap, straggler_cv=straggler_cv, zero=zero,
+                   sharding=sharding, layers=False)
 
 
 # --- results --------------------------------------------------------------------------------------------
@@ -154,6 +157,9 @@ class DDPSuiteResult:
     process_speed: float | None = None
     process_benchmark: dict[str, Any] | None = None
     notes: tuple[str, ...] = ()
+    host: dict[str, Any] | None = None  # host_description() of the judged run (None: not recorded)
+    other_runs: tuple[dict[str, Any], ...] = ()  # earlier runs of the file, predicted by the same model
+    run_id: str | None = None
 
     def summary(self) -> dict[str, Any]:
         errs = [abs(c.error_pct) for c in self.cases]
@@ -175,7 +181,8 @@ class DDPSuiteResult:
                 "link": self.link.to_dict(), "link_path": self.link_path, "summary": self.summary(),
                 "cases": [c.to_dict() for c in self.cases], "measurements_path": self.measurements_path,
                 "process_speed": self.process_speed, "process_benchmark": self.process_benchmark,
-                "report_dir": self.report_dir, "notes": list(self.notes)}
+                "report_dir": self.report_dir, "notes": list(self.notes), "host": self.host,
+                "other_runs": list(self.other_runs), "run_id": self.run_id}
 
     def markdown(self) -> str:
         return report_markdown(self)
@@ -188,6 +195,23 @@ class DDPSuiteResult:
 
 
 # --- running ----------------------------------------------------------------------------------------------
+
+def host_description() -> dict[str, Any]:
+    """What the stored records say about the host beyond machine_info's model name (which is the same, 'AMD EPYC',
+    on different generations under KVM): CPU vendor, family, model, stepping and its widest vector ISA, from
+    /proc/cpuinfo (Linux); {} elsewhere."""
+    try:
+        text = Path("/proc/cpuinfo").read_text(errors="replace")
+    except OSError:
+        return {}
+    first = dict(line.split(":", 1) for line in text.split("\n\n")[0].splitlines() if ":" in line)
+    info = {k.strip(): v.strip() for k, v in first.items()}
+    flags = set(info.get("flags", "").split())
+    isa = next((f for f in ("avx512f", "avx2", "avx", "sse4_2") if f in flags), "other")
+    return {"vendor": info.get("vendor_id"), "cpu_family": info.get("cpu family"), "model": info.get("model"),
+            "stepping": info.get("stepping"), "model_name": info.get("model name"), "vector_isa": isa,
+            "cpus": text.count("processor\t:")}
+
 
 def _repo_path(rel: str) -> Path:
     root = repo_root() or Path.cwd()
@@ -257,14 +281,14 @@ def select_cases(cases: Sequence[DDPCase] | Sequence[str] | None, steps: int | N
 
 
 def _measure_cases(sel: Sequence[DDPCase], rounds: int, base: dict, meas_path: Path, wait: bool,
-                   single_process_reference: bool, say) -> None:
+                   single_process_reference: bool, say, first_round: int = 1) -> None:
     from ..torch.ddp import measure_ddp  # imports torch
     from ..torch.measure import measure_training
 
-    for r in range(rounds):
+    for r in range(first_round - 1, first_round - 1 + rounds):
         for c in sel:
             idle = _wait_idle(wait, say)
-            say(f"round {r + 1}/{rounds}, case {c.name}: {c.world} processes x {c.threads} thread, batch {c.batch} "
+            say(f"round {r + 1}, case {c.name}: {c.world} processes x {c.threads} thread, batch {c.batch} "
                 f"per process ...")
             m = measure_ddp(_resolve_network(c.network), c.batch, world=c.world, threads=c.threads, warmup=c.warmup,
                             steps=c.steps)
@@ -284,12 +308,15 @@ def run_ddp_suite(report_dir: str | Path | None = None, measurements_path: str |
                   link: Link | str | None = None, save_link_profile: bool = False,
                   steps: int | None = None, warmup: int | None = None, rounds: int = SUITE_ROUNDS,
                   process_speed: float | None = None, wait_idle: bool = True,
-                  single_process_reference: bool = True, progress=None) -> DDPSuiteResult:
+                  single_process_reference: bool = True, progress=None, run_id: str | None = None,
+                  microbenchmarks: bool = True, first_round: int = 1) -> DDPSuiteResult:
     """Run the ddp-cpu suite: microbenchmarks (link, process contention), DDP cases, predictions; the report
     folder is written when `report_dir` is given.
 
-    Every measurement is appended to `measurements_path` (default: the user's data folder) under one run id;
-    the result is built from those records by `report_from_measurements`.
+    Every measurement is appended to `measurements_path` (default: the user's data folder) under one run id
+    (a new one, or `run_id` to add rounds to a stored run: with microbenchmarks=False the link and process speed
+    come from that run's records, and the rounds are numbered from `first_round`; so a long run can be measured
+    in several short calls); the result is built from those records by `report_from_measurements`.
     link / process_speed: given, they replace the corresponding microbenchmark. save_link_profile: also write the
     fitted link as hardware_profiles/links/calibrated/local-gloo-loopback.yaml (a tracked file of the checkout).
     """
@@ -299,17 +326,17 @@ def run_ddp_suite(report_dir: str | Path | None = None, measurements_path: str |
 
     dev = resolve_profile(profile, "cpu")
     meas_path = measurement_store(SUITE_NAME, measurements_path)
-    run_id = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-    base = {"schema": "perfmodel.measurement/1", "suite": SUITE_NAME, "run_id": run_id}
+    run_id = run_id or _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    base = {"schema": "perfmodel.measurement/1", "suite": SUITE_NAME, "run_id": run_id, "host": host_description()}
     link_path = None
     if isinstance(link, str):
         link = load_hardware(link, kind="link")
-    if link is None:  # the report reads the fitted link back from the run's records
+    if link is None and microbenchmarks:  # the report reads the fitted link back from the run's records
         link_path = _measure_link(base, meas_path, wait_idle, save_link_profile, say)
-    if process_speed is None:
+    if process_speed is None and microbenchmarks:
         _measure_process_speed(base, meas_path, wait_idle, say)
     _measure_cases(select_cases(cases, steps, warmup), rounds, base, meas_path, wait_idle, single_process_reference,
-                   say)
+                   say, first_round)
     res = report_from_measurements(meas_path, run_id, profile=dev, link=link, process_speed=process_speed)
     res = replace(res, link_path=link_path, report_dir=str(report_dir) if report_dir is not None else None)
     if report_dir is not None:
@@ -363,17 +390,35 @@ def _case_results(recs: list[dict], dev: Device, lk: Link, process_speed, memory
     return tuple(out), spreads, idles, rounds
 
 
+def other_runs(meas_path: Path, judged: str, dev: Device) -> tuple[dict[str, Any], ...]:
+    """The other runs of the file (each with a run id and training steps), each re-predicted by the current model
+    from its own records: run id, host (None before hosts were recorded), cases, median / p90 / worst |error|."""
+    ids = dict.fromkeys(r["run_id"] for r in read_jsonl(meas_path) if r.get("suite") == SUITE_NAME
+                        and r.get("run_id") and r.get("kind") == "ddp_training_step" and r["run_id"] != judged)
+    out = []
+    for rid in ids:
+        res = report_from_measurements(meas_path, rid, profile=dev, compare_runs=False)
+        s = res.summary()
+        out.append({"run_id": rid, "host": res.host, "cases": s["cases"],
+                    "median_abs_error_pct": s["median_abs_error_pct"], "p90_abs_error_pct": s["p90_abs_error_pct"],
+                    "worst_abs_error_pct": s["worst_abs_error_pct"]})
+    return tuple(out)
+
+
 def report_from_measurements(measurements_path: str | Path | None = None, run_id: str | None = None, *,
                              profile: Device | str | None = None, report_dir: str | Path | None = None,
                              link: Link | None = None, process_speed: float | None = None,
-                             write: bool = False) -> DDPSuiteResult:
-    """Predict every case of one stored suite run (default: the latest of the tracked file); with `write` (or a
-    `report_dir`) also write its report folder (default validation/reports/ddp-cpu).
+                             write: bool = False, compare_runs: bool = True) -> DDPSuiteResult:
+    """Predict every case of one stored suite run (default: the latest run id of the file, which is append-only
+    and keeps every earlier run); with `write` (or a `report_dir`) also write its report folder (default
+    validation/reports/ddp-cpu). compare_runs: also re-predict the file's other runs (other_runs), for the
+    report's comparison.
 
     The link (alpha, B) and the process speed come from that run's microbenchmark records unless given.
     """
     dev = resolve_profile(profile, "cpu")
     meas_path = Path(measurements_path) if measurements_path else _repo_path("validation/measurements/ddp-cpu.jsonl")
+    asked = run_id is not None
     run_id, recs = _run_records(meas_path, run_id)
     cal, lk = _link_calibration(recs, run_id, link)
     pc = [r for r in recs if r.get("kind") == "process_contention_microbenchmark"]
@@ -383,7 +428,8 @@ def report_from_measurements(measurements_path: str | Path | None = None, run_id
         process_speed = proc["process_speed"]
         memory_speed = proc.get("memory_speed")  # runs before it was measured: an equal share of the bandwidth
     cases, spreads, idles, rounds = _case_results(recs, dev, lk, process_speed, memory_speed)
-    notes = [f"suite run {run_id}"]
+    notes = [f"suite run {run_id} (asked for)" if asked else f"suite run {run_id}: the latest run id in the file "
+             "(runs are selected by run id; the append-only file keeps every earlier run)"]
     if rounds > 1 and spreads:
         notes.append(f"each case measured in {rounds} rounds (round-robin over the cases), step times pooled; the "
                      f"largest difference between two rounds' medians of one case was {100 * max(spreads):.0f}%")
@@ -396,7 +442,8 @@ def report_from_measurements(measurements_path: str | Path | None = None, run_id
     rep_dir = Path(report_dir) if report_dir else _repo_path("validation/reports/ddp-cpu")
     res = DDPSuiteResult(SUITE_NAME, dev.name, dev.source, cal, None, cases, str(meas_path), str(rep_dir),
                          process_speed, {k: v for k, v in proc.items() if k not in ("schema", "suite", "run_id", "kind")}
-                         if proc else None, tuple(notes))
+                         if proc else None, tuple(notes), next((r["host"] for r in recs if r.get("host")), None),
+                         other_runs(meas_path, run_id, dev) if compare_runs and link is None else (), run_id)
     if write or report_dir is not None:
         write_report(res, rep_dir)
     return res

@@ -16,7 +16,10 @@ def _link_section(res) -> list[str]:
     cal = res.link
     L = ["# ddp-cpu: torch.distributed data parallel on this CPU, predicted vs measured", ""]
     mach = (res.cases[0].measured.machine if res.cases else cal.machine) or {}
-    L += [f"Machine: {mach.get('cpu_model', '?')}, {mach.get('physical_cores', '?')} physical cores, torch "
+    h = res.host or {}
+    gen = (f" (family {h.get('cpu_family', '?')}, model {h.get('model', '?')}, widest vector ISA "
+           f"{h.get('vector_isa', '?')})" if h else "")
+    L += [f"Machine: {mach.get('cpu_model', '?')}{gen}, {mach.get('physical_cores', '?')} physical cores, torch "
           f"{mach.get('torch_version', '?')}, gloo over 127.0.0.1.", "",
           f"Compute profile: `{res.profile}` ({res.profile_source}).", "",
           "## Link: all-reduce microbenchmark (the only input fitted here)", "",
@@ -112,9 +115,30 @@ def _single_section(res) -> list[str]:
     return L
 
 
+def _runs_section(res) -> list[str]:
+    """The file's other runs, re-predicted by the same model from their own records."""
+    if not res.other_runs:
+        return []
+    s = res.summary()
+    L = ["### Other runs in the measurement file (same model, each with its own link and process microbenchmarks)",
+         "", "| run | host | cases | median abs error | p90 | worst |", "|---|---|---:|---:|---:|---:|"]
+    for o in res.other_runs:
+        h = o.get("host") or {}
+        host = (f"family {h.get('cpu_family')}, {h.get('vector_isa')}" if h else
+                "not recorded (before hosts were stored; machine_info says AMD EPYC)")
+        L.append(f"| {o['run_id']} | {host} | {o['cases']} | {o['median_abs_error_pct']:.1f}% | "
+                 f"{o['p90_abs_error_pct']:.1f}% | {o['worst_abs_error_pct']:.1f}% |")
+    if s.get("cases"):
+        L.append(f"| **{res.run_id} (this report)** | "
+                 + (f"family {res.host.get('cpu_family')}, {res.host.get('vector_isa')}" if res.host else "?")
+                 + f" | {s['cases']} | {s['median_abs_error_pct']:.1f}% | {s['p90_abs_error_pct']:.1f}% | "
+                 f"{s['worst_abs_error_pct']:.1f}% |")
+    return L + [""]
+
+
 def report_markdown(res) -> str:
     """The whole report.md."""
-    L = _link_section(res) + _process_section(res) + _steps_section(res) + _single_section(res)
+    L = _link_section(res) + _process_section(res) + _steps_section(res) + _single_section(res) + _runs_section(res)
     L += [f"- {n}" for n in res.notes]
     L += ["", f"Measurements (append-only JSONL): `{Path(res.measurements_path).name if res.measurements_path else ''}`. "
           "Regenerate with `perfmodel validate --suite ddp-cpu` (or `perfmodel.validation.ddp_cpu.run_ddp_suite()`).", ""]

@@ -17,6 +17,7 @@ SUITES: dict[str, str] = {
     "cpu-full": "perfmodel.validation.suites:CPU_FULL",
     "gpu": "perfmodel.validation.suites:GPU",
     "ddp-cpu": "perfmodel.validation.ddp_cpu:SUITE",
+    "fsdp-cpu": "perfmodel.validation.fsdp_cpu:SUITE",
     "dlbench-2016": "perfmodel.validation.dlbench:SUITE",
     "cpu-random": "perfmodel.validation.cpu_random:SUITE",
     "cluster-emu": "perfmodel.validation.cluster_emu:SUITE",
