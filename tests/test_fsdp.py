@@ -144,3 +144,20 @@ def test_zero1_ranks_update_half_the_parameters():
     full = stage_time((optimizer_work("adam", P, T, style=style),), r.rates, "optimizer").time_s
     half = stage_time((optimizer_work("adam", (P + 1) // 2, T, style=style),), r.rates, "optimizer").time_s
     assert half < full and t0 - t1 == pytest.approx(full - half, rel=1e-6)
+
+
+@pytest.mark.skipif(not STORE.exists(), reason="no committed fsdp-cpu run")
+def test_committed_report_rebuilds_from_the_stored_records():
+    """The committed report's measured figures (step times, PyTorch's bytes per rank, the per-unit diagnostic) come
+    back from the JSONL records alone; the predictions depend on the profile, so they are only checked to exist."""
+    from perfmodel.validation.fsdp_cpu import report_from_measurements
+
+    committed = json.loads((ROOT / "validation" / "reports" / "fsdp-cpu" / "results.json").read_text())
+    frozen = ROOT / "tests" / "golden" / "frozen-amd-epyc-2c-kvm.yaml"
+    again = report_from_measurements(STORE, profile=str(frozen)).to_dict()
+    assert [c["case"] for c in again["cases"]] == [c["case"] for c in committed["cases"]]
+    for a, b in zip(again["cases"], committed["cases"]):
+        assert a["measured_median_s"] == b["measured_median_s"] and a["round_medians_s"] == b["round_medians_s"]
+        assert a["predicted_s"] > 0
+    assert [m["torch"] for m in again["memory_per_rank"]] == [m["torch"] for m in committed["memory_per_rank"]]
+    assert again["unit_diagnostic"] == committed["unit_diagnostic"]
