@@ -26,9 +26,10 @@ def test_replay_rebuilds_the_report_from_stored_measurements(tmp_path):
     run, recs = _latest_run()
     rep = load_suite("cluster-emu").run(RunOptions(replay=STORE))
     assert rep.run_id == run and rep.suite == "cluster-emu"
-    steps = [r for r in recs if r["kind"] in ("emu_ddp_step", "emu_ps_step")]
-    assert {c.case for c in rep.cases} == {r["case"] for r in steps}
-    for c in rep.cases:
+    steps = [r for r in recs if r["kind"] in ("emu_ddp_step", "emu_ps_step")]  # (plugins add rows of their own)
+    mine = {r["case"] for r in steps}
+    assert mine <= {c.case for c in rep.cases}
+    for c in (c for c in rep.cases if c.case in mine):
         pooled = [t for r in steps if r["case"] == c.case for t in r["step_times_s"]]
         assert c.measured_s == pytest.approx(statistics.median(pooled))
         server = 1 if c.case.startswith("ps-") else 0  # a parameter server has a node of its own
