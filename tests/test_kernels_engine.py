@@ -120,6 +120,18 @@ def test_recurrent_gemm_is_one_step_per_kernel(toy):
     assert t[0] == pytest.approx(32 * 2 * 128 * 128 * 256 / RATE_SM)
 
 
+def test_an_unfused_recurrent_cell_launches_its_kernels(toy, tmp_path):
+    dev, _ = toy
+    (tmp_path / "unfused.yaml").write_text(yaml.safe_dump({**STACK, "rnn_cell_kernels": 12}))
+    unfused = dev.model_copy(update={"software_stack": str(tmp_path / "unfused.yaml")})
+    # 32 steps of a tiny fused gate kernel: 32 launches of 5 us (the kernel itself is 0.1 us of DRAM traffic)
+    cell = Work("memory", flops=1e3, bytes_read=5e3, bytes_written=5e3, kernels=32, efficiency_key="elementwise/rnn-cell")
+    assert work_time(cell, device_rates(dev, "fp32")).time_s == pytest.approx(32 * 5e-6)
+    assert work_time(cell, device_rates(unfused, "fp32")).time_s == pytest.approx(12 * 32 * 5e-6)
+    other = Work("memory", flops=1e3, bytes_read=5e3, bytes_written=5e3, kernels=32, efficiency_key="elementwise/add")
+    assert work_time(other, device_rates(unfused, "fp32")).time_s == pytest.approx(32 * 5e-6)
+
+
 def test_flash_attention_time_by_hand(toy):
     dev, _ = toy
     arch, stack = load_arch(dev.gpu_arch), launch_free(load_stack(dev.software_stack))

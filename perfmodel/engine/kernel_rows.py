@@ -9,19 +9,20 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..kernels.bridge import row_kernel_times
+from ..kernels.bridge import launches_per_kernel, row_kernel_times
 
 
-def kernel_row_times(t, r) -> tuple[np.ndarray, np.ndarray]:
-    """(seconds per row, NaN where the kernel model has no kernel; rows a fused kernel absorbs) for table `t`
-    (engine.worktime.WorkTable with shapes) under rates `r` (Rates.kernel set)."""
+def kernel_row_times(t, r) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(seconds per row, NaN where the kernel model has no kernel; rows a fused kernel absorbs; launches per ops
+    kernel) for table `t` (engine.worktime.WorkTable with shapes) under rates `r` (Rates.kernel set)."""
     arch, stack = r.kernel
     cache = t.__dict__.setdefault("_kernel_times", {})
     key = (id(arch), id(stack), r.dtype)
     hit = cache.get(key)
     if hit is None or hit[0] is not arch or hit[1] is not stack:
         secs, fused = row_kernel_times(t.shapes, t.keys, t.stage, t.layer, t.flops, r.dtype, arch, stack)
-        secs.flags.writeable = False
-        fused.flags.writeable = False
-        hit = cache[key] = (arch, stack, secs, fused)
-    return hit[2], hit[3]
+        launches = launches_per_kernel(t.keys, stack)
+        for a in (secs, fused, launches):
+            a.flags.writeable = False
+        hit = cache[key] = (arch, stack, secs, fused, launches)
+    return hit[2], hit[3], hit[4]

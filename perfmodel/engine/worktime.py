@@ -146,12 +146,12 @@ def row_times(t: WorkTable, r: Rates, scale: np.ndarray | None = None) -> dict[s
         memory = np.where(byts != 0, byts / (r.bandwidth_Bps * np.where(mem_eff > 0, mem_eff, 1.0)), 0.0)
     roof = np.where(compute > memory, compute, memory)
     if r.kernel is not None and t.shapes is not None:  # kernel-level times where the kernel model has them
-        secs, fused = kernel_row_times(t, r)
+        secs, fused, launches = kernel_row_times(t, r)
         if scale is not None:
             secs = secs * s
         has = ~np.isnan(secs)
         compute, roof = np.where(has, secs, compute), np.where(has, secs, roof)
-        memory, kern = np.where(fused, 0.0, memory), np.where(fused, 0.0, kern)
+        memory, kern = np.where(fused, 0.0, memory), np.where(fused, 0.0, kern * launches)
     if r.fresh_bytes and t.allocs is not None:  # buffers the allocator maps and faults in afresh on every call
         per = np.where(fam == 1, r.fresh_conv_s_per_byte, r.fresh_s_per_byte)
         roof = roof + fresh_row_bytes(t, r.fresh_bytes, scale) * per

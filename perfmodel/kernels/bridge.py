@@ -8,6 +8,9 @@ convolution pass it is; a transposed convolution runs the passes of the convolut
 one time step each (kernels.rnn.step_s). Items the model has no kernel for get NaN, and the engine keeps its
 own estimate for them.
 
+An unfused recurrent cell (stack.rnn_cell_kernels > 1) launches that many elementwise kernels where the ops
+count one fused gate kernel per step (`launches_per_kernel`).
+
 Fused attention (stack.fused_attention): a layer with an "attention/scores" GEMM runs scores, softmax,
 dropout and P x V as one flash kernel (kernels.attention) in forward, and the backward chain as the
 output-projection data GEMM plus one flash backward kernel that recomputes the scores; the absorbed items get
@@ -35,6 +38,7 @@ CONV_PHASE = {"forward": "fwd", "backward_data": "bwd_data", "backward_weight": 
 TRANSPOSED_PHASE = {"forward": "bwd_data", "backward_data": "fwd", "backward_weight": "bwd_filter"}
 STAGE_NAMES = ("forward", "backward_data", "backward_weight")
 RECURRENT_KEY = "rnn/gemm/recurrent"
+CELL_KEY = "elementwise/rnn-cell"  # the ops' fused gate kernel of a recurrent step (stack.rnn_cell_kernels launches)
 SCORES_KEY, CONTEXT_KEY, CHAIN_KEY = "attention/scores", "attention/context", "attention/chain"
 FUSED_AWAY = ("elementwise/softmax/attention", "elementwise/dropout", CONTEXT_KEY)
 _CONV_FIELDS = ("N", "C", "K", "H", "W", "R", "S", "stride_h", "stride_w", "pad_h", "pad_w", "groups")
@@ -106,6 +110,13 @@ def _shape_flops(shape) -> float:
         return 2.0 * shape.m * shape.n * shape.k * shape.batch
     positions = shape.in_size if shape.transposed else shape.out_size
     return 2.0 * shape.batch * shape.c_in * shape.c_out / shape.groups * math.prod(positions) * math.prod(shape.kernel)
+
+
+def launches_per_kernel(keys, stack: SoftwareStack | str) -> np.ndarray:
+    """Per row: launches the stack makes for one of the ops' kernels (an unfused recurrent cell: rnn_cell_kernels
+    for the ops' one fused gate kernel; their extra DRAM traffic is not modelled), else 1."""
+    n = as_stack(stack).rnn_cell_kernels
+    return np.array([n if k == CELL_KEY else 1 for k in keys], dtype=float)
 
 
 def row_kernel_times(shapes, keys, stages, layers, flops, dtype: str, arch: GpuArch | str,

@@ -135,6 +135,9 @@ class SoftwareStack(_Frozen):
     fft_tile: int = Field(default=32, gt=1, description="FFT size of the tiled FFT algorithm")
     split_k: bool = Field(default=True, description="long-K GEMMs split K over CTAs when tiles are too few")
     rnn_persistent: bool = Field(default=False, description="recurrent weights kept on chip across steps")
+    rnn_cell_kernels: int = Field(
+        default=1, ge=1, le=64, description="elementwise kernels per time step and layer for the gate "
+        "nonlinearities and state update: 1 when fused (cuDNN, PyTorch's LSTM/GRU), about 12 for an unfused cell")
     fused_attention: bool = False
     attention_block: int = Field(default=128, gt=0, description="query rows per CTA of the fused attention kernel")
     attention_fraction_fwd: Fraction = Field(

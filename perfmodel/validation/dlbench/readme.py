@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from ...graph.io import load_network
 from ...hardware.loader import load_hardware
+from ...kernels.bridge import row_kernel_times
 from ...ops import DTYPE_BYTES, op_cost
 from .data import (
     BATCH_ASSUMPTIONS, CLASS_LABEL, DEVICE_CLASSES, DTYPE, FCN_PARAMETER_NOTE, FIT_NETWORK, GPU, GPU_SOFTWARE_STACK,
@@ -20,21 +21,21 @@ if TYPE_CHECKING:  # the result imports this module
 
 
 def _conv_note(res: DLBenchResult) -> str:
-    """Per-convolution FLOPs of ResNet-50 at its GPU batch and the conv efficiency the GTX 1080 profile gives them."""
+    """Per-convolution FLOPs of ResNet-50 at its GPU batch and the fraction of the GTX 1080's fp32 peak the kernel
+    model's forward convolutions reach under the suite's stack (perfmodel.kernels.bridge)."""
     b = BATCH_ASSUMPTIONS[("ResNet-50", GPU)].batch
     g = load_network(ZOO_NETWORKS["ResNet-50"])
-    curve = load_hardware("gtx-1080", kind="device").efficiency.conv
-    sizes = []
-    for layer in g.layers:
-        if layer.op == "conv2d":
-            c = op_cost(layer, b, DTYPE_BYTES[DTYPE])
-            k = max(1, sum(w.kernels for w in c.forward))
-            sizes.append(c.flops("forward") / k)
-    if not sizes:
+    dev = load_hardware("gtx-1080", kind="device")
+    works = [w for layer in g.layers if layer.op == "conv2d"
+             for w in op_cost(layer, b, DTYPE_BYTES[DTYPE]).forward if w.family == "conv"]
+    if not works or not dev.gpu_arch:
         return "?"
-    lo, hi = min(sizes), max(sizes)
-    return (f"{curve.at(lo):.0%}-{curve.at(hi):.0%} of peak (GTX 1080) to ResNet-50's batch-{b} convolutions "
-            f"({lo / 1e9:.1f}-{hi / 1e9:.1f} GFLOP each)")
+    t, _ = row_kernel_times([w.shape for w in works], [w.efficiency_key for w in works], [0] * len(works),
+                            list(range(len(works))), [w.flops for w in works], DTYPE, dev.gpu_arch, GPU_SOFTWARE_STACK)
+    frac = [w.flops / (s * dev.peak(DTYPE)) for w, s in zip(works, t)]
+    sizes = [w.flops for w in works]
+    return (f"{min(frac):.0%}-{max(frac):.0%} of peak (GTX 1080, kernel model, {GPU_SOFTWARE_STACK}) to ResNet-50's "
+            f"batch-{b} convolutions ({min(sizes) / 1e9:.1f}-{max(sizes) / 1e9:.1f} GFLOP each)")
 
 
 def _head_lines(res: DLBenchResult) -> list[str]:
@@ -228,7 +229,7 @@ def _why_gpu(res: DLBenchResult) -> list[str]:
             "**GPU convolutions and LSTMs ran slower than the model's kernels** while the GEMM-only FCN rows match "
             "(CNTK/Torch GPU factors near 1). Median signed error on GPU: "
             + ", ".join(f"{b.network} {b.framework} {b.median_signed_error_pct:+.0f}%" for b in conv + lstm)
-            + ". For convolutions the GPU profiles' conv efficiency curve gives "
+            + ". For convolutions the model gives "
             + _conv_note(res)
             + " while the published ResNet-50 rows imply "
             + (f"{min(r.implied_peak_fraction for r in res_rows):.0%}-{max(r.implied_peak_fraction for r in res_rows):.0%}"
@@ -236,11 +237,11 @@ def _why_gpu(res: DLBenchResult) -> list[str]:
             + " of peak for the whole step (the model: "
             + (f"{min(r.published_s * r.implied_peak_fraction / r.model_s for r in res_rows):.0%}-"
                f"{max(r.published_s * r.implied_peak_fraction / r.model_s for r in res_rows):.0%}" if res_rows else "?")
-            + "), so cuDNN 5.1 and the 2016 frameworks delivered less per convolution than the curve. For LSTMs the op rule costs a cuDNN-style fused LSTM (one input-projection GEMM, then per "
-            "step one recurrent GEMM and one fused gate kernel per layer); the 2016 TensorFlow and Torch cells were "
-            "unfused (a dozen elementwise kernels per step and layer), which is most visible for Torch (network "
-            "part " + ", ".join(f"{b.median_network_part:.2f}" for b in lstm if b.framework == "Torch"
-                                and b.median_network_part) + ").")
+            + "), so cuDNN 5.1 and the 2016 frameworks delivered less per convolution than the kernel model. For LSTMs "
+            "the suite's stack launches the unfused cells of the 2016 TensorFlow and Torch (about 12 elementwise kernels "
+            "per step and layer, stack rnn_cell_kernels); Torch's LSTMs still ran slower than that (network part "
+            + ", ".join(f"{b.median_network_part:.2f}" for b in lstm if b.framework == "Torch"
+                        and b.median_network_part) + ").")
     return why
 
 
