@@ -161,3 +161,19 @@ def test_committed_report_rebuilds_from_the_stored_records():
         assert a["predicted_s"] > 0
     assert [m["torch"] for m in again["memory_per_rank"]] == [m["torch"] for m in committed["memory_per_rank"]]
     assert again["unit_diagnostic"] == committed["unit_diagnostic"]
+
+
+def test_measured_collective_interpolation_and_gloo_excess_by_hand(tmp_path):
+    """Between 1 MiB (1 ms) and 4 MiB (4 ms) the time is interpolated on log-log axes (2 MiB: 2 ms), clamped
+    outside. With every all-gather and reduce-scatter measured at 1 ms, the tiny MLP's two units (132,096 and
+    10,280 bytes) on a 1 GB/s link with alpha 0.1 ms exceed the ring formula by 3 x 1 ms - 3 x (b / 2B + alpha)
+    each: 2.501856 + 2.68458 = 5.186436 ms."""
+    from perfmodel.validation.fsdp_cpu import gloo_excess_s, measured_collective_s
+
+    coll = {"median_s": {str(1 << 20): {"all-gather": 1e-3}, str(1 << 22): {"all-gather": 4e-3}}}
+    assert measured_collective_s(coll, "all-gather", 2 << 20) == pytest.approx(2e-3)
+    assert measured_collective_s(coll, "all-gather", 100) == 1e-3
+    assert measured_collective_s(coll, "all-gather", 1 << 30) == 4e-3
+    flat = {"median_s": {str(n): {"all-gather": 1e-3, "reduce-scatter": 1e-3} for n in (1 << 12, 1 << 20)}}
+    assert gloo_excess_s(_tiny(tmp_path), flat, 1e9, 1e-4) == pytest.approx(5.186436e-3)
+    assert gloo_excess_s(_tiny(tmp_path), None, 1e9, 1e-4) is None

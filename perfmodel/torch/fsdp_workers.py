@@ -171,7 +171,7 @@ def _collective_worker(rank: int, world: int, port: int, out_dir: str, sizes, th
     _write(out_dir, rank, out)
 
 
-def calibrate_collectives(sizes=(1 << 20, 1 << 22, 1 << 24, 1 << 26), world: int = 2, threads: int = 1
+def calibrate_collectives(sizes=(1 << 12, 1 << 18, 1 << 20, 1 << 22, 1 << 24, 1 << 26), world: int = 2, threads: int = 1
                           ) -> dict[str, Any]:
     """gloo all-reduce, all-gather and reduce-scatter of fp32 tensors of `sizes` bytes (the full tensor; each rank
     holds 1/world of it for all-gather / reduce-scatter) between `world` processes: median over repetitions of

@@ -100,26 +100,34 @@ def torch_state_per_rank(rank_memory: dict[str, Any], stage: int) -> dict[str, f
             "optimizer_bytes": float(rank_memory["optimizer_bytes"])}
 
 
-def gloo_excess_s(network, coll: dict | None, bandwidth_Bps: float) -> float | None:
-    """Seconds per FSDP step by which gloo's measured all-gathers and reduce-scatters exceed the ring formula the
-    model prices them with (half an all-reduce each): per unit (layer with parameters) of b fp32 bytes, 2
-    all-gathers and 1 reduce-scatter, (2 r_ag(b) + r_rs(b) - 1.5) x n/B (the all-reduce's bandwidth term on the
-    link), r = the measured time over the all-reduce's at the microbenchmark size nearest b (log scale). A
-    diagnostic of the report, not used by the prediction; None without a collective microbenchmark."""
+def measured_collective_s(coll: dict, collective: str, n: float) -> float:
+    """gloo's time for `collective` of n full bytes from the collective microbenchmark: log-log interpolation between
+    the measured sizes, the nearest measured time outside them."""
+    pts = sorted((int(k), v[collective]) for k, v in coll["median_s"].items())
+    if n <= pts[0][0]:
+        return pts[0][1]
+    for (n0, t0), (n1, t1) in zip(pts, pts[1:]):
+        if n <= n1:
+            w = math.log(n / n0) / math.log(n1 / n0)
+            return math.exp(math.log(t0) + w * (math.log(t1) - math.log(t0)))
+    return pts[-1][1]
+
+
+def gloo_excess_s(network, coll: dict | None, bandwidth_Bps: float, alpha_s: float) -> float | None:
+    """Seconds per FSDP step by which gloo's all-gathers and reduce-scatters (the barrier-synchronised microbenchmark,
+    measured_collective_s) exceed the ring formula the model prices them with on the fitted link (n / 2B + alpha
+    each, p = 2), summed over the units (layers with parameters) of b fp32 bytes, 2 all-gathers and 1
+    reduce-scatter per unit. A diagnostic of the report, not used by the prediction; None without a collective
+    microbenchmark."""
     if not coll:
         return None
-    med = coll["median_s"]
-    sizes = sorted(int(n) for n in med)
-
-    def ratio(b: float, c: str) -> float:
-        d = med[str(min(sizes, key=lambda n: abs(math.log(n / b))))]
-        return d[c] / d["all-reduce"]
-
     out = 0.0
     for c in graph_costs(load_network(network), 1, 4):
         if c.params:
             b = 4.0 * c.params
-            out += (2 * ratio(b, "all-gather") + ratio(b, "reduce-scatter") - 1.5) * b / bandwidth_Bps
+            ring = b / (2 * bandwidth_Bps) + alpha_s
+            out += (2 * measured_collective_s(coll, "all-gather", b) + measured_collective_s(coll, "reduce-scatter", b)
+                    - 3 * ring)
     return out
 
 
@@ -258,7 +266,7 @@ def _memory_rows(c: FSDPCase, unsharded: dict[str, float], pred_total: float, ra
     return out
 
 
-def _case_results(recs: list[dict], dev: Device, lk, process_speed, memory_speed, coll=None):
+def _case_results(recs: list[dict], dev: Device, lk, process_speed, memory_speed, coll=None, alpha_s=0.0):
     """(case results, memory rows) of one run's records."""
     steps = [r for r in recs if r.get("kind") == "sharded_training_step"]
     cases, memory = [], []
@@ -273,7 +281,7 @@ def _case_results(recs: list[dict], dev: Device, lk, process_speed, memory_speed
         unsharded = {k: getattr(base.memory, k) for k in MEMORY_TERMS}
         pm = {k: getattr(p.memory, k) for k in MEMORY_TERMS + ("activations_bytes", "workspace_bytes",
                                                                "total_bytes")}
-        excess = gloo_excess_s(_resolve_network(c.network), coll, lk.bandwidth_Bps) if c.zero == 3 else None
+        excess = gloo_excess_s(_resolve_network(c.network), coll, lk.bandwidth_Bps, alpha_s) if c.zero == 3 else None
         cases.append(FSDPCaseResult(c, pool(ms), tuple(m.median_s for m in ms), p.iteration_time_s,
                                     dict(p.breakdown), dict(p.parallel or {}), pm, tuple(rs[-1]["rank_memory"]),
                                     excess))
@@ -305,7 +313,7 @@ def report_from_measurements(measurements_path: str | Path | None = None, run_id
     ps = pc[-1]["process_speed"] if pc else None
     ms = pc[-1].get("memory_speed") if pc else None
     coll = [r for r in recs if r.get("kind") == "collective_microbenchmark"]
-    cases, memory = _case_results(recs, dev, lk, ps, ms, coll[-1] if coll else None)
+    cases, memory = _case_results(recs, dev, lk, ps, ms, coll[-1] if coll else None, cal.alpha_s)
     rounds = sorted({r.get("round") for r in recs if r.get("kind") == "sharded_training_step"})
     notes = [f"suite run {run_id}: {len(rounds)} rounds, round-robin over the cases, step times pooled"]
     res = FSDPSuiteResult(SUITE_NAME, dev.name, dev.source, cal, lk.latency_s, cases, memory, coll[-1] if coll else None, ps, ms,

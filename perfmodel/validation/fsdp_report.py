@@ -37,7 +37,8 @@ def _head(res) -> list[str]:
               "reduce-scatter / all-reduce |", "|---:|---:|---:|---:|---:|---:|"]
         for n, d in res.collectives["median_s"].items():
             ar, ag, rs = d["all-reduce"], d["all-gather"], d["reduce-scatter"]
-            L.append(f"| {int(n) / 2**20:.0f} MiB | {ar * 1e3:.2f} | {ag * 1e3:.2f} | {rs * 1e3:.2f} | "
+            size = f"{int(n) / 2**20:.0f} MiB" if int(n) >= 2**20 else f"{int(n) / 2**10:.0f} KiB"
+            L.append(f"| {size} | {ar * 1e3:.2f} | {ag * 1e3:.2f} | {rs * 1e3:.2f} | "
                      f"{ag / ar:.2f} | {rs / ar:.2f} |")
         L.append("")
     return L
@@ -114,9 +115,10 @@ def _where(res) -> list[str]:
     return ["## Where FSDP's time goes", "",
             "The ddp case of each network separates the single-process model's error (compute, the Adam step) from "
             "what sharding adds. FSDP - DDP is the step time FSDP adds (measured and predicted); gloo excess is what "
-            "gloo's all-gathers and reduce-scatters took beyond the ring formula the model prices them with (half an "
-            "all-reduce each), from the collective microbenchmark above (`fsdp_cpu.gloo_excess_s`, not used by the "
-            "prediction); the rest is per-unit cost the model does not see.", "",
+            "gloo's all-gathers and reduce-scatters of the units' sizes took in the collective microbenchmark above "
+            "beyond the ring formula on the fitted link (n/2B + alpha each), summed over the units "
+            "(`fsdp_cpu.gloo_excess_s`, interpolated between the measured sizes; not used by the prediction); the "
+            "rest is per-unit cost beyond both.", "",
             "| network | ddp case error | FSDP - DDP measured ms | predicted ms | gloo excess ms | rest ms |",
             "|---|---:|---:|---:|---:|---:|"] + rows + [""]
 
