@@ -175,7 +175,9 @@ def large_model_values() -> dict[str, str]:
 
     out: dict[str, str] = {}
     out["large.table"] = printed_comment(LARGE, "plan = dict(dp=8, tp=8, pp=16, microbatches=192)")
-    out["large.fsdp"] = printed_comment(LARGE, "three_d = dict(")
+    out["large.fsdp"] = printed_comment(LARGE, "fsdp = dict(plan=dict(dp=128")
+    out["large.fsdp_search"] = printed_comment(LARGE, "res = perfmodel.plan_search(\"gpt3_175b\"")
+    out["readme.large"] = printed_comment("README.md", "plans = {\"3D: TP8 x PP16 x DP8\"")
     mem = {z: perfmodel.predict("gpt3_175b", "dgx-a100-ib-hdr", devices=1024, batch=1536, scaling="strong",
                                 plan=dict(dp=8, tp=8, pp=16, microbatches=192), dtype="bf16", optimizer="adam",
                                 recompute="full", zero=z, layers=False).memory.total_bytes for z in (0, 1)}
@@ -296,6 +298,8 @@ SPANS = (
     Span("plan.time", API, r"best\.iteration_time_s, best\.mfu +# (?P<v>\([\d., ]+\))"),
     Span("large.table", LARGE, r"p\.memory\.fits\)\n(?P<v>(?:# .*\n)+)"),
     Span("large.fsdp", LARGE, r"'does not fit'\}\"\)\n(?P<v>(?:# .*\n)+)"),
+    Span("large.fsdp_search", LARGE, r"r\.memory_bytes / 1e9:\.1f\} GB\"\)\n(?P<v>(?:# .*\n)+)"),
+    Span("readme.large", "README.md", r"GB per GPU\"\)\n(?P<v>(?:# .*\n)+)"),
     Span("large.zero_gb", LARGE, r"frees about (?P<v>\d+ GB) per GPU"),
     Span("readme.fcn_params", "README.md", r"FCN-5/8 use the benchmark scripts' sizes \((?P<v>[\d.]+M and\s+[\d.]+M "
                                            r"parameters)\)"),

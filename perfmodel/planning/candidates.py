@@ -21,6 +21,7 @@ for m micro-batches, v virtual stages and k gradient-accumulation steps; every o
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -337,8 +338,7 @@ def time_candidate(S: Search, cand: Candidate) -> dict[str, Any] | None:
         ev = evaluate(S.graph, S.hw, make_setup(**setup))
     except InputError as e:  # a combination the engine refuses: skipped, the reason kept once per kind
         S.memo.setdefault("unmodelled", {})[kind] = str(e)
-        what = ", ".join(f"{k}={v}" for k, v in kind if v != OPTION_DEFAULTS[k])
-        S.not_modelled.setdefault(f"skipped ({what}): {e}", "")
+        S.not_modelled.setdefault(re.sub(r"=\d+", "=N", str(e)), str(e))  # one line per reason, not per degree
         S.counts["skipped"] += 1
         return None
     if ev.memory.total_bytes > S.limit:

@@ -310,7 +310,7 @@ def plan_search(network, hardware, *, devices: int, global_batch: int | None = N
     return PlanResult(
         network=graph.name, hardware=system.name, devices=devices, global_batch=global_batch, objective=objective,
         optimizer=optimizer, allreduce=allreduce, searched=_searched(space),
-        not_modelled=tuple(dict.fromkeys(not_modelled + list(S.not_modelled))),
+        not_modelled=tuple(dict.fromkeys(not_modelled + [f"skipped: {e}" for e in S.not_modelled.values()])),
         price_per_device_hour=price, price_source=price_src,
         plans=ranked if top is None else ranked[:top],
         why=explain(ranked, objective, price is not None, len(rows), not_timed, c["bounded"] + c["dominated"]),
