@@ -157,6 +157,7 @@ def test_active_parameters_of_the_zoo_models():
     (dict(ep=2, dp=8, allreduce="ps"), "ps"),
     (dict(ep=16, dp=16), "divide the 8 experts"),
     (dict(ep=4, dp=12, per=6), "replicas on a node"),
+    (dict(ep=2, dp=8, cp=2), "context_parallel"),
 ])
 def test_expert_parallel_rules(kw, match):
     g = small()
@@ -170,10 +171,3 @@ def test_expert_parallel_needs_moe_layers():
     with pytest.raises(InputError, match="no"):
         X.check_expert_parallel(load_network("gpt2_small"), 2, 8, 8)
     X.check_expert_parallel(load_network("gpt2_small"), 1, 8, 8)  # ep = 1: nothing to check
-
-
-def test_split_parts_keeps_the_total():
-    parts = {"compute": 1.0, "tensor_comm": 0.5, "expert_comm": 0.0}
-    out = X.split_parts(parts, 0.3)
-    assert out["tensor_comm"] == pytest.approx(0.2) and out["expert_comm"] == pytest.approx(0.3)
-    assert sum(out.values()) == pytest.approx(sum(parts.values()))

@@ -163,11 +163,9 @@ def test_setup_defaults_and_field_checks():
         make_setup(warp=9)
 
 
-@pytest.mark.parametrize("opt", [dict(expert_parallel=2)])  # the other issue-14 options: tests/test_large_options.py
-def test_options_not_modelled_yet_raise(opt):
-    (name, value), = opt.items()
-    with pytest.raises(perfmodel.InputError, match=f"{name}.*not modelled yet"):
-        perfmodel.predict("fcn5", "v100-sxm2", **opt)
+def test_expert_parallel_without_experts_is_refused():  # every issue-14 option is modelled (tests/test_moe*.py)
+    with pytest.raises(perfmodel.InputError, match="expert_parallel=2 needs a network with mixture-of-experts"):
+        perfmodel.predict("fcn5", "dgx1-v100", devices=2, expert_parallel=2)
 
 
 def test_predict_takes_a_setup_object_or_keywords():

@@ -75,7 +75,7 @@ def predict(
     virtual_stages: int = typer.Option(1, "--virtual-stages", help="interleaved 1F1B chunks per pipeline stage (needs pp > 1)"),
     recompute: str = typer.Option("none", "--recompute", help="activation recomputation: none, selective (the attention core) or full (every block but the last)"),
     offload_activations: bool = typer.Option(False, "--offload-activations", help="copy kept activations to host memory over the device's PCIe link, overlapped with compute"),
-    expert_parallel: int = typer.Option(1, "--expert-parallel", help="expert-parallel degree (not modelled yet)"),
+    expert_parallel: int = typer.Option(1, "--expert-parallel", help="expert-parallel degree: each moe layer's experts split over this many data-parallel ranks (divides dp)"),
     device: Optional[str] = typer.Option(None, "--device", help="replace the node's device, e.g. a100-sxm4-80gb"),
     layers: bool = typer.Option(False, "--layers", help="show every layer (and include them in --json)"),
     json_out: bool = typer.Option(False, "--json", help="machine-readable output"),

@@ -3,8 +3,8 @@
 Convention (Megatron-LM / DeepSpeed-MoE): the `expert_parallel` (ep) ranks of one expert-parallel group are
 carved out of the data-parallel group. Rules (`check_expert_parallel`): ep divides dp, ep divides the experts
 of every moe layer, the network has a moe layer when ep > 1, synchronous training, no ZeRO/FSDP sharding
-(not modelled with experts), no parameter server, and the group lies within whole nodes (ep divides or is a
-multiple of the data-parallel ranks on a node). Ranks are numbered replica-major (parallel/plan.py), so an
+(not modelled with experts), no parameter server, no context parallelism, and the group lies within whole nodes
+(ep divides or is a multiple of the data-parallel ranks on a node). Ranks are numbered replica-major (parallel/plan.py), so an
 expert-parallel group is ep consecutive data-parallel replicas of the same (pipeline stage, tensor rank):
 inside a node as long as ep <= the replicas per node, else spread over ep / (replicas per node) nodes.
 
@@ -16,6 +16,9 @@ Per rank and moe layer (E experts, D width, top_k, capacity factor c, t tokens o
 - communication: an all-to-all dispatch and an all-to-all combine in forward, and both again in backward,
   each of a rank's buffer of t top_k c D b bytes (`dispatch_bytes`), priced by the registered `all-to-all`
   collective of parallel/collectives.py over the tiers the group spans (composed per tier, "hierarchical");
+  every device of a node runs its group's all-to-all at the same time, so the node's network is shared by all
+  of them (`group_tiers`). The iteration shows them as the part `expert_comm` (parallel/iteration.py); a
+  layer recomputed in backward runs its forward all-to-alls again;
 - gradient synchronisation: the router and every non-expert layer all-reduce over the dp replicas; each
   expert's gradients all-reduce over its dp / ep replicas only (the expert-data-parallel group, stride ep).
   The expert gradients ride in the same DDP buckets: their bytes are scaled by `expert_sync_ratio` = (time
@@ -71,7 +74,7 @@ def active_params(graph: LayerGraph, params: Sequence[int]) -> int:
 
 
 def check_expert_parallel(graph: LayerGraph, ep: int, dp: int, dp_per_node: int, *, zero_stage: int = 0,
-                          sync: str = "sync", allreduce: str = "ring") -> None:
+                          sync: str = "sync", allreduce: str = "ring", cp: int = 1) -> None:
     """Raise InputError naming expert_parallel when the rules of the module docstring do not hold."""
     if ep < 1 or int(ep) != ep:
         raise InputError(f"expert_parallel must be a positive integer, got {ep!r}")
@@ -97,6 +100,8 @@ def check_expert_parallel(graph: LayerGraph, ep: int, dp: int, dp_per_node: int,
         raise InputError(f"expert_parallel={ep} needs sync='sync' (got {sync!r})")
     if allreduce == "ps":
         raise InputError(f"expert_parallel={ep} with allreduce='ps' is not modelled (use an all-reduce algorithm)")
+    if cp > 1:
+        raise InputError(f"expert_parallel={ep} with context_parallel={cp} is not modelled yet (context_parallel=1 is)")
 
 
 def expert_rank_params(graph: LayerGraph, params: np.ndarray, ep: int) -> tuple[np.ndarray, np.ndarray]:
@@ -155,32 +160,14 @@ def all_to_all_s(n_bytes: float, tiers: Sequence[C.Tier]) -> float:
     return C.collective_time("all-to-all", n_bytes, tiers, EP_TIER_ALGORITHM)
 
 
-def expert_comm(graph: LayerGraph, batch: int, dtype_bytes: float, ep: int, tiers: Sequence[C.Tier]
-                ) -> tuple[np.ndarray, np.ndarray]:
-    """Per layer: the all-to-all seconds of forward and of backward per micro-batch (dispatch + combine each)."""
+def expert_comm(graph: LayerGraph, batch: int, dtype_bytes: float, ep: int, tiers: Sequence[C.Tier],
+                token_share: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """Per layer: the all-to-all seconds of forward and of backward per micro-batch (dispatch + combine each) of a
+    rank holding `token_share` of its replica's tokens."""
     n = len(graph.layers)
     f = np.zeros(n)
     if ep <= 1:
         return f, f.copy()
     for l in moe_layers(graph):
-        f[l.index] = A2A_PER_PASS * all_to_all_s(dispatch_bytes(l, batch, dtype_bytes), tiers)
+        f[l.index] = A2A_PER_PASS * all_to_all_s(dispatch_bytes(l, batch, dtype_bytes) * token_share, tiers)
     return f, f.copy()
-
-
-def critical_expert_s(epf: np.ndarray, epb: np.ndarray, layer_range: tuple[int, int], reps: int,
-                      recomputed: np.ndarray | None = None) -> float:
-    """All-to-all seconds on the critical stage's path over `reps` micro-batches (a recomputed layer's forward
-    all-to-all runs again in backward)."""
-    a, e = layer_range
-    b = epb if recomputed is None else epb + np.where(recomputed, epf, 0.0)
-    return float(epf[a:e].sum() + b[a:e].sum()) * reps
-
-
-def split_parts(parts: dict[str, float], expert_s: float) -> dict[str, float]:
-    """Iteration parts with `expert_s` moved from tensor_comm (where the stage times carried it) to expert_comm;
-    the total is unchanged."""
-    out = dict(parts)
-    moved = min(expert_s, out.get("tensor_comm", 0.0))
-    out["tensor_comm"] = out.get("tensor_comm", 0.0) - moved
-    out["expert_comm"] = out.get("expert_comm", 0.0) + moved
-    return out

@@ -35,11 +35,11 @@ from .interleaved import interleaved_timing
 from .pipeline import PipelineTiming, schedule_time
 from .plan import Placement, dp_allreduce_fn
 from .stages import Staged, recomputed_parts
-from .sync_modes import async_throughput, slow_worker_delay, straggler_delay
+from .sync_modes import async_throughput, ps_push_overlap, slow_worker_delay, straggler_delay
 
-# parts of an iteration (they add up to its time); a Prediction shows the three *_comm as "communication"
-PARTS = ("compute", "memory", "overhead", "recompute", "tensor_comm", "pipeline_comm", "data_comm", "bubble",
-         "straggler", "host_to_device", "io", "context_comm", "offload")
+# parts of an iteration (they add up to its time); a Prediction shows the *_comm parts as "communication"
+PARTS = ("compute", "memory", "overhead", "recompute", "tensor_comm", "expert_comm", "pipeline_comm", "data_comm",
+         "bubble", "straggler", "host_to_device", "io", "context_comm", "offload")
 
 
 @dataclass(frozen=True)
@@ -115,7 +115,7 @@ def synced(stg: Staged, pl: Placement, allreduce_fn: Callable[[float], float], o
 def _buckets(stg: Staged, bucket_bytes: float | None) -> tuple:
     """DDP's gradient buckets of every stage (per-layer backward times and gradient bytes)."""
     bl = stg.b_l.tolist()
-    gb = (stg.ranks.params * GRAD_BYTES).astype(float).tolist()
+    gb = stg.ranks.grad_sync_bytes.tolist()
     return tuple(make_buckets(bl[a:e], gb[a:e], bucket_bytes) for a, e in stg.ranges)
 
 
@@ -182,12 +182,16 @@ def core_parts(stg: Staged, syn: Synced, m: int, k_acc: int, schedule: str, virt
     if stg.cpf_l is not None:  # context-parallel K/V ring (parallel/context.py): communication, not device work
         cp_crit = float(stg.cpf_l[a:e].sum() + stg.cpb_l[a:e].sum())
         bd["context_comm"] = cp_crit * reps
+    ep_crit = 0.0
+    if stg.epf_l is not None:  # expert-parallel all-to-alls (parallel/experts.py): communication, not device work
+        ep_crit = float(stg.epf_l[a:e].sum() + stg.epb_l[a:e].sum())
+        bd["expert_comm"] = ep_crit * reps
     if stg.offload is not None:  # exposed activation copies to and from the host (parallel/offload.py)
         bd["offload"] = sum(stg.offload[crit]) * reps
     bd["pipeline_comm"] = k_acc * timing.exposed_transfer_s
     bd["data_comm"] = sync_exposed
     bd["bubble"] = k_acc * timing.bubble_s
-    work = reps * (stg.F[crit] + stg.B[crit] - tp_crit - cp_crit) + syn.opt[crit].time_s + syn.copy[crit].time_s
+    work = reps * (stg.F[crit] + stg.B[crit] - tp_crit - cp_crit - ep_crit) + syn.opt[crit].time_s + syn.copy[crit].time_s
     return bd, timing, crit, s_star, tp_crit, work
 
 
@@ -202,7 +206,7 @@ def iteration(stg: Staged, syn: Synced, gs: GradientSync, *, m: int, k_acc: int,
     straggler = straggler_delay(work, straggler_cv, straggler_ranks)
     slow_extra = slow_worker_delay(work, slow_worker_factor, workers)  # one worker k x slower (sync_modes)
     if sync == "sync":  # every step waits for the slowest: the slow worker or the normal spread's maximum
-        straggler = max(straggler, slow_extra)
+        straggler = max(straggler, slow_extra - min(slow_extra, _ps_overlap(gs.info, stg)))
     bd["straggler"] = straggler
     core = sum(bd.values())
     async_info: dict[str, Any] = {}
@@ -226,6 +230,14 @@ def iteration(stg: Staged, syn: Synced, gs: GradientSync, *, m: int, k_acc: int,
     bd["host_to_device"] = df.exposed_host_to_device_s
     return Iteration(sum(bd.values()), bd, timing, crit, s_star, comm, hidden, tp_crit * k_acc * m, work, df,
                      async_info, staleness)
+
+
+def _ps_overlap(info: dict[str, Any], stg: Staged) -> float:
+    """Synchronous dedicated parameter servers across nodes: the others' pushes done while a slow worker computes."""
+    if info.get("algorithm") != "ps" or info.get("ps_where") != "network" or info.get("ps_colocated"):
+        return 0.0
+    bw = info["network_bandwidth_Bps"]
+    return ps_push_overlap(stg.ranks.total_params * GRAD_BYTES, info["ps_workers"], info["ps_servers"], bw, bw)
 
 
 def busiest_input(system: System, pl: Placement, samples_iter: float, bytes_per_sample: float):

@@ -21,9 +21,11 @@ from ..hardware.loader import list_hardware, load_hardware
 from ..hardware.topology import System, resolve_system
 from ..hardware.traits import device_traits
 from ..result import MemoryFootprint
-from .data_parallel import replica_batch
+from .data_parallel import GRAD_BYTES, replica_batch
 from .iteration import GradientSync, Iteration, Synced, busiest_input, gradient_sync, iteration, synced
 from .plan import Placement, Plan, make_plan, place
+from . import collectives as C
+from . import experts as X
 from .rank import RankLayers, rank_layers, tp_comm
 from .sharding import hybrid_collectives, shard_degree, zero_sync
 from ..ops import DTYPE_BYTES
@@ -144,7 +146,7 @@ def stage_footprint(graph: LayerGraph, stg: Staged, setup, schedule: str, m: int
     terms = stage_memory(stg, setup.optimizer, schedule, m, zero_dp, **kw)
     s, _ = fullest(terms)
     mb2 = 2 if r.batch == 1 else 1
-    r2 = rank_layers(graph, r.device, mb2, r.dtype, r.threads, r.tp, r.sp, r.cp)
+    r2 = rank_layers(graph, r.device, mb2, r.dtype, r.threads, r.tp, r.sp, r.cp, r.ep)
     terms2 = stage_memory(stg, setup.optimizer, schedule, m, zero_dp, ranks=r2, **kw)
     return footprint(terms[s], terms2[s], r.batch, mb2, m, r.device.memory_bytes)
 
@@ -194,10 +196,36 @@ def _recompute(graph: LayerGraph, ranks: RankLayers, mode: str, warnings: list[s
     return rc
 
 
+def _experts(graph: LayerGraph, setup, pl_: Plan, system: System, placement: Placement, ranks: RankLayers,
+             gs: GradientSync, sync: str, z_stage: int):
+    """Expert parallelism (parallel/experts.py): the rules, the rank with its expert gradients priced over the
+    dp / ep replicas of each expert, and the per-layer all-to-all seconds and their tiers (None with ep = 1)."""
+    ep = setup.expert_parallel
+    k = placement.dp_ranks_per_node
+    X.check_expert_parallel(graph, ep, pl_.dp, k, zero_stage=z_stage, sync=sync, allreduce=setup.allreduce,
+                            cp=pl_.cp)
+    if ep == 1:
+        return ranks, None, {}
+    (ep_in, ep_nodes), (edp_in, edp_nodes) = X.ep_layout(ep, pl_.dp, k)
+    per = placement.devices_per_node
+    a2a, edp = X.group_tiers(system, ep_in, ep_nodes, per), X.group_tiers(system, edp_in, edp_nodes, per)
+    expert_bytes = float(ranks.expert_params.sum()) * GRAD_BYTES
+    ratio = X.expert_sync_ratio(expert_bytes, gs.fn, lambda n: C.collective_time("all-reduce", n, edp, setup.allreduce))
+    ranks = memo.on(ranks, ("ep_sync", ratio), lambda: replace(
+        ranks, sync_bytes=X.sync_bytes(ranks.params, ranks.expert_params, ratio, GRAD_BYTES)))
+    comm = memo.on(ranks, ("ep_comm", a2a), lambda: X.expert_comm(
+        graph, ranks.batch, DTYPE_BYTES[ranks.dtype], ep, a2a, 1.0 / ranks.cp), refs=(graph,))
+    info = {"expert_parallel": ep, "ep_group": {"ranks_per_node": ep_in, "nodes": ep_nodes},
+            "expert_data_parallel": {"ranks_per_node": edp_in, "nodes": edp_nodes}, "expert_sync_ratio": ratio,
+            "expert_params_per_rank": int(ranks.expert_params.sum()), "tiers": [t.name for t in a2a]}
+    return ranks, (a2a, comm), info
+
+
 def _rank_stages(graph: LayerGraph, setup, pl_: Plan, system: System, placement: Placement, ranks: RankLayers,
-                 gs: GradientSync, copies: bool, warnings: list[str]) -> Staged:
-    """The rank's layers cut into stages: tensor- and context-parallel collectives, recomputation, the stage cut,
-    and activation offload (memoised on the rank)."""
+                 gs: GradientSync, copies: bool, warnings: list[str], ep_comm=None) -> Staged:
+    """The rank's layers cut into stages: tensor-, context- and expert-parallel collectives (`ep_comm`: (tiers,
+    per-layer all-to-all seconds) from _experts), recomputation, the stage cut, and activation offload (memoised
+    on the rank)."""
     tp, pp, cp, m, k_acc = pl_.tp, pl_.pp, pl_.cp, pl_.m, setup.grad_accumulation
     tier = placement.tp_tier
     tpf, tpb = memo.on(ranks, ("tp_comm", tier.bandwidth_Bps, tier.latency_s),
@@ -213,9 +241,10 @@ def _rank_stages(graph: LayerGraph, setup, pl_: Plan, system: System, placement:
     links = tuple((t.bandwidth_Bps, t.latency_s) for t in placement.pp_tiers) if pp > 1 else ()
     cut = (m, links, pl_.schedule, setup.optimizer, copies, k_acc, setup.bucket_bytes, setup.overlap)
     stg = memo.on(ranks, ("staged", setup.recompute if rc is not None else "none", pp, cp > 1 and cpt)
-                  + (cut if pp > 1 else ()),
+                  + (cut if pp > 1 else ()) + ((ep_comm[0],) if ep_comm else ()),
                   lambda: staged(graph, ranks, tpf, tpb, rc, pp, m, links, pl_.schedule, setup.optimizer, copies,
-                                 k_acc, (gs.fn, setup.bucket_bytes, setup.overlap), cpc),
+                                 k_acc, (gs.fn, setup.bucket_bytes, setup.overlap), cpc,
+                                 ep_comm[1] if ep_comm else None),
                   refs=(tpf, gs) if pp > 1 else (tpf,))
     if setup.offload_activations:
         bw, lat = host_link(system)
@@ -238,14 +267,16 @@ def evaluate(graph: LayerGraph, hw: Any, setup) -> Evaluation:
         raise InputError(f"the batch per replica ({b}) must be divisible by the {m} micro-batches")
     mb = b // m
     dev_run, cpu_share, threads = _run_device(system, placement.devices_per_node, setup.threads, warnings)
-    ranks = rank_layers(graph, dev_run, mb, setup.dtype, threads, pl_.tp, setup.sequence_parallel, pl_.cp)
+    ranks = rank_layers(graph, dev_run, mb, setup.dtype, threads, pl_.tp, setup.sequence_parallel, pl_.cp,
+                        setup.expert_parallel)
     gs = memo.on(placement, ("gsync", sync, setup.allreduce, setup.ps_servers, setup.ps_colocated),
                  lambda: gradient_sync(placement, system, sync, setup.allreduce, setup.ps_servers,
                                        setup.ps_colocated))
     copies = grad_ranks > 1 and sync != "async"
-    stg = _rank_stages(graph, setup, pl_, system, placement, ranks, gs, copies, warnings)
     shard = shard_degree(setup.zero, setup.sharding, grad_ranks, placement.dp_ranks_per_node)
     z_stage = shard[0]
+    ranks, ep_comm, ep_info = _experts(graph, setup, pl_, system, placement, ranks, gs, sync, z_stage)
+    stg = _rank_stages(graph, setup, pl_, system, placement, ranks, gs, copies, warnings, ep_comm)
     gs, z_extra, z_tiers = _zero_glue(setup, stg, gs, placement, sync, m * k_acc, z_stage)
     _check_virtual(setup.virtual_stages, pp, pl_.schedule)
     syn = memo.on(stg, ("synced", setup.optimizer, setup.bucket_bytes, setup.overlap, sync, shard,
@@ -268,7 +299,7 @@ def evaluate(graph: LayerGraph, hw: Any, setup) -> Evaluation:
                   lambda: stage_footprint(graph, stg, setup, pl_.schedule, m, shard))
     _memory_warnings(mem, stg, system, placement, setup, pl_, threads, warnings)
     large = {"sharding": {"stage": z_stage, "sharded_over": shard[1], "exposed_gather_s": z_extra,
-                          **({"per_tier": z_tiers} if z_tiers else {})}}
+                          **({"per_tier": z_tiers} if z_tiers else {})}, **({"experts": ep_info} if ep_info else {})}
     return Evaluation(graph, setup, system, placement, pl_, sync, b, mb, ranks, stg, gs, syn, it, mem,
                       ranks.threads, cpu_share, tuple(warnings), large)
 

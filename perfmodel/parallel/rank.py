@@ -25,6 +25,8 @@ from ..engine.costs import layer_costs
 from ..ops.attention import CORE_KEYS
 from ..ops.base import Work
 from . import collectives as C
+from .data_parallel import GRAD_BYTES
+from .experts import expert_rank_params
 from .sequence import sequence_split
 from .tensor import TPLayer, tensor_parallel_layout
 
@@ -52,6 +54,9 @@ class RankLayers:
     sp: bool = False  # Megatron sequence parallelism (parallel/sequence.py)
     scale: np.ndarray | None = None  # per layer: the share of its work this rank does (tensor/sequence split)
     cp: int = 1  # context-parallel ranks sharing each sequence (parallel/context.py)
+    ep: int = 1  # expert-parallel ranks sharing each moe layer's experts (parallel/experts.py)
+    expert_params: np.ndarray | None = None  # per layer: the experts' parameters this rank holds (ep > 1)
+    sync_bytes: np.ndarray | None = None  # per layer: gradient bytes the data-parallel all-reduce prices (ep > 1)
 
     @property
     def total_params(self) -> int:
@@ -60,6 +65,11 @@ class RankLayers:
     @property
     def total_tensors(self) -> int:
         return int(self.tensors.sum())
+
+    @property
+    def grad_sync_bytes(self) -> np.ndarray:
+        """Per layer: gradient bytes in the data-parallel buckets (`sync_bytes`, else params x GRAD_BYTES)."""
+        return self.sync_bytes if self.sync_bytes is not None else (self.params * GRAD_BYTES).astype(float)
 
     @property
     def fwd(self) -> np.ndarray:
@@ -71,21 +81,23 @@ class RankLayers:
 
 
 def rank_layers(graph: LayerGraph, device: Device, batch: int, dtype: str, threads: int | None = None,
-                tp: int = 1, sp: bool = False, cp: int = 1) -> RankLayers:
+                tp: int = 1, sp: bool = False, cp: int = 1, ep: int = 1) -> RankLayers:
     """Per-layer arrays of one tensor-parallel rank of `graph` on `device` (memoised per graph);
     `sp`: sequence parallelism splits norm/dropout/residual layers over tp (sequence.sequence_split);
-    `cp`: context parallelism gives the rank 1/cp of every sequence (context.cp_split)."""
-    key = (id(device), batch, dtype, threads, tp) + ((True,) if sp else ()) + ((("cp", cp),) if cp > 1 else ())
+    `cp`: context parallelism gives the rank 1/cp of every sequence (context.cp_split); `ep`: the rank holds
+    1/ep of every moe layer's experts (experts.expert_rank_params)."""
+    key = (id(device), batch, dtype, threads, tp) + ((True,) if sp else ()) + ((("cp", cp),) if cp > 1 else ()) \
+        + ((("ep", ep),) if ep > 1 else ())
     hit = cached(graph, "_engine_ranks", key,
-                 lambda: (device, _rank_layers(graph, device, batch, dtype, threads, tp, sp, cp)))
+                 lambda: (device, _rank_layers(graph, device, batch, dtype, threads, tp, sp, cp, ep)))
     if hit[0] is not device:  # an id reused by another device object
         graph.__dict__["_engine_ranks"].pop(key)
-        return rank_layers(graph, device, batch, dtype, threads, tp, sp, cp)
+        return rank_layers(graph, device, batch, dtype, threads, tp, sp, cp, ep)
     return hit[1]
 
 
 def _rank_layers(graph: LayerGraph, device: Device, batch: int, dtype: str, threads: int | None,
-                 tp: int, sp: bool = False, cp: int = 1) -> RankLayers:
+                 tp: int, sp: bool = False, cp: int = 1, ep: int = 1) -> RankLayers:
     r = device_rates(device, dtype, threads)
     costs = layer_costs(graph, batch, DTYPE_BYTES[dtype])
     table = layer_table(graph, costs, r.elementwise is not None or r.stage_factors is not None)
@@ -110,6 +122,9 @@ def _rank_layers(graph: LayerGraph, device: Device, batch: int, dtype: str, thre
     if cp > 1:  # every layer's work and activations are per token: 1/cp of them (parameters are whole)
         scale = (np.ones(len(costs)) if scale is None else scale) / cp
         saved, output, workspace = saved / cp, output / cp, workspace / cp
+    expert = None
+    if ep > 1:  # expert parallelism: the rank keeps the routers and 1/ep of the experts
+        params, expert = expert_rank_params(graph, params, ep)
     st = stage_times(table, r, scale)
     tensors = np.array([param_tensors(c) for c in costs], dtype=np.int64)
     total = int(params.sum())
@@ -120,7 +135,7 @@ def _rank_layers(graph: LayerGraph, device: Device, batch: int, dtype: str, thre
         cast = StageTime()
     is_input = np.array([l.op == "input" for l in graph.layers], dtype=bool)
     return RankLayers(device, batch, dtype, threads if device_traits(device).thread_model == "cores" else None, tp, r, costs, layout, st, params,
-                      tensors, saved, output, workspace, is_input, cast, sp and tp > 1, scale, cp)
+                      tensors, saved, output, workspace, is_input, cast, sp and tp > 1, scale, cp, ep, expert)
 
 
 def tp_comm(ranks: RankLayers, bandwidth_Bps: float, latency_s: float) -> tuple[np.ndarray, np.ndarray]:

@@ -130,6 +130,8 @@ class Staged:
     cpf_l: np.ndarray | None = None  # exposed context-parallel K/V ring per layer (parallel/context.py), forward
     cpb_l: np.ndarray | None = None  # and backward (recomputed forward included)
     offload: tuple[tuple[float, float], ...] | None = None  # per stage: exposed (forward, backward) offload copies
+    epf_l: np.ndarray | None = None  # expert-parallel all-to-alls per layer (parallel/experts.py), forward
+    epb_l: np.ndarray | None = None  # and backward (recomputed forward included)
 
     @property
     def stage_layers(self) -> tuple[int, ...]:
@@ -179,7 +181,7 @@ def _tail_fns(ranks: RankLayers, b_l: np.ndarray, optimizer: str | None, ddp_cop
     if sync is not None and sync[0](float(ranks.total_params) * GRAD_BYTES) == 0:
         sync = None  # no gradient all-reduce (dp = 1)
     bl = b_l.tolist()
-    gb = (ranks.params * GRAD_BYTES).astype(float).tolist()
+    gb = ranks.grad_sync_bytes.tolist()
     cpar = np.concatenate(([0], np.cumsum(ranks.params))).astype(np.int64)
     cten = np.concatenate(([0], np.cumsum(ranks.tensors))).astype(np.int64)
     known: dict[tuple[int, int], float] = {}
@@ -245,16 +247,19 @@ def _cut(graph: LayerGraph, ranks: RankLayers, f_l, b_l, pp: int, m: int, links,
 def staged(graph: LayerGraph, ranks: RankLayers, tp_f: np.ndarray, tp_b: np.ndarray, rc: Recompute | None,
            pp: int, m: int = 1, links: tuple[tuple[float, float], ...] | None = None,
            schedule: str = "1f1b", optimizer: str | None = None, ddp_copies: bool = False,
-           k_acc: int = 1, sync=None, cp_comm: tuple[np.ndarray, np.ndarray] | None = None) -> Staged:
+           k_acc: int = 1, sync=None, cp_comm: tuple[np.ndarray, np.ndarray] | None = None,
+           ep_comm: tuple[np.ndarray, np.ndarray] | None = None) -> Staged:
     """Partition the rank's layers into pp stages minimising the predicted pipeline time of m micro-batches
     (pipeline.best_partition: per-layer forward + backward with memory traffic, the AMP cast, and the activations
     sent across each boundary on `links`, (bandwidth B/s, latency s) per boundary; None: no transfer cost; with
     `optimizer`, each stage's optimizer step (DDP copies, and with `sync` = (allreduce_fn, bucket_bytes, overlap)
     its exposed gradient all-reduce) after its last backward, for k_acc pipelines). `cp_comm`: per-layer exposed
-    context-parallel ring seconds (forward, backward), context.cp_comm."""
+    context-parallel ring seconds (forward, backward), context.cp_comm; `ep_comm`: per-layer expert-parallel
+    all-to-all seconds (forward, backward), experts.expert_comm."""
     cpf, cpb = cp_comm if cp_comm is not None else (None, None)
-    f_l = ranks.fwd + tp_f + (cpf if cpf is not None else 0.0)
-    b_l = ranks.bwd + tp_b + (cpb if cpb is not None else 0.0)
+    epf, epb = ep_comm if ep_comm is not None else (None, None)
+    f_l = ranks.fwd + tp_f + (cpf if cpf is not None else 0.0) + (epf if epf is not None else 0.0)
+    b_l = ranks.bwd + tp_b + (cpb if cpb is not None else 0.0) + (epb if epb is not None else 0.0)
     tpb = tp_b
     if isinstance(rc, Selective):
         b_l = b_l + rc.time  # the attention core's forward again (no collective)
@@ -263,6 +268,8 @@ def staged(graph: LayerGraph, ranks: RankLayers, tp_f: np.ndarray, tp_b: np.ndar
         tpb = tp_b + np.where(rc.layers, tp_f, 0.0)
         if cpf is not None:
             cpb = cpb + np.where(rc.layers, cpf, 0.0)
+        if epf is not None:
+            epb = epb + np.where(rc.layers, epf, 0.0)
     n = len(f_l)
     ranges = _cut(graph, ranks, f_l, b_l, pp, m, links, schedule, optimizer, ddp_copies, k_acc, sync) \
         if pp > 1 else ((0, n),)
@@ -277,7 +284,7 @@ def staged(graph: LayerGraph, ranks: RankLayers, tp_f: np.ndarray, tp_b: np.ndar
     B = tuple(float(cb[e] - cb[a]) for a, e in ranges)
     cross = tuple(_cross_bytes(ranges, ranks.output, source_indices(graph)))
     return Staged(ranks, rc, pp, ranges, f_l, b_l, tp_f, tpb, F, B, st_params,
-                  tuple(int(cten[e] - cten[a]) for a, e in ranges), share, cross, cpf, cpb)
+                  tuple(int(cten[e] - cten[a]) for a, e in ranges), share, cross, cpf, cpb, epf_l=epf, epb_l=epb)
 
 
 def kept_per_layer(r: RankLayers, rc: Recompute | None) -> np.ndarray:

@@ -138,7 +138,7 @@ def totals(ev: Evaluation) -> dict[str, Any]:
     bd = dict.fromkeys(BREAKDOWN_PARTS, 0.0)
     for k in ("compute", "memory", "overhead", "recompute", "bubble", "straggler", "host_to_device", "io", "offload"):
         bd[k] = p[k]
-    bd["communication"] = p["tensor_comm"] + p["pipeline_comm"] + p["data_comm"] + p["context_comm"]
+    bd["communication"] = p["tensor_comm"] + p["pipeline_comm"] + p["data_comm"] + p["context_comm"] + p["expert_comm"]
     total = it.total_s
     if not math.isfinite(total) or total <= 0:
         raise InputError(f"the predicted iteration time is {total!r} s for {ev.graph.name}: the network or "
@@ -220,6 +220,7 @@ def _parallel_dict(ev: Evaluation, bd, global_batch: int, throughput: float, tot
         "context_comm_s": it.parts["context_comm"], "offload_s": it.parts["offload"],
         "context_tier": pl.cp_tier.name if pl.cp_tier is not None else None,
         "sharding": ev.large.get("sharding"),
+        "expert_comm_s": it.parts["expert_comm"], "experts": ev.large.get("experts"),
         "devices": n_dev, "nodes": pl.nodes, "devices_per_node": pl.devices_per_node,
         "per_device_batch": ev.replica_batch, "microbatch": ev.microbatch, "global_batch": global_batch,
         "scaling": s.scaling, "sync": sync, "algorithm": algo, "overlap": s.overlap,
