@@ -5,8 +5,10 @@ Per iteration and node:
   node's RAM. If it fits, steady-state epochs read from memory (no storage IO; the copy out of the
   page cache is loader CPU work, not modelled). Otherwise the missing fraction of every batch is read
   from storage: bytes / read bandwidth (RAID0 of k disks: k x bandwidth x raid efficiency) plus one
-  access latency per sample, IO_QUEUE_DEPTH requests in flight per disk (shuffled datasets read one
-  file per sample).
+  access latency per sample, IO_QUEUE_DEPTH requests in flight per disk with prefetching (loader
+  workers / NCQ; shuffled datasets read one file per sample), one request at a time without it (the
+  training process reads its samples one after another, PyTorch num_workers=0; measured on the
+  cluster-emu input cases).
   A storage of type "network" (a remote source fetched per sample, e.g. over HTTP from an object store)
   bypasses the page cache: every epoch reads all of it from the source.
 - **Host to device.** Each device that consumes input receives its batch over PCIe; devices behind
@@ -97,8 +99,10 @@ class DataFlow:
         return asdict(self)
 
 
-def io_time(samples: float, bytes_per_sample: float, storage: Storage | None, hit: float) -> float:
-    """Seconds to read the storage-resident part of `samples` samples."""
+def io_time(samples: float, bytes_per_sample: float, storage: Storage | None, hit: float,
+            in_flight: float | None = None) -> float:
+    """Seconds to read the storage-resident part of `samples` samples with `in_flight` reads outstanding
+    (default IO_QUEUE_DEPTH per disk; 1 when the training process reads one sample after another)."""
     miss = 1.0 - hit
     if miss <= 0 or samples <= 0:
         return 0.0
@@ -106,7 +110,7 @@ def io_time(samples: float, bytes_per_sample: float, storage: Storage | None, hi
         raise InputError("the dataset does not fit in host RAM, so it is read from storage: give a storage profile "
                          "(e.g. storage='nvme-pcie4') or use a node profile that has one")
     read = samples * miss * bytes_per_sample / storage.effective_read_Bps
-    seeks = samples * miss * storage.latency_s / (IO_QUEUE_DEPTH * storage.disks)
+    seeks = samples * miss * storage.latency_s / (in_flight or IO_QUEUE_DEPTH * storage.disks)
     return read + seeks
 
 
@@ -120,7 +124,8 @@ def data_flow(*, compute_s: float, node_samples: float, group_bytes: float, grou
     """
     hit = 0.0 if storage is not None and storage.type == NETWORK_STORAGE else ram_hit_fraction(dataset_bytes,
                                                                                                host_memory_bytes)
-    io = io_time(node_samples, bytes_per_sample, storage, hit) if dataset_bytes is not None else 0.0
+    io = io_time(node_samples, bytes_per_sample, storage, hit, None if prefetch else 1) \
+        if dataset_bytes is not None else 0.0
     h2d = group_bytes / group_link_Bps if group_bytes > 0 else 0.0
     if prefetch:
         extra = max(0.0, max(io, h2d) - compute_s)

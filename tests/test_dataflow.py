@@ -3,8 +3,8 @@
 import pytest
 
 from perfmodel import predict
-from perfmodel.dataflow import (HOST_RAM_CACHE_FRACTION, data_flow, input_bytes_per_sample, pcie_refill_scenarios,
-                                ram_hit_fraction, shared_link_refill)
+from perfmodel.dataflow import (HOST_RAM_CACHE_FRACTION, IO_QUEUE_DEPTH, data_flow, input_bytes_per_sample,
+                                pcie_refill_scenarios, ram_hit_fraction, shared_link_refill)
 from perfmodel.errors import InputError
 from perfmodel.hardware import load_hardware
 
@@ -59,7 +59,10 @@ def test_data_flow_prefetch_hides_up_to_the_step():
               dataset_bytes=10e12, host_memory_bytes=512e9)
     on = data_flow(compute_s=0.2, prefetch=True, **kw)
     off = data_flow(compute_s=0.2, prefetch=False, **kw)
-    assert on.io_s == off.io_s > 0
+    # without prefetch the samples are read one at a time: every access latency adds up (IO_QUEUE_DEPTH with it)
+    miss = 1 - HOST_RAM_CACHE_FRACTION * 512e9 / 10e12
+    assert off.io_s - on.io_s == pytest.approx(256 * miss * nvme.latency_s * (1 - 1 / (IO_QUEUE_DEPTH * nvme.disks)))
+    assert on.io_s > 0
     assert off.exposed_io_s == off.io_s and off.exposed_host_to_device_s == off.host_to_device_s
     assert on.exposed_io_s + on.exposed_host_to_device_s == pytest.approx(max(0.0, max(on.io_s, on.host_to_device_s) - 0.2))
     assert on.exposed_io_s + on.exposed_host_to_device_s <= off.exposed_io_s + off.exposed_host_to_device_s
@@ -74,10 +77,14 @@ def test_data_flow_needs_storage_when_dataset_exceeds_ram():
 def test_raid0_reads_faster_than_one_disk():
     hdd = load_hardware("hdd")
     kw = dict(compute_s=0.0, node_samples=512, group_bytes=0, group_link_Bps=1, bytes_per_sample=110e3,
-              dataset_bytes=1e13, host_memory_bytes=1e11, prefetch=False)
+              dataset_bytes=1e13, host_memory_bytes=1e11, prefetch=True)
     one = data_flow(storage=hdd, **kw)
     four = data_flow(storage=hdd.raid0(4), **kw)
     assert four.io_s < one.io_s / 3
+    # one read at a time (no prefetch): the stripe adds bandwidth, but every access latency is still waited for
+    miss = 1 - HOST_RAM_CACHE_FRACTION * 1e11 / 1e13
+    serial = data_flow(storage=hdd.raid0(4), **{**kw, "prefetch": False})
+    assert serial.io_s == pytest.approx(512 * miss * (110e3 / hdd.raid0(4).effective_read_Bps + hdd.latency_s))
 
 
 def test_input_bytes_per_sample_resnet50():
