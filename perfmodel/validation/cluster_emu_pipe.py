@@ -6,6 +6,11 @@ cluster (cluster_emu.emu_cluster) whose network is the link's point-to-point fit
 round trips of the suite's link calibration). The stage cut is the model's own (its `stages` output); the
 workers run exactly those layers per stage (`stage_graphs`). Torch-free here: the workers are
 perfmodel.torch.pipe_workers processes.
+
+Both emulated nodes run on this machine's cores, and so does the network path between them: gloo's threads
+and the kernel's TCP/veth/tbf work keep about one core busy while one direction streams and 1.5 while both do
+(`measure_stream_cpu`, once per link and run, no compute). That CPU is taken from the stages' compute
+(`predict_case`: a measured input like the process-contention factor, the same for every case of a link).
 """
 
 from __future__ import annotations
