@@ -89,13 +89,17 @@ def test_matmul_is_batched():
 
 
 @pytest.mark.parametrize("fields, shape_in, key", [
-    (dict(out_channels=8, kernel=3, padding=1), (8, 8, 8), "conv"),
-    (dict(out_channels=8, kernel=1), (8, 8, 8), "conv/1x1"),
-    (dict(out_channels=8, kernel=3, stride=2, padding=1), (8, 8, 8), "conv/strided"),
-    (dict(out_channels=16, kernel=1, stride=2), (8, 8, 8), "conv/strided/1x1"),
+    (dict(out_channels=64, kernel=3, padding=1), (64, 8, 8), "conv"),
+    (dict(out_channels=64, kernel=1), (64, 8, 8), "conv/1x1"),
+    (dict(out_channels=64, kernel=3, stride=2, padding=1), (64, 8, 8), "conv/strided"),
+    (dict(out_channels=128, kernel=1, stride=2), (64, 8, 8), "conv/strided/1x1"),
     (dict(out_channels=8, kernel=3, padding=1, groups=8), (8, 8, 8), "conv/depthwise"),
     (dict(out_channels=8, kernel=3, stride=2, padding=1, groups=8), (8, 8, 8), "conv/depthwise/strided"),
-    (dict(out_channels=8, kernel=3, padding=1, groups=2), (8, 8, 8), "conv/grouped"),
+    (dict(out_channels=64, kernel=3, padding=1, groups=4), (64, 8, 8), "conv/grouped"),  # 16 channels per group
+    # at most 32 channels (ungrouped) or partial 16-channel blocks per group: the narrow kernel class
+    (dict(out_channels=8, kernel=3, padding=1), (8, 8, 8), "conv/narrow"),
+    (dict(out_channels=16, kernel=1, stride=2), (8, 8, 8), "conv/strided/1x1/narrow"),
+    (dict(out_channels=8, kernel=3, padding=1, groups=2), (8, 8, 8), "conv/grouped/narrow"),
 ])
 def test_conv_kernel_classes(fields, shape_in, key):
     c = cost(shape_in, "conv2d", **fields)
@@ -129,7 +133,10 @@ def test_attention_keys_and_per_head_shapes():
 
 def test_recurrent_keys_and_step_gemm_shape():
     c = cost((5, 6), "lstm", hidden=10)  # T=5, F=6, 4 gates
-    assert [w.efficiency_key for w in c.forward] == ["rnn/gemm", "rnn/gemm/recurrent", "elementwise/rnn-cell"]
+    assert [w.efficiency_key for w in c.forward] == ["rnn/gemm/lstm", "rnn/gemm/recurrent/lstm",
+                                                      "elementwise/rnn-cell"]  # an LSTM's GEMMs: oneDNN's fused RNN
+    g = cost((5, 6), "gru", hidden=10)
+    assert [w.efficiency_key for w in g.forward] == ["rnn/gemm", "rnn/gemm/recurrent", "elementwise/rnn-cell"]
     assert c.forward[0].shape == GemmShape(B * 5, 40, 6)
     assert c.forward[1].shape == GemmShape(B, 40, 10) and c.forward[1].kernels == 5
 

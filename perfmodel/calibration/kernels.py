@@ -26,6 +26,9 @@ from ..hardware.traits import THREADS_SEP  # "<key>@t<threads>": fitted at that 
 STREAM_ROOTS = ("elementwise", "norm", "pool")
 STREAM_KEY = "elementwise"  # the key the streaming samples carry
 THIN = 16  # a GEMM is thin when min(M, N) <= THIN (as the dense cost rule keys it)
+# the fused-LSTM samples: one efficiency over all sizes (the GEMMs of the fused kernel), written under the LSTM's
+# input-projection/gradient key and its recurrent key (ops.recurrent)
+LSTM_KEY, LSTM_ALIASES = "rnn/gemm/lstm", ("rnn/gemm/recurrent/lstm",)
 
 
 def conv_ekey(c_in: int, c_out: int, kernel: int, stride: int, groups: int) -> str:
@@ -62,12 +65,16 @@ def fit_keyed_curves(samples: Sequence, res, overhead: float, bins_per_decade: f
                                  ekey="" if ekey in FIT_FAMILIES else ekey)
         if not pairs:
             continue
+        bins = 1e-9 if ekey == LSTM_KEY else bins_per_decade  # LSTM: one bin, one flat efficiency
         if ekey not in FIT_FAMILIES:
             res.n_samples[ekey] = len(pairs)
-            out[ekey] = bin_curve(pairs, bins_per_decade)
+            out[ekey] = bin_curve(pairs, bins)
         threads = sorted({t for _, _, t in pairs})
         for t in threads if len(threads) > 1 else ():
-            out[f"{ekey}{THREADS_SEP}{t}"] = bin_curve([p for p in pairs if p[2] == t], bins_per_decade)
+            out[f"{ekey}{THREADS_SEP}{t}"] = bin_curve([p for p in pairs if p[2] == t], bins)
+    for name in [k for k in out if k.split(THREADS_SEP)[0] == LSTM_KEY]:
+        for alias in LSTM_ALIASES:
+            out[alias + name[len(LSTM_KEY):]] = list(out[name])
     for name in [k for k in out if k.split(THREADS_SEP)[0] == STREAM_KEY]:
         for root in STREAM_ROOTS:
             out[root + name[len(STREAM_KEY):]] = list(out[name])

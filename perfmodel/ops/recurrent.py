@@ -15,7 +15,9 @@ weight-gradient GEMMs the same again. extra["data_chain_flops"] gives the share 
 data-gradient work, for schedules that separate the two.
 
 Efficiency keys: rnn/gemm (input projections, dX, dW), rnn/gemm/recurrent (the per-step [batch, H] x
-[H, gH] GEMMs), elementwise/rnn-cell (gate kernels), reduce/bias. A group's GemmShape is the one of
+[H, gH] GEMMs), elementwise/rnn-cell (gate kernels), reduce/bias. An LSTM's GEMM keys end in "/lstm"
+(rnn/gemm/lstm, rnn/gemm/recurrent/lstm): PyTorch on CPU runs the LSTM as oneDNN's fused RNN primitive, with
+oneDNN's own GEMM kernels, so a CPU profile may price it apart; the keys fall back to the ones without it. A group's GemmShape is the one of
 its first layer's kernels (the layers above layer 0 read H*dirs instead of F).
 """
 
@@ -109,6 +111,7 @@ def _backward(acc: dict[str, _Acc], d: _Dims, cell_flops: int, b: int, first: bo
         acc["db"].add(d.bt * d.gh, d.bt * d.gh * b, d.nb * d.gh * b, 1)
 
 
+LSTM_SUFFIX = "/lstm"  # the GEMM keys of an LSTM (see the module docstring)
 _GEMM, _REC, _CELL = ("matrix", "rnn/gemm"), ("matrix", "rnn/gemm/recurrent"), ("memory", "elementwise/rnn-cell")
 _GROUPS = {"in": _GEMM, "rec": _REC, "cell": _CELL, "dx0": _GEMM, "bptt": _REC, "cellb": _CELL, "dx": _GEMM,
            "dw": _GEMM, "db": ("memory", "reduce/bias")}
@@ -121,7 +124,8 @@ def recurrent(layer: Layer, batch: int, b: int) -> OpCost:
     t, f = layer.input_shapes[0]
     dirs, nb, cell_flops = (2 if s.bidirectional else 1), (2 if s.bias else 0), _cell_flops(layer)
     gh, ns = s.gates * s.hidden, STATES[s.op]
-    acc = {k: _Acc(fam, key) for k, (fam, key) in _GROUPS.items()}
+    sfx = LSTM_SUFFIX if s.op == "lstm" else ""
+    acc = {k: _Acc(fam, key + sfx if fam == "matrix" else key) for k, (fam, key) in _GROUPS.items()}
     params, saved = 0, batch * t * f * b  # autograd keeps the layer's input
     for layer_i in range(s.layers):
         d = _Dims(batch * t, t, batch, f if layer_i == 0 else s.hidden * dirs, s.hidden, gh, ns, nb)

@@ -15,7 +15,7 @@ from ...calibration.grid import (
     stream_sizes,
     thin_gemm_shapes,
 )
-from ...calibration.kernels import STREAM_KEY, conv_ekey, gemm_ekey
+from ...calibration.kernels import LSTM_KEY, STREAM_KEY, conv_ekey, gemm_ekey
 
 
 @dataclass(frozen=True)
@@ -140,6 +140,37 @@ def _stream_cold(n: int, op: str):
             return torch.add(xs[i], b, out=outs[(i + copies // 2) % copies])
 
         return add, float(n), 12.0 * n, 1
+
+    return make
+
+
+# (batch, steps, input width, hidden): single-layer LSTMs, small to large, for the fused-LSTM efficiency
+LSTM_SHAPES = ((32, 48, 64, 128), (128, 32, 256, 256), (64, 16, 512, 512), (256, 24, 128, 384))
+
+
+def _lstm(nb: int, steps: int, width: int, hidden: int):
+    """Forward and backward of one nn.LSTM layer (inputs needing gradients): on CPU PyTorch runs oneDNN's fused
+    RNN primitive. Counted as the LSTM cost rule's GEMM FLOPs in one kernel (ekey rnn/gemm/lstm: one efficiency
+    for the whole fused kernel, its gate math included)."""
+
+    def make(device: str, dt: torch.dtype):
+        from ...graph.io import NetworkBuilder
+        from ...ops.base import COST_RULES
+
+        b = NetworkBuilder("calibrate-lstm")
+        b.input("x", shape=[steps, width])
+        b.layer("lstm", "rnn", hidden=hidden)
+        cost = COST_RULES["lstm"](b.build()["rnn"], nb, 4)
+        flops = sum(w.flops for st in ("forward", "backward_data", "backward_weight") for w in cost.stage(st)
+                    if w.family == "matrix")
+        mod = torch.nn.LSTM(width, hidden, batch_first=True).to(device)
+        x = torch.randn(nb, steps, width, device=device, requires_grad=True)
+        gy = torch.randn(nb, steps, hidden, device=device)
+        def fn():
+            with torch.enable_grad():  # the runner disables autograd for matrix samples
+                torch.autograd.backward(mod(x)[0], gy)
+
+        return fn, float(flops), 0.0, 1
 
     return make
 
@@ -301,6 +332,8 @@ def build_benches(device: str, thread_counts: list[int], quick: bool, lowp: list
                 lab = f"conv n{nb} c{c} {hw}x{hw} k{ko} {kr}x{kr} g{g} {which}"
                 out.append(Bench("conv", lab, "fp32", _conv(nb, c, hw, ko, kr, 1, kr // 2, False, which, g), t,
                                  "", conv_ekey(c, ko, kr, 1, g)))
+        for shp in LSTM_SHAPES[::2] if quick else LSTM_SHAPES:
+            out.append(Bench("matrix", "lstm n{} t{} f{} h{}".format(*shp), "fp32", _lstm(*shp), t, "", LSTM_KEY))
         for (m, k, n) in thin:
             for layout in ("nn", "nt", "tn"):
                 out.append(Bench("matrix", f"gemm {m}x{k}x{n} {layout}", "fp32", _gemm(m, k, n, layout), t, "",
