@@ -276,3 +276,26 @@ def test_one_device_json_echoes_a_large_model_option():
     assert p.parallel["setup"]["recompute"] == "selective" and p.parallel["plan"]["cp"] == 1
     assert p.hardware == "a100-sxm4-40gb" and p.devices == 1
     assert perfmodel.predict("gpt2_small", "a100-sxm4-40gb", batch=2, **GPT).parallel is None
+
+
+# ---- ZeRO-2 with a pipeline ---------------------------------------------------------------------------------
+
+def test_zero2_with_pipeline_by_hand():
+    """Each stage reduce-scatters its gradient buckets over the dp = 4 replicas and, after its optimizer step,
+    all-gathers its updated bf16 parameters (ring: 3/4 n / 255 GB/s + 3 x 2 us on the DGX A100's NVLink); the step
+    ends when the last stage's all-gather does."""
+    kw = dict(batch=8, devices=8, plan={"dp": 4, "tp": 1, "pp": 2, "microbatches": 4}, zero=2, **GPT)
+    ev = _ev("gpt2_small", "dgx-a100", **kw)
+    p = perfmodel.predict("gpt2_small", "dgx-a100", **kw)
+    stg, syn, t = ev.staged, ev.synced, ev.it.timing
+    want = [3 / 4 * 2 * n / 255e9 + 3 * 2e-6 for n in stg.st_params]
+    assert list(syn.after) == pytest.approx(want, rel=1e-12)
+    assert p.parallel["sharding"]["after_step_gather_s"] == pytest.approx(want, rel=1e-12)
+    ends = [t.last_backward_end_s[s] - stg.B[s] + syn.sched[s].end_s + syn.copy[s].time_s + syn.opt[s].time_s
+            + want[s] for s in range(2)]
+    assert p.iteration_time_s == pytest.approx(max(ends), rel=1e-12)
+    # fp32 gradients of the fullest stage sharded over 4 replicas: 4 B x P_stage / 4
+    assert any(p.memory.gradients_bytes == pytest.approx(4 * n / 4, rel=1e-12) for n in stg.st_params)
+    _sums(p)
+    with pytest.raises(InputError, match="not modelled yet"):
+        perfmodel.predict("gpt2_small", "dgx-a100", **{**kw, "zero": 3})

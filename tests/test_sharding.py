@@ -144,7 +144,7 @@ def test_not_modelled_combinations_still_raise():
     import perfmodel
 
     with pytest.raises(InputError, match="not modelled yet"):
-        perfmodel.predict("gpt2_small", "dgx-a100", zero=2, plan={"dp": 4, "tp": 1, "pp": 2, "microbatches": 2},
+        perfmodel.predict("gpt2_small", "dgx-a100", zero=3, plan={"dp": 4, "tp": 1, "pp": 2, "microbatches": 2},
                           **{k: v for k, v in GPT2.items() if k != "devices"})
     # expert_parallel is modelled (tests/test_moe_predict.py) but needs moe layers, which GPT-2 has none of
     with pytest.raises(InputError, match="expert_parallel=2 needs a network with mixture-of-experts"):

@@ -89,6 +89,7 @@ class Synced:
     opt: tuple[StageTime, ...]
     copy: tuple[StageTime, ...]
     xfer: tuple[float, ...]
+    after: tuple[float, ...] = ()  # per stage: communication after the optimizer step (ZeRO-2's parameter all-gather)
 
 
 def synced(stg: Staged, pl: Placement, allreduce_fn: Callable[[float], float], optimizer: str,
@@ -141,7 +142,7 @@ def _tail(stg: Staged, syn: Synced, timing: PipelineTiming, k_acc: int):
     pipe_T = timing.total_s
     base = (k_acc - 1) * pipe_T
     end = [base + timing.last_backward_end_s[s] - stg.B[s] + syn.sched[s].end_s + syn.copy[s].time_s
-           + syn.opt[s].time_s for s in range(stg.pp)]
+           + syn.opt[s].time_s + (syn.after[s] if syn.after else 0.0) for s in range(stg.pp)]
     s_star = max(range(stg.pp), key=lambda s: end[s])
     tail = end[s_star] - k_acc * pipe_T
     opt_part = min(syn.opt[s_star].time_s, max(0.0, tail))

@@ -152,21 +152,27 @@ def stage_footprint(graph: LayerGraph, stg: Staged, setup, schedule: str, m: int
 
 
 def _zero_glue(setup, stg: Staged, gs: GradientSync, pl: Placement, sync: str, micro_steps: int, stage: int):
-    """(gradient sync, extra exposed seconds, per-tier seconds or None) of ZeRO-2/3 / FSDP full or hybrid
-    (parallel/sharding.zero_sync, hybrid_collectives); pp = 1 only."""
+    """(gradient sync, extra exposed seconds, per-stage seconds after the optimizer step, per-tier seconds or None)
+    of ZeRO-2/3 / FSDP full or hybrid (parallel/sharding.zero_sync, hybrid_collectives). ZeRO-2 on every stage of
+    a pipeline (its gradients reduce-scattered per bucket, then its updated parameters all-gathered); stage 3
+    with pp = 1 only."""
     if stage < 2:
-        return gs, 0.0, None
+        return gs, 0.0, (), None
     pp = pl.plan.pp
-    if pp > 1 or sync != "sync":
+    if (pp > 1 and stage > 2) or sync != "sync":
         raise InputError(f"ZeRO stage {stage} (zero={setup.zero}, sharding={setup.sharding!r}) with pp={pp}, "
-                         f"sync={sync!r} is not modelled yet (pp=1, sync='sync' is)")
+                         f"sync={sync!r} is not modelled yet (sync='sync' is, stage 3 with pp=1)")
     layer_bytes = stg.ranks.params * DTYPE_BYTES[setup.dtype]
+    if stage == 2:  # each stage all-gathers its own updated parameters after its optimizer step
+        fn = zero_sync(2, gs.fn, layer_bytes, stg.f_l, micro_steps)[0]
+        after = tuple(zero_sync(2, gs.fn, layer_bytes[a:e], stg.f_l[a:e], micro_steps)[1] for a, e in stg.ranges)
+        return replace(gs, fn=fn), 0.0, after, None
     if setup.sharding != "hybrid":
         fn, extra = zero_sync(stage, gs.fn, layer_bytes, stg.f_l, micro_steps, overlap=setup.overlap)
-        return replace(gs, fn=fn), extra, None
+        return replace(gs, fn=fn), extra, (), None
     bucket, gather, per_tier = hybrid_collectives(pl)
     fn, extra = zero_sync(stage, bucket, layer_bytes, stg.f_l, micro_steps, gather, overlap=setup.overlap)
-    return replace(gs, fn=fn), extra, per_tier(float(layer_bytes.sum()))
+    return replace(gs, fn=fn), extra, (), per_tier(float(layer_bytes.sum()))
 
 
 def _check_virtual(v: int, pp: int, schedule: str) -> None:
@@ -277,12 +283,14 @@ def evaluate(graph: LayerGraph, hw: Any, setup) -> Evaluation:
     z_stage = shard[0]
     ranks, ep_comm, ep_info = _experts(graph, setup, pl_, system, placement, ranks, gs, sync, z_stage)
     stg = _rank_stages(graph, setup, pl_, system, placement, ranks, gs, copies, warnings, ep_comm)
-    gs, z_extra, z_tiers = _zero_glue(setup, stg, gs, placement, sync, m * k_acc, z_stage)
+    gs, z_extra, z_after, z_tiers = _zero_glue(setup, stg, gs, placement, sync, m * k_acc, z_stage)
     _check_virtual(setup.virtual_stages, pp, pl_.schedule)
     syn = memo.on(stg, ("synced", setup.optimizer, setup.bucket_bytes, setup.overlap, sync, shard,
                         setup.sharding),
                   lambda: synced(stg, placement, gs.fn, setup.optimizer, setup.bucket_bytes, setup.overlap,
                                  ddp_copies=copies, opt_shard=shard[1]), refs=(placement, gs))
+    if z_after:
+        syn = replace(syn, after=z_after)
     it = iteration(stg, syn, gs, m=m, k_acc=k_acc, schedule=pl_.schedule, sync=sync,
                    straggler_cv=setup.straggler_cv, slow_worker_factor=setup.slow_worker_factor,
                    workers=placement.nodes if sync == "mixed" else dp,
@@ -299,6 +307,7 @@ def evaluate(graph: LayerGraph, hw: Any, setup) -> Evaluation:
                   lambda: stage_footprint(graph, stg, setup, pl_.schedule, m, shard))
     _memory_warnings(mem, stg, system, placement, setup, pl_, threads, warnings)
     large = {"sharding": {"stage": z_stage, "sharded_over": shard[1], "exposed_gather_s": z_extra,
+                          **({"after_step_gather_s": list(z_after)} if z_after else {}),
                           **({"per_tier": z_tiers} if z_tiers else {})}, **({"experts": ep_info} if ep_info else {})}
     return Evaluation(graph, setup, system, placement, pl_, sync, b, mb, ranks, stg, gs, syn, it, mem,
                       ranks.threads, cpu_share, tuple(warnings), large)
