@@ -89,6 +89,12 @@ def test_expert_parallel_with_a_pipeline_and_recomputation_adds_up():
     assert rc.parallel["expert_comm_s"] > base.parallel["expert_comm_s"]  # recomputed forwards all-to-all again
 
 
+def test_tensor_parallelism_warns_that_moe_layers_stay_whole():
+    p = _switch(devices=8, batch=4, plan={"dp": 4, "tp": 2}, expert_parallel=4)
+    assert any("expert tensor parallelism is not modelled" in w for w in p.warnings)
+    assert not any("expert tensor" in w for w in _switch(devices=8, batch=4, expert_parallel=8).warnings)
+
+
 @pytest.mark.parametrize("kw, match", [
     (dict(devices=8, expert_parallel=3), "expert_parallel=3 must divide the data-parallel degree dp=8"),
     (dict(devices=8, expert_parallel=16), "expert_parallel=16 must divide"),

@@ -243,6 +243,9 @@ def _rank_stages(graph: LayerGraph, setup, pl_: Plan, system: System, placement:
     if tp > 1 and memo.on(graph, ("has_conv_rnn",), lambda: any(l.op in CONV_RNN_OPS for l in graph.layers)):
         warnings.append("tensor parallelism splits dense, attention and embedding layers only; "
                         "convolutions and recurrent layers are replicated on every tensor-parallel rank")
+    if tp > 1 and memo.on(graph, ("has_moe",), lambda: bool(X.moe_layers(graph))):
+        warnings.append("tensor parallelism does not split mixture-of-experts (moe) layers: every tensor-parallel "
+                        "rank computes its tokens' experts whole (expert tensor parallelism is not modelled)")
     rc = _recompute(graph, ranks, setup.recompute, warnings)
     links = tuple((t.bandwidth_Bps, t.latency_s) for t in placement.pp_tiers) if pp > 1 else ()
     cut = (m, links, pl_.schedule, setup.optimizer, copies, k_acc, setup.bucket_bytes, setup.overlap)
