@@ -10,7 +10,15 @@ an in-place copy once its tensors leave the caches. Each class gets its own curv
 - conv/depthwise, conv/grouped, conv/1x1 and matmul/thin: size = FLOPs per kernel, efficiency = achieved
   FLOP rate over the thread-scaled fitted peak (as the conv and matrix curves);
 - elementwise, norm, pool: size = bytes per kernel, efficiency = achieved bytes/s over the thread-scaled
-  fitted bandwidth, from streaming kernels with freshly allocated outputs over 16 KiB..128 MiB tensors.
+  fitted bandwidth, from streaming kernels with freshly allocated outputs over 16 KiB..128 MiB tensors;
+- conv/narrow, conv/1x1/narrow, conv/grouped/narrow: convolutions that underfill oneDNN's 16-channel blocks;
+- rnn/gemm/lstm (and rnn/gemm/recurrent/lstm): one flat efficiency of oneDNN's fused LSTM (forward + backward of
+  nn.LSTM over the LSTM cost rule's GEMM FLOPs).
+
+Every curve is also fitted per thread count ("<key>@t<n>", hardware.traits.for_threads), since caches and memory
+bandwidth are shared by the cores. Buffer costs (traits): a buffer of at least FRESH_BYTES is mapped afresh on every
+call (page faults, fitted from the fresh streams of that size); a smaller one from COLD_BYTES_MIN up is cold heap
+memory (write-allocate from DRAM, fitted from streams writing long-unused vs just-freed outputs, per thread count).
 
 Only microbenchmark samples are fitted (their `ekey` names the class); no validation network is used.
 """
