@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..kernels.bridge import launches_per_kernel, row_kernel_times
+from ..kernels.bridge import CELL_KEY, launches_per_kernel, row_kernel_times
 
 
-def kernel_row_times(t, r) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def kernel_row_times(t, r) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     """(seconds per row, NaN where the kernel model has no kernel; rows a fused kernel absorbs; launches per ops
-    kernel) for table `t` (engine.worktime.WorkTable with shapes) under rates `r` (Rates.kernel set)."""
+    kernel) for table `t` (engine.worktime.WorkTable with shapes) under rates `r` (Rates.kernel set); None when
+    no row is a kernel the model knows (optimizer and cast tables: nothing to look up)."""
+    if not any(x is not None for x in t.shapes) and CELL_KEY not in t.keys:
+        return None
     arch, stack = r.kernel
     cache = t.__dict__.setdefault("_kernel_times", {})
     key = (id(arch), id(stack), r.dtype)

@@ -145,8 +145,9 @@ def row_times(t: WorkTable, r: Rates, scale: np.ndarray | None = None) -> dict[s
         compute = np.where(has_f, flops / np.where(cflops > 0, cflops, 1.0), 0.0)
         memory = np.where(byts != 0, byts / (r.bandwidth_Bps * np.where(mem_eff > 0, mem_eff, 1.0)), 0.0)
     roof = np.where(compute > memory, compute, memory)
-    if r.kernel is not None and t.shapes is not None:  # kernel-level times where the kernel model has them
-        secs, fused, launches = kernel_row_times(t, r)
+    kt = kernel_row_times(t, r) if r.kernel is not None and t.shapes is not None else None
+    if kt is not None:  # kernel-level times where the kernel model has them
+        secs, fused, launches = kt
         if scale is not None:
             secs = secs * s
         has = ~np.isnan(secs)
