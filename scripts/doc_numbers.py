@@ -177,7 +177,7 @@ def large_model_values() -> dict[str, str]:
     out["large.table"] = printed_comment(LARGE, "plan = dict(dp=8, tp=8, pp=16, microbatches=192)")
     out["large.fsdp"] = printed_comment(LARGE, "fsdp = dict(plan=dict(dp=128")
     out["large.fsdp_search"] = printed_comment(LARGE, "res = perfmodel.plan_search(\"gpt3_175b\"")
-    out["readme.large"] = printed_comment("README.md", "plans = {\"3D: TP8 x PP16 x DP8\"")
+    out["readme.large"] = printed_comment("README.md", "plans = {\"3D: TP8 x PP8 x DP16\"")
     mem = {z: perfmodel.predict("gpt3_175b", "dgx-a100-ib-hdr", devices=1024, batch=1536, scaling="strong",
                                 plan=dict(dp=8, tp=8, pp=16, microbatches=192), dtype="bf16", optimizer="adam",
                                 recompute="full", zero=z, layers=False).memory.total_bytes for z in (0, 1)}
