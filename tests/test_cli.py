@@ -88,3 +88,13 @@ def test_plan_says_best_once_and_no_plan_is_an_error():
     assert out.lower().count("best") == 1
     r = runner.invoke(app, ["plan", "gpt3_175b", "-H", "dgx-a100", "-n", "8"])
     assert r.exit_code != 0 and "no plan found" in (r.output + str(r.exception))
+
+
+def test_predict_slow_worker_factor_flag():
+    """--slow-worker-factor reaches the model: sync waits (k-1) x the slow worker's compute; k < 1 is refused."""
+    args = ["predict", "resnet50", "--hardware", "dgx1-v100", "--devices", "8", "--json"]
+    base = json.loads(runner.invoke(app, args).stdout)
+    slow = json.loads(runner.invoke(app, args + ["--slow-worker-factor", "2"]).stdout)
+    assert slow["iteration_time_s"] > base["iteration_time_s"] * 1.3
+    bad = runner.invoke(app, args + ["--slow-worker-factor", "0.5"])
+    assert bad.exit_code == 2 and "--slow-worker-factor" in bad.output

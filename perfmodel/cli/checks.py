@@ -225,6 +225,7 @@ POLICY: dict[str, Check] = {
     "microbatches": int_range(1, MAX_BATCH),
     "dataset_samples": int_range(1, 10**15),
     "straggler_cv": float_range(0, 10),
+    "slow_worker_factor": float_range(1, 1000),
     "epochs": float_range(positive=True, hi=1e9),
     "price": float_range(0, 1e6),
     "dataset_size": byte_size,
