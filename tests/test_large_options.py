@@ -24,6 +24,11 @@ def _ev(net: str, hw: str, **kw):
                     make_setup(**{k: v for k, v in kw.items() if k != "layers"}))
 
 
+def _unfused(name: str):
+    """The device without its kernel-level model: attention runs unfused and keeps its core (scores, mask)."""
+    return perfmodel.load_hardware(name).model_copy(update={"gpu_arch": None, "software_stack": None})
+
+
 def _sums(p) -> None:
     assert p.iteration_time_s > 0
     assert sum(p.breakdown.values()) == pytest.approx(p.iteration_time_s, rel=1e-12)
@@ -35,8 +40,9 @@ def test_selective_drops_5as2b_per_layer_but_one():
     """Korthikanti Table 2: selective recomputation removes the 5as/h sbh term (softmax output 2 as^2b, dropout
     mask as^2b, dropout output 2 as^2b) of every layer; one layer's core is alive again during its backward."""
     b = 8
-    base = perfmodel.predict("gpt2_small", "a100-sxm4-40gb", batch=b, **GPT)
-    sel = perfmodel.predict("gpt2_small", "a100-sxm4-40gb", batch=b, recompute="selective", **GPT)
+    dev = _unfused("a100-sxm4-40gb")
+    base = perfmodel.predict("gpt2_small", dev, batch=b, **GPT)
+    sel = perfmodel.predict("gpt2_small", dev, batch=b, recompute="selective", **GPT)
     per_layer = 5 * A * S * S * b  # 503,316,480 B
     assert base.memory.activations_bytes - sel.memory.activations_bytes == pytest.approx((L - 1) * per_layer,
                                                                                            rel=1e-12)
@@ -48,10 +54,25 @@ def test_selective_drops_5as2b_per_layer_but_one():
 def test_selective_with_tp4_divides_the_core_by_t():
     """5as/(ht) sbh: with tensor parallelism each rank keeps (and drops) 1/t of the attention core."""
     kw = dict(batch=4, devices=4, plan={"dp": 1, "tp": 4, "pp": 1}, **GPT)
-    base = perfmodel.predict("gpt2_small", "dgx-a100", **kw)
-    sel = perfmodel.predict("gpt2_small", "dgx-a100", recompute="selective", **kw)
+    dev = _unfused("a100-sxm4-40gb")
+    base = perfmodel.predict("gpt2_small", dev, **kw)
+    sel = perfmodel.predict("gpt2_small", dev, recompute="selective", **kw)
     assert base.memory.activations_bytes - sel.memory.activations_bytes == pytest.approx(
         (L - 1) * 5 * A * S * S * 4 / 4, rel=1e-12)
+
+
+def test_fused_attention_keeps_no_core_and_selective_changes_nothing():
+    """A stack with fused (flash) attention keeps no 5as^2b core in any layer, so selective recomputation has
+    nothing left to drop or recompute: same time, same memory, and a warning says why."""
+    b = 8
+    fused = perfmodel.predict("gpt2_small", "a100-sxm4-40gb", batch=b, **GPT)
+    plain = perfmodel.predict("gpt2_small", _unfused("a100-sxm4-40gb"), batch=b, **GPT)
+    assert plain.memory.activations_bytes - fused.memory.activations_bytes == pytest.approx(
+        L * 5 * A * S * S * b, rel=1e-12)
+    sel = perfmodel.predict("gpt2_small", "a100-sxm4-40gb", batch=b, recompute="selective", **GPT)
+    assert sel.iteration_time_s == fused.iteration_time_s
+    assert sel.memory.total_bytes == fused.memory.total_bytes
+    assert any("fused attention" in w for w in sel.warnings)
 
 
 def test_selective_time_is_the_forward_of_the_attention_core():
@@ -63,7 +84,7 @@ def test_selective_time_is_the_forward_of_the_attention_core():
     g = perfmodel.load_network("gpt2_small")
     # the roofline path (no kernel-level model, whose fused attention kernel absorbs softmax and dropout), so that
     # the scalar work_time of each Work is the engine's time of that Work
-    dev = perfmodel.load_hardware("a100-sxm4-40gb").model_copy(update={"gpu_arch": None})
+    dev = _unfused("a100-sxm4-40gb")
     base = perfmodel.predict(g, dev, batch=8, **GPT)
     sel = perfmodel.predict(g, dev, batch=8, recompute="selective", **GPT)
     rates = device_rates(dev, "bf16")
@@ -219,7 +240,7 @@ def test_offload_keeps_two_layers_on_the_device():
     from perfmodel.ops.base import graph_costs
 
     g = perfmodel.load_network("gpt2_small")
-    off = perfmodel.predict(g, "a100-sxm4-40gb", batch=8, offload_activations=True, **GPT)
+    off = perfmodel.predict(g, _unfused("a100-sxm4-40gb"), batch=8, offload_activations=True, **GPT)
     saved = sorted((c.saved_bytes for c in graph_costs(g, 8, 2)), reverse=True)
     assert off.memory.activations_bytes == pytest.approx(8 * S * 8 + saved[0] + saved[1], rel=1e-12)
 

@@ -127,7 +127,13 @@ def test_doubling_the_batch_never_faster(sc):
 def test_deconvnet_gtx1080_box_pp4_2x_peak():
     kw = dict(devices=4, plan={"dp": 1, "pp": 4}, batch=32)
     base, fast = it("deconvnet", "pcie-8x-gtx1080", **kw), it("deconvnet", faster("pcie-8x-gtx1080", peak=2.0), **kw)
-    assert fast < base * 0.8  # was 0.2226 -> 0.2756 s; now 0.2226 -> 0.1599 s
+    assert fast <= base  # kernel model: its transposed convolutions are bound by shared memory, not math
+    # the stage-cut regression itself, on the roofline model (no kernel-level model), where math is the bound
+    n = _load("pcie-8x-gtx1080")
+    roof = n.model_copy(update={"device": _load(n.device).model_copy(update={"gpu_arch": None, "software_stack": None})})
+    base = it("deconvnet", roof, **kw)
+    fast = it("deconvnet", roof.model_copy(update={"device": faster_device(roof.device, 2.0)}), **kw)
+    assert fast < base * 0.8  # was 0.2226 -> 0.2756 s before the exact stage cut; then 0.2226 -> 0.1599 s
 
 
 def test_vgg16_dgx1_10gbe_tp8_pp4_10x_peak():

@@ -164,7 +164,8 @@ def test_evaluate_plan_matches_predict_on_mixed_precision_pipeline(tiny):
 
 
 def test_recompute_follows_recompute_module_on_one_device(tiny):
-    dev = load_hardware("a100-sxm4-80gb")
+    # perfmodel.recompute keeps every layer's saved bytes: compare on the device without its fused-attention stack
+    dev = load_hardware("a100-sxm4-80gb").model_copy(update={"gpu_arch": None, "software_stack": None})
     none = evaluate_plan(tiny, dev, dp=1, microbatch=8, dtype="bf16", recompute="none")
     full = evaluate_plan(tiny, dev, dp=1, microbatch=8, dtype="bf16", recompute="full")
     rm = recompute_memory(tiny, 8, "bf16")
@@ -360,7 +361,10 @@ def test_pruning_keeps_the_top_plans_and_bounds_are_lower_bounds(tiny, monkeypat
     assert {r.sequence_parallel for r in full.plans if r.tp > 1} == {True}  # SP off is a dominated twin
     assert {r.zero for r in full.plans if r.dp > 1 and r.sharding == "none"} >= {1} and \
         not any(r.zero == 0 and r.sharding == "none" and r.dp > 1 for r in full.plans)
-    assert any(r.virtual_stages > 1 for r in full.plans) and any(r.recompute == "selective" for r in full.plans)
+    assert any(r.virtual_stages > 1 for r in full.plans)
+    # fused attention (the A100's stack): selective recomputation is recompute='none''s twin, searched once
+    assert not any(r.recompute == "selective" for r in full.plans)
+    assert any("recompute=selective" in w for w in full.not_modelled)
     for objective in ("time", "cost"):
         ref = full if objective == "time" else plan_search(tiny, TWO_NODES, top=None, objective=objective, **kw)
         for top in (1, 3):

@@ -68,7 +68,31 @@ def kernel_target(device: Device) -> tuple[GpuArch, SoftwareStack] | None:
     arch, stack = getattr(device, "gpu_arch", None), getattr(device, "software_stack", None)
     if not arch or not stack:
         return None
-    return load_arch(arch), load_stack(stack)
+    return _with_device_peak(load_arch(arch), device), load_stack(stack)
+
+
+PEAK_ROUNDING = 0.02  # gpu_arch per-clock figures are the datasheet peak / (SMs x clock), rounded
+
+
+def _with_device_peak(arch: GpuArch, device: Device) -> GpuArch:
+    """`arch` with each dtype's per-clock FLOPs scaled so its peak (SMs x boost clock x per clock) is the device
+    profile's `peak_flops`: the profile is the authority (a what-if device with 2x the peak runs 2x the math).
+    Ratios within PEAK_ROUNDING of 1 are the rounding of the arch file and are left alone."""
+    per_sm = dict(arch.flops_per_clock_per_sm)
+    changed = False
+    for d, per_clock in arch.flops_per_clock_per_sm.items():
+        peak = getattr(device, "peak_flops", {}).get(d)
+        ratio = peak / (arch.sm_count * arch.boost_clock_Hz * per_clock) if peak else 1.0
+        if abs(ratio - 1.0) > PEAK_ROUNDING:
+            per_sm[d], changed = per_clock * ratio, True
+    return arch.model_copy(update={"flops_per_clock_per_sm": per_sm}) if changed else arch
+
+
+def fused_attention(device: Device) -> bool:
+    """Whether the device's software stack runs attention as one fused (flash) kernel, which keeps the output and
+    its row statistics but no score, probability or dropout-mask matrix, and recomputes them in backward."""
+    target = kernel_target(device)
+    return bool(target is not None and target[1].fused_attention)
 
 
 def _cold(device: Device, threads: int | None) -> dict:

@@ -15,6 +15,7 @@ from typing import Any
 
 from ..dataflow import input_bytes_per_sample as graph_input_bytes
 from ..engine import memo
+from ..engine.rates import fused_attention
 from ..errors import InputError
 from ..graph.layer_graph import LayerGraph
 from ..hardware.loader import list_hardware, load_hardware
@@ -197,7 +198,11 @@ def _recompute(graph: LayerGraph, ranks: RankLayers, mode: str, warnings: list[s
     """stages.recompute_for, with a warning when the mode finds nothing to recompute."""
     rc = recompute_for(graph, ranks, mode)
     if rc is None and mode != "none":
-        why = "the network has fewer than two segments" if mode == "full" else "the network has no attention layer"
+        attention = any(l.op == "attention" for l in graph.layers)
+        why = ("the network has fewer than two segments" if mode == "full" else
+               "the network has no attention layer" if not attention else
+               "the software stack's fused attention already recomputes the attention core in backward and keeps "
+               "none of it")
         warnings.append(f"recompute={mode!r}: {why}, nothing is recomputed")
     return rc
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from ..engine.layers import cached
+from ..engine.rates import fused_attention
 from ..errors import InputError
 from ..ops import Work
 from ..engine.worktime import work_times
@@ -62,7 +63,10 @@ def core_saved(r: RankLayers) -> np.ndarray:
 
 
 def selective_info(graph: LayerGraph, r: RankLayers) -> Selective | None:
-    """Selective recomputation of rank `r` (rank.attention_core's forward); None without an attention core."""
+    """Selective recomputation of rank `r` (rank.attention_core's forward); None without an attention core, and
+    None with fused attention (its backward already recomputes the core and its forward keeps none of it)."""
+    if fused_attention(r.device):
+        return None
     core = attention_core(graph, r)
     if core is None:
         return None

@@ -34,6 +34,7 @@ from typing import Any, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..engine.rates import fused_attention
 from ..errors import InputError
 from ..graph.io import load_network
 from ..hardware.loader import load_hardware
@@ -220,6 +221,15 @@ def _space(graph, dtypes, recompute, schedules, tp, pp, microbatch, options: dic
     return space, why
 
 
+def _drop_selective_twin(space: Space, device, why: list) -> None:
+    """With fused attention (engine.rates.fused_attention) recompute='selective' is the same plan as 'none': keep
+    one of the two twins (none) and say why."""
+    if fused_attention(device) and "selective" in space.recompute and "none" in space.recompute:
+        space.recompute = [r for r in space.recompute if r != "selective"]
+        why.append("recompute=selective: the device's fused attention already recomputes the attention core, "
+                   "so its plans are those of recompute=none")
+
+
 def _prepare(network, hardware, device, devices, global_batch, dtypes, memory_limit):
     graph = load_network(network)
     hw = load_hardware(hardware)
@@ -280,6 +290,7 @@ def plan_search(network, hardware, *, devices: int, global_batch: int | None = N
     space, not_modelled = _space(graph, dtypes, recompute, schedules, tp, pp, microbatch, dict(
         zero=zero, sharding=sharding, sequence_parallel=sequence_parallel, virtual_stages=virtual_stages,
         context_parallel=context_parallel, offload_activations=offload_activations, expert_parallel=expert_parallel))
+    _drop_selective_twin(space, system.device, not_modelled)
     price, price_src = price_per_device_hour(hw, price_per_hour)
     base = make_setup(optimizer=optimizer, allreduce=allreduce, overlap=overlap, bucket_bytes=bucket_bytes,
                       straggler_cv=straggler_cv)
