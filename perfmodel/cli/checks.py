@@ -242,7 +242,8 @@ POLICY: dict[str, Check] = {
     "from_samples": in_file,
 }
 # comma-list options: no empty names
-LISTS = ("hardware", "network", "dtype", "optimizer", "allreduce", "sync", "recompute", "schedule")
+LISTS = ("hardware", "network", "dtype", "optimizer", "allreduce", "sync", "recompute", "schedule", "sharding",
+         "sequence_parallel", "offload_activations")
 
 
 # comma lists of ints (string options): name -> check
@@ -253,6 +254,10 @@ INT_LISTS: dict[str, Check] = {
     "tp": int_list(1, MAX_DEVICES),
     "pp": int_list(1, MAX_DEVICES),
     "microbatch": int_list(1, MAX_BATCH),
+    "zero": int_list(0, 3),
+    "context_parallel": int_list(1, MAX_DEVICES),
+    "expert_parallel": int_list(1, MAX_DEVICES),
+    "virtual_stages": int_list(1, MAX_DEVICES),
 }
 
 
