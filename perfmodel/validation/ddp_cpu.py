@@ -55,6 +55,19 @@ IDLE_SUSTAINED = 3  # consecutive idle seconds
 PROCESS_SPEED_RUNS = 3  # the contention microbenchmark is repeated and the median kept
 
 
+def gloo_suite_preflight(suite: str, device: str | None, replay: bool = False) -> None:
+    """InputError unless a gloo suite can run: on the CPU only, and (to measure, not to replay) with
+    torch.distributed importable."""
+    if device not in (None, "cpu"):
+        raise InputError(f"suite '{suite}' runs on the CPU only (gloo); got --device {device}")
+    if replay:
+        return
+    try:
+        import torch.distributed  # noqa: F401
+    except ImportError as e:
+        raise InputError(f"suite '{suite}' needs PyTorch with torch.distributed ({e})") from None
+
+
 @dataclass(frozen=True)
 class DDPCase:
     name: str
@@ -463,14 +476,10 @@ class _DDPSuite:
         return tuple(c.network for c in CASES)
 
     def run(self, o: RunOptions) -> DDPSuiteResult:
-        if o.device not in (None, "cpu"):
-            raise InputError(f"suite 'ddp-cpu' runs on the CPU only (gloo); got --device {o.device}")
         if o.replay is not None:
+            gloo_suite_preflight(SUITE_NAME, o.device, replay=True)
             return report_from_measurements(o.replay, profile=o.profile)
-        try:
-            import torch.distributed  # noqa: F401
-        except ImportError as e:
-            raise InputError(f"suite 'ddp-cpu' needs PyTorch with torch.distributed ({e})") from None
+        gloo_suite_preflight(SUITE_NAME, o.device)
         return run_ddp_suite(None, o.store, cases=o.cases or None, profile=o.profile, steps=o.steps,
                              warmup=o.warmup, rounds=o.rounds or SUITE_ROUNDS, wait_idle=o.wait, progress=o.progress,
                              save_link_profile=o.commit)

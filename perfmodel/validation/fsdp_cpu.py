@@ -37,6 +37,7 @@ from ..parallel.sharding import shard_terms
 from ..torch.ddp_records import DDPMeasurement
 from ..torch.records import append_jsonl, read_jsonl
 from .ddp_cpu import (_link_calibration, _measure_link, _measure_process_speed, _repo_path, _resolve_network,
+                      gloo_suite_preflight,
                       _wait_idle, host_description, pool, predict_ddp)
 from .fsdp_report import report_markdown, readme_section, terminal_text, TARGET_PCT
 from .metrics import nearest_rank_percentile
@@ -407,14 +408,10 @@ class _FSDPSuite:
         return tuple(c.name for c in CASES + DIAGNOSTIC_CASES)
 
     def run(self, o: RunOptions) -> FSDPSuiteResult:
-        if o.device not in (None, "cpu"):
-            raise InputError(f"suite 'fsdp-cpu' runs on the CPU only (gloo); got --device {o.device}")
         if o.replay is not None:
+            gloo_suite_preflight(SUITE_NAME, o.device, replay=True)
             return report_from_measurements(o.replay, profile=o.profile)
-        try:
-            import torch.distributed  # noqa: F401
-        except ImportError as e:
-            raise InputError(f"suite 'fsdp-cpu' needs PyTorch with torch.distributed ({e})") from None
+        gloo_suite_preflight(SUITE_NAME, o.device)
         sel = select_cases(o.cases)
         if o.steps is not None or o.warmup is not None:
             sel = [replace(c, steps=o.steps or c.steps, warmup=c.warmup if o.warmup is None else o.warmup)
