@@ -55,3 +55,13 @@ def test_target_rule():
     assert not meets_target(bad_median)
     with pytest.raises(ValueError):
         summarize({})
+
+
+def test_case_summary_by_hand():
+    from perfmodel.validation.metrics import case_summary
+
+    s = case_summary([("a", -5.0), ("b", 20.0), ("c", 10.0)], 15.0)
+    assert s == {"cases": 3, "median_abs_error_pct": 10.0, "mean_abs_error_pct": 35.0 / 3,
+                 "p90_abs_error_pct": 20.0, "worst_case": "b", "worst_abs_error_pct": 20.0,
+                 "within_target": 2, "target_pct": 15.0}
+    assert case_summary([], 15.0) == {"cases": 0}

@@ -81,7 +81,7 @@ def _with_device_peak(arch: GpuArch, device: Device) -> GpuArch:
     per_sm = dict(arch.flops_per_clock_per_sm)
     changed = False
     for d, per_clock in arch.flops_per_clock_per_sm.items():
-        peak = getattr(device, "peak_flops", {}).get(d)
+        peak = device.peak_flops.get(d)
         ratio = peak / (arch.sm_count * arch.boost_clock_Hz * per_clock) if peak else 1.0
         if abs(ratio - 1.0) > PEAK_ROUNDING:
             per_sm[d], changed = per_clock * ratio, True
@@ -91,8 +91,8 @@ def _with_device_peak(arch: GpuArch, device: Device) -> GpuArch:
 def fused_attention(device: Device) -> bool:
     """Whether the device's software stack runs attention as one fused (flash) kernel, which keeps the output and
     its row statistics but no score, probability or dropout-mask matrix, and recomputes them in backward."""
-    target = kernel_target(device)
-    return bool(target is not None and target[1].fused_attention)
+    stack = getattr(device, "software_stack", None)  # as kernel_target: both arch and stack name the kernel model
+    return bool(getattr(device, "gpu_arch", None) and stack and load_stack(stack).fused_attention)
 
 
 def _cold(device: Device, threads: int | None) -> dict:

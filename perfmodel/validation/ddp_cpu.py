@@ -39,7 +39,7 @@ from ..torch.ddp_records import DDPMeasurement, LinkCalibration
 from ..torch.quiet import progress_every, wait_for_quiet
 from ..torch.records import append_jsonl, read_jsonl, summarize_times
 from .ddp_report import TARGET_PCT, readme_section, report_markdown, terminal_text
-from .metrics import nearest_rank_percentile
+from .metrics import case_summary
 from .profiles import resolve_profile
 from .protocol import Row, RunOptions
 from .storage import measurement_store
@@ -175,14 +175,7 @@ class DDPSuiteResult:
     run_id: str | None = None
 
     def summary(self) -> dict[str, Any]:
-        errs = [abs(c.error_pct) for c in self.cases]
-        if not errs:
-            return {"cases": 0}
-        worst = max(self.cases, key=lambda c: abs(c.error_pct))
-        return {"cases": len(errs), "median_abs_error_pct": statistics.median(errs),
-                "mean_abs_error_pct": statistics.fmean(errs), "p90_abs_error_pct": nearest_rank_percentile(errs, 90),
-                "worst_case": worst.case.name, "worst_abs_error_pct": abs(worst.error_pct),
-                "within_target": sum(e <= TARGET_PCT for e in errs), "target_pct": TARGET_PCT}
+        return case_summary([(c.case.name, c.error_pct) for c in self.cases], TARGET_PCT)
 
     def comparisons(self) -> tuple[Row, ...]:
         return tuple(Row(case=c.case.name, predicted_s=c.predicted_s, measured_s=c.measured.median_s,

@@ -40,7 +40,7 @@ from .ddp_cpu import (_link_calibration, _measure_link, _measure_process_speed, 
                       gloo_suite_preflight,
                       _wait_idle, host_description, pool, predict_ddp)
 from .fsdp_report import report_markdown, readme_section, terminal_text, TARGET_PCT
-from .metrics import nearest_rank_percentile
+from .metrics import case_summary
 from .profiles import resolve_profile
 from .protocol import Row, RunOptions
 from .storage import measurement_store
@@ -220,15 +220,10 @@ class FSDPSuiteResult:
     units: dict[str, Any] | None = None  # unit_diagnostic
 
     def summary(self) -> dict[str, Any]:
-        errs = [abs(c.error_pct) for c in self.cases]
-        if not errs:
-            return {"cases": 0}
-        worst = max(self.cases, key=lambda c: abs(c.error_pct))
-        return {"cases": len(errs), "median_abs_error_pct": statistics.median(errs),
-                "p90_abs_error_pct": nearest_rank_percentile(errs, 90), "worst_case": worst.case.name,
-                "worst_abs_error_pct": abs(worst.error_pct), "within_target": sum(e <= TARGET_PCT for e in errs),
-                "target_pct": TARGET_PCT,
-                "memory_max_abs_error_pct": max((abs(m.error_pct) for m in self.memory), default=None)}
+        s = case_summary([(c.case.name, c.error_pct) for c in self.cases], TARGET_PCT)
+        if s["cases"]:
+            s["memory_max_abs_error_pct"] = max((abs(m.error_pct) for m in self.memory), default=None)
+        return s
 
     def comparisons(self) -> tuple[Row, ...]:
         return tuple(Row(case=c.case.name, predicted_s=c.predicted_s, measured_s=c.measured.median_s,

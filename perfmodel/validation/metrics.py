@@ -82,6 +82,19 @@ def summarize(errors: Mapping[str, float] | Iterable[tuple[str, float]], worst_n
     )
 
 
+def case_summary(errors_pct: Sequence[tuple[str, float]], target_pct: float) -> dict:
+    """Summary of a measured suite's signed errors (case name, %): count, median / mean / p90 of |error|, the
+    worst case and how many are within `target_pct` (the ddp-cpu and fsdp-cpu reports); {"cases": 0} if none."""
+    if not errors_pct:
+        return {"cases": 0}
+    errs = [abs(e) for _, e in errors_pct]
+    worst = max(errors_pct, key=lambda kv: abs(kv[1]))
+    return {"cases": len(errs), "median_abs_error_pct": statistics.median(errs),
+            "mean_abs_error_pct": statistics.fmean(errs), "p90_abs_error_pct": nearest_rank_percentile(errs, 90),
+            "worst_case": worst[0], "worst_abs_error_pct": abs(worst[1]),
+            "within_target": sum(e <= target_pct for e in errs), "target_pct": target_pct}
+
+
 def meets_target(summary: ErrorSummary, median_max: float = 10.0, worst_max: float = 25.0) -> bool:
     """The accuracy target: median absolute error <= median_max % and no case worse than worst_max %."""
     return summary.median_abs_pct <= median_max and summary.max_abs_pct <= worst_max
