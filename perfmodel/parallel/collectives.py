@@ -44,6 +44,13 @@ algorithm)` runs either
   shared tier gives its whole bandwidth).
 A new algorithm is one registered function (`@algorithm("all-reduce", "name")`); the CLI's --allreduce
 choices come from `allreduce_choices()`.
+
+Backends (hardware/backends.py, hardware_profiles/backends/*.yaml): a collective library names, per collective,
+the registered algorithm it runs and its local staging copies. `backend_time` prices one collective as the backend
+runs it: the algorithm's formula plus the staging copies as memory work on the device's rates (engine
+stage_time: bytes over the memory bandwidth, fresh or cold pages of a buffer allocated for the call). gloo's
+reduce-scatter, for one, is "via-all-reduce": it clones the input, all-reduces the whole of it and keeps its chunk,
+so it moves an all-reduce's bytes, twice the ring reduce-scatter's.
 """
 
 from __future__ import annotations
@@ -53,8 +60,12 @@ from dataclasses import dataclass
 from typing import Callable
 
 from ..errors import InputError
+from ..hardware.backends import backend_for
+from ..ops.base import Work
+from ..step import stage_time
 
 Formula = Callable[[float, int, float, float], float]  # (n bytes, p ranks, bw B/s, alpha s) -> seconds
+Formula1 = Callable[[float], float]  # n bytes -> seconds (one group's collective)
 # collective -> algorithm name -> formula over one tier
 ALGORITHMS: dict[str, dict[str, Formula]] = {}
 # collective -> its default single-tier formula (the first algorithm registered for it)
@@ -226,6 +237,13 @@ def doubling_all_gather(n: float, p: int, bw: float, alpha: float) -> float:
     return halving_doubling_allreduce(n, p, bw, alpha) / 2
 
 
+@algorithm("reduce-scatter", "via-all-reduce")
+def reduce_scatter_via_allreduce(n: float, p: int, bw: float, alpha: float) -> float:
+    """Reduce-scatter run as a ring all-reduce of the whole n bytes, each rank keeping its chunk (gloo):
+    2(p-1)/p n/bw + 2(p-1) alpha, twice the ring reduce-scatter."""
+    return ring_allreduce(n, p, bw, alpha)
+
+
 @algorithm("all-to-all", "direct")
 def all_to_all(n: float, p: int, bw: float, alpha: float) -> float:
     """Pairwise-exchange all-to-all of a rank's n-byte buffer (n/p to each peer): (p-1)/p n/bw + (p-1) alpha."""
@@ -242,6 +260,56 @@ def allreduce(algorithm: str, n: float, p: int, bw: float, alpha: float) -> floa
     except KeyError:
         raise InputError(f"unknown all-reduce algorithm {algorithm!r}; known: {', '.join(ALLREDUCE)}") from None
     return fn(n, p, bw, alpha)
+
+
+# ---------------------------------------------------------------------------------------------
+# collective libraries (backends)
+
+
+def staging_works(backend, collective_name: str, n: float, p: int) -> tuple[Work, ...]:
+    """The local copies `backend` makes around one `collective_name` of n bytes over p ranks, as memory work: per
+    staging pass one kernel reading and writing its multiples of n (of n/p for a pass on the rank's share), writing
+    into a new buffer of n bytes where the pass allocates one (its pages cost what DeviceTraits' fresh / cold buffer
+    costs say), else into an existing buffer (no page cost)."""
+    if n < 0 or p < 1:
+        raise InputError(f"staging needs n >= 0 bytes and p >= 1 ranks, got n={n}, p={p}")
+    out = []
+    for s in backend.impl(collective_name).staging:
+        b = n / p if s.share == "rank" else n
+        if b * (s.read + s.written) > 0:
+            out.append(Work("memory", bytes_read=s.read * b, bytes_written=s.written * b,
+                            allocs=(float(n),) if s.allocated else (0.0,)))  # (0.0,): an existing buffer
+    return tuple(out)
+
+
+def backend_time(backend, collective_name: str, n: float, p: int, bw: float, alpha: float, rates=None) -> float:
+    """Seconds of `collective_name` of n bytes over p ranks of one tier as `backend` (hardware.backends.Backend)
+    runs it: its algorithm's formula, plus its staging copies (staging_works) timed on `rates` (engine Rates of the
+    rank's device; None: no staging cost). Nothing for one rank or no bytes."""
+    t = formula(collective_name, backend.impl(collective_name).algorithm)(n, p, bw, alpha)
+    if rates is None or p == 1 or n == 0:
+        return t
+    works = staging_works(backend, collective_name, n, p)
+    return t + (stage_time(works, rates).time_s if works else 0.0)
+
+
+def backend_fns(backend, p: int, bw: float, alpha: float, rates=None) -> tuple[Formula1, Formula1]:
+    """(all-gather seconds(n), reduce-scatter seconds(n)) of a flat group of p ranks at bandwidth bw and latency
+    alpha, as `backend` runs them (backend_time)."""
+    return (lambda n: backend_time(backend, "all-gather", n, p, bw, alpha, rates),
+            lambda n: backend_time(backend, "reduce-scatter", n, p, bw, alpha, rates))
+
+
+def dp_backend_fns(device_type: str, info: dict, rates=None) -> tuple[Formula1, Formula1] | None:
+    """(all-gather seconds(n), reduce-scatter seconds(n)) of a flat data-parallel group as the collective library
+    of `device_type` runs them (hardware.backends.backend_for, backend_fns); `info` describes the group as
+    plan.dp_allreduce_fn does (ranks, and bandwidth_Bps / latency_s for a flat algorithm). None for a group that is
+    not flat (hierarchical, parameter server), of one rank, or a device type no backend profile claims."""
+    backend = backend_for(device_type)
+    p = int(info.get("ranks", 1))
+    if backend is None or p < 2 or "bandwidth_Bps" not in info or info.get("algorithm") in ALLREDUCE_SCHEMES:
+        return None
+    return backend_fns(backend, p, float(info["bandwidth_Bps"]), float(info["latency_s"]), rates)
 
 
 # ---------------------------------------------------------------------------------------------
