@@ -108,7 +108,7 @@ def fft(s: dict, phase: str, dtype, arch, stack):
     bins = T * (np.floor(T / 2) + 1)
     executed_products = 8.0 * bins * N * tiles * K * C
     a = stack.achievable
-    t_prod = executed_products / (arch.peak_flops(dtype_parts(dtype)[0]) * a.fraction("fft"))
+    t_prod = executed_products / (arch.peak_flops(dtype_parts(dtype)[0]) * a.fraction("fft", dtype))
     _, eb = dtype_parts(dtype)
     planes = {"fwd": (N * C * tiles, K * C, N * K * tiles), "bwd_data": (N * K * tiles, K * C, N * C * tiles),
               "bwd_filter": (N * C * tiles, N * K * tiles, K * C)}[phase]

@@ -1,13 +1,17 @@
 """Fit the kernel model's physical constants to DeepBench rows; leave-one-GPU-out; write the report.
 
-Fitted, never per row or per network: per GPU, its sustained clock over the rated boost clock (GPU Boost,
-power caps) and its achieved fraction of DRAM bandwidth; per software stack (library release), the achievable
-fraction of an SM's peak per kernel class, the per-kernel overhead, the per-step latency of its RNN kernels
-and the DRAM fraction a recurrent step reaches; shared, a CTA's prologue in k steps and per all-reduce tier
-its achieved fraction of the link bandwidth and its per-message latency. Each class is first fitted on
-its own rows, then all parameters together, minimising the mean over classes of the mean absolute log
-error (a robust stand-in for the median absolute percentage error). A GPU left out of the fit gets the
-mean clock factor of the fitted GPUs of its kind (boost_above_rated or not).
+Fitted, never per row or per network: per GPU kind (consumer cards whose GPU Boost runs above the rated boost
+clock vs datacenter cards held at or below it) one sustained clock over the rated boost clock, shared by the GPUs
+of that kind (a free factor per GPU trades off against the stack fractions when a stack has one GPU); per GPU its
+achieved fraction of DRAM bandwidth; per software stack (library release), the achievable fraction of an SM's peak
+per kernel class, the per-kernel overhead, the per-step latency of its RNN kernels and the DRAM fraction a
+recurrent step reaches; per (stack, dtype) where a stack has rows of a dtype other than fp32 (DeepBench's
+pseudo-FP16 on cuDNN 6), that dtype's own convolution and RNN fractions (cuDNN runs other kernels for it);
+shared, a CTA's prologue in k steps and per all-reduce tier its achieved fraction of the link bandwidth and its
+per-message latency. Each class is first fitted on its own rows, then all parameters together, minimising the
+mean over classes of the mean absolute log error (a robust stand-in for the median absolute percentage error).
+A GPU left out of the fit gets the clock factor of its kind and the mean DRAM fraction of the fitted GPUs of its
+architecture family; a dtype without training rows takes the stack's general fractions.
 
     python -m perfmodel.kernels.fit --report validation/reports/deepbench-dev [--csv PATH]
 """
@@ -57,21 +61,51 @@ BOOSTING: dict[str, bool] = {}  # arch name -> boost_above_rated, filled by Cont
 
 FRACTIONS = ("gemm", "gemm_tn", "conv_fwd", "conv_bwd_data", "conv_bwd_filter", "winograd", "fft", "rnn")
 PER_STACK = FRACTIONS + ("kernel_overhead_s", "rnn_memory_bandwidth", "rnn_step_overhead_s")
+# per (stack, dtype) where a stack has rows of a dtype other than fp32: cuDNN's own kernels for that dtype
+# (DeepBench's pseudo-FP16 convolutions and RNNs); cuBLAS's GEMM runs the same tiles for both (SgemmEx)
+PER_DTYPE = ("conv_fwd", "conv_bwd_data", "conv_bwd_filter", "winograd", "fft", "rnn", "rnn_memory_bandwidth")
+BASE_DTYPE = "fp32"
+
+
+def clock_key(arch: str) -> str:
+    """The clock-factor parameter a GPU shares with the GPUs of its kind: 'clock:boost' for consumer cards whose
+    GPU Boost runs above the rated boost clock, 'clock:rated' for datacenter cards held at or below it."""
+    return "clock:boost" if BOOSTING.get(arch, False) else "clock:rated"
 
 
 def bounds(name: str) -> tuple[float, float, float]:
     if name.startswith("clock:"):
-        return CLOCK_BOUNDS[BOOSTING.get(name[6:], False)]
+        kind = name[6:]
+        return CLOCK_BOUNDS[kind == "boost" if kind in ("boost", "rated") else BOOSTING.get(kind, False)]
     return PARAMS[name.split("@")[0].split(":")[0]]
 
 
-def initial_params(archs=(), stacks=()) -> dict[str, float]:
-    """Starting values: shared parameters, one clock factor per GPU, one compute fraction per class and stack."""
+def initial_params(archs=(), stacks=(), pairs=()) -> dict[str, float]:
+    """Starting values: shared parameters, one clock factor per GPU, one compute fraction per class and stack,
+    and per (stack, dtype) pair of `pairs` the PER_DTYPE ones."""
     p = {k: v[0] for k, v in PARAMS.items() if k not in PER_STACK and k != "mem"}
-    p.update({f"clock:{a}": 1.0 for a in archs})
+    p.update({clock_key(a): 1.0 for a in archs})
     p.update({f"mem:{a}": PARAMS["mem"][0] for a in archs})
     p.update({f"{c}@{s}": PARAMS[c][0] for c in PER_STACK for s in stacks})
+    p.update({f"{c}@{s}/{d}": PARAMS[c][0] for c in PER_DTYPE for s, d in pairs})
     return p
+
+
+def dtype_pairs(rows, train=None) -> list[tuple[str, str]]:
+    """(stack, dtype) pairs of the training rows whose dtype is not the base fp32: they get PER_DTYPE parameters."""
+    train = [True] * len(rows) if train is None else train
+    return sorted({(r.stack, r.dtype) for r, t in zip(rows, train) if t and r.dtype != BASE_DTYPE})
+
+
+def by_dtype(p: dict[str, float], stack: str) -> dict[str, dict[str, float]]:
+    """{dtype: {class: value}} of the per-dtype parameters of `stack` in `p` (named class@stack/dtype)."""
+    out: dict[str, dict[str, float]] = {}
+    for k, v in p.items():
+        c, _, rest = k.partition("@")
+        s, _, d = rest.partition("/")
+        if d and s == stack:
+            out.setdefault(d, {})[c] = v
+    return out
 
 
 def achievable(p: dict[str, float], stack: str, source: str = "fitted") -> Achievable:
@@ -79,13 +113,14 @@ def achievable(p: dict[str, float], stack: str, source: str = "fitted") -> Achie
     return Achievable(compute={c: p[f"{c}@{stack}"] for c in FRACTIONS}, memory_bandwidth=PARAMS["mem"][0],
                       kernel_overhead=p[f"kernel_overhead_s@{stack}"],
                       rnn_memory_bandwidth=p[f"rnn_memory_bandwidth@{stack}"], cta_overhead_k=p["cta_overhead_k"],
-                      rnn_step_overhead=p[f"rnn_step_overhead_s@{stack}"],
+                      rnn_step_overhead=p[f"rnn_step_overhead_s@{stack}"], by_dtype=by_dtype(p, stack),
                       source=source)
 
 
 def fitted_arch(arch, p: dict[str, float]):
     """The arch with its fitted clock factor and DRAM fraction."""
-    return arch.model_copy(update={"clock_factor": p.get(f"clock:{arch.name}", 1.0),
+    clock = p.get(f"clock:{arch.name}", p.get(clock_key(arch.name), 1.0))
+    return arch.model_copy(update={"clock_factor": clock,
                                    "dram_fraction": p.get(f"mem:{arch.name}")})
 
 
@@ -168,14 +203,17 @@ def pattern_search(f, x0: dict[str, float], names: tuple[str, ...], rounds: int 
     return x
 
 
-def _names(names: tuple[str, ...], archs, stacks) -> tuple[str, ...]:
-    """Stage parameter names with the per-GPU and per-stack ones spelled out for the GPUs and stacks fitted."""
+def _names(names: tuple[str, ...], archs, stacks, pairs=()) -> tuple[str, ...]:
+    """Stage parameter names with the per-GPU, per-stack and per-(stack, dtype) ones spelled out."""
     out: list[str] = []
     for n in names:
-        if n in ("clock:*", "mem:*"):
-            out += [f"{n[:-1]}{a}" for a in sorted(archs)]
+        if n == "clock:*":
+            out += sorted({clock_key(a) for a in archs})
+        elif n == "mem:*":
+            out += [f"mem:{a}" for a in sorted(archs)]
         elif n in PER_STACK:
             out += [f"{n}@{s}" for s in sorted(stacks)]
+            out += [f"{n}@{s}/{d}" for s, d in pairs if n in PER_DTYPE]
         else:
             out.append(n)
     return tuple(out)
@@ -191,7 +229,7 @@ def _starts(stage: str, p: dict[str, float], stacks) -> list[dict[str, float]]:
             MULTI_START.get(stage, ()))) if stage in MULTI_START else ():
         q = dict(p)
         for (name, _), value in zip(MULTI_START[stage], combo):
-            q.update({f"{name}@{s}": float(value) for s in stacks})
+            q.update({k: float(value) for k in q if k.startswith(f"{name}@")})
         out.append(q)
     return out
 
@@ -201,33 +239,37 @@ def fit(ctx: Context, train: np.ndarray | None = None) -> dict[str, float]:
     train = np.ones(len(ctx.rows), bool) if train is None else train
     archs = {r.arch for r, t in zip(ctx.rows, train) if t}
     stacks = sorted(ctx.stacks)
-    p = initial_params(archs, stacks)
+    pairs = dtype_pairs(ctx.rows, train)
+    p = initial_params(archs, stacks, pairs)
     cls_of = np.array([r.cls for r in ctx.rows])
     masks = {}
     for stage, (classes, names) in STAGES.items():
         mask = train & np.isin(cls_of, classes)
         if mask.any():
             loss = lambda q: _loss(ctx, q, classes, mask)  # noqa: E731
-            p = min((pattern_search(loss, s, _names(names, archs, stacks)) for s in _starts(stage, p, stacks)),
+            p = min((pattern_search(loss, s, _names(names, archs, stacks, pairs))
+                     for s in _starts(stage, p, stacks)),
                     key=loss)
             masks[classes] = mask
-    every = tuple(n for _, names in STAGES.values() for n in _names(names, archs, stacks)
+    every = tuple(n for _, names in STAGES.values() for n in _names(names, archs, stacks, pairs)
                   if not n.startswith(("kernel_overhead_s", "clock:", "mem:")))
     joint = lambda q: float(np.mean([_loss(ctx, q, c, m) for c, m in masks.items()]))  # noqa: E731
-    return pattern_search(joint, p, every, rounds=3)
+    p = pattern_search(joint, p, every, rounds=3)
+    return {**p, **{f"clock:{a}": p[clock_key(a)] for a in archs}}  # each GPU's factor, spelled out
 
 
-def held_out_clock(ctx: Context, p: dict[str, float], arch: str) -> float:
-    """Clock factor of a GPU not fitted: the mean of the fitted GPUs of the same kind (boost_above_rated)."""
-    kind = ctx.archs[arch].boost_above_rated
-    same = [v for k, v in p.items() if k.startswith("clock:") and ctx.archs[k[6:]].boost_above_rated == kind]
-    pool = same or [v for k, v in p.items() if k.startswith("clock:")]
-    return float(np.mean(pool)) if pool else 1.0
+def held_out_clock(p: dict[str, float], arch: str) -> float:
+    """Clock factor of a GPU not fitted: the factor fitted for its kind (boost_above_rated), else the mean."""
+    pool = [v for k, v in p.items() if k in ("clock:boost", "clock:rated")]
+    return p.get(clock_key(arch), float(np.mean(pool)) if pool else 1.0)
 
 
-def held_out_memory(p: dict[str, float]) -> float:
-    """DRAM fraction of a GPU not fitted: the mean over the fitted GPUs."""
-    pool = [v for k, v in p.items() if k.startswith("mem:")]
+def held_out_memory(ctx: Context, p: dict[str, float], arch: str) -> float:
+    """DRAM fraction of a GPU not fitted: the mean over the fitted GPUs of its architecture family (the same
+    memory controller and DRAM generation, e.g. Maxwell GDDR5), else over all fitted GPUs."""
+    fam = ctx.archs[arch].family
+    same = [v for k, v in p.items() if k.startswith("mem:") and ctx.archs[k[4:]].family == fam]
+    pool = same or [v for k, v in p.items() if k.startswith("mem:")]
     return float(np.mean(pool)) if pool else PARAMS["mem"][0]
 
 
@@ -238,8 +280,8 @@ def leave_one_gpu_out(ctx: Context) -> tuple[np.ndarray, dict[str, dict[str, flo
     fitted = {}
     for a in sorted(set(archs)):
         p = fit(ctx, archs != a)
-        p[f"clock:{a}"] = held_out_clock(ctx, p, a)
-        p[f"mem:{a}"] = held_out_memory(p)
+        p[f"clock:{a}"] = held_out_clock(p, a)
+        p[f"mem:{a}"] = held_out_memory(ctx, p, a)
         fitted[a] = p
         held = archs == a
         pred[held] = predict(ctx, p)[held]

@@ -100,7 +100,7 @@ def gemm_compute_s(M, N, K, dtype: str, arch: GpuArch, stack: SoftwareStack, cls
     M, N, K, batch = (np.broadcast_to(x, shape).reshape(1, -1) for x in (M, N, K, batch))
     default, math = tiles_for(dtype, arch, stack)
     tiles = tiles or default
-    rate = sm_rate(arch, math) * stack.achievable.fraction(cls)
+    rate = sm_rate(arch, math) * stack.achievable.fraction(cls, dtype)
     allow = stack.split_k if split_k is None else split_k
     splits = SPLITS if allow else (1,)
     ch = np.array([(t.m, t.n, t.ctas_per_sm, max(1, t.threads // 32), tile_efficiency(t, arch, math), sp)

@@ -39,10 +39,11 @@ def step_s(M, N, K, dtype, arch: GpuArch, stack: SoftwareStack):
     _, eb = dtype_parts(dtype)
     a = stack.achievable
     comp = gemm_compute_s(M, N, K, dtype, arch, stack, cls="rnn")
-    mem = eb * (M * K + K * N + M * N) / (arch.memory_bandwidth_Bps * a.rnn_memory_bandwidth)
+    bw = arch.memory_bandwidth_Bps * a.rnn_bandwidth(dtype)
+    mem = eb * (M * K + K * N + M * N) / bw
     if stack.rnn_persistent:
         fits = M * K * eb <= arch.sm_count * arch.registers_per_sm * 4 * 0.5
-        mem = np.where(fits, eb * (K * N + M * N) / (arch.memory_bandwidth_Bps * a.rnn_memory_bandwidth), mem)
+        mem = np.where(fits, eb * (K * N + M * N) / bw, mem)
     return a.kernel_overhead_s + np.maximum(comp, mem)
 
 

@@ -107,10 +107,45 @@ class Achievable(_Frozen):
     rnn_memory_bandwidth: Fraction = Field(
         default=0.8, description="fraction of DRAM bandwidth a recurrent step reaches streaming its weights "
         "(few CTAs per step: little memory-level parallelism)")
+    by_dtype: dict[str, dict[str, Fraction]] = Field(
+        default_factory=dict, description="per-dtype overrides of the compute fractions and of "
+        "rnn_memory_bandwidth: a library runs other kernels for some dtypes (DeepBench's pseudo-FP16 on cuDNN 6: "
+        "fp16 storage converted to fp32 math inside its own kernels); a class not listed takes the general value")
     source: str = "assumed, not fitted"
 
-    def fraction(self, cls: str) -> float:
+    @model_validator(mode="after")
+    def _check_dtypes(self):
+        allowed = set(KERNEL_CLASSES) | {"rnn_memory_bandwidth"}
+        for dtype, over in self.by_dtype.items():
+            bad = sorted(set(over) - allowed)
+            if bad:
+                raise ValueError(f"by_dtype.{dtype}: unknown keys {bad}; allowed: {sorted(allowed)}")
+        return self
+
+    def fraction(self, cls: str, dtype: str | None = None) -> float:
+        """Achievable fraction of an SM's peak for kernel class `cls` (the dtype's own value where it has one)."""
+        own = self.by_dtype.get(dtype or "", {})
+        if cls in own:
+            return own[cls]
         return self.compute.get(cls, self.compute.get("gemm", 0.8))
+
+    def rnn_bandwidth(self, dtype: str | None = None) -> float:
+        """Fraction of DRAM bandwidth a recurrent step streams its weights at (the dtype's own where given)."""
+        return self.by_dtype.get(dtype or "", {}).get("rnn_memory_bandwidth", self.rnn_memory_bandwidth)
+
+
+class Overlap(_Frozen):
+    """Which communication classes a software stack overlaps with compute by default, and how much compute that
+    shares the device with in-flight communication slows down (perfmodel.parallel.overlap uses it)."""
+
+    dp_buckets: bool = Field(default=True, description="data-parallel gradient buckets reduce during backward")
+    fsdp_prefetch: bool = Field(default=True, description="FSDP / ZeRO-3 parameter all-gathers are prefetched")
+    tp_comm: bool = Field(default=False, description="tensor-parallel all-gather / reduce-scatter pipelined with "
+                          "the neighbouring GEMMs (Megatron/TE tp_comm_overlap; opt-in there)")
+    pp_p2p: bool = Field(default=True, description="pipeline send/recv overlap the steady-state compute")
+    compute_slowdown: float = Field(default=0.0, ge=0.0, lt=1.0, allow_inf_nan=False, description=(
+        "fractional slowdown of compute while communication is in flight on the same device"))
+    source: str = "assumed: no slowdown stated"
 
 
 class SoftwareStack(_Frozen):
@@ -145,6 +180,7 @@ class SoftwareStack(_Frozen):
     attention_fraction_bwd: Fraction = Field(
         default=0.63, description="the same for the fused attention backward (recomputes the scores)")
     fused_optimizer: bool = False
+    overlap: Overlap = Overlap()  # communication/compute overlap facts (perfmodel.parallel.overlap)
     achievable: Achievable = Achievable()
 
     @model_validator(mode="after")

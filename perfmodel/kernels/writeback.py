@@ -18,19 +18,24 @@ def _replace_block(path: Path, lines: list[str]) -> None:
     path.write_text(head + "\n" + MARK + "\n" + "\n".join(lines) + "\n")
 
 
-def achievable_lines(p: dict[str, float], stack: str, source: str) -> list[str]:
-    """YAML lines of an achievable block from the fitted parameters of `stack`."""
-    from .fit import FRACTIONS
+def achievable_lines(p: dict[str, float], stack: str, source: str, dtypes: bool = True) -> list[str]:
+    """YAML lines of an achievable block from the fitted parameters of `stack` (with its per-dtype block
+    unless `dtypes` is False)."""
+    from .fit import FRACTIONS, by_dtype
 
     mem = [v for k, v in p.items() if k.startswith("mem:")]
     comp = ", ".join(f"{c}: {p[f'{c}@{stack}']:.4g}" for c in FRACTIONS)
-    return ["achievable:", f"  compute: {{{comp}}}",
-            f"  memory_bandwidth: {float(np.mean(mem)) if mem else 0.75:.4g}",
-            f"  kernel_overhead: {1e6 * p[f'kernel_overhead_s@{stack}']:.3g} us",
-            f"  rnn_step_overhead: {1e6 * p[f'rnn_step_overhead_s@{stack}']:.3g} us",
-            f"  rnn_memory_bandwidth: {p[f'rnn_memory_bandwidth@{stack}']:.4g}",
-            f"  cta_overhead_k: {p['cta_overhead_k']:.4g}",
-            f"  source: >-\n    {source}"]
+    lines = ["achievable:", f"  compute: {{{comp}}}",
+             f"  memory_bandwidth: {float(np.mean(mem)) if mem else 0.75:.4g}",
+             f"  kernel_overhead: {1e6 * p[f'kernel_overhead_s@{stack}']:.3g} us",
+             f"  rnn_step_overhead: {1e6 * p[f'rnn_step_overhead_s@{stack}']:.3g} us",
+             f"  rnn_memory_bandwidth: {p[f'rnn_memory_bandwidth@{stack}']:.4g}",
+             f"  cta_overhead_k: {p['cta_overhead_k']:.4g}"]
+    for d, vals in sorted(by_dtype(p, stack).items() if dtypes else ()):
+        inner = ", ".join(f"{c}: {v:.4g}" for c, v in sorted(vals.items()))
+        lines += ["  by_dtype:"] if "  by_dtype:" not in lines else []
+        lines.append(f"    {d}: {{{inner}}}")
+    return lines + [f"  source: >-\n    {source}"]
 
 
 def write_fitted(p: dict[str, float], archs: list[str], stacks: list[str],
@@ -49,7 +54,7 @@ def write_fitted(p: dict[str, float], archs: list[str], stacks: list[str],
     for target, origin in (carry or {}).items():
         path = _folder(STACK_DIR) / f"{target}.yaml"
         _replace_block(path, achievable_lines(p, origin, f"carried over from the {origin} fit (no data for "
-                                                        f"this stack): {SOURCE}"))
+                                                        f"this stack): {SOURCE}", dtypes=False))
         written.append(path)
     load_arch.cache_clear()
     load_stack.cache_clear()
