@@ -165,9 +165,13 @@ def test_committed_report_rebuilds_from_the_stored_records():
 
 def test_measured_collective_interpolation_and_gloo_excess_by_hand(tmp_path):
     """Between 1 MiB (1 ms) and 4 MiB (4 ms) the time is interpolated on log-log axes (2 MiB: 2 ms), clamped
-    outside. With every all-gather and reduce-scatter measured at 1 ms, the tiny MLP's two units (132,096 and
-    10,280 bytes) on a 1 GB/s link with alpha 0.1 ms exceed the ring formula by 3 x 1 ms - 3 x (b / 2B + alpha)
-    each: 2.501856 + 2.68458 = 5.186436 ms."""
+    outside. With every all-gather and reduce-scatter measured at 1 ms, the tiny MLP's two units (b = 132,096 and
+    10,280 bytes) on a 1 GB/s link with alpha 0.1 ms exceed what the model prices gloo's collectives at, on a
+    device streaming 10 GB/s with 1 us per kernel: all-gather b/2B + alpha + 3b/10 GB/s + 2 us (new flat buffer
+    primed with b/2, copied out), reduce-scatter b/B + 2 alpha + 3b/10 GB/s + 2 us (clone, whole all-reduce, chunk
+    copy); so per unit 3 ms - (2.9e-9 b + 0.406 ms): 2.2109216 + 2.564188 = 4.7751096 ms."""
+    from test_collectives_backends import _device
+
     from perfmodel.validation.fsdp_cpu import gloo_excess_s, measured_collective_s
 
     coll = {"median_s": {str(1 << 20): {"all-gather": 1e-3}, str(1 << 22): {"all-gather": 4e-3}}}
@@ -175,5 +179,32 @@ def test_measured_collective_interpolation_and_gloo_excess_by_hand(tmp_path):
     assert measured_collective_s(coll, "all-gather", 100) == 1e-3
     assert measured_collective_s(coll, "all-gather", 1 << 30) == 4e-3
     flat = {"median_s": {str(n): {"all-gather": 1e-3, "reduce-scatter": 1e-3} for n in (1 << 12, 1 << 20)}}
-    assert gloo_excess_s(_tiny(tmp_path), flat, 1e9, 1e-4) == pytest.approx(5.186436e-3)
-    assert gloo_excess_s(_tiny(tmp_path), None, 1e9, 1e-4) is None
+    assert gloo_excess_s(_tiny(tmp_path), flat, _device(), 1e9, 1e-4) == pytest.approx(4.7751096e-3)
+    assert gloo_excess_s(_tiny(tmp_path), None, _device(), 1e9, 1e-4) is None
+
+
+def test_fsdp_cases_take_the_unit_microbenchmark_latency():
+    """The fsdp cases' link latency is the median of the run's per-collective FSDP unit costs; without that record
+    the busy-collective latency (step_link), without both the fit's alpha."""
+    from perfmodel.hardware import Link
+    from perfmodel.validation.fsdp_cpu import fsdp_link, step_link
+
+    fit = Link(name="fit", source="test", bandwidth=2e9, latency=1e-4)
+    busy = [{"kind": "busy_collective_microbenchmark", "cost_per_collective_s": 1e-3}]
+    units = [{"kind": "fsdp_unit_microbenchmark", "per_collective_s": x} for x in (3e-3, 1e-3, 2e-3)]
+    assert fsdp_link(fit, busy + units).latency_s == pytest.approx(2e-3)
+    assert fsdp_link(fit, busy).latency_s == pytest.approx(1e-3) == step_link(fit, busy + units).latency_s
+    assert fsdp_link(fit, []).latency_s == pytest.approx(1e-4)
+    assert fsdp_link(fit, units).bandwidth_Bps == fit.bandwidth_Bps
+
+
+@pytest.mark.torch
+def test_fsdp_unit_microbenchmark_record():
+    pytest.importorskip("torch")
+    from perfmodel.torch.fsdp_workers import UNIT_LAYERS, UNIT_ROUNDS, calibrate_fsdp_units
+
+    r = calibrate_fsdp_units()
+    assert r["kind"] == "fsdp_unit_microbenchmark" and r["layers"] == UNIT_LAYERS
+    assert len(r["rounds_cost_s"]) == UNIT_ROUNDS and len(r["step_s"]["units"]) == UNIT_ROUNDS
+    assert r["cost_per_unit_s"] == sorted(r["rounds_cost_s"])[UNIT_ROUNDS // 2]
+    assert r["per_collective_s"] == pytest.approx(r["cost_per_unit_s"] / 3)

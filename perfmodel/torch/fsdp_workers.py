@@ -12,6 +12,8 @@ Adam, fp32) under one of three PyTorch implementations of a ZeRO stage:
 - "fsdp-root" (stage 3, a diagnostic): fully_shard on the root only, one unit: the same bytes in 3 collectives
   per step instead of 3 per layer.
 
+`calibrate_fsdp_units` measures what an FSDP2 unit costs beyond its bytes (a tiny stack as 16 units vs one).
+
 After the timed steps each rank reports PyTorch's own accounting of its model state: the bytes of its local
 tensors (DTensor.to_local() for FSDP) of parameters, gradients and optimizer state, and, for "zero1", the bytes of
 its partition of the parameters (ZeroRedundancyOptimizer's partition: what a ZeRO-2 rank would keep gradients
@@ -262,3 +264,73 @@ def measure_sharded(network: str | Path | LayerGraph, batch: int, mode: str, *, 
             "schema": "perfmodel.measurement/1", "kind": "sharded_training_step", "device": "cpu", "dtype": "fp32",
             "optimizer": "adam", "backend": "gloo", "mode": mode, "zero": MODES[mode],
             "rank_memory": [r["memory"] for r in res]}
+
+
+UNIT_LAYERS = 16  # Linear(UNIT_WIDTH, UNIT_WIDTH) layers: 16 KiB of parameters each, so the bytes cost ~nothing
+UNIT_WIDTH = 64
+UNIT_BATCH = 8
+UNIT_STEPS = 10
+UNIT_ROUNDS = 7
+
+
+def _unit_worker(rank: int, world: int, port: int, out_dir: str, threads: int) -> None:
+    """Per round: UNIT_STEPS Adam steps of the same tiny stack as UNIT_LAYERS FSDP units, then as one unit."""
+    _init(rank, world, port, threads)
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import fully_shard
+
+    mesh = init_device_mesh("cpu", (world,))
+
+    def build(per_layer: bool):
+        torch.manual_seed(0)
+        m = torch.nn.Sequential(*[torch.nn.Linear(UNIT_WIDTH, UNIT_WIDTH) for _ in range(UNIT_LAYERS)])
+        for layer in m if per_layer else ():
+            fully_shard(layer, mesh=mesh)
+        fully_shard(m, mesh=mesh)
+        return m, torch.optim.Adam(m.parameters(), lr=LR)
+
+    models = {"units": build(True), "one-unit": build(False)}
+    x = torch.randn(UNIT_BATCH, UNIT_WIDTH)
+
+    def step(m, opt) -> None:
+        opt.zero_grad(set_to_none=True)
+        m(x).sum().backward()
+        opt.step()
+
+    for m, opt in models.values():
+        for _ in range(3):
+            step(m, opt)
+    out: dict[str, list[float]] = {k: [] for k in models}
+    for _ in range(UNIT_ROUNDS):
+        for k, (m, opt) in models.items():
+            dist.barrier()
+            t0 = time.perf_counter()
+            for _ in range(UNIT_STEPS):
+                step(m, opt)
+            out[k].append((time.perf_counter() - t0) / UNIT_STEPS)
+    dist.barrier()
+    del models
+    dist.destroy_process_group()
+    _write(out_dir, rank, out)
+
+
+def calibrate_fsdp_units(world: int = 2, threads: int = 1) -> dict[str, Any]:
+    """What one FSDP2 unit costs beyond its bytes on this machine: a stack of UNIT_LAYERS tiny Linear layers trained
+    (Adam) with fully_shard on every layer, minus the same stack as one unit (the same parameters, optimizer and
+    compute), per extra unit: its forward all-gather, backward all-gather and reduce-scatter as FSDP2 issues them
+    (hooks, copy-in / copy-out, the wait for the other rank, gloo's worker thread on busy cores). Median over
+    rounds of the slower rank; per_collective_s = a third of it. A microbenchmark: no training case is used."""
+    res = _spawn(_unit_worker, world, (threads,))
+    per_round = []
+    for i in range(UNIT_ROUNDS):
+        units = max(r["units"][i] for r in res)
+        one = max(r["one-unit"][i] for r in res)
+        per_round.append((units - one) / (UNIT_LAYERS - 1))
+    cost = sorted(per_round)[len(per_round) // 2]
+    return {"kind": "fsdp_unit_microbenchmark", "world": world, "threads": threads, "backend": "gloo",
+            "layers": UNIT_LAYERS, "width": UNIT_WIDTH, "batch": UNIT_BATCH, "steps": UNIT_STEPS,
+            "cost_per_unit_s": cost, "per_collective_s": cost / 3, "rounds_cost_s": per_round,
+            "step_s": {k: [max(r[k][i] for r in res) for i in range(UNIT_ROUNDS)] for k in ("units", "one-unit")},
+            "machine": machine_info(threads).model_dump(),
+            "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+

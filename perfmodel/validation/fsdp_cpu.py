@@ -2,14 +2,19 @@
 2 processes x 1 thread, Adam, fp32; predicted vs measured step time and model-state memory per rank.
 
 1. Microbenchmarks (no training run is fitted): the gloo all-reduce fit of the ddp-cpu suite (the link, alpha and
-   B), its process-contention microbenchmark, and a collective microbenchmark (all-reduce, all-gather,
-   reduce-scatter of the same full sizes: perfmodel.torch.fsdp_workers.calibrate_collectives).
+   B), its process-contention microbenchmark, a collective microbenchmark (all-reduce, all-gather, reduce-scatter
+   of the same full sizes: perfmodel.torch.fsdp_workers.calibrate_collectives), one small collective inside busy
+   compute (calibrate_busy_collective: the latency the DDP and ZeRO-1 cases are predicted with) and the cost of an
+   FSDP2 unit beyond its bytes (calibrate_fsdp_units, a tiny 16-layer stack as 16 units vs one: a third of it is
+   the latency of each collective of the FSDP cases).
 2. The cases below, each a network under one PyTorch implementation of a ZeRO stage (fsdp_workers.MODES: "ddp"
    stage 0, "zero1" ZeroRedundancyOptimizer stage 1, "fsdp" fully_shard stage 3), measured in rounds that go
    round-robin over the cases; every round is its own record, the report pools the step times.
 3. Predictions: perfmodel.predict on the calibrated CPU profile of this machine, a node of 2 worker processes
    joined by the fitted link (ddp_cpu.local_node), optimizer adam, zero = the case's stage (sharding="full" for
-   FSDP), the same overlap rule as ddp-cpu (no spare core: no overlap).
+   FSDP), the same overlap rule as ddp-cpu (no spare core: no overlap). The collectives are priced as the CPU's
+   collective library runs them (hardware_profiles/backends/gloo.yaml: reduce-scatter = clone + a whole all-reduce
+   + chunk copy, all-gather = new buffer + ring + copy out; parallel/collectives.dp_backend_fns).
 4. Memory per rank: PyTorch's own accounting (bytes of each rank's local tensors of parameters, gradients and
    Adam state after a step; DTensor.to_local() for FSDP) against the model's per-rank terms with the stage's
    sharding (parallel/sharding.shard_terms of the unsharded terms; at rest, without the gathered units). ZeRO-2
@@ -31,7 +36,10 @@ from typing import Any, Sequence
 
 from ..errors import InputError, NotFoundError
 from ..graph.io import load_network
+from ..engine.rates import device_rates
+from ..hardware.backends import backend_for
 from ..hardware.schema import Device
+from ..parallel.collectives import backend_time
 from ..ops.base import graph_costs
 from ..parallel.sharding import shard_terms
 from ..torch.ddp_records import DDPMeasurement
@@ -114,21 +122,23 @@ def measured_collective_s(coll: dict, collective: str, n: float) -> float:
     return pts[-1][1]
 
 
-def gloo_excess_s(network, coll: dict | None, bandwidth_Bps: float, alpha_s: float) -> float | None:
+def gloo_excess_s(network, coll: dict | None, dev: Device, bandwidth_Bps: float, alpha_s: float) -> float | None:
     """Seconds per FSDP step by which gloo's all-gathers and reduce-scatters (the barrier-synchronised microbenchmark,
-    measured_collective_s) exceed the ring formula the model prices them with on the fitted link (n / 2B + alpha
-    each, p = 2), summed over the units (layers with parameters) of b fp32 bytes, 2 all-gathers and 1
-    reduce-scatter per unit. A diagnostic of the report, not used by the prediction; None without a collective
-    microbenchmark."""
+    measured_collective_s) exceed what the model prices them at: the CPU's backend profile (backend_for, collectives.
+    backend_time: algorithm + staging on `dev` at 1 thread) on the fitted link, p = 2, summed over the units (layers
+    with parameters) of b fp32 bytes, 2 all-gathers and 1 reduce-scatter per unit. A diagnostic of the report, not
+    used by the prediction; None without a collective microbenchmark."""
     if not coll:
         return None
+    gloo, rates = backend_for(dev.type), device_rates(dev, "fp32", 1)
     out = 0.0
     for c in graph_costs(load_network(network), 1, 4):
         if c.params:
             b = 4.0 * c.params
-            ring = b / (2 * bandwidth_Bps) + alpha_s
+            model = (2 * backend_time(gloo, "all-gather", b, 2, bandwidth_Bps, alpha_s, rates)
+                     + backend_time(gloo, "reduce-scatter", b, 2, bandwidth_Bps, alpha_s, rates))
             out += (2 * measured_collective_s(coll, "all-gather", b) + measured_collective_s(coll, "reduce-scatter", b)
-                    - 3 * ring)
+                    - model)
     return out
 
 
@@ -165,7 +175,7 @@ class FSDPCaseResult:
     parallel: dict[str, Any]
     predicted_memory: dict[str, float]  # the prediction's footprint terms (weights incl. gathered units)
     rank_memory: tuple[dict[str, Any], ...]  # the last round's per-rank accounting
-    gloo_excess_s: float | None = None  # FSDP cases: gloo's collectives beyond the ring formula (diagnostic)
+    gloo_excess_s: float | None = None  # FSDP cases: gloo's collectives beyond the model's backend pricing
 
     @property
     def error_pct(self) -> float:
@@ -218,6 +228,8 @@ class FSDPSuiteResult:
     measurements_path: str | None = None
     notes: tuple[str, ...] = ()
     units: dict[str, Any] | None = None  # unit_diagnostic
+    fsdp_latency_s: float | None = None  # the latency the FSDP cases are predicted with (fsdp_link)
+    unit_bench: dict[str, Any] | None = None  # the fsdp_unit_microbenchmark record (its median cost)
 
     def summary(self) -> dict[str, Any]:
         s = case_summary([(c.case.name, c.error_pct) for c in self.cases], TARGET_PCT)
@@ -236,7 +248,8 @@ class FSDPSuiteResult:
                 "memory_per_rank": [m.to_dict() for m in self.memory], "collectives": self.collectives,
                 "process_speed": self.process_speed, "memory_speed": self.memory_speed, "host": self.host,
                 "measurements_path": self.measurements_path, "notes": list(self.notes),
-                "unit_diagnostic": self.units}
+                "unit_diagnostic": self.units, "fsdp_latency_s": self.fsdp_latency_s, "unit_microbenchmark":
+                self.unit_bench}
 
     def markdown(self) -> str:
         return report_markdown(self)
@@ -262,8 +275,9 @@ def _memory_rows(c: FSDPCase, unsharded: dict[str, float], pred_total: float, ra
     return out
 
 
-def _case_results(recs: list[dict], dev: Device, lk, process_speed, memory_speed, coll=None, alpha_s=0.0):
-    """(case results, memory rows) of one run's records."""
+def _case_results(recs: list[dict], dev: Device, lk, process_speed, memory_speed, coll=None, alpha_s=0.0,
+                  lk_fsdp=None):
+    """(case results, memory rows) of one run's records; the fsdp cases are predicted on `lk_fsdp` (default lk)."""
     steps = [r for r in recs if r.get("kind") == "sharded_training_step"]
     cases, memory = [], []
     for name in dict.fromkeys(r["case"] for r in steps):
@@ -272,12 +286,12 @@ def _case_results(recs: list[dict], dev: Device, lk, process_speed, memory_speed
         if c.mode == "fsdp-root":
             continue  # a measured diagnostic (unit_diagnostic), not a predicted case
         ms = [DDPMeasurement.from_record(r) for r in rs]
-        p = predict_case(c, dev, lk, process_speed, memory_speed)
+        p = predict_case(c, dev, (lk_fsdp or lk) if c.mode == "fsdp" else lk, process_speed, memory_speed)
         base = predict_case(replace(c, mode="ddp"), dev, lk, process_speed, memory_speed)
         unsharded = {k: getattr(base.memory, k) for k in MEMORY_TERMS}
         pm = {k: getattr(p.memory, k) for k in MEMORY_TERMS + ("activations_bytes", "workspace_bytes",
                                                                "total_bytes")}
-        excess = gloo_excess_s(_resolve_network(c.network), coll, lk.bandwidth_Bps, alpha_s) if c.zero == 3 else None
+        excess = gloo_excess_s(_resolve_network(c.network), coll, dev, lk.bandwidth_Bps, alpha_s) if c.zero == 3 else None
         cases.append(FSDPCaseResult(c, pool(ms), tuple(m.median_s for m in ms), p.iteration_time_s,
                                     dict(p.breakdown), dict(p.parallel or {}), pm, tuple(rs[-1]["rank_memory"]),
                                     excess))
@@ -303,18 +317,19 @@ def report_from_measurements(measurements_path: str | Path | None = None, run_id
     dev = resolve_profile(profile, "cpu")
     meas_path = Path(measurements_path) if measurements_path else _repo_path("validation/measurements/fsdp-cpu.jsonl")
     run_id, recs = _run_records(meas_path, run_id)
-    cal, lk = _link_calibration(recs, run_id, None)
-    lk = step_link(lk, recs)
+    cal, fit = _link_calibration(recs, run_id, None)
+    lk, lk_fsdp = step_link(fit, recs), fsdp_link(fit, recs)
     pc = [r for r in recs if r.get("kind") == "process_contention_microbenchmark"]
     ps = pc[-1]["process_speed"] if pc else None
     ms = pc[-1].get("memory_speed") if pc else None
     coll = [r for r in recs if r.get("kind") == "collective_microbenchmark"]
-    cases, memory = _case_results(recs, dev, lk, ps, ms, coll[-1] if coll else None, cal.alpha_s)
+    cases, memory = _case_results(recs, dev, lk, ps, ms, coll[-1] if coll else None, cal.alpha_s, lk_fsdp)
+    ub = [r for r in recs if r.get("kind") == "fsdp_unit_microbenchmark"]
     rounds = sorted({r.get("round") for r in recs if r.get("kind") == "sharded_training_step"})
     notes = [f"suite run {run_id}: {len(rounds)} rounds, round-robin over the cases, step times pooled"]
     res = FSDPSuiteResult(SUITE_NAME, dev.name, dev.source, cal, lk.latency_s, cases, memory, coll[-1] if coll else None, ps, ms,
                           next((r["host"] for r in recs if r.get("host")), {}), str(meas_path), tuple(notes),
-                          unit_diagnostic(recs))
+                          unit_diagnostic(recs), lk_fsdp.latency_s, ub[-1] if ub else None)
     if write or report_dir is not None:
         write_report(res, Path(report_dir) if report_dir else _repo_path("validation/reports/fsdp-cpu"))
     return res
@@ -334,7 +349,7 @@ def select_cases(names: Sequence[str] | None) -> list[FSDPCase]:
 
 
 def _measure_collectives(base: dict, meas_path: Path, wait: bool, say) -> None:
-    from ..torch.fsdp_workers import calibrate_busy_collective, calibrate_collectives  # imports torch
+    from ..torch.fsdp_workers import calibrate_busy_collective, calibrate_collectives, calibrate_fsdp_units
 
     say("collective microbenchmark (gloo all-reduce, all-gather, reduce-scatter, 1-64 MiB) ...")
     _wait_idle(wait, say)
@@ -344,6 +359,11 @@ def _measure_collectives(base: dict, meas_path: Path, wait: bool, say) -> None:
     busy = calibrate_busy_collective()
     append_jsonl(meas_path, {**base, **busy})
     say(f"  {busy['cost_per_collective_s'] * 1e3:.2f} ms per collective")
+    say("FSDP2 unit cost (a tiny 16-layer stack as 16 units vs one) ...")
+    _wait_idle(wait, say)
+    units = calibrate_fsdp_units()
+    append_jsonl(meas_path, {**base, **units})
+    say(f"  {units['cost_per_unit_s'] * 1e3:.2f} ms per extra unit")
 
 
 def step_link(lk, recs: list[dict]):
@@ -357,6 +377,18 @@ def step_link(lk, recs: list[dict]):
     return lk.model_copy(update={"latency_s": statistics.median(busy),
                                  "notes": lk.notes + " Latency: one collective inside a step on busy cores "
                                  "(perfmodel.torch.fsdp_workers.calibrate_busy_collective)."})
+
+
+def fsdp_link(lk, recs: list[dict]):
+    """The link the FSDP cases predict with: latency = a third of what an FSDP2 unit costs beyond its bytes (the
+    run's fsdp_unit_microbenchmark, median of its records: three collectives per unit as FSDP issues them, hooks
+    and copies included), else step_link's."""
+    units = [r["per_collective_s"] for r in recs if r.get("kind") == "fsdp_unit_microbenchmark"]
+    if not units:
+        return step_link(lk, recs)
+    return lk.model_copy(update={"latency_s": statistics.median(units),
+                                 "notes": lk.notes + " Latency: a third of an FSDP2 unit's cost beyond its bytes "
+                                 "(perfmodel.torch.fsdp_workers.calibrate_fsdp_units)."})
 
 
 def run_fsdp_suite(report_dir: str | Path | None = None, measurements_path: str | Path | None = None, *,

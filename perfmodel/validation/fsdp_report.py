@@ -25,9 +25,9 @@ def _head(res) -> list[str]:
          f"**B = {cal.bandwidth_Bps / 1e9:.2f} GB/s**.",
          f"- one small collective inside busy compute (both ranks: 8 GEMMs of 256^3, then a blocking 4 KiB "
          f"all-gather, no barrier; minus the same loop without it): **{res.step_latency_s * 1e3:.2f} ms per "
-         "collective**, the link latency the cases are predicted with: it includes the wait for the other rank's "
-         "compute (their skew) and for the scheduler to run gloo's transfer thread on a core that computes, which "
-         "the barrier-synchronised fit does not see.",
+         "collective**, the link latency the ddp and zero1 cases are predicted with: it includes the wait for the "
+         "other rank's compute (their skew) and for the scheduler to run gloo's transfer thread on a core that "
+         "computes, which the barrier-synchronised fit does not see.", *_unit_line(res),
          f"- processes sharing the CPU: each computes at {res.process_speed or 1:.2f} x a lone one's speed, "
          f"{res.memory_speed or 1:.2f} x on memory-bound work.", ""]
     if res.collectives:
@@ -41,6 +41,22 @@ def _head(res) -> list[str]:
             L.append(f"| {size} | {ar * 1e3:.2f} | {ag * 1e3:.2f} | {rs * 1e3:.2f} | "
                      f"{ag / ar:.2f} | {rs / ar:.2f} |")
         L.append("")
+    return L
+
+
+def _unit_line(res) -> list[str]:
+    """The FSDP2 unit microbenchmark's line (runs that measured it), and how the collectives are priced."""
+    u = res.unit_bench
+    L = ["- collectives priced as gloo runs them (`hardware_profiles/backends/gloo.yaml`, picked for a CPU from its "
+         "`default_for`): reduce-scatter = a clone, an all-reduce of the whole tensor and a copy of the rank's chunk "
+         "(twice a ring reduce-scatter's bytes); all-gather = a new flat buffer, the ring, a copy out; the copies "
+         "as memory work on the CPU profile."]
+    if u:
+        L.insert(0, f"- FSDP2 unit cost beyond its bytes ({u['layers']} Linear({u['width']}, {u['width']}) layers, "
+                    f"Adam, as {u['layers']} units minus as one unit, per extra unit, median of "
+                    f"{len(u['rounds_cost_s'])} rounds {min(u['rounds_cost_s']) * 1e3:.2f}-"
+                    f"{max(u['rounds_cost_s']) * 1e3:.2f}): **{u['cost_per_unit_s'] * 1e3:.2f} ms per unit**, "
+                    f"{res.fsdp_latency_s * 1e3:.2f} ms per collective: the latency the fsdp cases are predicted with.")
     return L
 
 
@@ -116,9 +132,9 @@ def _where(res) -> list[str]:
             "The ddp case of each network separates the single-process model's error (compute, the Adam step) from "
             "what sharding adds. FSDP - DDP is the step time FSDP adds (measured and predicted); gloo excess is what "
             "gloo's all-gathers and reduce-scatters of the units' sizes took in the collective microbenchmark above "
-            "beyond the ring formula on the fitted link (n/2B + alpha each), summed over the units "
-            "(`fsdp_cpu.gloo_excess_s`, interpolated between the measured sizes; not used by the prediction); the "
-            "rest is per-unit cost beyond both.", "",
+            "beyond what the model prices them at (gloo's algorithm and copies on the fitted link), summed over the "
+            "units (`fsdp_cpu.gloo_excess_s`, interpolated between the measured sizes; not used by the prediction); "
+            "the rest is what neither explains.", "",
             "| network | ddp case error | FSDP - DDP measured ms | predicted ms | gloo excess ms | rest ms |",
             "|---|---:|---:|---:|---:|---:|"] + rows + [""]
 
