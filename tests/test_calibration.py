@@ -317,7 +317,7 @@ def test_kernel_class_curves_fitted_from_keyed_samples():
     """Depthwise conv samples at 1/20 of the conv curve's efficiency and fresh-allocation streaming samples at
     a third of the memory curve's give their own keyed curves (the family curves and bandwidth unchanged), written
     to the profile's efficiency.curves and found by the key chain (conv/depthwise/strided -> conv/depthwise)."""
-    from perfmodel.calibration.kernels import STREAM_ROOTS, conv_ekey, gemm_ekey
+    from perfmodel.calibration.kernels import STREAM_ROOTS, conv_ekey, conv_executed, gemm_ekey
     from perfmodel.hardware.traits import efficiency_curve
 
     dev = true_device()
@@ -354,8 +354,13 @@ def test_kernel_class_curves_fitted_from_keyed_samples():
     # the calibration grid's keys, by hand
     assert [conv_ekey(32, 32, 3, 1, 32), conv_ekey(64, 64, 3, 1, 4), conv_ekey(48, 64, 1, 1, 1),
             conv_ekey(48, 64, 3, 1, 1), conv_ekey(32, 32, 3, 2, 32), conv_ekey(32, 64, 3, 1, 1),
-            conv_ekey(64, 16, 1, 1, 1), conv_ekey(32, 64, 3, 1, 4)] == \
-        ["conv/depthwise", "conv/grouped", "conv/1x1", "", "", "conv/narrow", "conv/1x1/narrow", "conv/grouped/narrow"]
+            conv_ekey(64, 16, 1, 1, 1), conv_ekey(32, 64, 3, 1, 4), conv_ekey(32, 32, 3, 1, 16),
+            conv_ekey(64, 64, 3, 1, 16), conv_ekey(64, 64, 3, 1, 16, "backward_weight")] == \
+        ["conv/depthwise", "conv/grouped", "conv/1x1", "", "", "conv/narrow", "conv/1x1/narrow", "conv/grouped",
+         "conv/grouped/gemm", "conv/grouped", "conv/grouped/gemm"]
+    # grouped samples count executed FLOPs: 2 channels per group (GEMM path) 16/2, 8-blocks 16/8
+    assert (conv_executed(32, 32, 3, 16, "forward"), conv_executed(32, 64, 3, 4, "backward_weight"),
+            conv_executed(32, 32, 3, 32, "forward")) == (8.0, 2.0, 1.0)
     assert (gemm_ekey(16, 4096), gemm_ekey(2048, 10), gemm_ekey(17, 17)) == ("matmul/thin", "matmul/thin", "")
 
 

@@ -92,7 +92,7 @@ def test_report_replays_from_stored_measurements(tmp_path):
     dev = load_hardware(PROFILE)
     net = draw_net(3, 0, "mlp")
     store = tmp_path / "cpu-random.jsonl"
-    for rnd, times in ((1, (0.10, 0.12, 0.11)), (2, (0.13, 0.14, 0.15))):
+    for rnd, times in ((1, (0.10, 0.12, 0.11)), (2, (0.20, 0.21, 0.22)), (3, (0.13, 0.50, 0.51))):
         key = CaseKey(0, 0, "mlp", 64, 1, net.optimizer)
         st = summarize_times(times)
         fields = dict(network=net.name, batch=64, device="cpu", dtype="fp32", optimizer=net.optimizer, threads=1,
@@ -103,9 +103,9 @@ def test_report_replays_from_stored_measurements(tmp_path):
         append_jsonl(store, Measurement.model_validate(fields))
     rep = build_report(3, dev, store, replayed=True)
     (c,) = rep.cases
-    assert c.measured_s == pytest.approx(0.125)  # median of the six pooled steps
-    assert c.round_medians_s == (0.11, 0.14)
-    assert c.rounds_spread_pct == pytest.approx(100 * (0.14 / 0.11 - 1))
+    assert c.measured_s == pytest.approx(0.21)  # median of the round medians (the 9 pooled steps': 0.20)
+    assert c.round_medians_s == (0.11, 0.21, 0.50)
+    assert c.rounds_spread_pct == pytest.approx(100 * (0.50 / 0.11 - 1))
     from perfmodel.prediction import predict
 
     p = predict(net.graph, dev, batch=64, threads=1, optimizer=net.optimizer, layers=False)

@@ -99,7 +99,7 @@ def test_matmul_is_batched():
     # at most 32 channels (ungrouped) or partial 16-channel blocks per group: the narrow kernel class
     (dict(out_channels=8, kernel=3, padding=1), (8, 8, 8), "conv/narrow"),
     (dict(out_channels=16, kernel=1, stride=2), (8, 8, 8), "conv/strided/1x1/narrow"),
-    (dict(out_channels=8, kernel=3, padding=1, groups=2), (8, 8, 8), "conv/grouped/narrow"),
+    (dict(out_channels=8, kernel=3, padding=1, groups=4), (8, 8, 8), "conv/grouped/gemm"),  # 2 per group: im2col
 ])
 def test_conv_kernel_classes(fields, shape_in, key):
     c = cost(shape_in, "conv2d", **fields)

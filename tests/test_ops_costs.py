@@ -210,10 +210,55 @@ def test_conv_buffers_and_narrow_key():
     assert cost((64, 8, 8), "conv2d", out_channels=64, kernel=3, groups=4).forward[0].efficiency_key == \
         "conv/grouped"  # 16 channels per group: whole blocks
     assert cost((48, 8, 8), "conv2d", out_channels=48, kernel=3, groups=8).forward[0].efficiency_key == \
-        "conv/grouped/narrow"  # 6 channels per group
+        "conv/grouped/gemm"  # 6 channels per group: oneDNN's im2col + GEMM path
     assert fresh_allocs((40.0, 10.0, 40.0), 32.0) == 80.0 and fresh_allocs((40.0, 10.0), 32.0, scale=0.5) == 0.0
     assert Work("memory", bytes_written=12.0, kernels=3).buffers() == (4.0,)
     assert Work("conv", bytes_written=12.0, allocs=(2.0, 6.0)).split(2).allocs == (1.0, 3.0)
+
+
+@pytest.mark.parametrize("c_in, c_out, groups, paths", [
+    # channels per group (in, out) -> per pass (forward, backward-data, backward-weight): (GEMM path, executed)
+    (64, 64, 4, ((False, 1.0), (False, 1.0), (False, 1.0))),  # 16: whole 16-lane blocks
+    (64, 64, 8, ((False, 2.0), (False, 2.0), (False, 2.0))),  # 8: 8-blocks, 8 of 16 lanes (bwd-w AVX2)
+    (64, 64, 16, ((False, 4.0), (False, 4.0), (True, 4.0))),  # 4: 4-blocks; backward-weight im2col + GEMM
+    (48, 96, 4, ((False, 4.0), (False, 4.0), (True, 1.0))),  # 12 in, 24 out: 4-blocks; GEMM with M = 24 >= 16
+    (64, 64, 32, ((True, 8.0), (True, 8.0), (True, 8.0))),  # 2: GEMM path, 16 / 2
+    (48, 48, 16, ((True, 16 / 3), (True, 16 / 3), (True, 16 / 3))),  # 3
+    (64, 64, 64, ((False, 1.0), (False, 1.0), (False, 1.0))),  # depthwise: its own kernel, no factor
+    (64, 64, 1, ((False, 1.0), (False, 1.0), (False, 1.0))),
+])
+def test_grouped_conv_paths_by_channels_per_group(c_in, c_out, groups, paths):
+    """oneDNN's grouped-conv kernels (ONEDNN_VERBOSE on PyTorch 2.x, AVX-512) by hand: blocks of 16/8/4 channels
+    per group fill 16/8/4 of 16 fp32 lanes; other counts run im2col + GEMM with M = channels per group out."""
+    from perfmodel.ops.base import ConvShape
+    from perfmodel.ops.conv import grouped_path
+
+    s = ConvShape(8, c_in, c_out, (16, 16), (16, 16), (3, 3), (1, 1), groups)
+    got = tuple(grouped_path(s, st) for st in ("forward", "backward_data", "backward_weight"))
+    assert [g[0] for g in got] == [p[0] for p in paths]
+    assert [g[1] for g in got] == pytest.approx([p[1] for p in paths])
+
+
+def test_grouped_conv_executed_work_slows_cpu_rows_only():
+    """A CPU row with executed factor 4 (4 channels per group) costs what 4x its FLOPs on whole blocks cost (the
+    curve read at the executed FLOPs too); model FLOPs stay; GPU (overlapping launch) rows ignore the factor."""
+    from dataclasses import replace
+
+    from perfmodel.engine.rates import device_rates
+    from perfmodel.engine.worktime import row_times, work_table
+    from perfmodel.hardware import load_hardware
+
+    c = cost((64, 32, 32), "conv2d", batch=256, out_channels=64, kernel=3, padding=1, groups=16, bias=False)
+    fwd = c.forward[0]
+    assert fwd.executed == 4.0 and fwd.flops == 2 * 256 * 64 * 1024 * 4 * 9  # model FLOPs unchanged
+    four = replace(fwd, flops=4.0 * fwd.flops, executed=1.0)
+    table = work_table([replace(c, forward=(fwd, four, replace(fwd, executed=1.0)), backward_data=(),
+                                backward_weight=())])
+    cpu = device_rates(load_hardware("epyc-9654"), "fp32", threads=1)
+    t = row_times(table, cpu)["compute"]
+    assert t[0] == pytest.approx(t[1]) and t[0] > 3.0 * t[2]
+    g = row_times(table, replace(cpu, overhead_overlaps=True))["compute"]
+    assert g[0] == pytest.approx(g[2])
 
 
 def test_conv2d_groups_stride_no_bias():

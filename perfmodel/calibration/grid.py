@@ -65,7 +65,7 @@ CONV_SHAPES: tuple[tuple[int, int, int, int, int, int, int, bool], ...] = (
 QUICK_CONV = (0, 3, 5, 8, 10, 12, 14, 17, 19, 20)
 
 
-_CONV_STAGE = {"fwd": "forward", "bwd_data": "backward_data", "bwd_weight": "backward_weight"}
+CONV_STAGE = {"fwd": "forward", "bwd_data": "backward_data", "bwd_weight": "backward_weight"}
 
 
 def conv_passes(shape) -> list[tuple[str, str]]:
@@ -77,7 +77,7 @@ def conv_passes(shape) -> list[tuple[str, str]]:
         return [("fwd", ""), ("bwd", "")]
     op = "conv_transpose2d" if tr else "conv2d"
     suffix = "/strided-1x1" if kr == 1 else "/strided"  # as perfmodel.step.stage_factor_key keys layers
-    return [(w, f"{op}.{_CONV_STAGE[w]}{suffix}") for w in ("fwd", "bwd_data", "bwd_weight")]
+    return [(w, f"{op}.{CONV_STAGE[w]}{suffix}") for w in ("fwd", "bwd_data", "bwd_weight")]
 
 
 def memory_sizes(quick: bool) -> list[int]:
@@ -105,11 +105,14 @@ KERNEL_CONVS: tuple[tuple[int, int, int, int, int, int], ...] = (
     (64, 48, 32, 48, 1, 1), (32, 64, 56, 64, 1, 1),
     (256, 48, 32, 48, 3, 48), (128, 96, 16, 96, 3, 96), (128, 64, 32, 64, 3, 4), (256, 32, 32, 64, 3, 8),
     (256, 32, 32, 64, 1, 1), (128, 96, 16, 96, 1, 1),
-    # grouped convs whose channels per group are not whole 16-channel blocks (conv/grouped/narrow)
+    # grouped convs whose channels per group are not whole 16-channel blocks: 8- and 4-channel blocks and the
+    # im2col + GEMM path (2, 3, 6, 9 channels per group; ops.conv.grouped_path)
     (16, 48, 32, 48, 3, 8), (32, 64, 16, 64, 3, 8), (8, 96, 28, 96, 3, 4), (16, 40, 32, 40, 3, 5),
     (64, 48, 32, 48, 3, 8), (4, 24, 16, 24, 3, 2),
+    (16, 32, 32, 32, 3, 16), (8, 48, 32, 48, 3, 16), (32, 64, 16, 64, 3, 32), (8, 96, 16, 96, 3, 16),
+    (16, 16, 32, 16, 3, 8), (4, 72, 28, 72, 3, 8), (16, 64, 32, 64, 3, 16),
 )
-QUICK_KERNEL_CONVS = (1, 3, 6, 10, 12, 16, 18, 21, 24, 28, 30, 38, 40)
+QUICK_KERNEL_CONVS = (1, 3, 6, 10, 12, 16, 18, 21, 24, 28, 30, 38, 40, 41, 43, 47)
 
 
 def thin_gemm_shapes(n: int, seed: int = 20240602) -> list[tuple[int, int, int]]:

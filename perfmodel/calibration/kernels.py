@@ -11,7 +11,9 @@ an in-place copy once its tensors leave the caches. Each class gets its own curv
   FLOP rate over the thread-scaled fitted peak (as the conv and matrix curves);
 - elementwise, norm, pool: size = bytes per kernel, efficiency = achieved bytes/s over the thread-scaled
   fitted bandwidth, from streaming kernels with freshly allocated outputs over 16 KiB..128 MiB tensors;
-- conv/narrow, conv/1x1/narrow, conv/grouped/narrow: convolutions that underfill oneDNN's 16-channel blocks;
+- conv/narrow, conv/1x1/narrow: ungrouped convolutions that underfill oneDNN's 16-channel blocks;
+- conv/grouped (oneDNN's 16/8/4-channel-blocked jit kernels) and conv/grouped/gemm (its im2col + GEMM path), one
+  sample per pass, FLOPs counted as executed work (model FLOPs x ops.conv.grouped_path's lane factor);
 - rnn/gemm/lstm (and rnn/gemm/recurrent/lstm): one flat efficiency of oneDNN's fused LSTM (forward + backward of
   nn.LSTM over the LSTM cost rule's GEMM FLOPs).
 
@@ -39,17 +41,31 @@ THIN = 16  # a GEMM is thin when min(M, N) <= THIN (as the dense cost rule keys 
 LSTM_KEY, LSTM_ALIASES = "rnn/gemm/lstm", ("rnn/gemm/recurrent/lstm",)
 
 
-def conv_ekey(c_in: int, c_out: int, kernel: int, stride: int, groups: int) -> str:
-    """Efficiency key of a stride-1 calibration convolution, as the conv cost rule keys it (ops.conv.conv_key:
-    conv/depthwise, conv/grouped, conv/1x1, conv/narrow, conv/1x1/narrow); "" = the plain conv curve. Strided
-    convs use stage factors: ""."""
-    from ..ops.base import ConvShape
-    from ..ops.conv import conv_key
+def conv_ekey(c_in: int, c_out: int, kernel: int, stride: int, groups: int, stage: str = "forward") -> str:
+    """Efficiency key of one pass of a stride-1 calibration convolution, as the conv cost rule keys it
+    (ops.conv.conv_key and pass_key: conv/depthwise, conv/grouped, conv/grouped/gemm, conv/1x1, conv/narrow,
+    conv/1x1/narrow); "" = the plain conv curve. Strided convs use stage factors: ""."""
+    from ..ops.conv import conv_key, pass_key
 
     if stride != 1:
         return ""
-    key = conv_key(ConvShape(1, c_in, c_out, (1, 1), (1, 1), (kernel, kernel), (1, 1), groups))
+    s = _calibration_shape(c_in, c_out, kernel, groups)
+    key = pass_key(conv_key(s), s, stage)
     return "" if key == "conv" else key
+
+
+def conv_executed(c_in: int, c_out: int, kernel: int, groups: int, stage: str) -> float:
+    """Executed work per model FLOP of one pass of a calibration convolution (ops.conv.grouped_path): its samples
+    count executed FLOPs, so the grouped curves are efficiencies of the work the kernels execute."""
+    from ..ops.conv import grouped_path
+
+    return grouped_path(_calibration_shape(c_in, c_out, kernel, groups), stage)[1]
+
+
+def _calibration_shape(c_in: int, c_out: int, kernel: int, groups: int):
+    from ..ops.base import ConvShape
+
+    return ConvShape(1, c_in, c_out, (1, 1), (1, 1), (kernel, kernel), (1, 1), groups)
 
 
 def gemm_ekey(m: int, n: int) -> str:

@@ -46,6 +46,7 @@ class WorkTable:
     written: np.ndarray | None = None  # per row: bytes written (fresh-buffer cost, Rates.fresh_bytes)
     shapes: tuple | None = None  # per row: the Work's GemmShape / ConvShape or None (kernel model, Rates.kernel)
     allocs: tuple | None = None  # per row: the buffers one kernel allocates (Work.buffers; fresh-buffer cost)
+    executed: np.ndarray | None = None  # per row: executed work per model FLOP (Work.executed; CPU libraries)
 
 
 def work_table(costs: Sequence[OpCost], ew_keys: Sequence[Sequence[str | None]] | None = None,
@@ -59,7 +60,7 @@ def work_table(costs: Sequence[OpCost], ew_keys: Sequence[Sequence[str | None]] 
             works = [(si, w) for si, s in enumerate(STAGES) for w in c.stage(s)]
             blk = blocks[id(c)] = (
                 np.array([(si, FAMILY_CODE[w.family], w.flops, w.bytes_read + w.bytes_written, w.kernels,
-                           w.bytes_written) for si, w in works], dtype=float).reshape(-1, 6),
+                           w.bytes_written, w.executed) for si, w in works], dtype=float).reshape(-1, 7),
                 [getattr(w, "efficiency_key", "") or "" for _, w in works], [si for si, _ in works],
                 [w.shape for _, w in works], [w.buffers() for _, w in works])
         parts.append(blk[0])
@@ -70,12 +71,12 @@ def work_table(costs: Sequence[OpCost], ew_keys: Sequence[Sequence[str | None]] 
         if ew_keys is not None:
             ek.extend(ew_keys[li][si] for si in blk[2])
             fk.extend((factor_keys[li][si] if factor_keys is not None else None) for si in blk[2])
-    a = np.concatenate(parts) if parts else np.zeros((0, 6))
+    a = np.concatenate(parts) if parts else np.zeros((0, 7))
     layer = np.repeat(np.arange(len(costs), dtype=np.int64), counts)
     return WorkTable(len(costs), layer, a[:, 0].astype(np.int64), a[:, 1].astype(np.int64),
                      a[:, 2].copy(), a[:, 3].copy(), a[:, 4].copy(),
                      tuple(ek) if ew_keys is not None else None, tuple(fk) if ew_keys is not None else None,
-                     tuple(keys), a[:, 5].copy(), tuple(shapes), tuple(allocs))
+                     tuple(keys), a[:, 5].copy(), tuple(shapes), tuple(allocs), a[:, 6].copy())
 
 
 FAMILY_NAMES = np.array(["matrix", "conv", "memory"], dtype=object)
@@ -120,9 +121,18 @@ def _stage_factors(t: WorkTable, table: dict[str, float]) -> np.ndarray:
     return np.array(out, dtype=float)
 
 
+def executed_flops(t: WorkTable, r: Rates) -> np.ndarray:
+    """Per row: the FLOPs the kernel executes: model FLOPs x Work.executed on a CPU (a dispatch that adds to the
+    kernel time: not overhead_overlaps, no GPU kernel model), where oneDNN's blocked or im2col kernels leave
+    vector lanes empty; elsewhere the model FLOPs."""
+    if t.executed is None or r.kernel is not None or r.overhead_overlaps:
+        return t.flops
+    return t.flops * t.executed
+
+
 def row_times(t: WorkTable, r: Rates, scale: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Per Work row: time, compute, memory, exposed overhead (seconds). `scale` (per layer) divides FLOPs and bytes."""
-    flops, byts, kern = t.flops, t.bytes, t.kernels
+    flops, byts, kern = executed_flops(t, r), t.bytes, t.kernels
     if scale is not None:
         s = scale[t.layer]
         flops, byts = flops * s, byts * s
@@ -202,7 +212,8 @@ def one_row_table(works: tuple[Work, ...], key: str | None = None, factor_key: s
                      np.array([w.kernels for w in works], dtype=float), (key,) * n, (factor_key,) * n,
                      tuple(w.efficiency_key for w in works),
                      written=np.array([w.bytes_written for w in works], dtype=float),
-                     shapes=tuple(w.shape for w in works), allocs=tuple(w.buffers() for w in works))
+                     shapes=tuple(w.shape for w in works), allocs=tuple(w.buffers() for w in works),
+                     executed=np.array([w.executed for w in works], dtype=float))
 
 
 def work_times(works: tuple[Work, ...], r: Rates, key: str | None = None,

@@ -62,7 +62,9 @@ class Work:
     `efficiency_key` names the kernel class whose efficiency applies ("/"-separated, most specific
     last, e.g. "conv/depthwise"; profiles map keys to curves with a fallback to the family's curve);
     empty means the family's default key. `shape` gives the GEMM or convolution dimensions of one
-    kernel where the work is one, for kernel models.
+    kernel where the work is one, for kernel models. `executed` is the work the CPU library's kernel executes per
+    model FLOP (1 = every vector lane useful; oneDNN's grouped convolutions with few channels per group leave
+    lanes empty: ops.conv.grouped_path); CPU rows divide their rate by it, FLOP counts stay the model's.
     """
 
     family: str
@@ -73,6 +75,7 @@ class Work:
     efficiency_key: str = ""
     shape: GemmShape | ConvShape | None = None
     allocs: tuple[float, ...] = ()
+    executed: float = 1.0
 
     def __post_init__(self) -> None:
         if not self.efficiency_key:

@@ -7,10 +7,19 @@ after the cuDNN call) and a separate reduction in backward. Autograd saves the i
 gradient); the weight is a parameter, not an activation.
 
 Kernel class (efficiency key): "conv", then "/depthwise" (groups == in channels > 1), "/grouped" (other
-groups > 1) or "/transposed", then "/strided" (stride > 1), then "/1x1" (a 1-wide kernel), then "/narrow" (an
-ungrouped conv with at most NARROW_CHANNELS input or output channels, or a grouped one whose channels per group
-do not fill whole CHANNEL_BLOCKs): e.g. conv/1x1, conv/strided/1x1, conv/depthwise/strided, conv/1x1/narrow,
-conv/grouped/narrow. The work carries a ConvShape.
+groups > 1; "/grouped/gemm" for a pass oneDNN runs as im2col + GEMM, see grouped_path) or "/transposed", then
+"/strided" (stride > 1), then "/1x1" (a 1-wide kernel), then "/narrow" (an ungrouped conv with at most
+NARROW_CHANNELS input or output channels): e.g. conv/1x1, conv/strided/1x1, conv/depthwise/strided,
+conv/1x1/narrow, conv/grouped/gemm. The work carries a ConvShape.
+
+Grouped convolutions (oneDNN as PyTorch 2.x calls it on AVX-512, checked with ONEDNN_VERBOSE): with channels per
+group (in and out) multiples of 16, 8 or 4 the jit kernels block channels by that many, so a 16-lane fp32 vector
+holds 16/8/4 useful lanes (backward-weights of 8-blocks runs the 8-lane AVX2 kernel: the same share of a 16-lane
+core); with 4-blocks the backward-weights pass, and with other channel counts every pass, runs gemm:jit (per
+image and group an im2col column of cpg_in*k*k x positions, multiplied with M = cpg_out rows: the column traffic,
+not the cpg_out-wide GEMM, sets the time). Work.executed carries 16 / useful lanes (16 / min(16, cpg_out) for
+the GEMM path): measured at 64 channels 32x32 (1 thread), the forward takes the same time at 16, 8 and 4 channels
+per group, and the GEMM path's time follows the column size.
 
 Buffers (Work.allocs, what a CPU library allocates per pass): oneDNN computes on a channel-blocked layout, so
 an NCHW convolution reorders its activation inputs into fresh blocked copies and writes its result blocked,
@@ -50,10 +59,25 @@ def conv_shape(layer: Layer, batch: int) -> ConvShape:
 
 
 # oneDNN's fp32 AVX-512 kernels block channels by 16: with one or two blocks of input or output channels the
-# register tile is underfilled and the layout reorders weigh as much as the arithmetic (its own kernel class);
-# a grouped conv whose channels per group are not whole blocks leaves the blocked kernels (2-8x slower measured)
+# register tile is underfilled and the layout reorders weigh as much as the arithmetic (its own kernel class)
 NARROW_CHANNELS = 32
-CHANNEL_BLOCK = 16
+CHANNEL_BLOCK = 16  # fp32 lanes of an AVX-512 vector: oneDNN's widest channel block
+GROUP_BLOCKS = (16, 8, 4)  # channel blocks of oneDNN's jit grouped kernels, widest first
+
+
+def grouped_path(s: ConvShape, stage: str = "forward") -> tuple[bool, float]:
+    """(runs as im2col + GEMM, executed work per model FLOP) of one pass ("forward", "backward_data",
+    "backward_weight") of a grouped, not depthwise, convolution, as oneDNN picks it (module docstring); other
+    convolutions: (False, 1.0)."""
+    if s.groups <= 1 or s.groups == s.c_in or s.transposed:
+        return False, 1.0
+    cin, cout = s.c_in // s.groups, s.c_out // s.groups
+    block = next((b for b in GROUP_BLOCKS if cin % b == 0 and cout % b == 0), 0)
+    if block == 4 and stage == "backward_weight":
+        block = 0
+    if block:
+        return False, CHANNEL_BLOCK / block
+    return True, CHANNEL_BLOCK / min(CHANNEL_BLOCK, cout)
 
 
 def conv_buffers(n_in_bytes: float, n_out_bytes: float, weight_bytes: float) -> dict[str, tuple[float, ...]]:
@@ -63,17 +87,12 @@ def conv_buffers(n_in_bytes: float, n_out_bytes: float, weight_bytes: float) -> 
 
 
 def _narrow(s: ConvShape) -> bool:
-    """Ungrouped: at most NARROW_CHANNELS in or out channels; grouped (not depthwise): channels per group not
-    a multiple of CHANNEL_BLOCK."""
-    if s.groups == 1:
-        return min(s.c_in, s.c_out) <= NARROW_CHANNELS
-    if s.groups == s.c_in:
-        return False
-    return (s.c_in // s.groups) % CHANNEL_BLOCK != 0 or (s.c_out // s.groups) % CHANNEL_BLOCK != 0
+    """An ungrouped conv with at most NARROW_CHANNELS in or out channels (grouped ones: grouped_path)."""
+    return s.groups == 1 and min(s.c_in, s.c_out) <= NARROW_CHANNELS
 
 
 def conv_key(s: ConvShape) -> str:
-    """Efficiency key of a convolution's kernel class (see the module docstring)."""
+    """Efficiency key of a convolution's kernel class (see the module docstring; pass_key adds the pass's path)."""
     parts = ["conv"]
     if s.transposed:
         parts.append("transposed")
@@ -88,6 +107,11 @@ def conv_key(s: ConvShape) -> str:
     return "/".join(parts)
 
 
+def pass_key(key: str, s: ConvShape, stage: str) -> str:
+    """`key` (conv_key of `s`) for one pass: a grouped pass oneDNN runs as im2col + GEMM is conv/grouped/gemm..."""
+    return key.replace("conv/grouped", "conv/grouped/gemm", 1) if grouped_path(s, stage)[0] else key
+
+
 def _conv_cost(layer: Layer, batch: int, b: int, macs: int, c_in: int, c_out: int) -> OpCost:
     """Shared by conv and transposed conv: `macs` multiply-adds per sample, weight c_in*c_out/g*k."""
     s = layer.spec
@@ -96,19 +120,21 @@ def _conv_cost(layer: Layer, batch: int, b: int, macs: int, c_in: int, c_out: in
     bias = c_out if s.bias else 0
     flops = 2 * batch * macs
     shape = conv_shape(layer, batch)
-    kw = dict(efficiency_key=conv_key(shape), shape=shape)
+    key = conv_key(shape)
+    kw = {st: dict(efficiency_key=pass_key(key, shape, st), shape=shape, executed=grouped_path(shape, st)[1])
+          for st in ("forward", "backward_data", "backward_weight")}
     bufs = conv_buffers(n_in * b, n_out * b, weights * b)
     fwd = [Work("conv", flops=flops, bytes_read=(n_in + weights) * b, bytes_written=n_out * b, allocs=bufs["fwd"],
-                **kw)]
+                **kw["forward"])]
     bwd_w = [Work("conv", flops=flops, bytes_read=(n_out + n_in) * b, bytes_written=weights * b,
-                  allocs=bufs["bwd_weight"], **kw)]
+                  allocs=bufs["bwd_weight"], **kw["backward_weight"])]
     if bias:  # broadcast add over the output; backward reduces dy over batch and positions
         fwd.append(Work("memory", flops=n_out, bytes_read=(n_out + bias) * b, bytes_written=n_out * b,
                         efficiency_key="elementwise/bias"))
         bwd_w.append(Work("memory", flops=n_out, bytes_read=n_out * b, bytes_written=bias * b,
                           efficiency_key="reduce/bias"))
     bwd_d = Work("conv", flops=flops, bytes_read=(n_out + weights) * b, bytes_written=n_in * b,
-                 allocs=bufs["bwd_data"], **kw)
+                 allocs=bufs["bwd_data"], **kw["backward_data"])
     return OpCost(
         forward=tuple(fwd), backward_data=(bwd_d,), backward_weight=tuple(bwd_w),
         params=weights + bias, saved_bytes=n_in * b, output_bytes=n_out * b,

@@ -11,11 +11,11 @@ import torch
 import torch.nn.functional as F
 
 from ...calibration.grid import (
-    CONV_SHAPES, KERNEL_CONVS, QUICK_CONV, QUICK_KERNEL_CONVS, cold_sizes, conv_passes, gemm_shapes, memory_sizes,
-    stream_sizes,
+    CONV_SHAPES, CONV_STAGE, KERNEL_CONVS, QUICK_CONV, QUICK_KERNEL_CONVS, cold_sizes, conv_passes, gemm_shapes,
+    memory_sizes, stream_sizes,
     thin_gemm_shapes,
 )
-from ...calibration.kernels import LSTM_KEY, STREAM_KEY, conv_ekey, gemm_ekey
+from ...calibration.kernels import LSTM_KEY, STREAM_KEY, conv_ekey, conv_executed, gemm_ekey
 
 
 @dataclass(frozen=True)
@@ -48,10 +48,10 @@ def _gemm(m: int, k: int, n: int, layout: str):
 
 
 def _conv(nb: int, c: int, hw: int, k_out: int, kernel: int, stride: int, pad: int, transposed: bool, which: str,
-          groups: int = 1):
-    """Forward (`fwd`) or backward (`bwd`: data and weight gradients in one call, as autograd asks for them)
-    of a bias-free convolution. The backward sample counts two kernels of the forward's FLOPs each, as the
-    conv cost rule does."""
+          groups: int = 1, executed: float = 1.0):
+    """Forward (`fwd`) or backward (`bwd`: data and weight gradients in one call, as autograd asks for them;
+    `bwd_data`, `bwd_weight`: one of them) of a bias-free convolution. The backward sample counts two kernels of
+    the forward's FLOPs each, as the conv cost rule does; FLOPs x `executed` (ops.conv.grouped_path)."""
 
     def make(device: str, dt: torch.dtype):
         x = torch.randn(nb, c, hw, hw, device=device, dtype=dt)
@@ -63,6 +63,7 @@ def _conv(nb: int, c: int, hw: int, k_out: int, kernel: int, stride: int, pad: i
             y = F.conv2d(x, w, stride=stride, padding=pad, groups=groups)
         dy = torch.randn_like(y)
         macs = (x.numel() if transposed else y.numel()) * (k_out if transposed else c // groups) * kernel * kernel
+        macs *= executed
         eb = x.element_size()
         n_in, n_out, n_w = x.numel(), y.numel(), w.numel()
         args = ([stride] * 2, [pad] * 2, [1, 1], transposed, [0, 0], groups)
@@ -328,10 +329,12 @@ def build_benches(device: str, thread_counts: list[int], quick: bool, lowp: list
                 lab = f"{'convT' if tr else 'conv'} n{nb} c{c} {hw}x{hw} k{ko} {kr}x{kr}/{st} {which}"
                 out.append(Bench("conv", lab, "fp32", _conv(*shp, which), t, fkey, ek))
         for nb, c, hw, ko, kr, g in kernel_convs:
-            for which in ("fwd", "bwd"):
+            grouped = 1 < g < c  # grouped (not depthwise): oneDNN's kernel differs per pass, one sample each
+            for which in ("fwd", "bwd_data", "bwd_weight") if grouped else ("fwd", "bwd"):
+                stage = CONV_STAGE.get(which, "forward")
                 lab = f"conv n{nb} c{c} {hw}x{hw} k{ko} {kr}x{kr} g{g} {which}"
-                out.append(Bench("conv", lab, "fp32", _conv(nb, c, hw, ko, kr, 1, kr // 2, False, which, g), t,
-                                 "", conv_ekey(c, ko, kr, 1, g)))
+                make = _conv(nb, c, hw, ko, kr, 1, kr // 2, False, which, g, conv_executed(c, ko, kr, g, stage))
+                out.append(Bench("conv", lab, "fp32", make, t, "", conv_ekey(c, ko, kr, 1, g, stage)))
         for shp in LSTM_SHAPES[::2] if quick else LSTM_SHAPES:
             out.append(Bench("matrix", "lstm n{} t{} f{} h{}".format(*shp), "fp32", _lstm(*shp), t, "", LSTM_KEY))
         for (m, k, n) in thin:
