@@ -77,3 +77,18 @@ def test_held_out_dram_fraction_comes_from_the_same_family():
     assert held_out_memory(Ctx(), p, "m2") == 0.6
     Ctx.archs["v1"] = TOY.model_copy(update={"family": "volta"})
     assert held_out_memory(Ctx(), p, "v1") == pytest.approx(0.8)  # no Volta fitted: mean of all
+
+
+def test_cudnn_tile_heuristic_covers_the_filters_whatever_the_waves():
+    from perfmodel.kernels.gemm import covering_tile_m
+
+    assert list(covering_tile_m([1, 32, 33, 64, 65, 128, 2048], (128, 64, 32, 1))) == [1, 32, 64, 64, 128, 128, 128]
+    t64 = GemmTile(m=64, n=128, threads=128, thread_m=8, thread_n=8, ctas_per_sm=1)
+    # 128 filters x 640 pixels, K=1000 on 10 SMs: the 128x128 tile makes 5 CTAs (one round of 2*128*128*1000 FLOPs
+    # on 5 SMs); the fastest choice, 64x128, makes 10 CTAs of half the work in one round
+    fastest = gemm_compute_s(128, 640, 1000, "fp32", TOY, STACK, tiles=(T128, t64))
+    covered = gemm_compute_s(128, 640, 1000, "fp32", TOY, STACK, tiles=(T128, t64), cover_m=True)
+    assert fastest == pytest.approx(2 * 64 * 128 * 1000 / 128e9)
+    assert covered == pytest.approx(2 * 128 * 128 * 1000 / 128e9)
+    assert gemm_compute_s(64, 640, 1000, "fp32", TOY, STACK, tiles=(T128, t64), cover_m=True) == pytest.approx(
+        2 * 64 * 128 * 1000 / 128e9)  # 64 filters: the 64-high tile, 5 CTAs in one round

@@ -67,7 +67,8 @@ def implicit_gemm(s: dict, phase: str, dtype, arch, stack):
     mnk = {"fwd": (K, N * P * Q, C * R * S), "bwd_data": (C, N * H * W, K * taps),
            "bwd_filter": (K, C * R * S, N * P * Q)}[phase]
     t = gemm_time_s(*mnk, dtype, arch, stack, cls=f"conv_{phase}", batch=g, split_k=phase == "bwd_filter",
-                    tiles=conv_tiles(dtype, arch, stack), io_bytes=io_bytes(s, dtype))
+                    tiles=conv_tiles(dtype, arch, stack), io_bytes=io_bytes(s, dtype),
+                    cover_m=stack.conv_tile_choice == "cover_filters")
     return t, 2.0 * mnk[0] * mnk[1] * mnk[2] * g
 
 

@@ -89,11 +89,21 @@ def tile_time_s(M, N, K, batch, tile: GemmTile, rate_sm: float, arch: GpuArch, e
                         rate_sm, arch, k0)
 
 
+def covering_tile_m(M, tile_ms) -> np.ndarray:
+    """The tile height a filter-count heuristic picks: the smallest tile m >= M, else the largest tile m."""
+    ms = np.unique(np.asarray(tile_ms, float))
+    M = np.asarray(M, float)
+    idx = np.minimum(np.searchsorted(ms, M, side="left"), len(ms) - 1)
+    return ms[idx]
+
+
 def gemm_compute_s(M, N, K, dtype: str, arch: GpuArch, stack: SoftwareStack, cls: str = "gemm",
-                   batch=1, split_k: bool | None = None, tiles: tuple[GemmTile, ...] = ()):
+                   batch=1, split_k: bool | None = None, tiles: tuple[GemmTile, ...] = (), cover_m: bool = False):
     """Best compute time over the stack's tiles (no DRAM bound, no overhead), plus split-K reduction traffic.
 
     Every (tile, split) choice is evaluated in one array operation: rows are choices, columns shapes.
+    cover_m: the library picks the tile height by M alone (covering_tile_m: cuDNN 5/6's implicit-GEMM kernels
+    128x32 / 128x64 / 128x128 by filter count), not by the fastest wave count; only the split of K is free.
     """
     M, N, K, batch = (np.asarray(x, dtype=float) for x in (M, N, K, batch))
     shape = np.broadcast(M, N, K, batch).shape
@@ -110,17 +120,20 @@ def gemm_compute_s(M, N, K, dtype: str, arch: GpuArch, stack: SoftwareStack, cls
     bw = arch.dram_Bps(stack.achievable.memory_bandwidth)
     sp = col[5]
     t = t + np.where(sp > 1, 2.0 * sp * M * N * batch * 4 / bw, 0.0)  # fp32 partial sums written and read back
+    if cover_m:
+        t = np.where(col[0] == covering_tile_m(M, col[0][:, 0]), t, np.inf)
     return t.min(axis=0).reshape(shape)
 
 
 def gemm_time_s(M, N, K, dtype: str, arch: GpuArch, stack: SoftwareStack, cls: str = "gemm",
-                batch=1, split_k: bool | None = None, tiles: tuple[GemmTile, ...] = (), io_bytes=None):
+                batch=1, split_k: bool | None = None, tiles: tuple[GemmTile, ...] = (), io_bytes=None,
+                cover_m: bool = False):
     """Time of `batch` GEMMs (M, N, K): max(compute, DRAM) + one kernel overhead.
 
     io_bytes: DRAM bytes when they are not A, B and C once (an implicit-GEMM convolution reads its image,
     not the unrolled matrix).
     """
-    comp = gemm_compute_s(M, N, K, dtype, arch, stack, cls, batch, split_k, tiles)
+    comp = gemm_compute_s(M, N, K, dtype, arch, stack, cls, batch, split_k, tiles, cover_m)
     _, eb = dtype_parts(dtype)
     if io_bytes is None:
         io_bytes = gemm_bytes(np.asarray(M, float), np.asarray(N, float), np.asarray(K, float),

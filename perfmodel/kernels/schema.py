@@ -168,6 +168,10 @@ class SoftwareStack(_Frozen):
     winograd_nonfused_output_tile: int = Field(default=4, gt=0)
     fft_max_filter: int = Field(default=32, gt=0)
     fft_tile: int = Field(default=32, gt=1, description="FFT size of the tiled FFT algorithm")
+    conv_tile_choice: Literal["fastest", "cover_filters"] = Field(
+        default="fastest", description="how the implicit-GEMM convolution tile is chosen: the fastest (wave "
+        "counts considered, as cudnnFind on current libraries) or, cuDNN 5/6, the smallest tile whose height "
+        "covers the filters (channels in backward-data), whatever the wave count")
     split_k: bool = Field(default=True, description="long-K GEMMs split K over CTAs when tiles are too few")
     rnn_persistent: bool = Field(default=False, description="recurrent weights kept on chip across steps")
     rnn_cell_kernels: int = Field(
