@@ -136,19 +136,28 @@ def recompute_layout(graph: LayerGraph, rule: str = "auto", costs: tuple[OpCost,
     return RecomputeLayout(tuple(tuple(s) for s in segs), seg_of, layers, sources)
 
 
+def checkpoint_parts(saved: np.ndarray, output: np.ndarray, lay: RecomputeLayout, a: int, e: int
+                     ) -> tuple[list[float], float, float]:
+    """Per micro-batch, of layers [a, e) under recomputation: (bytes of each tensor kept as a checkpointed segment's
+    input, saved bytes of the layers outside checkpointed segments, saved bytes of the largest checkpointed
+    segment)."""
+    segs = lay.segment_of[a:e]
+    ck = segs >= 0
+    sv = saved[a:e]
+    plain = float(sv[~ck].sum())
+    kept = {j for i in range(a, e) for j in lay.sources[i] if lay.segment_of[j] != lay.segment_of[i] or j < a}
+    big = float(np.bincount(segs[ck] - segs[ck].min(), weights=sv[ck]).max()) if ck.any() else 0.0
+    return [float(output[j]) for j in kept], plain, big
+
+
 def kept_activations(saved: np.ndarray, output: np.ndarray, input_bytes: float, lay: RecomputeLayout, a: int, e: int,
                      inflight: int = 1) -> tuple[float, float, float]:
     """Activation bytes layers [a, e) keep with recomputation: per in-flight micro-batch the network inputs and
     the inputs of the checkpointed segments; the non-recomputed layers' saved tensors for all but one micro-batch;
     once, the larger of those and the largest checkpointed segment (re-materialised during its backward).
     Returns (activations, checkpoint bytes, the re-materialised part)."""
-    segs = lay.segment_of[a:e]
-    ck = segs >= 0
-    sv = saved[a:e]
-    plain = float(sv[~ck].sum())
-    kept = {j for i in range(a, e) for j in lay.sources[i] if lay.segment_of[j] != lay.segment_of[i] or j < a}
-    ckpt = float(sum(output[j] for j in kept))
-    big = float(np.bincount(segs[ck] - segs[ck].min(), weights=sv[ck]).max()) if ck.any() else 0.0
+    sizes, plain, big = checkpoint_parts(saved, output, lay, a, e)
+    ckpt = float(sum(sizes))
     return (input_bytes + ckpt) * inflight + plain * (inflight - 1) + max(plain, big), ckpt, max(plain, big)
 
 

@@ -57,17 +57,26 @@ def test_interleaved_timing_by_hand():
 def test_predict_virtual_stages_gpt2_small_pp4():
     import perfmodel
     from perfmodel.parallel.interleaved import interleaved_timing
+    from perfmodel.parallel.overlap import overlap_facts, p2p_slowdown
+    from perfmodel.parallel.pipeline import schedule_time
     from perfmodel.parallel.predict import evaluate
     from perfmodel.prediction import make_setup
 
     kw = dict(batch=8, devices=4, plan={"dp": 1, "tp": 1, "pp": 4, "microbatches": 8}, dtype="bf16", optimizer="adam")
     g, hw = perfmodel.load_network("gpt2_small"), perfmodel.load_hardware("dgx-a100")
     a, b = evaluate(g, hw, make_setup(**kw)), evaluate(g, hw, make_setup(virtual_stages=2, **kw))
-    want = interleaved_timing(a.staged.F, a.staged.B, a.synced.xfer, 8, 2)
+    s = overlap_facts(a.ranks.device).compute_slowdown  # steady-state sends slow each stage's compute (overlap.py)
+
+    def slowed(v):
+        return [bb + x for bb, x in zip(a.staged.B, p2p_slowdown(a.staged.F, a.staged.B, a.synced.xfer, 8, s, v))]
+    want = interleaved_timing(a.staged.F, slowed(2), a.synced.xfer, 8, 2)
     assert b.it.timing.total_s == pytest.approx(want.total_s)
-    # the fill/drain shrinks by (sum c - max c) / 2: the bubble roughly halves, the step gets shorter by that much
+    assert a.it.timing.total_s == pytest.approx(schedule_time(a.staged.F, slowed(1), a.synced.xfer, 8).total_s)
+    # without the slowdown the fill/drain shrinks by (sum c - max c) / 2: the bubble roughly halves
     c = [f + bb for f, bb in zip(a.staged.F, a.staged.B)]
-    assert a.it.timing.total_s - b.it.timing.total_s == pytest.approx((sum(c) - max(c)) / 2)
+    plain = schedule_time(a.staged.F, a.staged.B, a.synced.xfer, 8).total_s
+    assert plain - interleaved_timing(a.staged.F, a.staged.B, a.synced.xfer, 8, 2).total_s == pytest.approx(
+        (sum(c) - max(c)) / 2)
     assert b.it.total_s < a.it.total_s
     assert b.memory.activations_bytes == pytest.approx(a.memory.activations_bytes * (1 + 3 / 8))
     with pytest.raises(perfmodel.InputError, match="multiple"):

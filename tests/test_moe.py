@@ -152,7 +152,7 @@ def test_active_parameters_of_the_zoo_models():
 
 @pytest.mark.parametrize("kw, match", [
     (dict(ep=3), "divide the data-parallel degree"),
-    (dict(ep=2, dp=8, zero_stage=1), "ZeRO"),
+    (dict(ep=2, dp=8, sharding="hybrid"), "hybrid"),
     (dict(ep=2, dp=8, sync="async"), "sync"),
     (dict(ep=2, dp=8, allreduce="ps"), "ps"),
     (dict(ep=16, dp=16), "divide the 8 experts"),

@@ -98,7 +98,7 @@ def test_tensor_parallelism_warns_that_moe_layers_stay_whole():
 @pytest.mark.parametrize("kw, match", [
     (dict(devices=8, expert_parallel=3), "expert_parallel=3 must divide the data-parallel degree dp=8"),
     (dict(devices=8, expert_parallel=16), "expert_parallel=16 must divide"),
-    (dict(devices=8, expert_parallel=2, zero=1), "expert_parallel=2 with ZeRO"),
+    (dict(devices=8, expert_parallel=2, sharding="hybrid"), "expert_parallel=2 with sharding='hybrid'"),
     (dict(devices=8, expert_parallel=0), "expert_parallel"),
 ])
 def test_bad_expert_parallel_is_a_clear_input_error(kw, match):

@@ -356,7 +356,8 @@ def test_pruning_keeps_the_top_plans_and_bounds_are_lower_bounds(tiny, monkeypat
         assert cand.bound <= row["iteration_time_s"] * (1 + 1e-9)
         assert C._exact_bound(S, cand) <= row["iteration_time_s"] * (1 + 1e-9)
         opts = dict(cand.options)
-        assert C.static_bytes(S, cand.tp, cand.pp, cand.dp, cand.dtype, opts["zero"], opts["sharding"]) <= \
+        assert C.static_bytes(S, cand.tp, cand.pp, cand.dp, cand.dtype, opts["zero"], opts["sharding"],
+                              ep=opts["expert_parallel"]) <= \
             row["memory_bytes"] * (1 + 1e-9)
     assert {r.sequence_parallel for r in full.plans if r.tp > 1} == {True}  # SP off is a dominated twin
     assert {r.zero for r in full.plans if r.dp > 1 and r.sharding == "none"} >= {1} and \
@@ -404,10 +405,13 @@ def test_unmodelled_values_are_left_out_with_the_reason(tiny, monkeypatch):
         plan_search(tiny, "dgx-a100", devices=8, global_batch=32, zero=[5])
     with pytest.raises(InputError, match="sharding"):
         plan_search(tiny, "dgx-a100", devices=8, global_batch=32, sharding=["half"])
-    # ZeRO-3 with a pipeline: the engine refuses it, the search skips those and says so
+    # FSDP with a pipeline is modelled (torchtitan's FSDP2 + PP): searched, nothing skipped
     fsdp = plan_search(tiny, "dgx-a100", devices=8, global_batch=32, sharding="full", pp=[1, 2], top=None)
-    assert fsdp.skipped > 0 and any(w.startswith("skipped") and "sharding='full'" in w for w in fsdp.not_modelled)
-    assert fsdp.plans and all(r.sharding == "full" and r.pp == 1 for r in fsdp.plans if r.dp > 1)
+    assert fsdp.skipped == 0 and any(r.sharding == "full" and r.pp == 2 and r.dp > 1 for r in fsdp.plans)
+    # a combination the engine refuses is skipped and named: expert parallelism on a network without moe layers
+    moe = plan_search(tiny, "dgx-a100", devices=8, global_batch=32, expert_parallel=[1, 2], top=None)
+    assert moe.skipped > 0 and any(w.startswith("skipped") and "expert_parallel=2" in w for w in moe.not_modelled)
+    assert moe.plans and {r.expert_parallel for r in moe.plans} == {1}
 
 
 TRAINED = TINY_GPT.replace("source: test\n", "source: test\ntraining: {global_batch: 48}\n")
@@ -458,3 +462,22 @@ def test_cli_plan_large_model_options(tmp_path):
     assert bad.exit_code != 0 and "--sequence-parallel" in bad.output
     text = runner.invoke(app, ["plan", str(p), "-H", TWO_NODES, "-n", "16", "-B", "64", "--top", "3"])
     assert text.exit_code == 0 and "options" in text.output and "by a time bound" in text.output
+
+
+def test_expert_parallel_bounds_are_bounds_and_sharding_fits_the_experts(monkeypatch):
+    """Switch-Base-8 on one DGX H100 with ep in {1, 8} and every sharding mode: every static memory bound and time bound
+    of a timed expert-parallel plan lies below what predict gives, and sharded expert-parallel plans are found."""
+    import perfmodel.planning.candidates as C
+
+    res, seen = _recorded_search(monkeypatch, "switch_base_8", "dgx-h100", devices=8, global_batch=16,
+                                 expert_parallel=[1, 8], top=None, dtypes=["bf16"], recompute=["none"])
+    timed = [(S, cand, row) for S, cand, row in seen if row is not None and dict(cand.options)["expert_parallel"] == 8]
+    assert timed
+    for S, cand, row in timed:
+        opts = dict(cand.options)
+        assert cand.bound <= row["iteration_time_s"] * (1 + 1e-9)
+        assert C._exact_bound(S, cand) <= row["iteration_time_s"] * (1 + 1e-9)
+        assert C.static_bytes(S, cand.tp, cand.pp, cand.dp, cand.dtype, opts["zero"], opts["sharding"], ep=8) <= \
+            row["memory_bytes"] * (1 + 1e-9)
+    assert any(r.expert_parallel == 8 and (r.zero > 0 or r.sharding == "full") for r in res.plans)
+    assert not any(r.expert_parallel == 8 and r.sharding == "hybrid" for r in res.plans)

@@ -54,7 +54,8 @@ def predict(
     plan: Optional[str] = typer.Option(None, "--plan", help="parallel plan, e.g. dp=8,tp=1,pp=1,microbatches=4"),
     sync: str = typer.Option("sync", "--sync", help="sync, async or mixed"),
     allreduce: str = typer.Option("ring", "--allreduce", help=", ".join(allreduce_choices())),
-    no_overlap: bool = typer.Option(False, "--no-overlap", help="do not overlap gradient communication with backward"),
+    no_overlap: bool = typer.Option(False, "--no-overlap", help="no communication overlaps compute (gradient buckets, FSDP prefetch, pipeline sends)"),
+    tp_overlap: bool = typer.Option(False, "--tp-overlap", help="pipeline tensor-parallel all-gathers / reduce-scatters with their GEMMs (Megatron --tp-comm-overlap; needs --sequence-parallel)"),
     straggler_cv: float = typer.Option(0.0, "--straggler-cv", help="coefficient of variation of per-device step time"),
     slow_worker_factor: float = typer.Option(1.0, "--slow-worker-factor", help="one data-parallel worker computes this many times slower (>= 1)"),
     dataset_size: Optional[str] = typer.Option(None, "--dataset-size", help="dataset size, e.g. 1.2TB (enables the IO model)"),
@@ -87,7 +88,7 @@ def predict(
 
     setup = make_setup(
         batch=batch, dtype=dtype, threads=threads, optimizer=optimizer, devices=devices, nodes=nodes,
-        plan=parse_plan(plan), sync=sync, allreduce=allreduce, overlap=not no_overlap,
+        plan=parse_plan(plan), sync=sync, allreduce=allreduce, overlap=not no_overlap, tp_overlap=tp_overlap,
         bucket_bytes=parse_size(bucket_size, "--bucket-size"), straggler_cv=straggler_cv,
         slow_worker_factor=slow_worker_factor,
         dataset_size=parse_size(dataset_size, "--dataset-size"), dataset=dataset,

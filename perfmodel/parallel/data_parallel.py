@@ -28,6 +28,7 @@ from ..errors import InputError
 from ..ops.base import Work
 from ..optimizers import MASTER_BYTES
 from ..step import StageTime, stage_time
+from .overlap import slowed_lag
 
 DDP_BUCKET_BYTES = 25 * 1024 * 1024  # torch DDP bucket_cap_mb default (25 MiB)
 DDP_FIRST_BUCKET_BYTES = 1024 * 1024  # torch.distributed._DEFAULT_FIRST_BUCKET_BYTES
@@ -45,23 +46,29 @@ class Bucket:
 
 @dataclass(frozen=True, slots=True)
 class SyncSchedule:
-    """All-reduces of the buckets relative to the start of backward."""
+    """All-reduces of the buckets relative to the start of backward (`backward_s`: its work alone; `slowdown_s`: how
+    much longer it ran because all-reduces were in flight beside it, parallel/overlap.py)."""
 
     buckets: tuple[Bucket, ...]
     starts_s: tuple[float, ...]
     ends_s: tuple[float, ...]
     backward_s: float
     comm_s: float  # sum of all bucket all-reduce times
+    slowdown_s: float = 0.0
+
+    @property
+    def backward_end_s(self) -> float:
+        return self.backward_s + self.slowdown_s
 
     @property
     def end_s(self) -> float:
         """When the last all-reduce finishes (backward's end if there is nothing to reduce)."""
-        return max(self.ends_s[-1], self.backward_s) if self.ends_s else self.backward_s
+        return max(self.ends_s[-1], self.backward_end_s) if self.ends_s else self.backward_end_s
 
     @property
     def exposed_s(self) -> float:
         """Communication left after backward ends."""
-        return max(0.0, self.end_s - self.backward_s)
+        return max(0.0, self.end_s - self.backward_end_s)
 
     @property
     def hidden_s(self) -> float:
@@ -103,20 +110,25 @@ def make_buckets(backward_s: Sequence[float], grad_bytes: Sequence[float], bucke
 
 
 def sync_schedule(buckets: Sequence[Bucket], backward_s: float, allreduce: Callable[[float], float],
-                  overlap: bool = True) -> SyncSchedule:
-    """Run the bucket all-reduces one after another, each starting when ready (overlap) or after backward."""
+                  overlap: bool = True, slowdown: float = 0.0) -> SyncSchedule:
+    """Run the bucket all-reduces one after another on one stream, each starting when ready (overlap: its last
+    gradient exists, buckets ready in order) or after backward. While one is in flight the rest of backward runs
+    `slowdown` slower (overlap.slowed_lag: 1 + slowdown times as long); slowdown 0 is the plain schedule."""
     starts, ends = [], []
-    free = 0.0
+    lag = done = free = 0.0  # wall time behind the work done (the slowdown so far), work done, end of the stream
     total = 0.0
     for b in buckets:
         d = allreduce(b.bytes)
         total += d
         ready = b.ready_s if overlap else backward_s
-        s = max(ready, free)
+        lag = slowed_lag(lag, done, ready, free, slowdown)
+        done = max(done, ready)
+        s = max(done + lag, free)
         free = s + d
         starts.append(s)
         ends.append(free)
-    return SyncSchedule(tuple(buckets), tuple(starts), tuple(ends), backward_s, total)
+    lag = slowed_lag(lag, done, backward_s, free, slowdown)
+    return SyncSchedule(tuple(buckets), tuple(starts), tuple(ends), backward_s, total, lag)
 
 
 def replica_batch(batch: int, dp: int, grad_accumulation: int, scaling: str) -> int:

@@ -2,9 +2,9 @@
 
 Convention (Megatron-LM / DeepSpeed-MoE): the `expert_parallel` (ep) ranks of one expert-parallel group are
 carved out of the data-parallel group. Rules (`check_expert_parallel`): ep divides dp, ep divides the experts
-of every moe layer, the network has a moe layer when ep > 1, synchronous training, no ZeRO/FSDP sharding
-(not modelled with experts), no parameter server, no context parallelism, and the group lies within whole nodes
-(ep divides or is a multiple of the data-parallel ranks on a node). Ranks are numbered replica-major (parallel/plan.py), so an
+of every moe layer, the network has a moe layer when ep > 1, synchronous training, no hybrid FSDP sharding
+(ZeRO 1-3 and FSDP full are modelled), no parameter server, no context parallelism, and the group lies within
+whole nodes (ep divides or is a multiple of the data-parallel ranks on a node). Ranks are numbered replica-major (parallel/plan.py), so an
 expert-parallel group is ep consecutive data-parallel replicas of the same (pipeline stage, tensor rank):
 inside a node as long as ep <= the replicas per node, else spread over ep / (replicas per node) nodes.
 
@@ -24,6 +24,12 @@ Per rank and moe layer (E experts, D width, top_k, capacity factor c, t tokens o
   The expert gradients ride in the same DDP buckets: their bytes are scaled by `expert_sync_ratio` = (time
   of that all-reduce over dp / ep ranks) / (time over dp ranks) at the experts' total gradient bytes, exact in
   the bandwidth term, the latency term approximated at that size.
+- ZeRO / FSDP sharding (Megatron-LM's and DeepSpeed-MoE's convention): the dense parameters' state is sharded
+  over the dp replicas, each expert's over its dp / ep replicas (the expert-data-parallel group that holds the
+  same experts). A stage's model-state terms, linear in its parameters, are then divided by `state_shards`
+  (P / (P_dense / dp + P_expert / (dp / ep))); the ZeRO collectives of expert layers (reduce-scatter, all-gather)
+  run over the expert-data-parallel group, priced by the same `expert_sync_ratio` as their all-reduce (exact for
+  ring collectives, whose reduce-scatter and all-gather are each half an all-reduce).
 
 Not modelled: load imbalance beyond the capacity factor (routing is uniform in expectation), token dropping's
 effect on accuracy, expert tensor parallelism (with tp > 1 a moe layer is replicated on the tensor-parallel
@@ -73,7 +79,7 @@ def active_params(graph: LayerGraph, params: Sequence[int]) -> int:
     return total
 
 
-def check_expert_parallel(graph: LayerGraph, ep: int, dp: int, dp_per_node: int, *, zero_stage: int = 0,
+def check_expert_parallel(graph: LayerGraph, ep: int, dp: int, dp_per_node: int, *, sharding: str = "none",
                           sync: str = "sync", allreduce: str = "ring", cp: int = 1) -> None:
     """Raise InputError naming expert_parallel when the rules of the module docstring do not hold."""
     if ep < 1 or int(ep) != ep:
@@ -93,9 +99,9 @@ def check_expert_parallel(graph: LayerGraph, ep: int, dp: int, dp_per_node: int,
     if dp_per_node % ep and ep % dp_per_node:
         raise InputError(f"expert_parallel={ep} must divide, or be a multiple of, the {dp_per_node} data-parallel "
                          f"replicas on a node (an expert-parallel group spans whole nodes or part of one)")
-    if zero_stage:
-        raise InputError(f"expert_parallel={ep} with ZeRO/FSDP sharding (stage {zero_stage}) is not modelled yet "
-                         f"(zero=0, sharding='none' is)")
+    if sharding == "hybrid":
+        raise InputError(f"expert_parallel={ep} with sharding='hybrid' is not modelled yet (zero=0-3 and "
+                         f"sharding='none' or 'full' are)")
     if sync != "sync":
         raise InputError(f"expert_parallel={ep} needs sync='sync' (got {sync!r})")
     if allreduce == "ps":
@@ -121,6 +127,16 @@ def expert_rank_params(graph: LayerGraph, params: np.ndarray, ep: int) -> tuple[
 def sync_bytes(params: np.ndarray, expert_params: np.ndarray, ratio: float, grad_bytes: float) -> np.ndarray:
     """Per layer: gradient bytes priced by the data-parallel all-reduce, expert parameters scaled by `ratio`."""
     return (np.asarray(params, dtype=float) + np.asarray(expert_params, dtype=float) * (ratio - 1.0)) * grad_bytes
+
+
+def state_shards(params: float, expert_params: float, dp: int, ep: int) -> float:
+    """Ranks the model state of `params` parameters (`expert_params` of them in experts) is sharded over, in
+    effect: the dense part over dp, the experts over their dp / ep replicas (module docstring); dp when no
+    parameter is an expert's, and 1 when there are no parameters."""
+    if params <= 0:
+        return 1.0
+    per_rank = (params - expert_params) / dp + expert_params / max(1, dp // ep)
+    return params / per_rank
 
 
 def expert_sync_ratio(n_bytes: float, dp_fn: Callable[[float], float], edp_fn: Callable[[float], float]) -> float:

@@ -32,6 +32,7 @@ from ..optimizers import optimizer_work
 from . import collectives as C
 from .data_parallel import GRAD_BYTES, SyncSchedule, ddp_copy_time, make_buckets, sync_schedule
 from .interleaved import interleaved_timing
+from .overlap import OverlapUse, overlap_use, p2p_slowdown
 from .pipeline import PipelineTiming, schedule_time
 from .plan import Placement, dp_allreduce_fn
 from .stages import Staged, recomputed_parts
@@ -97,15 +98,18 @@ def synced(stg: Staged, pl: Placement, allreduce_fn: Callable[[float], float], o
     """Bucketed gradient all-reduces overlapped with each stage's backward, the optimizer and DDP copies per stage.
 
     opt_shard: ranks the optimizer state is sharded over (ZeRO >= 1): each rank updates 1/opt_shard of the
-    parameters (in as many tensors: FSDP shards every tensor)."""
+    parameters (in as many tensors: FSDP shards every tensor). The buckets overlap backward when `overlap` and the
+    device's overlap facts say so (overlap.overlap_use: dp_buckets), slowing it by the facts' compute_slowdown."""
     r = stg.ranks
+    use = overlap_use(r.device, overlap)
+    slow = use.slowdown if use.dp_buckets else 0.0
     style = device_traits(r.device).optimizer_kernels
     opt = memo.on(stg, ("opt", optimizer, opt_shard), lambda: tuple(
         stage_time((optimizer_work(optimizer, int(math.ceil(p / opt_shard)), t, style=style),), r.rates,
                    "optimizer")
         for p, t in zip(stg.st_params, stg.st_tensors)))
     buckets = memo.on(stg, ("buckets", bucket_bytes), lambda: _buckets(stg, bucket_bytes))
-    sched = tuple(sync_schedule(bk, stg.B[s], allreduce_fn, overlap) for s, bk in enumerate(buckets))
+    sched = tuple(sync_schedule(bk, stg.B[s], allreduce_fn, use.dp_buckets, slow) for s, bk in enumerate(buckets))
     xfer = tuple(C.point_to_point(stg.cross[s], 2, pl.pp_tiers[s].bandwidth_Bps, pl.pp_tiers[s].latency_s)
                  for s in range(stg.pp - 1))
     copy = memo.on(stg, ("ddp_copy", ddp_copies), lambda: tuple(
@@ -130,12 +134,13 @@ class Iteration:
     crit: int  # the pipeline's critical stage
     s_star: int  # the stage whose tail ends last
     comm_s: float  # gradient communication of that stage
-    hidden_comm_s: float
+    hidden_comm_s: float  # gradient buckets and tensor-parallel collectives hidden behind compute
     tp_comm_s: float  # tensor-parallel collectives on the critical path
     device_work_s: float
     flow: DataFlow
     async_info: dict[str, Any]
     staleness: float | None
+    overlap: dict[str, Any] | None = None  # the overlap classes used, seconds hidden and compute slowdown (overlap.py)
 
 
 def _tail(stg: Staged, syn: Synced, timing: PipelineTiming, k_acc: int):
@@ -147,7 +152,9 @@ def _tail(stg: Staged, syn: Synced, timing: PipelineTiming, k_acc: int):
     tail = end[s_star] - k_acc * pipe_T
     opt_part = min(syn.opt[s_star].time_s, max(0.0, tail))
     copy_part = min(syn.copy[s_star].time_s, max(0.0, tail - opt_part))
-    return s_star, opt_part, copy_part, max(0.0, tail - opt_part - copy_part)
+    rest = max(0.0, tail - opt_part - copy_part)
+    slow_part = min(syn.sched[s_star].slowdown_s, rest)  # backward slowed by its bucket all-reduces
+    return s_star, opt_part, copy_part, slow_part, rest - slow_part
 
 
 def _add_parts(bd: dict[str, float], st: StageTime, scale: float) -> None:
@@ -156,14 +163,24 @@ def _add_parts(bd: dict[str, float], st: StageTime, scale: float) -> None:
     bd["overhead"] += st.overhead_s * scale
 
 
-def core_parts(stg: Staged, syn: Synced, m: int, k_acc: int, schedule: str, virtual: int = 1):
+def core_parts(stg: Staged, syn: Synced, m: int, k_acc: int, schedule: str, virtual: int = 1,
+               use: OverlapUse | None = None):
     """Parts of the synchronous critical path before stragglers and data flow, with the pipeline timing
-    (`virtual` > 1: interleaved 1F1B, parallel/interleaved.py)."""
+    (`virtual` > 1: interleaved 1F1B, parallel/interleaved.py) and the overlap seconds (`use`: overlap.py; pipeline
+    sends beside the steady state slow the stage's compute, or, not overlapped, add to it)."""
+    B, p2p_slow, p2p_block = stg.B, [0.0] * stg.pp, [0.0] * stg.pp
+    if stg.pp > 1 and use is not None:
+        if use.pp_p2p:
+            p2p_slow = p2p_slowdown(stg.F, stg.B, syn.xfer, m, use.slowdown, virtual)
+        elif m > 1:  # blocking sends and receives: one activation and one gradient per boundary per micro-batch
+            p2p_block = [virtual * ((syn.xfer[s - 1] if s else 0.0) + (syn.xfer[s] if s < stg.pp - 1 else 0.0))
+                         for s in range(stg.pp)]
+        B = tuple(b + x + y for b, x, y in zip(B, p2p_slow, p2p_block))
     if virtual > 1:
-        timing = interleaved_timing(stg.F, stg.B, syn.xfer, m, virtual)
+        timing = interleaved_timing(stg.F, B, syn.xfer, m, virtual)
     else:
-        timing = schedule_time(stg.F, stg.B, syn.xfer, m, schedule)
-    s_star, opt_part, copy_part, sync_exposed = _tail(stg, syn, timing, k_acc)
+        timing = schedule_time(stg.F, B, syn.xfer, m, schedule)
+    s_star, opt_part, copy_part, dp_slow, sync_exposed = _tail(stg, syn, timing, k_acc)
     crit = timing.critical_stage
     a, e = stg.ranges[crit]
     reps = k_acc * m
@@ -178,7 +195,10 @@ def core_parts(stg: Staged, syn: Synced, m: int, k_acc: int, schedule: str, virt
     _add_parts(bd, ot, opt_part / ot.time_s if ot.time_s > 0 else 0.0)
     _add_parts(bd, ct, copy_part / ct.time_s if ct.time_s > 0 else 0.0)
     tp_crit = float(stg.tpf_l[a:e].sum() + stg.tpb_l[a:e].sum())
-    bd["tensor_comm"] = tp_crit * reps
+    tp_slow = float(stg.tp_slow_l[a:e].sum()) if stg.tp_slow_l is not None else 0.0
+    bd["tensor_comm"] = (tp_crit - tp_slow) * reps
+    slow = {"dp_buckets": dp_slow, "tp_comm": tp_slow * reps, "pp_p2p": p2p_slow[crit] * reps}
+    bd["compute"] += sum(slow.values())  # compute slowed by communication beside it is compute time
     cp_crit = 0.0
     if stg.cpf_l is not None:  # context-parallel K/V ring (parallel/context.py): communication, not device work
         cp_crit = float(stg.cpf_l[a:e].sum() + stg.cpb_l[a:e].sum())
@@ -189,21 +209,36 @@ def core_parts(stg: Staged, syn: Synced, m: int, k_acc: int, schedule: str, virt
         bd["expert_comm"] = ep_crit * reps
     if stg.offload is not None:  # exposed activation copies to and from the host (parallel/offload.py)
         bd["offload"] = sum(stg.offload[crit]) * reps
-    bd["pipeline_comm"] = k_acc * timing.exposed_transfer_s
+    bd["pipeline_comm"] = k_acc * timing.exposed_transfer_s + p2p_block[crit] * reps
     bd["data_comm"] = sync_exposed
     bd["bubble"] = k_acc * timing.bubble_s
-    work = reps * (stg.F[crit] + stg.B[crit] - tp_crit - cp_crit - ep_crit) + syn.opt[crit].time_s + syn.copy[crit].time_s
-    return bd, timing, crit, s_star, tp_crit, work
+    comm_crit = tp_crit - tp_slow + cp_crit + ep_crit + p2p_block[crit]
+    work = reps * (stg.F[crit] + B[crit] - comm_crit) + syn.opt[crit].time_s + syn.copy[crit].time_s
+    return bd, timing, crit, s_star, tp_crit - tp_slow, work, slow
+
+
+def overlap_report(use: OverlapUse, stg: Staged, syn: Synced, s_star: int, crit: int, reps: int,
+                   slow: dict[str, float]) -> dict[str, Any]:
+    """What overlapped in one iteration: the classes in use, the compute slowdown s and its source, per class the
+    communication seconds hidden on the critical path and the compute slowdown seconds (parts of `compute`)."""
+    a, e = stg.ranges[crit]
+    tp_hidden = float(stg.tp_hidden_l[a:e].sum()) * reps if stg.tp_hidden_l is not None else 0.0
+    hidden = {"dp_buckets": syn.sched[s_star].hidden_s if use.dp_buckets else 0.0, "tp_comm": tp_hidden}
+    return {"classes": use.classes(), "compute_slowdown": use.slowdown, "source": use.source,
+            "hidden_s": hidden, "slowdown_s": dict(slow), "total_slowdown_s": sum(slow.values())}
 
 
 def iteration(stg: Staged, syn: Synced, gs: GradientSync, *, m: int, k_acc: int, schedule: str, sync: str,
               straggler_cv: float, workers: int, straggler_ranks: int, overlap: bool,
-              flow_args: dict[str, Any], virtual: int = 1, slow_worker_factor: float = 1.0) -> Iteration:
+              flow_args: dict[str, Any], virtual: int = 1, slow_worker_factor: float = 1.0,
+              tp_overlap: bool = False) -> Iteration:
     """The iteration time and its parts. `workers`: asynchronous workers (dp, or nodes when mixed);
-    `straggler_ranks`: devices a synchronous step waits for; `flow_args`: data_flow's keywords but compute_s."""
-    bd, timing, crit, s_star, tp_crit, work = core_parts(stg, syn, m, k_acc, schedule, virtual)
+    `straggler_ranks`: devices a synchronous step waits for; `flow_args`: data_flow's keywords but compute_s;
+    `overlap`, `tp_overlap`: the setup's switches (overlap.overlap_use)."""
+    use = overlap_use(stg.ranks.device, overlap, tp_overlap)
+    bd, timing, crit, s_star, tp_crit, work, slow = core_parts(stg, syn, m, k_acc, schedule, virtual, use)
     comm = syn.sched[s_star].comm_s
-    hidden = max(0.0, comm - bd["data_comm"]) if overlap else 0.0
+    hidden = max(0.0, comm - bd["data_comm"]) if use.dp_buckets else 0.0
     straggler = straggler_delay(work, straggler_cv, straggler_ranks)
     slow_extra = slow_worker_delay(work, slow_worker_factor, workers)  # one worker k x slower (sync_modes)
     if sync == "sync":  # every step waits for the slowest: the slow worker or the normal spread's maximum
@@ -229,8 +264,10 @@ def iteration(stg: Staged, syn: Synced, gs: GradientSync, *, m: int, k_acc: int,
     df = data_flow(compute_s=it_core, **flow_args)
     bd["io"] = df.exposed_io_s
     bd["host_to_device"] = df.exposed_host_to_device_s
+    report = overlap_report(use, stg, syn, s_star, crit, k_acc * m, slow)
+    hidden += report["hidden_s"]["tp_comm"]
     return Iteration(sum(bd.values()), bd, timing, crit, s_star, comm, hidden, tp_crit * k_acc * m, work, df,
-                     async_info, staleness)
+                     async_info, staleness, report)
 
 
 def _ps_overlap(info: dict[str, Any], stg: Staged) -> float:

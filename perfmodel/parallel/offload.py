@@ -1,4 +1,4 @@
-"""Activation offload to host memory (Megatron-LM / NeMo CPU offloading of activations, without recomputation).
+"""Activation offload to host memory (Megatron-LM / NeMo CPU offloading of activations).
 
 During forward, the activations each layer keeps for backward are copied device -> host over the device's
 host link (the PCIe uplink of its group, shared by the devices of the group) while the next layers compute;
@@ -13,7 +13,11 @@ first layer's copy cannot start before it computes, the latency term). Device me
 flight: OFFLOAD_BUFFERS x the largest layer's kept bytes (one being written out or read back, one being
 produced or consumed) plus the network inputs of the micro-batches in flight; host memory holds the rest
 (a warning when the node's devices offload more than its host memory). The stage cut of a pipeline is chosen
-without the offload (it only adds exposed copies).
+without the offload (it only adds exposed copies). With full recomputation X is what Megatron-LM offloads then,
+the inputs of the checkpointed segments (plus the saved tensors of layers outside them), B includes the recomputed
+forward, and the device keeps OFFLOAD_BUFFERS checkpoints in transit and, once, the larger of the layers outside
+the checkpointed segments and the largest segment, re-materialised during its backward (as without offload;
+stages.offload_bytes, stages._activations).
 """
 
 from __future__ import annotations

@@ -13,6 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import numpy as np
+
 from ..dataflow import input_bytes_per_sample as graph_input_bytes
 from ..engine import memo
 from ..engine.rates import fused_attention
@@ -28,14 +30,18 @@ from .plan import Placement, Plan, make_plan, place
 from . import collectives as C
 from . import experts as X
 from .rank import RankLayers, rank_layers, tp_comm
-from .sharding import hybrid_collectives, shard_degree, zero_sync
+from .sharding import hybrid_collectives, pipelined_zero3, shard_degree, zero_sync
 from ..ops import DTYPE_BYTES
 from .context import check_context, cp_comm
 from .offload import host_bytes, host_link
+from .overlap import check_tp_overlap, mark_tp_overlap, overlap_use, tp_overlap_arrays
 from .pipeline import inflight_microbatches
-from .stages import Staged, footprint, fullest, kept_per_layer, offloaded, recompute_for, stage_memory, staged
+from .stages import Staged, footprint, fullest, offload_bytes, offloaded, recompute_for, stage_memory, staged
 from ..units import fmt_bytes
 
+# the `sharding` figure of the per-stage communication after a stage's last backward: ZeRO-2's all-gather of the
+# updated parameters after the optimizer step, stage 3 with a pipeline: the gradient reduce-scatters
+AFTER_KEY = {2: "after_step_gather_s", 3: "after_backward_scatter_s"}
 CONV_RNN_OPS = ("conv2d", "conv1d", "conv_transpose2d", "lstm", "gru", "rnn")
 
 
@@ -137,12 +143,23 @@ def _assumed_node(system: System, n: int) -> str:
     return text
 
 
+def stage_shards(stg: Staged, shard: tuple[int, int], ep: int) -> int | tuple[float, ...]:
+    """Ranks each stage's model state is sharded over: shard[1] (sharding.shard_degree), or with expert
+    parallelism and ZeRO >= 1 per stage experts.state_shards (experts over the dp / ep replicas holding them)."""
+    stage, n = shard
+    ex = stg.ranks.expert_params
+    if stage == 0 or ep == 1 or ex is None:
+        return n
+    ce = np.concatenate(([0], np.cumsum(ex)))
+    return tuple(X.state_shards(float(p), float(ce[e] - ce[a]), n, ep) for p, (a, e) in zip(stg.st_params, stg.ranges))
+
+
 def stage_footprint(graph: LayerGraph, stg: Staged, setup, schedule: str, m: int, shard: tuple[int, int]
                     ) -> MemoryFootprint:
     """Footprint of the fullest stage, with the largest batch per replica from a second micro-batch's slope;
     `shard`: (ZeRO stage, ranks the model state is sharded over), sharding.shard_degree."""
     r = stg.ranks
-    stage, zero_dp = shard
+    stage, zero_dp = shard[0], stage_shards(stg, shard, setup.expert_parallel)
     kw = dict(zero=stage, virtual=setup.virtual_stages, offload=setup.offload_activations)
     terms = stage_memory(stg, setup.optimizer, schedule, m, zero_dp, **kw)
     s, _ = fullest(terms)
@@ -153,27 +170,46 @@ def stage_footprint(graph: LayerGraph, stg: Staged, setup, schedule: str, m: int
 
 
 def _zero_glue(setup, stg: Staged, gs: GradientSync, pl: Placement, sync: str, micro_steps: int, stage: int):
-    """(gradient sync, extra exposed seconds, per-stage seconds after the optimizer step, per-tier seconds or None)
-    of ZeRO-2/3 / FSDP full or hybrid (parallel/sharding.zero_sync, hybrid_collectives). ZeRO-2 on every stage of
-    a pipeline (its gradients reduce-scattered per bucket, then its updated parameters all-gathered); stage 3
-    with pp = 1 only."""
+    """(gradient sync, extra exposed seconds, per-stage seconds after the last backward or the optimizer step,
+    per-tier seconds or None) of ZeRO-2/3 / FSDP full or hybrid (parallel/sharding.zero_sync, hybrid_collectives).
+    ZeRO-2 on every stage of a pipeline (its gradients reduce-scattered per bucket, then its updated parameters
+    all-gathered); stage 3 with a pipeline as torchtitan's FSDP2 + PP (sharding.pipelined_zero3: one all-gather
+    and one reduce-scatter per stage and step, the DDP buckets gone). Expert layers price their collectives over
+    the expert-data-parallel group (the rank's `grad_sync_bytes` carry experts.expert_sync_ratio)."""
     if stage < 2:
         return gs, 0.0, (), None
-    pp = pl.plan.pp
-    if (pp > 1 and stage > 2) or sync != "sync":
-        raise InputError(f"ZeRO stage {stage} (zero={setup.zero}, sharding={setup.sharding!r}) with pp={pp}, "
-                         f"sync={sync!r} is not modelled yet (sync='sync' is, stage 3 with pp=1)")
-    layer_bytes = stg.ranks.params * DTYPE_BYTES[setup.dtype]
+    if sync != "sync":
+        raise InputError(f"ZeRO stage {stage} (zero={setup.zero}, sharding={setup.sharding!r}) with "
+                         f"sync={sync!r} is not modelled (sync='sync' is)")
+    r = stg.ranks
+    prefetch = overlap_use(r.device, setup.overlap).fsdp_prefetch  # the stack's fsdp_prefetch (parallel/overlap.py)
+    layer_bytes = r.grad_sync_bytes * (DTYPE_BYTES[setup.dtype] / GRAD_BYTES)  # parameters in the compute dtype
+    hybrid = hybrid_collectives(pl) if setup.sharding == "hybrid" else None
+    bk = None if hybrid else C.dp_backend_fns(r.device.type, gs.info, r.rates)  # the collective library's costs
     if stage == 2:  # each stage all-gathers its own updated parameters after its optimizer step
-        fn = zero_sync(2, gs.fn, layer_bytes, stg.f_l, micro_steps)[0]
-        after = tuple(zero_sync(2, gs.fn, layer_bytes[a:e], stg.f_l[a:e], micro_steps)[1] for a, e in stg.ranges)
+        fn = zero_sync(2, gs.fn, layer_bytes, stg.f_l, micro_steps, backend=bk)[0]
+        after = tuple(zero_sync(2, gs.fn, layer_bytes[a:e], stg.f_l[a:e], micro_steps, backend=bk)[1]
+                      for a, e in stg.ranges)
         return replace(gs, fn=fn), 0.0, after, None
-    if setup.sharding != "hybrid":
-        fn, extra = zero_sync(stage, gs.fn, layer_bytes, stg.f_l, micro_steps, overlap=setup.overlap)
+    if stg.pp > 1:
+        gather, scatter = (hybrid[1], hybrid[2]) if hybrid else (bk or ((lambda n: gs.fn(n) / 2),) * 2)
+        extra, after = pipelined_zero3(gather, scatter, layer_bytes, r.grad_sync_bytes, stg.f_l, stg.ranges,
+                                       overlap=prefetch)
+        return replace(gs, fn=lambda n: 0.0), extra, after, hybrid[3](float(layer_bytes.sum())) if hybrid else None
+    if hybrid is None:
+        fn, extra = zero_sync(stage, gs.fn, layer_bytes, stg.f_l, micro_steps, overlap=prefetch, backend=bk)
         return replace(gs, fn=fn), extra, (), None
-    bucket, gather, per_tier = hybrid_collectives(pl)
-    fn, extra = zero_sync(stage, bucket, layer_bytes, stg.f_l, micro_steps, gather, overlap=setup.overlap)
+    bucket, gather, _, per_tier = hybrid
+    fn, extra = zero_sync(stage, bucket, layer_bytes, stg.f_l, micro_steps, gather, overlap=prefetch)
     return replace(gs, fn=fn), extra, (), per_tier(float(layer_bytes.sum()))
+
+
+def _opt_shard(ranks: RankLayers, shard: tuple[int, int], ep: int) -> float:
+    """Ranks the optimizer step is shared by (iteration.synced's opt_shard): shard[1], with expert parallelism the
+    rank's experts.state_shards (one figure for every stage, exact with pp = 1)."""
+    if shard[0] == 0 or ep == 1 or ranks.expert_params is None:
+        return shard[1]
+    return X.state_shards(float(ranks.total_params), float(ranks.expert_params.sum()), shard[1], ep)
 
 
 def _check_virtual(v: int, pp: int, schedule: str) -> None:
@@ -213,7 +249,7 @@ def _experts(graph: LayerGraph, setup, pl_: Plan, system: System, placement: Pla
     dp / ep replicas of each expert, and the per-layer all-to-all seconds and their tiers (None with ep = 1)."""
     ep = setup.expert_parallel
     k = placement.dp_ranks_per_node
-    X.check_expert_parallel(graph, ep, pl_.dp, k, zero_stage=z_stage, sync=sync, allreduce=setup.allreduce,
+    X.check_expert_parallel(graph, ep, pl_.dp, k, sharding=setup.sharding, sync=sync, allreduce=setup.allreduce,
                             cp=pl_.cp)
     if ep == 1:
         return ranks, None, {}
@@ -241,6 +277,11 @@ def _rank_stages(graph: LayerGraph, setup, pl_: Plan, system: System, placement:
     tier = placement.tp_tier
     tpf, tpb = memo.on(ranks, ("tp_comm", tier.bandwidth_Bps, tier.latency_s),
                        lambda: tp_comm(ranks, tier.bandwidth_Bps, tier.latency_s))
+    use, tov = overlap_use(ranks.device, setup.overlap, setup.tp_overlap), None
+    if use.tp_comm and tp > 1:  # tensor-parallel collectives pipelined with their GEMMs (parallel/overlap.py)
+        tov = memo.on(ranks, ("tp_overlap", use.slowdown), lambda: tp_overlap_arrays(ranks, tpf, tpb, use.slowdown),
+                      refs=(tpf,))
+        tpf, tpb = tov.cost_f, tov.cost_b
     cpc, cpt = None, placement.cp_tier
     if cp > 1:
         cpc = memo.on(ranks, ("cp_comm", cpt.bandwidth_Bps, cpt.latency_s),
@@ -260,6 +301,8 @@ def _rank_stages(graph: LayerGraph, setup, pl_: Plan, system: System, placement:
                                  k_acc, (gs.fn, setup.bucket_bytes, setup.overlap), cpc,
                                  ep_comm[1] if ep_comm else None),
                   refs=(tpf, gs) if pp > 1 else (tpf,))
+    if tov is not None:
+        stg = memo.on(stg, ("tp_overlap",), lambda: mark_tp_overlap(stg, tov))
     if setup.offload_activations:
         bw, lat = host_link(system)
         stg = memo.on(stg, ("offload", bw, lat), lambda: offloaded(stg, bw, lat))
@@ -293,10 +336,12 @@ def evaluate(graph: LayerGraph, hw: Any, setup) -> Evaluation:
     stg = _rank_stages(graph, setup, pl_, system, placement, ranks, gs, copies, warnings, ep_comm)
     gs, z_extra, z_after, z_tiers = _zero_glue(setup, stg, gs, placement, sync, m * k_acc, z_stage)
     _check_virtual(setup.virtual_stages, pp, pl_.schedule)
+    check_tp_overlap(setup.tp_overlap, setup.overlap, pl_.tp, setup.sequence_parallel)
     syn = memo.on(stg, ("synced", setup.optimizer, setup.bucket_bytes, setup.overlap, sync, shard,
                         setup.sharding),
                   lambda: synced(stg, placement, gs.fn, setup.optimizer, setup.bucket_bytes, setup.overlap,
-                                 ddp_copies=copies, opt_shard=shard[1]), refs=(placement, gs))
+                                 ddp_copies=copies, opt_shard=_opt_shard(ranks, shard, setup.expert_parallel)),
+                  refs=(placement, gs))
     if z_after:
         syn = replace(syn, after=z_after)
     it = iteration(stg, syn, gs, m=m, k_acc=k_acc, schedule=pl_.schedule, sync=sync,
@@ -307,15 +352,16 @@ def evaluate(graph: LayerGraph, hw: Any, setup) -> Evaluation:
                        "flow", setup.dtype, setup.input_bytes_per_sample, setup.storage, setup.raid0,
                        setup.dataset_size, setup.prefetch, b * k_acc),
                        lambda: _flow_args(graph, system, placement, setup, b * k_acc), refs=(graph,)),
-                   virtual=setup.virtual_stages)
+                   virtual=setup.virtual_stages, tp_overlap=setup.tp_overlap)
     if z_extra:
         it = replace(it, total_s=it.total_s + z_extra, parts={**it.parts, "data_comm": it.parts["data_comm"] + z_extra})
     mem = memo.on(stg, ("footprint", setup.optimizer, shard, pl_.schedule, m, setup.virtual_stages,
                         setup.offload_activations),
                   lambda: stage_footprint(graph, stg, setup, pl_.schedule, m, shard))
     _memory_warnings(mem, stg, system, placement, setup, pl_, threads, warnings)
-    large = {"sharding": {"stage": z_stage, "sharded_over": shard[1], "exposed_gather_s": z_extra,
-                          **({"after_step_gather_s": list(z_after)} if z_after else {}),
+    ep_shard = {"experts_sharded_over": shard[1] // setup.expert_parallel} if ep_info and z_stage else {}
+    large = {"sharding": {"stage": z_stage, "sharded_over": shard[1], **ep_shard, "exposed_gather_s": z_extra,
+                          **({AFTER_KEY[z_stage]: list(z_after)} if z_after else {}),
                           **({"per_tier": z_tiers} if z_tiers else {})}, **({"experts": ep_info} if ep_info else {})}
     return Evaluation(graph, setup, system, placement, pl_, sync, b, mb, ranks, stg, gs, syn, it, mem,
                       ranks.threads, cpu_share, tuple(warnings), large)
@@ -328,10 +374,9 @@ def _memory_warnings(mem: MemoryFootprint, stg: Staged, system: System, placemen
         warnings.append(f"does not fit: needs {fmt_bytes(mem.total_bytes)} of {fmt_bytes(mem.capacity_bytes)} "
                         f"per device; largest batch per replica that fits: {mem.max_batch}")
     if setup.offload_activations:
-        kept = kept_per_layer(stg.ranks, stg.recompute)
         inflight = [inflight_microbatches(pl_.schedule, stg.pp, pl_.m, s) if stg.pp > 1 else 1
                     for s in range(stg.pp)]
-        need = host_bytes([float(kept[a:e].sum()) for a, e in stg.ranges], inflight, placement.devices_per_node)
+        need = host_bytes(offload_bytes(stg), inflight, placement.devices_per_node)
         if need > system.host_memory_bytes:
             warnings.append(f"offloaded activations need {fmt_bytes(need)} of host memory per node, more than its "
                             f"{fmt_bytes(system.host_memory_bytes)}")

@@ -19,6 +19,15 @@ Communication per step per rank (ZeRO paper section 7): stages 0-2 move 2 Psi (r
 gradients + all-gather of the updated parameters, the volume of one all-reduce); stage 3 all-gathers the
 parameters again in backward: 3 Psi, 1.5x. Each collective is priced by parallel/collectives.collective_time.
 
+With a pipeline (pp > 1), stage 3 / FSDP runs as torchtitan runs FSDP2 with torch.distributed.pipelining: no
+reshard after forward (torchtitan's default with PP, to avoid per-micro-batch all-gathers), and the pipeline
+schedule turns gradient sync and reshard-after-backward off for every backward but a stage's last. So per step and
+stage: its parameters are all-gathered once, lazily at its first forward (unit by unit with prefetch: on the
+pipeline's fill path the stages' exposed gathers add up), they stay gathered in the compute dtype until its last
+backward, its unsharded fp32 gradients accumulate over the micro-batches, and after its last backward every unit
+reduce-scatters its gradients, exposed (before the optimizer step). Memory (pipelined_terms): master weights and
+optimizer state sharded, the stage's gathered parameters and full gradients on top (pipelined_zero3 for time).
+
 Overlap (FSDP forward/backward prefetch): one communication stream next to the compute stream; a unit's
 compute waits for its parameter all-gather, the all-gather of the next unit is issued before the unit
 computes (prefetch), a gradient reduce-scatter is issued once the unit's backward has finished. Exposed
@@ -84,6 +93,32 @@ def shard_terms(terms: dict[str, float], stage: int, dp: int, gathered_bytes: fl
     if stage >= 3:
         out["weights_bytes"] = terms["weights_bytes"] / dp + (gathered_bytes if dp > 1 else 0.0)
     return out
+
+
+def pipelined_terms(terms: dict[str, float], dp: int, gathered_bytes: float) -> dict[str, float]:
+    """Memory terms of one pipeline stage under stage 3 / FSDP with pp > 1 (module docstring): optimizer state and
+    master weights (with the AMP copy) sharded over `dp` as shard_terms does, plus `gathered_bytes` (the stage's
+    whole parameters in the compute dtype, gathered for the whole step), and the gradients unsharded (fp32,
+    accumulated over the micro-batches until the reduce-scatter after the last backward)."""
+    out = shard_terms(terms, 3, dp, gathered_bytes)
+    out["gradients_bytes"] = terms["gradients_bytes"]
+    return out
+
+
+def pipelined_zero3(gather_fn, scatter_fn, gather_bytes: Sequence[float], scatter_bytes: Sequence[float],
+                    forward_s: Sequence[float], ranges: Sequence[tuple[int, int]], overlap: bool = True
+                    ) -> tuple[float, tuple[float, ...]]:
+    """(exposed all-gather seconds per step, per-stage seconds of the reduce-scatters after its last backward) of
+    stage 3 / FSDP with a pipeline (module docstring). Per layer with parameters (a unit): gather_fn(its parameter
+    bytes in the compute dtype) and scatter_fn(its gradient bytes); each stage gathers once, during its first
+    micro-batch's forward with prefetch (forward_exposed_s; overlap=False: all exposed), the stages' exposed
+    gathers adding up on the fill path; its reduce-scatters run one after another once its last backward ends."""
+    extra, after = 0.0, []
+    for a, e in ranges:
+        gathers = [float(gather_fn(float(n))) if n > 0 else 0.0 for n in gather_bytes[a:e]]
+        extra += float(forward_exposed_s(gathers, forward_s[a:e])) if overlap else float(sum(gathers))
+        after.append(float(sum(scatter_fn(float(n)) for n in scatter_bytes[a:e] if n > 0)))
+    return extra, tuple(after)
 
 
 def shard_groups(sharding: str, dp: int, ranks_per_node: int) -> tuple[int, int]:
@@ -163,8 +198,9 @@ def shard_degree(zero: int, sharding: str, dp: int, dp_ranks_per_node: int) -> t
 
 
 def hybrid_collectives(pl) -> tuple:
-    """(bucket_fn, gather_fn, seconds per tier of one step's collectives(total param bytes)) of hybrid sharding
-    on a placement (plan.Placement): g = dp ranks per node share a shard, r = dp nodes replicate it."""
+    """(bucket_fn, gather_fn, scatter_fn, seconds per tier of one step's collectives(total param bytes)) of hybrid
+    sharding on a placement (plan.Placement): g = dp ranks per node share a shard, r = dp nodes replicate it.
+    scatter_fn(n): a gradient reduce-scatter inside the node and the all-reduce of its 1/g shard across nodes."""
     g, r, intra = pl.dp_ranks_per_node, pl.dp_nodes, pl.intra
     net = pl.net_bandwidth_Bps / pl.dp_groups_per_node if pl.net_bandwidth_Bps else 0.0
 
@@ -175,18 +211,25 @@ def hybrid_collectives(pl) -> tuple:
     def gather(n: float) -> float:
         return C.all_gather(n, g, intra.bandwidth_Bps, intra.latency_s)
 
+    def across(n: float) -> float:
+        return C.ring_allreduce(n / g, r, net / g, pl.net_latency_s) if r > 1 else 0.0
+
+    def in_node_scatter(n: float) -> float:
+        return C.reduce_scatter(n, g, intra.bandwidth_Bps, intra.latency_s)
+
+    def scatter(n: float) -> float:
+        return in_node_scatter(n) + across(n) if n > 0 else 0.0
+
     def per_tier(n: float) -> dict[str, float]:
         """Unoverlapped seconds per tier of one step (n = parameter bytes in the compute dtype): in the node two
         all-gathers and one reduce-scatter of n; across nodes one all-reduce of n / g per rank."""
-        inter = C.ring_allreduce(n / g, r, net / g, pl.net_latency_s) if r > 1 else 0.0
-        return {"in_node_s": 2 * gather(n) + C.reduce_scatter(n, g, intra.bandwidth_Bps, intra.latency_s),
-                "across_nodes_s": inter}
+        return {"in_node_s": 2 * gather(n) + in_node_scatter(n), "across_nodes_s": across(n)}
 
-    return bucket, gather, per_tier
+    return bucket, gather, scatter, per_tier
 
 
 def zero_sync(stage: int, allreduce_fn, layer_param_bytes: Sequence[float], forward_s: Sequence[float],
-              micro_steps: int, gather_fn=None, overlap: bool = True) -> tuple:
+              micro_steps: int, gather_fn=None, overlap: bool = True, backend=None) -> tuple:
     """(gradient-bucket sync fn, extra exposed seconds per iteration) of ZeRO stage `stage` (pp = 1).
 
     A reduce-scatter or all-gather of n bytes costs allreduce_fn(n) / 2 (exact for ring). Stage <= 1: the
@@ -199,20 +242,24 @@ def zero_sync(stage: int, allreduce_fn, layer_param_bytes: Sequence[float], forw
     is prefetched, every all-gather is exposed; flat stage 3 then communicates per unit (layer with parameters)
     as FSDP does, not per bucket: in backward each unit all-gathers its parameters and reduce-scatters its
     gradients, all exposed, so the bucket fn is 0 and the extra seconds are (2 sum(gathers) + sum(scatters))
-    per micro-step."""
+    per micro-step. `backend` (a flat group: collectives.dp_backend_fns): (all-gather fn, reduce-scatter fn) as the
+    collective library runs them (gloo: reduce-scatter = a whole all-reduce plus copies), instead of
+    allreduce_fn / 2 each; a stage-3 bucket then costs one of each."""
     if stage <= 1:
         return allreduce_fn, 0.0
 
     def half(n: float) -> float:
         return allreduce_fn(n) / 2 if n > 0 else 0.0
 
-    gather = gather_fn or half
+    ag, rs = backend or (half, half)
+    gather = gather_fn or ag
     if stage == 2:
-        return half, float(gather(float(sum(layer_param_bytes))))
+        return rs, float(gather(float(sum(layer_param_bytes))))
     gathers = [gather(float(b)) for b in layer_param_bytes]
     if overlap:
-        return allreduce_fn, float(forward_exposed_s(gathers, forward_s)) * micro_steps
+        bucket = allreduce_fn if backend is None else (lambda n: ag(n) + rs(n))
+        return bucket, float(forward_exposed_s(gathers, forward_s)) * micro_steps
     if gather_fn is not None:  # hybrid: the bucket sync (hierarchical) is exposed anyway; forward gathers in full
         return allreduce_fn, float(sum(gathers)) * micro_steps
-    scatters = [half(float(b)) for b in layer_param_bytes]
+    scatters = [rs(float(b)) for b in layer_param_bytes]
     return (lambda n: 0.0), float(2 * sum(gathers) + sum(scatters)) * micro_steps

@@ -4,7 +4,8 @@ Recomputation ("full") follows perfmodel.recompute's "auto" segments: every segm
 checkpointed, so its layers run their forward again during backward (Megatron-LM's full
 recomputation: one extra forward of every transformer layer per micro-batch). "selective" (Megatron's
 selective recomputation) runs only the attention core's forward again (Selective) and does not keep its
-saved bytes. With activation offload (parallel/offload.py) the kept activations live in host memory. Memory per device is
+saved bytes. With activation offload (parallel/offload.py) the kept activations live in host memory (with full
+recomputation: the checkpointed segments' inputs, offload_bytes). Memory per device is
 that of the fullest stage: fp32 master weights, gradients and optimizer state (ZeRO-1: the optimizer
 state sharded over the data-parallel replicas), the AMP low-precision weight copy, activations kept
 for backward times the micro-batches in flight, the two largest per-layer buffers, the runtime reserve.
@@ -18,7 +19,6 @@ import numpy as np
 
 from ..engine.layers import cached
 from ..engine.rates import fused_attention
-from ..errors import InputError
 from ..ops import Work
 from ..engine.worktime import work_times
 from ..hardware.traits import device_traits
@@ -26,13 +26,13 @@ from ..optimizers import optimizer_work
 from .data_parallel import DDP_BUCKET_COPY_PASSES, GRAD_BYTES, make_buckets, sync_schedule
 from ..graph.layer_graph import LayerGraph
 from ..memory import MAX_BATCH, WORKSPACE_BUFFERS, largest_batch, memory_terms
-from ..recompute import RecomputeLayout, kept_activations, recompute_layout
+from ..recompute import RecomputeLayout, checkpoint_parts, kept_activations, recompute_layout
 from ..recompute import segments as recompute_segments
 from ..result import MemoryFootprint
 from ..ops import DTYPE_BYTES
 from .offload import device_activations, exposed_copies
 from .pipeline import best_partition, cut_cross_bytes, inflight_microbatches
-from .sharding import shard_terms
+from .sharding import pipelined_terms, shard_terms
 from .rank import RankLayers, attention_core
 
 RECOMPUTE_CHOICES = ("none", "full")
@@ -136,6 +136,8 @@ class Staged:
     offload: tuple[tuple[float, float], ...] | None = None  # per stage: exposed (forward, backward) offload copies
     epf_l: np.ndarray | None = None  # expert-parallel all-to-alls per layer (parallel/experts.py), forward
     epb_l: np.ndarray | None = None  # and backward (recomputed forward included)
+    tp_slow_l: np.ndarray | None = None  # per layer: compute slowdown inside tpf_l + tpb_l (tp_overlap, overlap.py)
+    tp_hidden_l: np.ndarray | None = None  # per layer: tensor-parallel seconds hidden behind the GEMMs (the same)
 
     @property
     def stage_layers(self) -> tuple[int, ...]:
@@ -297,14 +299,22 @@ def kept_per_layer(r: RankLayers, rc: Recompute | None) -> np.ndarray:
     return r.saved - core_saved(r) if isinstance(rc, Selective) else r.saved
 
 
+def offload_bytes(stg: Staged) -> list[float]:
+    """Per stage: activation bytes one micro-batch sends to the host with offload (parallel/offload.py): the tensors
+    kept for backward (kept_per_layer); with full recomputation, as Megatron-LM offloads them, the checkpointed
+    segments' inputs and the saved tensors of the layers outside checkpointed segments (recompute.checkpoint_parts)."""
+    r, rc = stg.ranks, stg.recompute
+    if isinstance(rc, RecomputeLayout):
+        parts = (checkpoint_parts(r.saved, r.output, rc, a, e) for a, e in stg.ranges)
+        return [float(sum(sizes)) + plain for sizes, plain, _ in parts]
+    kept = kept_per_layer(r, rc)
+    return [float(kept[a:e].sum()) for a, e in stg.ranges]
+
+
 def offloaded(stg: Staged, bandwidth_Bps: float, latency_s: float) -> Staged:
     """`stg` with its kept activations offloaded to the host (parallel/offload.py): F and B per stage grow by the
-    exposed copies, recorded in `offload`."""
-    if isinstance(stg.recompute, RecomputeLayout):
-        raise InputError("offload_activations with recompute='full' is not modelled yet (none or selective are)")
-    kept = kept_per_layer(stg.ranks, stg.recompute)
-    X = [float(kept[a:e].sum()) for a, e in stg.ranges]
-    exp = exposed_copies(stg.F, stg.B, X, bandwidth_Bps, latency_s)
+    exposed copies (B with the recomputed forward of full recomputation), recorded in `offload`."""
+    exp = exposed_copies(stg.F, stg.B, offload_bytes(stg), bandwidth_Bps, latency_s)
     return replace(stg, F=tuple(f + x[0] for f, x in zip(stg.F, exp)), B=tuple(b + x[1] for b, x in zip(stg.B, exp)),
                    offload=exp)
 
@@ -315,6 +325,9 @@ def _activations(r: RankLayers, rc: Recompute | None, a: int, e: int, inflight: 
     without the attention cores but one; with full recomputation perfmodel.recompute.kept_activations
     (checkpointed inputs per micro-batch plus one re-materialised segment)."""
     inputs = float(r.output[a:e][r.is_input[a:e]].sum())
+    if offload and isinstance(rc, RecomputeLayout):  # checkpoints in transit, and what one backward re-materialises
+        sizes, plain, big = checkpoint_parts(r.saved, r.output, rc, a, e)
+        return device_activations(np.asarray(sizes, dtype=float), inputs, inflight) + max(plain, big)
     if offload:
         return device_activations(kept_per_layer(r, rc)[a:e], inputs, inflight)
     if isinstance(rc, Selective):  # the core of one layer is re-materialised during its backward
@@ -325,12 +338,14 @@ def _activations(r: RankLayers, rc: Recompute | None, a: int, e: int, inflight: 
     return kept_activations(r.saved, r.output, inputs, rc, a, e, inflight)[0]
 
 
-def stage_memory(stg: Staged, optimizer: str, schedule: str, m: int, zero_dp: int = 1,
+def stage_memory(stg: Staged, optimizer: str, schedule: str, m: int, zero_dp: float | tuple[float, ...] = 1,
                  ranks: RankLayers | None = None, zero: int = 1, virtual: int = 1, offload: bool = False
                  ) -> list[dict[str, float]]:
-    """Memory terms (bytes) of every stage; `zero_dp` > 1 shards the optimizer state over that many replicas,
+    """Memory terms (bytes) of every stage; `zero_dp` > 1 (or one figure per stage) shards the optimizer state
+    over that many replicas,
     with `zero` >= 2 also gradients, 3 also parameters (sharding.shard_terms; the full parameters of the two
-    largest layers, current and prefetched, are gathered at once in the compute dtype). `virtual` > 1
+    largest layers, current and prefetched, are gathered at once in the compute dtype; with a pipeline
+    sharding.pipelined_terms: the stage's parameters gathered for the whole step, its gradients unsharded). `virtual` > 1
     (interleaved 1F1B) multiplies the micro-batches in flight by 1 + (pp - 1)/(pp v), Korthikanti's first-stage
     factor, on every stage (an upper bound for the later ones). `offload`: kept activations live on the host
     (offload.device_activations).
@@ -345,12 +360,15 @@ def stage_memory(stg: Staged, optimizer: str, schedule: str, m: int, zero_dp: in
             inflight = inflight * (1 + (stg.pp - 1) / (stg.pp * virtual))
         outw = np.sort(r.output[a:e] + r.workspace[a:e])[::-1]
         acts = _activations(r, stg.recompute, a, e, inflight, offload)
+        zd = zero_dp[s] if isinstance(zero_dp, tuple) else zero_dp
         terms = memory_terms(stg.st_params[s], r.dtype, optimizer, acts,
                              float(outw[:WORKSPACE_BUFFERS].sum()), r.device.runtime_reserved_bytes,
-                             zero_dp if zero < 2 else 1)
-        if zero >= 2:
+                             zd if zero < 2 else 1)
+        if zero >= 3 and stg.pp > 1:  # FSDP + PP: the stage's parameters stay gathered, its gradients unsharded
+            terms = pipelined_terms(terms, zd, float(stg.st_params[s]) * DTYPE_BYTES[r.dtype])
+        elif zero >= 2:
             gathered = float(np.sort(r.params[a:e])[::-1][:2].sum()) * DTYPE_BYTES[r.dtype]
-            terms = shard_terms(terms, zero, zero_dp, gathered)
+            terms = shard_terms(terms, zero, zd, gathered)
         out.append(terms)
     return out
 
@@ -381,5 +399,5 @@ def footprint(terms: dict[str, float], terms2: dict[str, float], mb: int, mb2: i
 
 
 __all__ = ["RECOMPUTE_CHOICES", "Recompute", "Selective", "Staged", "core_saved", "footprint", "fullest",
-           "kept_per_layer", "offloaded", "recompute_for", "recompute_info", "recomputed_parts", "selective_info",
-           "stage_memory", "staged", "source_indices"]
+           "kept_per_layer", "offload_bytes", "offloaded", "recompute_for", "recompute_info", "recomputed_parts",
+           "selective_info", "stage_memory", "staged", "source_indices"]

@@ -5,7 +5,9 @@ carries, so a plan's time, parts and memory are predict()'s by construction. Pru
 plan that would rank in the top k:
 
 1. static memory: 1/pp of the rank's weights, gradients and optimizer state (sharded as the ZeRO stage / FSDP mode
-   says, over at most dp ranks) plus the runtime reserve already exceed the limit: the fullest stage cannot fit;
+   says, over at most dp ranks, experts over dp / ep; a rank holds 1/ep of the experts; stage 3 with a pipeline
+   keeps the stage's gradients whole and its parameters gathered) plus the runtime reserve already exceed the
+   limit: the fullest stage cannot fit. Expert-parallel degrees that do not divide dp are not plan shapes;
 2. dominated twins: zero=0 when zero=1 is searched and dp > 1 (never slower: the same gradient volume, each rank
    steps at most its share; the optimizer state sharded: less memory); any sharding mode with dp = 1 but the first (nothing to shard over); sequence_parallel=False when True
    is searched and tp > 1 (the same collective volume; norm, dropout and residual work and activations split by tp);
@@ -35,6 +37,7 @@ from ..ops import DTYPE_BYTES
 from ..ops.base import graph_costs
 from ..optimizers import MASTER_BYTES, optimizer_state_bytes
 from ..engine.layers import LOWP
+from ..parallel import experts as X
 from ..parallel.predict import _run_device, evaluate
 from ..parallel.rank import rank_layers
 from ..parallel.sharding import zero_stage
@@ -137,27 +140,41 @@ def _split_params(S: Search, tp: int) -> int:
     return S.get(("split_params", tp), build)
 
 
-def static_bytes(S: Search, tp: int, pp: int, dp: int, dtype: str, zero: int = 0, sharding: str = "none") -> float:
+def _expert_params(S: Search) -> int:
+    """Parameters of the network's experts (experts.split_params of every moe layer; routers excluded)."""
+    return S.get(("expert_params",), lambda: sum(X.split_params(l)[1] for l in X.moe_layers(S.graph)))
+
+
+def static_bytes(S: Search, tp: int, pp: int, dp: int, dtype: str, zero: int = 0, sharding: str = "none",
+                 ep: int = 1) -> float:
     """A lower bound of the fullest stage's memory: 1/pp of the rank's weights (+ AMP copy), gradients and optimizer
-    state, sharded over dp ranks as the ZeRO stage says (hybrid: over at most dp), plus the runtime reserve."""
+    state, sharded over dp ranks as the ZeRO stage says (hybrid: over at most dp; the experts' share over dp / ep,
+    experts.state_shards), plus the runtime reserve; with ep > 1 the rank holds 1/ep of the experts. Stage 3 with a
+    pipeline keeps the stage's gradients whole and its parameters gathered (sharding.pipelined_terms)."""
     stage = zero_stage(zero, sharding) if sharding != "hybrid" else 3
     n = dp if dp > 1 else 1
-    sp = _split_params(S, tp) / pp
-    weights = sp * (MASTER_BYTES + (DTYPE_BYTES[dtype] if dtype in LOWP else 0)) / (n if stage >= 3 else 1)
-    grads = sp * MASTER_BYTES / (n if stage >= 2 else 1)
-    opt = optimizer_state_bytes(S.base.optimizer, 1) * sp / (n if stage >= 1 else 1)
+    experts = _expert_params(S) * (1 - 1 / ep) if ep > 1 else 0.0
+    rank = _split_params(S, tp) - experts
+    shards = X.state_shards(rank, _expert_params(S) / ep, n, ep) if ep > 1 else n
+    sp = rank / pp
+    weights = sp * (MASTER_BYTES + (DTYPE_BYTES[dtype] if dtype in LOWP else 0)) / (shards if stage >= 3 else 1)
+    piped = stage >= 3 and pp > 1 and n > 1
+    weights += sp * DTYPE_BYTES[dtype] if piped else 0.0
+    grads = sp * MASTER_BYTES / (shards if stage >= 2 and not piped else 1)
+    opt = optimizer_state_bytes(S.base.optimizer, 1) * sp / (shards if stage >= 1 else 1)
     return weights + grads + opt + S.system.device.runtime_reserved_bytes
 
 
-def _modes(S: Search, space: Space, tp: int, pp: int, dp: int, dtype: str) -> tuple[list[tuple[int, str]], int, int]:
-    """(state modes worth timing, modes dominated, modes too large by static memory) for one plan shape; `dp`: the
-    ranks gradients are reduced over (data x context parallel)."""
+def _modes(S: Search, space: Space, tp: int, pp: int, dp: int, dtype: str, ep: int = 1
+           ) -> tuple[list[tuple[int, str]], int, int]:
+    """(state modes worth timing, modes dominated, modes too large by static memory) for one plan shape and expert
+    parallel degree; `dp`: the ranks gradients are reduced over (data x context parallel)."""
     modes = state_modes(space.zero, space.sharding)
     keep, dominated, pruned = [], 0, 0
     for i, x in enumerate(modes):
         if (dp == 1 and i > 0) or (dp > 1 and x == (0, "none") and (1, "none") in modes):
             dominated += 1
-        elif static_bytes(S, tp, pp, dp, dtype, *x) > S.limit:
+        elif static_bytes(S, tp, pp, dp, dtype, *x, ep=ep) > S.limit:
             pruned += 1
         else:
             keep.append(x)
@@ -169,16 +186,18 @@ def system_for(S: Search, n_dev: int) -> System:
     return memo.on(S.hw, ("system", n_dev, None), lambda: resolve_system(S.hw, devices=n_dev).with_p2p(None))
 
 
-def _work(S: Search, n_dev: int, per: int, mb: int, dtype: str, tp: int, sp: bool, recompute: str) -> float:
-    """C of the module docstring: one rank's forward + backward per micro-batch, a lower bound of the stage sums."""
+def _work(S: Search, n_dev: int, per: int, mb: int, dtype: str, tp: int, sp: bool, recompute: str, ep: int = 1
+          ) -> float:
+    """C of the module docstring: one rank's forward + backward per micro-batch, a lower bound of the stage sums
+    (`ep`: the rank holds 1/ep of the experts, which changes only its AMP weight cast)."""
     def build():
         dev = _run_device(system_for(S, n_dev), per, None, [])[0]
-        r = rank_layers(S.graph, dev, mb, dtype, None, tp, sp)
+        r = rank_layers(S.graph, dev, mb, dtype, None, tp, sp, ep=ep)
         c = float(r.fwd.sum() + r.bwd.sum()) + r.cast.time_s
         rc = recompute_info(S.graph) if recompute == "full" else None
         return c + (float(r.fwd[rc.layers].sum()) if rc is not None else 0.0)
 
-    return S.get(("work", n_dev, per, mb, dtype, tp, sp, recompute), build)
+    return S.get(("work", n_dev, per, mb, dtype, tp, sp, recompute, ep), build)
 
 
 def _split_mask(S: Search, tp: int) -> np.ndarray:
@@ -220,12 +239,12 @@ def lower_bound(c: float, pp: int, m: int, v: int, k_acc: int) -> float:
 # enumeration
 
 
-def _option_sets(space: Space, tp: int, modes: list) -> list[tuple[tuple[str, Any], ...]]:
-    """Every combination of the options beyond the plan shape (but virtual stages) for one tp."""
+def _option_sets(space: Space, tp: int, modes: list, ep: int) -> list[tuple[tuple[str, Any], ...]]:
+    """Every combination of the options beyond the plan shape (but virtual stages) for one tp and expert degree."""
     sps = [False] if tp == 1 else ([True] if True in space.sequence_parallel else [False])
     return [(("zero", z), ("sharding", sh), ("sequence_parallel", sp), ("offload_activations", off),
              ("expert_parallel", ep))
-            for z, sh in modes for sp in sps for off in space.offload_activations for ep in space.expert_parallel]
+            for z, sh in modes for sp in sps for off in space.offload_activations]
 
 
 def _shapes(S: Search, space: Space, n_dev: int, global_batch: int, pp_all: list[int]):
@@ -261,17 +280,16 @@ def enumerate_candidates(S: Search, space: Space, counts_for: list[int], global_
             variants = [(rc, s, v) for rc in space.recompute for s in scheds
                         for v in (virtual_options(S.graph, p, m, space.virtual_stages) if s in (None, "1f1b") else [1])]
             twins = 2 if t > 1 and len(set(space.sequence_parallel)) == 2 else 1
-            per_mode = len(space.offload_activations) * len(space.expert_parallel)
-            for dt in space.dtypes:
-                modes, dominated, pruned = _modes(S, space, t, p, d * cp, dt)  # state shards over dp x cp
-                opts = _option_sets(space, t, modes)
+            per_mode = len(space.offload_activations)
+            for dt, ep in ((dt, ep) for dt in space.dtypes for ep in space.expert_parallel if d % ep == 0):
+                modes, dominated, pruned = _modes(S, space, t, p, d * cp, dt, ep)  # state shards over dp x cp
+                opts = _option_sets(space, t, modes, ep)
                 n_mode = len(variants) * per_mode * twins
                 c["dominated"] += dominated * n_mode + len(variants) * len(opts) * (twins - 1)
                 c["pruned"] += pruned * n_mode
                 for rc, s, v in variants:
                     for o in opts:
-                        od = dict(o)
-                        w = _roofline_work(S, mb, dt, t, rc) if cp == 1 and od["expert_parallel"] == 1 else 0.0
+                        w = _roofline_work(S, mb, dt, t, rc) if cp == 1 else 0.0  # expert parallelism: same FLOPs
                         out.append(Candidate(n_dev, t, p, d, mb, m_total, dt, rc, s, o + (
                             ("context_parallel", cp), ("virtual_stages", v)), lower_bound(w, p, m, v, k_acc)))
     c["candidates"] = len(out) + c["dominated"] + c["pruned"]
@@ -329,7 +347,7 @@ def time_candidate(S: Search, cand: Candidate) -> dict[str, Any] | None:
     """One plan timed by perfmodel.parallel.evaluate (None when it does not fit, or the engine does not model it:
     counted, with the engine's reason kept once per kind of option set)."""
     kind = tuple((k, v) for k, v in cand.options if k not in ("sequence_parallel",)) + \
-        ((("pipeline", True),) if cand.pp > 1 else ()) + (("recompute", cand.recompute),)
+        (("shape", cand.dp, cand.tp, cand.pp),) + (("recompute", cand.recompute),)  # refusals may name degrees
     if kind in S.memo.get("unmodelled", {}):
         S.counts["skipped"] += 1
         return None
@@ -350,10 +368,11 @@ def time_candidate(S: Search, cand: Candidate) -> dict[str, Any] | None:
 def _exact_bound(S: Search, cand: Candidate) -> float:
     """The candidate's lower bound from the timed per-layer work of its rank (C of the module docstring)."""
     o = dict(cand.options)
-    if o["context_parallel"] > 1 or o["expert_parallel"] > 1:
-        return 0.0  # no bound for these yet
+    if o["context_parallel"] > 1:
+        return 0.0  # no bound for it yet
     per_node = min(cand.n_dev, S.system.devices_per_node)
-    w = _work(S, cand.n_dev, per_node, cand.mb, cand.dtype, cand.tp, o["sequence_parallel"], cand.recompute)
+    w = _work(S, cand.n_dev, per_node, cand.mb, cand.dtype, cand.tp, o["sequence_parallel"], cand.recompute,
+              o["expert_parallel"])
     m, k_acc = (cand.m_total, 1) if cand.pp > 1 else (1, cand.m_total)
     return lower_bound(w, cand.pp, m, o["virtual_stages"], k_acc)
 

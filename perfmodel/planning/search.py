@@ -16,7 +16,7 @@ Search space (every dimension can be narrowed by an argument; perfmodel.planning
   stages 0-2 and FSDP full (= ZeRO-3) and hybrid (`zero`, `sharding`); Megatron sequence parallelism;
   interleaved 1F1B virtual stages (space.virtual_options); context_parallel, offload_activations and
   expert_parallel. Values the engine does not model yet (TrainingSetup.check_modelled) are left out and named
-  in PlanResult.not_modelled; option combinations it refuses (e.g. ZeRO-3 with a pipeline) are skipped and counted;
+  in PlanResult.not_modelled; option combinations it refuses (e.g. expert with context parallelism) are skipped and counted;
 - objective "cost": also N/2, N/4, ... devices.
 Without a pipeline (pp = 1), "microbatches" are gradient-accumulation steps (predict's grad_accumulation);
 with a pipeline they are the pipeline's micro-batches.

@@ -224,6 +224,7 @@ def _parallel_dict(ev: Evaluation, bd, global_batch: int, throughput: float, tot
         "devices": n_dev, "nodes": pl.nodes, "devices_per_node": pl.devices_per_node,
         "per_device_batch": ev.replica_batch, "microbatch": ev.microbatch, "global_batch": global_batch,
         "scaling": s.scaling, "sync": sync, "algorithm": algo, "overlap": s.overlap,
+        "overlap_used": it.overlap,
         "exposed_communication_s": bd["communication"], "hidden_communication_s": it.hidden_comm_s,
         "gradient_sync_s": it.comm_s + it.async_info.get("pull_s", 0.0),
         "exposed_gradient_sync_s": it.parts["data_comm"], "tensor_parallel_comm_s": it.tp_comm_s,

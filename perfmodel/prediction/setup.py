@@ -45,7 +45,10 @@ class TrainingSetup(BaseModel):
     sync: Literal["sync", "async", "mixed"] = "sync"
     allreduce: str = Field(default="ring", description="gradient all-reduce: a registered algorithm (ring, tree, "
                                                         "halving-doubling, ...), hierarchical or ps")
-    overlap: bool = Field(default=True, description="gradient all-reduce overlaps backward")
+    overlap: bool = Field(default=True, description="communication overlaps compute as the device's software stack "
+                          "does (gradient buckets with backward, FSDP prefetch, pipeline sends); False: nothing overlaps")
+    tp_overlap: bool = Field(default=False, description="Megatron/TE tensor-parallel communication overlap: the "
+                             "sequence-parallel all-gathers / reduce-scatters pipelined with their GEMMs")
     bucket_bytes: float | None = Field(default=None, gt=0, description="gradient bucket size in bytes (DDP: 25 MiB)")
     straggler_cv: float = Field(default=0.0, ge=0, le=10, description="coefficient of variation of per-device step time")
     slow_worker_factor: float = Field(default=1.0, ge=1, le=1000, description="one data-parallel worker computes this "

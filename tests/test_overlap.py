@@ -1,0 +1,238 @@
+"""Overlap as data (perfmodel/parallel/overlap.py): the facts, the slowdown law, each overlap class by hand,
+and properties over predictions (what-if stacks differ from pytorch-cuda12 only in their overlap block)."""
+
+from __future__ import annotations
+
+import json
+import re
+import tempfile
+from functools import lru_cache
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from typer.testing import CliRunner
+
+from perfmodel import load_hardware, load_network, predict
+from perfmodel.cli import app
+from perfmodel.errors import InputError, PerfModelError
+from perfmodel.hardware import Cluster
+from perfmodel.kernels import load_stack
+from perfmodel.parallel.data_parallel import make_buckets, sync_schedule
+from perfmodel.parallel.overlap import (NO_STACK, overlap_facts, overlap_use, p2p_slowdown, slowed_lag,
+                                        tp_overlapped)
+from perfmodel.parallel.predict import evaluate
+from perfmodel.prediction import make_setup
+from perfmodel.result import BREAKDOWN_PARTS
+
+SETTINGS = settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+STACK = Path(__file__).resolve().parents[1] / "hardware_profiles" / "stacks" / "pytorch-cuda12.yaml"
+_DIR = Path(tempfile.mkdtemp(prefix="perfmodel-overlap-"))
+
+
+@lru_cache(maxsize=None)
+def _stack(slowdown: float, tp_comm: bool = False, pp_p2p: bool = True) -> str:
+    """A what-if copy of pytorch-cuda12.yaml with another overlap block (written outside the checkout)."""
+    text = STACK.read_text()
+    text = re.sub(r"(?m)^  compute_slowdown: .*$", f"  compute_slowdown: {slowdown}", text)
+    text = re.sub(r"(?m)^  tp_comm: \w+", f"  tp_comm: {str(tp_comm).lower()}", text)
+    text = re.sub(r"(?m)^  pp_p2p: \w+", f"  pp_p2p: {str(pp_p2p).lower()}", text)
+    path = _DIR / f"stack-{slowdown}-{tp_comm}-{pp_p2p}.yaml"
+    path.write_text(text)
+    return str(path)
+
+
+@lru_cache(maxsize=None)
+def _node(slowdown: float, **kw):
+    """dgx1-v100 whose V100s run the what-if stack."""
+    dev = load_hardware("v100-sxm2").model_copy(update={"software_stack": _stack(slowdown, **kw)})
+    return load_hardware("dgx1-v100").model_copy(update={"device": dev, "name": f"dgx1-v100-s{slowdown}"})
+
+
+@lru_cache(maxsize=None)
+def _cluster(slowdown: float, net: float = 1.0):
+    base = load_hardware("ethernet-25g")
+    return Cluster(name=f"overlap-{slowdown}-{net}", source="test", node=_node(slowdown), nodes=4,
+                   network=base.model_copy(update={"bandwidth_Bps": base.bandwidth_Bps * net}), nics_per_node=1)
+
+
+def _sums(p):
+    assert set(p.breakdown) == set(BREAKDOWN_PARTS)
+    assert all(v >= -1e-15 for v in p.breakdown.values()), p.breakdown
+    assert sum(p.breakdown.values()) == pytest.approx(p.iteration_time_s, rel=1e-12, abs=1e-15)
+    assert 0 < p.iteration_time_s < float("inf")
+
+
+# ---------------------------------------------------------------------------------------------
+# the facts
+
+
+def test_facts_come_from_the_stack_file_and_cpus_have_none():
+    assert overlap_facts(load_hardware("v100-sxm2")) == load_stack("pytorch-cuda12").overlap
+    facts = load_stack("pytorch-cuda12").overlap
+    assert facts.dp_buckets and facts.fsdp_prefetch and facts.pp_p2p and not facts.tp_comm  # framework defaults
+    assert 0 < facts.compute_slowdown < 1 and "2507.03114" in facts.source
+    assert overlap_facts(load_hardware("epyc-9654")) is NO_STACK and NO_STACK.compute_slowdown == 0.0
+
+
+def test_overlap_switches():
+    dev = load_hardware("v100-sxm2")
+    off = overlap_use(dev, overlap=False, tp_overlap=True)
+    assert not any(off.classes().values())
+    on = overlap_use(dev)
+    assert on.classes() == {"dp_buckets": True, "fsdp_prefetch": True, "tp_comm": False, "pp_p2p": True}
+    assert overlap_use(dev, tp_overlap=True).tp_comm
+
+
+def test_bad_overlap_block_names_the_field(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(re.sub(r"(?m)^  compute_slowdown: .*$", "  compute_slowdown: 1.5", STACK.read_text()))
+    with pytest.raises(PerfModelError, match="compute_slowdown"):
+        load_stack(str(bad))
+
+
+# ---------------------------------------------------------------------------------------------
+# the slowdown law and each class by hand
+
+
+def test_slowed_lag_by_hand():
+    # 2 s of work from t = 0 with communication until t = 1 and s = 0.25: 0.8 s of work in the first second
+    # (1 / 1.25), the other 1.2 s alone: wall 2.2 s, 0.2 s behind the work
+    assert slowed_lag(0.0, 0.0, 2.0, 1.0, 0.25) == pytest.approx(0.2)
+    assert slowed_lag(0.0, 0.0, 0.5, 1.0, 0.25) == pytest.approx(0.125)  # all 0.5 s overlapped: 0.625 s
+    assert slowed_lag(0.3, 1.0, 2.0, 1.0, 0.25) == 0.3  # communication already over
+    assert slowed_lag(0.0, 0.0, 2.0, 1.0, 0.0) == 0.0
+
+
+def test_dp_buckets_slowdown_by_hand():
+    """3 layers of 1 s backward, one bucket each (ready at 1, 2, 3 s), 0.5 s all-reduces, s = 0.2.
+    Bucket 0 reduces over [1, 1.5]: 0.5 / 1.2 = 5/12 s of work overlapped, 1/12 s lag; layer 1's backward ends
+    at 2 + 1/12; bucket 1 over [2 + 1/12, 2.5 + 1/12], another 1/12; backward ends at 3 + 1/6; the last bucket
+    runs alone to 3.5 + 1/6. Without the slowdown: 3.5; without overlap: 3 + 1.5 = 4.5."""
+    bk = make_buckets([1.0, 1.0, 1.0], [10, 10, 10], bucket_bytes=10, first_bucket_bytes=10)
+    sc = sync_schedule(bk, 3.0, lambda n: 0.5, True, 0.2)
+    assert sc.starts_s == pytest.approx((1.0, 2 + 1 / 12, 3 + 1 / 6))
+    assert sc.slowdown_s == pytest.approx(1 / 6) and sc.end_s == pytest.approx(3.5 + 1 / 6)
+    assert sc.exposed_s == pytest.approx(0.5) and sc.hidden_s == pytest.approx(1.0)
+    assert sync_schedule(bk, 3.0, lambda n: 0.5, True, 0.0).end_s == pytest.approx(3.5)
+    off = sync_schedule(bk, 3.0, lambda n: 0.5, False, 0.2)
+    assert (off.end_s, off.slowdown_s) == pytest.approx((4.5, 0.0))
+
+
+def test_tp_overlap_by_hand():
+    # tp = 4: a GEMM layer hides min(comm, compute) x 3/4 (the first of 4 chunks cannot overlap), s = 0.2
+    exposed, slow, hidden = tp_overlapped([2.0, 1.0, 3.0], [3.0, 3.0, 1.0], ["column", "replicated", "row"], 4, 0.2)
+    assert hidden == pytest.approx([1.5, 0.0, 0.75])
+    assert exposed == pytest.approx([0.5, 1.0, 2.25])
+    assert slow == pytest.approx([0.3, 0.0, 0.15])
+
+
+def test_pp_p2p_slowdown_by_hand():
+    # stages of 1 + 2 s per micro-batch, 0.5 s per boundary: the middle stage has 1 s of sends/receives beside
+    # its compute, the ends 0.5 s; s = 0.2 -> 0.1, 0.2, 0.1 s per micro-batch; v = 2 chunks: twice the messages
+    f, b, x = [1.0] * 3, [2.0] * 3, [0.5, 0.5]
+    assert p2p_slowdown(f, b, x, 4, 0.2) == pytest.approx([0.1, 0.2, 0.1])
+    assert p2p_slowdown(f, b, x, 4, 0.2, v=2) == pytest.approx([0.2, 0.4, 0.2])
+    assert p2p_slowdown(f, b, [5.0, 5.0], 4, 0.2) == pytest.approx([0.6, 0.6, 0.6])  # capped by the compute
+    assert p2p_slowdown(f, b, x, 1, 0.2) == [0.0] * 3  # one micro-batch: no steady state
+
+
+# ---------------------------------------------------------------------------------------------
+# in predictions
+
+
+def test_dp_slowdown_is_compute_and_bounded():
+    kw = dict(batch=32, devices=8, layers=False)
+    a, b = predict("resnet50", _node(0.0), **kw), predict("resnet50", _node(0.3), **kw)
+    used = b.parallel["overlap_used"]
+    assert used["classes"]["dp_buckets"] and used["compute_slowdown"] == 0.3
+    extra = b.iteration_time_s - a.iteration_time_s
+    assert extra == pytest.approx(used["slowdown_s"]["dp_buckets"], rel=1e-9) and extra > 0
+    assert b.breakdown["compute"] - a.breakdown["compute"] == pytest.approx(extra, rel=1e-9)
+    # the work overlapped is at most the all-reduce time in flight beside backward: s x hidden communication
+    assert extra <= 0.3 * a.parallel["hidden_communication_s"] * (1 + 1e-9)
+    assert a.parallel["overlap_used"]["total_slowdown_s"] == 0.0
+    _sums(a)
+    _sums(b)
+
+
+def test_tp_overlap_hides_and_slows():
+    kw = dict(batch=8, dtype="fp16", plan={"dp": 1, "tp": 4, "pp": 1}, sequence_parallel=True, layers=False)
+    off = predict("gpt2_small", _node(0.2), **kw)
+    on = predict("gpt2_small", _node(0.2), tp_overlap=True, **kw)
+    used = on.parallel["overlap_used"]
+    hid, slow = used["hidden_s"]["tp_comm"], used["slowdown_s"]["tp_comm"]
+    assert hid > 0 and slow == pytest.approx(0.2 * hid)
+    assert on.parallel["tensor_parallel_comm_s"] == pytest.approx(off.parallel["tensor_parallel_comm_s"] - hid)
+    assert on.breakdown["compute"] - off.breakdown["compute"] == pytest.approx(slow)
+    assert on.iteration_time_s == pytest.approx(off.iteration_time_s - hid + slow)
+    stack_on = predict("gpt2_small", _node(0.2, tp_comm=True), **kw)  # a stack that overlaps by default
+    assert stack_on.iteration_time_s == pytest.approx(on.iteration_time_s, rel=1e-12)
+    with pytest.raises(InputError, match="tp_overlap"):
+        predict("gpt2_small", _node(0.2), tp_overlap=True, **{**kw, "sequence_parallel": False})
+
+
+def test_pp_p2p_slowdown_in_prediction():
+    kw = dict(batch=16, dtype="fp16", plan={"dp": 1, "tp": 1, "pp": 4, "microbatches": 8})
+    ev = evaluate(load_network("gpt2_small"), _node(0.25), make_setup(**kw))
+    crit = ev.it.crit
+    per = p2p_slowdown(ev.staged.F, ev.staged.B, ev.synced.xfer, 8, 0.25)
+    assert ev.it.overlap["slowdown_s"]["pp_p2p"] == pytest.approx(8 * per[crit]) and per[crit] > 0
+    blocking = predict("gpt2_small", _node(0.25, pp_p2p=False), **kw)  # sends block the stage instead
+    sliding = predict("gpt2_small", _node(0.25), **kw)
+    assert blocking.iteration_time_s > sliding.iteration_time_s
+    _sums(blocking)
+
+
+def test_cli_tp_overlap_json():
+    r = CliRunner().invoke(app, ["predict", "gpt2_small", "-H", "dgx-a100", "--plan", "dp=1,tp=4", "--batch", "8",
+                                 "--dtype", "bf16", "--sequence-parallel", "--tp-overlap", "--json"])
+    assert r.exit_code == 0, r.output
+    used = json.loads(r.output)["parallel"]["overlap_used"]
+    assert used["classes"]["tp_comm"] and used["hidden_s"]["tp_comm"] > 0
+    r = CliRunner().invoke(app, ["predict", "gpt2_small", "-H", "dgx-a100", "--plan", "dp=1,tp=4", "--tp-overlap"])
+    assert r.exit_code != 0 and "tp_overlap" in r.output and "Traceback" not in r.output
+
+
+# ---------------------------------------------------------------------------------------------
+# properties
+
+PLANS = [{"dp": 8}, {"dp": 2, "tp": 4}, {"dp": 2, "tp": 2, "pp": 2, "microbatches": 4},
+         {"dp": 1, "tp": 2, "pp": 4, "microbatches": 8}]
+
+
+@SETTINGS
+@given(plan=st.sampled_from(PLANS), s=st.sampled_from([0.05, 0.189, 0.5]), tpo=st.booleans(),
+       k=st.integers(1, 2))
+def test_slowdown_never_faster_and_zero_slowdown_overlap_never_slower(plan, s, tpo, k):
+    kw = dict(batch=8, dtype="fp16", plan=plan, grad_accumulation=k, layers=False,
+              sequence_parallel=plan.get("tp", 1) > 1, tp_overlap=tpo and plan.get("tp", 1) > 1)
+    zero, slowed = predict("gpt2_small", _node(0.0), **kw), predict("gpt2_small", _node(s), **kw)
+    off = predict("gpt2_small", _node(0.0), **{**kw, "overlap": False, "tp_overlap": False})
+    assert zero.iteration_time_s <= slowed.iteration_time_s * (1 + 1e-12)
+    assert zero.iteration_time_s <= off.iteration_time_s * (1 + 1e-12)
+    for p in (zero, slowed, off):
+        _sums(p)
+
+
+@SETTINGS
+@given(plan=st.sampled_from([{"dp": 32}, {"dp": 8, "tp": 4}, {"dp": 4, "tp": 2, "pp": 4, "microbatches": 4}]),
+       f=st.floats(1.0, 20.0), tpo=st.booleans())
+def test_more_network_bandwidth_never_slower_with_slowdown(plan, f, tpo):
+    kw = dict(batch=8, dtype="fp16", plan=plan, layers=False, sequence_parallel=plan.get("tp", 1) > 1,
+              tp_overlap=tpo and plan.get("tp", 1) > 1)
+    base = predict("gpt2_small", _cluster(0.189), **kw)
+    fast = predict("gpt2_small", _cluster(0.189, round(f, 2)), **kw)
+    assert fast.iteration_time_s <= base.iteration_time_s * (1 + 1e-9)
+    _sums(base)
+    _sums(fast)
+
+
+@SETTINGS
+@given(net=st.sampled_from(["fcn5", "gpt2_small", "resnet50"]), s=st.sampled_from([0.0, 0.189, 0.9]),
+       overlap=st.booleans())
+def test_one_device_is_the_single_device_path(net, s, overlap):
+    single = predict(net, "v100-sxm2", batch=8, layers=False)
+    p = predict(net, _node(s), batch=8, devices=1, overlap=overlap, layers=False)
+    assert p.iteration_time_s == pytest.approx(single.iteration_time_s, rel=1e-12)
