@@ -110,4 +110,4 @@ def test_report_replays_from_stored_measurements(tmp_path):
 
     p = predict(net.graph, dev, batch=64, threads=1, optimizer=net.optimizer, layers=False)
     assert c.predicted_s == pytest.approx(p.iteration_time_s)
-    assert "seed 3" in rep.markdown() and rep.comparisons()[0].case == c.name
+    assert "seed 3, 1 cases, 3 rounds each" in rep.markdown() and rep.comparisons()[0].case == c.name

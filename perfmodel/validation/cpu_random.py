@@ -145,7 +145,10 @@ class CpuRandomReport:
         s = self.summary
         spreads = [c.spread_pct for c in self.cases]
         rs = [c.rounds_spread_pct for c in self.cases]
-        return (f"seed {self.seed}, {s.n} cases: median {s.median_abs_pct:.1f}%, p90 {s.p90_abs_pct:.1f}%, worst "
+        nr = sorted({len(c.round_medians_s) for c in self.cases})
+        rounds = f"{nr[0]}" if len(nr) == 1 else f"{nr[0]}-{nr[-1]}"
+        return (f"seed {self.seed}, {s.n} cases, {rounds} rounds each (judged against the median of round medians): "
+                f"median {s.median_abs_pct:.1f}%, p90 {s.p90_abs_pct:.1f}%, worst "
                 f"{s.max_abs_pct:.1f}% ({s.worst[0][0]}), bias {s.mean_signed_pct:+.1f}%; measurement spread "
                 f"(p10-p90 of steps) median {statistics.median(spreads):.1f}%, between rounds median "
                 f"{statistics.median(rs):.1f}% (max {max(rs):.1f}%); target median <= {TARGET_MEDIAN_PCT:.0f}%, "
