@@ -271,9 +271,12 @@ UNIT_WIDTH = 64
 UNIT_BATCH = 8
 UNIT_STEPS = 10
 UNIT_ROUNDS = 7
+# the busy variant: Linear(512, 512) layers on 256 samples, ~6 ms of compute per unit (a layer of the fsdp-cpu
+# networks computes 1-10 ms): how the unit cost grows with the compute between the collectives
+UNIT_BUSY = {"width": 512, "batch": 256}
 
 
-def _unit_worker(rank: int, world: int, port: int, out_dir: str, threads: int) -> None:
+def _unit_worker(rank: int, world: int, port: int, out_dir: str, threads: int, width: int, batch: int) -> None:
     """Per round: UNIT_STEPS Adam steps of the same tiny stack as UNIT_LAYERS FSDP units, then as one unit."""
     _init(rank, world, port, threads)
     from torch.distributed.device_mesh import init_device_mesh
@@ -283,14 +286,14 @@ def _unit_worker(rank: int, world: int, port: int, out_dir: str, threads: int) -
 
     def build(per_layer: bool):
         torch.manual_seed(0)
-        m = torch.nn.Sequential(*[torch.nn.Linear(UNIT_WIDTH, UNIT_WIDTH) for _ in range(UNIT_LAYERS)])
+        m = torch.nn.Sequential(*[torch.nn.Linear(width, width) for _ in range(UNIT_LAYERS)])
         for layer in m if per_layer else ():
             fully_shard(layer, mesh=mesh)
         fully_shard(m, mesh=mesh)
         return m, torch.optim.Adam(m.parameters(), lr=LR)
 
     models = {"units": build(True), "one-unit": build(False)}
-    x = torch.randn(UNIT_BATCH, UNIT_WIDTH)
+    x = torch.randn(batch, width)
 
     def step(m, opt) -> None:
         opt.zero_grad(set_to_none=True)
@@ -314,22 +317,26 @@ def _unit_worker(rank: int, world: int, port: int, out_dir: str, threads: int) -
     _write(out_dir, rank, out)
 
 
-def calibrate_fsdp_units(world: int = 2, threads: int = 1) -> dict[str, Any]:
+def calibrate_fsdp_units(world: int = 2, threads: int = 1, width: int = UNIT_WIDTH, batch: int = UNIT_BATCH
+                         ) -> dict[str, Any]:
     """What one FSDP2 unit costs beyond its bytes on this machine: a stack of UNIT_LAYERS tiny Linear layers trained
     (Adam) with fully_shard on every layer, minus the same stack as one unit (the same parameters, optimizer and
     compute), per extra unit: its forward all-gather, backward all-gather and reduce-scatter as FSDP2 issues them
     (hooks, copy-in / copy-out, the wait for the other rank, gloo's worker thread on busy cores). Median over
-    rounds of the slower rank; per_collective_s = a third of it. A microbenchmark: no training case is used."""
-    res = _spawn(_unit_worker, world, (threads,))
+    rounds of the slower rank; per_collective_s = a third of it; compute_per_unit_s = the one-unit step's median /
+    UNIT_LAYERS (its compute and optimizer, per layer). A microbenchmark: no training case is used."""
+    res = _spawn(_unit_worker, world, (threads, width, batch))
     per_round = []
     for i in range(UNIT_ROUNDS):
         units = max(r["units"][i] for r in res)
         one = max(r["one-unit"][i] for r in res)
         per_round.append((units - one) / (UNIT_LAYERS - 1))
     cost = sorted(per_round)[len(per_round) // 2]
+    one = sorted(max(r["one-unit"][i] for r in res) for i in range(UNIT_ROUNDS))[UNIT_ROUNDS // 2]
     return {"kind": "fsdp_unit_microbenchmark", "world": world, "threads": threads, "backend": "gloo",
-            "layers": UNIT_LAYERS, "width": UNIT_WIDTH, "batch": UNIT_BATCH, "steps": UNIT_STEPS,
+            "layers": UNIT_LAYERS, "width": width, "batch": batch, "steps": UNIT_STEPS,
             "cost_per_unit_s": cost, "per_collective_s": cost / 3, "rounds_cost_s": per_round,
+            "compute_per_unit_s": one / UNIT_LAYERS,
             "step_s": {k: [max(r[k][i] for r in res) for i in range(UNIT_ROUNDS)] for k in ("units", "one-unit")},
             "machine": machine_info(threads).model_dump(),
             "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}

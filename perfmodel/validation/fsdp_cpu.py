@@ -230,6 +230,7 @@ class FSDPSuiteResult:
     units: dict[str, Any] | None = None  # unit_diagnostic
     fsdp_latency_s: float | None = None  # the latency the FSDP cases are predicted with (fsdp_link)
     unit_bench: dict[str, Any] | None = None  # the fsdp_unit_microbenchmark record (its median cost)
+    unit_busy: dict[str, Any] | None = None  # compute_competition(): the busy unit variant against the tiny one
 
     def summary(self) -> dict[str, Any]:
         s = case_summary([(c.case.name, c.error_pct) for c in self.cases], TARGET_PCT)
@@ -249,7 +250,7 @@ class FSDPSuiteResult:
                 "process_speed": self.process_speed, "memory_speed": self.memory_speed, "host": self.host,
                 "measurements_path": self.measurements_path, "notes": list(self.notes),
                 "unit_diagnostic": self.units, "fsdp_latency_s": self.fsdp_latency_s, "unit_microbenchmark":
-                self.unit_bench}
+                self.unit_bench, "unit_compute_competition": self.unit_busy}
 
     def markdown(self) -> str:
         return report_markdown(self)
@@ -329,7 +330,7 @@ def report_from_measurements(measurements_path: str | Path | None = None, run_id
     notes = [f"suite run {run_id}: {len(rounds)} rounds, round-robin over the cases, step times pooled"]
     res = FSDPSuiteResult(SUITE_NAME, dev.name, dev.source, cal, lk.latency_s, cases, memory, coll[-1] if coll else None, ps, ms,
                           next((r["host"] for r in recs if r.get("host")), {}), str(meas_path), tuple(notes),
-                          unit_diagnostic(recs), lk_fsdp.latency_s, ub[-1] if ub else None)
+                          unit_diagnostic(recs), lk_fsdp.latency_s, ub[-1] if ub else None, compute_competition(recs))
     if write or report_dir is not None:
         write_report(res, Path(report_dir) if report_dir else _repo_path("validation/reports/fsdp-cpu"))
     return res
@@ -364,6 +365,20 @@ def _measure_collectives(base: dict, meas_path: Path, wait: bool, say) -> None:
     units = calibrate_fsdp_units()
     append_jsonl(meas_path, {**base, **units})
     say(f"  {units['cost_per_unit_s'] * 1e3:.2f} ms per extra unit")
+    measure_busy_units(base, meas_path, wait, say)
+
+
+def measure_busy_units(base: dict, meas_path: Path, wait: bool, say) -> None:
+    """The FSDP2 unit microbenchmark with ~6 ms of compute per unit (fsdp_workers.UNIT_BUSY), recorded as kind
+    fsdp_unit_busy_microbenchmark: a measured fact for the report (how the unit cost grows with the compute
+    between the collectives, gloo's thread sharing the cores), not used by the prediction."""
+    from ..torch.fsdp_workers import UNIT_BUSY, calibrate_fsdp_units  # imports torch
+
+    say("FSDP2 unit cost with compute between the collectives (Linear(512, 512), 256 samples) ...")
+    _wait_idle(wait, say)
+    busy = calibrate_fsdp_units(**UNIT_BUSY)
+    append_jsonl(meas_path, {**base, **busy, "kind": "fsdp_unit_busy_microbenchmark"})
+    say(f"  {busy['cost_per_unit_s'] * 1e3:.2f} ms per extra unit, {busy['compute_per_unit_s'] * 1e3:.2f} ms compute")
 
 
 def step_link(lk, recs: list[dict]):
@@ -377,6 +392,21 @@ def step_link(lk, recs: list[dict]):
     return lk.model_copy(update={"latency_s": statistics.median(busy),
                                  "notes": lk.notes + " Latency: one collective inside a step on busy cores "
                                  "(perfmodel.torch.fsdp_workers.calibrate_busy_collective)."})
+
+
+def compute_competition(recs: list[dict]) -> dict[str, Any] | None:
+    """How an FSDP2 unit's cost grows with the compute between its collectives: the busy unit variant (kind
+    fsdp_unit_busy_microbenchmark) against the tiny one (the last fsdp_unit_microbenchmark that reports its compute),
+    slope = extra ms of unit cost per ms of compute per unit. None without both. Reported, not predicted with."""
+    busy = [r for r in recs if r.get("kind") == "fsdp_unit_busy_microbenchmark"]
+    tiny = [r for r in recs if r.get("kind") == "fsdp_unit_microbenchmark" and "compute_per_unit_s" in r]
+    if not busy or not tiny:
+        return None
+    b, t = busy[-1], tiny[-1]
+    dc = b["compute_per_unit_s"] - t["compute_per_unit_s"]
+    return {"tiny_cost_s": t["cost_per_unit_s"], "tiny_compute_s": t["compute_per_unit_s"],
+            "busy_cost_s": b["cost_per_unit_s"], "busy_compute_s": b["compute_per_unit_s"], "busy_width": b["width"],
+            "busy_batch": b["batch"], "slope": (b["cost_per_unit_s"] - t["cost_per_unit_s"]) / dc if dc > 0 else None}
 
 
 def fsdp_link(lk, recs: list[dict]):

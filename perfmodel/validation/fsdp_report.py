@@ -57,6 +57,15 @@ def _unit_line(res) -> list[str]:
                     f"{len(u['rounds_cost_s'])} rounds {min(u['rounds_cost_s']) * 1e3:.2f}-"
                     f"{max(u['rounds_cost_s']) * 1e3:.2f}): **{u['cost_per_unit_s'] * 1e3:.2f} ms per unit**, "
                     f"{res.fsdp_latency_s * 1e3:.2f} ms per collective: the latency the fsdp cases are predicted with.")
+    b = res.unit_busy
+    if b and b["slope"] is not None:
+        L.insert(1, f"- the same with compute between the collectives (Linear({b['busy_width']}, {b['busy_width']}), "
+                    f"{b['busy_batch']} samples: {b['busy_compute_s'] * 1e3:.2f} ms of compute per unit against "
+                    f"{b['tiny_compute_s'] * 1e3:.2f} ms): {b['busy_cost_s'] * 1e3:.2f} ms per unit against "
+                    f"{b['tiny_cost_s'] * 1e3:.2f} ms, **{b['slope']:.2f} ms more per ms of compute per unit**: "
+                    "gloo's worker thread shares the computing cores, so per-unit collectives slow the compute around "
+                    "them. Measured and reported; the prediction does not use it (no compute-slowdown term for gloo "
+                    "yet).")
     return L
 
 
