@@ -208,3 +208,17 @@ def test_fsdp_unit_microbenchmark_record():
     assert len(r["rounds_cost_s"]) == UNIT_ROUNDS and len(r["step_s"]["units"]) == UNIT_ROUNDS
     assert r["cost_per_unit_s"] == sorted(r["rounds_cost_s"])[UNIT_ROUNDS // 2]
     assert r["per_collective_s"] == pytest.approx(r["cost_per_unit_s"] / 3)
+
+
+def test_compute_competition_slope_by_hand():
+    """Tiny units: 4 ms per unit at 0.5 ms of compute; busy units: 6 ms at 7 ms: (6 - 4) / (7 - 0.5) = 0.3077 ms more
+    per ms of compute per unit. A tiny record without its compute (older runs) is skipped; without both: None."""
+    from perfmodel.validation.fsdp_cpu import compute_competition
+
+    old = {"kind": "fsdp_unit_microbenchmark", "cost_per_unit_s": 9e-3}
+    tiny = {"kind": "fsdp_unit_microbenchmark", "cost_per_unit_s": 4e-3, "compute_per_unit_s": 0.5e-3}
+    busy = {"kind": "fsdp_unit_busy_microbenchmark", "cost_per_unit_s": 6e-3, "compute_per_unit_s": 7e-3,
+            "width": 512, "batch": 256}
+    c = compute_competition([tiny, old, busy])
+    assert c["slope"] == pytest.approx(2 / 6.5) and c["tiny_cost_s"] == 4e-3 and c["busy_width"] == 512
+    assert compute_competition([old, busy]) is None and compute_competition([tiny]) is None
