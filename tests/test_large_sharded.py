@@ -169,3 +169,43 @@ def test_offload_with_full_recompute_memory_by_hand():
     assert off.memory.activations_bytes == pytest.approx(8 * 1024 * 8 + 2 * BSH2 + big, rel=1e-12)
     plain = perfmodel.predict(g, _unfused("a100-sxm4-40gb"), batch=8, recompute="full", **GPT)
     assert off.memory.activations_bytes < plain.memory.activations_bytes
+
+
+# ---- properties ------------------------------------------------------------------------------------------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_sizes = st.lists(st.floats(min_value=0.0, max_value=1e9), min_size=1, max_size=12)
+
+
+@settings(max_examples=60, deadline=None)
+@given(_sizes, st.lists(st.floats(min_value=0.0, max_value=10.0), min_size=12, max_size=12),
+       st.integers(min_value=1, max_value=4), st.floats(min_value=1e9, max_value=1e12))
+def test_pipelined_zero3_properties(sizes, fwd, stages, bw):
+    """Exposed gathers lie between 0 and all gathers; overlap=False exposes them all; each stage's reduce-scatters
+    are its units' sum; splitting the layers into more stages never hides more."""
+    n = len(sizes)
+    cuts = sorted({round(n * k / stages) for k in range(stages + 1)})
+    ranges = list(zip(cuts[:-1], cuts[1:]))
+    fn = lambda x: x / bw + 1e-6  # noqa: E731
+    extra, after = pipelined_zero3(fn, fn, sizes, sizes, fwd[:n], ranges)
+    total = sum(fn(x) for x in sizes if x > 0)
+    assert -1e-12 <= extra <= total + 1e-9
+    assert pipelined_zero3(fn, fn, sizes, sizes, fwd[:n], ranges, overlap=False)[0] == pytest.approx(total)
+    assert sum(after) == pytest.approx(total)
+    assert extra + 1e-9 >= pipelined_zero3(fn, fn, sizes, sizes, fwd[:n], [(0, n)])[0]
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.integers(min_value=1, max_value=10**9), st.floats(min_value=0.0, max_value=1.0),
+       st.sampled_from([(8, 1), (8, 2), (8, 8), (64, 8), (16, 4)]))
+def test_state_shards_properties(params, expert_share, dp_ep):
+    """Between the expert-data-parallel group (dp / ep) and dp: experts shard over fewer ranks than dense state."""
+    from perfmodel.parallel.experts import state_shards
+
+    dp, ep = dp_ep
+    s = state_shards(params, params * expert_share, dp, ep)
+    assert dp // ep - 1e-9 <= s <= dp + 1e-9
+    if expert_share == 0.0:
+        assert s == pytest.approx(dp)
