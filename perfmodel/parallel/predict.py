@@ -175,7 +175,8 @@ def _zero_glue(setup, stg: Staged, gs: GradientSync, pl: Placement, sync: str, m
     ZeRO-2 on every stage of a pipeline (its gradients reduce-scattered per bucket, then its updated parameters
     all-gathered); stage 3 with a pipeline as torchtitan's FSDP2 + PP (sharding.pipelined_zero3: one all-gather
     and one reduce-scatter per stage and step, the DDP buckets gone). Expert layers price their collectives over
-    the expert-data-parallel group (the rank's `grad_sync_bytes` carry experts.expert_sync_ratio)."""
+    the expert-data-parallel group (the rank's `grad_sync_bytes` carry experts.expert_sync_ratio). The stage cut
+    (stages.staged) was chosen with the plain all-reduce tails; the sharded collectives are priced on that cut."""
     if stage < 2:
         return gs, 0.0, (), None
     if sync != "sync":

@@ -139,7 +139,7 @@ class TrainingSetup(BaseModel):
         if self.zero not in ZERO_MODELLED:
             raise InputError(f"zero={self.zero} is not modelled yet (zero=0 to 3 are)")
         if self.recompute not in RECOMPUTE_MODELLED:
-            raise InputError(f"recompute={self.recompute!r} is not modelled yet (none or full are)")
+            raise InputError(f"recompute={self.recompute!r} is not modelled yet ({', '.join(RECOMPUTE_MODELLED)} are)")
 
 
 SETUP_FIELDS: tuple[str, ...] = tuple(TrainingSetup.model_fields)
