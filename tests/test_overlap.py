@@ -22,6 +22,7 @@ from perfmodel.kernels import load_stack
 from perfmodel.parallel.data_parallel import make_buckets, sync_schedule
 from perfmodel.parallel.overlap import (NO_STACK, overlap_facts, overlap_use, p2p_slowdown, slowed_lag,
                                         tp_overlapped)
+from perfmodel.parallel.pipeline import schedule_time
 from perfmodel.parallel.predict import evaluate
 from perfmodel.prediction import make_setup
 from perfmodel.result import BREAKDOWN_PARTS
@@ -32,13 +33,13 @@ _DIR = Path(tempfile.mkdtemp(prefix="perfmodel-overlap-"))
 
 
 @lru_cache(maxsize=None)
-def _stack(slowdown: float, tp_comm: bool = False, pp_p2p: bool = True) -> str:
+def _stack(slowdown: float, tp_comm: bool = False, pp_p2p: bool = True, fsdp_prefetch: bool = True) -> str:
     """A what-if copy of pytorch-cuda12.yaml with another overlap block (written outside the checkout)."""
     text = STACK.read_text()
     text = re.sub(r"(?m)^  compute_slowdown: .*$", f"  compute_slowdown: {slowdown}", text)
-    text = re.sub(r"(?m)^  tp_comm: \w+", f"  tp_comm: {str(tp_comm).lower()}", text)
-    text = re.sub(r"(?m)^  pp_p2p: \w+", f"  pp_p2p: {str(pp_p2p).lower()}", text)
-    path = _DIR / f"stack-{slowdown}-{tp_comm}-{pp_p2p}.yaml"
+    for key, on in (("tp_comm", tp_comm), ("pp_p2p", pp_p2p), ("fsdp_prefetch", fsdp_prefetch)):
+        text = re.sub(rf"(?m)^  {key}: \w+", f"  {key}: {str(on).lower()}", text)
+    path = _DIR / f"stack-{slowdown}-{tp_comm}-{pp_p2p}-{fsdp_prefetch}.yaml"
     path.write_text(text)
     return str(path)
 
@@ -179,10 +180,27 @@ def test_pp_p2p_slowdown_in_prediction():
     crit = ev.it.crit
     per = p2p_slowdown(ev.staged.F, ev.staged.B, ev.synced.xfer, 8, 0.25)
     assert ev.it.overlap["slowdown_s"]["pp_p2p"] == pytest.approx(8 * per[crit]) and per[crit] > 0
+    assert ev.it.overlap["hidden_s"]["pp_p2p"] == pytest.approx(8 * per[crit] / 0.25)
     blocking = predict("gpt2_small", _node(0.25, pp_p2p=False), **kw)  # sends block the stage instead
     sliding = predict("gpt2_small", _node(0.25), **kw)
     assert blocking.iteration_time_s > sliding.iteration_time_s
     _sums(blocking)
+    # not overlapped: every micro-batch's stage time grows by one send and one receive per boundary (x_in + x_out)
+    evb = evaluate(load_network("gpt2_small"), _node(0.25, pp_p2p=False), make_setup(**kw))
+    x = evb.synced.xfer
+    grown = [b + (x[s - 1] if s else 0.0) + (x[s] if s < 3 else 0.0) for s, b in enumerate(evb.staged.B)]
+    assert evb.it.timing.total_s == pytest.approx(schedule_time(evb.staged.F, grown, x, 8).total_s)
+    assert evb.it.parts["pipeline_comm"] == pytest.approx(
+        evb.it.timing.exposed_transfer_s + 8 * (grown[evb.it.crit] - evb.staged.B[evb.it.crit]))
+
+
+def test_fsdp_prefetch_follows_the_stack():
+    """A stack that does not prefetch FSDP's all-gathers exposes every forward gather (sharding.zero_sync)."""
+    kw = dict(batch=8, dtype="fp16", devices=8, sharding="full", layers=False)
+    on, off = predict("gpt2_small", _node(0.0), **kw), predict("gpt2_small", _node(0.0, fsdp_prefetch=False), **kw)
+    assert off.parallel["overlap_used"]["classes"]["fsdp_prefetch"] is False
+    assert off.parallel["sharding"]["exposed_gather_s"] > on.parallel["sharding"]["exposed_gather_s"]
+    assert off.iteration_time_s > on.iteration_time_s
 
 
 def test_cli_tp_overlap_json():

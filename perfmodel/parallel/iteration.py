@@ -9,6 +9,11 @@ The critical path of one iteration, per device of the slowest pipeline stage:
   + stragglers (synchronous: waiting for the slowest of N devices)
   + exposed storage IO and host-to-device copies (what prefetching cannot hide)
 
+What overlaps what is data (parallel/overlap.py, the device's software stack): the buckets run beside the last
+backward, which runs (1 + s) times as long while one is in flight; pipeline sends run beside the steady-state
+compute (slowing it the same way) or, not overlapped, add to it; tensor-parallel collectives pipelined with their
+GEMMs (tp_overlap) arrive in the staged rank as exposed + slowdown seconds. Every slowdown second is `compute`.
+
 k is gradient accumulation, m the micro-batches (1 without a pipeline). Asynchronous training has no
 all-reduce: each worker pushes its gradient to parameter servers and pulls parameters, and the
 iteration (one update per worker) is limited by the workers or by the servers' bandwidth. Mixed is
@@ -32,7 +37,7 @@ from ..optimizers import optimizer_work
 from . import collectives as C
 from .data_parallel import GRAD_BYTES, SyncSchedule, ddp_copy_time, make_buckets, sync_schedule
 from .interleaved import interleaved_timing
-from .overlap import OverlapUse, overlap_use, p2p_slowdown
+from .overlap import OverlapUse, overlap_use, p2p_overlapped
 from .pipeline import PipelineTiming, schedule_time
 from .plan import Placement, dp_allreduce_fn
 from .stages import Staged, recomputed_parts
@@ -168,14 +173,14 @@ def core_parts(stg: Staged, syn: Synced, m: int, k_acc: int, schedule: str, virt
     """Parts of the synchronous critical path before stragglers and data flow, with the pipeline timing
     (`virtual` > 1: interleaved 1F1B, parallel/interleaved.py) and the overlap seconds (`use`: overlap.py; pipeline
     sends beside the steady state slow the stage's compute, or, not overlapped, add to it)."""
-    B, p2p_slow, p2p_block = stg.B, [0.0] * stg.pp, [0.0] * stg.pp
+    B, p2p_hid, p2p_block = stg.B, [0.0] * stg.pp, [0.0] * stg.pp
     if stg.pp > 1 and use is not None:
         if use.pp_p2p:
-            p2p_slow = p2p_slowdown(stg.F, stg.B, syn.xfer, m, use.slowdown, virtual)
+            p2p_hid = p2p_overlapped(stg.F, stg.B, syn.xfer, m, virtual)
         elif m > 1:  # blocking sends and receives: one activation and one gradient per boundary per micro-batch
             p2p_block = [virtual * ((syn.xfer[s - 1] if s else 0.0) + (syn.xfer[s] if s < stg.pp - 1 else 0.0))
                          for s in range(stg.pp)]
-        B = tuple(b + x + y for b, x, y in zip(B, p2p_slow, p2p_block))
+        B = tuple(b + use.slowdown * x + y for b, x, y in zip(B, p2p_hid, p2p_block))
     if virtual > 1:
         timing = interleaved_timing(stg.F, B, syn.xfer, m, virtual)
     else:
@@ -197,7 +202,8 @@ def core_parts(stg: Staged, syn: Synced, m: int, k_acc: int, schedule: str, virt
     tp_crit = float(stg.tpf_l[a:e].sum() + stg.tpb_l[a:e].sum())
     tp_slow = float(stg.tp_slow_l[a:e].sum()) if stg.tp_slow_l is not None else 0.0
     bd["tensor_comm"] = (tp_crit - tp_slow) * reps
-    slow = {"dp_buckets": dp_slow, "tp_comm": tp_slow * reps, "pp_p2p": p2p_slow[crit] * reps}
+    sd = use.slowdown if use is not None else 0.0
+    slow = {"dp_buckets": dp_slow, "tp_comm": tp_slow * reps, "pp_p2p": sd * p2p_hid[crit] * reps}
     bd["compute"] += sum(slow.values())  # compute slowed by communication beside it is compute time
     cp_crit = 0.0
     if stg.cpf_l is not None:  # context-parallel K/V ring (parallel/context.py): communication, not device work
@@ -214,16 +220,17 @@ def core_parts(stg: Staged, syn: Synced, m: int, k_acc: int, schedule: str, virt
     bd["bubble"] = k_acc * timing.bubble_s
     comm_crit = tp_crit - tp_slow + cp_crit + ep_crit + p2p_block[crit]
     work = reps * (stg.F[crit] + B[crit] - comm_crit) + syn.opt[crit].time_s + syn.copy[crit].time_s
-    return bd, timing, crit, s_star, tp_crit - tp_slow, work, slow
+    return bd, timing, crit, s_star, tp_crit - tp_slow, work, (slow, p2p_hid[crit] * reps)
 
 
 def overlap_report(use: OverlapUse, stg: Staged, syn: Synced, s_star: int, crit: int, reps: int,
-                   slow: dict[str, float]) -> dict[str, Any]:
+                   slow: dict[str, float], pp_hidden: float = 0.0) -> dict[str, Any]:
     """What overlapped in one iteration: the classes in use, the compute slowdown s and its source, per class the
     communication seconds hidden on the critical path and the compute slowdown seconds (parts of `compute`)."""
     a, e = stg.ranges[crit]
     tp_hidden = float(stg.tp_hidden_l[a:e].sum()) * reps if stg.tp_hidden_l is not None else 0.0
-    hidden = {"dp_buckets": syn.sched[s_star].hidden_s if use.dp_buckets else 0.0, "tp_comm": tp_hidden}
+    hidden = {"dp_buckets": syn.sched[s_star].hidden_s if use.dp_buckets else 0.0, "tp_comm": tp_hidden,
+              "pp_p2p": pp_hidden}
     return {"classes": use.classes(), "compute_slowdown": use.slowdown, "source": use.source,
             "hidden_s": hidden, "slowdown_s": dict(slow), "total_slowdown_s": sum(slow.values())}
 
@@ -236,7 +243,7 @@ def iteration(stg: Staged, syn: Synced, gs: GradientSync, *, m: int, k_acc: int,
     `straggler_ranks`: devices a synchronous step waits for; `flow_args`: data_flow's keywords but compute_s;
     `overlap`, `tp_overlap`: the setup's switches (overlap.overlap_use)."""
     use = overlap_use(stg.ranks.device, overlap, tp_overlap)
-    bd, timing, crit, s_star, tp_crit, work, slow = core_parts(stg, syn, m, k_acc, schedule, virtual, use)
+    bd, timing, crit, s_star, tp_crit, work, (slow, pp_hidden) = core_parts(stg, syn, m, k_acc, schedule, virtual, use)
     comm = syn.sched[s_star].comm_s
     hidden = max(0.0, comm - bd["data_comm"]) if use.dp_buckets else 0.0
     straggler = straggler_delay(work, straggler_cv, straggler_ranks)
@@ -264,7 +271,7 @@ def iteration(stg: Staged, syn: Synced, gs: GradientSync, *, m: int, k_acc: int,
     df = data_flow(compute_s=it_core, **flow_args)
     bd["io"] = df.exposed_io_s
     bd["host_to_device"] = df.exposed_host_to_device_s
-    report = overlap_report(use, stg, syn, s_star, crit, k_acc * m, slow)
+    report = overlap_report(use, stg, syn, s_star, crit, k_acc * m, slow, pp_hidden)
     hidden += report["hidden_s"]["tp_comm"]
     return Iteration(sum(bd.values()), bd, timing, crit, s_star, comm, hidden, tp_crit * k_acc * m, work, df,
                      async_info, staleness, report)

@@ -139,15 +139,18 @@ def tp_slow_per_layer(slow_f: np.ndarray, slow_b: np.ndarray, recompute) -> np.n
     return out
 
 
+def p2p_overlapped(fwd, bwd, transfer, m: int, v: int = 1) -> list[float]:
+    """Per stage, seconds per micro-batch of a 1F1B stage's steady-state sends and receives that run beside its
+    compute: min(f + b, v (x_in + x_out)) (full-duplex links: one activation and one gradient per boundary per
+    micro-batch, v of each with v interleaved chunks); 0 with one micro-batch (no steady state)."""
+    pp = len(fwd)
+    if m <= 1 or pp < 2:
+        return [0.0] * pp
+    return [min(fwd[s] + bwd[s], v * ((transfer[s - 1] if s > 0 else 0.0) + (transfer[s] if s < pp - 1 else 0.0)))
+            for s in range(pp)]
+
+
 def p2p_slowdown(fwd, bwd, transfer, m: int, slowdown: float, v: int = 1) -> list[float]:
     """Per stage, seconds per micro-batch that a 1F1B stage's compute grows by while its steady-state sends and
-    receives are in flight: s x min(f + b, v (x_in + x_out)) (full-duplex links: one activation and one gradient
-    per boundary per micro-batch, v of each with v interleaved chunks); 0 with one micro-batch (no steady state)."""
-    pp = len(fwd)
-    if m <= 1 or slowdown <= 0 or pp < 2:
-        return [0.0] * pp
-    out = []
-    for s in range(pp):
-        x = (transfer[s - 1] if s > 0 else 0.0) + (transfer[s] if s < pp - 1 else 0.0)
-        out.append(slowdown * min(fwd[s] + bwd[s], v * x))
-    return out
+    receives are in flight: slowdown x p2p_overlapped."""
+    return [slowdown * o for o in p2p_overlapped(fwd, bwd, transfer, m, v)]
