@@ -222,9 +222,9 @@ PLANS = [{"dp": 8}, {"dp": 2, "tp": 4}, {"dp": 2, "tp": 2, "pp": 2, "microbatche
 
 @SETTINGS
 @given(plan=st.sampled_from(PLANS), s=st.sampled_from([0.05, 0.189, 0.5]), tpo=st.booleans(),
-       k=st.integers(1, 2))
-def test_slowdown_never_faster_and_zero_slowdown_overlap_never_slower(plan, s, tpo, k):
-    kw = dict(batch=8, dtype="fp16", plan=plan, grad_accumulation=k, layers=False,
+       k=st.integers(1, 2), rc=st.sampled_from(["none", "full"]))
+def test_slowdown_never_faster_and_zero_slowdown_overlap_never_slower(plan, s, tpo, k, rc):
+    kw = dict(batch=8, dtype="fp16", plan=plan, grad_accumulation=k, layers=False, recompute=rc,
               sequence_parallel=plan.get("tp", 1) > 1, tp_overlap=tpo and plan.get("tp", 1) > 1)
     zero, slowed = predict("gpt2_small", _node(0.0), **kw), predict("gpt2_small", _node(s), **kw)
     off = predict("gpt2_small", _node(0.0), **{**kw, "overlap": False, "tp_overlap": False})
