@@ -60,6 +60,26 @@ def test_zero_with_experts_memory_by_hand(zero):
     assert sum(z.breakdown.values()) == pytest.approx(z.iteration_time_s, rel=1e-12)
 
 
+@pytest.mark.parametrize("plan", [None, {"dp": 4, "pp": 2, "microbatches": 2}])
+def test_zero3_never_gathers_experts_no_rank_shares(plan):
+    """dp = ep: each expert lives on one rank, so its state is not sharded and stage 3 gathers only the rest: without a
+    pipeline the two largest such layers (bf16), with one the stage's other parameters (pipelined_terms)."""
+    ep = 4 if plan else 8
+    kw = dict(devices=8, batch=4 if plan else 2, expert_parallel=ep, zero=3, plan=plan)
+    ev = evaluate(perfmodel.load_network("switch_base_8"), load_hardware("dgx-h100"), make_setup(**kw, **KW))
+    m = _switch(**kw).memory
+    rest = ev.ranks.params - ev.ranks.expert_params
+    dp = 4 if plan else 8
+    if plan is None:
+        p, e, kept = _per_rank(8, 8)
+        assert m.weights_bytes == pytest.approx(6 * kept + 2 * float(sum(sorted(rest)[-2:])), rel=1e-12)
+    else:
+        fits = [6 * ((P - E) / dp + E) + 2 * float(rest[a:b].sum())
+                for P, E, (a, b) in ((P, float(ev.ranks.expert_params[a:b].sum()), (a, b))
+                                     for P, (a, b) in zip(ev.staged.st_params, ev.staged.ranges))]
+        assert any(m.weights_bytes == pytest.approx(w, rel=1e-12) for w in fits)
+
+
 def test_zero2_gathers_only_replicated_parameters_when_each_expert_lives_once():
     """dp = ep = 8 on one node: an expert has no replica (expert_sync_ratio 0), so the all-gather of the updated
     parameters after the optimizer step moves only the dense bf16 parameters: a ring over 8 ranks of NVLink."""

@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 from perfmodel import load_hardware, load_network, predict
 from perfmodel.compute import device_rates
 from perfmodel.errors import InputError
+from perfmodel.planning.explain import TIE_REL
 from perfmodel.hardware.schema import EfficiencyCurve
 from perfmodel.ops import DTYPE_BYTES, STAGES
 from perfmodel.ops.base import graph_costs
@@ -216,7 +217,8 @@ def test_objective_cost_ranks_by_cost(tiny):
     res = plan_search(tiny, TWO_NODES, devices=16, global_batch=64, objective="cost", price_per_hour=price, top=None)
     assert res.price_per_device_hour == price
     costs = [r.cost_per_iteration for r in res.plans]
-    assert all(a <= b for a, b in zip(costs, costs[1:]))
+    # ascending; plans within the tie tolerance (e.g. 1F1B and GPipe one ulp apart) are ranked by memory instead
+    assert all(a <= b * (1 + TIE_REL) for a, b in zip(costs, costs[1:]))
     for r in res.plans:
         assert r.cost_per_iteration == pytest.approx(price * r.devices * r.iteration_time_s / 3600)
     assert {r.devices for r in res.plans} > {16}  # fewer devices are considered when money is the goal

@@ -160,7 +160,8 @@ def stage_footprint(graph: LayerGraph, stg: Staged, setup, schedule: str, m: int
     `shard`: (ZeRO stage, ranks the model state is sharded over), sharding.shard_degree."""
     r = stg.ranks
     stage, zero_dp = shard[0], stage_shards(stg, shard, setup.expert_parallel)
-    kw = dict(zero=stage, virtual=setup.virtual_stages, offload=setup.offload_activations)
+    alone = r.expert_params if r.expert_params is not None and shard[1] // setup.expert_parallel == 1 else None
+    kw = dict(zero=stage, virtual=setup.virtual_stages, offload=setup.offload_activations, unsharded=alone)
     terms = stage_memory(stg, setup.optimizer, schedule, m, zero_dp, **kw)
     s, _ = fullest(terms)
     mb2 = 2 if r.batch == 1 else 1

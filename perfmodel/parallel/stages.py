@@ -339,8 +339,8 @@ def _activations(r: RankLayers, rc: Recompute | None, a: int, e: int, inflight: 
 
 
 def stage_memory(stg: Staged, optimizer: str, schedule: str, m: int, zero_dp: float | tuple[float, ...] = 1,
-                 ranks: RankLayers | None = None, zero: int = 1, virtual: int = 1, offload: bool = False
-                 ) -> list[dict[str, float]]:
+                 ranks: RankLayers | None = None, zero: int = 1, virtual: int = 1, offload: bool = False,
+                 unsharded: np.ndarray | None = None) -> list[dict[str, float]]:
     """Memory terms (bytes) of every stage; `zero_dp` > 1 (or one figure per stage) shards the optimizer state
     over that many replicas,
     with `zero` >= 2 also gradients, 3 also parameters (sharding.shard_terms; the full parameters of the two
@@ -348,7 +348,8 @@ def stage_memory(stg: Staged, optimizer: str, schedule: str, m: int, zero_dp: fl
     sharding.pipelined_terms: the stage's parameters gathered for the whole step, its gradients unsharded). `virtual` > 1
     (interleaved 1F1B) multiplies the micro-batches in flight by 1 + (pp - 1)/(pp v), Korthikanti's first-stage
     factor, on every stage (an upper bound for the later ones). `offload`: kept activations live on the host
-    (offload.device_activations).
+    (offload.device_activations). `unsharded`: per layer, parameters no rank shares (experts when dp = ep), which
+    stage 3 never gathers.
 
     `ranks`: the same rank at another micro-batch (same stage cut), for the slope of footprint().
     """
@@ -364,10 +365,11 @@ def stage_memory(stg: Staged, optimizer: str, schedule: str, m: int, zero_dp: fl
         terms = memory_terms(stg.st_params[s], r.dtype, optimizer, acts,
                              float(outw[:WORKSPACE_BUFFERS].sum()), r.device.runtime_reserved_bytes,
                              zd if zero < 2 else 1)
+        gatherable = r.params[a:e] if unsharded is None else r.params[a:e] - unsharded[a:e]
         if zero >= 3 and stg.pp > 1:  # FSDP + PP: the stage's parameters stay gathered, its gradients unsharded
-            terms = pipelined_terms(terms, zd, float(stg.st_params[s]) * DTYPE_BYTES[r.dtype])
+            terms = pipelined_terms(terms, zd, float(gatherable.sum()) * DTYPE_BYTES[r.dtype])
         elif zero >= 2:
-            gathered = float(np.sort(r.params[a:e])[::-1][:2].sum()) * DTYPE_BYTES[r.dtype]
+            gathered = float(np.sort(gatherable)[::-1][:2].sum()) * DTYPE_BYTES[r.dtype]
             terms = shard_terms(terms, zero, zd, gathered)
         out.append(terms)
     return out

@@ -159,7 +159,8 @@ def static_bytes(S: Search, tp: int, pp: int, dp: int, dtype: str, zero: int = 0
     sp = rank / pp
     weights = sp * (MASTER_BYTES + (DTYPE_BYTES[dtype] if dtype in LOWP else 0)) / (shards if stage >= 3 else 1)
     piped = stage >= 3 and pp > 1 and n > 1
-    weights += sp * DTYPE_BYTES[dtype] if piped else 0.0
+    alone = _expert_params(S) / ep if ep > 1 and n // ep <= 1 else 0.0  # experts no rank shares: never gathered
+    weights += (rank - alone) / pp * DTYPE_BYTES[dtype] if piped else 0.0
     grads = sp * MASTER_BYTES / (shards if stage >= 2 and not piped else 1)
     opt = optimizer_state_bytes(S.base.optimizer, 1) * sp / (shards if stage >= 1 else 1)
     return weights + grads + opt + S.system.device.runtime_reserved_bytes
