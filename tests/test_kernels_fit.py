@@ -92,20 +92,3 @@ def test_cudnn_tile_heuristic_covers_the_filters_whatever_the_waves():
     assert covered == pytest.approx(2 * 128 * 128 * 1000 / 128e9)
     assert gemm_compute_s(64, 640, 1000, "fp32", TOY, STACK, tiles=(T128, t64), cover_m=True) == pytest.approx(
         2 * 64 * 128 * 1000 / 128e9)  # 64 filters: the 64-high tile, 5 CTAs in one round
-
-
-def test_tensor_core_tile_pays_the_simt_cta_overhead_in_time_not_in_k_steps():
-    from perfmodel.kernels.gemm import cta_overhead_k
-
-    tc = TOY.model_copy(update={"flops_per_clock_per_sm": {"fp32": 128, "bf16": 2048},
-                                "tensor_core_dtypes": ("bf16",)})
-    t256 = GemmTile(m=256, n=128, threads=256, ctas_per_sm=1, efficiency=1.0)
-    ach = ACH.model_copy(update={"cta_overhead_k": 10.0})
-    st_ = STACK.model_copy(update={"tensor_core_tiles": (t256,), "achievable": ach})
-    # 10 k steps of a 128x128 fp32 tile = 2*128*128*10 FLOPs at 128 GFLOP/s = 2.56 us; the 256x128 bf16 tile
-    # at 2,048 GFLOP/s covers 2*256*128 FLOPs per k step, so 2.56 us is 10 * (16384 / 32768) * 16 = 80 k steps
-    assert float(cta_overhead_k(10.0, 256, 128, tc, "bf16")) == pytest.approx(80.0)
-    got = gemm_compute_s(256, 128, 1000, "bf16", tc, st_)
-    assert got == pytest.approx(2 * 256 * 128 * (1000 + 80) / 2.048e12)
-    # fp32 on the same stack keeps the SIMT tiles and the fitted 10 k steps
-    assert gemm_compute_s(128, 128, 1000, "fp32", tc, st_) == pytest.approx(2 * 128 * 128 * 1010 / 128e9)

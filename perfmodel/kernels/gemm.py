@@ -7,8 +7,7 @@ C[M, N] = A[M, K] @ B[K, N], `batch` independent GEMMs of that shape. All functi
 
 so a partly filled last wave costs as much as a full one (wave quantization). tile_eff is the shared-memory
 bound of the tile's register blocking; occupancy counts the warps resident per SM (few CTAs per SM cannot
-hide latency); k0 is a CTA's prologue and epilogue in k steps (stack.achievable.cta_overhead_k, counted in
-steps of a 128x128 SIMT tile; a tensor-core tile pays the same time, see cta_overhead_k). The library is assumed to pick the tile and split of K with the least time, as cuBLAS's
+hide latency); k0 is a CTA's prologue and epilogue in k steps (stack.achievable.cta_overhead_k). The library is assumed to pick the tile and split of K with the least time, as cuBLAS's
 heuristics aim to. The kernel is never faster than moving its operands through DRAM once, and pays a fixed
 per-kernel overhead of its software stack.
 """
@@ -65,16 +64,6 @@ def tile_efficiency(tile: GemmTile, arch: GpuArch, math: str) -> float:
     return min(1.0, have / need)
 
 
-REF_TILE_MN = 128 * 128  # the SIMT tile in whose k steps the fitted CTA overhead (cta_overhead_k) is counted
-
-
-def cta_overhead_k(k0_simt: float, tm, tn, arch: GpuArch, math: str):
-    """A tensor-core tile's prologue and epilogue in its own k steps: the same time as k0_simt steps of a
-    128x128 SIMT fp32 tile (pipeline fill and tile store take time, not math), so k0 grows with the tensor
-    cores' rate over fp32 and shrinks with the tile's area: k0 * 128*128 / (tm*tn) * rate(math) / rate(fp32)."""
-    return k0_simt * REF_TILE_MN / (np.asarray(tm, float) * tn) * sm_rate(arch, math) / sm_rate(arch, "fp32")
-
-
 def _grid_time_s(M, N, K, batch, tm, tn, cps, warps, eff, s, rate_sm: float, arch: GpuArch, k0: float):
     """tile_time_s over arrays of tile choices (tm, tn, CTAs per SM, warps per CTA, efficiency, split s)."""
     ctas = np.ceil(M / tm) * np.ceil(N / tn) * batch * s
@@ -122,15 +111,12 @@ def gemm_compute_s(M, N, K, dtype: str, arch: GpuArch, stack: SoftwareStack, cls
     default, math = tiles_for(dtype, arch, stack)
     tiles = tiles or default
     rate = sm_rate(arch, math) * stack.achievable.fraction(cls, dtype)
-    tensor = math in arch.tensor_core_dtypes and bool(stack.tensor_core_tiles)
     allow = stack.split_k if split_k is None else split_k
     splits = SPLITS if allow else (1,)
     ch = np.array([(t.m, t.n, t.ctas_per_sm, max(1, t.threads // 32), tile_efficiency(t, arch, math), sp)
                    for t in tiles for sp in splits], dtype=float)
     col = [ch[:, i:i + 1] for i in range(6)]
-    k0 = cta_overhead_k(stack.achievable.cta_overhead_k, col[0], col[1], arch, math) if tensor \
-        else stack.achievable.cta_overhead_k
-    t = _grid_time_s(M, N, K, batch, *col, rate, arch, k0)
+    t = _grid_time_s(M, N, K, batch, *col, rate, arch, stack.achievable.cta_overhead_k)
     bw = arch.dram_Bps(stack.achievable.memory_bandwidth)
     sp = col[5]
     t = t + np.where(sp > 1, 2.0 * sp * M * N * batch * 4 / bw, 0.0)  # fp32 partial sums written and read back
