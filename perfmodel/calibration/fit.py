@@ -50,6 +50,8 @@ import statistics
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable, Sequence
 
+from .threads import fit_gemm_split, split_factor
+
 # benchmark families -> the compute.py family whose curve they fit
 FIT_FAMILIES = ("matrix", "conv", "memory")
 LOWP_DTYPES = ("bf16", "fp16")
@@ -128,6 +130,7 @@ class FitResult:
     fresh_s_per_byte: float | None = None  # one thread's extra time per freshly mapped output byte (traits)
     fresh_conv_s_per_byte: float | None = None  # the same for convolutions
     cold_s_per_byte: dict[int, float] | None = None  # per thread count: extra time per cold output byte (traits)
+    gemm_split_rows: float | None = None  # CPU GEMM thread split (traits, calibration.threads)
 
     def speedup(self, threads: int) -> float:
         """Compute speed at `threads` relative to one thread, as compute.thread_speedup does."""
@@ -260,7 +263,7 @@ def efficiency_pairs(samples: Iterable[Sample], family: str, dtype: str | None, 
         else:
             if s.flops <= 0:
                 continue
-            eff = s.flops / (res.matrix_rate(s.threads, s.dtype) * busy)
+            eff = s.flops / (res.matrix_rate(s.threads, s.dtype) * busy * split_factor(s, res))
         out.append((sample_size(s), min(1.0, max(EFF_MIN, eff)) if clip else eff, s.threads))
     return out
 
@@ -394,6 +397,7 @@ def fit_profile(samples: Sequence[Sample], options: FitOptions) -> FitResult:
     res = FitResult(peak_flops=peaks, memory_bandwidth_Bps=bw, bench_overhead_s=overhead,
                     per_core_bandwidth_Bps=per_core_bw, kernel_overhead_s=train_overhead, serial_fraction=serial, hyperthread_penalty=penalty, curves={},
                     cores=cores, is_cpu=is_cpu, speedups=speedups, notes=notes)
+    res.gemm_split_rows = fit_gemm_split(samples, overhead, options.speedup_min_time_s) if is_cpu else None
     for fam in FIT_FAMILIES:
         pairs = efficiency_pairs(samples, fam, "fp32" if fam != "memory" else None, res, overhead)
         res.n_samples[fam] = len(pairs)
@@ -498,6 +502,10 @@ def profile_dict(fit: FitResult, *, name: str, source: str, model: str = "", ven
         d["traits"].update(cold_buffer_bytes=COLD_BYTES_MIN,
                            cold_buffer_s_per_byte={t: _sig(v) for t, v in fit.cold_s_per_byte.items()})
         d["traits"]["source"] += "; cold buffers from streams writing into long-unused vs just-freed outputs"
+    if fit.gemm_split_rows is not None:
+        d.setdefault("traits", {"source": "calibrated"})
+        d["traits"]["gemm_split_rows"] = _sig(fit.gemm_split_rows)
+        d["traits"]["source"] += "; GEMM thread split from GEMM samples at 1 and n threads (calibration.threads)"
     if fit.keyed_curves:
         eff["curves"] = {k: {"points": [[x, e] for x, e in pts]} for k, pts in sorted(fit.keyed_curves.items())}
     eff["source"] = eff_source or "calibrated"
@@ -546,7 +554,7 @@ def predicted_sample_time(s: Sample, fit: FitResult, overhead_s: float | None = 
         curve = curve or keyed.get(s.ekey) or curves[s.family]
         factor = (fit.stage_factors or {}).get(s.key, 1.0) if s.key else 1.0
         comp = s.flops / (fit.matrix_rate(s.threads, s.dtype if s.dtype in fit.peak_flops else "fp32")
-                          * curve.at(s.flops / k) * factor) if s.flops else 0.0
+                          * curve.at(s.flops / k) * factor * split_factor(s, fit)) if s.flops else 0.0
     else:
         vec = fit.matrix_rate(s.threads, "fp32")
         comp = s.flops / (vec * mem_curve.at(s.bytes / k)) if s.flops else 0.0

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from ..errors import InputError
 from ..hardware.schema import Device, Efficiency, EfficiencyCurve
-from ..hardware.traits import device_peaks, device_traits, for_threads, thread_speedup
+from ..hardware.traits import device_peaks, device_traits, for_threads, gemm_split, thread_speedup
 from ..hardware.traits import per_core_bandwidth as cpu_bandwidth
 from ..kernels import GpuArch, SoftwareStack, load_arch, load_stack
 
@@ -40,6 +40,7 @@ class Rates:
     cold_bytes: float | None = None  # buffers from this size up to fresh_bytes are cold heap memory (traits)
     cold_s_per_byte: float = 0.0  # extra seconds per byte of such buffers, at this thread count
     kernel: tuple[GpuArch, SoftwareStack] | None = None  # (architecture, software stack) of the kernel model
+    gemm_split: tuple[int, float, float] | None = None  # CPU GEMM thread split (hardware.traits.gemm_split)
 
 
 def device_rates(device: Device, dtype: str, threads: int | None = None) -> Rates:
@@ -59,6 +60,7 @@ def device_rates(device: Device, dtype: str, threads: int | None = None) -> Rate
         elementwise={k: v * f for k, v in eff.elementwise.items()} if eff.elementwise else None,
         stage_factors=dict(eff.stage_factors) if eff.stage_factors else None, keyed=_keyed(eff), dtype=dtype,
         kernel=kernel_target(device), **_fresh(device, f), **_cold(device, p.threads),
+        gemm_split=gemm_split(device, p.threads),
     )
 
 

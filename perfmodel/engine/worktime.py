@@ -18,12 +18,13 @@ from typing import Sequence
 
 import numpy as np
 
-from ..hardware.traits import curve_table, efficiency_by_index, factor_in, rate_in
+from ..hardware.traits import curve_table, efficiency_by_index, factor_in, gemm_split_speedup, rate_in
 from ..hardware.traits import efficiency_at as curve_at  # EfficiencyCurve.at over an array
 from .kernel_rows import kernel_row_times
 from .rates import Rates
 from ..ops import STAGES, OpCost
-from ..ops.base import Work, fresh_allocs
+from ..ops.base import GemmShape, Work, fresh_allocs
+from ..ops.recurrent import LSTM_SUFFIX
 
 FAMILY_CODE = {"matrix": 0, "conv": 1, "memory": 2}
 STAGE_CODE = {s: i for i, s in enumerate(STAGES)}
@@ -121,6 +122,27 @@ def _stage_factors(t: WorkTable, table: dict[str, float]) -> np.ndarray:
     return np.array(out, dtype=float)
 
 
+def split_rows(t: WorkTable) -> np.ndarray:
+    """Per row: the output rows a CPU GEMM library splits between threads (GemmShape m x batch: batched products
+    split over the batch too) for matrix rows with a GEMM shape, else 0. LSTM rows (keys ending
+    ops.recurrent.LSTM_SUFFIX) are 0: oneDNN's fused RNN primitive has its own per-thread-count curves. Memoised."""
+    cache = t.__dict__.get("_split_rows")
+    if cache is None:
+        keys = t.keys if t.keys is not None else ("",) * len(t.flops)
+        cache = t.__dict__["_split_rows"] = np.array(
+            [sh.m * sh.batch if (f == 0 and isinstance(sh, GemmShape) and not (k or "").endswith(LSTM_SUFFIX))
+             else 0.0 for f, sh, k in zip(t.family, t.shapes, keys)], dtype=float)
+    return cache
+
+
+def split_factors(t: WorkTable, split: tuple[int, float, float]) -> np.ndarray:
+    """Per row: the rate multiplier of the CPU GEMM thread split (Rates.gemm_split = (threads, split rows, the
+    thread model's speedup)): gemm_split_speedup(rows, threads, split rows) / that speedup for GEMM rows, 1 else."""
+    n, r0, base = split
+    rows = split_rows(t)
+    return np.where(rows > 0, gemm_split_speedup(np.maximum(rows, 1.0), n, r0) / base, 1.0)
+
+
 def executed_flops(t: WorkTable, r: Rates) -> np.ndarray:
     """Per row: the FLOPs the kernel executes: model FLOPs x Work.executed on a CPU (a dispatch that adds to the
     kernel time: not overhead_overlaps, no GPU kernel model), where oneDNN's blocked or im2col kernels leave
@@ -145,6 +167,8 @@ def row_times(t: WorkTable, r: Rates, scale: np.ndarray | None = None) -> dict[s
     mat = r.matrix_flops * fe
     if r.stage_factors is not None and t.factor_keys is not None:
         mat = mat * _stage_factors(t, r.stage_factors)
+    if r.gemm_split is not None and t.shapes is not None:
+        mat = mat * split_factors(t, r.gemm_split)
     vec = r.vector_flops * mem_eff
     if r.elementwise is not None and t.ew_keys is not None:
         ew = _elementwise_rates(t, r.elementwise)

@@ -64,6 +64,11 @@ class DeviceTraits(BaseModel):
     # largest listed below it)
     cold_buffer_bytes: float | None = Field(default=None, gt=0, allow_inf_nan=False)
     cold_buffer_s_per_byte: dict[int, float] | None = None
+    # A CPU GEMM library (oneDNN/MKL) splits a GEMM's output rows between threads, and each thread also pays a
+    # fixed share that does not split (it packs/streams the other operand whole): worth gemm_split_rows output
+    # rows of one thread's work (calibrated from GEMM samples at several row counts and thread counts; None: the
+    # thread model's speedup for every GEMM). See gemm_split_speedup.
+    gemm_split_rows: float | None = Field(default=None, ge=0, allow_inf_nan=False)
     source: str = ""
 
 
@@ -158,6 +163,29 @@ def thread_speedup(device, threads: int) -> float:
     if extra:
         s *= max(0.05, 1.0 - ts.hyperthread_penalty * extra / cores)
     return s
+
+
+def gemm_split_speedup(rows, threads, split_rows: float):
+    """Speedup at `threads` over one thread of a GEMM with `rows` output rows (scalar or array) when its rows are
+    split evenly between the threads and each thread pays a fixed share worth `split_rows` rows that does not
+    split (packing the other operand): time ~ rows / threads + split_rows, so speedup = (rows + split_rows) /
+    (rows / threads + split_rows): 1 at one thread, towards `threads` for rows >> split_rows. Example: 32 rows,
+    2 threads, split_rows 16: 48 / 32 = 1.5."""
+    r = np.asarray(rows, dtype=float)
+    return (r + split_rows) / (r / threads + split_rows)
+
+
+def gemm_split(device, threads: int | None) -> tuple[int, float, float] | None:
+    """(physical threads used n, gemm_split_rows, thread_speedup at n) when the device's traits give
+    gemm_split_rows and a "cores" thread model applies at `threads` > 1; else None (every GEMM scales as
+    thread_speedup says). A GEMM's rate is then the thread-model rate x gemm_split_speedup(rows, n, split_rows) /
+    thread_speedup(n): the split replaces Amdahl's speedup over the physical cores (a hyper-thread penalty stays)."""
+    tr = getattr(device, "traits", None)
+    rows = getattr(tr, "gemm_split_rows", None) if tr is not None else None
+    if rows is None or threads is None or threads <= 1 or not device_traits(device).uses_threads:
+        return None
+    n = min(threads, device.cores or 1)
+    return n, rows, thread_speedup(device, n)
 
 
 def per_core_bandwidth(device, threads: int) -> float:

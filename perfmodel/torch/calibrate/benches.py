@@ -16,6 +16,7 @@ from ...calibration.grid import (
     thin_gemm_shapes,
 )
 from ...calibration.kernels import LSTM_KEY, STREAM_KEY, conv_ekey, conv_executed, gemm_ekey
+from ...calibration.threads import gemm_label
 
 
 @dataclass(frozen=True)
@@ -320,7 +321,7 @@ def build_benches(device: str, thread_counts: list[int], quick: bool, lowp: list
         out.append(Bench("dispatch_raw", "plain relu, 4 elements", "fp32", _plain_dispatch(), t))
         for (m, k, n) in shapes:
             for layout in ("nn", "nt", "tn"):
-                out.append(Bench("matrix", f"gemm {m}x{k}x{n} {layout}", "fp32", _gemm(m, k, n, layout), t, "",
+                out.append(Bench("matrix", gemm_label(m, k, n, layout), "fp32", _gemm(m, k, n, layout), t, "",
                                  gemm_ekey(m, n)))
         for shp in convs:
             nb, c, hw, ko, kr, st, pd, tr = shp
@@ -339,7 +340,7 @@ def build_benches(device: str, thread_counts: list[int], quick: bool, lowp: list
             out.append(Bench("matrix", "lstm n{} t{} f{} h{}".format(*shp), "fp32", _lstm(*shp), t, "", LSTM_KEY))
         for (m, k, n) in thin:
             for layout in ("nn", "nt", "tn"):
-                out.append(Bench("matrix", f"gemm {m}x{k}x{n} {layout}", "fp32", _gemm(m, k, n, layout), t, "",
+                out.append(Bench("matrix", gemm_label(m, k, n, layout), "fp32", _gemm(m, k, n, layout), t, "",
                                  gemm_ekey(m, n)))
         for n in stream_sizes(quick):
             for op in ("relu", "add"):
@@ -352,7 +353,7 @@ def build_benches(device: str, thread_counts: list[int], quick: bool, lowp: list
                 out.append(Bench("memory", f"{op} {n} fp32", "fp32", _mem(n, op), t))
         for dt in lowp:
             for (m, k, n) in lowp_shapes:
-                out.append(Bench("matrix", f"gemm {m}x{k}x{n} nt", dt, _gemm(m, k, n, "nt"), t))
+                out.append(Bench("matrix", gemm_label(m, k, n, "nt"), dt, _gemm(m, k, n, "nt"), t))
             for shp in convs[2::3]:
                 out.append(Bench("conv", f"conv {shp} fwd", dt, _conv(*shp, "fwd"), t))
         if device == "cpu":  # GPU elementwise kernels are bandwidth bound: the memory curve covers them
