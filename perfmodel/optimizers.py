@@ -99,3 +99,24 @@ def optimizer_state_bytes(name: str, params: int) -> float:
 
 
 OptimizerFn = Callable[[int], float]
+
+
+def check_step_time(name: str, sizes, device, threads: int | None) -> float:
+    """Seconds the model prices one `name` step over parameter tensors of `sizes` elements on `device` at
+    `threads`, as a training step prices it (step.py: optimizer_work in the device's optimizer_kernels style,
+    stage key "optimizer"): what calibration's optimizer-step check compares with its measurement."""
+    from .engine.layers import stage_time
+    from .engine.rates import device_rates
+    from .hardware.traits import device_traits
+
+    w = optimizer_work(name, int(sum(sizes)), len(sizes), style=device_traits(device).optimizer_kernels)
+    return stage_time((w,), device_rates(device, "fp32", threads), "optimizer").time_s
+
+
+def calibration_check_time(name: str, threads: int, profile: dict) -> float:
+    """check_step_time of calibration's optimizer-step check (calibration.grid.OPT_TENSORS) on the device of a
+    fitted profile mapping (calibration.profile.optimizer_checks)."""
+    from .calibration.grid import OPT_TENSORS
+    from .hardware.loader import hardware_from_dict
+
+    return check_step_time(name, OPT_TENSORS, hardware_from_dict(profile), threads)

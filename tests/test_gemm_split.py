@@ -103,3 +103,31 @@ def test_negative_split_rows_is_refused():
     d["traits"]["gemm_split_rows"] = -1
     with pytest.raises(HardwareError, match="gemm_split_rows"):
         hardware_from_dict(d)
+
+
+def test_optimizer_check_prices_as_a_training_step():
+    """calibration's optimizer-step check uses the engine's price of the step (optimizers.check_step_time), the
+    same number a prediction's optimizer stage gives for the same parameter tensors."""
+    import perfmodel
+    from perfmodel.optimizers import check_step_time
+    from conftest import small_mlp
+
+    dev = load_hardware(PROFILE)
+    g = small_mlp()  # dense 256->512, 512->10 with biases: tensors of 131072, 512, 5120, 10 parameters
+    p = perfmodel.predict(g, dev, batch=32, threads=2, optimizer="adam")
+    assert check_step_time("adam", (256 * 512, 512, 512 * 10, 10), dev, 2) == pytest.approx(p.stages["optimizer"])
+
+
+def test_optimizer_checks_call_the_given_price():
+    from perfmodel.calibration.grid import optimizer_label
+    from perfmodel.calibration.profile import optimizer_checks
+
+    res = FitResult(peak_flops={"fp32": 1e11}, memory_bandwidth_Bps=1e10, bench_overhead_s=0.0,
+                    per_core_bandwidth_Bps=None, kernel_overhead_s=1e-6, serial_fraction=0.025,
+                    hyperthread_penalty=0.1, curves={"matrix": [(1e6, 0.5)], "memory": [(1e6, 0.5)]}, cores=2,
+                    is_cpu=True)
+    s = [Sample("check", 2, 4e-3, label=optimizer_label("adam"))]
+    seen = []
+    checks = optimizer_checks(s, res, lambda name, t, prof: seen.append((name, t, prof["cores"])) or 3e-3)
+    assert seen == [("adam", 2, 2)]
+    assert checks[0]["error_pct"] == pytest.approx(-25.0)  # (3 - 4) / 4

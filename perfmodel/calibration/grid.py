@@ -140,3 +140,12 @@ def stream_sizes(quick: bool) -> list[int]:
     """Element counts for the fresh-allocation streaming kernels: 16 KiB to 128 MiB per fp32 tensor."""
     exps = [12 + 1.0 * i for i in range(14)] if not quick else [12 + 2.5 * i for i in range(6)]
     return [int(2 ** e) for e in exps if e <= 25]
+
+
+# sizes (elements) of the parameter tensors of the optimizer benchmark: a mix of weights and biases
+OPT_TENSORS = (1 << 20, 1 << 18, 1 << 16, 4096, 1024, 256, 3 << 18, 512, 1 << 14, 128)
+
+
+def optimizer_label(name: str) -> str:
+    """The label of the optimizer-step check of `name` over OPT_TENSORS."""
+    return f"optimizer {name} step, {sum(OPT_TENSORS)} params"

@@ -26,9 +26,24 @@ class CalibrationResult:
 
 
 
-def fit_and_profile(samples: list[Sample], machine: dict[str, Any], name: str, wall_s: float | None = None
-                    ) -> tuple[dict[str, Any], FitResult, list[dict], list[dict]]:
-    """Fit the samples and assemble the profile mapping (with sources and notes)."""
+def optimizer_checks(samples: list[Sample], fit: FitResult, check_time=None) -> list[dict[str, Any]]:
+    """The optimizer-step check samples against the model: `check_time(name, threads, bare_profile)` (the engine's
+    price, optimizers.check_step_time, passed in by the layers above) or, without it, predicted_sample_time."""
+    bare = profile_dict(fit, name="check", source="check", memory_bytes=1e9) if check_time else None
+    checks = []
+    for s in samples:
+        if s.family == "check" and s.label.startswith("optimizer"):
+            p = (check_time(s.label.split()[1], s.threads, bare) if check_time
+                 else predicted_sample_time(s, fit, fit.kernel_overhead_s))
+            checks.append({"label": s.label, "threads": s.threads, "measured_s": s.time_s, "predicted_s": p,
+                           "error_pct": 100 * (p - s.time_s) / s.time_s})
+    return checks
+
+
+def fit_and_profile(samples: list[Sample], machine: dict[str, Any], name: str, wall_s: float | None = None,
+                    check_time=None) -> tuple[dict[str, Any], FitResult, list[dict], list[dict]]:
+    """Fit the samples and assemble the profile mapping (with sources and notes); `check_time` see
+    optimizer_checks."""
     topo = machine["cpu"]
     is_cpu = machine["device"] == "cpu"
     fit = fit_profile(samples, FitOptions(cores=topo["cores"] if is_cpu else 1, is_cpu=is_cpu))
@@ -37,12 +52,7 @@ def fit_and_profile(samples: list[Sample], machine: dict[str, Any], name: str, w
     source = f"calibrated on {what} by perfmodel calibrate, {date}, torch {machine['torch']}"
     counts = machine.get("thread_counts", [])
     res = residuals(samples, fit)
-    checks = []
-    for s in samples:
-        if s.family == "check" and s.label.startswith("optimizer"):
-            p = predicted_sample_time(s, fit, fit.kernel_overhead_s)
-            checks.append({"label": s.label, "threads": s.threads, "measured_s": s.time_s, "predicted_s": p,
-                           "error_pct": 100 * (p - s.time_s) / s.time_s})
+    checks = optimizer_checks(samples, fit, check_time)
     plain = [s.time_s for s in samples if s.family == "dispatch_raw"]
     abs_err = sorted(abs(r["error_pct"]) for r in res)
     med_err = statistics.median(abs_err) if abs_err else float("nan")
@@ -114,7 +124,8 @@ def write_profile(profile: dict[str, Any], path: Path) -> Path:
 
 
 def refit(samples_path: str | Path, out: str | Path | None = None, name: str | None = None, record: int = -1,
-          allow_busy: bool = False, statistic: str = "median", pool: bool = False) -> CalibrationResult:
+          allow_busy: bool = False, statistic: str = "median", pool: bool = False, check_time=None
+          ) -> CalibrationResult:
     """Fit again from stored samples (no benchmarks run); `record` picks a calibration run of the file, or
     `pool` pools every run made on the same grid (see pool_samples).
 
@@ -127,6 +138,6 @@ def refit(samples_path: str | Path, out: str | Path | None = None, name: str | N
         samples = with_statistic(samples, statistic)
     check_quiet_enough(machine, len(samples), allow_busy)
     name = name or (Path(out).stem if out else "calibrated")
-    prof, fit, res, checks = fit_and_profile(samples, machine, name, machine.get("calibration_wall_s"))
+    prof, fit, res, checks = fit_and_profile(samples, machine, name, machine.get("calibration_wall_s"), check_time)
     path = write_profile(prof, Path(out)) if out else None
     return CalibrationResult(prof, fit, samples, machine.get("calibration_wall_s") or 0.0, path, res, checks)

@@ -206,10 +206,12 @@ def calibrate(
         fail(f"--threads must be >= 1, got {threads}")
     if from_samples is not None:  # a refit needs no torch (perfmodel.calibration)
         from ..calibration.profile import refit
+        from ..optimizers import calibration_check_time
 
         if statistic not in ("median", "min", "mean"):
             fail(f"--statistic must be median, min or mean, got '{statistic}'")
-        r = refit(from_samples, out, name, record=record, allow_busy=allow_busy, statistic=statistic, pool=pool)
+        r = refit(from_samples, out, name, record=record, allow_busy=allow_busy, statistic=statistic, pool=pool,
+                  check_time=calibration_check_time)
     else:
         try:
             from ..torch import calibrate as cal

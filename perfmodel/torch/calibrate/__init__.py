@@ -23,6 +23,7 @@ import torch
 from ...calibration.fit import Sample
 from ...calibration.grid import conv_passes, gemm_shapes, memory_sizes  # noqa: F401 - re-exported
 from ...calibration.profile import CalibrationResult, fit_and_profile, refit, write_profile  # noqa: F401
+from ...optimizers import calibration_check_time
 from ...calibration.samples import (  # noqa: F401 - re-exported for callers of the old module
     check_quiet_enough, load_samples, pool_samples, save_samples, with_statistic,
 )
@@ -225,7 +226,7 @@ def calibrate(out: str | Path | None = None, *, device: str = "cpu", threads: in
         save_samples(samples, machine, Path(samples_path))
     check_quiet_enough(machine, len(samples), allow_busy)
     name = name or (Path(out).stem if out else default_profile_name(device))
-    prof, fit, res, checks = fit_and_profile(samples, machine, name, wall)
+    prof, fit, res, checks = fit_and_profile(samples, machine, name, wall, calibration_check_time)
     path = write_profile(prof, Path(out)) if out else None
     return CalibrationResult(prof, fit, samples, wall, path, res, checks)
 

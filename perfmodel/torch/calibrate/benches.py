@@ -16,6 +16,7 @@ from ...calibration.grid import (
     thin_gemm_shapes,
 )
 from ...calibration.kernels import LSTM_KEY, STREAM_KEY, conv_ekey, conv_executed, gemm_ekey
+from ...calibration.grid import OPT_TENSORS, optimizer_label
 from ...calibration.threads import gemm_label
 
 
@@ -284,8 +285,6 @@ def _elementwise(op: str, fields: dict, shape: tuple[int, ...], batch: int, back
     return make
 
 
-# sizes (elements) of the parameter tensors of the optimizer benchmark: a mix of weights and biases
-OPT_TENSORS = (1 << 20, 1 << 18, 1 << 16, 4096, 1024, 256, 3 << 18, 512, 1 << 14, 128)
 
 
 def _optimizer(name: str):
@@ -365,7 +364,7 @@ def build_benches(device: str, thread_counts: list[int], quick: bool, lowp: list
                         out.append(Bench("elementwise", f"{key} {n} elements", "fp32",
                                          _elementwise(op, fields, shape, nb, bwd), t, key))
         for name in ("momentum", "adam"):
-            out.append(Bench("check", f"optimizer {name} step, {sum(OPT_TENSORS)} params", "fp32", _optimizer(name), t))
+            out.append(Bench("check", optimizer_label(name), "fp32", _optimizer(name), t))
     order = {t: i for i, t in enumerate(thread_counts)}
     per_t: dict[int, list[Bench]] = {}
     for b in out:
