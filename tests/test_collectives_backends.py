@@ -107,12 +107,12 @@ def test_more_bandwidth_is_never_slower():
 def test_zero3_without_overlap_prices_units_with_the_backend():
     # two units of 1 MB and 2 MB, 2 ranks: 2 all-gathers and 1 reduce-scatter each, all exposed
     ag, rs = C.dp_backend_fns("cpu", {"ranks": 2, "bandwidth_Bps": 1e9, "latency_s": 1e-5})
-    fn, extra = zero_sync(3, lambda n: C.ring_allreduce(n, 2, 1e9, 1e-5), [1e6, 2e6], [1e-3, 1e-3], 1,
+    fn, extra, _ = zero_sync(3, lambda n: C.ring_allreduce(n, 2, 1e9, 1e-5), [1e6, 2e6], [1e-3, 1e-3], 1,
                           overlap=False, backend=(ag, rs))
     # all-gather n: n/2e9 + 1e-5; reduce-scatter n: n/1e9 + 2e-5
     want = 2 * ((0.5e-3 + 1e-5) + (1e-3 + 1e-5)) + (1e-3 + 2e-5) + (2e-3 + 2e-5)
     assert extra == pytest.approx(want) and fn(5e6) == 0.0
-    _, ring = zero_sync(3, lambda n: C.ring_allreduce(n, 2, 1e9, 1e-5), [1e6, 2e6], [1e-3, 1e-3], 1, overlap=False)
+    _, ring, _ = zero_sync(3, lambda n: C.ring_allreduce(n, 2, 1e9, 1e-5), [1e6, 2e6], [1e-3, 1e-3], 1, overlap=False)
     assert ring == pytest.approx(want - 1.5e-3 - 2e-5)  # the ring reduce-scatter moves half the bytes
 
 

@@ -112,12 +112,12 @@ def test_zero3_without_overlap_exposes_every_unit_collective_by_hand():
         return n / 1e9 + 2e-3
 
     layer_bytes, fwd = [1e6, 0.0, 3e6], [5e-3, 1e-3, 5e-3]
-    fn, extra = zero_sync(3, ar, layer_bytes, fwd, 2, overlap=False)
+    fn, extra, _ = zero_sync(3, ar, layer_bytes, fwd, 2, overlap=False)
     assert extra == pytest.approx(24e-3) and fn(25e6) == 0.0
-    fn, extra = zero_sync(3, ar, layer_bytes, fwd, 2)
+    fn, extra, _ = zero_sync(3, ar, layer_bytes, fwd, 2)
     assert fn is ar and extra == pytest.approx(2 * forward_exposed_s([1.5e-3, 0.0, 2.5e-3], fwd))
     assert extra == pytest.approx(2 * 1.5e-3)  # only the first gather waits; the 3 MB one hides behind 6 ms
-    _, extra = zero_sync(2, ar, layer_bytes, fwd, 2, overlap=False)  # stage 2: one exposed post-step gather
+    _, extra, _ = zero_sync(2, ar, layer_bytes, fwd, 2, overlap=False)  # stage 2: one exposed post-step gather
     assert extra == pytest.approx((4e6 / 1e9 + 2e-3) / 2)
 
 

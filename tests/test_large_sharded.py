@@ -13,7 +13,7 @@ import pytest
 
 import perfmodel
 from perfmodel.parallel.predict import evaluate
-from perfmodel.parallel.sharding import forward_exposed_s, pipelined_terms, pipelined_zero3
+from perfmodel.parallel.sharding import forward_gathers, pipelined_terms, pipelined_zero3
 from perfmodel.prediction import make_setup
 
 GPT = dict(dtype="bf16", optimizer="adam", layers=False)
@@ -28,6 +28,15 @@ def _ev(net: str, hw: str, **kw):
 def _ring4(n: float) -> float:
     """All-gather or reduce-scatter of n bytes over 4 ranks of the DGX A100's NVLink."""
     return 3 / 4 * n / 255e9 + 3 * 2e-6 if n > 0 else 0.0
+
+
+S_A100 = 0.189  # pytorch-cuda12's overlap compute_slowdown (Lee et al. 2025): compute beside a gather 1.189x as long
+
+
+def _stage_gathers(params, stg) -> tuple[float, float]:
+    """(exposed, compute slowdown) seconds of every stage's prefetched bf16 forward gathers, added up."""
+    out = [forward_gathers([_ring4(2.0 * n) for n in params[a:e]], stg.f_l[a:e], S_A100) for a, e in stg.ranges]
+    return sum(x for x, _ in out), sum(y for _, y in out)
 
 
 # ---- the pure functions ------------------------------------------------------------------------------------
@@ -45,10 +54,10 @@ def test_pipelined_terms_by_hand():
 def test_pipelined_zero3_by_hand():
     """Two stages [0, 2) and [2, 3): per unit a gather of 1 s units and a scatter of 2 s; stage 0 computes 1 s per
     unit: gather 0 (1 s) is exposed, gather 1 hides behind unit 0 -> 1 s; stage 1: its one gather, 1 s."""
-    extra, after = pipelined_zero3(lambda n: n, lambda n: 2 * n, [1.0, 1.0, 1.0], [1.0, 1.0, 1.0],
+    extra, after, _ = pipelined_zero3(lambda n: n, lambda n: 2 * n, [1.0, 1.0, 1.0], [1.0, 1.0, 1.0],
                                    [1.0, 1.0, 3.0], [(0, 2), (2, 3)])
     assert extra == 2.0 and after == (4.0, 2.0)
-    extra, after = pipelined_zero3(lambda n: n, lambda n: 2 * n, [1.0, 0.0, 1.0], [1.0, 0.0, 1.0],
+    extra, after, _ = pipelined_zero3(lambda n: n, lambda n: 2 * n, [1.0, 0.0, 1.0], [1.0, 0.0, 1.0],
                                    [1.0, 1.0, 3.0], [(0, 2), (2, 3)], overlap=False)
     assert extra == 2.0 and after == (2.0, 2.0)  # a layer without parameters communicates nothing
 
@@ -66,12 +75,13 @@ def test_fsdp_with_pipeline_time_by_hand():
     scatter = [sum(_ring4(4.0 * n) for n in params[a:e]) for a, e in stg.ranges]
     assert list(syn.after) == pytest.approx(scatter, rel=1e-12)
     assert p.parallel["sharding"]["after_backward_scatter_s"] == pytest.approx(scatter, rel=1e-12)
-    exposed = sum(forward_exposed_s([_ring4(2.0 * n) for n in params[a:e]], stg.f_l[a:e]) for a, e in stg.ranges)
+    exposed, slow = _stage_gathers(params, stg)
     assert p.parallel["sharding"]["exposed_gather_s"] == pytest.approx(exposed, rel=1e-12)
+    assert p.parallel["overlap_used"]["slowdown_s"]["fsdp_prefetch"] == pytest.approx(slow, rel=1e-12) and slow > 0
     assert exposed >= _ring4(2.0 * 50257 * 768)  # the embedding's gather opens stage 0 with nothing to hide behind
     assert all(s.comm_s == 0.0 and s.end_s == pytest.approx(s.backward_s, rel=1e-12) for s in syn.sched)
     ends = [t.last_backward_end_s[s] + syn.copy[s].time_s + syn.opt[s].time_s + scatter[s] for s in range(2)]
-    assert p.iteration_time_s == pytest.approx(max(ends) + exposed, rel=1e-12)
+    assert p.iteration_time_s == pytest.approx(max(ends) + exposed + slow, rel=1e-12)
     assert sum(p.breakdown.values()) == pytest.approx(p.iteration_time_s, rel=1e-12)
 
 
@@ -95,8 +105,9 @@ def test_fsdp_with_pipeline_communicates_once_per_step():
     params, stg = b.ranks.params, b.staged
     assert list(b.synced.after) == pytest.approx([sum(_ring4(4.0 * n) for n in params[a:e]) for a, e in stg.ranges],
                                                  rel=1e-12)
-    once = sum(forward_exposed_s([_ring4(2.0 * n) for n in params[a:e]], stg.f_l[a:e]) for a, e in stg.ranges)
+    once, slow = _stage_gathers(params, stg)
     assert b.large["sharding"]["exposed_gather_s"] == pytest.approx(once, rel=1e-12)
+    assert b.it.overlap["slowdown_s"]["fsdp_prefetch"] == pytest.approx(slow, rel=1e-12)
     flat = dict(batch=2, devices=4, **GPT)
     one = _ev("gpt2_small", "dgx-a100", sharding="full", **flat).large["sharding"]["exposed_gather_s"]
     four = _ev("gpt2_small", "dgx-a100", sharding="full", grad_accumulation=4, **flat)
@@ -189,7 +200,7 @@ def test_pipelined_zero3_properties(sizes, fwd, stages, bw):
     cuts = sorted({round(n * k / stages) for k in range(stages + 1)})
     ranges = list(zip(cuts[:-1], cuts[1:]))
     fn = lambda x: x / bw + 1e-6  # noqa: E731
-    extra, after = pipelined_zero3(fn, fn, sizes, sizes, fwd[:n], ranges)
+    extra, after, _ = pipelined_zero3(fn, fn, sizes, sizes, fwd[:n], ranges)
     total = sum(fn(x) for x in sizes if x > 0)
     assert -1e-12 <= extra <= total + 1e-9
     assert pipelined_zero3(fn, fn, sizes, sizes, fwd[:n], ranges, overlap=False)[0] == pytest.approx(total)

@@ -23,6 +23,7 @@ from perfmodel.parallel.data_parallel import make_buckets, sync_schedule
 from perfmodel.parallel.overlap import (NO_STACK, overlap_facts, overlap_use, p2p_slowdown, slowed_lag,
                                         tp_overlapped)
 from perfmodel.parallel.pipeline import schedule_time
+from perfmodel.parallel.sharding import GatherOverlap, forward_gathers, pipelined_zero3, zero_sync
 from perfmodel.parallel.predict import evaluate
 from perfmodel.prediction import make_setup
 from perfmodel.result import BREAKDOWN_PARTS
@@ -203,6 +204,68 @@ def test_fsdp_prefetch_follows_the_stack():
     assert off.iteration_time_s > on.iteration_time_s
 
 
+def test_fsdp_forward_gathers_slowdown_by_hand():
+    """Gathers 2, 2, 2 s back to back (stream busy until 6 s), units of 3, 1, 3 s, s = 0.5. Unit 0 starts at 2 s:
+    until 6 s it does 4 / 1.5 = 8/3 s of work, the last 1/3 s alone: ends 6 + 1/3 (4/3 s slowdown); units 1 and 2
+    run alone: ends 7 + 1/3 and 10 + 1/3; exposed = 10 + 1/3 - 7 - 4/3 = 2 (s = 0: 2, ends at 9).
+    Gathers 1, 3 s, units 2, 1 s, s = 0.5: unit 0 runs 1..4 s, all of it beside gather 1 (2 x 1.5 = 3 s, 1 s
+    slowdown); unit 1 starts at 4: end 5, exposed 5 - 3 - 1 = 1 (s = 0: unit 0 ends at 3, unit 1 waits until 4,
+    exposed 2): the iteration is as long, one second of waiting became slowed compute."""
+    assert forward_gathers([2, 2, 2], [3, 1, 3], 0.5) == pytest.approx((2.0, 4 / 3))
+    assert forward_gathers([2, 2, 2], [3, 1, 3]) == pytest.approx((2.0, 0.0))
+    assert forward_gathers([1, 3], [2, 1], 0.5) == pytest.approx((1.0, 1.0))
+    assert forward_gathers([1, 3], [2, 1], 0.0) == pytest.approx((2.0, 0.0))
+    # zero_sync stage 3 (all-reduce 1.5 n, gathers 0.75 n) per micro-step, 2 micro-steps: gathers 1.5, 0, 3 s
+    fn, exposed, ov = zero_sync(3, lambda n: 1.5 * n, [2, 0, 4], [1, 5, 1], 2, slowdown=0.5)
+    # stream busy until 4.5; AG0 ends 1.5; unit 0 (1 s) runs 1.5..3 beside it (+0.5); unit 1 from 3: 1.5 s of wall
+    # beside the stream = 1 s of work (+0.5), 4 s alone: ends 8.5; unit 2 ends 9.5 -> exposed 9.5 - 7 - 1 = 1.5,
+    # slowdown 1, hidden 4.5 - 1.5 = 3 per micro-step
+    assert exposed == pytest.approx(2 * 1.5) and ov == GatherOverlap(pytest.approx(2 * 3.0), pytest.approx(2 * 1.0))
+    assert zero_sync(3, lambda n: 1.5 * n, [2, 0, 4], [1, 5, 1], 2, overlap=False, slowdown=0.5)[2] == GatherOverlap()
+    # pipelined_zero3: each stage's first forward, the stages' figures added
+    extra, _, ov = pipelined_zero3(lambda n: n, lambda n: n, [2, 2, 2, 1, 3], [1] * 5, [3, 1, 3, 2, 1],
+                                   [(0, 3), (3, 5)], slowdown=0.5)
+    assert extra == pytest.approx(3.0) and ov == GatherOverlap(pytest.approx(4.0 + 3.0), pytest.approx(4 / 3 + 1))
+
+
+def test_fsdp_slowdown_is_compute_in_a_prediction():
+    """FSDP full on 8 V100s: the forward gathers' slowdown is compute, reported in overlap_used; s = 0 none."""
+    kw = dict(batch=8, dtype="fp16", devices=8, sharding="full", layers=False)
+    zero, slowed = predict("gpt2_small", _node(0.0), **kw), predict("gpt2_small", _node(0.189), **kw)
+    used0, used = zero.parallel["overlap_used"], slowed.parallel["overlap_used"]
+    assert used0["slowdown_s"]["fsdp_prefetch"] == 0.0 and used0["hidden_s"]["fsdp_prefetch"] > 0
+    assert used["slowdown_s"]["fsdp_prefetch"] > 0
+    assert used["total_slowdown_s"] == pytest.approx(sum(used["slowdown_s"].values()), rel=1e-12)
+    assert slowed.breakdown["compute"] - zero.breakdown["compute"] >= used["slowdown_s"]["fsdp_prefetch"] * (1 - 1e-9)
+    assert slowed.iteration_time_s > zero.iteration_time_s
+    _sums(zero)
+    _sums(slowed)
+
+
+def _old_forward_exposed(gathers, compute):
+    """The forward-gather makespan before the slowdown law (compute never slowed): the s = 0 oracle."""
+    comm = comp = 0.0
+    for g, c in zip(gathers, compute):
+        comm += g
+        comp = max(comp, comm) + c
+    return comp - sum(compute)
+
+
+@settings(max_examples=200, deadline=None)
+@given(units=st.lists(st.tuples(st.floats(0.0, 5.0), st.floats(0.0, 5.0)), min_size=1, max_size=12),
+       s=st.floats(0.0, 0.95))
+def test_forward_gathers_properties(units, s):
+    """s = 0 is the old makespan exactly; a slowdown never makes the forward faster, only compute beside the
+    stream slows (at most s x the gathers' time), and exposed communication never grows."""
+    g, c = [u[0] for u in units], [u[1] for u in units]
+    old = _old_forward_exposed(g, c)
+    assert forward_gathers(g, c, 0.0) == (pytest.approx(old, abs=1e-12), 0.0)
+    exposed, slow = forward_gathers(g, c, s)
+    assert 0.0 <= slow <= s * sum(g) + 1e-9
+    assert -1e-9 <= exposed <= old + 1e-9
+    assert exposed + slow >= old - 1e-9
+
+
 def test_cli_tp_overlap_json():
     r = CliRunner().invoke(app, ["predict", "gpt2_small", "-H", "dgx-a100", "--plan", "dp=1,tp=4", "--batch", "8",
                                  "--dtype", "bf16", "--sequence-parallel", "--tp-overlap", "--json"])
@@ -222,10 +285,11 @@ PLANS = [{"dp": 8}, {"dp": 2, "tp": 4}, {"dp": 2, "tp": 2, "pp": 2, "microbatche
 
 @SETTINGS
 @given(plan=st.sampled_from(PLANS), s=st.sampled_from([0.05, 0.189, 0.5]), tpo=st.booleans(),
-       k=st.integers(1, 2), rc=st.sampled_from(["none", "full"]))
-def test_slowdown_never_faster_and_zero_slowdown_overlap_never_slower(plan, s, tpo, k, rc):
+       k=st.integers(1, 2), rc=st.sampled_from(["none", "full"]), shard=st.sampled_from(["none", "full"]))
+def test_slowdown_never_faster_and_zero_slowdown_overlap_never_slower(plan, s, tpo, k, rc, shard):
     kw = dict(batch=8, dtype="fp16", plan=plan, grad_accumulation=k, layers=False, recompute=rc,
-              sequence_parallel=plan.get("tp", 1) > 1, tp_overlap=tpo and plan.get("tp", 1) > 1)
+              sequence_parallel=plan.get("tp", 1) > 1, tp_overlap=tpo and plan.get("tp", 1) > 1,
+              sharding=shard if plan["dp"] > 1 else "none")  # FSDP full: prefetched gathers, pipelined with pp > 1
     zero, slowed = predict("gpt2_small", _node(0.0), **kw), predict("gpt2_small", _node(s), **kw)
     off = predict("gpt2_small", _node(0.0), **{**kw, "overlap": False, "tp_overlap": False})
     assert zero.iteration_time_s <= slowed.iteration_time_s * (1 + 1e-12)

@@ -73,11 +73,11 @@ def test_zero_sync_by_hand():
     def ar(n):  # a ring all-reduce on 4 ranks at 1 B/s, no latency: 1.5 n
         return 1.5 * n
 
-    fn, extra = zero_sync(1, ar, [2, 4], [1, 1], 3)
+    fn, extra, _ = zero_sync(1, ar, [2, 4], [1, 1], 3)
     assert fn is ar and extra == 0.0
-    fn, extra = zero_sync(2, ar, [2, 4], [1, 1], 3)
+    fn, extra, _ = zero_sync(2, ar, [2, 4], [1, 1], 3)
     assert fn(4) == 3.0 and extra == pytest.approx(0.75 * 6)  # all-gather of 6 B after the step
-    fn, extra = zero_sync(3, ar, [2, 0, 4], [1, 5, 1], 2)
+    fn, extra, _ = zero_sync(3, ar, [2, 0, 4], [1, 5, 1], 2)
     # gathers 1.5, 0, 3 ; forward: AG0 ends 1.5, C0 1.5..2.5, C1 2.5..7.5, AG2 ends 4.5, C2 7.5..8.5 -> 1.5 per pass
     assert fn is ar and extra == pytest.approx(2 * 1.5)
     assert zero_stage(0, "full") == 3 and zero_stage(2, "none") == 2 and zero_stage(1, "hybrid") == 1
@@ -123,7 +123,7 @@ def test_predict_zero2_time_by_hand_without_overlap():
 def test_predict_zero3_adds_the_exposed_forward_gathers():
     import perfmodel
     from perfmodel.parallel.predict import evaluate
-    from perfmodel.parallel.sharding import forward_exposed_s
+    from perfmodel.parallel.sharding import forward_gathers
     from perfmodel.prediction import make_setup
 
     kw = {k: v for k, v in GPT2.items() if k != "layers"}
@@ -131,10 +131,15 @@ def test_predict_zero3_adds_the_exposed_forward_gathers():
     z3 = perfmodel.predict("gpt2_small", "dgx-a100", zero=3, **GPT2)
     ev = evaluate(perfmodel.load_network("gpt2_small"), perfmodel.load_hardware("dgx-a100"), make_setup(**kw))
     gathers = [_ring_all_gather_s(2 * p) if p else 0.0 for p in ev.ranks.params]
-    extra = forward_exposed_s(gathers, ev.staged.f_l)
+    # the A100 stack's overlap law: compute beside a prefetched gather runs 1.189 times as long
+    extra, slow = forward_gathers(gathers, ev.staged.f_l, 0.189)
     assert _ring_all_gather_s(2 * 50257 * 768) <= extra <= sum(gathers)  # the first (embedding) gather shows
+    assert 0 < slow <= 0.189 * sum(gathers)  # only compute while a gather is in flight slows
+    used = z3.parallel["overlap_used"]
+    assert used["slowdown_s"]["fsdp_prefetch"] == pytest.approx(slow, rel=1e-12)
+    assert used["hidden_s"]["fsdp_prefetch"] == pytest.approx(sum(gathers) - extra, rel=1e-12)
     # plus each rank updating 1/8 of the parameters (the optimizer step of the sharded state)
-    assert z3.iteration_time_s == pytest.approx(base.iteration_time_s + extra - base.stages["optimizer"]
+    assert z3.iteration_time_s == pytest.approx(base.iteration_time_s + extra + slow - base.stages["optimizer"]
                                                 + z3.stages["optimizer"], rel=1e-9)
     assert z3.stages["optimizer"] < base.stages["optimizer"] / 4
     assert isinstance(z3.iteration_time_s, float)

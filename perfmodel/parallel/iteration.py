@@ -139,7 +139,7 @@ class Iteration:
     crit: int  # the pipeline's critical stage
     s_star: int  # the stage whose tail ends last
     comm_s: float  # gradient communication of that stage
-    hidden_comm_s: float  # gradient buckets and tensor-parallel collectives hidden behind compute
+    hidden_comm_s: float  # gradient buckets, tensor-parallel collectives and FSDP gathers hidden behind compute
     tp_comm_s: float  # tensor-parallel collectives on the critical path
     device_work_s: float
     flow: DataFlow
@@ -230,9 +230,26 @@ def overlap_report(use: OverlapUse, stg: Staged, syn: Synced, s_star: int, crit:
     a, e = stg.ranges[crit]
     tp_hidden = float(stg.tp_hidden_l[a:e].sum()) * reps if stg.tp_hidden_l is not None else 0.0
     hidden = {"dp_buckets": syn.sched[s_star].hidden_s if use.dp_buckets else 0.0, "tp_comm": tp_hidden,
-              "pp_p2p": pp_hidden}
+              "pp_p2p": pp_hidden, "fsdp_prefetch": 0.0}  # with_gathers adds FSDP's forward gathers
     return {"classes": use.classes(), "compute_slowdown": use.slowdown, "source": use.source,
-            "hidden_s": hidden, "slowdown_s": dict(slow), "total_slowdown_s": sum(slow.values())}
+            "hidden_s": hidden, "slowdown_s": {**slow, "fsdp_prefetch": 0.0}, "total_slowdown_s": sum(slow.values())}
+
+
+def with_gathers(it: Iteration, exposed_s: float, hidden_s: float, slowdown_s: float) -> Iteration:
+    """The iteration with ZeRO-3 / FSDP's parameter all-gathers outside the bucket schedule added
+    (sharding.zero_sync / pipelined_zero3): `exposed_s` of them is data_comm; `slowdown_s`, the compute beside the
+    prefetched gathers running (1 + s) times as long, is compute; `hidden_s` joins the hidden communication and,
+    with the slowdown, the fsdp_prefetch entries of the overlap report."""
+    if not (exposed_s or hidden_s or slowdown_s):
+        return it
+    parts = {**it.parts, "data_comm": it.parts["data_comm"] + exposed_s, "compute": it.parts["compute"] + slowdown_s}
+    rep = it.overlap
+    if rep is not None:
+        rep = {**rep, "hidden_s": {**rep["hidden_s"], "fsdp_prefetch": hidden_s},
+               "slowdown_s": {**rep["slowdown_s"], "fsdp_prefetch": slowdown_s},
+               "total_slowdown_s": rep["total_slowdown_s"] + slowdown_s}
+    return replace(it, total_s=it.total_s + exposed_s + slowdown_s, parts=parts,
+                   hidden_comm_s=it.hidden_comm_s + hidden_s, overlap=rep)
 
 
 def iteration(stg: Staged, syn: Synced, gs: GradientSync, *, m: int, k_acc: int, schedule: str, sync: str,

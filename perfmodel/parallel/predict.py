@@ -25,12 +25,13 @@ from ..hardware.topology import System, resolve_system
 from ..hardware.traits import device_traits
 from ..result import MemoryFootprint
 from .data_parallel import GRAD_BYTES, replica_batch
-from .iteration import GradientSync, Iteration, Synced, busiest_input, gradient_sync, iteration, synced
+from .iteration import (GradientSync, Iteration, Synced, busiest_input, gradient_sync, iteration, synced,
+                        with_gathers)
 from .plan import Placement, Plan, make_plan, place
 from . import collectives as C
 from . import experts as X
 from .rank import RankLayers, rank_layers, tp_comm
-from .sharding import hybrid_collectives, pipelined_zero3, shard_degree, zero_sync
+from .sharding import GatherOverlap, hybrid_collectives, pipelined_zero3, shard_degree, zero_sync
 from ..ops import DTYPE_BYTES
 from .context import check_context, cp_comm
 from .offload import host_bytes, host_link
@@ -172,19 +173,20 @@ def stage_footprint(graph: LayerGraph, stg: Staged, setup, schedule: str, m: int
 
 def _zero_glue(setup, stg: Staged, gs: GradientSync, pl: Placement, sync: str, micro_steps: int, stage: int):
     """(gradient sync, extra exposed seconds, per-stage seconds after the last backward or the optimizer step,
-    per-tier seconds or None) of ZeRO-2/3 / FSDP full or hybrid (parallel/sharding.zero_sync, hybrid_collectives).
+    per-tier seconds or None, sharding.GatherOverlap of the prefetched forward gathers) of ZeRO-2/3 / FSDP full or hybrid (parallel/sharding.zero_sync, hybrid_collectives).
     ZeRO-2 on every stage of a pipeline (its gradients reduce-scattered per bucket, then its updated parameters
     all-gathered); stage 3 with a pipeline as torchtitan's FSDP2 + PP (sharding.pipelined_zero3: one all-gather
     and one reduce-scatter per stage and step, the DDP buckets gone). Expert layers price their collectives over
     the expert-data-parallel group (the rank's `grad_sync_bytes` carry experts.expert_sync_ratio). The stage cut
     (stages.staged) was chosen with the plain all-reduce tails; the sharded collectives are priced on that cut."""
     if stage < 2:
-        return gs, 0.0, (), None
+        return gs, 0.0, (), None, GatherOverlap()
     if sync != "sync":
         raise InputError(f"ZeRO stage {stage} (zero={setup.zero}, sharding={setup.sharding!r}) with "
                          f"sync={sync!r} is not modelled (sync='sync' is)")
     r = stg.ranks
-    prefetch = overlap_use(r.device, setup.overlap).fsdp_prefetch  # the stack's fsdp_prefetch (parallel/overlap.py)
+    use = overlap_use(r.device, setup.overlap)  # the stack's fsdp_prefetch and compute slowdown (parallel/overlap.py)
+    prefetch = use.fsdp_prefetch
     layer_bytes = r.grad_sync_bytes * (DTYPE_BYTES[setup.dtype] / GRAD_BYTES)  # parameters in the compute dtype
     hybrid = hybrid_collectives(pl) if setup.sharding == "hybrid" else None
     bk = None if hybrid else C.dp_backend_fns(r.device.type, gs.info, r.rates)  # the collective library's costs
@@ -192,18 +194,20 @@ def _zero_glue(setup, stg: Staged, gs: GradientSync, pl: Placement, sync: str, m
         fn = zero_sync(2, gs.fn, layer_bytes, stg.f_l, micro_steps, backend=bk)[0]
         after = tuple(zero_sync(2, gs.fn, layer_bytes[a:e], stg.f_l[a:e], micro_steps, backend=bk)[1]
                       for a, e in stg.ranges)
-        return replace(gs, fn=fn), 0.0, after, None
+        return replace(gs, fn=fn), 0.0, after, None, GatherOverlap()
     if stg.pp > 1:
         gather, scatter = (hybrid[1], hybrid[2]) if hybrid else (bk or ((lambda n: gs.fn(n) / 2),) * 2)
-        extra, after = pipelined_zero3(gather, scatter, layer_bytes, r.grad_sync_bytes, stg.f_l, stg.ranges,
-                                       overlap=prefetch)
-        return replace(gs, fn=lambda n: 0.0), extra, after, hybrid[3](float(layer_bytes.sum())) if hybrid else None
+        extra, after, ov = pipelined_zero3(gather, scatter, layer_bytes, r.grad_sync_bytes, stg.f_l, stg.ranges,
+                                           overlap=prefetch, slowdown=use.slowdown)
+        return replace(gs, fn=lambda n: 0.0), extra, after, hybrid[3](float(layer_bytes.sum())) if hybrid else None, ov
     if hybrid is None:
-        fn, extra = zero_sync(stage, gs.fn, layer_bytes, stg.f_l, micro_steps, overlap=prefetch, backend=bk)
-        return replace(gs, fn=fn), extra, (), None
+        fn, extra, ov = zero_sync(stage, gs.fn, layer_bytes, stg.f_l, micro_steps, overlap=prefetch, backend=bk,
+                                  slowdown=use.slowdown)
+        return replace(gs, fn=fn), extra, (), None, ov
     bucket, gather, _, per_tier = hybrid
-    fn, extra = zero_sync(stage, bucket, layer_bytes, stg.f_l, micro_steps, gather, overlap=prefetch)
-    return replace(gs, fn=fn), extra, (), per_tier(float(layer_bytes.sum()))
+    fn, extra, ov = zero_sync(stage, bucket, layer_bytes, stg.f_l, micro_steps, gather, overlap=prefetch,
+                              slowdown=use.slowdown)
+    return replace(gs, fn=fn), extra, (), per_tier(float(layer_bytes.sum())), ov
 
 
 def _opt_shard(ranks: RankLayers, shard: tuple[int, int], ep: int) -> float:
@@ -336,7 +340,7 @@ def evaluate(graph: LayerGraph, hw: Any, setup) -> Evaluation:
     z_stage = shard[0]
     ranks, ep_comm, ep_info = _experts(graph, setup, pl_, system, placement, ranks, gs, sync, z_stage)
     stg = _rank_stages(graph, setup, pl_, system, placement, ranks, gs, copies, warnings, ep_comm)
-    gs, z_extra, z_after, z_tiers = _zero_glue(setup, stg, gs, placement, sync, m * k_acc, z_stage)
+    gs, z_extra, z_after, z_tiers, z_ov = _zero_glue(setup, stg, gs, placement, sync, m * k_acc, z_stage)
     _check_virtual(setup.virtual_stages, pp, pl_.schedule)
     check_tp_overlap(setup.tp_overlap, setup.overlap, pl_.tp, setup.sequence_parallel)
     syn = memo.on(stg, ("synced", setup.optimizer, setup.bucket_bytes, setup.overlap, sync, shard,
@@ -355,8 +359,7 @@ def evaluate(graph: LayerGraph, hw: Any, setup) -> Evaluation:
                        setup.dataset_size, setup.prefetch, b * k_acc),
                        lambda: _flow_args(graph, system, placement, setup, b * k_acc), refs=(graph,)),
                    virtual=setup.virtual_stages, tp_overlap=setup.tp_overlap)
-    if z_extra:
-        it = replace(it, total_s=it.total_s + z_extra, parts={**it.parts, "data_comm": it.parts["data_comm"] + z_extra})
+    it = with_gathers(it, z_extra, z_ov.hidden_s, z_ov.slowdown_s)
     mem = memo.on(stg, ("footprint", setup.optimizer, shard, pl_.schedule, m, setup.virtual_stages,
                         setup.offload_activations),
                   lambda: stage_footprint(graph, stg, setup, pl_.schedule, m, shard))

@@ -31,11 +31,14 @@ optimizer state sharded, the stage's gathered parameters and full gradients on t
 Overlap (FSDP forward/backward prefetch): one communication stream next to the compute stream; a unit's
 compute waits for its parameter all-gather, the all-gather of the next unit is issued before the unit
 computes (prefetch), a gradient reduce-scatter is issued once the unit's backward has finished. Exposed
-communication = makespan - compute. Assumes comm does not slow compute (no shared-SM slowdown).
+communication = makespan - compute - slowdown. Compute that runs while a gather is in flight takes (1 + s) times
+as long (parallel/overlap.py's law, s = the stack's compute_slowdown, via overlap.slowed_lag); those slowdown
+seconds are compute time (GatherOverlap.slowdown_s), the gather seconds behind compute are hidden_s.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Sequence
 
 from pydantic import BaseModel, ConfigDict
@@ -43,8 +46,24 @@ from pydantic import BaseModel, ConfigDict
 from ..errors import InputError
 from . import collectives as C
 from .collectives import collective_time
+from .overlap import slowed_lag
 
 SHARDING_STAGE = {"none": 0, "full": 3, "hybrid": 3}
+
+
+@dataclass(frozen=True)
+class GatherOverlap:
+    """Seconds per iteration of prefetched parameter all-gathers run beside compute: the gather seconds hidden
+    behind it and the compute slowdown they cause (overlap law, parallel/overlap.py: compute time, not comm)."""
+
+    hidden_s: float = 0.0
+    slowdown_s: float = 0.0
+
+    def scaled(self, k: float) -> "GatherOverlap":
+        return GatherOverlap(self.hidden_s * k, self.slowdown_s * k)
+
+    def plus(self, other: "GatherOverlap") -> "GatherOverlap":
+        return GatherOverlap(self.hidden_s + other.hidden_s, self.slowdown_s + other.slowdown_s)
 
 
 class ShardedBytes(BaseModel):
@@ -106,19 +125,25 @@ def pipelined_terms(terms: dict[str, float], dp: int, gathered_bytes: float) -> 
 
 
 def pipelined_zero3(gather_fn, scatter_fn, gather_bytes: Sequence[float], scatter_bytes: Sequence[float],
-                    forward_s: Sequence[float], ranges: Sequence[tuple[int, int]], overlap: bool = True
-                    ) -> tuple[float, tuple[float, ...]]:
-    """(exposed all-gather seconds per step, per-stage seconds of the reduce-scatters after its last backward) of
-    stage 3 / FSDP with a pipeline (module docstring). Per layer with parameters (a unit): gather_fn(its parameter
-    bytes in the compute dtype) and scatter_fn(its gradient bytes); each stage gathers once, during its first
-    micro-batch's forward with prefetch (forward_exposed_s; overlap=False: all exposed), the stages' exposed
-    gathers adding up on the fill path; its reduce-scatters run one after another once its last backward ends."""
-    extra, after = 0.0, []
+                    forward_s: Sequence[float], ranges: Sequence[tuple[int, int]], overlap: bool = True,
+                    slowdown: float = 0.0) -> tuple[float, tuple[float, ...], GatherOverlap]:
+    """(exposed all-gather seconds per step, per-stage seconds of the reduce-scatters after its last backward, the
+    gathers' hidden seconds and compute slowdown) of stage 3 / FSDP with a pipeline (module docstring). Per layer
+    with parameters (a unit): gather_fn(its parameter bytes in the compute dtype) and scatter_fn(its gradient
+    bytes); each stage gathers once, during its first micro-batch's forward with prefetch (forward_gathers, compute
+    beside a gather `slowdown` slower; overlap=False: all exposed), the stages' exposed gathers and slowdowns adding
+    up on the fill path; its reduce-scatters run one after another once its last backward ends (exposed)."""
+    extra, after, ov = 0.0, [], GatherOverlap()
     for a, e in ranges:
         gathers = [float(gather_fn(float(n))) if n > 0 else 0.0 for n in gather_bytes[a:e]]
-        extra += float(forward_exposed_s(gathers, forward_s[a:e])) if overlap else float(sum(gathers))
+        if overlap:
+            exposed, slow = forward_gathers(gathers, forward_s[a:e], slowdown)
+            ov = ov.plus(GatherOverlap(float(sum(gathers)) - exposed, slow))
+        else:
+            exposed = float(sum(gathers))
+        extra += exposed
         after.append(float(sum(scatter_fn(float(n)) for n in scatter_bytes[a:e] if n > 0)))
-    return extra, tuple(after)
+    return extra, tuple(after), ov
 
 
 def shard_groups(sharding: str, dp: int, ranks_per_node: int) -> tuple[int, int]:
@@ -152,14 +177,28 @@ def zero_comm_s(param_bytes_total: float, grad_bytes_total: float, stage: int, t
 
 
 def forward_exposed_s(gather_s: Sequence[float], compute_s: Sequence[float]) -> float:
-    """Exposed all-gather time of a forward pass with prefetch: unit i+1 gathers while unit i computes."""
+    """Exposed all-gather time of a forward pass with prefetch: unit i+1 gathers while unit i computes (compute
+    not slowed: forward_gathers with slowdown 0)."""
+    return forward_gathers(gather_s, compute_s)[0]
+
+
+def forward_gathers(gather_s: Sequence[float], compute_s: Sequence[float], slowdown: float = 0.0
+                    ) -> tuple[float, float]:
+    """(exposed all-gather seconds, compute slowdown seconds) of a forward pass with prefetch: the gathers run
+    back to back on one stream from time 0 (unit i+1 gathers while unit i computes), unit i computes once its
+    gather is done and unit i-1 has finished; compute while the stream is busy (until sum(gather_s)) takes
+    (1 + slowdown) times as long (overlap.slowed_lag). exposed = end - sum(compute) - slowdown seconds."""
     if len(gather_s) != len(compute_s):
         raise InputError("need one all-gather time per unit")
-    comm_free = comp_free = 0.0
+    busy_until = float(sum(gather_s))
+    comm_free = comp_free = lag = 0.0
     for g, c in zip(gather_s, compute_s):
         comm_free += g
-        comp_free = max(comp_free, comm_free) + c
-    return comp_free - float(sum(compute_s))
+        start = max(comp_free, comm_free)
+        unit_lag = slowed_lag(start, 0.0, float(c), busy_until, slowdown) - start  # this unit's slowdown
+        lag += unit_lag
+        comp_free = start + c + unit_lag
+    return comp_free - float(sum(compute_s)) - lag, lag
 
 
 def backward_exposed_s(gather_s: Sequence[float], scatter_s: Sequence[float], compute_s: Sequence[float]) -> float:
@@ -229,14 +268,17 @@ def hybrid_collectives(pl) -> tuple:
 
 
 def zero_sync(stage: int, allreduce_fn, layer_param_bytes: Sequence[float], forward_s: Sequence[float],
-              micro_steps: int, gather_fn=None, overlap: bool = True, backend=None) -> tuple:
-    """(gradient-bucket sync fn, extra exposed seconds per iteration) of ZeRO stage `stage` (pp = 1).
+              micro_steps: int, gather_fn=None, overlap: bool = True, backend=None, slowdown: float = 0.0
+              ) -> tuple:
+    """(gradient-bucket sync fn, extra exposed seconds per iteration, GatherOverlap of the prefetched forward
+    gathers) of ZeRO stage `stage` (pp = 1).
 
     A reduce-scatter or all-gather of n bytes costs allreduce_fn(n) / 2 (exact for ring). Stage <= 1: the
     DDP all-reduce buckets unchanged. Stage 2: buckets reduce-scatter during backward; the all-gather of the
     updated parameters (sum of layer_param_bytes) after the optimizer step is exposed. Stage 3: per bucket
     an all-gather of the parameters plus a reduce-scatter of the gradients (one all-reduce's volume) overlapped
-    with backward; forward all-gathers per layer with prefetch (forward_exposed_s), once per micro-step.
+    with backward (the bucket schedule slows backward, data_parallel.sync_schedule); forward all-gathers per layer
+    with prefetch (forward_gathers: compute beside them `slowdown` slower), once per micro-step.
     `gather_fn` (hybrid sharding: inside the node) prices an all-gather instead of allreduce_fn / 2.
     overlap=False (communication cannot run behind compute, e.g. gloo on a CPU whose cores all compute): nothing
     is prefetched, every all-gather is exposed; flat stage 3 then communicates per unit (layer with parameters)
@@ -245,8 +287,9 @@ def zero_sync(stage: int, allreduce_fn, layer_param_bytes: Sequence[float], forw
     per micro-step. `backend` (a flat group: collectives.dp_backend_fns): (all-gather fn, reduce-scatter fn) as the
     collective library runs them (gloo: reduce-scatter = a whole all-reduce plus copies), instead of
     allreduce_fn / 2 each; a stage-3 bucket then costs one of each."""
+    none = GatherOverlap()
     if stage <= 1:
-        return allreduce_fn, 0.0
+        return allreduce_fn, 0.0, none
 
     def half(n: float) -> float:
         return allreduce_fn(n) / 2 if n > 0 else 0.0
@@ -254,12 +297,14 @@ def zero_sync(stage: int, allreduce_fn, layer_param_bytes: Sequence[float], forw
     ag, rs = backend or (half, half)
     gather = gather_fn or ag
     if stage == 2:
-        return rs, float(gather(float(sum(layer_param_bytes))))
+        return rs, float(gather(float(sum(layer_param_bytes)))), none
     gathers = [gather(float(b)) for b in layer_param_bytes]
     if overlap:
         bucket = allreduce_fn if backend is None else (lambda n: ag(n) + rs(n))
-        return bucket, float(forward_exposed_s(gathers, forward_s)) * micro_steps
+        exposed, slow = forward_gathers(gathers, forward_s, slowdown)
+        ov = GatherOverlap(float(sum(gathers)) - exposed, slow).scaled(micro_steps)
+        return bucket, exposed * micro_steps, ov
     if gather_fn is not None:  # hybrid: the bucket sync (hierarchical) is exposed anyway; forward gathers in full
-        return allreduce_fn, float(sum(gathers)) * micro_steps
+        return allreduce_fn, float(sum(gathers)) * micro_steps, none
     scatters = [rs(float(b)) for b in layer_param_bytes]
-    return (lambda n: 0.0), float(2 * sum(gathers) + sum(scatters)) * micro_steps
+    return (lambda n: 0.0), float(2 * sum(gathers) + sum(scatters)) * micro_steps, none
