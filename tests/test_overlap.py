@@ -298,6 +298,27 @@ def test_slowdown_never_faster_and_zero_slowdown_overlap_never_slower(plan, s, t
         _sums(p)
 
 
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(plan=st.sampled_from([p for p in PLANS if p.get("tp", 1) > 1] + [{"dp": 2, "tp": 2, "pp": 2, "microbatches": 4,
+                                                                        "schedule": "gpipe"}]),
+       s=st.sampled_from([0.0, 0.189, 0.5, 0.95]), k=st.integers(1, 2), rc=st.sampled_from(["none", "selective", "full"]),
+       state=st.sampled_from([(0, "none"), (1, "none"), (2, "none"), (0, "full")]), bucket=st.sampled_from([None, 1e6]),
+       offload=st.booleans())
+def test_tp_overlap_never_slower_without_offload(plan, s, k, rc, state, bucket, offload):
+    """The plan search's dominated twin and twin bound (planning.candidates): without activation offload, or with it
+    and no ZeRO-3 / FSDP gathers, tp_overlap=True is never slower than False (per layer comm - h + s h <= comm)
+    and, without a pipeline, needs the same memory (with one the shorter layers may move the stage cut)."""
+    state = (0, "none") if offload and state[1] == "full" else state
+    kw = dict(batch=8, dtype="fp16", plan=plan, grad_accumulation=k, layers=False, recompute=rc, sequence_parallel=True,
+              zero=state[0], sharding=state[1] if plan["dp"] > 1 else "none", bucket_bytes=bucket,
+              offload_activations=offload)
+    off, on = predict("gpt2_small", _node(s), **kw), predict("gpt2_small", _node(s), tp_overlap=True, **kw)
+    assert on.iteration_time_s <= off.iteration_time_s * (1 + 1e-12)
+    if plan.get("pp", 1) == 1:
+        assert on.memory.total_bytes == off.memory.total_bytes
+    _sums(on)
+
+
 @SETTINGS
 @given(plan=st.sampled_from([{"dp": 32}, {"dp": 8, "tp": 4}, {"dp": 4, "tp": 2, "pp": 4, "microbatches": 4}]),
        f=st.floats(1.0, 20.0), tpo=st.booleans())

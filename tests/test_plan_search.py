@@ -387,6 +387,34 @@ def test_dominated_twins_are_never_better(tiny):
     z0 = evaluate_plan(tiny, TWO_NODES, **kw)
     z1 = evaluate_plan(tiny, TWO_NODES, zero=1, **kw)
     assert z1.iteration_time_s <= z0.iteration_time_s and z1.memory_bytes < z0.memory_bytes
+    sp = dict(kw, sequence_parallel=True)
+    tpo = evaluate_plan(tiny, TWO_NODES, tp_overlap=True, **sp)  # tp_overlap off is on's twin: never faster
+    assert tpo.iteration_time_s < on.iteration_time_s and tpo.memory_bytes == pytest.approx(on.memory_bytes)
+    assert tpo.tp_overlap and "tp_overlap" in tpo.setup and tpo.options()["tp_overlap"] == "on"
+
+
+def test_tp_overlap_is_searched_where_it_exists(tiny):
+    """tp_overlap=True only with tp > 1 and sequence parallelism; both searched: off is a dominated twin (one per
+    option set with SP, pp = 1, without offload); narrowed to false or true it is searched as given; overlap=False
+    leaves it out. With a pipeline or offload both are timed (top=None: nothing bounded)."""
+    kw = dict(devices=16, global_batch=64, dtypes=["bf16"], top=None)
+    both = plan_search(tiny, TWO_NODES, **kw)
+    off = plan_search(tiny, TWO_NODES, tp_overlap=[False], **kw)
+    on = plan_search(tiny, TWO_NODES, tp_overlap=True, **kw)
+    assert both.searched["tp_overlap"] == [False, True] and off.searched["tp_overlap"] == [False]
+    assert all(r.tp_overlap == (r.tp > 1) for r in both.plans if not r.offload_activations and r.pp == 1)
+    assert {r.tp_overlap for r in both.plans if r.tp > 1 and r.offload_activations} == {False, True}
+    assert {r.tp_overlap for r in both.plans if r.tp > 1 and r.pp > 1} == {False, True}
+    assert not any(r.tp_overlap for r in off.plans) and all(r.tp_overlap == (r.tp > 1) for r in on.plans)
+    # the same plans either way; both: each SP option set once more, a dominated twin unless offloading
+    assert on.candidates == off.candidates and both.candidates - off.candidates > both.dominated - off.dominated > 0
+    by_label = {r.label().replace(" tp_overlap=on", ""): r for r in on.plans}
+    pairs = [(by_label[r.label()].iteration_time_s, r.iteration_time_s) for r in off.plans
+             if r.tp > 1 and r.label() in by_label and not r.offload_activations]
+    assert pairs and all(a <= b * (1 + 1e-12) for a, b in pairs)  # never slower pipelined (s = 0.189 < 1)
+    assert sum(a < b for a, b in pairs) > len(pairs) / 2
+    no = plan_search(tiny, TWO_NODES, overlap=False, **kw)
+    assert not any(r.tp_overlap for r in no.plans)
 
 
 def test_unmodelled_values_are_left_out_with_the_reason(tiny, monkeypatch):
@@ -462,8 +490,19 @@ def test_cli_plan_large_model_options(tmp_path):
     assert old.exit_code == 0 and {x["zero"] for x in json.loads(old.output)["plans"] if x["dp"] > 1} == {1}
     bad = runner.invoke(app, base + ["--sequence-parallel", "maybe"])
     assert bad.exit_code != 0 and "--sequence-parallel" in bad.output
+    tpo = runner.invoke(app, base + ["--tp", "2", "--tp-overlap", "false"])
+    assert tpo.exit_code == 0, tpo.output
+    assert {x["tp_overlap"] for x in json.loads(tpo.output)["plans"]} == {False}
+    tpo = json.loads(runner.invoke(app, base + ["--tp", "2", "--tp-overlap", "true"]).output)
+    assert tpo["searched"]["tp_overlap"] == [True] and {x["tp_overlap"] for x in tpo["plans"]} == {True}
+    assert all(x["setup"]["tp_overlap"] is True for x in tpo["plans"])
+    bad = runner.invoke(app, base + ["--tp-overlap", "maybe"])
+    assert bad.exit_code != 0 and "--tp-overlap" in bad.output and "Traceback" not in bad.output
     text = runner.invoke(app, ["plan", str(p), "-H", TWO_NODES, "-n", "16", "-B", "64", "--top", "3"])
     assert text.exit_code == 0 and "options" in text.output and "by a time bound" in text.output
+    text = runner.invoke(app, ["plan", str(p), "-H", TWO_NODES, "-n", "16", "-B", "64", "--top", "3", "--tp", "2",
+                               "--offload-activations", "false"])
+    assert text.exit_code == 0 and "sp=on tp_overlap=on" in text.output  # the options column and the best label
 
 
 def test_expert_parallel_bounds_are_bounds_and_sharding_fits_the_experts(monkeypatch):

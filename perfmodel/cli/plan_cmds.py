@@ -115,6 +115,7 @@ def plan(
     virtual_stages: Optional[str] = typer.Option(None, "--virtual-stages", help="interleaved 1F1B chunks per stage to try (default: divisors of the blocks per stage)"),
     offload_activations: str = typer.Option("false,true", "--offload-activations", help="activation offload to host memory to try: false,true"),
     expert_parallel: str = typer.Option("1", "--expert-parallel", help="expert-parallel degrees to try"),
+    tp_overlap: str = typer.Option("false,true", "--tp-overlap", help="tensor-parallel communication overlap to try (only with tp > 1 and sequence parallelism): false,true"),
     zero1: bool = typer.Option(False, "--zero1", hidden=True, help="deprecated: --zero 1"),
     price: Optional[float] = typer.Option(None, "--price-per-hour", help="USD per device-hour"),
     device: Optional[str] = typer.Option(None, "--device", help="replace the node's device, e.g. a100-sxm4-80gb"),
@@ -140,6 +141,7 @@ def plan(
         context_parallel=_csv(context_parallel, int), virtual_stages=_csv(virtual_stages, int),
         offload_activations=_bools(offload_activations, "--offload-activations"),
         expert_parallel=_csv(expert_parallel, int), price_per_hour=price, device=device,
+        tp_overlap=_bools(tp_overlap, "--tp-overlap"),
     )
     if json_out:
         typer.echo(dumps(res.to_dict()))

@@ -11,7 +11,16 @@ plan that would rank in the top k:
 2. dominated twins: zero=0 when zero=1 is searched and dp > 1 (never slower: the same gradient volume, each rank
    steps at most its share; the optimizer state sharded: less memory); any sharding mode with dp = 1 but the first (nothing to shard over); sequence_parallel=False when True
    is searched and tp > 1 (the same collective volume; norm, dropout and residual work and activations split by tp);
-3. a time bound: a plan whose lower bound (below) exceeds the k-th best time found so far is not timed.
+   tp_overlap=False when True is searched (it exists with tp > 1, sequence parallelism and overlap on,
+   overlap.check_tp_overlap), pp = 1 and activations are not offloaded: every layer's tensor-parallel seconds
+   become comm - h + s h <= comm (h hidden, s < 1 the stack's slowdown, overlap.tp_overlapped), the memory is the
+   same; tests/test_overlap.py checks the iteration is never slower. Both are timed with a pipeline (the shorter
+   layers may move the stage cut and put more memory on the fullest stage) and with offload (the offload copies
+   and FSDP's gathers each hide behind the same, now shorter, compute: their exposures may grow by more);
+3. a time bound: a plan whose lower bound (below) exceeds the k-th best time found so far is not timed; a
+   tp_overlap=False plan is never faster than its tp_overlap=True twin (without offload, or with it and no
+   ZeRO-3 / FSDP gathers: tests/test_overlap.py), so once that twin is timed its time is the bound (twins with
+   overlap are enumerated, and so timed, first).
    Candidates sharing a stage cut are timed together, cuts in ascending order of their bound.
 
 Lower bound of an iteration (parallel/pipeline.py's 1F1B / GPipe time and parallel/interleaved.py's): with C the
@@ -38,6 +47,7 @@ from ..ops.base import graph_costs
 from ..optimizers import MASTER_BYTES, optimizer_state_bytes
 from ..engine.layers import LOWP
 from ..parallel import experts as X
+from ..parallel.overlap import overlap_facts
 from ..parallel.predict import _run_device, evaluate
 from ..parallel.rank import rank_layers
 from ..parallel.sharding import zero_stage
@@ -52,7 +62,7 @@ MEMORY_TERMS = ("weights_bytes", "gradients_bytes", "optimizer_bytes", "activati
                 "reserved_bytes")
 OPTION_DEFAULTS = {"zero": 0, "sharding": "none", "sequence_parallel": False, "context_parallel": 1,
                    "offload_activations": False, "expert_parallel": 1, "virtual_stages": 1, "pipeline": False,
-                   "recompute": "none"}  # predict()'s defaults (a pipeline: pp > 1)
+                   "recompute": "none", "tp_overlap": False}  # predict()'s defaults (a pipeline: pp > 1)
 SEARCH_MEMO_ENTRIES = 20_000  # memo.on entries kept during a search (stage cuts reused by their variants)
 
 
@@ -73,6 +83,7 @@ class Space:
     context_parallel: list
     offload_activations: list
     expert_parallel: list
+    tp_overlap: list = field(default_factory=lambda: [False])
 
 
 @dataclass
@@ -121,7 +132,7 @@ class Candidate:
         opts = dict(self.options)
         return (self.n_dev, self.tp, self.pp, self.dp, self.mb, self.dtype, self.recompute, self.schedule,
                 opts.get("sequence_parallel", False), opts.get("context_parallel", 1), opts.get("expert_parallel", 1),
-                opts.get("offload_activations", False))
+                opts.get("offload_activations", False), opts.get("tp_overlap", False))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -240,12 +251,33 @@ def lower_bound(c: float, pp: int, m: int, v: int, k_acc: int) -> float:
 # enumeration
 
 
-def _option_sets(space: Space, tp: int, modes: list, ep: int) -> list[tuple[tuple[str, Any], ...]]:
-    """Every combination of the options beyond the plan shape (but virtual stages) for one tp and expert degree."""
+def _option_sets(space: Space, tp: int, modes: list, ep: int, tpos: tuple[list, bool] = ([False], False),
+                 pp: int = 1) -> list[tuple[tuple[str, Any], ...]]:
+    """Every combination of the options beyond the plan shape (but virtual stages) for one tp and expert degree;
+    `tpos`: tp_overlap_values (tp_overlap only where it exists: with sequence parallelism, tp > 1)."""
     sps = [False] if tp == 1 else ([True] if True in space.sequence_parallel else [False])
+
+    def tp_overlaps(sp: bool, off: bool) -> list[bool]:
+        vals, twin = tpos
+        return [False] if not sp else ([True] if twin and not off and pp == 1 else vals)
+
     return [(("zero", z), ("sharding", sh), ("sequence_parallel", sp), ("offload_activations", off),
-             ("expert_parallel", ep))
-            for z, sh in modes for sp in sps for off in space.offload_activations]
+             ("expert_parallel", ep), ("tp_overlap", tpo))
+            for z, sh in modes for sp in sps for off in space.offload_activations
+            for tpo in sorted(tp_overlaps(sp, off), reverse=True)]  # True first: its time bounds the False twin
+
+
+def tp_overlap_values(S: Search, space: Space) -> tuple[list[bool], bool]:
+    """(tp_overlap values to time where it exists, whether off is on's dominated twin without offload): only False
+    without overlap or when the device's stack already overlaps tensor-parallel communication (the twins agree)."""
+    if not S.base.overlap or overlap_facts(S.system.device).tp_comm:
+        return [False], False
+    return list(space.tp_overlap), set(space.tp_overlap) == {False, True}
+
+
+def _tpo_twin(o: dict[str, Any]) -> bool:
+    """Whether an option set (pp = 1) hides a dominated tp_overlap=False twin (tp_overlap_values: both searched)."""
+    return o["sequence_parallel"] and not o["offload_activations"] and o["tp_overlap"]
 
 
 def _shapes(S: Search, space: Space, n_dev: int, global_batch: int, pp_all: list[int]):
@@ -273,6 +305,7 @@ def enumerate_candidates(S: Search, space: Space, counts_for: list[int], global_
     pruned and dominated ones once per recompute, schedule, virtual-stage and option combination)."""
     c = S.counts
     out: list[Candidate] = []
+    tpos = tp_overlap_values(S, space)
     for n_dev in counts_for:
         per_node = min(n_dev, S.system.devices_per_node)
         for t, p, cp, d, mb, m_total in _shapes(S, space, n_dev, global_batch, pp_all):
@@ -284,9 +317,10 @@ def enumerate_candidates(S: Search, space: Space, counts_for: list[int], global_
             per_mode = len(space.offload_activations)
             for dt, ep in ((dt, ep) for dt in space.dtypes for ep in space.expert_parallel if d % ep == 0):
                 modes, dominated, pruned = _modes(S, space, t, p, d * cp, dt, ep)  # state shards over dp x cp
-                opts = _option_sets(space, t, modes, ep)
+                opts = _option_sets(space, t, modes, ep, tpos, p)
                 n_mode = len(variants) * per_mode * twins
-                c["dominated"] += dominated * n_mode + len(variants) * len(opts) * (twins - 1)
+                c["dominated"] += dominated * n_mode + len(variants) * len(opts) * (twins - 1) \
+                    + len(variants) * sum(1 for o in opts if tpos[1] and p == 1 and _tpo_twin(dict(o)))
                 c["pruned"] += pruned * n_mode
                 for rc, s, v in variants:
                     for o in opts:
@@ -378,6 +412,22 @@ def _exact_bound(S: Search, cand: Candidate) -> float:
     return lower_bound(w, cand.pp, m, o["virtual_stages"], k_acc)
 
 
+def _twin_timed(o: dict[str, Any]) -> bool:
+    """Whether a plan's tp_overlap twins are ordered in time (off never faster): sequence parallelism, and no
+    activation offload or no ZeRO-3 / FSDP gathers beside it (module docstring, 3)."""
+    return o["sequence_parallel"] and (not o["offload_activations"] or (o["zero"] < 3 and o["sharding"] == "none"))
+
+
+def _twin_bound(cand: Candidate, twin_s: dict) -> float:
+    """A lower bound of a tp_overlap=False plan: its tp_overlap=True twin's time, once timed (_twin_timed)."""
+    o = dict(cand.options)
+    if o["tp_overlap"] or not _twin_timed(o):
+        return 0.0
+    twin = Candidate(**{**cand.__dict__, "options": tuple((k, True if k == "tp_overlap" else v)
+                                                          for k, v in cand.options)})
+    return twin_s.get(twin, 0.0)
+
+
 def time_all(S: Search, cands: list[Candidate], top: int | None, primary) -> list[dict[str, Any]]:
     """Time the candidates cut by cut, cuts in ascending order of their least (FLOP) bound. With `top`, a candidate
     whose bound (as `primary` of its devices) exceeds the top-th best so far is counted as bounded, not timed: first
@@ -392,16 +442,20 @@ def time_all(S: Search, cands: list[Candidate], top: int | None, primary) -> lis
     def out_of_race(bound: float, n_dev: int) -> bool:
         return top is not None and len(best) >= top and primary(bound, n_dev) > best[top - 1] * (1 + 4 * TIE_REL)
 
+    twin_s: dict[Candidate, float] = {}  # the times of timed tp_overlap=True plans (_twin_timed)
+
     with memo.capacity(SEARCH_MEMO_ENTRIES):
         for g in order:
             for cand in sorted(g, key=lambda x: x.bound):
-                if out_of_race(cand.bound, cand.n_dev) or \
+                if out_of_race(cand.bound, cand.n_dev) or out_of_race(_twin_bound(cand, twin_s), cand.n_dev) or \
                         (top is not None and out_of_race(_exact_bound(S, cand), cand.n_dev)):
                     S.counts["bounded"] += 1
                     continue
                 row = time_candidate(S, cand)
                 if row is None:
                     continue
+                if dict(cand.options)["tp_overlap"] and _twin_timed(dict(cand.options)):
+                    twin_s[cand] = row["iteration_time_s"]
                 rows.append(row)
                 if top is not None:
                     best = sorted(best + [primary(row["iteration_time_s"], row["devices"])])[:top]

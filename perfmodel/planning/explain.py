@@ -27,7 +27,7 @@ def _fmt_s(t: float) -> str:
 
 KNOBS = ("devices", "dp", "tp", "pp", "microbatch", "microbatches", "recompute", "dtype", "schedule", "zero",
          "sharding", "sequence_parallel", "virtual_stages", "context_parallel", "offload_activations",
-         "expert_parallel")
+         "expert_parallel", "tp_overlap")
 
 
 def explain(plans: Sequence, objective: str, priced: bool, fitting: int, dropped: int, untimed: int = 0) -> str:

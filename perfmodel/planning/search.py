@@ -14,15 +14,16 @@ Search space (every dimension can be narrowed by an argument; perfmodel.planning
   full-precision types the device supports; schedule: 1F1B and GPipe when pp > 1;
 - the large-model options (issue 14 names): recompute none / selective / full; model-state sharding: ZeRO
   stages 0-2 and FSDP full (= ZeRO-3) and hybrid (`zero`, `sharding`); Megatron sequence parallelism;
-  interleaved 1F1B virtual stages (space.virtual_options); context_parallel, offload_activations and
-  expert_parallel. Values the engine does not model yet (TrainingSetup.check_modelled) are left out and named
+  interleaved 1F1B virtual stages (space.virtual_options); context_parallel, offload_activations,
+  expert_parallel and tp_overlap (Megatron's --tp-comm-overlap: only with tp > 1 and sequence parallelism, where
+  the stack does not already overlap tensor-parallel communication; parallel/overlap.py). Values the engine does not model yet (TrainingSetup.check_modelled) are left out and named
   in PlanResult.not_modelled; option combinations it refuses (e.g. expert with context parallelism) are skipped and counted;
 - objective "cost": also N/2, N/4, ... devices.
 Without a pipeline (pp = 1), "microbatches" are gradient-accumulation steps (predict's grad_accumulation);
 with a pipeline they are the pipeline's micro-batches.
 
 How it stays fast (perfmodel.planning.candidates): static memory prunes before anything is timed; dominated
-twins (zero=0 next to zero=1, sequence parallelism off next to on) are not timed; a lower bound of every
+twins (zero=0 next to zero=1, sequence parallelism or tp_overlap off next to on) are not timed; a lower bound of every
 candidate's iteration time skips those that cannot enter the top k; candidates sharing a stage cut are timed
 together, so the cut (the costly part) is computed once for all their variants.
 """
@@ -56,7 +57,7 @@ OBJECTIVES = ("time", "cost")
 SCHEDULE_CHOICES = ("1f1b", "gpipe")
 DEFAULT_OPTIMIZER = "adam"  # mixed-precision Adam: what large models are trained with
 SINGLE_PLAN_DEFAULTS = dict(zero=0, sharding="none", sequence_parallel=False, virtual_stages=1, context_parallel=1,
-                           offload_activations=False, expert_parallel=1)
+                           offload_activations=False, expert_parallel=1, tp_overlap=False)
 DEFAULT_BATCH_PER_DEVICE = 32  # default global batch = 32 x devices (predict's default batch per replica)
 
 class _Frozen(BaseModel):
@@ -84,6 +85,7 @@ class PlanRow(_Frozen):
     context_parallel: int = 1
     offload_activations: bool = False
     expert_parallel: int = 1
+    tp_overlap: bool = Field(default=False, description="tensor-parallel collectives pipelined with their GEMMs")
     global_batch: int
     iteration_time_s: float
     throughput_samples_per_s: float
@@ -119,6 +121,8 @@ class PlanRow(_Frozen):
             out["sharding"] = self.sharding
         if self.sequence_parallel:
             out["sp"] = "on"
+        if self.tp_overlap:
+            out["tp_overlap"] = "on"
         for k in ("context_parallel", "expert_parallel"):
             if getattr(self, k) > 1:
                 out[k] = getattr(self, k)
@@ -205,7 +209,7 @@ def _space(graph, dtypes, recompute, schedules, tp, pp, microbatch, options: dic
     vals = {"recompute": _values("recompute", recompute, RECOMPUTE_SEARCH),
             "zero": _values("zero", options["zero"], ZERO_STAGES),
             "sharding": _values("sharding", options["sharding"], SHARDING_CHOICES)}
-    for k in ("sequence_parallel", "context_parallel", "offload_activations", "expert_parallel"):
+    for k in ("sequence_parallel", "context_parallel", "offload_activations", "expert_parallel", "tp_overlap"):
         vals[k] = _values(k, options[k])
     virtual = None if options["virtual_stages"] is None else _values("virtual_stages", options["virtual_stages"])
     why = []
@@ -271,7 +275,8 @@ def plan_search(network, hardware, *, devices: int, global_batch: int | None = N
                 virtual_stages: int | Sequence[int] | None = None,
                 context_parallel: int | Sequence[int] = (1,),
                 offload_activations: bool | Sequence[bool] = (False, True),
-                expert_parallel: int | Sequence[int] = (1,)) -> PlanResult:
+                expert_parallel: int | Sequence[int] = (1,),
+                tp_overlap: bool | Sequence[bool] = (False, True)) -> PlanResult:
     """Search data/tensor/pipeline degrees, micro-batching, dtype, schedule and the large-model options (module doc).
 
     network, hardware: names, files or loaded objects (hardware: a device, node or cluster).
@@ -279,7 +284,7 @@ def plan_search(network, hardware, *, devices: int, global_batch: int | None = N
     iteration (default: the network file's training.global_batch, else 32 x devices). memory_limit: bytes per
     device a plan may use (default: the device's memory). top: plans kept (None: all that fit, nothing bounded).
     tp / pp / microbatch / dtypes / recompute / schedules and zero / sharding / sequence_parallel / virtual_stages
-    (None: space.virtual_options) / context_parallel / offload_activations / expert_parallel: the values to try
+    (None: space.virtual_options) / context_parallel / offload_activations / expert_parallel / tp_overlap: the values to try
     (a single value fixes the option). price_per_hour: USD per device-hour (default: the profile's or the example
     price table, see perfmodel.planning). device: replace the node's device profile (e.g. "a100-sxm4-80gb").
     """
@@ -289,7 +294,8 @@ def plan_search(network, hardware, *, devices: int, global_batch: int | None = N
                                                               dtypes, memory_limit)
     space, not_modelled = _space(graph, dtypes, recompute, schedules, tp, pp, microbatch, dict(
         zero=zero, sharding=sharding, sequence_parallel=sequence_parallel, virtual_stages=virtual_stages,
-        context_parallel=context_parallel, offload_activations=offload_activations, expert_parallel=expert_parallel))
+        context_parallel=context_parallel, offload_activations=offload_activations, expert_parallel=expert_parallel,
+        tp_overlap=tp_overlap))
     _drop_selective_twin(space, system.device, not_modelled)
     price, price_src = price_per_device_hour(hw, price_per_hour)
     base = make_setup(optimizer=optimizer, allreduce=allreduce, overlap=overlap, bucket_bytes=bucket_bytes,
@@ -333,7 +339,8 @@ def plan_search(network, hardware, *, devices: int, global_batch: int | None = N
 
 def _searched(space: Space) -> dict[str, list]:
     return {k: list(getattr(space, k)) for k in ("recompute", "zero", "sharding", "sequence_parallel",
-                                                   "context_parallel", "offload_activations", "expert_parallel")} | \
+                                                   "context_parallel", "offload_activations", "expert_parallel",
+                                                   "tp_overlap")} | \
         {"virtual_stages": "divisors of the blocks per stage" if space.virtual_stages is None
          else list(space.virtual_stages)}
 
@@ -357,7 +364,8 @@ def _assumptions(base, limit: float, dtypes, objective: str, priced: bool) -> di
                 "no price known: objective 'cost' ranks by device-seconds per iteration",
         "model": "every plan is timed by predict's one path (perfmodel.parallel.predict.evaluate)",
         "pruning": "static memory; dominated twins (zero 0 next to zero 1 with dp > 1, sequence parallelism off "
-                   "next to on with tp > 1, sharding modes with dp = 1); a lower bound of the iteration time "
+                   "next to on with tp > 1, tp_overlap off next to on, sharding modes with dp = 1); a lower bound "
+                   "of the iteration time "
                    "against the top plans (perfmodel.planning.candidates)",
     }
 

@@ -119,7 +119,7 @@ def _check_list(name: str, values, allowed) -> list:
 
 # ---------------------------------------------------------------------------------------------
 # the large-model dimensions (issue 14 names): zero, sharding, sequence_parallel, virtual_stages, recompute,
-# context_parallel, offload_activations, expert_parallel
+# context_parallel, offload_activations, expert_parallel, tp_overlap
 
 ZERO_STAGES = (0, 1, 2, 3)
 SHARDING_CHOICES = ("none", "full", "hybrid")
@@ -128,7 +128,7 @@ RECOMPUTE_SEARCH = ("none", "selective", "full")
 DIMENSION_DEFAULTS: dict[str, tuple] = {
     "zero": ZERO_STAGES, "sharding": SHARDING_CHOICES, "sequence_parallel": (False, True),
     "recompute": RECOMPUTE_SEARCH, "context_parallel": (1,), "offload_activations": (False, True),
-    "expert_parallel": (1,),
+    "expert_parallel": (1,), "tp_overlap": (False, True),
 }
 
 
