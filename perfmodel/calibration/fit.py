@@ -38,6 +38,8 @@ Choices (each a named parameter of `FitOptions`):
   kernels that dominate a training step dominate it; a median, so that a pair disturbed by another
   process on a shared machine does not; small kernels scale worse and their loss shows in the curves. Threads beyond the physical cores (only when measured)
   give the hyperthread/oversubscription penalty.
+- GEMM thread split (CPU, calibration.threads): gemm_split_rows from the GEMM samples at 1 and n threads; a GEMM
+  sample's P_t is then peak / cores x speedup(t) x gemm_split_speedup(rows, t) / speedup(t) (split_factor).
 - Curves: every sample gives an (size, efficiency) pair; pairs are grouped in log-size bins
   (`bins_per_decade`); within a bin, the median efficiency per thread count, then the geometric
   mean over thread counts (one curve serves all thread counts, as compute.py has one curve).
