@@ -243,7 +243,7 @@ POLICY: dict[str, Check] = {
 }
 # comma-list options: no empty names
 LISTS = ("hardware", "network", "dtype", "optimizer", "allreduce", "sync", "recompute", "schedule", "sharding",
-         "sequence_parallel", "offload_activations")
+         "sequence_parallel", "offload_activations", "tp_overlap")
 
 
 # comma lists of ints (string options): name -> check

@@ -29,6 +29,18 @@ def parse_plan(plan: Optional[str]) -> Optional[dict]:
     return out
 
 
+def parse_plans(plans: Optional[str]) -> Optional[list[dict]]:
+    """'dp=16,tp=8,pp=8,microbatches=48;dp=128,tp=8' -> one parse_plan dict per ';'-separated plan."""
+    if plans is None:
+        return None
+    out = [parse_plan(p.strip()) for p in plans.split(";") if p.strip()]
+    if not out:
+        from ..errors import InputError
+
+        raise InputError(f"--plan: expected one or more plans separated by ';', got {plans!r}")
+    return out
+
+
 def parse_size(value: Optional[str], what: str) -> Optional[float]:
     if value is None:
         return None

@@ -11,7 +11,8 @@ from .app import app
 from .render import dumps, table
 
 
-def _csv(value: Optional[str], cast=str) -> Optional[list]:
+def csv_list(value: Optional[str], cast=str, flag: str = "") -> Optional[list]:
+    """A comma-separated list, each part cast (None stays None); an unreadable part names `flag`."""
     if value is None:
         return None
     from ..errors import InputError
@@ -19,20 +20,73 @@ def _csv(value: Optional[str], cast=str) -> Optional[list]:
     try:
         return [cast(v.strip()) for v in value.split(",") if v.strip()]
     except ValueError:
-        raise InputError(f"expected a comma-separated list, got {value!r}") from None
+        raise InputError(f"{flag + ': ' if flag else ''}expected a comma-separated list, got {value!r}") from None
 
 
-def _bools(value: str, flag: str) -> list[bool]:
-    """A comma-separated list of true/false (also on/off, yes/no, 1/0)."""
+def bool_list(value: Optional[str], flag: str) -> Optional[list[bool]]:
+    """A comma-separated list of true/false (also on/off, yes/no, 1/0); None stays None."""
     from ..errors import InputError
 
+    if value is None:
+        return None
     words = {"true": True, "on": True, "yes": True, "1": True, "false": False, "off": False, "no": False, "0": False}
     out = []
-    for v in _csv(value) or []:
+    for v in csv_list(value) or []:
         if v.lower() not in words:
             raise InputError(f"{flag}: expected true or false (comma-separated), got {v!r}")
         out.append(words[v.lower()])
     return out
+
+
+# The large-model list options of `plan` (values to search) and `sweep` (values to cross), defined once:
+# TrainingSetup field -> (flag, value type: int, str or bool, help).
+LARGE_OPTIONS: dict[str, tuple[str, type, str]] = {
+    "zero": ("--zero", int, "ZeRO stages, e.g. 0,1,2,3 (1: optimizer state, 2: + gradients, 3: + parameters "
+             "sharded over dp)"),
+    "sharding": ("--sharding", str, "FSDP sharding, e.g. none,full,hybrid: none (ZeRO stages above), full "
+                 "(= ZeRO-3), hybrid (ZeRO-3 inside a node)"),
+    "sequence_parallel": ("--sequence-parallel", bool, "Megatron sequence parallelism (with tp > 1): false,true"),
+    "context_parallel": ("--context-parallel", int, "context-parallel (ring attention) degrees, e.g. 1,2"),
+    "virtual_stages": ("--virtual-stages", int, "interleaved 1F1B chunks per stage (pp > 1), e.g. 1,2 (plan "
+                       "default: divisors of the blocks per stage)"),
+    "recompute": ("--recompute", str, "activation recomputation: none,selective,full"),
+    "offload_activations": ("--offload-activations", bool, "activation offload to host memory: false,true"),
+    "expert_parallel": ("--expert-parallel", int, "expert-parallel degrees, e.g. 1,8"),
+    "tp_overlap": ("--tp-overlap", bool, "tensor-parallel communication overlap (tp > 1 with sequence "
+                   "parallelism): false,true"),
+}
+
+
+def large_option(field: str, default: Optional[str] = None):
+    """The typer option of one LARGE_OPTIONS field (comma-separated values) with this command's default."""
+    flag, _, text = LARGE_OPTIONS[field]
+    return typer.Option(default, flag, help=text)
+
+
+def large_values(given: dict[str, Optional[str]]) -> dict[str, list]:
+    """{field: comma text or None} -> {field: list of typed values} for the fields given (flag named on errors)."""
+    out = {}
+    for field, text in given.items():
+        if text is None:
+            continue
+        flag, kind, _ = LARGE_OPTIONS[field]
+        out[field] = bool_list(text, flag) if kind is bool else csv_list(text, kind, flag)
+        choices = _setup_choices(field)
+        bad = [v for v in out[field] if choices and v not in choices]
+        if bad:
+            from ..errors import InputError
+
+            raise InputError(f"{flag}: expected {', '.join(choices)} (comma-separated), got {bad[0]!r}")
+    return out
+
+
+def _setup_choices(field: str) -> tuple:
+    """The values a TrainingSetup field accepts when it is a fixed set (Literal), else ()."""
+    import typing
+
+    from ..prediction.setup import TrainingSetup
+
+    return typing.get_args(TrainingSetup.model_fields[field].annotation)
 
 
 SHORT = {"compute": "comp", "memory": "mem", "overhead": "ovh", "recompute": "recomp", "tensor_comm": "tp-comm",
@@ -102,20 +156,20 @@ def plan(
     top: int = typer.Option(5, "--top", help="plans to show"),
     optimizer: str = typer.Option("adam", "--optimizer", help="sgd, momentum, adam or adamw"),
     dtype: Optional[str] = typer.Option(None, "--dtype", help="dtypes to try, e.g. bf16,tf32 (default: best low and full precision)"),
-    recompute: str = typer.Option("none,selective,full", "--recompute", help="activation recomputation to try: none,selective,full"),
+    recompute: str = large_option("recompute", "none,selective,full"),
     schedule: str = typer.Option("1f1b,gpipe", "--schedule", help="pipeline schedules to try: 1f1b,gpipe"),
     tp: Optional[str] = typer.Option(None, "--tp", help="only these tensor-parallel degrees, e.g. 4,8"),
     pp: Optional[str] = typer.Option(None, "--pp", help="only these pipeline depths, e.g. 8,16"),
     microbatch: Optional[str] = typer.Option(None, "--microbatch", help="only these micro-batch sizes, e.g. 1,2"),
     allreduce: str = typer.Option("ring", "--allreduce", help=", ".join(a for a in allreduce_choices() if a != "ps")),
-    zero: str = typer.Option("0,1,2,3", "--zero", help="ZeRO stages to try (1: optimizer state, 2: + gradients, 3: + parameters sharded over dp)"),
-    sharding: str = typer.Option("none,full,hybrid", "--sharding", help="FSDP sharding to try: none (ZeRO stages above), full (= ZeRO-3), hybrid (ZeRO-3 inside a node)"),
-    sequence_parallel: str = typer.Option("false,true", "--sequence-parallel", help="Megatron sequence parallelism to try (with tp > 1): false,true"),
-    context_parallel: str = typer.Option("1", "--context-parallel", help="context-parallel degrees to try"),
-    virtual_stages: Optional[str] = typer.Option(None, "--virtual-stages", help="interleaved 1F1B chunks per stage to try (default: divisors of the blocks per stage)"),
-    offload_activations: str = typer.Option("false,true", "--offload-activations", help="activation offload to host memory to try: false,true"),
-    expert_parallel: str = typer.Option("1", "--expert-parallel", help="expert-parallel degrees to try"),
-    tp_overlap: str = typer.Option("false,true", "--tp-overlap", help="tensor-parallel communication overlap to try (only with tp > 1 and sequence parallelism): false,true"),
+    zero: str = large_option("zero", "0,1,2,3"),
+    sharding: str = large_option("sharding", "none,full,hybrid"),
+    sequence_parallel: str = large_option("sequence_parallel", "false,true"),
+    context_parallel: str = large_option("context_parallel", "1"),
+    virtual_stages: Optional[str] = large_option("virtual_stages"),
+    offload_activations: str = large_option("offload_activations", "false,true"),
+    expert_parallel: str = large_option("expert_parallel", "1"),
+    tp_overlap: str = large_option("tp_overlap", "false,true"),
     zero1: bool = typer.Option(False, "--zero1", hidden=True, help="deprecated: --zero 1"),
     price: Optional[float] = typer.Option(None, "--price-per-hour", help="USD per device-hour"),
     device: Optional[str] = typer.Option(None, "--device", help="replace the node's device, e.g. a100-sxm4-80gb"),
@@ -126,23 +180,23 @@ def plan(
     from ..planning.search import plan_search
     from .core_cmds import parse_size
 
-    if dtype and "int8" in _csv(dtype):
+    if dtype and "int8" in csv_list(dtype):
         from ..engine import memo
         from ..prediction.setup import check_training_options
 
-        check_training_options(memo.hardware(device or hardware), dtypes=_csv(dtype))
+        check_training_options(memo.hardware(device or hardware), dtypes=csv_list(dtype))
+    large = large_values(dict(zero=zero, sharding=sharding, sequence_parallel=sequence_parallel,
+                              context_parallel=context_parallel, virtual_stages=virtual_stages, recompute=recompute,
+                              offload_activations=offload_activations, expert_parallel=expert_parallel,
+                              tp_overlap=tp_overlap))
+    if zero1:
+        large["zero"] = [1]
     res = plan_search(
         network, hardware, devices=devices, global_batch=global_batch, objective=objective,
         memory_limit=parse_size(memory_limit, "--memory-limit"), top=top, optimizer=optimizer,
-        dtypes=_csv(dtype), recompute=_csv(recompute), schedules=_csv(schedule), tp=_csv(tp, int),
-        pp=_csv(pp, int), microbatch=_csv(microbatch, int), allreduce=allreduce,
-        zero=[1] if zero1 else _csv(zero, int), sharding=_csv(sharding), sequence_parallel=_bools(sequence_parallel,
-                                                                                                 "--sequence-parallel"),
-        context_parallel=_csv(context_parallel, int), virtual_stages=_csv(virtual_stages, int),
-        offload_activations=_bools(offload_activations, "--offload-activations"),
-        expert_parallel=_csv(expert_parallel, int), price_per_hour=price, device=device,
-        tp_overlap=_bools(tp_overlap, "--tp-overlap"),
-    )
+        dtypes=csv_list(dtype), schedules=csv_list(schedule), tp=csv_list(tp, int, "--tp"),
+        pp=csv_list(pp, int, "--pp"), microbatch=csv_list(microbatch, int, "--microbatch"), allreduce=allreduce,
+        price_per_hour=price, device=device, **large)
     if json_out:
         typer.echo(dumps(res.to_dict()))
     else:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from typing import Optional
 
 import typer
 
 from .app import app
+from .plan_cmds import large_option, large_values
 from .render import dumps, table
 
 def _check_sweep_training(hws: list, dtypes: list, threads: Optional[str]) -> None:
@@ -35,14 +37,24 @@ def _fmt_opt(v, fmt: str = "{:.3g}", none: str = "-") -> str:
     return none if v is None else fmt.format(v)
 
 
+def _cell(v) -> str:
+    """One scenario value as a table cell: a plan as dp=..,tp=..; None as the setup default '-'."""
+    if isinstance(v, dict):
+        return ",".join(f"{k}={x}" for k, x in v.items() if x is not None)
+    return "-" if v is None else str(v)
+
+
 def _sweep_table(res, top: int | None = None) -> str:
+    from ..sweeps import SCENARIO_COLUMNS
     from ..units import fmt_bytes, fmt_seconds
 
     rows = res.rows
     if top is not None:  # the feasible rows of highest throughput, best first
         rows = sorted(res.ok, key=lambda r: r["throughput"], reverse=True)[:top]
     axes = res.axes
-    varying = [k for k, v in axes.items() if len(v) > 1 and k not in ("devices", "batch", "hardware")]
+    # axes with several values, and every setup option the sweep was given (plans, ZeRO, ...) even with one
+    varying = [k for k, v in axes.items() if (len(v) > 1 or k not in SCENARIO_COLUMNS)
+               and k not in ("devices", "batch", "hardware")]
     show_net = len(axes["network"]) > 1
     priced = any(r["cost_per_sample"] is not None for r in rows)
     head = (["network"] if show_net else []) + ["hardware", "devices", "batch"] + [
@@ -53,7 +65,7 @@ def _sweep_table(res, top: int | None = None) -> str:
     out = []
     for r in rows:
         line = ([r["network"]] if show_net else []) + [r["hardware"], r["devices"], r["batch"]]
-        line += [r[k] if not isinstance(r[k], dict) else str(r[k]) for k in varying if k != "network"]
+        line += [_cell(r[k]) for k in varying if k != "network"]
         ok = r["iteration_time_s"] is not None
         line += [fmt_seconds(r["iteration_time_s"]) if ok else "-",
                  f"{r['throughput']:,.1f}" if ok else "-",
@@ -89,24 +101,38 @@ def sweep(
     jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="worker processes (default: one per core for large sweeps)"),
     top: Optional[int] = typer.Option(None, "--top", help="show only the N feasible scenarios of highest throughput"),
     device: Optional[str] = typer.Option(None, "--device", help="replace the nodes' device, e.g. a100-sxm4-80gb"),
+    plan: Optional[str] = typer.Option(None, "--plan", help="parallel plans separated by ';', e.g. 'dp=16,tp=8,pp=8,microbatches=48;dp=128,tp=8'"),
+    zero: Optional[str] = large_option("zero"),
+    sharding: Optional[str] = large_option("sharding"),
+    sequence_parallel: Optional[str] = large_option("sequence_parallel"),
+    context_parallel: Optional[str] = large_option("context_parallel"),
+    virtual_stages: Optional[str] = large_option("virtual_stages"),
+    recompute: Optional[str] = large_option("recompute"),
+    offload_activations: Optional[str] = large_option("offload_activations"),
+    expert_parallel: Optional[str] = large_option("expert_parallel"),
+    tp_overlap: Optional[str] = large_option("tp_overlap"),
+    scaling: Optional[str] = typer.Option(None, "--scaling", help="weak: --batch per replica; strong: --batch is the global batch"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
     json_out: bool = typer.Option(False, "--json", help="machine-readable output"),
 ) -> None:
-    """Predict every combination of hardware, device counts, batches, dtypes, ... as a table (and CSV, plots)."""
+    """Predict every combination of hardware, device counts, batches, dtypes, plans and large-model options as a
+    table (and CSV, plots); a combination the model refuses is a row with the reason."""
     from ..planning import parse_prices
     from ..sweeps import parse_list
     from ..sweeps import sweep as api_sweep
+    from .core_cmds import parse_plans
 
-    opts = {}
-    if allreduce:
-        opts["allreduce"] = parse_list(allreduce)
-    if sync:
-        opts["sync"] = parse_list(sync)
+    opts = {k: parse_list(v) for k, v in dict(allreduce=allreduce, sync=sync, scaling=scaling).items() if v}
+    if plan is not None:
+        opts["plan"] = parse_plans(plan)
+    opts.update(large_values(dict(
+        zero=zero, sharding=sharding, sequence_parallel=sequence_parallel, context_parallel=context_parallel,
+        virtual_stages=virtual_stages, recompute=recompute, offload_activations=offload_activations,
+        expert_parallel=expert_parallel, tp_overlap=tp_overlap)))
     nets = parse_list(network)
-    total_guess = 1
-    for v in (nets, parse_list(hardware), parse_list(devices, int), parse_list(batch, int) or [0],
-              parse_list(dtype), parse_list(optimizer), *opts.values()):
-        total_guess *= len(v)
+    total_guess = math.prod(len(v) for v in (nets, parse_list(hardware), parse_list(devices, int),
+                                             parse_list(batch, int) or [0], parse_list(dtype), parse_list(optimizer),
+                                             *opts.values()))
     progress = None if quiet or total_guess < 200 else True
     if top is not None and top < 1:
         from ..errors import InputError
