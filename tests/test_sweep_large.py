@@ -85,3 +85,13 @@ def test_plan_and_sweep_share_every_large_option():
     # the plan command rejects bad values with the same parser
     r = runner.invoke(app, ["plan", "gpt2_small", "-H", "dgx-a100-ib-hdr", "-n", "16", "--sharding", "bogus"])
     assert r.exit_code == 2 and r.output.startswith("error: --sharding:"), r.output
+
+
+def test_the_large_models_doc_sweep_says_which_row_does_not_fit():
+    """docs/large_models.md section 2: GPT-3 175B, two plans x ZeRO 1,3; only ZeRO-1 without a pipeline fails."""
+    res = perfmodel.sweep("gpt3_175b", "dgx-a100-ib-hdr", devices=1024, batch=1536, scaling="strong", dtype="bf16",
+                          optimizer="adam", plan=[dict(dp=16, tp=8, pp=8, microbatches=48), dict(dp=128, tp=8)],
+                          zero=[1, 3], sequence_parallel=True, recompute="full")
+    failing = [(r["plan"], r["zero"]) for r in res.rows if r["error"] is not None]
+    assert failing == [({"dp": 128, "tp": 8}, 1)]
+    assert res.rows[2]["error"].startswith("does not fit")
