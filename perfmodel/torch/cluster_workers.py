@@ -18,14 +18,16 @@ import json
 import os
 import sys
 import time
+from functools import partial
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 import torch.distributed as dist
 
 from ..graph.io import network_from_dict
 from .to_module import make_batch, to_module
+from .worker import timed_steps, training_step, write_result
 
 
 def _reps(n: int) -> int:
@@ -91,23 +93,12 @@ def ddp_task(rank: int, task: dict[str, Any]) -> list[float]:
     x, y = make_batch(graph, int(task["batch"]), seed=seed + rank)
     opt = torch.optim.SGD(model.parameters(), lr=1e-3)
 
-    def step() -> None:
-        opt.zero_grad(set_to_none=True)
-        model(x, y).backward()
-        opt.step()
-
+    step = training_step(opt, partial(model, x, y))
     for _ in range(int(task["warmup"])):
         step()
     extra = _slow_extra(model, step, rank, task)
     dist.barrier()
-    times = []
-    for _ in range(int(task["steps"])):
-        t0 = time.perf_counter()
-        if extra:
-            time.sleep(extra)
-        step()
-        times.append(time.perf_counter() - t0)
-    return times
+    return timed_steps((lambda: (time.sleep(extra), step())) if extra else step, int(task["steps"]))
 
 
 def _slow_extra(model, step, rank: int, task: dict[str, Any]) -> float:
@@ -134,19 +125,24 @@ def links_under_torchrun(sizes: Sequence[int], rounds: int) -> list[dict[str, An
     return gathered if rank == 0 else None
 
 
-def main(argv: Sequence[str]) -> int:
-    task = json.loads(Path(argv[0]).read_text())
-    rank, _ = init_from_env(int(task.get("threads", 1)))
-    if task["task"] == "links":
-        res: Any = links_task(rank, [int(n) for n in task["sizes"]], int(task.get("rounds", 2)))
-    elif task["task"] == "ddp":
-        res = ddp_task(rank, task)
-    else:
+def run_rank_task(task: dict[str, Any], out_dir: str, tasks: dict[str, Callable[[int, dict], Any]]) -> int:
+    """A worker's life: join the process group (init_from_env), run tasks[task["task"]](rank, task), leave the
+    group together with the other ranks and hand the result back (worker.write_result in `out_dir`)."""
+    fn = tasks.get(task["task"])
+    if fn is None:
         raise SystemExit(f"unknown task {task['task']!r}")
+    rank, _ = init_from_env(int(task.get("threads", 1)))
+    res = fn(rank, task)
     dist.barrier()
     dist.destroy_process_group()
-    Path(argv[1], f"rank{rank}.json").write_text(json.dumps(res))
+    write_result(out_dir, rank, res)
     return 0
+
+
+def main(argv: Sequence[str]) -> int:
+    tasks = {"links": lambda rank, t: links_task(rank, [int(n) for n in t["sizes"]], int(t.get("rounds", 2))),
+             "ddp": ddp_task}
+    return run_rank_task(json.loads(Path(argv[0]).read_text()), argv[1], tasks)
 
 
 if __name__ == "__main__":

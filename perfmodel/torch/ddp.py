@@ -17,7 +17,6 @@ The suite (cases, prediction, report) is perfmodel.validation.ddp_cpu.
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import math
 import os
 import socket
@@ -25,6 +24,7 @@ import statistics
 import tempfile
 import time
 
+from functools import partial
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -42,6 +42,7 @@ from ..paths import repo_root
 from .ddp_records import LINK_NAME, DDPMeasurement, LinkCalibration  # noqa: F401  (re-exported)
 from .measure import machine_info, summarize_times
 from .to_module import make_batch, to_module
+from .worker import read_results, result_path, timed_steps, training_step, write_result
 
 SIZES_BYTES = tuple(4 * 1024 * 4**i for i in range(8))  # 4 KiB .. 64 MiB
 
@@ -77,18 +78,14 @@ def _spawn(fn, world: int, args: tuple) -> list[Any]:
                 mp.spawn(fn, args=(world, port, d, *args), nprocs=world, join=True)
             except mp.ProcessExitedException:
                 # gloo's threads can abort a worker at interpreter exit, after it wrote its result
-                if not all((Path(d) / f"rank{r}.json").is_file() for r in range(world)):
+                if not all(result_path(d, r).is_file() for r in range(world)):
                     raise
-            return [json.loads((Path(d) / f"rank{r}.json").read_text()) for r in range(world)]
+            return read_results(d, world)
     finally:
         if env_before is None:
             os.environ.pop("GLOO_SOCKET_IFNAME", None)
         else:
             os.environ["GLOO_SOCKET_IFNAME"] = env_before
-
-
-def _write(out_dir: str, rank: int, obj: Any) -> None:
-    Path(out_dir, f"rank{rank}.json").write_text(json.dumps(obj))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -120,7 +117,7 @@ def _allreduce_worker(rank: int, world: int, port: int, out_dir: str, sizes: Seq
                 res[str(n)].append(time.perf_counter() - t0)
     dist.barrier()
     dist.destroy_process_group()
-    _write(out_dir, rank, res)
+    write_result(out_dir, rank, res)
 
 
 def fit_alpha_beta(points: Sequence[tuple[float, float]], ranks: int = 2) -> tuple[float, float]:
@@ -205,7 +202,7 @@ def _contention_worker(rank: int, world: int, port: int, out_dir: str, threads: 
             out[name]["together"].append(run(f))  # all at once
     dist.barrier()
     dist.destroy_process_group()
-    _write(out_dir, rank, out)
+    write_result(out_dir, rank, out)
 
 
 def straggler_cv_from_runs(per_rank: Sequence[Sequence[float]]) -> float:
@@ -274,24 +271,15 @@ def _ddp_worker(rank: int, world: int, port: int, out_dir: str, graph_data: dict
     x, y = make_batch(graph, batch, seed=seed + rank)
     opt = torch.optim.SGD(model.parameters(), lr=1e-3)
 
-    def step() -> None:
-        opt.zero_grad(set_to_none=True)
-        loss = model(x, y)
-        loss.backward()
-        opt.step()
-
+    step = training_step(opt, partial(model, x, y))
     for _ in range(warmup):
         step()
     dist.barrier()
-    times = []
-    for _ in range(steps):
-        t0 = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - t0)
+    times = timed_steps(step, steps)
     dist.barrier()
-    del model, opt  # the DDP reducer's threads go before the process group (else gloo may abort at exit)
+    del step, model, opt  # the DDP reducer's threads go before the process group (else gloo may abort at exit)
     dist.destroy_process_group()
-    _write(out_dir, rank, times)
+    write_result(out_dir, rank, times)
 
 
 def _graph_dict(graph: LayerGraph) -> dict:

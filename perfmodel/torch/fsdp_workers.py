@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,8 @@ from ..errors import InputError
 from ..graph.io import load_network, network_from_dict
 from ..graph.layer_graph import LayerGraph
 from ..ops.base import graph_costs
-from .ddp import _graph_dict, _init, _loadavg, _spawn, _write
+from .ddp import _graph_dict, _init, _loadavg, _spawn
+from .worker import timed_steps, training_step, write_result
 from .measure import machine_info, summarize_times
 from .to_module import make_batch, to_module
 
@@ -119,21 +121,12 @@ def _sharded_worker(rank: int, world: int, port: int, out_dir: str, graph_data: 
     model.train()
     x, y = make_batch(graph, batch, seed=seed + rank)
 
-    def step() -> None:
-        opt.zero_grad(set_to_none=True)
-        loss = model(x, y)
-        loss.backward()
-        opt.step()
-
+    step = training_step(opt, partial(model, x, y))
     for _ in range(warmup):
         step()
     dist.barrier()
     peak_reset = _reset_peak_rss()
-    times = []
-    for _ in range(steps):
-        t0 = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - t0)
+    times = timed_steps(step, steps)
     hwm = _status_kib("VmHWM")
     params = list(model.parameters())
     mem = {"params_bytes": sum(_local_bytes(p) for p in params),
@@ -141,9 +134,9 @@ def _sharded_worker(rank: int, world: int, port: int, out_dir: str, graph_data: 
            "optimizer_bytes": sum(_local_bytes(t) for t in _state_tensors(opt)),
            "partition_params_bytes": owned, "rss_before_kib": rss0, "peak_rss_kib": hwm if peak_reset else None}
     dist.barrier()
-    del model, opt  # the DDP reducer's threads go before the process group (else gloo may abort at exit)
+    del step, model, opt  # the DDP reducer's threads go before the process group (else gloo may abort at exit)
     dist.destroy_process_group()
-    _write(out_dir, rank, {"times": times, "memory": mem})
+    write_result(out_dir, rank, {"times": times, "memory": mem})
 
 
 COLLECTIVE_REPS = 6
@@ -170,7 +163,7 @@ def _collective_worker(rank: int, world: int, port: int, out_dir: str, sizes, th
                     out[str(n)][name].append(time.perf_counter() - t0)
     dist.barrier()
     dist.destroy_process_group()
-    _write(out_dir, rank, out)
+    write_result(out_dir, rank, out)
 
 
 def calibrate_collectives(sizes=(1 << 12, 1 << 18, 1 << 20, 1 << 22, 1 << 24, 1 << 26), world: int = 2, threads: int = 1
@@ -219,7 +212,7 @@ def _busy_worker(rank: int, world: int, port: int, out_dir: str, threads: int) -
             out[name].append((time.perf_counter() - t0) / BUSY_REPS)
     dist.barrier()
     dist.destroy_process_group()
-    _write(out_dir, rank, out)
+    write_result(out_dir, rank, out)
 
 
 def calibrate_busy_collective(world: int = 2, threads: int = 1) -> dict[str, Any]:
@@ -295,26 +288,19 @@ def _unit_worker(rank: int, world: int, port: int, out_dir: str, threads: int, w
     models = {"units": build(True), "one-unit": build(False)}
     x = torch.randn(batch, width)
 
-    def step(m, opt) -> None:
-        opt.zero_grad(set_to_none=True)
-        m(x).sum().backward()
-        opt.step()
-
-    for m, opt in models.values():
+    steps = {k: training_step(opt, lambda m=m: m(x).sum()) for k, (m, opt) in models.items()}
+    for step in steps.values():
         for _ in range(3):
-            step(m, opt)
+            step()
     out: dict[str, list[float]] = {k: [] for k in models}
     for _ in range(UNIT_ROUNDS):
-        for k, (m, opt) in models.items():
+        for k, step in steps.items():
             dist.barrier()
-            t0 = time.perf_counter()
-            for _ in range(UNIT_STEPS):
-                step(m, opt)
-            out[k].append((time.perf_counter() - t0) / UNIT_STEPS)
+            out[k].append(sum(timed_steps(step, UNIT_STEPS)) / UNIT_STEPS)
     dist.barrier()
-    del models
+    del step, steps, models
     dist.destroy_process_group()
-    _write(out_dir, rank, out)
+    write_result(out_dir, rank, out)
 
 
 def calibrate_fsdp_units(world: int = 2, threads: int = 1, width: int = UNIT_WIDTH, batch: int = UNIT_BATCH

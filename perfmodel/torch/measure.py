@@ -54,6 +54,7 @@ from .records import (  # noqa: F401  (re-exported: the records and their storag
     summarize_times,
 )
 from .to_module import GraphModule, make_batch, to_module
+from .worker import timed_steps
 
 __all__ = [
     "JsonlError", "LayerTiming", "MachineInfo", "Measurement", "append_jsonl", "default_measurements_dir",
@@ -336,11 +337,7 @@ def measure_training(module_or_graph, batch: int, *, device: str = "cpu", dtype:
         with _tf32(dtype == "tf32" and dev.type == "cuda"):
             for _ in range(warmup):
                 step()
-            times = []
-            for _ in range(steps):
-                t0 = time.perf_counter()
-                step()
-                times.append(time.perf_counter() - t0)
+            times = timed_steps(step, steps)
             layers: tuple[LayerTiming, ...] = ()
             method = ""
             if per_layer:

@@ -34,6 +34,7 @@ import torch.distributed as dist
 
 from ..graph.io import network_from_dict
 from .to_module import make_batch, to_module
+from .worker import write_result
 
 
 def _stage(task: dict[str, Any], rank: int):
@@ -234,18 +235,11 @@ def main(argv: Sequence[str]) -> int:
     torch.set_num_threads(int(task.get("threads", 1)))
     if task["task"] in ("fetch", "input"):
         res: Any = fetch_task(task) if task["task"] == "fetch" else input_task(task)
-        Path(argv[1], f"rank{os.environ.get('RANK', '0')}.json").write_text(json.dumps(res))
+        write_result(argv[1], int(os.environ.get("RANK", "0")), res)
         return 0
-    from .cluster_workers import init_from_env
+    from .cluster_workers import run_rank_task
 
-    rank, _ = init_from_env(int(task.get("threads", 1)))
-    if task["task"] not in ("pipe", "p2pcpu"):
-        raise SystemExit(f"unknown task {task['task']!r}")
-    res = pipe_task(rank, task) if task["task"] == "pipe" else p2p_cpu_task(rank, task)
-    dist.barrier()
-    dist.destroy_process_group()
-    Path(argv[1], f"rank{rank}.json").write_text(json.dumps(res))
-    return 0
+    return run_rank_task(task, argv[1], {"pipe": pipe_task, "p2pcpu": p2p_cpu_task})
 
 
 if __name__ == "__main__":

@@ -42,6 +42,7 @@ from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
 from ..graph.io import network_from_dict
 from .to_module import make_batch, to_module
+from .worker import write_result
 
 SERVER = "ps"
 
@@ -264,7 +265,7 @@ def main(argv: Sequence[str]) -> int:
         res = rpc_links_task(rank, world, [int(n) for n in task["sizes"]], int(task.get("reps", 10)))
     else:
         raise SystemExit(f"unknown task {task['task']!r}")
-    Path(argv[1], f"rank{rank}.json").write_text(json.dumps(res))
+    write_result(argv[1], rank, res)
     return 0
 
 

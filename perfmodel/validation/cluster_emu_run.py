@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..errors import PerfModelError
+from ..torch.worker import read_results
 from .cluster_emu_net import IFACE, ClusterSpec, EmulatedCluster, run_processes
 from .cluster_emu_fit import LinkFit, medians
 
@@ -52,7 +53,7 @@ def run_task(cluster: EmulatedCluster, ranks_per_node: int, task: dict[str, Any]
         bad = [(r, err) for r, (rc, err) in enumerate(res) if rc != 0]
         if bad:
             raise PerfModelError(f"emulated cluster worker rank {bad[0][0]} failed: {bad[0][1][-600:]}")
-        return [json.loads(Path(d, f"rank{r}.json").read_text()) for r in range(world)]
+        return read_results(d, world)
 
 
 def measure_links(cluster: EmulatedCluster, name: str, sizes: Sequence[int] = LINK_SIZES,
