@@ -1,7 +1,9 @@
 """Measuring the cpu-random suite (torch, imported lazily): interleaved rounds, stored records, pooling.
 
-A round measures every case once (the 1- and 2-thread cases of one network back to back, the network
-order reversed in every other round so slow drifts of a shared machine hit all cases alike) and appends
+A round measures every case once, each in a fresh Python process (perfmodel.torch.isolated: the allocator starts
+as a user's training script starts, not in the state the previous case left), the 1- and 2-thread cases of one
+network back to back, the network order reversed in every other round so slow drifts of a shared machine hit all
+cases alike, and appends
 one JSONL record per measurement (perfmodel.torch.measure records; seed, case, draw, batch, round,
 attempt and the CPU other processes used are in its notes). A round stops starting cases after
 ROUND_BUDGET_S so that one hold of the machine stays short; the next round (another call) goes on.
@@ -16,12 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from ..torch.isolated import measure_isolated
 from ..torch.quiet import Interference, wait_for_quiet
 from ..torch.records import append_jsonl, load_measurements
 
 SUITE = "cpu-random"
 THREADS = (1, 2)
-WARMUP, STEPS = 2, 5
+WARMUP, STEPS = 3, 5  # warm-up steps bring a fresh process's allocator to its steady state
 ROUND_BUDGET_S = 420.0  # stop starting new cases after this long in one round
 QUIET_IDLE, QUIET_MAX_WAIT_S = 0.85, 8.0  # short waits: many processes share this machine
 DISTURBED_CORES, MAX_ATTEMPTS = 0.15, 2
@@ -54,8 +57,6 @@ def measure_round(cases: Sequence[tuple[CaseKey, Any]], seed: int, rnd: int, sto
                   per_layer: bool, wait: bool, say: Callable[[str], None], warmup: int = WARMUP,
                   steps: int = STEPS) -> int:
     """Measure each (CaseKey, graph) once (in round order) and append the records; returns cases measured."""
-    from ..torch.measure import measure_training  # torch: imported only when measuring
-
     order = list(cases) if rnd % 2 else list(reversed(cases))
     t0, done = time.perf_counter(), 0
     for key, graph in order:
@@ -67,7 +68,7 @@ def measure_round(cases: Sequence[tuple[CaseKey, Any]], seed: int, rnd: int, sto
             if wait:
                 wait_for_quiet(QUIET_IDLE, QUIET_MAX_WAIT_S)
             with Interference() as inf:
-                m = measure_training(graph, key.batch, threads=key.threads, warmup=warmup, steps=steps,
+                m = measure_isolated(graph, key.batch, threads=key.threads, warmup=warmup, steps=steps,
                                      optimizer=key.optimizer, per_layer=per_layer)
             others = round(inf.others_cores, 3) if inf.available else None
             m = m.model_copy(update={"notes": tuple(m.notes) + (

@@ -1,0 +1,37 @@
+"""perfmodel.torch.isolated: a training step measured in a fresh process (the allocator's state of a new script)."""
+
+import pytest
+
+from perfmodel.errors import InputError
+from perfmodel.graph.io import load_network, network_to_dict, save_network
+from perfmodel.validation.cpu_random_nets import draw_net
+
+
+@pytest.mark.parametrize("index,kind", [(0, "cnn"), (1, "transformer"), (2, "rnn"), (3, "mixture")])
+def test_the_child_rebuilds_the_same_graph(tmp_path, index, kind):
+    """The parent hands the graph over as a flat network file: loading it back gives the same layers."""
+    g = draw_net(4242, index, kind).graph
+    back = load_network(save_network(g, tmp_path / "n.yaml", flat=True))
+    assert network_to_dict(back, flat=True) == network_to_dict(g, flat=True)
+    assert [l.name for l in back.layers] == [l.name for l in g.layers]
+
+
+def test_measures_in_a_fresh_process():
+    pytest.importorskip("torch")
+    from perfmodel.torch.isolated import PROCESS_NOTE, measure_isolated
+
+    g = draw_net(4242, 1, "mlp").graph
+    m = measure_isolated(g, 4, threads=1, warmup=1, steps=2, optimizer="sgd", per_layer=True)
+    assert m.network == g.name and m.batch == 4 and m.threads == 1
+    assert len(m.step_times_s) == 2 and all(t > 0 for t in m.step_times_s)
+    assert PROCESS_NOTE in m.notes
+    assert {l.name for l in m.per_layer} <= {l.name for l in g.layers} and m.per_layer
+
+
+def test_a_failing_child_is_a_clear_error():
+    pytest.importorskip("torch")
+    from perfmodel.torch.isolated import measure_isolated
+
+    g = draw_net(4242, 1, "mlp").graph
+    with pytest.raises(InputError, match="fresh process failed.*optimizer"):
+        measure_isolated(g, 4, threads=1, warmup=0, steps=1, optimizer="no-such-optimizer")
