@@ -405,7 +405,7 @@ def _wait_quiet(say) -> None:
 def _measure_case(name: str, c: Case, graph, dev, device: str, rnd: int, mpath: Path, wait: bool, per_layer: bool,
                   say) -> tuple:
     """One round of one case: (least disturbed measurement, its others_cores, load average, attempts taken)."""
-    from ..torch.measure import measure_training  # imports torch
+    from ..torch.isolated import measure_isolated  # the child process imports torch
 
     most = MAX_ATTEMPTS if wait else 1
     best = None
@@ -414,7 +414,7 @@ def _measure_case(name: str, c: Case, graph, dev, device: str, rnd: int, mpath: 
             _wait_quiet(say)
         la = _loadavg()
         with Interference() as inf:
-            meas = measure_training(graph, c.batch, device=device, dtype=c.dtype, threads=c.threads,
+            meas = measure_isolated(graph, c.batch, device=device, dtype=c.dtype, threads=c.threads,
                                     warmup=c.warmup, steps=c.steps, optimizer=c.optimizer,
                                     per_layer=c.per_layer and per_layer and rnd == 1)
         others = round(inf.others_cores, 3) if inf.available else None
