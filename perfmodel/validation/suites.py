@@ -39,6 +39,7 @@ from ..errors import InputError, NotFoundError
 from ..graph.io import load_network
 from ..paths import repo_root
 from ..prediction import predict
+from ..torch.isolated import measure_isolated
 from ..torch.quiet import Interference, progress_every, wait_for_quiet
 from ..torch.records import append_jsonl, load_measurements, summarize_times
 from .metrics import ErrorSummary, meets_target, signed_error_pct, summarize
@@ -405,8 +406,6 @@ def _wait_quiet(say) -> None:
 def _measure_case(name: str, c: Case, graph, dev, device: str, rnd: int, mpath: Path, wait: bool, per_layer: bool,
                   say) -> tuple:
     """One round of one case: (least disturbed measurement, its others_cores, load average, attempts taken)."""
-    from ..torch.isolated import measure_isolated  # the child process imports torch
-
     most = MAX_ATTEMPTS if wait else 1
     best = None
     for attempt in range(1, most + 1):
