@@ -9,6 +9,7 @@ from ..hardware.schema import Device, Efficiency, EfficiencyCurve
 from ..hardware.traits import device_peaks, device_traits, for_threads, gemm_split, thread_speedup
 from ..hardware.traits import per_core_bandwidth as cpu_bandwidth
 from ..kernels import GpuArch, SoftwareStack, load_arch, load_stack
+from ..kernels.schema import CpuAttention
 
 # Whether a GPU's kernel launch overlaps execution: the default of the launch_overlaps trait (hardware/traits.py)
 GPU_OVERHEAD_OVERLAPS = True
@@ -41,6 +42,7 @@ class Rates:
     cold_s_per_byte: float = 0.0  # extra seconds per byte of such buffers, at this thread count
     kernel: tuple[GpuArch, SoftwareStack] | None = None  # (architecture, software stack) of the kernel model
     gemm_split: tuple[int, float, float] | None = None  # CPU GEMM thread split (hardware.traits.gemm_split)
+    cpu_attention: CpuAttention | None = None  # CPU fused attention of the stack (engine.cpu_attention)
 
 
 def device_rates(device: Device, dtype: str, threads: int | None = None) -> Rates:
@@ -60,7 +62,7 @@ def device_rates(device: Device, dtype: str, threads: int | None = None) -> Rate
         elementwise={k: v * f for k, v in eff.elementwise.items()} if eff.elementwise else None,
         stage_factors=dict(eff.stage_factors) if eff.stage_factors else None, keyed=_keyed(eff), dtype=dtype,
         kernel=kernel_target(device), **_fresh(device, f), **_cold(device, p.threads),
-        gemm_split=gemm_split(device, p.threads),
+        gemm_split=gemm_split(device, p.threads), cpu_attention=cpu_fused_attention(device),
     )
 
 
@@ -92,9 +94,18 @@ def _with_device_peak(arch: GpuArch, device: Device) -> GpuArch:
 
 def fused_attention(device: Device) -> bool:
     """Whether the device's software stack runs attention as one fused (flash) kernel, which keeps the output and
-    its row statistics but no score, probability or dropout-mask matrix, and recomputes them in backward."""
-    stack = getattr(device, "software_stack", None)  # as kernel_target: both arch and stack name the kernel model
-    return bool(getattr(device, "gpu_arch", None) and stack and load_stack(stack).fused_attention)
+    its row statistics but no score, probability or dropout-mask matrix, and recomputes them in backward: a GPU
+    stack with the kernel model (both arch and stack named, as kernel_target) or a CPU stack with cpu_attention."""
+    stack = getattr(device, "software_stack", None)
+    return bool(stack and load_stack(stack).fused_attention and
+                (getattr(device, "gpu_arch", None) or cpu_fused_attention(device) is not None))
+
+
+def cpu_fused_attention(device: Device) -> CpuAttention | None:
+    """The `cpu_attention` block of the device's software stack when it is a CPU stack with fused attention."""
+    stack = getattr(device, "software_stack", None)
+    s = load_stack(stack) if stack else None
+    return s.cpu_attention if s is not None and s.target == "cpu" and s.fused_attention else None
 
 
 def _cold(device: Device, threads: int | None) -> dict:

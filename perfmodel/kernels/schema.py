@@ -148,15 +148,35 @@ class Overlap(_Frozen):
     source: str = "assumed: no slowdown stated"
 
 
+class CpuAttention(_Frozen):
+    """How a CPU library runs scaled-dot-product attention as one fused kernel (PyTorch's cpu_flash_attention):
+    query rows per block by query length, key/value rows per block, and whether the fused kernel takes dropout
+    (when not, training attention with dropout runs the unfused math path). Used by perfmodel.engine.cpu_attention."""
+
+    q_split: tuple[tuple[int, int], ...] = Field(
+        min_length=1, description="(from query length, query rows per block) pairs; the largest length <= T applies")
+    kv_split: int = Field(gt=0, description="key/value rows per block")
+    dropout: bool = Field(default=False, description="the fused kernel runs with dropout > 0")
+    source: str = Field(min_length=1)
+
+    def q_block(self, t: int) -> int:
+        """Query rows per block at query length `t` (never more than t)."""
+        rows = max(((lo, q) for lo, q in self.q_split if lo <= t), default=min(self.q_split))[1]
+        return max(1, min(rows, t))
+
+
 class SoftwareStack(_Frozen):
-    """What the libraries do: GEMM tiles, convolution algorithms, fusion, and achievable fractions."""
+    """What the libraries do: GEMM tiles, convolution algorithms, fusion, and achievable fractions. A CPU stack
+    (target cpu) names no GPU tiles; its fused attention is described by `cpu_attention`."""
 
     kind: Literal["software_stack"] = "software_stack"
     name: str = Field(min_length=1)
+    target: Literal["gpu", "cpu"] = "gpu"
     libraries: str = Field(min_length=1, description="e.g. CUDA 8.0.88, cuDNN 6.0.21")
     source: str = Field(min_length=1)
     notes: str = ""
-    gemm_tiles: tuple[GemmTile, ...] = Field(min_length=1)
+    gemm_tiles: tuple[GemmTile, ...] = ()
+    cpu_attention: CpuAttention | None = None
     tensor_core_tiles: tuple[GemmTile, ...] = ()
     conv_tiles: tuple[GemmTile, ...] = Field(
         default=(), description="implicit-GEMM convolution tiles (m along filters/channels, n along pixels); "
@@ -189,6 +209,8 @@ class SoftwareStack(_Frozen):
 
     @model_validator(mode="after")
     def _check(self):
+        if self.target == "gpu" and not self.gemm_tiles:
+            raise ValueError("gemm_tiles: a GPU software stack needs at least one GEMM tile")
         for algos in (self.conv_algorithms_fwd, self.conv_algorithms_bwd_data, self.conv_algorithms_bwd_filter):
             bad = [a for a in algos if a not in CONV_ALGOS]
             if bad or not algos:
