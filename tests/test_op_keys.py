@@ -142,7 +142,7 @@ def test_recurrent_keys_and_step_gemm_shape():
 
 
 @pytest.mark.parametrize("op, key", [("relu", "elementwise/relu"), ("softmax", "elementwise/softmax"),
-                                     ("batchnorm", "norm/batchnorm"), ("layernorm", "norm/layernorm")])
+                                     ("layernorm", "norm/layernorm")])
 def test_memory_keys(op, key):
     shape = (4, 6, 6) if op == "batchnorm" else (12,)
     assert {w.efficiency_key for w in works(cost(shape, op))} == {key}
