@@ -43,6 +43,7 @@ class Rates:
     kernel: tuple[GpuArch, SoftwareStack] | None = None  # (architecture, software stack) of the kernel model
     gemm_split: tuple[int, float, float] | None = None  # CPU GEMM thread split (hardware.traits.gemm_split)
     cpu_attention: CpuAttention | None = None  # CPU fused attention of the stack (engine.cpu_attention)
+    cpu_stack: SoftwareStack | None = None  # the device's CPU software stack (engine.cpu_stack), else None
 
 
 def device_rates(device: Device, dtype: str, threads: int | None = None) -> Rates:
@@ -63,6 +64,7 @@ def device_rates(device: Device, dtype: str, threads: int | None = None) -> Rate
         stage_factors=dict(eff.stage_factors) if eff.stage_factors else None, keyed=_keyed(eff), dtype=dtype,
         kernel=kernel_target(device), **_fresh(device, f), **_cold(device, p.threads),
         gemm_split=gemm_split(device, p.threads), cpu_attention=cpu_fused_attention(device),
+        cpu_stack=cpu_stack(device),
     )
 
 
@@ -101,11 +103,17 @@ def fused_attention(device: Device) -> bool:
                 (getattr(device, "gpu_arch", None) or cpu_fused_attention(device) is not None))
 
 
-def cpu_fused_attention(device: Device) -> CpuAttention | None:
-    """The `cpu_attention` block of the device's software stack when it is a CPU stack with fused attention."""
+def cpu_stack(device: Device) -> SoftwareStack | None:
+    """The device's software stack when it is a CPU stack (target cpu), else None."""
     stack = getattr(device, "software_stack", None)
     s = load_stack(stack) if stack else None
-    return s.cpu_attention if s is not None and s.target == "cpu" and s.fused_attention else None
+    return s if s is not None and s.target == "cpu" else None
+
+
+def cpu_fused_attention(device: Device) -> CpuAttention | None:
+    """The `cpu_attention` block of the device's software stack when it is a CPU stack with fused attention."""
+    s = cpu_stack(device)
+    return s.cpu_attention if s is not None and s.fused_attention else None
 
 
 def _cold(device: Device, threads: int | None) -> dict:

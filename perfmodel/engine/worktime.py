@@ -20,7 +20,7 @@ import numpy as np
 
 from ..hardware.traits import curve_table, efficiency_by_index, factor_in, gemm_split_speedup, rate_in
 from ..hardware.traits import efficiency_at as curve_at  # EfficiencyCurve.at over an array
-from .cpu_attention import cpu_attention_rows
+from .cpu_stack import cpu_stack_rows
 from .kernel_rows import kernel_row_times
 from .rates import Rates
 from ..ops import STAGES, OpCost
@@ -193,8 +193,8 @@ def row_times(t: WorkTable, r: Rates, scale: np.ndarray | None = None) -> dict[s
         roof = roof + fresh_row_bytes(t, r.fresh_bytes, scale) * per
     if r.cold_bytes and r.cold_s_per_byte and t.allocs is not None:  # cold heap buffers: write-allocate from DRAM
         roof = roof + fresh_row_bytes(t, r.cold_bytes, scale, r.fresh_bytes or np.inf) * r.cold_s_per_byte
-    if r.cpu_attention is not None:  # a CPU stack's fused attention (engine.cpu_attention)
-        roof, compute, memory, kern = cpu_attention_rows(t, r, roof, compute, memory, kern, scale, work_times)
+    if r.cpu_stack is not None:  # what a CPU stack runs: fused attention, per-step RNN kernels (engine.cpu_stack)
+        roof, compute, memory, kern = cpu_stack_rows(t, r, roof, compute, memory, kern, scale, work_times)
     launch = kern * r.overhead_s
     exposed = np.maximum(launch - roof, 0.0) if r.overhead_overlaps else launch
     exposed = np.where(kern <= 0, 0.0, exposed)

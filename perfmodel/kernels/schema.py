@@ -177,6 +177,10 @@ class SoftwareStack(_Frozen):
     notes: str = ""
     gemm_tiles: tuple[GemmTile, ...] = ()
     cpu_attention: CpuAttention | None = None
+    cpu_rnn_steps: dict[str, dict[Literal["forward", "backward"], dict[str, Annotated[float, Field(ge=0)]]]] = Field(
+        default_factory=dict, description="per recurrent cell (rnn_tanh, rnn_relu, gru, lstm): the kernels a CPU "
+        "library runs per time step and layer-direction besides the GEMMs, as {'<op>@<width>': count} per pass "
+        "(ops.recurrent.STEP_OPS, STEP_WIDTHS); a cell not listed keeps the ops' fused gate kernel")
     tensor_core_tiles: tuple[GemmTile, ...] = ()
     conv_tiles: tuple[GemmTile, ...] = Field(
         default=(), description="implicit-GEMM convolution tiles (m along filters/channels, n along pixels); "

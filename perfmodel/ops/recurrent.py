@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 from ..graph.layer_graph import Layer
 from .base import GemmShape, OpCost, Work, cost_rule, numel
-from .elementwise import ACT_FWD_FLOPS
+from .elementwise import ACT_BWD_FLOPS, ACT_FWD_FLOPS
 
 # Elementwise FLOPs per hidden unit per step, beyond adding the two projections and the two biases.
 CELL_FWD_FLOPS: dict[str, int] = {
@@ -42,6 +42,48 @@ CELL_BWD_FACTOR = 2
 STATES = {"rnn": 1, "lstm": 2, "gru": 1}
 
 
+@dataclass(frozen=True, slots=True)
+class CellShape:
+    """The tensors of one recurrent step's gate kernels: [batch, hidden] states, `gates` x hidden gate
+    pre-activations; `cell` names the cell ("rnn_tanh", "rnn_relu", "gru", "lstm") for a stack's per-step kernel
+    list (engine.cpu_stack). Not a GEMM or convolution: kernel models pass it by."""
+
+    batch: int
+    hidden: int
+    gates: int
+    cell: str
+
+
+# Per element of a per-step kernel (a CPU stack's list, engine.cpu_stack): (FLOPs, elements read, written) and
+# the calibrated rate key; "<op>.backward" of an activation is its backward (reads dy and y).
+STEP_OPS: dict[str, tuple[float, int, int]] = {
+    "add": (1, 2, 1), "mul": (1, 2, 1), "copy": (0, 1, 1), "sum": (1, 1, 0),
+    **{a: (ACT_FWD_FLOPS[a], 1, 1) for a in ("sigmoid", "tanh", "relu")},
+    **{f"{a}.backward": (ACT_BWD_FLOPS[a], 2, 1) for a in ("sigmoid", "tanh", "relu")},
+}
+STEP_WIDTHS = ("h", "g", "w", "b")  # [batch, H], [batch, gH], [gH, H] (a weight), [gH] (a bias)
+
+
+def step_elements(shape: CellShape, width: str) -> int:
+    """Elements of a per-step tensor of `width` (STEP_WIDTHS) for `shape`."""
+    gh = shape.gates * shape.hidden
+    return {"h": shape.batch * shape.hidden, "g": shape.batch * gh, "w": gh * shape.hidden, "b": gh}[width]
+
+
+def step_works(shape: CellShape, kernels: dict[str, float], steps: int, b: int) -> tuple[tuple[str, int, Work], ...]:
+    """(rate key, elements per kernel, Work) per entry "<op>@<width>": count of a stack's per-step kernel list (engine.cpu_stack),
+    over `steps` time steps (layer-directions included): each kernel is one dispatch over its tensor."""
+    out = []
+    for name, count in kernels.items():
+        op, _, width = name.partition("@")
+        fl, rd, wr = STEP_OPS[op]
+        n, k = step_elements(shape, width or "h"), int(round(count * steps))
+        if k > 0:
+            out.append((op, n, Work("memory", flops=fl * n * k, bytes_read=rd * n * k * b, bytes_written=wr * n * k * b,
+                                 kernels=k, efficiency_key=f"elementwise/{op.removesuffix('.backward')}")))
+    return tuple(out)
+
+
 @dataclass
 class _Acc:
     """Running sum of one group of identical kernels."""
@@ -52,9 +94,10 @@ class _Acc:
     read: float = 0.0
     written: float = 0.0
     kernels: int = 0
-    shape: GemmShape | None = None
+    shape: GemmShape | CellShape | None = None
 
-    def add(self, flops: float, read: float, written: float, kernels: int, shape: GemmShape | None = None) -> None:
+    def add(self, flops: float, read: float, written: float, kernels: int,
+            shape: GemmShape | CellShape | None = None) -> None:
         self.flops += flops
         self.read += read
         self.written += written
@@ -85,6 +128,7 @@ class _Dims:
     gh: int
     ns: int
     nb: int
+    cell: CellShape | None = None
 
 
 def _forward(acc: dict[str, _Acc], d: _Dims, cell_flops: int, b: int) -> None:
@@ -94,7 +138,8 @@ def _forward(acc: dict[str, _Acc], d: _Dims, cell_flops: int, b: int) -> None:
     acc["rec"].add(2 * d.bt * d.h * d.gh, d.t * (d.batch * d.h + d.h * d.gh) * b, d.bt * d.gh * b, d.t,
                    GemmShape(d.batch, d.gh, d.h))
     acc["cell"].add(d.bt * ((1 + d.nb) * d.gh + d.h * cell_flops),
-                    (d.bt * (2 * d.gh + (d.ns - 1) * d.h) + d.nb * d.gh) * b, d.bt * (d.gh + d.ns * d.h) * b, d.t)
+                    (d.bt * (2 * d.gh + (d.ns - 1) * d.h) + d.nb * d.gh) * b, d.bt * (d.gh + d.ns * d.h) * b, d.t,
+                    d.cell)
 
 
 def _backward(acc: dict[str, _Acc], d: _Dims, cell_flops: int, b: int, first: bool) -> None:
@@ -104,7 +149,7 @@ def _backward(acc: dict[str, _Acc], d: _Dims, cell_flops: int, b: int, first: bo
     acc["bptt"].add(2 * d.bt * d.gh * d.h, d.t * (d.batch * d.gh + d.gh * d.h) * b, d.bt * d.h * b, d.t,
                     GemmShape(d.batch, d.h, d.gh))
     acc["cellb"].add(CELL_BWD_FACTOR * d.bt * ((1 + d.nb) * d.gh + d.h * cell_flops),
-                     d.bt * (d.gh + 2 * d.ns * d.h) * b, d.bt * (d.gh + d.ns * d.h) * b, d.t)
+                     d.bt * (d.gh + 2 * d.ns * d.h) * b, d.bt * (d.gh + d.ns * d.h) * b, d.t, d.cell)
     acc["dw"].add(2 * d.bt * d.gh * (d.n_in + d.h), d.bt * (2 * d.gh + d.n_in + d.h) * b,
                   d.gh * (d.n_in + d.h) * b, 2, GemmShape(d.gh, d.n_in, d.bt))
     if d.nb:
@@ -125,10 +170,11 @@ def recurrent(layer: Layer, batch: int, b: int) -> OpCost:
     dirs, nb, cell_flops = (2 if s.bidirectional else 1), (2 if s.bias else 0), _cell_flops(layer)
     gh, ns = s.gates * s.hidden, STATES[s.op]
     sfx = LSTM_SUFFIX if s.op == "lstm" else ""
+    cell = CellShape(batch, s.hidden, s.gates, f"rnn_{s.nonlinearity}" if s.op == "rnn" else s.op)
     acc = {k: _Acc(fam, key + sfx if fam == "matrix" else key) for k, (fam, key) in _GROUPS.items()}
     params, saved = 0, batch * t * f * b  # autograd keeps the layer's input
     for layer_i in range(s.layers):
-        d = _Dims(batch * t, t, batch, f if layer_i == 0 else s.hidden * dirs, s.hidden, gh, ns, nb)
+        d = _Dims(batch * t, t, batch, f if layer_i == 0 else s.hidden * dirs, s.hidden, gh, ns, nb, cell)
         for _ in range(dirs):
             params += gh * d.n_in + gh * d.h + nb * gh
             saved += d.bt * (gh + ns * d.h) * b  # activated gates and states of every step (cuDNN reserve)
