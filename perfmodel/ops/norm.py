@@ -16,9 +16,11 @@ NORM_BWD_REDUCE_FLOPS = 5  # per element: recompute xhat (2), dy * xhat, accumul
 NORM_BWD_APPLY_FLOPS = 5  # per element: dx = gamma * rstd * (dy - mean(dy) - xhat * mean(dy*xhat))
 
 
-# Batchnorm backward's kernels have their own bandwidth curve where a profile has one (calibrated CPUs): PyTorch's
-# CPU kernel walks each channel's N runs of H x W elements twice (sums, then dx), which reaches about half the
-# streaming bandwidth once the tensors leave the caches; the key falls back to "norm/batchnorm" elsewhere.
+# Batchnorm's forward and backward kernels have their own bandwidth curves where a profile has them (calibrated
+# CPUs): PyTorch's CPU kernels walk each channel's N runs of H x W elements (backward twice: sums, then dx), which
+# reaches about half the streaming bandwidth once the tensors leave the caches; the keys fall back to
+# "norm/batchnorm" elsewhere.
+BATCHNORM_FORWARD_KEY = "norm/batchnorm/forward"
 BATCHNORM_BACKWARD_KEY = "norm/batchnorm/backward"
 
 
@@ -28,12 +30,12 @@ def batchnorm(layer: Layer, batch: int, b: int) -> OpCost:
 
     Backward: one reduction kernel (sum dy, sum dy*xhat) then one elementwise dx kernel. The reduction
     yields dgamma/dbeta, so with affine it is charged to backward_weight (it runs even when no dx is
-    needed); without affine it is part of backward_data. Autograd saves x and per-channel mean/invstd. Backward
-    kernels are keyed BATCHNORM_BACKWARD_KEY.
+    needed); without affine it is part of backward_data. Autograd saves x and per-channel mean/invstd. Kernels are
+    keyed BATCHNORM_FORWARD_KEY / BATCHNORM_BACKWARD_KEY.
     """
     n, c = batch * numel(layer.input_shapes[0]), layer.input_shapes[0][0]
     affine = layer.spec.affine
-    stats, key = 2 * c * STATS_BYTES, "norm/batchnorm"
+    stats, key = 2 * c * STATS_BYTES, BATCHNORM_FORWARD_KEY
     fwd = (Work("memory", flops=NORM_STATS_FLOPS * n, bytes_read=n * b, bytes_written=stats, efficiency_key=key),
            Work("memory", flops=NORM_APPLY_FLOPS * n, bytes_read=n * b, bytes_written=n * b, efficiency_key=key))
     reduce = Work("memory", flops=NORM_BWD_REDUCE_FLOPS * n, bytes_read=2 * n * b,

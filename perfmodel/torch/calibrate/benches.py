@@ -18,7 +18,7 @@ from ...calibration.grid import (
 from ...calibration.kernels import LSTM_KEY, STREAM_KEY, conv_ekey, conv_executed, gemm_ekey
 from ...calibration.grid import OPT_TENSORS, optimizer_label
 from ...calibration.threads import gemm_label
-from ...ops.norm import BATCHNORM_BACKWARD_KEY
+from ...ops.norm import BATCHNORM_BACKWARD_KEY, BATCHNORM_FORWARD_KEY
 
 
 @dataclass(frozen=True)
@@ -244,11 +244,12 @@ ELEMENTWISE_OPS: tuple[tuple[str, dict, tuple[int, ...], tuple[int, ...]], ...] 
 )
 
 
-# Batchnorm backward as a memory stream with its own bandwidth curve (ops.norm.BATCHNORM_BACKWARD_KEY): from in-cache
-# tensors to tensors far beyond the caches (1.5, 6, 24 MB per tensor; the last below glibc's 32 MiB mmap threshold,
-# so no sample pays page faults a training step's heap tensors do not)
+# Batchnorm forward and backward as memory streams with their own bandwidth curves (ops.norm.BATCHNORM_FORWARD_KEY,
+# BATCHNORM_BACKWARD_KEY): from in-cache tensors to tensors far beyond the caches (1.5, 6, 24 MB per tensor; the last
+# below glibc's 32 MiB mmap threshold, so no sample pays page faults a training step's heap tensors do not)
 BATCHNORM_SHAPE = (40, 28, 28)
 BATCHNORM_BACKWARD_BATCHES = (12, 48, 192)
+BATCHNORM_STREAMS = ((False, BATCHNORM_FORWARD_KEY), (True, BATCHNORM_BACKWARD_KEY))  # (backward, efficiency key)
 
 QUICK_ELEMENTWISE_BATCH = 0  # quick grid: the smaller size only
 
@@ -372,9 +373,9 @@ def build_benches(device: str, thread_counts: list[int], quick: bool, lowp: list
                                          _elementwise(op, fields, shape, nb, bwd), t, key))
             for nb in (BATCHNORM_BACKWARD_BATCHES[1:2] if quick else BATCHNORM_BACKWARD_BATCHES):
                 n = nb * math.prod(BATCHNORM_SHAPE)
-                out.append(Bench("memory", f"batchnorm.backward stream {n} elements", "fp32",
-                                 _elementwise("batchnorm", {}, BATCHNORM_SHAPE, nb, True), t, "",
-                                 BATCHNORM_BACKWARD_KEY))
+                for bwd, ek in BATCHNORM_STREAMS:
+                    out.append(Bench("memory", f"{'batchnorm.backward' if bwd else 'batchnorm'} stream {n} elements",
+                                     "fp32", _elementwise("batchnorm", {}, BATCHNORM_SHAPE, nb, bwd), t, "", ek))
         for name in ("momentum", "adam"):
             out.append(Bench("check", optimizer_label(name), "fp32", _optimizer(name), t))
     order = {t: i for i, t in enumerate(thread_counts)}
