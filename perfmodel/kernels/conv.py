@@ -5,7 +5,8 @@ Each algorithm is expressed as the GEMMs (and memory-bound transforms) it execut
 - implicit GEMM (precomputed indices): fwd M=K, N=N*P*Q, K=C*R*S; bwd-data M=C, N=N*H*W, K=K*ceil(R/stride)
   *ceil(S/stride) (every input pixel visits the taps that can reach it: a strided 1x1 does stride^2 the
   model FLOPs);
-  bwd-filter M=K, N=C*R*S, K=N*P*Q (long K: split over CTAs).
+  bwd-filter M=K, N=C*R*S, K=N*P*Q (long K: split over CTAs; cuDNN 5/6 always split it into 8-64 slices
+  and sum the partial filters through memory: stack conv_bwd_filter_splits).
 - Winograd F(m x m, 3 x 3), 3x3 stride 1 only: (m+2)^2 GEMMs over tiles of m x m outputs, so (m+2)^2/(9 m^2)
   of the direct multiplies. Fused (m = 2) keeps transforms in the kernel; non-fused (m = 4) adds transform
   kernels that stream the transformed tensors through DRAM.
@@ -68,7 +69,8 @@ def implicit_gemm(s: dict, phase: str, dtype, arch, stack):
            "bwd_filter": (K, C * R * S, N * P * Q)}[phase]
     t = gemm_time_s(*mnk, dtype, arch, stack, cls=f"conv_{phase}", batch=g, split_k=phase == "bwd_filter",
                     tiles=conv_tiles(dtype, arch, stack), io_bytes=io_bytes(s, dtype),
-                    cover_m=stack.conv_tile_choice == "cover_filters")
+                    cover_m=stack.conv_tile_choice == "cover_filters",
+                    splits=stack.conv_bwd_filter_splits if phase == "bwd_filter" else ())
     return t, 2.0 * mnk[0] * mnk[1] * mnk[2] * g
 
 

@@ -49,9 +49,9 @@ def gemm_bytes(M, N, K, batch, elem_bytes: int):
 SPLITS = (1, 2, 4, 8, 16, 32)  # split-K factors the model lets a library choose from
 
 
-def k_per_cta(K, s: int):
-    """K slice of one CTA when K is split s ways; a split never works on less than MIN_K_PER_SPLIT (or K)."""
-    return np.maximum(np.ceil(K / s), np.minimum(K, MIN_K_PER_SPLIT))
+def k_per_cta(K, s, min_k: float = MIN_K_PER_SPLIT):
+    """K slice of one CTA when K is split s ways; a split never works on less than min_k (or K)."""
+    return np.maximum(np.ceil(K / s), np.minimum(K, min_k))
 
 
 def tile_efficiency(tile: GemmTile, arch: GpuArch, math: str) -> float:
@@ -64,10 +64,11 @@ def tile_efficiency(tile: GemmTile, arch: GpuArch, math: str) -> float:
     return min(1.0, have / need)
 
 
-def _grid_time_s(M, N, K, batch, tm, tn, cps, warps, eff, s, rate_sm: float, arch: GpuArch, k0: float):
+def _grid_time_s(M, N, K, batch, tm, tn, cps, warps, eff, s, rate_sm: float, arch: GpuArch, k0: float,
+                 min_k: float = MIN_K_PER_SPLIT):
     """tile_time_s over arrays of tile choices (tm, tn, CTAs per SM, warps per CTA, efficiency, split s)."""
     ctas = np.ceil(M / tm) * np.ceil(N / tn) * batch * s
-    cta_flops = 2.0 * tm * tn * (k_per_cta(K, s) + k0)
+    cta_flops = 2.0 * tm * tn * (k_per_cta(K, s, min_k) + k0)
     c = np.ceil(ctas / arch.sm_count)
     full = np.floor(c / cps)
     last = c - full * cps
@@ -98,12 +99,15 @@ def covering_tile_m(M, tile_ms) -> np.ndarray:
 
 
 def gemm_compute_s(M, N, K, dtype: str, arch: GpuArch, stack: SoftwareStack, cls: str = "gemm",
-                   batch=1, split_k: bool | None = None, tiles: tuple[GemmTile, ...] = (), cover_m: bool = False):
+                   batch=1, split_k: bool | None = None, tiles: tuple[GemmTile, ...] = (), cover_m: bool = False,
+                   splits: tuple[int, ...] = ()):
     """Best compute time over the stack's tiles (no DRAM bound, no overhead), plus split-K reduction traffic.
 
     Every (tile, split) choice is evaluated in one array operation: rows are choices, columns shapes.
     cover_m: the library picks the tile height by M alone (covering_tile_m: cuDNN 5/6's implicit-GEMM kernels
     128x32 / 128x64 / 128x128 by filter count), not by the fastest wave count; only the split of K is free.
+    splits: a kernel that always splits K into one of these factors, slices of any length (cuDNN 5/6's
+    backward-filter: SoftwareStack.conv_bwd_filter_splits); empty: SPLITS with slices >= MIN_K_PER_SPLIT.
     """
     M, N, K, batch = (np.asarray(x, dtype=float) for x in (M, N, K, batch))
     shape = np.broadcast(M, N, K, batch).shape
@@ -112,11 +116,12 @@ def gemm_compute_s(M, N, K, dtype: str, arch: GpuArch, stack: SoftwareStack, cls
     tiles = tiles or default
     rate = sm_rate(arch, math) * stack.achievable.fraction(cls, dtype)
     allow = stack.split_k if split_k is None else split_k
-    splits = SPLITS if allow else (1,)
+    min_k = 1.0 if splits else MIN_K_PER_SPLIT
+    splits = splits or (SPLITS if allow else (1,))
     ch = np.array([(t.m, t.n, t.ctas_per_sm, max(1, t.threads // 32), tile_efficiency(t, arch, math), sp)
                    for t in tiles for sp in splits], dtype=float)
     col = [ch[:, i:i + 1] for i in range(6)]
-    t = _grid_time_s(M, N, K, batch, *col, rate, arch, stack.achievable.cta_overhead_k)
+    t = _grid_time_s(M, N, K, batch, *col, rate, arch, stack.achievable.cta_overhead_k, min_k)
     bw = arch.dram_Bps(stack.achievable.memory_bandwidth)
     sp = col[5]
     t = t + np.where(sp > 1, 2.0 * sp * M * N * batch * 4 / bw, 0.0)  # fp32 partial sums written and read back
@@ -127,13 +132,13 @@ def gemm_compute_s(M, N, K, dtype: str, arch: GpuArch, stack: SoftwareStack, cls
 
 def gemm_time_s(M, N, K, dtype: str, arch: GpuArch, stack: SoftwareStack, cls: str = "gemm",
                 batch=1, split_k: bool | None = None, tiles: tuple[GemmTile, ...] = (), io_bytes=None,
-                cover_m: bool = False):
+                cover_m: bool = False, splits: tuple[int, ...] = ()):
     """Time of `batch` GEMMs (M, N, K): max(compute, DRAM) + one kernel overhead.
 
     io_bytes: DRAM bytes when they are not A, B and C once (an implicit-GEMM convolution reads its image,
     not the unrolled matrix).
     """
-    comp = gemm_compute_s(M, N, K, dtype, arch, stack, cls, batch, split_k, tiles, cover_m)
+    comp = gemm_compute_s(M, N, K, dtype, arch, stack, cls, batch, split_k, tiles, cover_m, splits)
     _, eb = dtype_parts(dtype)
     if io_bytes is None:
         io_bytes = gemm_bytes(np.asarray(M, float), np.asarray(N, float), np.asarray(K, float),

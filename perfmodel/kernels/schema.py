@@ -197,6 +197,11 @@ class SoftwareStack(_Frozen):
         "counts considered, as cudnnFind on current libraries) or, cuDNN 5/6, the smallest tile whose height "
         "covers the filters (channels in backward-data), whatever the wave count")
     split_k: bool = Field(default=True, description="long-K GEMMs split K over CTAs when tiles are too few")
+    conv_bwd_filter_splits: tuple[int, ...] = Field(
+        default=(), description="split-K factors the implicit-GEMM backward-filter kernel chooses from: the "
+        "N*P*Q reduction is always cut into that many slices, whatever their length, and the fp32 partial sums "
+        "of dW are summed through memory (cuDNN 5/6); empty: the general split-K choice (no split, or slices of "
+        ">= 256 of K)")
     rnn_persistent: bool = Field(default=False, description="recurrent weights kept on chip across steps")
     rnn_cell_kernels: int = Field(
         default=1, ge=1, le=64, description="elementwise kernels per time step and layer for the gate "
