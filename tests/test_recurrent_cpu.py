@@ -84,9 +84,10 @@ def test_switch_is_data_and_lstm_untouched():
 def test_small_kernels_run_on_one_core():
     r = device_rates(load_hardware(CPU), "fp32", 2)
     one = one_core(r)
-    assert one.vector_flops == pytest.approx(r.vector_flops / r.thread_factor)
-    assert r.thread_factor > 1 and one.bandwidth_Bps == pytest.approx(r.bandwidth_Bps / r.thread_factor)
-    assert GRAIN_SIZE == 32768
+    assert r.thread_factor > 1 and one.vector_flops == pytest.approx(r.vector_flops / r.thread_factor)
+    assert one.bandwidth_Bps == r.bandwidth_Bps  # the per-thread-count bandwidth curve holds small kernels already
+    assert GRAIN_SIZE == 32768 and one_core(device_rates(load_hardware(CPU), "fp32", 1)).vector_flops == \
+        pytest.approx(device_rates(load_hardware(CPU), "fp32", 1).vector_flops)
 
 
 @settings(max_examples=12, deadline=None)

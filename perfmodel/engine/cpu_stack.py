@@ -11,9 +11,12 @@ Two rewrites, each only where the stack's data asks for it:
   list (the LSTM: oneDNN's fused primitive) keeps the ops' row. Autograd also computes the recurrent weight
   gradient step by step (dW_hh += dgates^T h: one [gH, batch] x [batch, H] GEMM per step, K = batch), where the ops
   count one GEMM over the whole sequence: for a listed cell, the layer's weight-gradient row ("rnn/gemm" with
-  M = gates x hidden) keeps dW_ih as one GEMM and prices dW_hh as those per-step GEMMs. A kernel over fewer than GRAIN_SIZE elements runs
-  on one thread (ATen's TensorIterator::for_each goes parallel only from at::internal::GRAIN_SIZE = 32768 elements,
-  aten/src/ATen/TensorIterator.cpp and ATen/Parallel.h), so it takes one core's share of the rates.
+  M = gates x hidden) keeps dW_ih as one GEMM and prices dW_hh as those per-step GEMMs.
+
+A kernel over fewer than GRAIN_SIZE elements runs on one thread (ATen's TensorIterator goes parallel only from
+at::internal::GRAIN_SIZE = 32768 elements: aten/src/ATen/TensorIterator.cpp, ATen/Parallel.h): its arithmetic takes
+one core's share of the elementwise rates (which scale with the threads); its bandwidth stays the per-thread-count
+curve's, whose small-size points were measured the same way.
 """
 
 from __future__ import annotations
@@ -32,12 +35,12 @@ GRAIN_SIZE = 32768  # at::internal::GRAIN_SIZE: elementwise kernels below this m
 
 
 def one_core(r):
-    """`r` with its elementwise arithmetic and bandwidth at one core's share (Rates.thread_factor)."""
+    """`r` with its elementwise arithmetic at one core's share (Rates.thread_factor); bandwidth unchanged."""
     f = r.thread_factor if r.thread_factor > 1 else 1.0
     if f == 1.0:
         return r
     ew = {k: v / f for k, v in r.elementwise.items()} if r.elementwise else r.elementwise
-    return replace(r, elementwise=ew, vector_flops=r.vector_flops / f, bandwidth_Bps=r.bandwidth_Bps / f)
+    return replace(r, elementwise=ew, vector_flops=r.vector_flops / f)
 
 
 def check_steps(steps: dict) -> None:
