@@ -1,5 +1,5 @@
-"""Batchnorm's own bandwidth curves (ops.norm.BATCHNORM_FORWARD_KEY / BATCHNORM_BACKWARD_KEY): keys, pricing and
-calibration samples."""
+"""Normalisations' own bandwidth curves (ops.norm.stream_key: batchnorm and layernorm forward / backward): keys,
+pricing and calibration samples."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from perfmodel.engine.worktime import row_times, work_table
 from perfmodel.hardware import load_hardware
 from perfmodel.hardware.schema import Efficiency, EfficiencyCurve
 from perfmodel.hardware.traits import efficiency_curve
-from perfmodel.ops.norm import BATCHNORM_BACKWARD_KEY, BATCHNORM_FORWARD_KEY
+from perfmodel.ops.norm import BATCHNORM_BACKWARD_KEY, BATCHNORM_FORWARD_KEY, stream_key
 
 from test_ops_costs import cost
 
@@ -75,18 +75,28 @@ def test_more_bandwidth_never_slower_and_time_finite(eff, more):
     assert (t > 0).all() and (fast <= t * (1 + 1e-12)).all() and all(map(lambda x: x < float("inf"), t))
 
 
-def test_calibration_grid_streams_batchnorm_backward_with_its_key():
-    pytest.importorskip("torch")
-    from perfmodel.torch.calibrate.benches import BATCHNORM_BACKWARD_BATCHES, BATCHNORM_SHAPE, build_benches
+def test_layernorm_forward_and_backward_keys():
+    c = cost((12,), "layernorm")
+    assert [w.efficiency_key for w in c.forward] == [stream_key("layernorm", False)] == ["norm/layernorm/forward"]
+    assert {w.efficiency_key for w in c.backward_data + c.backward_weight} == {"norm/layernorm/backward"}
+    assert stream_key("batchnorm", True) == BATCHNORM_BACKWARD_KEY == "norm/batchnorm/backward"
 
-    full = [b for b in build_benches("cpu", [1, 2], False, []) if b.ekey == BATCHNORM_BACKWARD_KEY]
-    assert len(full) == 2 * len(BATCHNORM_BACKWARD_BATCHES) and {b.family for b in full} == {"memory"}
-    fwd = [b for b in build_benches("cpu", [1, 2], False, []) if b.ekey == BATCHNORM_FORWARD_KEY]
-    assert [b.label for b in fwd[::2]] == [f"batchnorm stream {nb * 40 * 28 * 28} elements"
-                                           for nb in BATCHNORM_BACKWARD_BATCHES]
-    # 1.5, 6 and 24 MB fp32 tensors: the largest below glibc's 32 MiB mmap threshold
-    assert [nb * 40 * 28 * 28 * 4 for nb in BATCHNORM_BACKWARD_BATCHES] == [1505280, 6021120, 24084480]
-    assert BATCHNORM_SHAPE == (40, 28, 28)
-    quick = [b for b in build_benches("cpu", [1], True, []) if b.ekey == BATCHNORM_BACKWARD_KEY]
-    assert len(quick) == 1
-    assert not any(b.ekey == BATCHNORM_BACKWARD_KEY for b in build_benches("cuda", [1], False, []))
+
+def test_calibration_grid_streams_the_norms_with_their_keys():
+    pytest.importorskip("torch")
+    from perfmodel.torch.calibrate.benches import NORM_STREAMS, build_benches
+
+    full = [b for b in build_benches("cpu", [1, 2], False, []) if " stream " in b.label and "norm" in b.label]
+    assert len(full) == 2 * 2 * sum(len(batches) for _, _, batches in NORM_STREAMS) == 24  # x fwd/bwd x threads
+    assert {b.family for b in full} == {"memory"}
+    assert {b.ekey for b in full} == {"norm/batchnorm/forward", "norm/batchnorm/backward", "norm/layernorm/forward",
+                                      "norm/layernorm/backward"}
+    # about 1.5, 6 and 24 MB fp32 tensors: the largest below glibc's 32 MiB mmap threshold
+    sizes = {op: [nb * 4 * (shape[0] * shape[1] * (shape[2] if len(shape) > 2 else 1)) for nb in batches]
+             for op, shape, batches in NORM_STREAMS}
+    assert sizes == {"batchnorm": [1505280, 6021120, 24084480], "layernorm": [1474560, 5898240, 23592960]}
+    assert [b.label for b in full if b.threads == 1][:2] == ["batchnorm stream 376320 elements",
+                                                              "batchnorm.backward stream 376320 elements"]
+    quick = [b for b in build_benches("cpu", [1], True, []) if " stream " in b.label and "norm" in b.label]
+    assert len(quick) == 4
+    assert not any(b.ekey.startswith("norm/") for b in build_benches("cuda", [1], False, []))

@@ -16,12 +16,18 @@ NORM_BWD_REDUCE_FLOPS = 5  # per element: recompute xhat (2), dy * xhat, accumul
 NORM_BWD_APPLY_FLOPS = 5  # per element: dx = gamma * rstd * (dy - mean(dy) - xhat * mean(dy*xhat))
 
 
-# Batchnorm's forward and backward kernels have their own bandwidth curves where a profile has them (calibrated
-# CPUs): PyTorch's CPU kernels walk each channel's N runs of H x W elements (backward twice: sums, then dx), which
-# reaches about half the streaming bandwidth once the tensors leave the caches; the keys fall back to
-# "norm/batchnorm" elsewhere.
-BATCHNORM_FORWARD_KEY = "norm/batchnorm/forward"
-BATCHNORM_BACKWARD_KEY = "norm/batchnorm/backward"
+def stream_key(op: str, backward: bool) -> str:
+    """Efficiency key of a normalisation's forward or backward kernels: "norm/<op>/forward" or "norm/<op>/backward".
+
+    They have their own bandwidth curves where a profile has them (calibrated CPUs): PyTorch's CPU batchnorm walks
+    each channel's N runs of H x W elements (backward twice: sums, then dx) and layernorm reduces rows, which reach
+    well under the streaming bandwidth once the tensors leave the caches while their in-cache per-op rates say
+    nothing of it; the keys fall back to "norm/<op>", then "norm", elsewhere."""
+    return f"norm/{op}/{'backward' if backward else 'forward'}"
+
+
+BATCHNORM_FORWARD_KEY = stream_key("batchnorm", False)
+BATCHNORM_BACKWARD_KEY = stream_key("batchnorm", True)
 
 
 @cost_rule("batchnorm")
@@ -53,13 +59,14 @@ def batchnorm(layer: Layer, batch: int, b: int) -> OpCost:
 @cost_rule("layernorm")
 def layernorm(layer: Layer, batch: int, b: int) -> OpCost:
     """One fused kernel forward (row stats + normalise); backward: one dx kernel (row reductions +
-    apply) and, with affine, one column-reduction kernel for dgamma/dbeta. Saves x and row mean/rstd."""
+    apply) and, with affine, one column-reduction kernel for dgamma/dbeta. Saves x and row mean/rstd. Kernels are
+    keyed stream_key("layernorm", backward)."""
     x = layer.input_shapes[0]
     rows, d = batch * numel(x[:-1]), x[-1]
     n, affine = rows * d, layer.spec.affine
-    stats, weights, key = 2 * rows * STATS_BYTES, (2 * d if affine else 0), "norm/layernorm"
+    stats, weights, key = 2 * rows * STATS_BYTES, (2 * d if affine else 0), stream_key("layernorm", True)
     fwd = Work("memory", flops=(NORM_STATS_FLOPS + NORM_APPLY_FLOPS) * n, bytes_read=(n + weights) * b,
-               bytes_written=n * b + stats, efficiency_key=key)
+               bytes_written=n * b + stats, efficiency_key=stream_key("layernorm", False))
     bwd_d = Work("memory", flops=(NORM_BWD_REDUCE_FLOPS + NORM_BWD_APPLY_FLOPS) * n,
                  bytes_read=2 * n * b + stats, bytes_written=n * b, efficiency_key=key)
     bwd_w = Work("memory", flops=NORM_BWD_REDUCE_FLOPS * n, bytes_read=2 * n * b + stats, bytes_written=weights * b,

@@ -174,7 +174,7 @@ def run_benchmarks(device: str = "cpu", threads: int | None = None, quick: bool 
             if device == "cpu":
                 torch.set_num_threads(b.threads)
             dt = _TORCH_DTYPES[b.dtype]
-            grad = b.family in ("dispatch", "elementwise") or b.label.startswith(("optimizer", "batchnorm"))
+            grad = b.family in ("dispatch", "elementwise") or b.label.startswith(("optimizer", "batchnorm", "layernorm"))
             with torch.set_grad_enabled(grad):
                 try:
                     fn, flops, nbytes, kernels = b.make(device, dt)

@@ -18,7 +18,7 @@ from ...calibration.grid import (
 from ...calibration.kernels import LSTM_KEY, STREAM_KEY, conv_ekey, conv_executed, gemm_ekey
 from ...calibration.grid import OPT_TENSORS, optimizer_label
 from ...calibration.threads import gemm_label
-from ...ops.norm import BATCHNORM_BACKWARD_KEY, BATCHNORM_FORWARD_KEY
+from ...ops.norm import stream_key
 
 
 @dataclass(frozen=True)
@@ -244,12 +244,10 @@ ELEMENTWISE_OPS: tuple[tuple[str, dict, tuple[int, ...], tuple[int, ...]], ...] 
 )
 
 
-# Batchnorm forward and backward as memory streams with their own bandwidth curves (ops.norm.BATCHNORM_FORWARD_KEY,
-# BATCHNORM_BACKWARD_KEY): from in-cache tensors to tensors far beyond the caches (1.5, 6, 24 MB per tensor; the last
-# below glibc's 32 MiB mmap threshold, so no sample pays page faults a training step's heap tensors do not)
-BATCHNORM_SHAPE = (40, 28, 28)
-BATCHNORM_BACKWARD_BATCHES = (12, 48, 192)
-BATCHNORM_STREAMS = ((False, BATCHNORM_FORWARD_KEY), (True, BATCHNORM_BACKWARD_KEY))  # (backward, efficiency key)
+# Normalisations' forward and backward as memory streams with their own bandwidth curves (ops.norm.stream_key): from
+# in-cache tensors to tensors far beyond the caches (about 1.5, 6, 24 MB per tensor; the last below glibc's 32 MiB mmap
+# threshold, so no sample pays page faults a training step's heap tensors do not): (op, per-sample shape, batches)
+NORM_STREAMS = (("batchnorm", (40, 28, 28), (12, 48, 192)), ("layernorm", (72, 640), (8, 32, 128)))
 
 QUICK_ELEMENTWISE_BATCH = 0  # quick grid: the smaller size only
 
@@ -371,11 +369,12 @@ def build_benches(device: str, thread_counts: list[int], quick: bool, lowp: list
                         key = f"{op}.backward" if bwd else op
                         out.append(Bench("elementwise", f"{key} {n} elements", "fp32",
                                          _elementwise(op, fields, shape, nb, bwd), t, key))
-            for nb in (BATCHNORM_BACKWARD_BATCHES[1:2] if quick else BATCHNORM_BACKWARD_BATCHES):
-                n = nb * math.prod(BATCHNORM_SHAPE)
-                for bwd, ek in BATCHNORM_STREAMS:
-                    out.append(Bench("memory", f"{'batchnorm.backward' if bwd else 'batchnorm'} stream {n} elements",
-                                     "fp32", _elementwise("batchnorm", {}, BATCHNORM_SHAPE, nb, bwd), t, "", ek))
+            for op, shape, batches in NORM_STREAMS:
+                for nb in (batches[1:2] if quick else batches):
+                    n = nb * math.prod(shape)
+                    for bwd in (False, True):
+                        out.append(Bench("memory", f"{op}{'.backward' if bwd else ''} stream {n} elements", "fp32",
+                                         _elementwise(op, {}, shape, nb, bwd), t, "", stream_key(op, bwd)))
         for name in ("momentum", "adam"):
             out.append(Bench("check", optimizer_label(name), "fp32", _optimizer(name), t))
     order = {t: i for i, t in enumerate(thread_counts)}
