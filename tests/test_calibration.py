@@ -499,3 +499,19 @@ def test_fused_lstm_samples_give_one_flat_efficiency_under_both_lstm_gemm_keys()
     assert "rnn/gemm/recurrent" in {w.efficiency_key for w in op_cost(g["rnn2"], 4, 4).forward}
     curve = efficiency_curve(dev.efficiency, "rnn/gemm/recurrent/lstm", "matrix")
     assert curve.at(1e3) == curve.at(1e12) == pytest.approx(0.6, rel=1e-3)
+
+
+def test_a_calibrated_cpu_profile_names_the_cpu_software_stack(tmp_path):
+    """calibrate writes the one stack whose target is cpu (fused attention, RNN steps of the torch CPU build), so a
+    fresh calibration keeps what the built-in CPU profiles say about the libraries."""
+    from perfmodel.calibration.profile import refit
+    from perfmodel.hardware.loader import load_hardware
+    from perfmodel.kernels.data import load_stack, stack_for_target
+    from perfmodel.paths import repo_root
+
+    assert stack_for_target("gpu") is None  # several GPU stacks: named per device profile
+    name = stack_for_target("cpu")
+    assert name and load_stack(name).target == "cpu" and load_stack(name).fused_attention
+    out = tmp_path / "cal.yaml"
+    refit(repo_root() / "validation" / "measurements" / "cpu-calibration.jsonl", out)
+    assert load_hardware(out).software_stack == name

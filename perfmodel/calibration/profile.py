@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..kernels.data import stack_for_target
 from .fit import FitOptions, FitResult, Sample, fit_profile, predicted_sample_time, profile_dict, residuals
 from .samples import check_quiet_enough, load_samples, pool_samples, with_statistic
 
@@ -103,6 +104,8 @@ def fit_and_profile(samples: list[Sample], machine: dict[str, Any], name: str, w
         simd=", ".join(topo["simd"]) if is_cpu else "", notes=" ".join(notes), eff_source=eff_source,
         ts_source=ts_source,
     )
+    if is_cpu and (stack := stack_for_target("cpu")):
+        prof["software_stack"] = stack  # what the measured torch build's CPU kernels do (fused attention, RNN steps)
     return prof, fit, res, checks
 
 

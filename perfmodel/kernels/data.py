@@ -61,6 +61,13 @@ def list_stacks() -> list[str]:
     return sorted(_names(STACK_DIR))
 
 
+def stack_for_target(target: str) -> str | None:
+    """The name of the one stack file whose `target` is `target` ("cpu" or "gpu"); None when none or several do
+    (GPU stacks are named per device profile)."""
+    names = [n for n in list_stacks() if load_stack(n).target == target]
+    return names[0] if len(names) == 1 else None
+
+
 def arch_for_device(device_name: str) -> GpuArch | None:
     """The architecture file that lists `device_name` among its devices, or None."""
     for n in list_archs():
