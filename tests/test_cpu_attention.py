@@ -100,11 +100,22 @@ def test_stack_switch_is_data(tmp_path):
 
 
 def test_dropout_runs_the_math_path():
+    """The CPU flash kernel refuses dropout: the unfused rows stay (softmax and dropout not absorbed), the scores row
+    also dispatches the layout copies (2) and the Q, K scaling (2): 1 + 4 kernels, each with its own dispatch."""
+    from perfmodel.engine.rates import device_rates
+    from perfmodel.engine.worktime import row_times, work_table
+    from perfmodel.ops.base import op_cost
+
     dev = load_hardware(CPU)
-    g = _net(dropout=0.1)
-    fused, _ = _attn(dev, g)
-    bare, _ = _attn(dev.model_copy(update={"software_stack": None}), g)
-    assert fused.time_s == bare.time_s  # the CPU flash kernel refuses dropout: unchanged rows
+    c = op_cost(_net(dropout=0.1)["attn"], 8, 4)
+    t = work_table([c], [["attention", "attention.backward", "attention.backward"]], [[None] * 3])
+    r = device_rates(dev, "fp32", 1)
+    w = row_times(t, r)
+    idx = {(k, int(s)): i for i, (k, s) in enumerate(zip(t.keys, t.stage))}
+    assert w["overhead"][idx[("attention/scores", 0)]] == pytest.approx(5 * r.overhead_s)
+    assert w["time"][idx[("elementwise/dropout", 0)]] > 0 and w["time"][idx[("elementwise/softmax/attention", 0)]] > 0
+    fused = row_times(work_table([op_cost(_net()["attn"], 8, 4)], [["attention"] * 3], [[None] * 3]), r)
+    assert fused["time"][2] == 0.0  # without dropout the softmax row is absorbed into the flash kernel
 
 
 def test_gpu_stacks_unchanged_and_cpu_stack_validated():

@@ -14,6 +14,11 @@ when the layer has no dropout (the fused kernel refuses dropout unless the stack
 
 Block GEMMs run on one thread each inside the call's parallel loop; their thread scaling is the engine's GEMM
 split over the blocks' rows. Causal layers are priced as full (the rows do not say causal).
+
+A layer with dropout (when the stack's fused kernel refuses it) runs the math path: its unfused rows stay, and its
+scores and chain rows also carry nn.MultiheadAttention's layout kernels and the Q, K scaling (ops.attention
+mha_math_cpu); its softmax and dropout rows take the calibrated rates of those ops (the same aten kernels as the
+softmax and dropout layers; the layer's own op key, "attention", has none).
 """
 
 from __future__ import annotations
@@ -24,11 +29,12 @@ from typing import Callable
 import numpy as np
 
 from ..kernels.schema import CpuAttention
-from ..ops.attention import cpu_flash, mha_layout_cpu
+from ..ops.attention import cpu_flash, mha_layout_cpu, mha_math_cpu
 from ..ops.base import DTYPE_BYTES, GemmShape, Work
 
 SCORES_KEY, CHAIN_KEY, DROPOUT_KEY = "attention/scores", "attention/chain", "elementwise/dropout"
 ABSORBED = ("elementwise/softmax/attention", DROPOUT_KEY, "attention/context")
+OP_RATE = {"elementwise/softmax/attention": "softmax", DROPOUT_KEY: "dropout"}  # math path: rate keys of its rows
 CHAIN_GEMMS = 8  # the unfused chain's bmm FLOPs are 8 B h T^2 dh besides dCtx (ops.attention._backward_weight)
 
 
@@ -90,12 +96,35 @@ def fused_parts(bh: int, t: int, dh: int, bt: int, d: int, stack: CpuAttention, 
     return out
 
 
+def math_parts(bt: int, d: int, b: int, r, price: Price) -> dict:
+    """Seconds (roof, compute, memory) and dispatches the math path adds to the unfused rows of one layer."""
+    (fl, bl), (fm, bm) = mha_layout_cpu(bt * d, b), mha_math_cpu(bt * d, b)
+    out = {"fwd": _sum(price, fl, r, "add"), "bwd": _sum(price, bl, r, "add")}
+    for stage, works in (("fwd", fm), ("bwd", bm)):
+        out[stage] = tuple(x + y for x, y in zip(out[stage], _sum(price, works, r, "mul")))
+    out["fwd_kernels"] = sum(w.kernels for w in fl + fm)
+    out["bwd_kernels"] = sum(w.kernels for w in bl + bm)
+    return out
+
+
+def _math_rows(t, rows, r, price: Price, roof, compute, memory, s: float) -> None:
+    """In place: the math path's softmax and dropout rows priced at their ops' calibrated rates (OP_RATE)."""
+    for i in rows:
+        op = OP_RATE.get(t.keys[i])
+        if op is None:
+            continue
+        w = Work("memory", flops=float(t.flops[i]), bytes_read=float(t.bytes[i] - t.written[i]),
+                 bytes_written=float(t.written[i]), kernels=int(t.kernels[i]), efficiency_key=t.keys[i],
+                 allocs=tuple(t.allocs[i]))
+        x = price((w,), r, op if t.stage[i] == 0 else f"{op}.backward")
+        roof[i], compute[i], memory[i] = (float(x[k][0]) * s for k in ("roof", "compute", "memory"))
+
+
 def cpu_attention_rows(t, r, roof, compute, memory, kern, scale, price: Price):
     """(roof, compute, memory, kernels) per row of table `t` with its attention layers fused as the CPU stack of
     `r` runs them (module docstring); unchanged arrays when it has none. `scale` (per layer) divides the work."""
     stack: CpuAttention | None = r.cpu_attention
     found = _layers(t) if stack is not None and t.keys is not None and t.shapes is not None else {}
-    found = {k: v for k, v in found.items() if stack.dropout or not v.get("dropout")}
     if not found:
         return roof, compute, memory, kern
     roof, compute, memory, kern = (np.array(a, dtype=float, copy=True) for a in (roof, compute, memory, kern))
@@ -103,13 +132,20 @@ def cpu_attention_rows(t, r, roof, compute, memory, kern, scale, price: Price):
     for layer, lay in found.items():
         sh, chain = lay["shape"], lay["chain"]
         bt, d = chain_dims(float(t.flops[chain]), sh.m, sh.k, sh.batch) if chain is not None else (1, sh.k)
-        p = fused_parts(sh.batch, sh.m, sh.k, bt, d, stack, b, r, price)
+        fused = stack.dropout or not lay.get("dropout")
+        p = fused_parts(sh.batch, sh.m, sh.k, bt, d, stack, b, r, price) if fused else math_parts(bt, d, b, r, price)
         s = 1.0 if scale is None else float(scale[layer])
-        for i in lay["absorbed"]:
-            roof[i] = compute[i] = memory[i] = kern[i] = 0.0
         rows = [(lay["scores"], p["fwd"], p["fwd_kernels"])]
         if chain is not None:
             rows.append((chain, p["bwd"], p["bwd_kernels"]))
-        for i, (secs, comp, mem), k in rows:
-            roof[i], compute[i], memory[i], kern[i] = secs * s, comp * s, mem * s, k
+        if fused:
+            for i in lay["absorbed"]:
+                roof[i] = compute[i] = memory[i] = kern[i] = 0.0
+            for i, (secs, comp, mem), k in rows:
+                roof[i], compute[i], memory[i], kern[i] = secs * s, comp * s, mem * s, k
+            continue
+        _math_rows(t, lay["absorbed"], r, price, roof, compute, memory, s)
+        for i, (secs, comp, mem), k in rows:  # math path: its unfused rows plus the layout and scaling kernels
+            roof[i], compute[i], memory[i], kern[i] = roof[i] + secs * s, compute[i] + comp * s, \
+                memory[i] + mem * s, kern[i] + k
     return roof, compute, memory, kern

@@ -25,7 +25,10 @@ score. No score matrix reaches memory. nn.MultiheadAttention's own layout work a
 torch 2.13 CPU, batch_first self-attention): forward copies the packed [T, B, 3, D] projection and the
 [B, T, H, dh] output to contiguous layouts; backward zero-fills dQ, dK, dV (3 x B T D), copies the head
 gradients back twice (6 x B T D), and the unbind of the packed projection zero-fills three [3, T, B, D] buffers,
-adds them (2 adds) and copies the result once.
+adds them (2 adds) and copies the result once. With dropout the CPU runs the math path
+(aten/src/ATen/native/transformers/attention.cpp, _scaled_dot_product_attention_math): the unfused kernels this rule
+prices, plus Q and K each scaled by sqrt(1/sqrt(dh)) in forward and their gradients in backward (mha_math_cpu), and
+the same layout kernels.
 
 Efficiency keys: attention/proj (QKV and output projections, dX), attention/scores (Q K^T),
 attention/context (P V), attention/weight-grad, attention/chain (the backward bmm chain), elementwise/softmax/attention,
@@ -185,3 +188,11 @@ def mha_layout_cpu(btd: int, b: int) -> tuple[tuple[Work, ...], tuple[Work, ...]
            Work("memory", flops=2 * 3 * btd, bytes_read=4 * 3 * btd * b, bytes_written=2 * 3 * btd * b, kernels=2,
                 efficiency_key="elementwise/add", allocs=(0.0,)), _copy(3 * btd, b))
     return fwd, bwd
+
+
+def mha_math_cpu(btd: int, b: int) -> tuple[tuple[Work, ...], tuple[Work, ...]]:
+    """(forward, backward) kernels the CPU math path runs besides the unfused rule's and mha_layout_cpu's: Q and K
+    scaled before Q K^T (2 multiplies over B T D each way)."""
+    mul = Work("memory", flops=2 * btd, bytes_read=2 * btd * b, bytes_written=2 * btd * b, kernels=2,
+               efficiency_key="elementwise/mul")
+    return (mul,), (mul,)
