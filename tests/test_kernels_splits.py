@@ -63,3 +63,21 @@ def test_cudnn5_and_6_stacks_always_split_backward_filter():
     assert load_stack("cuda8-cudnn6").conv_bwd_filter_splits == (8, 16, 32, 64)
     assert load_stack("cuda75-cudnn5").conv_bwd_filter_splits == (8, 16, 32, 64)
     assert load_stack("pytorch-cuda12").conv_bwd_filter_splits == ()  # current cuDNN: the general choice
+
+
+def test_winograd_backward_kernels_have_their_own_fraction_by_hand():
+    from perfmodel.kernels.conv import winograd
+
+    # 3x3 pad 1 on a 14x14 image, C=K=128, N=1, F(2x2, 3x3): 16 GEMMs of (128 channels, 49 tiles, 128 filters),
+    # one 128x128 CTA each: 16 CTAs on 10 SMs = 2 rounds of 2*128*128*128 FLOPs at 128 GFLOP/s (compute-bound)
+    s = dict(N=1, C=128, H=14, W=14, K=128, R=3, S=3, pad_h=1, pad_w=1, stride_h=1, stride_w=1)
+    half = STACK.model_copy(update={"achievable": ONE.model_copy(update={"compute": {
+        **ONE.compute, "winograd_bwd_data": 0.5}})})
+    t_bd = winograd(s, "bwd_data", "fp32", TOY, half, 2, True)[0]
+    assert t_bd == pytest.approx(2 * 2 * 128 * 128 * 128 / (RATE_SM * 0.5))
+    assert winograd(s, "fwd", "fp32", TOY, half, 2, True)[0] == pytest.approx(2 * 2 * 128 * 128 * 128 / RATE_SM)
+    # a stack without the backward classes (pytorch-cuda12, older files) uses the forward's fraction
+    assert ONE.fraction("winograd_bwd_filter") == ONE.fraction("winograd") == 1.0
+    over = ONE.model_copy(update={"by_dtype": {"fp16_io_fp32_math": {"winograd": 0.25}}})
+    assert over.fraction("winograd_bwd_data", "fp16_io_fp32_math") == 0.25  # the dtype's forward Winograd value
+    assert over.fraction("winograd_bwd_data", "fp32") == 1.0

@@ -8,7 +8,8 @@ Each algorithm is expressed as the GEMMs (and memory-bound transforms) it execut
   bwd-filter M=K, N=C*R*S, K=N*P*Q (long K: split over CTAs; cuDNN 5/6 always split it into 8-64 slices
   and sum the partial filters through memory: stack conv_bwd_filter_splits).
 - Winograd F(m x m, 3 x 3), 3x3 stride 1 only: (m+2)^2 GEMMs over tiles of m x m outputs, so (m+2)^2/(9 m^2)
-  of the direct multiplies. Fused (m = 2) keeps transforms in the kernel; non-fused (m = 4) adds transform
+  of the direct multiplies; backward-data and backward-filter are kernels of their own with their own
+  achievable fraction (classes winograd_bwd_data / winograd_bwd_filter, else the forward's). Fused (m = 2) keeps transforms in the kernel; non-fused (m = 4) adds transform
   kernels that stream the transformed tensors through DRAM.
 - FFT (tiled), stride 1: per frequency bin a complex channel reduction plus transforms through DRAM.
 The library's choice is the fastest applicable allowed algorithm (what cudnnFind measures).
@@ -87,7 +88,8 @@ def winograd(s: dict, phase: str, dtype, arch, stack, m: int, fused: bool):
     T_out = N * np.ceil(P / m) * np.ceil(Q / m)
     T_in = N * np.ceil(H / m) * np.ceil(W / m)
     mnk = {"fwd": (K, T_out, C), "bwd_data": (C, T_in, K), "bwd_filter": (K, C, T_out)}[phase]
-    t = gemm_time_s(*mnk, dtype, arch, stack, cls="winograd", batch=a2, split_k=phase == "bwd_filter")
+    cls = "winograd" if phase == "fwd" else f"winograd_{phase}"  # the backward passes run kernels of their own
+    t = gemm_time_s(*mnk, dtype, arch, stack, cls=cls, batch=a2, split_k=phase == "bwd_filter")
     if not fused:
         _, eb = dtype_parts(dtype)
         T = T_in if phase == "bwd_data" else T_out

@@ -39,7 +39,8 @@ IB_FDR_BPS = 54.5e9 / 8  # hardware_profiles/links/infiniband-fdr.yaml, 4x FDR a
 # parameter name -> (initial value, lower bound, upper bound)
 PARAMS: dict[str, tuple[float, float, float]] = {
     "mem": (0.75, 0.3, 1.0), "gemm": (0.85, 0.2, 1.0), "gemm_tn": (0.85, 0.2, 1.0), "conv_fwd": (0.8, 0.2, 1.0), "conv_bwd_data": (0.8, 0.2, 1.0),
-    "conv_bwd_filter": (0.7, 0.1, 1.0), "winograd": (0.7, 0.1, 1.0), "fft": (0.5, 0.05, 1.0),
+    "conv_bwd_filter": (0.7, 0.1, 1.0), "winograd": (0.7, 0.1, 1.0), "winograd_bwd_data": (0.7, 0.1, 1.0),
+    "winograd_bwd_filter": (0.7, 0.1, 1.0), "fft": (0.5, 0.05, 1.0),
     "rnn": (0.6, 0.05, 1.0), "cta_overhead_k": (32.0, 1.0, 1024.0), "kernel_overhead_s": (5e-6, 1e-6, 2e-4),
     "rnn_step_overhead_s": (10e-6, 0.5e-6, 2e-4), "rnn_memory_bandwidth": (0.5, 0.05, 1.0),
     "intra_bw_fraction": (0.5, 0.05, 1.0), "intra_alpha_s": (10e-6, 0.5e-6, 1e-4),
@@ -48,7 +49,8 @@ PARAMS: dict[str, tuple[float, float, float]] = {
 STAGES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {  # classes fitted -> parameters they fit
     "gemm": (("gemm",), ("gemm", "gemm_tn", "kernel_overhead_s", "cta_overhead_k", "clock:*")),
     "conv": (("conv_fwd", "conv_bwd_data", "conv_bwd_filter"),
-             ("conv_fwd", "conv_bwd_data", "conv_bwd_filter", "winograd", "fft", "mem:*")),
+             ("conv_fwd", "conv_bwd_data", "conv_bwd_filter", "winograd", "winograd_bwd_data", "winograd_bwd_filter",
+              "fft", "mem:*")),
     "rnn": (("rnn",), ("rnn", "rnn_step_overhead_s", "rnn_memory_bandwidth")),
     "allreduce": (("allreduce",), ("intra_bw_fraction", "intra_alpha_s", "inter_bw_fraction", "inter_alpha_s")),
 }
@@ -59,11 +61,13 @@ CLOCK_BOUNDS = {False: (1.0, 0.6, 1.0), True: (1.0, 1.0, 1.3)}
 BOOSTING: dict[str, bool] = {}  # arch name -> boost_above_rated, filled by Context.of
 
 
-FRACTIONS = ("gemm", "gemm_tn", "conv_fwd", "conv_bwd_data", "conv_bwd_filter", "winograd", "fft", "rnn")
+FRACTIONS = ("gemm", "gemm_tn", "conv_fwd", "conv_bwd_data", "conv_bwd_filter", "winograd", "winograd_bwd_data",
+             "winograd_bwd_filter", "fft", "rnn")
 PER_STACK = FRACTIONS + ("kernel_overhead_s", "rnn_memory_bandwidth", "rnn_step_overhead_s")
 # per (stack, dtype) where a stack has rows of a dtype other than fp32: cuDNN's own kernels for that dtype
 # (DeepBench's pseudo-FP16 convolutions and RNNs); cuBLAS's GEMM runs the same tiles for both (SgemmEx)
-PER_DTYPE = ("conv_fwd", "conv_bwd_data", "conv_bwd_filter", "winograd", "fft", "rnn", "rnn_memory_bandwidth")
+PER_DTYPE = ("conv_fwd", "conv_bwd_data", "conv_bwd_filter", "winograd", "winograd_bwd_data", "winograd_bwd_filter",
+             "fft", "rnn", "rnn_memory_bandwidth")
 BASE_DTYPE = "fp32"
 
 

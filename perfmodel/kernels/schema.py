@@ -23,7 +23,10 @@ Hertz = Annotated[float, _q("frequency"), Field(gt=0, allow_inf_nan=False)]
 Seconds = Annotated[float, _q("time"), Field(ge=0, allow_inf_nan=False)]
 Fraction = Annotated[float, Field(gt=0, le=2.0, allow_inf_nan=False)]
 
-KERNEL_CLASSES = ("gemm", "gemm_tn", "conv_fwd", "conv_bwd_data", "conv_bwd_filter", "winograd", "fft", "rnn")
+KERNEL_CLASSES = ("gemm", "gemm_tn", "conv_fwd", "conv_bwd_data", "conv_bwd_filter", "winograd", "winograd_bwd_data",
+                  "winograd_bwd_filter", "fft", "rnn")
+# a class missing from a stack's fractions takes this one (Winograd backward kernels: the forward's fraction)
+CLASS_FALLBACK = {"winograd_bwd_data": "winograd", "winograd_bwd_filter": "winograd"}
 CONV_ALGOS = ("implicit_gemm", "implicit_precomp_gemm", "winograd", "winograd_nonfused", "fft")
 
 
@@ -127,6 +130,8 @@ class Achievable(_Frozen):
         own = self.by_dtype.get(dtype or "", {})
         if cls in own:
             return own[cls]
+        if cls not in self.compute and cls in CLASS_FALLBACK:
+            return self.fraction(CLASS_FALLBACK[cls], dtype)
         return self.compute.get(cls, self.compute.get("gemm", 0.8))
 
     def rnn_bandwidth(self, dtype: str | None = None) -> float:
