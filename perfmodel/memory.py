@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 
 from .engine.layers import LOWP
-from .engine.rates import fused_attention
+from .engine.rates import fused_core_saved
 from .graph.layer_graph import LayerGraph
 from .hardware.schema import Device
 from .ops import DTYPE_BYTES
@@ -49,10 +49,9 @@ def _cost_sums(graph: LayerGraph, costs) -> tuple[int, float, float, float]:
         return hit[1]
     params = sum(c.params for c in costs)
     acts = sum(c.saved_bytes for c in costs)
-    core = sum(c.extra.get("core_saved_bytes", 0.0) for c in costs)  # ops.attention: scores, probs, mask
     inputs = sum(c.output_bytes for l, c in zip(graph.layers, costs) if l.op == "input")
     per_layer = sorted((c.output_bytes + c.workspace_bytes for c in costs), reverse=True)
-    out = (params, acts, inputs, sum(per_layer[:WORKSPACE_BUFFERS]), core)
+    out = (params, acts, inputs, sum(per_layer[:WORKSPACE_BUFFERS]))
     if len(cache) >= _SUMS_CACHE_SIZE:
         cache.pop(next(iter(cache)))
     cache[id(costs)] = (costs, out)  # holds the tuple, so its id is not reused while cached
@@ -60,13 +59,15 @@ def _cost_sums(graph: LayerGraph, costs) -> tuple[int, float, float, float]:
 
 
 def _terms(graph: LayerGraph, batch: int, dtype: str, optimizer: str, costs=None,
-           activations_bytes: float | None = None, reserved_bytes: float = 0.0, fused: bool = False) -> dict[str, float]:
-    """Memory terms at `batch`; with `fused` attention the attention core's saved bytes are not kept."""
+           activations_bytes: float | None = None, reserved_bytes: float = 0.0,
+           device: Device | None = None) -> dict[str, float]:
+    """Memory terms at `batch`; the attention cores a fused kernel runs (engine.rates.fused_core_saved on `device`)
+    keep no saved bytes."""
     if costs is None:
         costs = graph_costs(graph, batch, DTYPE_BYTES[dtype])
-    params, acts, inputs, workspace, core = _cost_sums(graph, costs)
-    if fused:
-        acts = max(acts - core, 0.0)
+    params, acts, inputs, workspace = _cost_sums(graph, costs)
+    if device is not None:
+        acts = max(acts - sum(fused_core_saved(device, costs)), 0.0)
     return memory_terms(params, dtype, optimizer, acts + inputs if activations_bytes is None else activations_bytes,
                         workspace, reserved_bytes)
 
@@ -93,14 +94,13 @@ def memory_footprint(graph: LayerGraph, device: Device, batch: int, dtype: str =
     activation recomputation (perfmodel.recompute).
     """
     reserved = device.runtime_reserved_bytes
-    fused = fused_attention(device)
-    t = _terms(graph, batch, dtype, optimizer, costs, activations_bytes, reserved, fused)
+    t = _terms(graph, batch, dtype, optimizer, costs, activations_bytes, reserved, device)
     total = sum(t.values())
     # activations and workspace are affine in the batch (per-channel statistics are a constant part):
     # take the slope from a second batch size
     b2 = 2 if batch == 1 else 1
     override2 = None if activations_bytes is None else activations_bytes * b2 / batch
-    t2 = _terms(graph, b2, dtype, optimizer, None, override2, fused=fused)
+    t2 = _terms(graph, b2, dtype, optimizer, None, override2, device=device)
     var = t["activations_bytes"] + t["workspace_bytes"]
     var2 = t2["activations_bytes"] + t2["workspace_bytes"]
     per_sample = (var - var2) / (batch - b2)

@@ -103,6 +103,18 @@ def fused_attention(device: Device) -> bool:
                 (getattr(device, "gpu_arch", None) or cpu_fused_attention(device) is not None))
 
 
+def fused_core_saved(device: Device, costs) -> list[float]:
+    """Per layer cost: the attention-core bytes (ops.attention extra core_saved_bytes: scores, probabilities, mask)
+    that a fused kernel does not keep; 0 where attention is not fused: no fused stack, or a layer with dropout on a
+    CPU flash kernel that refuses dropout (PyTorch then runs the math path, which keeps them)."""
+    if not fused_attention(device):
+        return [0.0] * len(costs)
+    cpu = cpu_fused_attention(device)
+    math_with_dropout = cpu is not None and not cpu.dropout
+    return [0.0 if math_with_dropout and c.extra.get("dropout", 0.0) > 0 else c.extra.get("core_saved_bytes", 0.0)
+            for c in costs]
+
+
 def cpu_stack(device: Device) -> SoftwareStack | None:
     """The device's software stack when it is a CPU stack (target cpu), else None."""
     stack = getattr(device, "software_stack", None)

@@ -113,7 +113,7 @@ def attention(layer: Layer, batch: int, b: int) -> OpCost:
         forward=_forward(batch, t, d, sp.heads, s, bias, p, b), backward_data=(dx,), backward_weight=bwd_w,
         params=4 * d * d + bias * 4 * d, saved_bytes=5 * btd * b + core, output_bytes=btd * b,
         extra={"param_tensors": 4 if bias else 2, "score_bytes": s * b, "data_chain_flops": chain,
-               "core_saved_bytes": core},
+               "core_saved_bytes": core, "dropout": p},
     )
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..engine.layers import AMP_WEIGHT_CAST, LOWP, StageTime, cached, layer_table, param_tensors, stage_time
-from ..engine.rates import Rates, device_rates, fused_attention
+from ..engine.rates import Rates, device_rates, fused_core_saved
 from ..engine import memo
 from ..engine.worktime import row_times, stage_times
 from ..graph.layer_graph import LayerGraph
@@ -104,8 +104,7 @@ def _rank_layers(graph: LayerGraph, device: Device, batch: int, dtype: str, thre
     layout = tensor_parallel_layout(graph, costs, tp)
     params = np.array([c.params for c in costs], dtype=np.int64)
     saved = np.array([c.saved_bytes for c in costs], dtype=float)
-    if fused_attention(device):  # flash keeps no scores, probabilities or mask
-        saved = np.maximum(saved - np.array([c.extra.get("core_saved_bytes", 0.0) for c in costs]), 0.0)
+    saved = np.maximum(saved - np.array(fused_core_saved(device, costs), dtype=float), 0.0)  # flash keeps no core
     output = np.array([c.output_bytes for c in costs], dtype=float)
     workspace = np.array([c.workspace_bytes for c in costs], dtype=float)
     scale = None
