@@ -30,7 +30,7 @@ from ...calibration.samples import (  # noqa: F401 - re-exported for callers of 
 from ...calibration.timing import MIN_TIME_S, QUICK_MIN_TIME_S, QUICK_REPEATS, REPEATS, time_call
 from ...machine import cpu_model_name, cpu_topology  # noqa: F401 - cpu_topology re-exported
 from ..quiet import Interference, wait_for_quiet
-from .benches import _TORCH_DTYPES, build_benches
+from .benches import _TORCH_DTYPES, build_benches, settle_allocator
 
 # a shared machine: wait (up to QUIET_MAX_WAIT_S) for QUIET_IDLE idle before starting, and repeat a sample
 # (up to RETRIES times, after waiting up to RETRY_WAIT_S for quiet) when other processes kept more than
@@ -169,6 +169,7 @@ def run_benchmarks(device: str = "cpu", threads: int | None = None, quick: bool 
     retry_s = 0.0
     if device == "cpu":
         quiet_idle, waited = wait_for_quiet(QUIET_IDLE, QUIET_MAX_WAIT_S)
+    settled = settle_allocator(device)
     try:
         for b in benches:
             if device == "cpu":
@@ -208,7 +209,7 @@ def run_benchmarks(device: str = "cpu", threads: int | None = None, quick: bool 
         "gpu": torch.cuda.get_device_name(0) if device == "cuda" else None,
         "load_avg": os.getloadavg() if hasattr(os, "getloadavg") else None,
         "idle_at_start": None if quiet_idle is None else round(quiet_idle, 3), "waited_for_quiet_s": round(waited, 1),
-        "samples_retried": retried, "samples_disturbed": disturbed, "retries": RETRIES,
+        "allocator_settled_bytes": settled, "samples_retried": retried, "samples_disturbed": disturbed, "retries": RETRIES,
         "gpu_memory_bytes": float(torch.cuda.get_device_properties(0).total_memory) if device == "cuda" else None,
     }
     return samples, machine
