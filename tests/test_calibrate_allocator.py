@@ -85,3 +85,35 @@ def test_smaller_stream_sample_output_comes_from_the_allocator():
     out = fn()
     assert isinstance(out, torch.Tensor) and out.shape == (n,)
 
+
+
+def test_blocked_copies_pad_channels_to_whole_16_channel_blocks():
+    from hypothesis import given, strategies as st
+
+    from perfmodel.ops.conv import blocked_pad
+
+    assert blocked_pad(24, 1, True) == 32 / 24  # ONEDNN_VERBOSE: 256x24x32x32 src reordered to aBcd16b 'p'
+    assert blocked_pad(8, 1, False) == 2.0  # an 8-channel result in one 16-channel block
+    assert blocked_pad(8, 1, True) == 1.0  # 8 input channels: read as NCHW by the direct kernel
+    assert blocked_pad(24, 24, True) == 32 / 24  # depthwise: aBcd16b over all channels
+    assert blocked_pad(48, 4, False) == 1.0  # grouped: blocks within a group
+    assert blocked_pad(64, 1, True) == 1.0
+
+    @given(st.integers(1, 4096), st.booleans())
+    def whole_blocks(c, is_input):
+        pad = blocked_pad(c, 1, is_input)
+        held = c * pad  # channels the blocked copy holds
+        assert pad >= 1.0 and held < c + 16
+        assert (is_input and c < 16 and pad == 1.0) or (abs(held - round(held)) < 1e-9 and round(held) % 16 == 0)
+
+    whole_blocks()
+
+
+def test_a_calibration_conv_sample_counts_its_padded_blocked_buffers_as_fresh():
+    from perfmodel.calibration.fit import Sample
+    from perfmodel.calibration.kernels import written_bytes
+
+    # n256 c24 32x32 1x1 -> 8: the padded input copy is 256*32*1024*4 = 33.5 MB >= 32 MiB (the NCHW input, 25.2 MB,
+    # is not); the 8 -> 16-channel blocked result 16.8 MB is not
+    s = Sample("conv", 1, 1.0, 1.0, 1.0, 1, "fp32", "conv n256 c24 32x32 k8 1x1 fwd")
+    assert written_bytes(s) == 256 * 32 * 1024 * 4

@@ -198,9 +198,14 @@ def test_conv_buffers_and_narrow_key():
 
     c = cost((3, 8, 8), "conv2d", out_channels=4, kernel=3, padding=1)
     x, y, w = B * 3 * 64 * F4, B * 4 * 64 * F4, 4 * 27 * F4
-    assert c.forward[0].allocs == (x, y, y)
-    assert c.backward_data[0].allocs == (y, x, x)
-    assert c.backward_weight[0].allocs == (x, y, w)
+    yb = 4 * y  # the blocked result holds 4 channels in one zero-padded 16-channel block; 3 input channels: NCHW
+    assert c.forward[0].allocs == (x, yb, y)
+    assert c.backward_data[0].allocs == (yb, x, x)
+    assert c.backward_weight[0].allocs == (x, yb, w)
+    d = cost((24, 8, 8), "conv2d", out_channels=8, kernel=1)  # 24 -> 32 and 8 -> 16 channels blocked
+    x24, y8 = B * 24 * 64 * F4, B * 8 * 64 * F4
+    assert d.forward[0].allocs == (x24 * 32 / 24, y8 * 2, y8)
+    assert d.backward_data[0].allocs == (y8 * 2, x24 * 32 / 24, x24)
     assert c.forward[1].buffers() == (y,)  # the bias add: one output buffer
     assert c.forward[0].efficiency_key == "conv/narrow"
     wide = cost((64, 8, 8), "conv2d", out_channels=64, kernel=1, groups=1)

@@ -139,7 +139,7 @@ def written_bytes(s) -> float:
     as the conv cost rule lists them (ops.conv.conv_buffers: blocked-layout copies and outputs). Else the
     sample's `written` field when it reaches FRESH_BYTES; other samples: 0."""
     from ..ops.base import fresh_allocs
-    from ..ops.conv import conv_buffers
+    from ..ops.conv import blocked_pad, conv_buffers
 
     m = _FRESH_LABEL.match(s.label)
     if m:
@@ -149,7 +149,8 @@ def written_bytes(s) -> float:
         return s.written if s.written >= FRESH_BYTES else 0.0
     nb, c, hw, ko, kr = (int(m.group(i)) for i in range(1, 6))
     st, g = int(m.group(6) or 1), int(m.group(7) or 1)
-    bufs = conv_buffers(4.0 * nb * c * hw * hw, 4.0 * nb * ko * (hw // st) ** 2, 4.0 * ko * (c // g) * kr * kr)
+    pads = (blocked_pad(c, g, True), blocked_pad(ko, g, False))  # the label pattern matches no transposed conv
+    bufs = conv_buffers(4.0 * nb * c * hw * hw, 4.0 * nb * ko * (hw // st) ** 2, 4.0 * ko * (c // g) * kr * kr, *pads)
     return sum(fresh_allocs(bufs[p], FRESH_BYTES) for p in _CONV_PASSES[m.group(8)])
 
 

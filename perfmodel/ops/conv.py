@@ -24,7 +24,10 @@ per group, and the GEMM path's time follows the column size.
 Buffers (Work.allocs, what a CPU library allocates per pass): oneDNN computes on a channel-blocked layout, so
 an NCHW convolution reorders its activation inputs into fresh blocked copies and writes its result blocked,
 then reorders it to NCHW: forward x-copy, y-blocked, y; backward-data dy-copy, dx-blocked, dx; backward-weight
-x-copy, dy-copy, dW (page faults counted per pass of a training step at 48-200 MB tensors match this).
+x-copy, dy-copy, dW (page faults counted per pass of a training step at 48-200 MB tensors match this). The blocked
+copies and results of an ungrouped or depthwise conv hold whole zero-padded 16-channel blocks (blocked_pad; an input
+of fewer than 16 channels is read as NCHW): at 24 -> 8 channels the input copy is 4/3 and the result 2x the NCHW
+tensor, which can take it past the 32 MiB at which glibc maps buffers afresh.
 """
 
 from __future__ import annotations
@@ -80,10 +83,22 @@ def grouped_path(s: ConvShape, stage: str = "forward") -> tuple[bool, float]:
     return True, CHANNEL_BLOCK / min(CHANNEL_BLOCK, cout)
 
 
-def conv_buffers(n_in_bytes: float, n_out_bytes: float, weight_bytes: float) -> dict[str, tuple[float, ...]]:
-    """Per pass ("fwd", "bwd_data", "bwd_weight"): the buffers one convolution allocates (see the module docstring)."""
-    return {"fwd": (n_in_bytes, n_out_bytes, n_out_bytes), "bwd_data": (n_out_bytes, n_in_bytes, n_in_bytes),
-            "bwd_weight": (n_in_bytes, n_out_bytes, weight_bytes)}
+def blocked_pad(channels: int, groups: int, is_input: bool) -> float:
+    """Bytes of oneDNN's channel-blocked copy of an NCHW tensor per byte of it: an ungrouped or depthwise conv holds
+    channels in 16-channel blocks zero-padded to whole blocks (ONEDNN_VERBOSE, torch 2.13, AVX-512: 'p' layouts
+    aBcd16b, e.g. 24 channels held as 32, 8 as 16); grouped convs block within a group (1.0). An input with fewer than
+    CHANNEL_BLOCK channels is read as NCHW by the direct kernel (no padded copy seen): 1.0."""
+    if (groups > 1 and groups != channels) or (is_input and channels < CHANNEL_BLOCK):
+        return 1.0
+    return -(-channels // CHANNEL_BLOCK) * CHANNEL_BLOCK / channels
+
+
+def conv_buffers(n_in_bytes: float, n_out_bytes: float, weight_bytes: float, pad_in: float = 1.0,
+                 pad_out: float = 1.0) -> dict[str, tuple[float, ...]]:
+    """Per pass ("fwd", "bwd_data", "bwd_weight"): the buffers one convolution allocates (see the module docstring);
+    the blocked copies and results are `pad_in` / `pad_out` (blocked_pad) times their NCHW tensors."""
+    xb, yb = n_in_bytes * pad_in, n_out_bytes * pad_out
+    return {"fwd": (xb, yb, n_out_bytes), "bwd_data": (yb, xb, n_in_bytes), "bwd_weight": (xb, yb, weight_bytes)}
 
 
 def _narrow(s: ConvShape) -> bool:
@@ -123,7 +138,8 @@ def _conv_cost(layer: Layer, batch: int, b: int, macs: int, c_in: int, c_out: in
     key = conv_key(shape)
     kw = {st: dict(efficiency_key=pass_key(key, shape, st), shape=shape, executed=grouped_path(shape, st)[1])
           for st in ("forward", "backward_data", "backward_weight")}
-    bufs = conv_buffers(n_in * b, n_out * b, weights * b)
+    pads = (1.0, 1.0) if shape.transposed else (blocked_pad(c_in, s.groups, True), blocked_pad(c_out, s.groups, False))
+    bufs = conv_buffers(n_in * b, n_out * b, weights * b, *pads)
     fwd = [Work("conv", flops=flops, bytes_read=(n_in + weights) * b, bytes_written=n_out * b, allocs=bufs["fwd"],
                 **kw["forward"])]
     bwd_w = [Work("conv", flops=flops, bytes_read=(n_out + n_in) * b, bytes_written=weights * b,
