@@ -35,3 +35,14 @@ def test_a_failing_child_is_a_clear_error():
     g = draw_net(4242, 1, "mlp").graph
     with pytest.raises(InputError, match="fresh process failed.*optimizer"):
         measure_isolated(g, 4, threads=1, warmup=0, steps=1, optimizer="no-such-optimizer")
+
+
+def test_measurements_note_the_page_faults_of_their_timed_steps():
+    """Every CPU measurement records the minor page faults per timed step (getrusage), the allocator's trims and
+    fresh maps that a fresh process pays: a non-negative count in the notes."""
+    pytest.importorskip("torch")
+    from perfmodel.torch.measure import FAULTS_NOTE, measure_training
+
+    m = measure_training(draw_net(4242, 1, "mlp").graph, 4, threads=1, warmup=1, steps=2)
+    got = [n for n in m.notes if n.startswith(FAULTS_NOTE + "=")]
+    assert len(got) == 1 and int(got[0].split("=")[1]) >= 0

@@ -40,6 +40,11 @@ import warnings
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+try:
+    import resource
+except ImportError:  # not on Windows: no page-fault note there
+    resource = None
+
 import torch
 from torch import nn
 
@@ -337,7 +342,10 @@ def measure_training(module_or_graph, batch: int, *, device: str = "cpu", dtype:
         with _tf32(dtype == "tf32" and dev.type == "cuda"):
             for _ in range(warmup):
                 step()
+            faults0 = _minor_faults()
             times = timed_steps(step, steps)
+            if faults0 is not None:  # page faults of the timed steps (the allocator's trims and fresh maps)
+                notes.append(f"{FAULTS_NOTE}={(_minor_faults() - faults0) / steps:.0f}")
             layers: tuple[LayerTiming, ...] = ()
             method = ""
             if per_layer:
@@ -352,6 +360,14 @@ def measure_training(module_or_graph, batch: int, *, device: str = "cpu", dtype:
         created_utc=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), perfmodel_version=__version__,
         notes=tuple(notes),
     )
+
+
+FAULTS_NOTE = "minor_page_faults_per_step"  # a note of every CPU measurement taken where getrusage exists
+
+
+def _minor_faults() -> int | None:
+    """Minor page faults of this process so far (getrusage), or None where the platform has no resource module."""
+    return None if resource is None else resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
 def _per_layer(module: nn.Module, step: Callable[[], None], steps: int, sync) -> tuple[tuple[LayerTiming, ...], str]:
