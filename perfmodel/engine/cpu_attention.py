@@ -2,7 +2,7 @@
 
 The ops price nn.MultiheadAttention's unfused path (ops.attention: Q K^T, softmax, P V as separate kernels with
 the score matrix in memory). A device whose software stack has `fused_attention` and a `cpu_attention` block
-(hardware_profiles/stacks/pytorch-cpu.yaml; Rates.cpu_attention) runs PyTorch's cpu_flash_attention instead
+(hardware_profiles/stacks/pytorch-cpu.yaml; Rates.cpu_stack) runs PyTorch's cpu_flash_attention instead
 when the layer has no dropout (the fused kernel refuses dropout unless the stack says otherwise). Then, per layer:
 
 - the forward scores row takes the flash forward (block GEMMs at the calibrated GEMM efficiency of their own
@@ -28,7 +28,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..kernels.schema import CpuAttention
+from ..kernels.schema import CpuAttention, SoftwareStack
 from ..ops.attention import cpu_flash, mha_layout_cpu, mha_math_cpu
 from ..ops.base import DTYPE_BYTES, GemmShape, Work
 
@@ -78,11 +78,16 @@ def _sum(price: Price, works, r, key: str | None) -> tuple[float, float, float]:
     return float(w["roof"].sum()), float(w["compute"].sum()), float(w["memory"].sum())
 
 
+def stack_attention(stack: SoftwareStack | None) -> CpuAttention | None:
+    """The `cpu_attention` block of a CPU software stack that fuses attention, else None."""
+    return stack.cpu_attention if stack is not None and stack.fused_attention else None
+
+
 def fused_parts(bh: int, t: int, dh: int, bt: int, d: int, stack: CpuAttention, b: int, r, price: Price) -> dict:
     """Seconds (roof, compute, memory) and dispatches of the fused forward and backward of one layer."""
     f = cpu_flash(bh, t, dh, stack.q_block(t), min(stack.kv_split, t), b)
     fwd_lay, bwd_lay = mha_layout_cpu(bt * d, b)
-    inner = replace(r, overhead_s=0.0, cpu_attention=None)  # block GEMMs and passes: no dispatch of their own
+    inner = replace(r, overhead_s=0.0, cpu_stack=None)  # block GEMMs and passes: no dispatch, no stack rewrite
     parts = {"fwd": [_sum(price, f.fwd_gemm, inner, None), _sum(price, (f.fwd_scores,), inner, "softmax"),
                      _sum(price, fwd_lay, r, "add")],
              "bwd": [_sum(price, f.bwd_gemm, inner, None), _sum(price, (f.bwd_exp,), inner, "softmax"),
@@ -123,7 +128,7 @@ def _math_rows(t, rows, r, price: Price, roof, compute, memory, s: float) -> Non
 def cpu_attention_rows(t, r, roof, compute, memory, kern, scale, price: Price):
     """(roof, compute, memory, kernels) per row of table `t` with its attention layers fused as the CPU stack of
     `r` runs them (module docstring); unchanged arrays when it has none. `scale` (per layer) divides the work."""
-    stack: CpuAttention | None = r.cpu_attention
+    stack = stack_attention(r.cpu_stack)
     found = _layers(t) if stack is not None and t.keys is not None and t.shapes is not None else {}
     if not found:
         return roof, compute, memory, kern

@@ -102,7 +102,6 @@ def cpu_rnn_rows(t, r, roof, compute, memory, kern, scale, price: Price):
             if k == CELL_KEY and isinstance(sh, CellShape) and sh.cell in steps] if steps and t.keys else []
     if not rows:
         return roof, compute, memory, kern
-    check_steps(steps)
     roof, compute, memory, kern = (np.array(a, dtype=float, copy=True) for a in (roof, compute, memory, kern))
     for i in rows:
         sh = t.shapes[i]
@@ -122,6 +121,5 @@ def cpu_stack_rows(t, r, roof, compute, memory, kern, scale, price: Price):
     """Both rewrites of the module docstring over table `t` under rates `r` (unchanged rows elsewhere)."""
     if t.keys is None or t.shapes is None:
         return roof, compute, memory, kern
-    if r.cpu_attention is not None:
-        roof, compute, memory, kern = cpu_attention_rows(t, r, roof, compute, memory, kern, scale, price)
+    roof, compute, memory, kern = cpu_attention_rows(t, r, roof, compute, memory, kern, scale, price)
     return cpu_rnn_rows(t, r, roof, compute, memory, kern, scale, price)

@@ -10,6 +10,8 @@ from ..hardware.traits import device_peaks, device_traits, for_threads, gemm_spl
 from ..hardware.traits import per_core_bandwidth as cpu_bandwidth
 from ..kernels import GpuArch, SoftwareStack, load_arch, load_stack
 from ..kernels.schema import CpuAttention
+from .cpu_attention import stack_attention
+from .cpu_stack import check_steps
 
 # Whether a GPU's kernel launch overlaps execution: the default of the launch_overlaps trait (hardware/traits.py)
 GPU_OVERHEAD_OVERLAPS = True
@@ -42,7 +44,6 @@ class Rates:
     cold_s_per_byte: float = 0.0  # extra seconds per byte of such buffers, at this thread count
     kernel: tuple[GpuArch, SoftwareStack] | None = None  # (architecture, software stack) of the kernel model
     gemm_split: tuple[int, float, float] | None = None  # CPU GEMM thread split (hardware.traits.gemm_split)
-    cpu_attention: CpuAttention | None = None  # CPU fused attention of the stack (engine.cpu_attention)
     cpu_stack: SoftwareStack | None = None  # the device's CPU software stack (engine.cpu_stack), else None
 
 
@@ -63,8 +64,7 @@ def device_rates(device: Device, dtype: str, threads: int | None = None) -> Rate
         elementwise={k: v * f for k, v in eff.elementwise.items()} if eff.elementwise else None,
         stage_factors=dict(eff.stage_factors) if eff.stage_factors else None, keyed=_keyed(eff), dtype=dtype,
         kernel=kernel_target(device), **_fresh(device, f), **_cold(device, p.threads),
-        gemm_split=gemm_split(device, p.threads), cpu_attention=cpu_fused_attention(device),
-        cpu_stack=cpu_stack(device),
+        gemm_split=gemm_split(device, p.threads), cpu_stack=cpu_stack(device),
     )
 
 
@@ -116,16 +116,19 @@ def fused_core_saved(device: Device, costs) -> list[float]:
 
 
 def cpu_stack(device: Device) -> SoftwareStack | None:
-    """The device's software stack when it is a CPU stack (target cpu), else None."""
+    """The device's software stack when it is a CPU stack (target cpu; its per-step RNN kernel list checked), else
+    None."""
     stack = getattr(device, "software_stack", None)
     s = load_stack(stack) if stack else None
-    return s if s is not None and s.target == "cpu" else None
+    if s is None or s.target != "cpu":
+        return None
+    check_steps(s.cpu_rnn_steps)
+    return s
 
 
 def cpu_fused_attention(device: Device) -> CpuAttention | None:
     """The `cpu_attention` block of the device's software stack when it is a CPU stack with fused attention."""
-    s = cpu_stack(device)
-    return s.cpu_attention if s is not None and s.fused_attention else None
+    return stack_attention(cpu_stack(device))
 
 
 def _cold(device: Device, threads: int | None) -> dict:
