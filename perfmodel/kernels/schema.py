@@ -170,6 +170,17 @@ class CpuAttention(_Frozen):
         return max(1, min(rows, t))
 
 
+class HostHeap(_Frozen):
+    """How the C allocator's heap behaves under a training loop (glibc malloc, which PyTorch's CPU allocator calls):
+    buffers below the mmap threshold come from the heap; freeing an mmapped buffer raises the threshold to its size
+    and the trim threshold to trim_factor x that; the heap's free top beyond the trim threshold is given back to the
+    kernel, and the next step faults those pages in again. Used by perfmodel.engine.heap."""
+
+    mmap_threshold_min_bytes: float = Field(gt=0, description="the starting (smallest) dynamic mmap threshold")
+    trim_factor: float = Field(gt=0, description="trim threshold / mmap threshold after the dynamic update")
+    source: str = Field(min_length=1)
+
+
 class SoftwareStack(_Frozen):
     """What the libraries do: GEMM tiles, convolution algorithms, fusion, and achievable fractions. A CPU stack
     (target cpu) names no GPU tiles; its fused attention is described by `cpu_attention`."""
@@ -182,6 +193,7 @@ class SoftwareStack(_Frozen):
     notes: str = ""
     gemm_tiles: tuple[GemmTile, ...] = ()
     cpu_attention: CpuAttention | None = None
+    host_heap: HostHeap | None = None
     cpu_rnn_steps: dict[str, dict[Literal["forward", "backward"], dict[str, Annotated[float, Field(ge=0)]]]] = Field(
         default_factory=dict, description="per recurrent cell (rnn_tanh, rnn_relu, gru, lstm): the kernels a CPU "
         "library runs per time step and layer-direction besides the GEMMs, as {'<op>@<width>': count} per pass "

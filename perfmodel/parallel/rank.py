@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..engine.layers import AMP_WEIGHT_CAST, LOWP, StageTime, cached, layer_table, param_tensors, stage_time
+from ..engine.heap import with_heap_refaults
 from ..engine.rates import Rates, device_rates, fused_core_saved
 from ..engine import memo
 from ..engine.worktime import row_times, stage_times
@@ -126,7 +127,8 @@ def _rank_layers(graph: LayerGraph, device: Device, batch: int, dtype: str, thre
     expert = None
     if ep > 1:  # expert parallelism: the rank keeps the routers and 1/ep of the experts
         params, expert = expert_rank_params(graph, params, ep)
-    st = stage_times(table, r, scale)
+    is_input = np.array([l.op == "input" for l in graph.layers], dtype=bool)
+    st = with_heap_refaults(stage_times(table, r, scale), saved, output, is_input, r)
     tensors = np.array([param_tensors(c) for c in costs], dtype=np.int64)
     total = int(params.sum())
     if AMP_WEIGHT_CAST and dtype in LOWP and total:
@@ -134,7 +136,6 @@ def _rank_layers(graph: LayerGraph, device: Device, batch: int, dtype: str, thre
                                 kernels=max(1, int(tensors.sum()))),), r)
     else:
         cast = StageTime()
-    is_input = np.array([l.op == "input" for l in graph.layers], dtype=bool)
     return RankLayers(device, batch, dtype, threads if device_traits(device).thread_model == "cores" else None, tp, r, costs, layout, st, params,
                       tensors, saved, output, workspace, is_input, cast, sp and tp > 1, scale, cp, ep, expert)
 

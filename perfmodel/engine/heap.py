@@ -1,0 +1,59 @@
+"""Heap refaults of one CPU training step: heap pages the C allocator gives back and the next step faults in again.
+
+glibc's malloc (the stack's `host_heap`) serves buffers below its mmap threshold from the heap. After the first
+step the threshold is the largest buffer freed below the device's fresh-buffer size (fresh_buffer_bytes, 32 MiB),
+and once the heap's free top exceeds trim_factor x that threshold the whole free top is given back to the kernel.
+A step's heap grows by the activations it keeps for backward and falls when backward frees them, down to the
+highest buffer still alive; what it gives back, the next step faults in again at the device's fresh-buffer cost
+per byte, charged to the forward of the layer that keeps those bytes. Buffers from fresh_buffer_bytes up are
+mapped per call and priced per kernel (engine.worktime), not here.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .rates import Rates
+
+
+def heap_refault_bytes(saved: np.ndarray, output: np.ndarray, is_input: np.ndarray, fresh_bytes: float,
+                       min_threshold: float, trim_factor: float) -> np.ndarray:
+    """Per layer: the expected bytes of what it keeps for backward that the next step faults in again.
+
+    The heap-sized layers' saved bytes stack up in forward order to the excursion E; at the step's end the top
+    falls to the highest buffer still alive, the pin p (uniform over [0, E]: a gradient, a later layer's tensor),
+    and is given back when E - p exceeds the trim threshold a = trim_factor x the largest heap-sized output. Heap
+    height h is then refaulted with probability min(h, E - a) / E; the step's total is (E^2 - a^2) / (2 E). Inputs
+    (allocated once) and buffers from fresh_bytes up (mapped per call, priced per kernel) are not heap."""
+    heap = (output < fresh_bytes) & ~is_input
+    kept = np.where(heap, saved, 0.0)
+    excursion = float(kept.sum())
+    allowance = trim_factor * max(float(output[heap].max(initial=0.0)), min_threshold)
+    if excursion <= allowance:
+        return np.zeros(len(output))
+    cut = excursion - allowance
+
+    def below(h: np.ndarray) -> np.ndarray:  # expected refault of heights [0, h)
+        return np.where(h <= cut, h * h / 2.0, cut * cut / 2.0 + cut * (h - cut)) / excursion
+
+    top = np.cumsum(kept)
+    return below(top) - below(top - kept)
+
+
+def with_heap_refaults(st: dict[str, np.ndarray], saved: np.ndarray, output: np.ndarray, is_input: np.ndarray,
+                       r: Rates) -> dict[str, np.ndarray]:
+    """Stage times `st` (engine.worktime.stage_times) with each layer's forward charged its heap refaults at the
+    fresh-buffer cost (memory-bound time); `st` itself when the stack has no host heap or the device no such cost."""
+    heap = r.cpu_stack.host_heap if r.cpu_stack is not None else None
+    if heap is None or not r.fresh_bytes or not r.fresh_s_per_byte:
+        return st
+    secs = heap_refault_bytes(saved, output, is_input, r.fresh_bytes, heap.mmap_threshold_min_bytes,
+                              heap.trim_factor) * r.fresh_s_per_byte
+    if not secs.any():
+        return st
+    out = dict(st)
+    for key in ("time", "roof_memory"):
+        a = st[key].copy()
+        a[:, 0] += secs
+        out[key] = a
+    return out
