@@ -52,7 +52,8 @@ class DeviceTraits(BaseModel):
     host_memory_is_device_memory: bool | None = None
     # A work buffer of at least fresh_buffer_bytes is mapped afresh by the allocator on every call (glibc: 32 MiB,
     # its largest mmap threshold) and its pages are faulted in and zeroed: each such written byte costs
-    # fresh_buffer_s_per_byte more (calibrated on CPUs; None: no such cost)
+    # fresh_buffer_s_per_byte more (calibrated on CPUs; None: no such cost). The same cost per byte prices the heap
+    # pages a step faults in again after the allocator gave them back (engine.heap, the stack's host_heap)
     fresh_buffer_bytes: float | None = Field(default=None, gt=0, allow_inf_nan=False)
     fresh_buffer_s_per_byte: float | None = Field(default=None, ge=0, allow_inf_nan=False)
     fresh_buffer_conv_s_per_byte: float | None = Field(default=None, ge=0, allow_inf_nan=False)  # conv work (its
