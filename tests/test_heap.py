@@ -112,3 +112,18 @@ def test_invariants(layers, k1, k2):
     assert b.sum() <= a.sum() + 1e-6  # a larger trim allowance never faults more
     assert a.sum() <= saved[output < 32 * MiB].sum() / 2 + 1e-6  # at most half the excursion (uniform pin)
     assert not a[output >= 32 * MiB].any()  # mapped-per-call buffers are priced per kernel, not here
+
+
+def test_prediction_names_the_refaults():
+    from perfmodel.cli.render import prediction_text
+
+    g = _cnn()
+    dev = load_hardware(CALIBRATED)
+    p = predict(g, dev, batch=16, threads=2, optimizer="sgd")
+    prof = step_profile(g, dev, 16, threads=2)
+    refault = heap_refault_bytes(*heap_arrays(g, dev, prof.costs), 32 * MiB, 131072, 2.0)
+    want = float(refault.sum()) * device_rates(dev, "fp32", 2).fresh_s_per_byte
+    assert p.assumptions["heap_refault_s"] == pytest.approx(want, rel=1e-9)
+    assert "page faults:" in prediction_text(p)
+    gpu = predict(g, "v100-sxm2", batch=16)
+    assert "heap_refault_s" not in gpu.assumptions and "page faults:" not in prediction_text(gpu)

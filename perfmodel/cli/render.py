@@ -124,6 +124,11 @@ def prediction_text(p, show_layers: bool = False, top: int = 5) -> str:
             "weights_bytes", "gradients_bytes", "optimizer_bytes", "activations_bytes", "workspace_bytes", "reserved_bytes")),
         f"bottleneck: {p.bottleneck}",
     ]
+    heap = p.assumptions.get("heap_refault_s")
+    if heap:
+        lines.append(f"page faults: {fmt_seconds(heap)} ({heap / total:.1%} of the step, in the forward): heap pages the C "
+                     "allocator gives back after every step and faults in again (glibc trims its heap; a larger "
+                     "MALLOC_TRIM_THRESHOLD_ keeps them)")
     if p.parallel:
         lines += ["", parallel_text(p.parallel)]
     for w in p.warnings:

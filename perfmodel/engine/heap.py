@@ -40,16 +40,22 @@ def heap_refault_bytes(saved: np.ndarray, output: np.ndarray, is_input: np.ndarr
     return below(top) - below(top - kept)
 
 
-def with_heap_refaults(st: dict[str, np.ndarray], saved: np.ndarray, output: np.ndarray, is_input: np.ndarray,
-                       r: Rates) -> dict[str, np.ndarray]:
-    """Stage times `st` (engine.worktime.stage_times) with each layer's forward charged its heap refaults at the
-    fresh-buffer cost (memory-bound time); `st` itself when the stack has no host heap or the device no such cost."""
+def heap_refault_s(saved: np.ndarray, output: np.ndarray, is_input: np.ndarray, r: Rates) -> np.ndarray | None:
+    """Per layer: seconds of heap refaults at the fresh-buffer cost of `r`; None when the device's software stack
+    has no host heap or the device no fresh-buffer cost (then there are none)."""
     heap = r.cpu_stack.host_heap if r.cpu_stack is not None else None
     if heap is None or not r.fresh_bytes or not r.fresh_s_per_byte:
-        return st
-    secs = heap_refault_bytes(saved, output, is_input, r.fresh_bytes, heap.mmap_threshold_min_bytes,
+        return None
+    return heap_refault_bytes(saved, output, is_input, r.fresh_bytes, heap.mmap_threshold_min_bytes,
                               heap.trim_factor) * r.fresh_s_per_byte
-    if not secs.any():
+
+
+def with_heap_refaults(st: dict[str, np.ndarray], saved: np.ndarray, output: np.ndarray, is_input: np.ndarray,
+                       r: Rates) -> dict[str, np.ndarray]:
+    """Stage times `st` (engine.worktime.stage_times) with each layer's forward charged its heap refaults
+    (heap_refault_s, memory-bound time); `st` itself when there are none."""
+    secs = heap_refault_s(saved, output, is_input, r)
+    if secs is None or not secs.any():
         return st
     out = dict(st)
     for key in ("time", "roof_memory"):
