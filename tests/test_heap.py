@@ -127,3 +127,11 @@ def test_prediction_names_the_refaults():
     assert "page faults:" in prediction_text(p)
     gpu = predict(g, "v100-sxm2", batch=16)
     assert "heap_refault_s" not in gpu.assumptions and "page faults:" not in prediction_text(gpu)
+
+
+def test_html_summary_names_the_refaults():
+    from perfmodel.report.html import _summary_table
+
+    p = predict(_cnn(), CALIBRATED, batch=16, threads=2, layers=False)
+    assert "page faults" in _summary_table(p)
+    assert "page faults" not in _summary_table(predict(_cnn(), "v100-sxm2", batch=16, layers=False))

@@ -116,6 +116,10 @@ def _summary_table(p, device: Any = None) -> str:
                               f"({'fits' if m.fits else 'DOES NOT FIT'}); largest batch that fits: {m.max_batch}"),
         ("bottleneck", p.bottleneck),
     ]
+    heap = p.assumptions.get("heap_refault_s")
+    if heap and p.iteration_time_s > 0:  # engine.heap: part of the forward's memory-bound time
+        rows.append(("page faults (heap pages given back and faulted in again)",
+                     f"{fmt_seconds(heap)} ({heap / p.iteration_time_s:.1%})"))
     if device is not None:
         rows.append(("efficiencies", f"{getattr(device, 'name', '')}: {EFFICIENCY_WORDS[efficiency_origin(device)]}"))
     rows += [(f"breakdown: {k}", f"{fmt_seconds(v)} ({v / p.iteration_time_s:.1%})")
