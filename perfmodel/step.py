@@ -8,13 +8,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-
 
 from .engine.layers import (AMP_WEIGHT_CAST, LOWP, STRIDED_OPS, StageTime, elementwise_key, layer_table,
                             param_tensors, stage_factor_key, stage_time)
-from .engine.heap import with_heap_refaults
-from .engine.rates import Rates, device_rates, fused_core_saved
+from .engine.heap import heap_refault_s, layer_heap_arrays, with_heap_refaults
+from .engine.rates import Rates, device_rates
 from .engine.worktime import stage_times
 from .errors import InputError
 from .graph.layer_graph import LayerGraph
@@ -120,14 +118,6 @@ def _step_profile(graph: LayerGraph, device: Device, batch: int, dtype: str, thr
                               graph_costs(graph, batch, DTYPE_BYTES[dtype]))
 
 
-def heap_arrays(graph: LayerGraph, device: Device, costs) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per layer: saved bytes (no attention core a fused kernel keeps), output bytes, and whether it is an input."""
-    saved = np.array([c.saved_bytes for c in costs], dtype=float)
-    saved = np.maximum(saved - np.array(fused_core_saved(device, costs), dtype=float), 0.0)
-    return (saved, np.array([c.output_bytes for c in costs], dtype=float),
-            np.array([l.op == "input" for l in graph.layers], dtype=bool))
-
-
 def profile_from_costs(graph: LayerGraph, device: Device, batch: int, dtype: str, threads: int | None,
                        optimizer: str, costs: tuple[OpCost, ...]) -> StepProfile:
     """A StepProfile from given per-layer costs (the graph's, or e.g. tensor-parallel shards of them)."""
@@ -135,7 +125,8 @@ def profile_from_costs(graph: LayerGraph, device: Device, batch: int, dtype: str
     r = device_rates(device, dtype, threads)
     b = DTYPE_BYTES[dtype]
     keyed = r.elementwise is not None or r.stage_factors is not None
-    st = with_heap_refaults(stage_times(layer_table(graph, costs, keyed), r), *heap_arrays(graph, device, costs), r)
+    st = with_heap_refaults(stage_times(layer_table(graph, costs, keyed), r),
+                            heap_refault_s(*layer_heap_arrays(graph, device, costs), r))
     cols = [st[k].tolist() for k in ("time", "compute", "memory", "overhead", "roof_compute", "roof_memory")]
     times = tuple(LayerTime(*(StageTime(*(col[i][j] for col in cols)) for j in range(3))) for i in range(len(costs)))
     params = sum(c.params for c in costs)

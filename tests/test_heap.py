@@ -9,13 +9,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from perfmodel.engine.heap import heap_refault_bytes, with_heap_refaults
+from perfmodel.engine.heap import heap_refault_bytes, heap_refault_s, layer_heap_arrays, with_heap_refaults
 from perfmodel.engine.rates import device_rates
 from perfmodel.graph.io import NetworkBuilder
 from perfmodel.hardware import load_hardware
 from perfmodel.kernels import load_stack
 from perfmodel.prediction import predict
-from perfmodel.step import heap_arrays, step_profile
+from perfmodel.step import step_profile
 
 MiB = 2**20
 CALIBRATED = "amd-epyc-2c-kvm"  # a calibrated CPU profile: fresh-buffer cost and the pytorch-cpu stack
@@ -71,7 +71,7 @@ def test_prediction_charges_the_formula_to_forward():
     no_fresh = dev.model_copy(update={"traits": dev.traits.model_copy(update={"fresh_buffer_s_per_byte": None})})
     g, batch = _cnn(), 16  # 8.4 MB outputs: no buffer reaches 32 MiB, so the fresh-buffer cost is the heap's alone
     a, b = step_profile(g, dev, batch, threads=2), step_profile(g, no_fresh, batch, threads=2)
-    refault = heap_refault_bytes(*heap_arrays(g, dev, a.costs), 32 * MiB, 131072, 2.0)
+    refault = heap_refault_bytes(*layer_heap_arrays(g, dev, a.costs), 32 * MiB, 131072, 2.0)
     assert refault.sum() > 0
     r = device_rates(dev, "fp32", 2)
     extra = [x.forward.time_s - y.forward.time_s for x, y in zip(a.times, b.times)]
@@ -87,7 +87,8 @@ def test_no_cost_without_the_stack_heap_or_the_device_cost():
     r = device_rates(dev, "fp32", 2)
     st_ = {"time": np.ones((3, 3)), "roof_memory": np.ones((3, 3))}
     arr = np.array([1e9, 1e9, 1e9])
-    assert with_heap_refaults(st_, arr, arr / 1e3, np.zeros(3, dtype=bool), r) is st_
+    assert heap_refault_s(arr, arr / 1e3, np.zeros(3, dtype=bool), r) is None
+    assert with_heap_refaults(st_, None) is st_
     assert step_profile(g, dev, 64, threads=2).total_s > 0
 
 
@@ -121,7 +122,7 @@ def test_prediction_names_the_refaults():
     dev = load_hardware(CALIBRATED)
     p = predict(g, dev, batch=16, threads=2, optimizer="sgd")
     prof = step_profile(g, dev, 16, threads=2)
-    refault = heap_refault_bytes(*heap_arrays(g, dev, prof.costs), 32 * MiB, 131072, 2.0)
+    refault = heap_refault_bytes(*layer_heap_arrays(g, dev, prof.costs), 32 * MiB, 131072, 2.0)
     want = float(refault.sum()) * device_rates(dev, "fp32", 2).fresh_s_per_byte
     assert p.assumptions["heap_refault_s"] == pytest.approx(want, rel=1e-9)
     assert "page faults:" in prediction_text(p)

@@ -13,7 +13,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from .rates import Rates
+from .rates import Rates, fused_core_saved
+
+
+def layer_heap_arrays(graph, device, costs) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per layer of `costs`: saved bytes (without the attention core a fused kernel does not keep, as memory
+    counts them), output bytes, and whether the layer is a network input."""
+    saved = np.array([c.saved_bytes for c in costs], dtype=float)
+    saved = np.maximum(saved - np.array(fused_core_saved(device, costs), dtype=float), 0.0)
+    return (saved, np.array([c.output_bytes for c in costs], dtype=float),
+            np.array([l.op == "input" for l in graph.layers], dtype=bool))
 
 
 def heap_refault_bytes(saved: np.ndarray, output: np.ndarray, is_input: np.ndarray, fresh_bytes: float,
@@ -50,11 +59,9 @@ def heap_refault_s(saved: np.ndarray, output: np.ndarray, is_input: np.ndarray, 
                               heap.trim_factor) * r.fresh_s_per_byte
 
 
-def with_heap_refaults(st: dict[str, np.ndarray], saved: np.ndarray, output: np.ndarray, is_input: np.ndarray,
-                       r: Rates) -> dict[str, np.ndarray]:
-    """Stage times `st` (engine.worktime.stage_times) with each layer's forward charged its heap refaults
-    (heap_refault_s, memory-bound time); `st` itself when there are none."""
-    secs = heap_refault_s(saved, output, is_input, r)
+def with_heap_refaults(st: dict[str, np.ndarray], secs: np.ndarray | None) -> dict[str, np.ndarray]:
+    """Stage times `st` (engine.worktime.stage_times) with each layer's forward charged its heap refaults `secs`
+    (heap_refault_s) as memory-bound time; `st` itself when there are none."""
     if secs is None or not secs.any():
         return st
     out = dict(st)

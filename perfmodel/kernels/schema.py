@@ -173,8 +173,9 @@ class CpuAttention(_Frozen):
 class HostHeap(_Frozen):
     """How the C allocator's heap behaves under a training loop (glibc malloc, which PyTorch's CPU allocator calls):
     buffers below the mmap threshold come from the heap; freeing an mmapped buffer raises the threshold to its size
-    and the trim threshold to trim_factor x that; the heap's free top beyond the trim threshold is given back to the
-    kernel, and the next step faults those pages in again. Used by perfmodel.engine.heap."""
+    and the trim threshold to trim_factor x that; once the heap's free top exceeds the trim threshold the whole free
+    top is given back to the kernel, and the next step faults those pages in again (how far the top falls:
+    engine.heap). Used by perfmodel.engine.heap."""
 
     mmap_threshold_min_bytes: float = Field(gt=0, description="the starting (smallest) dynamic mmap threshold")
     trim_factor: float = Field(gt=0, description="trim threshold / mmap threshold after the dynamic update")

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..engine.layers import AMP_WEIGHT_CAST, LOWP, StageTime, cached, layer_table, param_tensors, stage_time
-from ..engine.heap import with_heap_refaults
-from ..engine.rates import Rates, device_rates, fused_core_saved
+from ..engine.heap import heap_refault_s, layer_heap_arrays, with_heap_refaults
+from ..engine.rates import Rates, device_rates
 from ..engine import memo
 from ..engine.worktime import row_times, stage_times
 from ..graph.layer_graph import LayerGraph
@@ -58,6 +58,7 @@ class RankLayers:
     ep: int = 1  # expert-parallel ranks sharing each moe layer's experts (parallel/experts.py)
     expert_params: np.ndarray | None = None  # per layer: the experts' parameters this rank holds (ep > 1)
     sync_bytes: np.ndarray | None = None  # per layer: gradient bytes the data-parallel all-reduce prices (ep > 1)
+    heap_s: np.ndarray | None = None  # per layer: heap refaults in its forward, included in st (engine.heap)
 
     @property
     def total_params(self) -> int:
@@ -104,9 +105,7 @@ def _rank_layers(graph: LayerGraph, device: Device, batch: int, dtype: str, thre
     table = layer_table(graph, costs, r.elementwise is not None or r.stage_factors is not None)
     layout = tensor_parallel_layout(graph, costs, tp)
     params = np.array([c.params for c in costs], dtype=np.int64)
-    saved = np.array([c.saved_bytes for c in costs], dtype=float)
-    saved = np.maximum(saved - np.array(fused_core_saved(device, costs), dtype=float), 0.0)  # flash keeps no core
-    output = np.array([c.output_bytes for c in costs], dtype=float)
+    saved, output, is_input = layer_heap_arrays(graph, device, costs)  # saved: a flash kernel keeps no core
     workspace = np.array([c.workspace_bytes for c in costs], dtype=float)
     scale = None
     if tp > 1:
@@ -127,8 +126,8 @@ def _rank_layers(graph: LayerGraph, device: Device, batch: int, dtype: str, thre
     expert = None
     if ep > 1:  # expert parallelism: the rank keeps the routers and 1/ep of the experts
         params, expert = expert_rank_params(graph, params, ep)
-    is_input = np.array([l.op == "input" for l in graph.layers], dtype=bool)
-    st = with_heap_refaults(stage_times(table, r, scale), saved, output, is_input, r)
+    heap_s = heap_refault_s(saved, output, is_input, r)
+    st = with_heap_refaults(stage_times(table, r, scale), heap_s)
     tensors = np.array([param_tensors(c) for c in costs], dtype=np.int64)
     total = int(params.sum())
     if AMP_WEIGHT_CAST and dtype in LOWP and total:
@@ -137,7 +136,8 @@ def _rank_layers(graph: LayerGraph, device: Device, batch: int, dtype: str, thre
     else:
         cast = StageTime()
     return RankLayers(device, batch, dtype, threads if device_traits(device).thread_model == "cores" else None, tp, r, costs, layout, st, params,
-                      tensors, saved, output, workspace, is_input, cast, sp and tp > 1, scale, cp, ep, expert)
+                      tensors, saved, output, workspace, is_input, cast, sp and tp > 1, scale, cp, ep, expert,
+                      heap_s=heap_s)
 
 
 def tp_comm(ranks: RankLayers, bandwidth_Bps: float, latency_s: float) -> tuple[np.ndarray, np.ndarray]:

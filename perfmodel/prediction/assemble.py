@@ -11,7 +11,6 @@ from ..dataflow import HOST_RAM_CACHE_FRACTION, IO_QUEUE_DEPTH, input_bytes_per_
 from ..engine import memo
 from ..errors import InputError
 from ..hardware.traits import device_traits
-from ..engine.heap import heap_refault_s
 from ..engine.layers import stage_time
 from ..ops import STAGES
 from ..optimizers import optimizer_work
@@ -185,9 +184,8 @@ def prediction_from_evaluation(ev: Evaluation, *, layers: bool = True, single: b
               "backward_data": float(tm[a:e, 1].sum()) * reps, "backward_weight": float(tm[a:e, 2].sum()) * reps,
               "optimizer": ev.synced.opt[crit].time_s}
     assum = assumptions(r.device, r.rates, r.threads)
-    heap = heap_refault_s(r.saved, r.output, r.is_input, r.rates)
-    if heap is not None and heap.any():  # part of the forward stage (engine.heap), named for the reader
-        assum["heap_refault_s"] = float(heap[a:e].sum()) * reps
+    if r.heap_s is not None and r.heap_s.any():  # part of the forward stage (engine.heap), named for the reader
+        assum["heap_refault_s"] = float(r.heap_s[a:e].sum()) * reps
     par = None if single else _parallel_dict(ev, bd, global_batch, throughput, total, assum)
     return Prediction.model_construct(
         network=ev.graph.name, hardware=ev.system.name if not single else dev.name, device_type=dev.type,
