@@ -508,13 +508,18 @@ def test_lstm():
                      + (B * 3 * (2 * 20 + 5) + 2 * 20) * F4 + B * 3 * (20 + 2 * 5) * F4)
     assert c.params == 4 * (5 * 4 + 5 * 5) + 2 * 4 * 5
     assert c.saved_bytes == B * 3 * 4 * F4 + B * 3 * (20 + 2 * 5) * F4  # input; gates, h and c per step
-    assert F(c, "backward_data") == 2 * B * 3 * 20 * 4  # dX of layer 0
-    bptt = 2 * B * 3 * 20 * 5
+    # a fused LSTM computes dX of layer 0 whether or not the input needs it: backward_weight, not backward_data
+    assert c.backward_data == ()
+    dx, bptt = 2 * B * 3 * 20 * 4, 2 * B * 3 * 20 * 5
     dw = 2 * B * 3 * 20 * (4 + 5)
-    assert F(c, "backward_weight") == bptt + 2 * cell + dw + B * 3 * 20
+    assert F(c, "backward_weight") == dx + bptt + 2 * cell + dw + B * 3 * 20
     # the data-gradient GEMMs (dX, dh) and weight-gradient GEMMs each match the forward GEMMs
-    assert F(c, "backward_data") + bptt == gemm and dw == gemm
+    assert dx + bptt == gemm and dw == gemm
+    assert c.extra["data_chain_flops"] == dx + bptt + 2 * cell
     assert c.extra["param_tensors"] == 4
+    # one layer-direction's hidden states over all steps (the unit of a library's workspace); the ops' reserve
+    assert c.extra["state_bytes"] == B * 3 * 5 * F4 and c.extra["layer_directions"] == 1
+    assert c.extra["reserve_bytes"] == B * 3 * (20 + 2 * 5) * F4
     assert c.output_bytes == B * 3 * 5 * F4
     assert cost((3, 4), "lstm", hidden=5, return_sequences=False).output_bytes == B * 5 * F4
 
@@ -522,8 +527,15 @@ def test_lstm():
 def test_lstm_first_layer_keeps_backprop_through_time():
     c = cost((3, 4), "lstm", pre=False, hidden=5)
     assert c.backward_data == ()
-    bptt, gate_bwd = 2 * B * 3 * 20 * 5, 2 * B * 3 * (3 * 20 + 5 * 20)
-    assert F(c, "backward_weight") == bptt + gate_bwd + 2 * B * 3 * 20 * (4 + 5) + B * 3 * 20
+    dx, bptt, gate_bwd = 2 * B * 3 * 20 * 4, 2 * B * 3 * 20 * 5, 2 * B * 3 * (3 * 20 + 5 * 20)
+    assert F(c, "backward_weight") == dx + bptt + gate_bwd + 2 * B * 3 * 20 * (4 + 5) + B * 3 * 20
+
+
+def test_gru_layer0_input_gradient_stays_in_backward_data():
+    """GRU and RNN run as ATen cells on a CPU (autograd skips an input gradient nobody needs): layer 0's dX is
+    backward_data, which op_cost drops for an input without gradients."""
+    c = cost((3, 4), "gru", hidden=5)
+    assert F(c, "backward_data") == 2 * B * 3 * 15 * 4
 
 
 def test_gru_two_layers_bidirectional_no_bias():

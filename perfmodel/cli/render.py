@@ -126,9 +126,10 @@ def prediction_text(p, show_layers: bool = False, top: int = 5) -> str:
     ]
     heap = p.assumptions.get("heap_refault_s")
     if heap:
-        lines.append(f"page faults: {fmt_seconds(heap)} ({heap / total:.1%} of the step, in the forward): heap pages the C "
-                     "allocator gives back after every step and faults in again (glibc trims its heap; a larger "
-                     "MALLOC_TRIM_THRESHOLD_ keeps them)")
+        lines.append(f"page faults: {fmt_seconds(heap)} ({heap / total:.1%} of the step): heap pages the C allocator "
+                     "gives back after every step and faults in again (glibc trims its heap; a larger "
+                     "MALLOC_TRIM_THRESHOLD_ keeps them), and fused-LSTM workspaces too large for the heap, mapped "
+                     "afresh every step")
     if p.parallel:
         lines += ["", parallel_text(p.parallel)]
     for w in p.warnings:

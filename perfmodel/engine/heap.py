@@ -1,4 +1,5 @@
-"""Heap refaults of one CPU training step: heap pages the C allocator gives back and the next step faults in again.
+"""Host page faults of one CPU training step: heap pages the C allocator gives back and the next step faults in again,
+and fused-LSTM workspaces mapped afresh on every call.
 
 glibc's malloc (the stack's `host_heap`) serves buffers below its mmap threshold from the heap. After the first
 step the threshold is the largest buffer freed below the device's fresh-buffer size (fresh_buffer_bytes, 32 MiB),
@@ -6,7 +7,9 @@ and once the heap's free top exceeds trim_factor x that threshold the whole free
 A step's heap grows by the activations it keeps for backward and falls when backward frees them, down to the
 highest buffer still alive; what it gives back, the next step faults in again at the device's fresh-buffer cost
 per byte, charged to the forward of the layer that keeps those bytes. Buffers from fresh_buffer_bytes up are
-mapped per call and priced per kernel (engine.worktime), not here.
+mapped per call and priced per kernel (engine.worktime), not here; except the fused LSTM's workspace (the stack's
+`cpu_lstm_workspace`), one buffer per layer-direction that no Work row holds: from fresh_buffer_bytes up all of it is
+faulted in every step (its forward part in forward, the rest in backward), below it is heap memory the layer keeps.
 """
 
 from __future__ import annotations
@@ -16,13 +19,56 @@ import numpy as np
 from .rates import Rates, fused_core_saved
 
 
+def lstm_workspaces(device, costs) -> tuple[np.ndarray, np.ndarray, object] | None:
+    """Per layer: (one layer-direction's unit of fused-LSTM buffers: batch x steps x hidden x bytes, layer-directions)
+    on a CPU stack with a `cpu_lstm_workspace` (zeros for other layers) and that block; None on other devices."""
+    from .rates import cpu_stack
+
+    stack = cpu_stack(device)
+    ws = stack.cpu_lstm_workspace if stack is not None else None
+    if ws is None:
+        return None
+    unit = np.array([c.extra.get("state_bytes", 0.0) if any((w.efficiency_key or "").endswith("/lstm")
+                                                              for w in c.forward) else 0.0 for c in costs], dtype=float)
+    dirs = np.array([c.extra.get("layer_directions", 0) for c in costs], dtype=float)
+    return unit, np.where(unit > 0, dirs, 0.0), ws
+
+
 def layer_heap_arrays(graph, device, costs) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per layer of `costs`: saved bytes (without the attention core a fused kernel does not keep, as memory
-    counts them), output bytes, and whether the layer is a network input."""
+    """Per layer of `costs`: heap bytes kept for backward (saved bytes without the attention core a fused kernel
+    does not keep, as memory counts them; a fused LSTM keeps the written part of its workspaces instead of the ops'
+    reserve, none when they are mapped), output bytes, and whether the layer is a network input."""
     saved = np.array([c.saved_bytes for c in costs], dtype=float)
     saved = np.maximum(saved - np.array(fused_core_saved(device, costs), dtype=float), 0.0)
+    lstm = lstm_workspaces(device, costs)
+    if lstm is not None and lstm[1].any():
+        unit, n, ws = lstm
+        tr = getattr(device, "traits", None)
+        fresh = (tr.fresh_buffer_bytes if tr is not None else None) or np.inf
+        reserve = np.array([c.extra.get("reserve_bytes", 0.0) if k > 0 else 0.0 for c, k in zip(costs, n)])
+        kept = np.where(unit * ws.units < fresh, unit * (ws.forward_units + ws.backward_units) * n, 0.0)
+        saved = np.maximum(saved - reserve, 0.0) + kept
     return (saved, np.array([c.output_bytes for c in costs], dtype=float),
             np.array([l.op == "input" for l in graph.layers], dtype=bool))
+
+
+def lstm_workspace_s(device, costs, r: Rates) -> np.ndarray | None:
+    """Per layer and stage [n, 3]: seconds of faulting in the fused-LSTM buffers mapped on every call (those from
+    the fresh-buffer size up) at the fresh-buffer cost: the workspace's forward part in forward, its backward part
+    and the backward scratch in backward-weight (where ops.recurrent charges an LSTM's backward); None when none."""
+    lstm = lstm_workspaces(device, costs)
+    if lstm is None or not r.fresh_bytes or not r.fresh_s_per_byte:
+        return None
+    unit, n, ws = lstm
+    mapped = unit * ws.units >= r.fresh_bytes
+    fwd = np.where(mapped, unit * ws.forward_units, 0.0)
+    bwd = np.where(mapped, unit * ws.backward_units, 0.0) + np.where(unit * ws.scratch_units >= r.fresh_bytes,
+                                                                     unit * ws.scratch_units, 0.0)
+    if not (fwd.any() or bwd.any()):
+        return None
+    out = np.zeros((len(costs), 3))
+    out[:, 0], out[:, 2] = fwd * n * r.fresh_s_per_byte, bwd * n * r.fresh_s_per_byte
+    return out
 
 
 def heap_refault_bytes(saved: np.ndarray, output: np.ndarray, is_input: np.ndarray, fresh_bytes: float,
@@ -59,14 +105,23 @@ def heap_refault_s(saved: np.ndarray, output: np.ndarray, is_input: np.ndarray, 
                               heap.trim_factor) * r.fresh_s_per_byte
 
 
+def page_fault_s(heap_s: np.ndarray | None, workspace_s: np.ndarray | None, n: int) -> np.ndarray | None:
+    """Per layer and stage [n, 3]: heap refaults (heap_refault_s, in forward) plus mapped LSTM workspaces
+    (lstm_workspace_s); None when both are."""
+    if heap_s is None and workspace_s is None:
+        return None
+    out = np.zeros((n, 3)) if workspace_s is None else workspace_s.copy()
+    if heap_s is not None:
+        out[:, 0] += heap_s
+    return out
+
+
 def with_heap_refaults(st: dict[str, np.ndarray], secs: np.ndarray | None) -> dict[str, np.ndarray]:
-    """Stage times `st` (engine.worktime.stage_times) with each layer's forward charged its heap refaults `secs`
-    (heap_refault_s) as memory-bound time; `st` itself when there are none."""
+    """Stage times `st` (engine.worktime.stage_times) with each layer's stages charged their page faults `secs`
+    (page_fault_s, [n, 3]) as memory-bound time; `st` itself when there are none."""
     if secs is None or not secs.any():
         return st
     out = dict(st)
     for key in ("time", "roof_memory"):
-        a = st[key].copy()
-        a[:, 0] += secs
-        out[key] = a
+        out[key] = st[key] + secs
     return out

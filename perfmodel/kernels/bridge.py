@@ -116,7 +116,7 @@ def launches_per_kernel(keys, stack: SoftwareStack | str) -> np.ndarray:
     """Per row: launches the stack makes for one of the ops' kernels (an unfused recurrent cell: rnn_cell_kernels
     for the ops' one fused gate kernel; their extra DRAM traffic is not modelled), else 1."""
     n = as_stack(stack).rnn_cell_kernels
-    return np.array([n if k == CELL_KEY else 1 for k in keys], dtype=float)
+    return np.array([n if k.startswith(CELL_KEY) else 1 for k in keys], dtype=float)
 
 
 def row_kernel_times(shapes, keys, stages, layers, flops, dtype: str, arch: GpuArch | str,

@@ -182,6 +182,28 @@ class HostHeap(_Frozen):
     source: str = Field(min_length=1)
 
 
+class LstmWorkspace(_Frozen):
+    """The buffers a CPU build's fused LSTM allocates per layer-direction (oneDNN's RNN primitive under PyTorch's
+    mkldnn_rnn_layer), in units of batch x steps x hidden x 4 bytes: a training workspace of `units` per call, of
+    which `forward_units` are first written in forward (gates and hidden states) and `backward_units` in backward,
+    and a backward scratch of `scratch_units` (the gates' gradients). Used by perfmodel.engine.heap: a buffer from
+    the device's fresh-buffer size up is mapped and its written pages faulted in on every call; a smaller workspace
+    is heap memory the layer keeps (a smaller scratch is reused from the heap)."""
+
+    units: float = Field(gt=0)
+    forward_units: float = Field(ge=0)
+    backward_units: float = Field(ge=0)
+    scratch_units: float = Field(ge=0)
+    source: str = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _written_part(self):
+        if self.forward_units + self.backward_units > self.units:
+            raise ValueError(f"forward_units + backward_units ({self.forward_units + self.backward_units}) exceed "
+                             f"units ({self.units})")
+        return self
+
+
 class SoftwareStack(_Frozen):
     """What the libraries do: GEMM tiles, convolution algorithms, fusion, and achievable fractions. A CPU stack
     (target cpu) names no GPU tiles; its fused attention is described by `cpu_attention`."""
@@ -195,6 +217,7 @@ class SoftwareStack(_Frozen):
     gemm_tiles: tuple[GemmTile, ...] = ()
     cpu_attention: CpuAttention | None = None
     host_heap: HostHeap | None = None
+    cpu_lstm_workspace: LstmWorkspace | None = None
     cpu_rnn_steps: dict[str, dict[Literal["forward", "backward"], dict[str, Annotated[float, Field(ge=0)]]]] = Field(
         default_factory=dict, description="per recurrent cell (rnn_tanh, rnn_relu, gru, lstm): the kernels a CPU "
         "library runs per time step and layer-direction besides the GEMMs, as {'<op>@<width>': count} per pass "

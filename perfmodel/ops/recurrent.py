@@ -10,15 +10,18 @@ Backward split: op_cost drops backward_data when the layer's input needs no grad
 back-propagation through time is still needed for the weight gradients. So backward_data holds only
 the layer-0 input-gradient GEMM (dX = dgates W_ih); everything else (the per-step recurrent
 dh GEMMs, the gate backward kernels, the inter-layer dX GEMMs, dW_ih, dW_hh and the bias reduction)
-is charged to backward_weight. Together the data-gradient GEMMs have the forward GEMMs' FLOPs and the
+is charged to backward_weight. An LSTM runs as one fused primitive (oneDNN's on a CPU, cuDNN's on a GPU) whose
+backward always computes the layer-0 input gradient as well (timed here: the same backward with and without an
+input needing gradients), so an LSTM charges that GEMM to backward_weight too. Together the data-gradient GEMMs have the forward GEMMs' FLOPs and the
 weight-gradient GEMMs the same again. extra["data_chain_flops"] gives the share of backward_weight that is
 data-gradient work, for schedules that separate the two.
 
 Efficiency keys: rnn/gemm (input projections, dX, dW), rnn/gemm/recurrent (the per-step [batch, H] x
-[H, gH] GEMMs), elementwise/rnn-cell (gate kernels), reduce/bias. An LSTM's GEMM keys end in "/lstm"
-(rnn/gemm/lstm, rnn/gemm/recurrent/lstm): PyTorch on CPU runs the LSTM as oneDNN's fused RNN primitive, with
-oneDNN's own GEMM kernels, so a CPU profile may price it apart; the keys fall back to the ones without it. A group's GemmShape is the one of
-its first layer's kernels (the layers above layer 0 read H*dirs instead of F).
+[H, gH] GEMMs), elementwise/rnn-cell (gate kernels), reduce/bias. An LSTM's GEMM and gate keys end in "/lstm"
+(rnn/gemm/lstm, rnn/gemm/recurrent/lstm, elementwise/rnn-cell/lstm): PyTorch on CPU runs the LSTM as oneDNN's
+fused RNN primitive, with its own GEMM and gate kernels, so a CPU profile may price them apart (a calibrated
+GEMM efficiency and gate-math rate); the keys fall back to the ones without it. A group's GemmShape is the one
+of its first layer's kernels (the layers above layer 0 read H*dirs instead of F).
 """
 
 from __future__ import annotations
@@ -95,6 +98,7 @@ class _Acc:
     written: float = 0.0
     kernels: int = 0
     shape: GemmShape | CellShape | None = None
+    allocs: tuple[float, ...] = ()  # (0.0,): writes into the layer's workspace, allocates nothing of its own
 
     def add(self, flops: float, read: float, written: float, kernels: int,
             shape: GemmShape | CellShape | None = None) -> None:
@@ -107,7 +111,7 @@ class _Acc:
 
     def work(self) -> Work:
         return Work(self.family, flops=self.flops, bytes_read=self.read, bytes_written=self.written,
-                    kernels=self.kernels, efficiency_key=self.key, shape=self.shape)
+                    kernels=self.kernels, efficiency_key=self.key, shape=self.shape, allocs=self.allocs)
 
 
 def _cell_flops(layer: Layer) -> int:
@@ -160,6 +164,9 @@ LSTM_SUFFIX = "/lstm"  # the GEMM keys of an LSTM (see the module docstring)
 _GEMM, _REC, _CELL = ("matrix", "rnn/gemm"), ("matrix", "rnn/gemm/recurrent"), ("memory", "elementwise/rnn-cell")
 _GROUPS = {"in": _GEMM, "rec": _REC, "cell": _CELL, "dx0": _GEMM, "bptt": _REC, "cellb": _CELL, "dx": _GEMM,
            "dw": _GEMM, "db": ("memory", "reduce/bias")}
+_SUFFIXED = ("rnn/gemm", "elementwise/rnn-cell")  # the keys an LSTM prices apart (LSTM_SUFFIX)
+# a fused LSTM's gates, states and their gradients live in its workspace (engine.heap prices that buffer)
+_IN_WORKSPACE = ("in", "rec", "cell", "bptt", "cellb")
 
 
 @cost_rule("rnn", "lstm", "gru")
@@ -171,20 +178,24 @@ def recurrent(layer: Layer, batch: int, b: int) -> OpCost:
     gh, ns = s.gates * s.hidden, STATES[s.op]
     sfx = LSTM_SUFFIX if s.op == "lstm" else ""
     cell = CellShape(batch, s.hidden, s.gates, f"rnn_{s.nonlinearity}" if s.op == "rnn" else s.op)
-    acc = {k: _Acc(fam, key + sfx if fam == "matrix" else key) for k, (fam, key) in _GROUPS.items()}
+    acc = {k: _Acc(fam, key + sfx if key.startswith(_SUFFIXED) else key,
+                   allocs=(0.0,) if sfx and k in _IN_WORKSPACE else ()) for k, (fam, key) in _GROUPS.items()}
     params, saved = 0, batch * t * f * b  # autograd keeps the layer's input
+    reserve = 0
     for layer_i in range(s.layers):
         d = _Dims(batch * t, t, batch, f if layer_i == 0 else s.hidden * dirs, s.hidden, gh, ns, nb, cell)
         for _ in range(dirs):
             params += gh * d.n_in + gh * d.h + nb * gh
-            saved += d.bt * (gh + ns * d.h) * b  # activated gates and states of every step (cuDNN reserve)
+            reserve += d.bt * (gh + ns * d.h) * b  # activated gates and states of every step (cuDNN reserve)
             _forward(acc, d, cell_flops, b)
-            _backward(acc, d, cell_flops, b, first=layer_i == 0)
+            _backward(acc, d, cell_flops, b, first=layer_i == 0 and s.op != "lstm")
     return OpCost(
         forward=tuple(acc[k].work() for k in ("in", "rec", "cell")),
-        backward_data=(acc["dx0"].work(),),
+        backward_data=(acc["dx0"].work(),) if acc["dx0"].kernels else (),
         backward_weight=tuple(acc[k].work() for k in ("bptt", "cellb", "dx", "dw", "db") if acc[k].kernels),
-        params=params, saved_bytes=saved, output_bytes=batch * numel(layer.output_shape) * b,
+        params=params, saved_bytes=saved + reserve, output_bytes=batch * numel(layer.output_shape) * b,
         extra={"param_tensors": s.layers * dirs * (2 + nb),
-               "data_chain_flops": sum(acc[k].flops for k in ("bptt", "cellb", "dx"))},
+               "data_chain_flops": sum(acc[k].flops for k in ("bptt", "cellb", "dx")),
+               # a library's workspace is measured in one layer-direction's hidden states over all steps
+               "reserve_bytes": reserve, "state_bytes": batch * t * s.hidden * b, "layer_directions": s.layers * dirs},
     )

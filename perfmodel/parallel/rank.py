@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..engine.layers import AMP_WEIGHT_CAST, LOWP, StageTime, cached, layer_table, param_tensors, stage_time
-from ..engine.heap import heap_refault_s, layer_heap_arrays, with_heap_refaults
+from ..engine.heap import heap_refault_s, layer_heap_arrays, lstm_workspace_s, page_fault_s, with_heap_refaults
 from ..engine.rates import Rates, device_rates
 from ..engine import memo
 from ..engine.worktime import row_times, stage_times
@@ -58,7 +58,7 @@ class RankLayers:
     ep: int = 1  # expert-parallel ranks sharing each moe layer's experts (parallel/experts.py)
     expert_params: np.ndarray | None = None  # per layer: the experts' parameters this rank holds (ep > 1)
     sync_bytes: np.ndarray | None = None  # per layer: gradient bytes the data-parallel all-reduce prices (ep > 1)
-    heap_s: np.ndarray | None = None  # per layer: heap refaults in its forward, included in st (engine.heap)
+    heap_s: np.ndarray | None = None  # per layer and stage: host page faults, included in st (engine.heap)
 
     @property
     def total_params(self) -> int:
@@ -126,7 +126,7 @@ def _rank_layers(graph: LayerGraph, device: Device, batch: int, dtype: str, thre
     expert = None
     if ep > 1:  # expert parallelism: the rank keeps the routers and 1/ep of the experts
         params, expert = expert_rank_params(graph, params, ep)
-    heap_s = heap_refault_s(saved, output, is_input, r)
+    heap_s = page_fault_s(heap_refault_s(saved, output, is_input, r), lstm_workspace_s(device, costs, r), len(costs))
     st = with_heap_refaults(stage_times(table, r, scale), heap_s)
     tensors = np.array([param_tensors(c) for c in costs], dtype=np.int64)
     total = int(params.sum())

@@ -184,7 +184,7 @@ def prediction_from_evaluation(ev: Evaluation, *, layers: bool = True, single: b
               "backward_data": float(tm[a:e, 1].sum()) * reps, "backward_weight": float(tm[a:e, 2].sum()) * reps,
               "optimizer": ev.synced.opt[crit].time_s}
     assum = assumptions(r.device, r.rates, r.threads)
-    if r.heap_s is not None and r.heap_s.any():  # part of the forward stage (engine.heap), named for the reader
+    if r.heap_s is not None and r.heap_s.any():  # part of the stage times (engine.heap), named for the reader
         assum["heap_refault_s"] = float(r.heap_s[a:e].sum()) * reps
     par = None if single else _parallel_dict(ev, bd, global_batch, throughput, total, assum)
     return Prediction.model_construct(

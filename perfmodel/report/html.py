@@ -118,7 +118,7 @@ def _summary_table(p, device: Any = None) -> str:
     ]
     heap = p.assumptions.get("heap_refault_s")
     if heap and p.iteration_time_s > 0:  # engine.heap: part of the forward's memory-bound time
-        rows.append(("page faults (heap pages given back and faulted in again)",
+        rows.append(("page faults (heap pages given back and faulted in again, mapped LSTM workspaces)",
                      f"{fmt_seconds(heap)} ({heap / p.iteration_time_s:.1%})"))
     if device is not None:
         rows.append(("efficiencies", f"{getattr(device, 'name', '')}: {EFFICIENCY_WORDS[efficiency_origin(device)]}"))
