@@ -469,38 +469,6 @@ def test_curves_fitted_per_thread_count_answer_for_that_thread_count():
     assert not any("@t" in k for k in two.curves) and for_threads(eff, None) is eff
 
 
-def test_fused_lstm_samples_give_one_flat_efficiency_under_both_lstm_gemm_keys():
-    """LSTM samples (ekey rnn/gemm/lstm, size = all GEMM FLOPs in one kernel) are binned into one point per thread
-    count, written under rnn/gemm/lstm and rnn/gemm/recurrent/lstm; the LSTM cost rule's GEMMs carry those keys."""
-    from perfmodel.calibration.kernels import LSTM_KEY
-    from perfmodel.graph import NetworkBuilder
-    from perfmodel.hardware.traits import efficiency_curve
-    from perfmodel.ops import op_cost
-
-    samples = synthetic_samples()
-    base = fit_profile(samples, FitOptions(cores=CORES, nominal_peak_per_core={"fp32": PEAK / CORES}))
-    for t in (1, 2):
-        for i, flops in enumerate((1e9, 1e10)):  # effs 0.5 and 0.7 of the thread-scaled peak: median 0.6
-            eff = 0.5 if i == 0 else 0.7
-            samples.append(Sample("matrix", t, flops / (base.matrix_rate(t) * eff) + RAW_OVERHEAD, flops, 0.0, 1,
-                                  label=f"lstm{i}", ekey=LSTM_KEY))
-    fit = fit_profile(samples, FitOptions(cores=CORES, nominal_peak_per_core={"fp32": PEAK / CORES}))
-    assert len(fit.keyed_curves[LSTM_KEY]) == 1
-    assert fit.keyed_curves[LSTM_KEY][0][1] == pytest.approx(0.6, rel=1e-3)
-    assert fit.keyed_curves["rnn/gemm/recurrent/lstm@t2"] == fit.keyed_curves[f"{LSTM_KEY}@t2"]
-    dev = hardware_from_dict(profile_dict(fit, name="lstm", source="test", memory_bytes=8e9))
-    b = NetworkBuilder("l")
-    b.input("x", shape=[8, 16])
-    b.layer("lstm", "rnn", hidden=32)
-    b.layer("gru", "rnn2", hidden=32)
-    g = b.build()
-    keys = {w.efficiency_key for w in op_cost(g["rnn"], 4, 4).forward}
-    assert keys == {"rnn/gemm/lstm", "rnn/gemm/recurrent/lstm", "elementwise/rnn-cell"}
-    assert "rnn/gemm/recurrent" in {w.efficiency_key for w in op_cost(g["rnn2"], 4, 4).forward}
-    curve = efficiency_curve(dev.efficiency, "rnn/gemm/recurrent/lstm", "matrix")
-    assert curve.at(1e3) == curve.at(1e12) == pytest.approx(0.6, rel=1e-3)
-
-
 def test_a_calibrated_cpu_profile_names_the_cpu_software_stack(tmp_path):
     """calibrate writes the one stack whose target is cpu (fused attention, RNN steps of the torch CPU build), so a
     fresh calibration keeps what the built-in CPU profiles say about the libraries."""

@@ -131,6 +131,7 @@ class FitResult:
     keyed_curves: dict[str, list[tuple[float, float]]] = field(default_factory=dict)  # Efficiency.curves by key
     fresh_s_per_byte: float | None = None  # one thread's extra time per freshly mapped output byte (traits)
     fresh_conv_s_per_byte: float | None = None  # the same for convolutions
+    fresh_wall_s_per_byte: dict[int, float] | None = None  # per thread count: measured wall extra per fresh byte
     cold_s_per_byte: dict[int, float] | None = None  # per thread count: extra time per cold output byte (traits)
     gemm_split_rows: float | None = None  # CPU GEMM thread split (traits, calibration.threads)
 
@@ -416,9 +417,10 @@ def fit_profile(samples: Sequence[Sample], options: FitOptions) -> FitResult:
             if pairs:
                 res.n_samples[key] = len(pairs)
                 res.curves[key] = bin_curve(pairs, options.bins_per_decade)
-    from .kernels import fit_cold_cost, fit_fresh_cost, fit_keyed_curves
+    from .kernels import fit_cold_cost, fit_fresh_cost, fit_fresh_wall, fit_keyed_curves
 
     res.keyed_curves = fit_keyed_curves(samples, res, overhead, options.bins_per_decade)
+    res.fresh_wall_s_per_byte = fit_fresh_wall(samples, res) if is_cpu else None
     res.fresh_s_per_byte = fit_fresh_cost(samples, res, ("memory",))
     res.cold_s_per_byte = fit_cold_cost(samples)
     conv_check = fit_fresh_cost(samples, res, ("conv",))  # one fault cost for every kernel: the conv residual is a check
@@ -429,6 +431,9 @@ def fit_profile(samples: Sequence[Sample], options: FitOptions) -> FitResult:
     res.elementwise = fit_elementwise(samples, res)
     if res.elementwise:
         res.n_samples["elementwise"] = sum(1 for s in samples if s.family == "elementwise")
+    from .lstm import add_lstm_fit
+
+    add_lstm_fit(samples, res)
     if "conv" not in res.curves and "matrix" in res.curves:
         res.curves["conv"] = list(res.curves["matrix"])
         notes.append("no conv samples: the conv curve is the matrix curve")
@@ -495,6 +500,8 @@ def profile_dict(fit: FitResult, *, name: str, source: str, model: str = "", ven
         d["traits"] = {"fresh_buffer_bytes": FRESH_BYTES, "fresh_buffer_s_per_byte": _sig(fit.fresh_s_per_byte),
                        **({"fresh_buffer_conv_s_per_byte": _sig(fit.fresh_conv_s_per_byte)}
                           if fit.fresh_conv_s_per_byte else {}),
+                       **({"fresh_buffer_wall_s_per_byte": {t: _sig(v) for t, v in fit.fresh_wall_s_per_byte.items()}}
+                          if fit.fresh_wall_s_per_byte and len(fit.fresh_wall_s_per_byte) > 1 else {}),
                        "source": "calibrated: freshly allocated outputs of at least 32 MiB (glibc's largest mmap "
                                  "threshold) in streaming microbenchmarks"}
     if fit.cold_s_per_byte:
@@ -530,6 +537,9 @@ def fresh_time(s: Sample, fit: FitResult) -> float:
     per = (fit.fresh_conv_s_per_byte if s.family == "conv" else None) or fit.fresh_s_per_byte
     if not per or not fresh_sample(s):
         return 0.0
+    wall = fit.fresh_wall_s_per_byte or {}
+    if s.threads in wall and not (s.family == "conv" and fit.fresh_conv_s_per_byte):
+        return written_bytes(s) * wall[s.threads]
     return written_bytes(s) * per / (fit.speedup(s.threads) if fit.is_cpu else 1.0)
 
 
@@ -540,7 +550,10 @@ def predicted_sample_time(s: Sample, fit: FitResult, overhead_s: float | None = 
     fit.kernel_overhead_s for the time the same work would take inside a training step).
     """
     from ..hardware.schema import EfficiencyCurve
+    from .lstm import lstm_sample_time
 
+    if (lstm := lstm_sample_time(s, fit)) is not None:
+        return lstm
     curves = {k: EfficiencyCurve(points=tuple(v)) for k, v in fit.curves.items()}
     keyed = {k: EfficiencyCurve(points=tuple(v)) for k, v in fit.keyed_curves.items()}
     mem_curve = keyed.get(s.ekey, curves.get("memory")) if s.family in ("memory", "elementwise") else curves.get("memory")

@@ -115,6 +115,11 @@ KERNEL_CONVS: tuple[tuple[int, int, int, int, int, int], ...] = (
 QUICK_KERNEL_CONVS = (1, 3, 6, 10, 12, 16, 18, 21, 24, 28, 30, 38, 40, 41, 43, 47)
 
 
+# (m, k, n): small GEMMs of 0.13-2.1 MFLOP (both sides >= 32, so not thin), below the random grid's smallest: the
+# block products of a fused attention kernel, small-batch layers
+SMALL_GEMM_SHAPES = ((32, 32, 64), (64, 64, 64), (32, 128, 128), (128, 32, 128), (64, 128, 64), (64, 64, 256))
+
+
 def thin_gemm_shapes(n: int, seed: int = 20240602) -> list[tuple[int, int, int]]:
     """`n` (m, k, n) GEMM shapes with min(m, n) <= 16 (batch-1 to batch-16 layers, 10-class heads, their
     weight gradients): the thin side 1-16, the others log-uniform in 64-4096, alternately M or N thin."""

@@ -14,8 +14,8 @@ an in-place copy once its tensors leave the caches. Each class gets its own curv
 - conv/narrow, conv/1x1/narrow: ungrouped convolutions that underfill oneDNN's 16-channel blocks;
 - conv/grouped (oneDNN's 16/8/4-channel-blocked jit kernels) and conv/grouped/gemm (its im2col + GEMM path), one
   sample per pass, FLOPs counted as executed work (model FLOPs x ops.conv.grouped_path's lane factor);
-- rnn/gemm/lstm (and rnn/gemm/recurrent/lstm): one flat efficiency of oneDNN's fused LSTM (forward + backward of
-  nn.LSTM over the LSTM cost rule's GEMM FLOPs).
+- rnn/gemm/lstm (and rnn/gemm/recurrent/lstm): oneDNN's fused LSTM, a GEMM efficiency and a gate-math rate
+  (calibration.lstm).
 
 Every curve is also fitted per thread count ("<key>@t<n>", hardware.traits.for_threads), since caches and memory
 bandwidth are shared by the cores. Buffer costs (traits): a buffer of at least FRESH_BYTES is mapped afresh on every
@@ -36,9 +36,7 @@ from ..hardware.traits import THREADS_SEP  # "<key>@t<threads>": fitted at that 
 STREAM_ROOTS = ("elementwise", "norm", "pool")
 STREAM_KEY = "elementwise"  # the key the streaming samples carry
 THIN = 16  # a GEMM is thin when min(M, N) <= THIN (as the dense cost rule keys it)
-# the fused-LSTM samples: one efficiency over all sizes (the GEMMs of the fused kernel), written under the LSTM's
-# input-projection/gradient key and its recurrent key (ops.recurrent)
-LSTM_KEY, LSTM_ALIASES = "rnn/gemm/lstm", ("rnn/gemm/recurrent/lstm",)
+from .lstm import LSTM_KEY  # the fused-LSTM samples: fitted apart (calibration.lstm)
 
 
 def conv_ekey(c_in: int, c_out: int, kernel: int, stride: int, groups: int, stage: str = "forward") -> str:
@@ -83,22 +81,18 @@ def fit_keyed_curves(samples: Sequence, res, overhead: float, bins_per_decade: f
     from .fit import FIT_FAMILIES, bin_curve, efficiency_pairs
 
     out: dict[str, list] = {}
-    for ekey in sorted({s.ekey for s in samples if s.ekey}) + [f for f in FIT_FAMILIES]:
+    for ekey in sorted({s.ekey for s in samples if s.ekey and s.ekey != LSTM_KEY}) + [f for f in FIT_FAMILIES]:
         fam = ekey if ekey in FIT_FAMILIES else next(s.family for s in samples if s.ekey == ekey)
         pairs = efficiency_pairs(samples, fam, "fp32" if fam != "memory" else None, res, overhead,
                                  ekey="" if ekey in FIT_FAMILIES else ekey)
         if not pairs:
             continue
-        bins = 1e-9 if ekey == LSTM_KEY else bins_per_decade  # LSTM: one bin, one flat efficiency
         if ekey not in FIT_FAMILIES:
             res.n_samples[ekey] = len(pairs)
-            out[ekey] = bin_curve(pairs, bins)
+            out[ekey] = bin_curve(pairs, bins_per_decade)
         threads = sorted({t for _, _, t in pairs})
         for t in threads if len(threads) > 1 else ():
-            out[f"{ekey}{THREADS_SEP}{t}"] = bin_curve([p for p in pairs if p[2] == t], bins)
-    for name in [k for k in out if k.split(THREADS_SEP)[0] == LSTM_KEY]:
-        for alias in LSTM_ALIASES:
-            out[alias + name[len(LSTM_KEY):]] = list(out[name])
+            out[f"{ekey}{THREADS_SEP}{t}"] = bin_curve([p for p in pairs if p[2] == t], bins_per_decade)
     for name in [k for k in out if k.split(THREADS_SEP)[0] == STREAM_KEY]:
         for root in STREAM_ROOTS:
             out[root + name[len(STREAM_KEY):]] = list(out[name])
@@ -152,6 +146,22 @@ def written_bytes(s) -> float:
     pads = (blocked_pad(c, g, True), blocked_pad(ko, g, False))  # the label pattern matches no transposed conv
     bufs = conv_buffers(4.0 * nb * c * hw * hw, 4.0 * nb * ko * (hw // st) ** 2, 4.0 * ko * (c // g) * kr * kr, *pads)
     return sum(fresh_allocs(bufs[p], FRESH_BYTES) for p in _CONV_PASSES[m.group(8)])
+
+
+def fit_fresh_wall(samples: Sequence, res, families: tuple[str, ...] = ("memory",)) -> dict[int, float] | None:
+    """Per thread count: the extra wall seconds per freshly mapped output byte, the median over the samples of
+    `families` at that count of (time - the time its curves predict) / written bytes (None without such samples).
+    Faulting does not speed up with threads as compute does (the kernel serialises part of it): measured here
+    0.35 ns/B at 1 thread and 0.22 at 2, a 1.6x speedup where compute gets 1.9x."""
+    import statistics
+
+    from .fit import fresh_sample, predicted_sample_time
+
+    per_t: dict[int, list[float]] = {}
+    for s in samples:
+        if s.family in families and s.dtype == "fp32" and fresh_sample(s):
+            per_t.setdefault(s.threads, []).append(max(0.0, s.time_s - predicted_sample_time(s, res)) / written_bytes(s))
+    return {t: statistics.median(v) for t, v in sorted(per_t.items())} or None
 
 
 def fit_fresh_cost(samples: Sequence, res, families: tuple[str, ...] = ("conv", "memory")) -> float | None:

@@ -63,7 +63,7 @@ def device_rates(device: Device, dtype: str, threads: int | None = None) -> Rate
         matrix=eff.curve("matrix", dtype), conv=eff.curve("conv", dtype), memory=eff.memory, thread_factor=f,
         elementwise={k: v * f for k, v in eff.elementwise.items()} if eff.elementwise else None,
         stage_factors=dict(eff.stage_factors) if eff.stage_factors else None, keyed=_keyed(eff), dtype=dtype,
-        kernel=kernel_target(device), **_fresh(device, f), **_cold(device, p.threads),
+        kernel=kernel_target(device), **_fresh(device, f, p.threads), **_cold(device, p.threads),
         gemm_split=gemm_split(device, p.threads), cpu_stack=cpu_stack(device),
     )
 
@@ -142,15 +142,19 @@ def _cold(device: Device, threads: int | None) -> dict:
     return {"cold_bytes": tr.cold_buffer_bytes, "cold_s_per_byte": table[n]}
 
 
-def _fresh(device: Device, thread_factor: float) -> dict:
-    """Rates fields of the fresh-buffer cost (DeviceTraits.fresh_buffer_*): the faulting spreads over the threads
-    as compute does (a profile without it: no such cost)."""
+def _fresh(device: Device, thread_factor: float, threads: int | None) -> dict:
+    """Rates fields of the fresh-buffer cost (DeviceTraits.fresh_buffer_*): the measured wall cost of the largest
+    listed thread count <= threads where the profile has one, else the one-thread cost spread over the threads as
+    compute is (a profile without it: no such cost)."""
     tr = getattr(device, "traits", None)
     if tr is None or not tr.fresh_buffer_bytes or not tr.fresh_buffer_s_per_byte:
         return {}
-    conv = tr.fresh_buffer_conv_s_per_byte or tr.fresh_buffer_s_per_byte
-    return {"fresh_bytes": tr.fresh_buffer_bytes, "fresh_s_per_byte": tr.fresh_buffer_s_per_byte / thread_factor,
-            "fresh_conv_s_per_byte": conv / thread_factor}
+    per = tr.fresh_buffer_s_per_byte / thread_factor
+    table = tr.fresh_buffer_wall_s_per_byte
+    if table and threads is not None:
+        per = table[max((t for t in table if t <= threads), default=min(table))]
+    conv = tr.fresh_buffer_conv_s_per_byte / thread_factor if tr.fresh_buffer_conv_s_per_byte else per
+    return {"fresh_bytes": tr.fresh_buffer_bytes, "fresh_s_per_byte": per, "fresh_conv_s_per_byte": conv}
 
 
 def _keyed(eff: Efficiency) -> Efficiency | None:

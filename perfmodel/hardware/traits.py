@@ -58,6 +58,9 @@ class DeviceTraits(BaseModel):
     fresh_buffer_s_per_byte: float | None = Field(default=None, ge=0, allow_inf_nan=False)
     fresh_buffer_conv_s_per_byte: float | None = Field(default=None, ge=0, allow_inf_nan=False)  # conv work (its
     # work buffers are faulted in too, so more per output byte); None: fresh_buffer_s_per_byte
+    # Measured wall seconds per such byte per thread count (faulting speeds up less than compute with threads); a
+    # thread count not listed takes the largest listed below it; None: fresh_buffer_s_per_byte / thread speedup
+    fresh_buffer_wall_s_per_byte: dict[int, float] | None = None
     # A smaller work buffer (cold_buffer_bytes up to the fresh threshold) comes from the allocator's heap, memory a
     # training step last touched long ago: each written line is first read from DRAM (write-allocate), which a
     # microbenchmark re-using its just-freed output never pays. Extra seconds per written byte, per thread count

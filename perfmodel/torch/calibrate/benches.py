@@ -12,11 +12,13 @@ import torch
 import torch.nn.functional as F
 
 from ...calibration.grid import (
-    CONV_SHAPES, CONV_STAGE, KERNEL_CONVS, QUICK_CONV, QUICK_KERNEL_CONVS, cold_sizes, conv_passes, gemm_shapes,
+    CONV_SHAPES, CONV_STAGE, KERNEL_CONVS, QUICK_CONV, QUICK_KERNEL_CONVS, SMALL_GEMM_SHAPES, cold_sizes, conv_passes,
+    gemm_shapes,
     memory_sizes, stream_sizes,
     thin_gemm_shapes,
 )
-from ...calibration.kernels import FRESH_BYTES, LSTM_KEY, STREAM_KEY, conv_ekey, conv_executed, gemm_ekey
+from ...calibration.kernels import FRESH_BYTES, STREAM_KEY, conv_ekey, conv_executed, gemm_ekey
+from ...calibration.lstm import LSTM_KEY, lstm_label
 from ...calibration.grid import OPT_TENSORS, optimizer_label
 from ...calibration.threads import gemm_label
 from ...ops.norm import stream_key
@@ -189,14 +191,19 @@ def _stream_cold(n: int, op: str):
     return make
 
 
-# (batch, steps, input width, hidden): single-layer LSTMs, small to large, for the fused-LSTM efficiency
-LSTM_SHAPES = ((32, 48, 64, 128), (128, 32, 256, 256), (64, 16, 512, 512), (256, 24, 128, 384))
+# (batch, steps, input width, hidden): single-layer LSTMs with hidden sizes from 64 to 512, so that the gate math
+# (per hidden unit) and the GEMMs (per hidden unit x (width + hidden)) separate (calibration.lstm); every buffer
+# below FRESH_BYTES and the heap the call uses below the settled trim threshold, so nothing is faulted: a workspace
+# (batch x steps x 6 hidden x 4 bytes) of at most 9.4 MB. Larger ones (19 MB) faulted 28 MB per call here and ran
+# up to 3x slower, which a flat efficiency took for slow GEMMs
+LSTM_SHAPES = ((384, 16, 32, 64), (256, 16, 64, 96), (32, 48, 64, 128), (192, 16, 128, 128), (128, 16, 64, 192),
+               (64, 24, 256, 256), (64, 16, 128, 384), (48, 16, 512, 512))
 
 
 def _lstm(nb: int, steps: int, width: int, hidden: int):
     """Forward and backward of one nn.LSTM layer (inputs needing gradients): on CPU PyTorch runs oneDNN's fused
-    RNN primitive. Counted as the LSTM cost rule's GEMM FLOPs in one kernel (ekey rnn/gemm/lstm: one efficiency
-    for the whole fused kernel, its gate math included)."""
+    RNN primitive. Counted as the LSTM cost rule's GEMM FLOPs (ekey rnn/gemm/lstm); calibration.lstm fits a GEMM
+    efficiency and a gate-math rate over all these samples."""
 
     def make(device: str, dt: torch.dtype):
         from ...graph.io import NetworkBuilder
@@ -365,7 +372,7 @@ def build_benches(device: str, thread_counts: list[int], quick: bool, lowp: list
         for op in ("relu", "linear"):
             out.append(Bench("dispatch", f"autograd {op} chain x{DISPATCH_CHAIN}", "fp32", _dispatch(op), t))
         out.append(Bench("dispatch_raw", "plain relu, 4 elements", "fp32", _plain_dispatch(), t))
-        for (m, k, n) in shapes:
+        for (m, k, n) in SMALL_GEMM_SHAPES + tuple(shapes):
             for layout in ("nn", "nt", "tn"):
                 out.append(Bench("matrix", gemm_label(m, k, n, layout), "fp32", _gemm(m, k, n, layout), t, "",
                                  gemm_ekey(m, n)))
@@ -383,7 +390,7 @@ def build_benches(device: str, thread_counts: list[int], quick: bool, lowp: list
                 make = _conv(nb, c, hw, ko, kr, 1, kr // 2, False, which, g, conv_executed(c, ko, kr, g, stage))
                 out.append(Bench("conv", lab, "fp32", make, t, "", conv_ekey(c, ko, kr, 1, g, stage)))
         for shp in LSTM_SHAPES[::2] if quick else LSTM_SHAPES:
-            out.append(Bench("matrix", "lstm n{} t{} f{} h{}".format(*shp), "fp32", _lstm(*shp), t, "", LSTM_KEY))
+            out.append(Bench("matrix", lstm_label(*shp), "fp32", _lstm(*shp), t, "", LSTM_KEY))
         for (m, k, n) in thin:
             for layout in ("nn", "nt", "tn"):
                 out.append(Bench("matrix", gemm_label(m, k, n, layout), "fp32", _gemm(m, k, n, layout), t, "",
