@@ -1,5 +1,6 @@
 """The fused LSTM's buffers on a CPU (the pytorch-cpu stack's cpu_lstm_workspace, engine.heap): mapped workspaces
-faulted every step against hand-computed values, heap-sized ones kept as heap memory, and the schema's checks."""
+faulted every step against hand-computed values, heap-sized ones kept as heap memory, the whole workspace in the
+memory estimate, and the schema's checks."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from perfmodel.engine.heap import layer_heap_arrays, lstm_workspace_s
+from perfmodel.engine.heap import heap_saved, layer_heap_arrays, lstm_workspace_s
 from perfmodel.engine.rates import device_rates
 from perfmodel.graph.io import NetworkBuilder
 from perfmodel.hardware import load_hardware
@@ -49,8 +50,9 @@ def test_mapped_workspace_is_faulted_every_step_by_hand():
     i = [l.name for l in g.layers].index("rnn")
     assert got[i] == pytest.approx([5.0 * unit * r.fresh_s_per_byte, 0.0, 8.3 * unit * r.fresh_s_per_byte])
     assert not np.delete(got, i, axis=0).any()
-    saved, _, _ = layer_heap_arrays(g, dev, costs)
-    assert saved[i] == pytest.approx(256 * 96 * 32 * 4)  # the input autograd keeps; the workspace is mapped
+    saved, _, _ = layer_heap_arrays(g, dev, costs)  # memory: the input autograd keeps and the whole workspace
+    assert saved[i] == pytest.approx(256 * 96 * 32 * 4 + 15.6 * unit)
+    assert heap_saved(saved, dev, costs)[i] == pytest.approx(256 * 96 * 32 * 4)  # the heap: the workspace is mapped
 
 
 def test_small_workspace_is_heap_memory_the_layer_keeps():
@@ -62,7 +64,11 @@ def test_small_workspace_is_heap_memory_the_layer_keeps():
     assert lstm_workspace_s(dev, costs, device_rates(dev, "fp32", 2)) is None
     saved, _, _ = layer_heap_arrays(g, dev, costs)
     i = [l.name for l in g.layers].index("rnn")
-    assert saved[i] == pytest.approx(32 * 16 * 8 * 4 + 2 * 9.3 * 32 * 16 * 64 * 4)
+    unit = 32 * 16 * 64 * 4
+    assert saved[i] == pytest.approx(32 * 16 * 8 * 4 + 2 * 15.6 * unit)  # memory: both whole workspaces
+    assert heap_saved(saved, dev, costs)[i] == pytest.approx(32 * 16 * 8 * 4 + 2 * 9.3 * unit)  # their written part
+    half = heap_saved(saved / 2, dev, costs, saved)  # a rank holding half of each layer: half of the heap part
+    assert half[i] == pytest.approx((32 * 16 * 8 * 4 + 2 * 9.3 * unit) / 2)
 
 
 def test_gpu_and_datasheet_devices_have_no_lstm_workspace_cost():
@@ -82,9 +88,14 @@ def test_the_faults_are_in_the_prediction_and_the_breakdown_adds_up():
     ra, rb = (next(x for x in p.layers if x.name == "rnn") for p in (a, b))
     unit, per = 256 * 96 * 120 * 4, device_rates(dev, "fp32", 2).fresh_s_per_byte
     from perfmodel.engine.heap import heap_refault_s
-    heap = heap_refault_s(*layer_heap_arrays(g, dev, graph_costs(g, 256, 4)), device_rates(dev, "fp32", 2))
+    costs = graph_costs(g, 256, 4)
+    saved, output, is_input = layer_heap_arrays(g, dev, costs)
+    heap = heap_refault_s(heap_saved(saved, dev, costs), output, is_input, device_rates(dev, "fp32", 2))
     i = [l.name for l in g.layers].index("rnn")  # its forward: the mapped part plus the heap refaults it keeps
     assert ra.time_s["forward"] - rb.time_s["forward"] == pytest.approx(5.0 * unit * per + heap[i], rel=1e-6)
     assert ra.time_s["backward_weight"] - rb.time_s["backward_weight"] == pytest.approx(8.3 * unit * per, rel=1e-6)
     assert a.assumptions["heap_refault_s"] >= 13.3 * unit * per * (1 - 1e-9)
     assert sum(a.breakdown.values()) == pytest.approx(a.iteration_time_s, rel=1e-12)
+    gpu = predict(g, "v100-sxm2", batch=256)  # memory counts oneDNN's whole workspace on the CPU, the ops' reserve on a GPU
+    # the ops' reserve: gates (4 units) and h, c (1 each) per step
+    assert a.memory.activations_bytes - gpu.memory.activations_bytes == pytest.approx((15.6 - 6) * unit)

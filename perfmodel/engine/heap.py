@@ -35,21 +35,32 @@ def lstm_workspaces(device, costs) -> tuple[np.ndarray, np.ndarray, object] | No
 
 
 def layer_heap_arrays(graph, device, costs) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per layer of `costs`: heap bytes kept for backward (saved bytes without the attention core a fused kernel
-    does not keep, as memory counts them; a fused LSTM keeps the written part of its workspaces instead of the ops'
-    reserve, none when they are mapped), output bytes, and whether the layer is a network input."""
+    """Per layer of `costs`: saved bytes as memory counts them (without the attention core a fused kernel does not
+    keep; a fused LSTM keeps its whole workspaces instead of the ops' reserve), output bytes, and whether the layer
+    is a network input."""
     saved = np.array([c.saved_bytes for c in costs], dtype=float)
     saved = np.maximum(saved - np.array(fused_core_saved(device, costs), dtype=float), 0.0)
     lstm = lstm_workspaces(device, costs)
     if lstm is not None and lstm[1].any():
         unit, n, ws = lstm
-        tr = getattr(device, "traits", None)
-        fresh = (tr.fresh_buffer_bytes if tr is not None else None) or np.inf
         reserve = np.array([c.extra.get("reserve_bytes", 0.0) if k > 0 else 0.0 for c, k in zip(costs, n)])
-        kept = np.where(unit * ws.units < fresh, unit * (ws.forward_units + ws.backward_units) * n, 0.0)
-        saved = np.maximum(saved - reserve, 0.0) + kept
+        saved = np.maximum(saved - reserve, 0.0) + unit * ws.units * n
     return (saved, np.array([c.output_bytes for c in costs], dtype=float),
             np.array([l.op == "input" for l in graph.layers], dtype=bool))
+
+
+def heap_saved(saved: np.ndarray, device, costs, unscaled: np.ndarray | None = None) -> np.ndarray:
+    """`saved` (layer_heap_arrays' first array, scaled per layer as `saved` / `unscaled` where a rank splits it) as
+    the heap holds it: a fused LSTM's workspace only with its written part, none of it when it is mapped."""
+    lstm = lstm_workspaces(device, costs)
+    if lstm is None or not lstm[1].any():
+        return saved
+    unit, n, ws = lstm
+    tr = getattr(device, "traits", None)
+    fresh = (tr.fresh_buffer_bytes if tr is not None else None) or np.inf
+    written = np.where(unit * ws.units < fresh, unit * (ws.forward_units + ws.backward_units) * n, 0.0)
+    share = 1.0 if unscaled is None else np.divide(saved, unscaled, out=np.ones_like(saved), where=unscaled > 0)
+    return np.maximum(saved - (unit * ws.units * n - written) * share, 0.0)
 
 
 def lstm_workspace_s(device, costs, r: Rates) -> np.ndarray | None:
@@ -96,8 +107,9 @@ def heap_refault_bytes(saved: np.ndarray, output: np.ndarray, is_input: np.ndarr
 
 
 def heap_refault_s(saved: np.ndarray, output: np.ndarray, is_input: np.ndarray, r: Rates) -> np.ndarray | None:
-    """Per layer: seconds of heap refaults at the fresh-buffer cost of `r`; None when the device's software stack
-    has no host heap or the device no fresh-buffer cost (then there are none)."""
+    """Per layer: seconds of heap refaults of the heap bytes `saved` (heap_saved) at the fresh-buffer cost of `r`;
+    None when the device's software stack has no host heap or the device no fresh-buffer cost (then there are
+    none)."""
     heap = r.cpu_stack.host_heap if r.cpu_stack is not None else None
     if heap is None or not r.fresh_bytes or not r.fresh_s_per_byte:
         return None
