@@ -193,9 +193,10 @@ def _stream_cold(n: int, op: str):
 
 # (batch, steps, input width, hidden): single-layer LSTMs with hidden sizes from 64 to 512, so that the gate math
 # (per hidden unit) and the GEMMs (per hidden unit x (width + hidden)) separate (calibration.lstm); every buffer
-# below FRESH_BYTES and the heap the call uses below the settled trim threshold, so nothing is faulted: a workspace
-# (batch x steps x 6 hidden x 4 bytes) of at most 9.4 MB. Larger ones (19 MB) faulted 28 MB per call here and ran
-# up to 3x slower, which a flat efficiency took for slow GEMMs
+# below FRESH_BYTES and the heap the call uses below the settled trim threshold, so nothing is faulted (0 minor
+# faults counted per call): batch x steps x hidden x 4 bytes of at most 1.6 MB (oneDNN's workspace is 15.6 times
+# that: 24.5 MB). Twice that faulted 19-29 MB per call here and ran up to 3x slower, which a flat efficiency took
+# for slow GEMMs
 LSTM_SHAPES = ((384, 16, 32, 64), (256, 16, 64, 96), (32, 48, 64, 128), (192, 16, 128, 128), (128, 16, 64, 192),
                (64, 24, 256, 256), (64, 16, 128, 384), (48, 16, 512, 512))
 
