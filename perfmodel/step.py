@@ -11,8 +11,7 @@ from dataclasses import dataclass
 
 from .engine.layers import (AMP_WEIGHT_CAST, LOWP, STRIDED_OPS, StageTime, elementwise_key, layer_table,
                             param_tensors, stage_factor_key, stage_time)
-from .engine.heap import (heap_refault_s, heap_saved, layer_heap_arrays, lstm_workspace_s, page_fault_s,
-                          with_heap_refaults)
+from .engine.heap import host_fault_s, layer_heap_arrays, with_heap_refaults
 from .engine.rates import Rates, device_rates
 from .engine.worktime import stage_times
 from .errors import InputError
@@ -126,9 +125,7 @@ def profile_from_costs(graph: LayerGraph, device: Device, batch: int, dtype: str
     r = device_rates(device, dtype, threads)
     b = DTYPE_BYTES[dtype]
     keyed = r.elementwise is not None or r.stage_factors is not None
-    saved, output, is_input = layer_heap_arrays(graph, device, costs)
-    faults = page_fault_s(heap_refault_s(heap_saved(saved, device, costs), output, is_input, r),
-                          lstm_workspace_s(device, costs, r), len(costs))
+    faults = host_fault_s(*layer_heap_arrays(graph, device, costs), costs, r)
     st = with_heap_refaults(stage_times(layer_table(graph, costs, keyed), r), faults)
     cols = [st[k].tolist() for k in ("time", "compute", "memory", "overhead", "roof_compute", "roof_memory")]
     times = tuple(LayerTime(*(StageTime(*(col[i][j] for col in cols)) for j in range(3))) for i in range(len(costs)))

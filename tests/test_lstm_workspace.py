@@ -46,13 +46,13 @@ def test_mapped_workspace_is_faulted_every_step_by_hand():
     costs = graph_costs(g, 256, 4)
     r = device_rates(dev, "fp32", 1)
     unit = 256 * 96 * 120 * 4
-    got = lstm_workspace_s(dev, costs, r)
+    got = lstm_workspace_s(costs, r)
     i = [l.name for l in g.layers].index("rnn")
     assert got[i] == pytest.approx([5.0 * unit * r.fresh_s_per_byte, 0.0, 8.3 * unit * r.fresh_s_per_byte])
     assert not np.delete(got, i, axis=0).any()
     saved, _, _ = layer_heap_arrays(g, dev, costs)  # memory: the input autograd keeps and the whole workspace
     assert saved[i] == pytest.approx(256 * 96 * 32 * 4 + 15.6 * unit)
-    assert heap_saved(saved, dev, costs)[i] == pytest.approx(256 * 96 * 32 * 4)  # the heap: the workspace is mapped
+    assert heap_saved(saved, costs, r)[i] == pytest.approx(256 * 96 * 32 * 4)  # the heap: the workspace is mapped
 
 
 def test_small_workspace_is_heap_memory_the_layer_keeps():
@@ -61,13 +61,14 @@ def test_small_workspace_is_heap_memory_the_layer_keeps():
     dev = load_hardware(CALIBRATED)
     g = _lstm(16, 8, 64, layers=2)
     costs = graph_costs(g, 32, 4)
-    assert lstm_workspace_s(dev, costs, device_rates(dev, "fp32", 2)) is None
+    r = device_rates(dev, "fp32", 2)
+    assert lstm_workspace_s(costs, r) is None
     saved, _, _ = layer_heap_arrays(g, dev, costs)
     i = [l.name for l in g.layers].index("rnn")
     unit = 32 * 16 * 64 * 4
     assert saved[i] == pytest.approx(32 * 16 * 8 * 4 + 2 * 15.6 * unit)  # memory: both whole workspaces
-    assert heap_saved(saved, dev, costs)[i] == pytest.approx(32 * 16 * 8 * 4 + 2 * 9.3 * unit)  # their written part
-    half = heap_saved(saved / 2, dev, costs, saved)  # a rank holding half of each layer: half of the heap part
+    assert heap_saved(saved, costs, r)[i] == pytest.approx(32 * 16 * 8 * 4 + 2 * 9.3 * unit)  # their written part
+    half = heap_saved(saved / 2, costs, r, saved)  # a rank holding half of each layer: half of the heap part
     assert half[i] == pytest.approx((32 * 16 * 8 * 4 + 2 * 9.3 * unit) / 2)
 
 
@@ -76,7 +77,7 @@ def test_gpu_and_datasheet_devices_have_no_lstm_workspace_cost():
     costs = graph_costs(g, 256, 4)
     for name in ("v100-sxm2", "epyc-9654"):
         dev = load_hardware(name)
-        assert lstm_workspace_s(dev, costs, device_rates(dev, "fp32", 2 if name == "epyc-9654" else None)) is None
+        assert lstm_workspace_s(costs, device_rates(dev, "fp32", 2 if name == "epyc-9654" else None)) is None
 
 
 def test_the_faults_are_in_the_prediction_and_the_breakdown_adds_up():
@@ -90,7 +91,8 @@ def test_the_faults_are_in_the_prediction_and_the_breakdown_adds_up():
     from perfmodel.engine.heap import heap_refault_s
     costs = graph_costs(g, 256, 4)
     saved, output, is_input = layer_heap_arrays(g, dev, costs)
-    heap = heap_refault_s(heap_saved(saved, dev, costs), output, is_input, device_rates(dev, "fp32", 2))
+    r2 = device_rates(dev, "fp32", 2)
+    heap = heap_refault_s(heap_saved(saved, costs, r2), output, is_input, r2)
     i = [l.name for l in g.layers].index("rnn")  # its forward: the mapped part plus the heap refaults it keeps
     assert ra.time_s["forward"] - rb.time_s["forward"] == pytest.approx(5.0 * unit * per + heap[i], rel=1e-6)
     assert ra.time_s["backward_weight"] - rb.time_s["backward_weight"] == pytest.approx(8.3 * unit * per, rel=1e-6)

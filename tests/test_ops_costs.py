@@ -518,7 +518,7 @@ def test_lstm():
     assert c.extra["data_chain_flops"] == dx + bptt + 2 * cell
     assert c.extra["param_tensors"] == 4
     # one layer-direction's hidden states over all steps (the unit of a library's workspace); the ops' reserve
-    assert c.extra["state_bytes"] == B * 3 * 5 * F4 and c.extra["layer_directions"] == 1
+    assert c.extra["state_bytes"] == B * 3 * 5 * F4 and c.extra["layer_directions"] == 1 and c.extra["cell"] == "lstm"
     assert c.extra["reserve_bytes"] == B * 3 * (20 + 2 * 5) * F4
     assert c.output_bytes == B * 3 * 5 * F4
     assert cost((3, 4), "lstm", hidden=5, return_sequences=False).output_bytes == B * 5 * F4

@@ -148,35 +148,33 @@ def written_bytes(s) -> float:
     return sum(fresh_allocs(bufs[p], FRESH_BYTES) for p in _CONV_PASSES[m.group(8)])
 
 
-def fit_fresh_wall(samples: Sequence, res, families: tuple[str, ...] = ("memory",)) -> dict[int, float] | None:
-    """Per thread count: the extra wall seconds per freshly mapped output byte, the median over the samples of
-    `families` at that count of (time - the time its curves predict) / written bytes (None without such samples).
-    Faulting does not speed up with threads as compute does (the kernel serialises part of it): measured here
-    0.35 ns/B at 1 thread and 0.22 at 2, a 1.6x speedup where compute gets 1.9x."""
-    import statistics
-
+def _fresh_extras(samples: Sequence, res, families: tuple[str, ...]) -> list[tuple[int, float]]:
+    """(threads, extra wall seconds per written byte) of each fp32 sample of `families` whose outputs reach
+    FRESH_BYTES: (time - the time its curves predict) / written bytes, at least 0."""
     from .fit import fresh_sample, predicted_sample_time
 
+    return [(s.threads, max(0.0, s.time_s - predicted_sample_time(s, res)) / written_bytes(s)) for s in samples
+            if s.family in families and s.dtype == "fp32" and fresh_sample(s)]
+
+
+def fit_fresh_wall(samples: Sequence, res, families: tuple[str, ...] = ("memory",)) -> dict[int, float] | None:
+    """Per thread count: the median extra wall seconds per freshly mapped output byte of the samples of `families`
+    (_fresh_extras; None without such samples). Faulting does not speed up with threads as compute does (the
+    kernel serialises part of it): measured here 0.35 ns/B at 1 thread and 0.22 at 2, a 1.6x speedup where
+    compute gets 1.9x."""
+    import statistics
+
     per_t: dict[int, list[float]] = {}
-    for s in samples:
-        if s.family in families and s.dtype == "fp32" and fresh_sample(s):
-            per_t.setdefault(s.threads, []).append(max(0.0, s.time_s - predicted_sample_time(s, res)) / written_bytes(s))
+    for t, v in _fresh_extras(samples, res, families):
+        per_t.setdefault(t, []).append(v)
     return {t: statistics.median(v) for t, v in sorted(per_t.items())} or None
 
 
 def fit_fresh_cost(samples: Sequence, res, families: tuple[str, ...] = ("conv", "memory")) -> float | None:
-    """One thread's extra seconds per freshly mapped output byte: per sample of `families` whose outputs
-    reach FRESH_BYTES, (time - the time its curves predict) x thread speedup / written bytes; the median of those
-    (None without such samples). Page faults and zeroing are done by the thread that touches the page, so the
-    cost spreads over threads as compute does."""
+    """One thread's extra seconds per freshly mapped output byte: the median over the samples of `families` of
+    their extra (_fresh_extras) x thread speedup (None without such samples): the cost as if it spread over
+    threads as compute does (the profile's fallback where no per-thread-count cost was measured)."""
     import statistics
 
-    from .fit import fresh_sample, predicted_sample_time
-
-    vals = []
-    for s in samples:
-        if s.family not in families or s.dtype != "fp32" or not fresh_sample(s):
-            continue
-        extra = s.time_s - predicted_sample_time(s, res)
-        vals.append(max(0.0, extra) * res.speedup(s.threads) / written_bytes(s))
+    vals = [v * res.speedup(t) for t, v in _fresh_extras(samples, res, families)]
     return statistics.median(vals) if vals else None

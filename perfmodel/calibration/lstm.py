@@ -57,22 +57,20 @@ def lstm_work(label: str) -> tuple[float, float, float] | None:
 
 
 def _solve(rows: list[tuple[float, float, float]]) -> tuple[float, float] | None:
-    """(x, y) >= 0 minimising sum ((a x + c y) / t - 1)^2 over rows (a, c, t); one of them 0 when the pair would
-    go negative; None when nothing positive fits."""
+    """(x, y) >= 0 minimising sum ((a x + c y) / t - 1)^2 over rows (a, c, t): both terms when both come out
+    positive, else the better of one term alone; None when nothing positive fits."""
     a = np.array([[r[0] / r[2], r[1] / r[2]] for r in rows])
-    best = None
-    for cols in ((0, 1), (0,), (1,)):
-        sol, *_ = np.linalg.lstsq(a[:, cols], np.ones(len(rows)), rcond=None)
-        if np.all(sol > 0):
-            xy = [0.0, 0.0]
-            for i, v in zip(cols, sol):
-                xy[i] = float(v)
-            err = float(np.sum((a @ np.array(xy) - 1.0) ** 2))
-            if best is None or err < best[1]:
-                best = ((xy[0], xy[1]), err)
-            if len(cols) == 2:
-                break
-    return best[0] if best else None
+    one = np.ones(len(rows))
+    both, *_ = np.linalg.lstsq(a, one, rcond=None)
+    if np.all(both > 0):
+        return float(both[0]), float(both[1])
+    fits = []
+    for col in (0, 1):
+        v = float(one @ a[:, col] / (a[:, col] @ a[:, col])) if a[:, col].any() else 0.0
+        if v > 0:
+            xy = (v, 0.0) if col == 0 else (0.0, v)
+            fits.append((float(np.sum((a @ np.array(xy) - 1.0) ** 2)), xy))
+    return min(fits)[1] if fits else None
 
 
 def fit_lstm(samples: Sequence, res) -> tuple[dict[str, list], dict[str, float], list[str]]:

@@ -19,17 +19,13 @@ import numpy as np
 from .rates import Rates, fused_core_saved
 
 
-def lstm_workspaces(device, costs) -> tuple[np.ndarray, np.ndarray, object] | None:
+def lstm_workspaces(stack, costs) -> tuple[np.ndarray, np.ndarray, object] | None:
     """Per layer: (one layer-direction's unit of fused-LSTM buffers: batch x steps x hidden x bytes, layer-directions)
-    on a CPU stack with a `cpu_lstm_workspace` (zeros for other layers) and that block; None on other devices."""
-    from .rates import cpu_stack
-
-    stack = cpu_stack(device)
+    under a CPU software stack with a `cpu_lstm_workspace` (zeros for other layers) and that block; else None."""
     ws = stack.cpu_lstm_workspace if stack is not None else None
     if ws is None:
         return None
-    unit = np.array([c.extra.get("state_bytes", 0.0) if any((w.efficiency_key or "").endswith("/lstm")
-                                                              for w in c.forward) else 0.0 for c in costs], dtype=float)
+    unit = np.array([c.extra.get("state_bytes", 0.0) if c.extra.get("cell") == "lstm" else 0.0 for c in costs])
     dirs = np.array([c.extra.get("layer_directions", 0) for c in costs], dtype=float)
     return unit, np.where(unit > 0, dirs, 0.0), ws
 
@@ -38,9 +34,11 @@ def layer_heap_arrays(graph, device, costs) -> tuple[np.ndarray, np.ndarray, np.
     """Per layer of `costs`: saved bytes as memory counts them (without the attention core a fused kernel does not
     keep; a fused LSTM keeps its whole workspaces instead of the ops' reserve), output bytes, and whether the layer
     is a network input."""
+    from .rates import cpu_stack
+
     saved = np.array([c.saved_bytes for c in costs], dtype=float)
     saved = np.maximum(saved - np.array(fused_core_saved(device, costs), dtype=float), 0.0)
-    lstm = lstm_workspaces(device, costs)
+    lstm = lstm_workspaces(cpu_stack(device), costs)
     if lstm is not None and lstm[1].any():
         unit, n, ws = lstm
         reserve = np.array([c.extra.get("reserve_bytes", 0.0) if k > 0 else 0.0 for c, k in zip(costs, n)])
@@ -49,25 +47,25 @@ def layer_heap_arrays(graph, device, costs) -> tuple[np.ndarray, np.ndarray, np.
             np.array([l.op == "input" for l in graph.layers], dtype=bool))
 
 
-def heap_saved(saved: np.ndarray, device, costs, unscaled: np.ndarray | None = None) -> np.ndarray:
+def heap_saved(saved: np.ndarray, costs, r: Rates, unscaled: np.ndarray | None = None) -> np.ndarray:
     """`saved` (layer_heap_arrays' first array, scaled per layer as `saved` / `unscaled` where a rank splits it) as
-    the heap holds it: a fused LSTM's workspace only with its written part, none of it when it is mapped."""
-    lstm = lstm_workspaces(device, costs)
+    the heap holds it: a fused LSTM's workspace only with its written part, none of it when it is mapped (from the
+    fresh-buffer size of `r` up)."""
+    lstm = lstm_workspaces(r.cpu_stack, costs)
     if lstm is None or not lstm[1].any():
         return saved
     unit, n, ws = lstm
-    tr = getattr(device, "traits", None)
-    fresh = (tr.fresh_buffer_bytes if tr is not None else None) or np.inf
+    fresh = r.fresh_bytes or np.inf
     written = np.where(unit * ws.units < fresh, unit * (ws.forward_units + ws.backward_units) * n, 0.0)
     share = 1.0 if unscaled is None else np.divide(saved, unscaled, out=np.ones_like(saved), where=unscaled > 0)
     return np.maximum(saved - (unit * ws.units * n - written) * share, 0.0)
 
 
-def lstm_workspace_s(device, costs, r: Rates) -> np.ndarray | None:
+def lstm_workspace_s(costs, r: Rates) -> np.ndarray | None:
     """Per layer and stage [n, 3]: seconds of faulting in the fused-LSTM buffers mapped on every call (those from
     the fresh-buffer size up) at the fresh-buffer cost: the workspace's forward part in forward, its backward part
     and the backward scratch in backward-weight (where ops.recurrent charges an LSTM's backward); None when none."""
-    lstm = lstm_workspaces(device, costs)
+    lstm = lstm_workspaces(r.cpu_stack, costs)
     if lstm is None or not r.fresh_bytes or not r.fresh_s_per_byte:
         return None
     unit, n, ws = lstm
@@ -117,12 +115,16 @@ def heap_refault_s(saved: np.ndarray, output: np.ndarray, is_input: np.ndarray, 
                               heap.trim_factor) * r.fresh_s_per_byte
 
 
-def page_fault_s(heap_s: np.ndarray | None, workspace_s: np.ndarray | None, n: int) -> np.ndarray | None:
-    """Per layer and stage [n, 3]: heap refaults (heap_refault_s, in forward) plus mapped LSTM workspaces
-    (lstm_workspace_s); None when both are."""
+def host_fault_s(saved: np.ndarray, output: np.ndarray, is_input: np.ndarray, costs, r: Rates,
+                 unscaled: np.ndarray | None = None) -> np.ndarray | None:
+    """Per layer and stage [n, 3]: host page faults of one step under `r`: heap refaults of the heap's share of
+    `saved` (heap_saved; `unscaled` as there) in forward, plus mapped fused-LSTM buffers (lstm_workspace_s); None
+    when there are none."""
+    heap_s = heap_refault_s(heap_saved(saved, costs, r, unscaled), output, is_input, r)
+    workspace_s = lstm_workspace_s(costs, r)
     if heap_s is None and workspace_s is None:
         return None
-    out = np.zeros((n, 3)) if workspace_s is None else workspace_s.copy()
+    out = np.zeros((len(costs), 3)) if workspace_s is None else workspace_s
     if heap_s is not None:
         out[:, 0] += heap_s
     return out
@@ -130,7 +132,7 @@ def page_fault_s(heap_s: np.ndarray | None, workspace_s: np.ndarray | None, n: i
 
 def with_heap_refaults(st: dict[str, np.ndarray], secs: np.ndarray | None) -> dict[str, np.ndarray]:
     """Stage times `st` (engine.worktime.stage_times) with each layer's stages charged their page faults `secs`
-    (page_fault_s, [n, 3]) as memory-bound time; `st` itself when there are none."""
+    (host_fault_s, [n, 3]) as memory-bound time; `st` itself when there are none."""
     if secs is None or not secs.any():
         return st
     out = dict(st)

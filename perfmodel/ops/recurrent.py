@@ -194,7 +194,7 @@ def recurrent(layer: Layer, batch: int, b: int) -> OpCost:
         backward_data=(acc["dx0"].work(),) if acc["dx0"].kernels else (),
         backward_weight=tuple(acc[k].work() for k in ("bptt", "cellb", "dx", "dw", "db") if acc[k].kernels),
         params=params, saved_bytes=saved + reserve, output_bytes=batch * numel(layer.output_shape) * b,
-        extra={"param_tensors": s.layers * dirs * (2 + nb),
+        extra={"param_tensors": s.layers * dirs * (2 + nb), "cell": s.op,
                "data_chain_flops": sum(acc[k].flops for k in ("bptt", "cellb", "dx")),
                # a library's workspace is measured in one layer-direction's hidden states over all steps
                "reserve_bytes": reserve, "state_bytes": batch * t * s.hidden * b, "layer_directions": s.layers * dirs},

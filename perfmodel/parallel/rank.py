@@ -14,8 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..engine.layers import AMP_WEIGHT_CAST, LOWP, StageTime, cached, layer_table, param_tensors, stage_time
-from ..engine.heap import (heap_refault_s, heap_saved, layer_heap_arrays, lstm_workspace_s, page_fault_s,
-                           with_heap_refaults)
+from ..engine.heap import host_fault_s, layer_heap_arrays, with_heap_refaults
 from ..engine.rates import Rates, device_rates
 from ..engine import memo
 from ..engine.worktime import row_times, stage_times
@@ -107,7 +106,7 @@ def _rank_layers(graph: LayerGraph, device: Device, batch: int, dtype: str, thre
     layout = tensor_parallel_layout(graph, costs, tp)
     params = np.array([c.params for c in costs], dtype=np.int64)
     saved, output, is_input = layer_heap_arrays(graph, device, costs)  # saved: a flash kernel keeps no core
-    memory_saved = saved
+    memory_saved = saved  # before a split scales it (engine.heap.heap_saved)
     workspace = np.array([c.workspace_bytes for c in costs], dtype=float)
     scale = None
     if tp > 1:
@@ -128,8 +127,7 @@ def _rank_layers(graph: LayerGraph, device: Device, batch: int, dtype: str, thre
     expert = None
     if ep > 1:  # expert parallelism: the rank keeps the routers and 1/ep of the experts
         params, expert = expert_rank_params(graph, params, ep)
-    heap = heap_saved(saved, device, costs, memory_saved)
-    heap_s = page_fault_s(heap_refault_s(heap, output, is_input, r), lstm_workspace_s(device, costs, r), len(costs))
+    heap_s = host_fault_s(saved, output, is_input, costs, r, memory_saved)
     st = with_heap_refaults(stage_times(table, r, scale), heap_s)
     tensors = np.array([param_tensors(c) for c in costs], dtype=np.int64)
     total = int(params.sum())
