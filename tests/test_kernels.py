@@ -185,8 +185,13 @@ dims = st.integers(min_value=1, max_value=6000)
 @settings(max_examples=60, deadline=None)
 @given(dims, dims, dims, st.integers(min_value=1, max_value=500))
 def test_gemm_time_never_drops_when_a_dimension_grows(M, N, K, dM):
+    # within one kernel: a shape that grows past the stack's thin-GEMM limit leaves the slower thin kernel
+    # (measured by DeepBench: tests/test_kernels_calls.py), so both shapes stay on one side of it
+    thin = CUDNN6.thin_gemm_max_n
     base = gemm_time_s(M, N, K, "fp32", P100, CUDNN6)
     for grown in ((M + dM, N, K), (M, N + dM, K), (M, N, K + dM)):
+        if (min(M, N) <= thin) != (min(grown[0], grown[1]) <= thin):
+            continue
         assert gemm_time_s(*grown, "fp32", P100, CUDNN6) >= base * (1 - 1e-12)
 
 

@@ -51,11 +51,12 @@ def test_fit_names_per_dtype_parameters_and_writes_them_back():
     assert by_dtype(p, "cuda75-cudnn5") == {}
     full = {f"{c}@s": 0.5 for c in ("gemm", "gemm_tn", "conv_fwd", "conv_bwd_data", "conv_bwd_filter", "winograd",
                                     "winograd_bwd_data", "winograd_bwd_filter", "fft", "rnn", "rnn_memory_bandwidth")}
-    full.update({"kernel_overhead_s@s": 1e-5, "rnn_step_overhead_s@s": 2e-5, "cta_overhead_k": 32,
-                 "mem:a": 0.8, "rnn@s/fp16_io_fp32_math": 0.3})
+    full.update({"kernel_overhead_s@s": 1e-5, "conv_overhead_s@s": 3e-5, "thin_gemm_bandwidth@s": 0.2,
+                 "rnn_step_overhead_s@s": 2e-5, "cta_overhead_k": 32, "mem:a": 0.8, "rnn@s/fp16_io_fp32_math": 0.3})
     block = yaml.safe_load("\n".join(achievable_lines(full, "s", "test")))["achievable"]
     got = Achievable.model_validate(block)
     assert got.fraction("rnn", HALF) == 0.3 and got.fraction("rnn") == 0.5
+    assert got.conv_overhead_s == pytest.approx(3e-5) and got.thin_gemm_bandwidth == 0.2
     plain = yaml.safe_load("\n".join(achievable_lines(full, "s", "test", dtypes=False)))["achievable"]
     assert "by_dtype" not in plain
 

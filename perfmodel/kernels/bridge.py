@@ -16,9 +16,9 @@ dropout and P x V as one flash kernel (kernels.attention) in forward, and the ba
 output-projection data GEMM plus one flash backward kernel that recomputes the scores; the absorbed items get
 time 0 and no launches (the `fused` mask).
 
-The stack's per-kernel overhead (`achievable.kernel_overhead`, `rnn_step_overhead`) is the cost of timing one
-kernel alone as DeepBench does; a training step launches asynchronously, so the engine's launch model (the
-device's kernel_overhead, overlapping execution) applies instead: `launch_free` drops them.
+The stack's per-kernel overheads (`achievable.kernel_overhead`, `conv_overhead`, `rnn_step_overhead`) are the
+cost of timing one kernel alone as DeepBench does; a training step launches asynchronously, so the engine's
+launch model (the device's kernel_overhead, overlapping execution) applies instead: `launch_free` drops them.
 """
 
 from __future__ import annotations
@@ -49,7 +49,8 @@ def launch_free(stack: SoftwareStack) -> SoftwareStack:
     """The stack without its per-kernel and per-RNN-step overheads (memoised per stack object)."""
     hit = _LAUNCH_FREE.get(id(stack))
     if hit is None or hit[0] is not stack:
-        ach = stack.achievable.model_copy(update={"kernel_overhead_s": 0.0, "rnn_step_overhead_s": 0.0})
+        ach = stack.achievable.model_copy(update={"kernel_overhead_s": 0.0, "rnn_step_overhead_s": 0.0,
+                                                  "conv_overhead_s": 0.0})
         hit = _LAUNCH_FREE[id(stack)] = (stack, stack.with_achievable(ach))
     return hit[1]
 

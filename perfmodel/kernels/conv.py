@@ -12,7 +12,8 @@ Each algorithm is expressed as the GEMMs (and memory-bound transforms) it execut
   achievable fraction (classes winograd_bwd_data / winograd_bwd_filter, else the forward's). Fused (m = 2) keeps transforms in the kernel; non-fused (m = 4) adds transform
   kernels that stream the transformed tensors through DRAM.
 - FFT (tiled), stride 1: per frequency bin a complex channel reduction plus transforms through DRAM.
-The library's choice is the fastest applicable allowed algorithm (what cudnnFind measures).
+The library's choice is the fastest applicable allowed algorithm (what cudnnFind measures). A convolution call
+pays the stack's conv_overhead (cuDNN's fixed cost per call) where cuBLAS calls pay kernel_overhead.
 Model FLOPs (direct convolution) and executed FLOPs are reported separately.
 """
 
@@ -124,8 +125,18 @@ def fft(s: dict, phase: str, dtype, arch, stack):
     return np.where(ok, t, np.inf), executed
 
 
+def conv_call_stack(stack: SoftwareStack) -> SoftwareStack:
+    """The stack whose per-kernel overhead is the library's fixed cost of one convolution call
+    (achievable.conv_overhead, where the stack has one): cuDNN's host work differs from cuBLAS's."""
+    a = stack.achievable
+    if a.conv_overhead_s is None or a.conv_overhead_s == a.kernel_overhead_s:
+        return stack
+    return stack.with_achievable(a.model_copy(update={"kernel_overhead_s": a.conv_overhead_s}))
+
+
 def algorithm_times(s: dict, phase: str, dtype: str, arch: GpuArch, stack: SoftwareStack) -> dict:
     """{algorithm: (time_s, executed FLOPs)} for the algorithms the stack allows in `phase`."""
+    stack = conv_call_stack(stack)
     allowed = {"fwd": stack.conv_algorithms_fwd, "bwd_data": stack.conv_algorithms_bwd_data,
                "bwd_filter": stack.conv_algorithms_bwd_filter}[phase]
     out = {}

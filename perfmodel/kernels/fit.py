@@ -4,8 +4,9 @@ Fitted, never per row or per network: per GPU kind (consumer cards whose GPU Boo
 clock vs datacenter cards held at or below it) one sustained clock over the rated boost clock, shared by the GPUs
 of that kind (a free factor per GPU trades off against the stack fractions when a stack has one GPU); per GPU its
 achieved fraction of DRAM bandwidth; per software stack (library release), the achievable fraction of an SM's peak
-per kernel class, the per-kernel overhead, the per-step latency of its RNN kernels and the DRAM fraction a
-recurrent step reaches; per (stack, dtype) where a stack has rows of a dtype other than fp32 (DeepBench's
+per kernel class, the per-kernel overhead (cuBLAS), the fixed cost of a convolution call (cuDNN), the DRAM
+fraction of its thin-GEMM kernel, the per-step latency of its RNN kernels and the DRAM fraction a recurrent step
+reaches; per (stack, dtype) where a stack has rows of a dtype other than fp32 (DeepBench's
 pseudo-FP16 on cuDNN 6), that dtype's own convolution and RNN fractions (cuDNN runs other kernels for it);
 shared, a CTA's prologue in k steps and per all-reduce tier its achieved fraction of the link bandwidth and its
 per-message latency. Each class is first fitted on its own rows, then all parameters together, minimising the
@@ -42,15 +43,17 @@ PARAMS: dict[str, tuple[float, float, float]] = {
     "conv_bwd_filter": (0.7, 0.1, 1.0), "winograd": (0.7, 0.1, 1.0), "winograd_bwd_data": (0.7, 0.1, 1.0),
     "winograd_bwd_filter": (0.7, 0.1, 1.0), "fft": (0.5, 0.05, 1.0),
     "rnn": (0.6, 0.05, 1.0), "cta_overhead_k": (32.0, 1.0, 1024.0), "kernel_overhead_s": (5e-6, 1e-6, 2e-4),
+    "conv_overhead_s": (5e-6, 1e-6, 2e-4), "thin_gemm_bandwidth": (0.5, 0.05, 1.0),
     "rnn_step_overhead_s": (10e-6, 0.5e-6, 2e-4), "rnn_memory_bandwidth": (0.5, 0.05, 1.0),
     "intra_bw_fraction": (0.5, 0.05, 1.0), "intra_alpha_s": (10e-6, 0.5e-6, 1e-4),
     "inter_bw_fraction": (0.6, 0.05, 1.0), "inter_alpha_s": (10e-6, 0.5e-6, 1e-4),
 }
 STAGES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {  # classes fitted -> parameters they fit
-    "gemm": (("gemm",), ("gemm", "gemm_tn", "kernel_overhead_s", "cta_overhead_k", "clock:*")),
+    "gemm": (("gemm",), ("gemm", "gemm_tn", "kernel_overhead_s", "cta_overhead_k", "clock:*",
+                         "thin_gemm_bandwidth")),
     "conv": (("conv_fwd", "conv_bwd_data", "conv_bwd_filter"),
              ("conv_fwd", "conv_bwd_data", "conv_bwd_filter", "winograd", "winograd_bwd_data", "winograd_bwd_filter",
-              "fft", "mem:*")),
+              "fft", "mem:*", "conv_overhead_s")),
     "rnn": (("rnn",), ("rnn", "rnn_step_overhead_s", "rnn_memory_bandwidth")),
     "allreduce": (("allreduce",), ("intra_bw_fraction", "intra_alpha_s", "inter_bw_fraction", "inter_alpha_s")),
 }
@@ -63,7 +66,8 @@ BOOSTING: dict[str, bool] = {}  # arch name -> boost_above_rated, filled by Cont
 
 FRACTIONS = ("gemm", "gemm_tn", "conv_fwd", "conv_bwd_data", "conv_bwd_filter", "winograd", "winograd_bwd_data",
              "winograd_bwd_filter", "fft", "rnn")
-PER_STACK = FRACTIONS + ("kernel_overhead_s", "rnn_memory_bandwidth", "rnn_step_overhead_s")
+PER_STACK = FRACTIONS + ("kernel_overhead_s", "conv_overhead_s", "thin_gemm_bandwidth", "rnn_memory_bandwidth",
+                         "rnn_step_overhead_s")
 # per (stack, dtype) where a stack has rows of a dtype other than fp32: cuDNN's own kernels for that dtype
 # (DeepBench's pseudo-FP16 convolutions and RNNs); cuBLAS's GEMM runs the same tiles for both (SgemmEx)
 PER_DTYPE = ("conv_fwd", "conv_bwd_data", "conv_bwd_filter", "winograd", "winograd_bwd_data", "winograd_bwd_filter",
@@ -115,7 +119,8 @@ def by_dtype(p: dict[str, float], stack: str) -> dict[str, dict[str, float]]:
 def achievable(p: dict[str, float], stack: str, source: str = "fitted") -> Achievable:
     """The Achievable block of software stack `stack` from a parameter set."""
     return Achievable(compute={c: p[f"{c}@{stack}"] for c in FRACTIONS}, memory_bandwidth=PARAMS["mem"][0],
-                      kernel_overhead=p[f"kernel_overhead_s@{stack}"],
+                      kernel_overhead=p[f"kernel_overhead_s@{stack}"], conv_overhead=p[f"conv_overhead_s@{stack}"],
+                      thin_gemm_bandwidth=p[f"thin_gemm_bandwidth@{stack}"],
                       rnn_memory_bandwidth=p[f"rnn_memory_bandwidth@{stack}"], cta_overhead_k=p["cta_overhead_k"],
                       rnn_step_overhead=p[f"rnn_step_overhead_s@{stack}"], by_dtype=by_dtype(p, stack),
                       source=source)
@@ -256,7 +261,7 @@ def fit(ctx: Context, train: np.ndarray | None = None) -> dict[str, float]:
                     key=loss)
             masks[classes] = mask
     every = tuple(n for _, names in STAGES.values() for n in _names(names, archs, stacks, pairs)
-                  if not n.startswith(("kernel_overhead_s", "clock:", "mem:")))
+                  if not n.startswith(("kernel_overhead_s", "conv_overhead_s", "clock:", "mem:")))
     joint = lambda q: float(np.mean([_loss(ctx, q, c, m) for c, m in masks.items()]))  # noqa: E731
     p = pattern_search(joint, p, every, rounds=3)
     return {**p, **{f"clock:{a}": p[clock_key(a)] for a in archs}}  # each GPU's factor, spelled out

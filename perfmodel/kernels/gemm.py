@@ -8,8 +8,10 @@ C[M, N] = A[M, K] @ B[K, N], `batch` independent GEMMs of that shape. All functi
 so a partly filled last wave costs as much as a full one (wave quantization). tile_eff is the shared-memory
 bound of the tile's register blocking; occupancy counts the warps resident per SM (few CTAs per SM cannot
 hide latency); k0 is a CTA's prologue and epilogue in k steps (stack.achievable.cta_overhead_k). The library is assumed to pick the tile and split of K with the least time, as cuBLAS's
-heuristics aim to. The kernel is never faster than moving its operands through DRAM once, and pays a fixed
-per-kernel overhead of its software stack.
+heuristics aim to. A split of K adds a reduction kernel (its launch and the fp32 partial sums through DRAM).
+The kernel is never faster than moving its operands through DRAM once, and pays a fixed per-kernel overhead of
+its software stack. A GEMM whose narrower side is at most the stack's thin_gemm_max_n runs the library's
+matrix-vector-like kernel, bound by streaming its operands at the stack's thin_gemm_bandwidth of DRAM.
 """
 
 from __future__ import annotations
@@ -124,7 +126,8 @@ def gemm_compute_s(M, N, K, dtype: str, arch: GpuArch, stack: SoftwareStack, cls
     t = _grid_time_s(M, N, K, batch, *col, rate, arch, stack.achievable.cta_overhead_k, min_k)
     bw = arch.dram_Bps(stack.achievable.memory_bandwidth)
     sp = col[5]
-    t = t + np.where(sp > 1, 2.0 * sp * M * N * batch * 4 / bw, 0.0)  # fp32 partial sums written and read back
+    # fp32 partial sums written and read back by a reduction kernel of its own
+    t = t + np.where(sp > 1, 2.0 * sp * M * N * batch * 4 / bw + stack.achievable.kernel_overhead_s, 0.0)
     if cover_m:
         t = np.where(col[0] == covering_tile_m(M, col[0][:, 0]), t, np.inf)
     return t.min(axis=0).reshape(shape)
@@ -133,7 +136,8 @@ def gemm_compute_s(M, N, K, dtype: str, arch: GpuArch, stack: SoftwareStack, cls
 def gemm_time_s(M, N, K, dtype: str, arch: GpuArch, stack: SoftwareStack, cls: str = "gemm",
                 batch=1, split_k: bool | None = None, tiles: tuple[GemmTile, ...] = (), io_bytes=None,
                 cover_m: bool = False, splits: tuple[int, ...] = ()):
-    """Time of `batch` GEMMs (M, N, K): max(compute, DRAM) + one kernel overhead.
+    """Time of `batch` GEMMs (M, N, K): max(compute, DRAM) + one kernel overhead; DRAM at the thin-GEMM kernel's
+    fraction where min(M, N) <= stack.thin_gemm_max_n (GEMM classes only).
 
     io_bytes: DRAM bytes when they are not A, B and C once (an implicit-GEMM convolution reads its image,
     not the unrolled matrix).
@@ -144,7 +148,20 @@ def gemm_time_s(M, N, K, dtype: str, arch: GpuArch, stack: SoftwareStack, cls: s
         io_bytes = gemm_bytes(np.asarray(M, float), np.asarray(N, float), np.asarray(K, float),
                               np.asarray(batch, float), eb)
     mem = io_bytes / (arch.dram_Bps(stack.achievable.memory_bandwidth))
-    return stack.achievable.kernel_overhead_s + np.maximum(comp, mem)
+    t = np.maximum(comp, mem)
+    if stack.thin_gemm_max_n and cls in ("gemm", "gemm_tn"):
+        thin = np.minimum(M, N) <= stack.thin_gemm_max_n
+        t = np.where(thin, thin_gemm_s(M, N, K, batch, dtype, arch, stack, cls, io_bytes), t)
+    return stack.achievable.kernel_overhead_s + t
+
+
+def thin_gemm_s(M, N, K, batch, dtype: str, arch: GpuArch, stack: SoftwareStack, cls: str, io_bytes):
+    """Time of the library's matrix-vector-like kernel (no tiles: every SM at the class's fraction of peak), bound
+    by streaming io_bytes at the stack's thin_gemm_bandwidth fraction of DRAM bandwidth."""
+    _, math = tiles_for(dtype, arch, stack)
+    rate = sm_rate(arch, math) * arch.sm_count * stack.achievable.fraction(cls, dtype)
+    bw = arch.dram_Bps(stack.achievable.memory_bandwidth) * stack.achievable.thin_gemm_bandwidth
+    return np.maximum(gemm_flops(M, N, K, batch) / rate, io_bytes / bw)
 
 
 def gemm_flops(M, N, K, batch=1):

@@ -104,12 +104,18 @@ class Achievable(_Frozen):
     memory_bandwidth: Fraction = 0.8
     kernel_overhead_s: Seconds = Field(default=5e-6, alias="kernel_overhead")
     rnn_step_overhead_s: Seconds = Field(default=10e-6, alias="rnn_step_overhead")
+    conv_overhead_s: Seconds | None = Field(
+        default=None, alias="conv_overhead", description="fixed cost of one convolution call of the library "
+        "(host work and launches of its kernels) in place of kernel_overhead; unset: kernel_overhead")
     cta_overhead_k: float = Field(
         default=0.0, ge=0, le=4096, description="a CTA's prologue and epilogue (pipeline fill, tile store) "
         "in equivalent k steps of its main loop")
     rnn_memory_bandwidth: Fraction = Field(
         default=0.8, description="fraction of DRAM bandwidth a recurrent step reaches streaming its weights "
         "(few CTAs per step: little memory-level parallelism)")
+    thin_gemm_bandwidth: Fraction = Field(
+        default=1.0, description="fraction of DRAM bandwidth the thin-GEMM kernel (SoftwareStack.thin_gemm_max_n) "
+        "streams its operands at")
     by_dtype: dict[str, dict[str, Fraction]] = Field(
         default_factory=dict, description="per-dtype overrides of the compute fractions and of "
         "rnn_memory_bandwidth: a library runs other kernels for some dtypes (DeepBench's pseudo-FP16 on cuDNN 6: "
@@ -238,6 +244,9 @@ class SoftwareStack(_Frozen):
         "counts considered, as cudnnFind on current libraries) or, cuDNN 5/6, the smallest tile whose height "
         "covers the filters (channels in backward-data), whatever the wave count")
     split_k: bool = Field(default=True, description="long-K GEMMs split K over CTAs when tiles are too few")
+    thin_gemm_max_n: int = Field(default=0, ge=0, description=(
+        "a GEMM whose narrower side (min(M, N)) is at most this runs the library's matrix-vector-like kernel, "
+        "bound by streaming its operands at achievable.thin_gemm_bandwidth of DRAM; 0: no such kernel"))
     conv_bwd_filter_splits: tuple[int, ...] = Field(
         default=(), description="split-K factors the implicit-GEMM backward-filter kernel chooses from: the "
         "N*P*Q reduction is always cut into that many slices, whatever their length, and the fp32 partial sums "

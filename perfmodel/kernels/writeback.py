@@ -28,8 +28,10 @@ def achievable_lines(p: dict[str, float], stack: str, source: str, dtypes: bool 
     lines = ["achievable:", f"  compute: {{{comp}}}",
              f"  memory_bandwidth: {float(np.mean(mem)) if mem else 0.75:.4g}",
              f"  kernel_overhead: {1e6 * p[f'kernel_overhead_s@{stack}']:.3g} us",
+             f"  conv_overhead: {1e6 * p[f'conv_overhead_s@{stack}']:.3g} us",
              f"  rnn_step_overhead: {1e6 * p[f'rnn_step_overhead_s@{stack}']:.3g} us",
              f"  rnn_memory_bandwidth: {p[f'rnn_memory_bandwidth@{stack}']:.4g}",
+             f"  thin_gemm_bandwidth: {p[f'thin_gemm_bandwidth@{stack}']:.4g}",
              f"  cta_overhead_k: {p['cta_overhead_k']:.4g}"]
     for d, vals in sorted(by_dtype(p, stack).items() if dtypes else ()):
         inner = ", ".join(f"{c}: {v:.4g}" for c, v in sorted(vals.items()))
