@@ -46,7 +46,7 @@ _LAUNCH_FREE: dict[int, tuple[SoftwareStack, SoftwareStack]] = {}
 
 
 def launch_free(stack: SoftwareStack) -> SoftwareStack:
-    """The stack without its per-kernel and per-RNN-step overheads (memoised per stack object)."""
+    """The stack without its per-kernel, per-convolution-call and per-RNN-step overheads (memoised per stack)."""
     hit = _LAUNCH_FREE.get(id(stack))
     if hit is None or hit[0] is not stack:
         ach = stack.achievable.model_copy(update={"kernel_overhead_s": 0.0, "rnn_step_overhead_s": 0.0,

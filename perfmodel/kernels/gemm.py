@@ -136,8 +136,8 @@ def gemm_compute_s(M, N, K, dtype: str, arch: GpuArch, stack: SoftwareStack, cls
 def gemm_time_s(M, N, K, dtype: str, arch: GpuArch, stack: SoftwareStack, cls: str = "gemm",
                 batch=1, split_k: bool | None = None, tiles: tuple[GemmTile, ...] = (), io_bytes=None,
                 cover_m: bool = False, splits: tuple[int, ...] = ()):
-    """Time of `batch` GEMMs (M, N, K): max(compute, DRAM) + one kernel overhead; DRAM at the thin-GEMM kernel's
-    fraction where min(M, N) <= stack.thin_gemm_max_n (GEMM classes only).
+    """Time of `batch` GEMMs (M, N, K): max(compute, DRAM) + one kernel overhead; where min(M, N) <=
+    stack.thin_gemm_max_n (GEMM classes only) the thin-GEMM kernel's time (thin_gemm_s) replaces max(compute, DRAM).
 
     io_bytes: DRAM bytes when they are not A, B and C once (an implicit-GEMM convolution reads its image,
     not the unrolled matrix).
