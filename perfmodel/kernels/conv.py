@@ -13,7 +13,7 @@ Each algorithm is expressed as the GEMMs (and memory-bound transforms) it execut
   kernels that stream the transformed tensors through DRAM.
 - FFT (tiled), stride 1: per frequency bin a complex channel reduction plus transforms through DRAM.
 The library's choice is the fastest applicable allowed algorithm (what cudnnFind measures). A convolution call
-pays the stack's conv_overhead (cuDNN's fixed cost per call) where cuBLAS calls pay kernel_overhead.
+pays the stack's conv_overhead per kernel it runs (cuDNN's fixed cost) where cuBLAS calls pay kernel_overhead.
 Model FLOPs (direct convolution) and executed FLOPs are reported separately.
 """
 
@@ -126,7 +126,7 @@ def fft(s: dict, phase: str, dtype, arch, stack):
 
 
 def conv_call_stack(stack: SoftwareStack) -> SoftwareStack:
-    """The stack whose per-kernel overhead is the library's fixed cost of one convolution call
+    """The stack whose per-kernel overhead is the fixed cost of a kernel of a convolution call
     (achievable.conv_overhead, where the stack has one): cuDNN's host work differs from cuBLAS's."""
     a = stack.achievable
     if a.conv_overhead_s is None or a.conv_overhead_s == a.kernel_overhead_s:

@@ -4,7 +4,7 @@ Fitted, never per row or per network: per GPU kind (consumer cards whose GPU Boo
 clock vs datacenter cards held at or below it) one sustained clock over the rated boost clock, shared by the GPUs
 of that kind (a free factor per GPU trades off against the stack fractions when a stack has one GPU); per GPU its
 achieved fraction of DRAM bandwidth; per software stack (library release), the achievable fraction of an SM's peak
-per kernel class, the per-kernel overhead (cuBLAS), the fixed cost of a convolution call (cuDNN), the DRAM
+per kernel class, the per-kernel overhead (cuBLAS), the fixed cost of each kernel of a convolution call (cuDNN), the DRAM
 fraction of its thin-GEMM kernel, the per-step latency of its RNN kernels and the DRAM fraction a recurrent step
 reaches; per (stack, dtype) where a stack has rows of a dtype other than fp32 (DeepBench's
 pseudo-FP16 on cuDNN 6), that dtype's own convolution and RNN fractions (cuDNN runs other kernels for it);

@@ -105,8 +105,9 @@ class Achievable(_Frozen):
     kernel_overhead_s: Seconds = Field(default=5e-6, alias="kernel_overhead")
     rnn_step_overhead_s: Seconds = Field(default=10e-6, alias="rnn_step_overhead")
     conv_overhead_s: Seconds | None = Field(
-        default=None, alias="conv_overhead", description="fixed cost of one convolution call of the library "
-        "(host work and launches of its kernels) in place of kernel_overhead; unset: kernel_overhead")
+        default=None, alias="conv_overhead", description="fixed cost of each kernel a convolution call of the "
+        "library runs (its host work and launch; a split reduction or a transform is a kernel too), in place of "
+        "kernel_overhead; unset: kernel_overhead")
     cta_overhead_k: float = Field(
         default=0.0, ge=0, le=4096, description="a CTA's prologue and epilogue (pipeline fill, tile store) "
         "in equivalent k steps of its main loop")
