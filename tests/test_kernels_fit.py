@@ -93,3 +93,17 @@ def test_cudnn_tile_heuristic_covers_the_filters_whatever_the_waves():
     assert covered == pytest.approx(2 * 128 * 128 * 1000 / 128e9)
     assert gemm_compute_s(64, 640, 1000, "fp32", TOY, STACK, tiles=(T128, t64), cover_m=True) == pytest.approx(
         2 * 64 * 128 * 1000 / 128e9)  # 64 filters: the 64-high tile, 5 CTAs in one round
+
+
+def test_leave_one_gpu_out_reports_each_fit_and_predicts_every_held_out_row():
+    from perfmodel.kernels.deepbench import load_rows
+    from perfmodel.kernels.fit import Context, leave_one_gpu_out
+
+    rows = [r for r in load_rows() if r.cls == "gemm" and r.shape["M"] == 1760][:24]
+    assert len({r.arch for r in rows}) >= 2
+    said: list[str] = []
+    pred, params = leave_one_gpu_out(Context.of(rows), said.append)
+    assert len(said) == len(params) == len({r.arch for r in rows})
+    assert all(s.startswith(f"leave-one-GPU-out {i + 1}/{len(said)}") for i, s in enumerate(said))
+    assert all(a in s for a, s in zip(sorted(params), said))
+    assert (pred > 0).all()

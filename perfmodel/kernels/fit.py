@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -282,12 +284,16 @@ def held_out_memory(ctx: Context, p: dict[str, float], arch: str) -> float:
     return float(np.mean(pool)) if pool else PARAMS["mem"][0]
 
 
-def leave_one_gpu_out(ctx: Context) -> tuple[np.ndarray, dict[str, dict[str, float]]]:
-    """Predictions of each GPU's rows from parameters fitted on the other GPUs' rows, and those parameters."""
+def leave_one_gpu_out(ctx: Context, progress=None) -> tuple[np.ndarray, dict[str, dict[str, float]]]:
+    """Predictions of each GPU's rows from parameters fitted on the other GPUs' rows, and those parameters.
+    progress(label) is called before each of the fits."""
     archs = np.array([r.arch for r in ctx.rows])
     pred = np.full(len(ctx.rows), np.nan)
     fitted = {}
-    for a in sorted(set(archs)):
+    names = sorted(set(archs))
+    for i, a in enumerate(names):
+        if progress:
+            progress(f"leave-one-GPU-out {i + 1}/{len(names)}: fitting without {a}")
         p = fit(ctx, archs != a)
         p[f"clock:{a}"] = held_out_clock(p, a)
         p[f"mem:{a}"] = held_out_memory(ctx, p, a)
@@ -309,10 +315,17 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     rows = load_rows(args.csv) if args.csv else load_rows()
     ctx = Context.of(rows)
+    t0 = time.perf_counter()
+
+    def say(line: str) -> None:  # progress on stderr: the fits take a few minutes in all
+        print(f"[{time.perf_counter() - t0:5.0f} s] {line}", file=sys.stderr, flush=True)
+
+    say(f"fitting {len(rows)} rows on all {len(ctx.archs)} GPUs")
     p = fit(ctx)
     pred = predict(ctx, p)
-    logo, logo_params = (None, {}) if args.no_logo else leave_one_gpu_out(ctx)
+    logo, logo_params = (None, {}) if args.no_logo else leave_one_gpu_out(ctx, say)
     write_report(args.report, ctx, p, pred, logo, logo_params)
+    say(f"report written to {args.report}")
     if args.write_profiles:
         from .writeback import write_fitted
 
