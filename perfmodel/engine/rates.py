@@ -131,15 +131,18 @@ def cpu_fused_attention(device: Device) -> CpuAttention | None:
     return stack_attention(cpu_stack(device))
 
 
+def _at_threads(table: dict, threads: int):
+    """The entry of a per-thread-count table at `threads`: the largest listed count <= threads, else the smallest."""
+    return table[max((t for t in table if t <= threads), default=min(table))]
+
+
 def _cold(device: Device, threads: int | None) -> dict:
     """Rates fields of the cold-buffer cost (DeviceTraits.cold_buffer_*) at `threads`: the entry of the largest
     listed thread count <= threads (the smallest when all are above); none without the trait."""
     tr = getattr(device, "traits", None)
     if tr is None or not tr.cold_buffer_bytes or not tr.cold_buffer_s_per_byte or threads is None:
         return {}
-    table = tr.cold_buffer_s_per_byte
-    n = max((t for t in table if t <= threads), default=min(table))
-    return {"cold_bytes": tr.cold_buffer_bytes, "cold_s_per_byte": table[n]}
+    return {"cold_bytes": tr.cold_buffer_bytes, "cold_s_per_byte": _at_threads(tr.cold_buffer_s_per_byte, threads)}
 
 
 def _fresh(device: Device, thread_factor: float, threads: int | None) -> dict:
@@ -152,7 +155,7 @@ def _fresh(device: Device, thread_factor: float, threads: int | None) -> dict:
     per = tr.fresh_buffer_s_per_byte / thread_factor
     table = tr.fresh_buffer_wall_s_per_byte
     if table and threads is not None:
-        per = table[max((t for t in table if t <= threads), default=min(table))]
+        per = _at_threads(table, threads)
     conv = tr.fresh_buffer_conv_s_per_byte / thread_factor if tr.fresh_buffer_conv_s_per_byte else per
     return {"fresh_bytes": tr.fresh_buffer_bytes, "fresh_s_per_byte": per, "fresh_conv_s_per_byte": conv}
 

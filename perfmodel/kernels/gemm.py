@@ -151,7 +151,8 @@ def gemm_time_s(M, N, K, dtype: str, arch: GpuArch, stack: SoftwareStack, cls: s
     t = np.maximum(comp, mem)
     if stack.thin_gemm_max_n and cls in ("gemm", "gemm_tn"):
         thin = np.minimum(M, N) <= stack.thin_gemm_max_n
-        t = np.where(thin, thin_gemm_s(M, N, K, batch, dtype, arch, stack, cls, io_bytes), t)
+        if np.any(thin):
+            t = np.where(thin, thin_gemm_s(M, N, K, batch, dtype, arch, stack, cls, io_bytes), t)
     return stack.achievable.kernel_overhead_s + t
 
 
