@@ -82,6 +82,7 @@ def predict(
     ps_servers: Optional[int] = typer.Option(None, "--ps-servers", help="parameter-server shards (--allreduce ps, async, mixed)"),
     ps_colocated: bool = typer.Option(False, "--ps-colocated", help="parameter-server shards run on the worker nodes"),
     p2p: Optional[bool] = typer.Option(None, "--p2p/--no-p2p", help="force GPUDirect peer-to-peer over PCIe on or off"),
+    memory_format: str = typer.Option("contiguous", "--memory-format", help="activation layout: contiguous (PyTorch's default, NCHW) or channels_last (NHWC: tensor-core convolutions skip cuDNN's layout conversions)"),
     zero: int = typer.Option(0, "--zero", help="ZeRO stage: 1 shards the optimizer state over data-parallel ranks, 2 also gradients, 3 also parameters (pp=1)"),
     sharding: str = typer.Option("none", "--sharding", help="FSDP sharding: none, full (= ZeRO-3 over dp) or hybrid (ZeRO-3 over the dp ranks of a node, replicated across nodes); pp=1"),
     sequence_parallel: bool = typer.Option(False, "--sequence-parallel", help="Megatron sequence parallelism over the tensor-parallel ranks"),
@@ -106,7 +107,7 @@ def predict(
         dataset_size=parse_size(dataset_size, "--dataset-size"), dataset=dataset,
         input_bytes_per_sample=parse_size(sample_size, "--sample-size"), storage=storage, prefetch=not no_prefetch,
         grad_accumulation=grad_accumulation, scaling=scaling, ps_servers=ps_servers, ps_colocated=ps_colocated,
-        p2p=p2p, raid0=raid0, zero=zero, sharding=sharding, sequence_parallel=sequence_parallel,
+        p2p=p2p, memory_format=memory_format, raid0=raid0, zero=zero, sharding=sharding, sequence_parallel=sequence_parallel,
         context_parallel=context_parallel, virtual_stages=virtual_stages, recompute=recompute,
         offload_activations=offload_activations, expert_parallel=expert_parallel)
     hw = hardware

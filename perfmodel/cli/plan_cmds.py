@@ -173,6 +173,7 @@ def plan(
     zero1: bool = typer.Option(False, "--zero1", hidden=True, help="deprecated: --zero 1"),
     price: Optional[float] = typer.Option(None, "--price-per-hour", help="USD per device-hour"),
     device: Optional[str] = typer.Option(None, "--device", help="replace the node's device, e.g. a100-sxm4-80gb"),
+    memory_format: str = typer.Option("contiguous", "--memory-format", help="activation layout of every plan: contiguous (NCHW) or channels_last"),
     json_out: bool = typer.Option(False, "--json", help="machine-readable output"),
 ) -> None:
     """Search data/tensor/pipeline plans, micro-batching, dtype, recomputation, ZeRO / FSDP sharding, sequence
@@ -196,7 +197,7 @@ def plan(
         memory_limit=parse_size(memory_limit, "--memory-limit"), top=top, optimizer=optimizer,
         dtypes=csv_list(dtype), schedules=csv_list(schedule), tp=csv_list(tp, int, "--tp"),
         pp=csv_list(pp, int, "--pp"), microbatch=csv_list(microbatch, int, "--microbatch"), allreduce=allreduce,
-        price_per_hour=price, device=device, **large)
+        price_per_hour=price, device=device, memory_format=memory_format, **large)
     if json_out:
         typer.echo(dumps(res.to_dict()))
     else:

@@ -112,17 +112,18 @@ def sweep(
     expert_parallel: Optional[str] = large_option("expert_parallel"),
     tp_overlap: Optional[str] = large_option("tp_overlap"),
     scaling: Optional[str] = typer.Option(None, "--scaling", help="weak: --batch per replica; strong: --batch is the global batch"),
+    memory_format: Optional[str] = typer.Option(None, "--memory-format", help="activation layouts, e.g. contiguous,channels_last (NCHW / NHWC)"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
     json_out: bool = typer.Option(False, "--json", help="machine-readable output"),
 ) -> None:
     """Predict every combination of hardware, device counts, batches, dtypes, plans and large-model options as a
     table (and CSV, plots); a combination the model refuses is a row with the reason."""
     from ..planning import parse_prices
-    from ..sweeps import parse_list
-    from ..sweeps import sweep as api_sweep
+    from ..sweeps import parse_list, sweep as api_sweep
     from .core_cmds import parse_plans
 
-    opts = {k: parse_list(v) for k, v in dict(allreduce=allreduce, sync=sync, scaling=scaling).items() if v}
+    axes = dict(allreduce=allreduce, sync=sync, scaling=scaling, memory_format=memory_format)
+    opts = {k: parse_list(v) for k, v in axes.items() if v}
     if plan is not None:
         opts["plan"] = parse_plans(plan)
     opts.update(large_values(dict(

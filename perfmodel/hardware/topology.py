@@ -35,6 +35,7 @@ from typing import Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ..errors import HardwareError
+from ..kernels.data import stack_with_memory_format
 from .loader import load_hardware, register_kind
 from .schema import Bandwidth, Bytes, Device, Link, Storage
 from .traits import device_traits
@@ -205,6 +206,15 @@ class System:
     @property
     def network_latency_s(self) -> float:
         return self.network.latency_s if self.network is not None else 0.0
+
+    def with_memory_format(self, memory_format: str) -> "System":
+        """The same system with its device running activations in `memory_format` (TrainingSetup.memory_format)."""
+        name = stack_with_memory_format(self.device.software_stack, memory_format)
+        if name == self.device.software_stack:
+            return self
+        from dataclasses import replace
+
+        return replace(self, device=self.device.model_copy(update={"software_stack": name}))
 
     def with_p2p(self, p2p: bool | None) -> "System":
         """The same system with peer-to-peer over PCIe forced on or off (NVLink fabrics are unaffected)."""

@@ -12,6 +12,11 @@ Each algorithm is expressed as the GEMMs (and memory-bound transforms) it execut
   achievable fraction (classes winograd_bwd_data / winograd_bwd_filter, else the forward's). Fused (m = 2) keeps transforms in the kernel; non-fused (m = 4) adds transform
   kernels that stream the transformed tensors through DRAM.
 - FFT (tiled), stride 1: per frequency bin a complex channel reduction plus transforms through DRAM.
+On a tensor-core dtype only the stack's tensor_core_conv_algorithms (implicit GEMM) run on tensor cores;
+Winograd and FFT kernels compute in fp32 on the CUDA cores (cuDNN's 'scudnn_winograd' kernels). A tensor-core
+kernel computes in the stack's tensor_core_conv_layout (NHWC); given activations in another layout (PyTorch's
+default NCHW), the call converts its inputs, filter and output, each read and written once by a kernel of its
+own (cuDNN's nchwToNhwc / nhwcToNchw kernels; channels_last activations skip them).
 The library's choice is the fastest applicable allowed algorithm (what cudnnFind measures). A convolution call
 pays the stack's conv_overhead per kernel it runs (cuDNN's fixed cost) where cuBLAS calls pay kernel_overhead.
 Model FLOPs (direct convolution) and executed FLOPs are reported separately.
@@ -21,7 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .gemm import dtype_parts, gemm_time_s, tiles_for
+from .gemm import cuda_core_dtype, dtype_parts, gemm_time_s, tiles_for
 from .schema import GpuArch, SoftwareStack
 
 PHASES = ("fwd", "bwd_data", "bwd_filter")
@@ -56,11 +61,23 @@ def io_bytes(s: dict, dtype: str):
     return eb * (N * C * g * H * W + K * g * C * R * S + N * K * g * P * Q)
 
 
+def tensor_core_math(dtype: str, arch: GpuArch, stack: SoftwareStack) -> bool:
+    """Whether the stack runs `dtype`'s GEMM-like kernels on the arch's tensor cores."""
+    return bool(stack.tensor_core_tiles) and dtype_parts(dtype)[0] in arch.tensor_core_dtypes
+
+
 def conv_tiles(dtype: str, arch: GpuArch, stack: SoftwareStack) -> tuple:
     """Implicit-GEMM tiles: the stack's tensor-core tiles for a tensor-core dtype (cuDNN runs those convolutions
     on the same MMA tiles as GEMMs), else its convolution tiles (empty: its GEMM tiles)."""
-    tiles, math = tiles_for(dtype, arch, stack)
-    return tiles if math in arch.tensor_core_dtypes and stack.tensor_core_tiles else stack.conv_tiles
+    return tiles_for(dtype, arch, stack)[0] if tensor_core_math(dtype, arch, stack) else stack.conv_tiles
+
+
+def layout_conversion_s(s: dict, dtype: str, arch: GpuArch, stack: SoftwareStack):
+    """Seconds a tensor-core convolution call spends converting its inputs, filter and output between the
+    activation layout and the kernels' (each read and written once, one kernel each); 0 when they agree."""
+    if stack.tensor_core_conv_layout in (None, stack.activation_layout) or not tensor_core_math(dtype, arch, stack):
+        return 0.0
+    return _transform_s(2.0 * io_bytes(s, dtype), arch, stack, kernels=3)
 
 
 def implicit_gemm(s: dict, phase: str, dtype, arch, stack):
@@ -73,7 +90,7 @@ def implicit_gemm(s: dict, phase: str, dtype, arch, stack):
                     tiles=conv_tiles(dtype, arch, stack), io_bytes=io_bytes(s, dtype),
                     cover_m=stack.conv_tile_choice == "cover_filters",
                     splits=stack.conv_bwd_filter_splits if phase == "bwd_filter" else ())
-    return t, 2.0 * mnk[0] * mnk[1] * mnk[2] * g
+    return t + layout_conversion_s(s, dtype, arch, stack), 2.0 * mnk[0] * mnk[1] * mnk[2] * g
 
 
 def _transform_s(nbytes, arch: GpuArch, stack: SoftwareStack, kernels: int):
@@ -140,15 +157,17 @@ def algorithm_times(s: dict, phase: str, dtype: str, arch: GpuArch, stack: Softw
     allowed = {"fwd": stack.conv_algorithms_fwd, "bwd_data": stack.conv_algorithms_bwd_data,
                "bwd_filter": stack.conv_algorithms_bwd_filter}[phase]
     out = {}
+    tc = tensor_core_math(dtype, arch, stack)
     for algo in allowed:
+        dt = dtype if not tc or algo in stack.tensor_core_conv_algorithms else cuda_core_dtype(dtype)
         if algo in ("implicit_gemm", "implicit_precomp_gemm"):
-            out[algo] = implicit_gemm(s, phase, dtype, arch, stack)
+            out[algo] = implicit_gemm(s, phase, dt, arch, stack)
         elif algo == "winograd":
-            out[algo] = winograd(s, phase, dtype, arch, stack, stack.winograd_fused_output_tile, True)
+            out[algo] = winograd(s, phase, dt, arch, stack, stack.winograd_fused_output_tile, True)
         elif algo == "winograd_nonfused":
-            out[algo] = winograd(s, phase, dtype, arch, stack, stack.winograd_nonfused_output_tile, False)
+            out[algo] = winograd(s, phase, dt, arch, stack, stack.winograd_nonfused_output_tile, False)
         elif algo == "fft":
-            out[algo] = fft(s, phase, dtype, arch, stack)
+            out[algo] = fft(s, phase, dt, arch, stack)
     return out
 
 

@@ -47,10 +47,24 @@ def load_arch(name: str) -> GpuArch:
     return _load(name, ARCH_DIR, GpuArch, "GPU architecture")
 
 
+CHANNELS_LAST = "+channels_last"  # suffix of a stack name: that stack with NHWC activations
+
+
 @lru_cache(maxsize=64)
 def load_stack(name: str) -> SoftwareStack:
-    """The SoftwareStack of a built-in name (file stem in hardware_profiles/stacks) or a YAML path."""
+    """The SoftwareStack of a built-in name (file stem in hardware_profiles/stacks) or a YAML path; a name ending
+    in '+channels_last' is that stack with its activations kept NHWC (PyTorch's channels_last memory format)."""
+    if name.endswith(CHANNELS_LAST):
+        base = load_stack(name[:-len(CHANNELS_LAST)])
+        return base.model_copy(update={"name": base.name + CHANNELS_LAST, "activation_layout": "nhwc"})
     return _load(name, STACK_DIR, SoftwareStack, "software stack")
+
+
+def stack_with_memory_format(name: str | None, memory_format: str) -> str | None:
+    """The stack name a device runs under TrainingSetup.memory_format (contiguous: the stack's own default)."""
+    if name is None or memory_format != "channels_last" or name.endswith(CHANNELS_LAST):
+        return name
+    return name + CHANNELS_LAST
 
 
 def list_archs() -> list[str]:

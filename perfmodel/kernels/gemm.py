@@ -24,10 +24,22 @@ MIN_K_PER_SPLIT = 256  # smallest K slice a split-K CTA works on (keeps the redu
 
 
 def dtype_parts(dtype: str) -> tuple[str, int]:
-    """(math dtype, bytes per element in memory). 'fp16_io_fp32_math' is DeepBench's pseudo-fp16."""
-    if dtype.startswith("fp16_io_fp32"):
-        return "fp32", 2
-    return dtype, {"fp32": 4, "tf32": 4, "fp16": 2, "bf16": 2, "fp8": 1, "int8": 1, "fp64": 8}[dtype]
+    """(math dtype, bytes per element in memory). '<io>_io_fp32_math' stores <io> and computes in fp32
+    ('fp16_io_fp32_math' is DeepBench's pseudo-fp16)."""
+    if "_io_fp32" in dtype:
+        return "fp32", ELEM_BYTES[dtype.split("_io_")[0]]
+    return dtype, ELEM_BYTES[dtype]
+
+
+ELEM_BYTES = {"fp32": 4, "tf32": 4, "fp16": 2, "bf16": 2, "fp8": 1, "int8": 1, "fp64": 8}
+
+
+def cuda_core_dtype(dtype: str) -> str:
+    """The dtype of a kernel that computes on the CUDA cores in fp32 math on tensors stored as `dtype`."""
+    math, eb = dtype_parts(dtype)
+    if math in ("fp32", "fp64"):
+        return dtype
+    return "fp32" if eb == 4 else f"{dtype}_io_fp32_math"
 
 
 def tiles_for(dtype: str, arch: GpuArch, stack: SoftwareStack) -> tuple[tuple[GemmTile, ...], str]:

@@ -253,6 +253,15 @@ class SoftwareStack(_Frozen):
         "N*P*Q reduction is always cut into that many slices, whatever their length, and the fp32 partial sums "
         "of dW are summed through memory (cuDNN 5/6); empty: the general split-K choice (no split, or slices of "
         ">= 256 of K)")
+    tensor_core_conv_algorithms: tuple[str, ...] = Field(
+        default=("implicit_gemm", "implicit_precomp_gemm"), description="convolution algorithms whose kernels run "
+        "on tensor cores for a tensor-core dtype; the others (Winograd, FFT) run on the CUDA cores in fp32 math")
+    tensor_core_conv_layout: Literal["nchw", "nhwc"] | None = Field(
+        default=None, description="the tensor layout the tensor-core convolution kernels compute in; when it is "
+        "not activation_layout, a call converts its inputs, filter and output (one kernel each through DRAM)")
+    activation_layout: Literal["nchw", "nhwc"] = Field(
+        default="nchw", description="the layout the framework keeps 4-D activations in by default (PyTorch: "
+        "contiguous NCHW; channels_last is NHWC); TrainingSetup.memory_format overrides it per run")
     rnn_persistent: bool = Field(default=False, description="recurrent weights kept on chip across steps")
     rnn_cell_kernels: int = Field(
         default=1, ge=1, le=64, description="elementwise kernels per time step and layer for the gate "
@@ -271,7 +280,8 @@ class SoftwareStack(_Frozen):
     def _check(self):
         if self.target == "gpu" and not self.gemm_tiles:
             raise ValueError("gemm_tiles: a GPU software stack needs at least one GEMM tile")
-        for algos in (self.conv_algorithms_fwd, self.conv_algorithms_bwd_data, self.conv_algorithms_bwd_filter):
+        for algos in (self.conv_algorithms_fwd, self.conv_algorithms_bwd_data, self.conv_algorithms_bwd_filter,
+                      self.tensor_core_conv_algorithms):
             bad = [a for a in algos if a not in CONV_ALGOS]
             if bad or not algos:
                 raise ValueError(f"convolution algorithms must be a non-empty subset of {CONV_ALGOS}, got {algos}")

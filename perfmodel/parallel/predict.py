@@ -228,8 +228,9 @@ def _placed(graph: LayerGraph, hw: Any, setup, warnings: list[str]) -> tuple[Pla
     """The plan (devices = dp x tp x pp x cp), the resolved system and the placement, memoised."""
     pl_ = make_plan(setup.plan, setup.devices, setup.context_parallel)
     check_context(graph, pl_.cp)
-    system = memo.on(hw, ("system", pl_.devices, setup.p2p),
-                     lambda: resolve_system(hw, devices=pl_.devices).with_p2p(setup.p2p))
+    system = memo.on(hw, ("system", pl_.devices, setup.p2p, setup.memory_format),
+                     lambda: resolve_system(hw, devices=pl_.devices).with_p2p(setup.p2p)
+                     .with_memory_format(setup.memory_format))
     placement = memo.on(system, ("place", pl_, setup.nodes), lambda: place(pl_, system, setup.nodes))
     if getattr(hw, "kind", None) == "device" and pl_.devices > 1:
         warnings.append(_assumed_node(system, pl_.devices))

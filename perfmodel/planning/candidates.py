@@ -195,7 +195,9 @@ def _modes(S: Search, space: Space, tp: int, pp: int, dp: int, dtype: str, ep: i
 
 def system_for(S: Search, n_dev: int) -> System:
     """The resolved system of n_dev devices, memoised the way perfmodel.parallel.evaluate does (shared with it)."""
-    return memo.on(S.hw, ("system", n_dev, None), lambda: resolve_system(S.hw, devices=n_dev).with_p2p(None))
+    fmt = S.base.memory_format
+    return memo.on(S.hw, ("system", n_dev, None, fmt),
+                   lambda: resolve_system(S.hw, devices=n_dev).with_p2p(None).with_memory_format(fmt))
 
 
 def _work(S: Search, n_dev: int, per: int, mb: int, dtype: str, tp: int, sp: bool, recompute: str, ep: int = 1

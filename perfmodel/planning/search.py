@@ -276,7 +276,7 @@ def plan_search(network, hardware, *, devices: int, global_batch: int | None = N
                 context_parallel: int | Sequence[int] = (1,),
                 offload_activations: bool | Sequence[bool] = (False, True),
                 expert_parallel: int | Sequence[int] = (1,),
-                tp_overlap: bool | Sequence[bool] = (False, True)) -> PlanResult:
+                tp_overlap: bool | Sequence[bool] = (False, True), memory_format: str = "contiguous") -> PlanResult:
     """Search data/tensor/pipeline degrees, micro-batching, dtype, schedule and the large-model options (module doc).
 
     network, hardware: names, files or loaded objects (hardware: a device, node or cluster).
@@ -287,6 +287,7 @@ def plan_search(network, hardware, *, devices: int, global_batch: int | None = N
     (None: space.virtual_options) / context_parallel / offload_activations / expert_parallel / tp_overlap: the values to try
     (a single value fixes the option). price_per_hour: USD per device-hour (default: the profile's or the example
     price table, see perfmodel.planning). device: replace the node's device profile (e.g. "a100-sxm4-80gb").
+    memory_format: the activation layout every plan runs (TrainingSetup.memory_format).
     """
     t0 = _time.perf_counter()
     _check(devices, objective, optimizer, allreduce, top, straggler_cv)
@@ -299,7 +300,7 @@ def plan_search(network, hardware, *, devices: int, global_batch: int | None = N
     _drop_selective_twin(space, system.device, not_modelled)
     price, price_src = price_per_device_hour(hw, price_per_hour)
     base = make_setup(optimizer=optimizer, allreduce=allreduce, overlap=overlap, bucket_bytes=bucket_bytes,
-                      straggler_cv=straggler_cv)
+                      straggler_cv=straggler_cv, memory_format=memory_format)
     attn = [l for l in graph.layers if l.op == "attention"]
     S = Search(graph, hw, system, base, {k: v for k, v in base.changed().items() if k != "optimizer"}, limit, price,
                sum(c.params for c in graph_costs(graph, 1, 4)), attn[0].input_shapes[0][0] if attn else None)

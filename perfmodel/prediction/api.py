@@ -15,7 +15,7 @@ from .setup import DEFAULTS, TrainingSetup, check_training_options, make_setup
 
 # options that keep a single-device prediction on one device without a data pipeline (a large-model option set to
 # a non-default value gives the `parallel` section, whose "setup" block echoes them for --json)
-_SINGLE_DEVICE_FIELDS = ("batch", "dtype", "threads", "optimizer")
+_SINGLE_DEVICE_FIELDS = ("batch", "dtype", "threads", "optimizer", "memory_format")
 
 
 def predict(network: str | Path | LayerGraph, hardware: str | Path | Any, setup: TrainingSetup | None = None, *,

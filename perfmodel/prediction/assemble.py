@@ -82,6 +82,10 @@ def assumptions(device, rates, threads: int | None) -> dict[str, Any]:
         "master_weights": "fp32 parameters, gradients and optimizer state",
         "profile_source": d.source,
     }
+    if rates.kernel is not None:  # the kernel model's software stack and the activation layout it runs
+        stack = rates.kernel[1]
+        a["software_stack"] = stack.name
+        a["activation_layout"] = stack.activation_layout
     if device_traits(d).thread_model == "cores":
         a["threads"] = threads or d.cores
         a["thread_speedup"] = rates.thread_factor

@@ -62,6 +62,9 @@ class TrainingSetup(BaseModel):
     ps_servers: int | None = Field(default=None, gt=0, le=10**6, description="parameter-server shards")
     ps_colocated: bool = Field(default=False, description="parameter-server shards run on the worker nodes")
     p2p: bool | None = Field(default=None, description="force GPUDirect peer-to-peer over PCIe on or off")
+    memory_format: Literal["contiguous", "channels_last"] = Field(
+        default="contiguous", description="activation layout: contiguous (PyTorch's default, NCHW) or channels_last "
+        "(NHWC: tensor-core convolutions skip cuDNN's layout conversions)")
     raid0: int | None = Field(default=None, gt=0, le=10**4, description="stripe the storage over this many disks")
     # large-model options (issue 14 names)
     zero: int = Field(default=0, ge=0, le=3, description="ZeRO stage: 1 shards the optimizer state over dp, 2 also gradients, 3 also parameters")
