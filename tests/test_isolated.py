@@ -46,3 +46,26 @@ def test_measurements_note_the_page_faults_of_their_timed_steps():
     m = measure_training(draw_net(4242, 1, "mlp").graph, 4, threads=1, warmup=1, steps=2)
     got = [n for n in m.notes if n.startswith(FAULTS_NOTE + "=")]
     assert len(got) == 1 and int(got[0].split("=")[1]) >= 0
+
+
+def test_channels_last_measurement_runs_nhwc_in_the_child():
+    """memory_format reaches the child: the module's 4-D weights are NHWC there and the note says so; an unknown
+    format is a clear error."""
+    pytest.importorskip("torch")
+    from perfmodel.torch.isolated import measure_isolated
+    from perfmodel.torch.measure import measure_training
+
+    g = draw_net(4242, 0, "cnn").graph
+    m = measure_isolated(g, 2, threads=1, warmup=0, steps=1, memory_format="channels_last")
+    assert "memory_format=channels_last" in m.notes and len(m.step_times_s) == 1
+    assert "memory_format=channels_last" not in measure_isolated(g, 2, threads=1, warmup=0, steps=1).notes
+    with pytest.raises(InputError, match="unknown memory format 'nhwc'"):
+        measure_training(g, 2, threads=1, warmup=0, steps=1, memory_format="nhwc")
+
+
+def test_gpu_suite_measures_its_cnns_also_channels_last():
+    from perfmodel.validation.suites import GPU
+
+    cl = [c for c in GPU.cases if c.memory_format == "channels_last"]
+    assert cl and all(c.kind.startswith("cnn") and c.dtype == "bf16" and c.name.endswith("-cl") for c in cl)
+    assert len({c.name for c in GPU.cases}) == len(GPU.cases)

@@ -34,14 +34,14 @@ DEFAULT_TIMEOUT_S = 900.0
 
 def measure_isolated(graph: LayerGraph, batch: int, *, device: str = "cpu", threads: int | None = None, warmup: int = 3,
                      steps: int = 5, optimizer: str = "sgd", dtype: str = "fp32", per_layer: bool = False,
-                     timeout_s: float = DEFAULT_TIMEOUT_S) -> Measurement:
+                     timeout_s: float = DEFAULT_TIMEOUT_S, memory_format: str = "contiguous") -> Measurement:
     """measure_training(graph, ...) run in a new interpreter; the Measurement it returns, with PROCESS_NOTE added.
     Raises InputError with the child's last error line when it fails or runs past timeout_s."""
     with tempfile.TemporaryDirectory(prefix="perfmodel-isolated-") as tmp:
         d = Path(tmp)
         request = {"network": str(save_network(graph, d / "network.yaml", flat=True)), "batch": batch,
                    "device": device, "threads": threads, "warmup": warmup, "steps": steps, "optimizer": optimizer, "dtype": dtype,
-                   "per_layer": per_layer, "out": str(d / "measurement.json")}
+                   "per_layer": per_layer, "memory_format": memory_format, "out": str(d / "measurement.json")}
         (d / "request.json").write_text(json.dumps(request), encoding="utf-8")
         try:
             done = subprocess.run([sys.executable, "-m", __name__, str(d / "request.json")], capture_output=True,
@@ -63,7 +63,7 @@ def main(argv: list[str]) -> int:
     req = json.loads(Path(argv[0]).read_text(encoding="utf-8"))
     m = measure_training(req["network"], req["batch"], device=req["device"], threads=req["threads"], warmup=req["warmup"],
                          steps=req["steps"], optimizer=req["optimizer"], dtype=req["dtype"],
-                         per_layer=req["per_layer"])
+                         per_layer=req["per_layer"], memory_format=req.get("memory_format", "contiguous"))
     Path(req["out"]).write_text(m.model_dump_json(), encoding="utf-8")
     return 0
 

@@ -302,14 +302,16 @@ def _resolve(module_or_graph, batch: int, device: str, seed: int, inputs):
 
 def measure_training(module_or_graph, batch: int, *, device: str = "cpu", dtype: str = "fp32",
                      threads: int | None = None, warmup: int = 3, steps: int = 10, optimizer: str = "sgd",
-                     per_layer: bool = False, inputs=None, seed: int = 0) -> Measurement:
+                     per_layer: bool = False, inputs=None, seed: int = 0,
+                     memory_format: str = "contiguous") -> Measurement:
     """Time `steps` real training steps after `warmup` untimed ones; see the module docstring.
 
     module_or_graph: a LayerGraph, a network name or file (built with to_module), a GraphModule, or any
     nn.Module (then `inputs` gives its forward arguments: a tuple, or a callable batch -> tuple).
     device: 'cpu', 'cuda' or 'cuda:N'. dtype: fp32, tf32 (CUDA matmul/cuDNN TF32; plain fp32 on CPU),
     fp16 or bf16 (torch.autocast on the device; parameters stay fp32). threads: torch intra-op threads
-    (restored afterwards). optimizer: sgd, momentum (SGD with 0.9), adam, adamw.
+    (restored afterwards). optimizer: sgd, momentum (SGD with 0.9), adam, adamw. memory_format: contiguous, or
+    channels_last (the module's 4-D parameters in NHWC; convolutions then return NHWC activations).
     """
     if batch < 1:
         raise InputError(f"batch must be >= 1, got {batch}")
@@ -319,12 +321,17 @@ def measure_training(module_or_graph, batch: int, *, device: str = "cpu", dtype:
         raise InputError(f"dtype '{dtype}' cannot be measured; choose one of {', '.join(DTYPES)}")
     if optimizer not in OPTIMIZERS:
         raise InputError(f"unknown optimizer '{optimizer}'; choose one of {', '.join(OPTIMIZERS)}")
+    if memory_format not in MEMORY_FORMATS:
+        raise InputError(f"unknown memory format '{memory_format}'; choose one of {', '.join(MEMORY_FORMATS)}")
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise InputError("device 'cuda' asked for but torch sees no CUDA device")
     sync = (lambda: torch.cuda.synchronize(dev)) if dev.type == "cuda" else (lambda: None)
     with _threads(threads):
         module, forward, name, notes = _resolve(module_or_graph, batch, device, seed, inputs)
+        if memory_format == "channels_last":  # NHWC weights: each convolution's output follows them
+            module = module.to(memory_format=torch.channels_last)
+            notes.append("memory_format=channels_last")
         opt = _optimizer(optimizer, module.parameters())
         amp = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(dtype)
         if dtype == "tf32" and dev.type != "cuda":
@@ -362,6 +369,7 @@ def measure_training(module_or_graph, batch: int, *, device: str = "cpu", dtype:
     )
 
 
+MEMORY_FORMATS = ("contiguous", "channels_last")
 FAULTS_NOTE = "minor_page_faults_per_step"  # a note of every CPU measurement taken where getrusage exists
 
 

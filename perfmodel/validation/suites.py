@@ -10,7 +10,7 @@ Suites:
 - `cpu-full`: eight network kinds (MLP, autoencoder, CNN with batchnorm and residuals, VGG-style CNN,
   LSTM, GRU, transformer encoder, GAN step), each at 1 and 2 threads (16 cases), sizes that take
   0.05-2 s per step on a 2-core machine; per-layer comparison for the CNN and the transformer.
-- `gpu`: the same kinds at GPU-sized batches, fp32 and bf16 (needs CUDA).
+- `gpu`: the same kinds at GPU-sized batches, fp32 and bf16, and the CNNs at bf16 channels_last (needs CUDA).
 
 The networks are files in validation/networks/, written for validation only: calibration runs
 microbenchmarks (perfmodel.torch.calibrate) and never sees them. Measurements are appended as JSON
@@ -76,6 +76,7 @@ class Case:
     warmup: int = 3
     steps: int = 10
     per_layer: bool = False
+    memory_format: str = "contiguous"  # or channels_last (TrainingSetup.memory_format)
 
 
 @dataclass(frozen=True)
@@ -158,6 +159,10 @@ def _gpu_cases() -> tuple[Case, ...]:
         for kind, net, batch, opt in GPU_SPECS:
             out.append(Case(f"{net}-b{batch}-{dtype}", kind, f"{net}.yaml", batch, None, dtype, opt, 5, 20,
                             per_layer=(net in ("resnet_small", "transformer") and dtype == "fp32")))
+    for kind, net, batch, opt in GPU_SPECS:  # the CNNs again in NHWC: cuDNN's layout conversions are gone
+        if kind.startswith("cnn"):
+            out.append(Case(f"{net}-b{batch}-bf16-cl", kind, f"{net}.yaml", batch, None, "bf16", opt, 5, 20,
+                            memory_format="channels_last"))
     return tuple(out)
 
 
@@ -166,7 +171,8 @@ CPU_QUICK = MeasuredSuite(
     _cpu_cases(CPU_QUICK_SPECS[:2], [1], set(), 5, 2) + _cpu_cases(CPU_QUICK_SPECS[2:], [2], set(), 5, 2))
 CPU_FULL = MeasuredSuite("cpu-full", "cpu", "16 measured cases on this CPU: 8 network kinds at 1 and 2 threads",
                          _cpu_cases(CPU_FULL_SPECS, [1, 2], {"resnet_small", "transformer"}, 10, 3), rounds=4)
-GPU = MeasuredSuite("gpu", "cuda", "the cpu-full kinds at GPU-sized batches, fp32 and bf16 (needs CUDA)", _gpu_cases())
+GPU = MeasuredSuite("gpu", "cuda", "the cpu-full kinds at GPU-sized batches, fp32 and bf16, the CNNs also at bf16 "
+                    "channels_last (needs CUDA)", _gpu_cases())
 MEASURED_SUITES = (CPU_QUICK, CPU_FULL, GPU)
 
 
@@ -209,7 +215,8 @@ class CaseResult:
         c = self.case
         return {
             "case": c.name, "kind": c.kind, "network": c.network, "batch": c.batch, "threads": c.threads,
-            "dtype": c.dtype, "optimizer": c.optimizer, "steps": c.steps, "warmup": c.warmup,
+            "dtype": c.dtype, "memory_format": c.memory_format, "optimizer": c.optimizer, "steps": c.steps,
+            "warmup": c.warmup,
             "predicted_s": self.predicted_s, "measured_median_s": self.measured_s, "measured_p10_s": self.p10_s,
             "measured_p90_s": self.p90_s, "measured_min_s": self.min_s, "measured_max_s": self.max_s,
             "error_pct": self.error_pct, "predicted_breakdown": self.breakdown, "predicted_stages": self.stages,
@@ -392,7 +399,7 @@ def _predict_cases(chosen: Sequence[Case], dev, device: str) -> dict[str, tuple]
         graph = load_network(network_path(c))
         preds[c.name] = (graph, predict(graph, dev, batch=c.batch, dtype=c.dtype,
                                         threads=c.threads if device == "cpu" else None, optimizer=c.optimizer,
-                                        layers=True))
+                                        memory_format=c.memory_format, layers=True))
     return preds
 
 
@@ -415,7 +422,7 @@ def _measure_case(name: str, c: Case, graph, dev, device: str, rnd: int, mpath: 
         with Interference() as inf:
             meas = measure_isolated(graph, c.batch, device=device, dtype=c.dtype, threads=c.threads,
                                     warmup=c.warmup, steps=c.steps, optimizer=c.optimizer,
-                                    per_layer=c.per_layer and per_layer and rnd == 1)
+                                    per_layer=c.per_layer and per_layer and rnd == 1, memory_format=c.memory_format)
         others = round(inf.others_cores, 3) if inf.available else None
         meas = meas.model_copy(update={"notes": tuple(meas.notes) + (
             f"suite={name}", f"case={c.name}", f"round={rnd}", f"attempt={attempt}", f"load_avg_before={la}",
