@@ -101,3 +101,12 @@ def test_memory_format_in_predict():
     dp = predict("resnet50", "dgx-a100", devices=8, memory_format="channels_last", **kw)
     one = predict("resnet50", "dgx-a100", devices=1, memory_format="channels_last", **kw)
     assert dp.parallel["single_device_time_s"] == pytest.approx(one.iteration_time_s)
+
+
+def test_channels_last_where_it_changes_nothing_says_so():
+    for hw, dt in (("amd-epyc-2c-kvm", "fp32"), ("v100-sxm2", "fp32")):
+        p = predict("alexnet", hw, batch=8, dtype=dt, memory_format="channels_last")
+        assert any("changes nothing here" in w and hw in w for w in p.warnings)
+        assert p.iteration_time_s == predict("alexnet", hw, batch=8, dtype=dt).iteration_time_s
+    assert not any("memory_format" in w for w in predict("alexnet", "v100-sxm2", batch=8, dtype="fp16",
+                                                          memory_format="channels_last").warnings)

@@ -210,7 +210,7 @@ class System:
     def with_memory_format(self, memory_format: str) -> "System":
         """The same system with its device running activations in `memory_format` (TrainingSetup.memory_format)."""
         name = stack_with_memory_format(self.device.software_stack, memory_format)
-        if name == self.device.software_stack:
+        if name == self.device.software_stack or not self.device.gpu_arch:  # CPUs: no kernel model of the layout
             return self
         from dataclasses import replace
 

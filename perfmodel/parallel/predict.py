@@ -17,7 +17,7 @@ import numpy as np
 
 from ..dataflow import input_bytes_per_sample as graph_input_bytes
 from ..engine import memo
-from ..engine.rates import fused_attention
+from ..engine.rates import fused_attention, layout_note
 from ..errors import InputError
 from ..graph.layer_graph import LayerGraph
 from ..hardware.loader import list_hardware, load_hardware
@@ -331,6 +331,7 @@ def evaluate(graph: LayerGraph, hw: Any, setup) -> Evaluation:
         raise InputError(f"the batch per replica ({b}) must be divisible by the {m} micro-batches")
     mb = b // m
     dev_run, cpu_share, threads = _run_device(system, placement.devices_per_node, setup.threads, warnings)
+    warnings.extend(w for w in (layout_note(dev_run, setup.dtype, setup.memory_format),) if w)
     ranks = rank_layers(graph, dev_run, mb, setup.dtype, threads, pl_.tp, setup.sequence_parallel, pl_.cp,
                         setup.expert_parallel)
     gs = memo.on(placement, ("gsync", sync, setup.allreduce, setup.ps_servers, setup.ps_colocated),
