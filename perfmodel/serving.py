@@ -25,7 +25,10 @@ from .graph.layer_graph import LayerGraph
 from .ops import DTYPE_BYTES, OP_KINDS, inference_mode
 from .ops.base import OpCost, graph_costs
 from .graph.io import load_network
+from .engine import memo
 from .hardware.loader import load_hardware
+from .hardware.topology import device_with_memory_format
+from .kernels.data import MEMORY_FORMATS
 from .hardware.schema import Device
 from .step import step_profile
 
@@ -72,6 +75,7 @@ class ServingResult:
     points: tuple[ServingPoint, ...]
     max_batch: int  # largest batch whose serving memory fits
     assumptions: dict[str, Any] = field(default_factory=dict)
+    memory_format: str = "contiguous"
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -142,11 +146,15 @@ def serving_activation_peak(graph: LayerGraph, costs: tuple[OpCost, ...]) -> tup
 
 
 def serve(network: Any, hardware: Any, batch: int | Sequence[int] = (1, 8, 32), *, dtype: str = "fp32",
-          threads: int | None = None) -> ServingResult:
-    """Forward-only latency, throughput and memory of `network` on one device of `hardware` per batch size."""
+          threads: int | None = None, memory_format: str = "contiguous") -> ServingResult:
+    """Forward-only latency, throughput and memory of `network` on one device of `hardware` per batch size
+    (`memory_format`: contiguous or channels_last activations, TrainingSetup.memory_format)."""
 
+    if memory_format not in MEMORY_FORMATS:
+        raise InputError(f"memory_format must be one of {', '.join(MEMORY_FORMATS)}, got {memory_format!r}")
     g = load_network(network)
-    dev = _serving_device(load_hardware(hardware))
+    base = _serving_device(load_hardware(hardware))
+    dev = memo.on(base, ("memory_format", memory_format), lambda: device_with_memory_format(base, memory_format))
     batches = [batch] if isinstance(batch, int) else list(batch)
     if not batches:
         raise InputError("serve needs at least one batch size")
@@ -193,7 +201,7 @@ def serve(network: Any, hardware: Any, batch: int | Sequence[int] = (1, 8, 32), 
         max_b = int(free / per_sample * (1 + 1e-12))
     return ServingResult(
         network=g.name, hardware=dev.name, dtype=dtype, threads=prof.threads, params=params, points=tuple(points),
-        max_batch=max_b, assumptions={
+        max_batch=max_b, memory_format=memory_format, assumptions={
             "skipped_at_inference": sorted(SKIPPED_AT_INFERENCE),
             "weights": f"parameters stored in {dtype} ({b} bytes each), no master copy, gradients or optimizer state",
             "activations": "peak of live tensors over one forward (liveness), not the saved-for-backward sum",

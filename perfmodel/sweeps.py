@@ -430,10 +430,20 @@ def rows_by(rows: Iterable[dict[str, Any]], *keys: str) -> dict[tuple, list[dict
     return out
 
 
-def parse_list(text: str | None, cast: Callable[[str], Any] = str) -> list[Any] | None:
-    """'1,2,4' -> [1, 2, 4]; for integers 'LOW..HIGH' gives the powers of two LOW, 2 LOW, ... <= HIGH; None -> None."""
+def parse_list(text: str | None, cast: Callable[[str], Any] = str, option: str | None = None) -> list[Any] | None:
+    """'1,2,4' -> [1, 2, 4]; for integers 'LOW..HIGH' gives the powers of two LOW, 2 LOW, ... <= HIGH; None -> None.
+    `option` (e.g. '--batch') names the flag in the error."""
     if text is None:
         return None
+    try:
+        return _parse_list(text, cast)
+    except InputError as e:
+        if option is None:
+            raise
+        raise InputError(f"{option}: {e}") from None
+
+
+def _parse_list(text: str, cast: Callable[[str], Any]) -> list[Any]:
     out: list[Any] = []
     for part in str(text).split(","):
         part = part.strip()

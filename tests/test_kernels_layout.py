@@ -110,3 +110,13 @@ def test_channels_last_where_it_changes_nothing_says_so():
         assert p.iteration_time_s == predict("alexnet", hw, batch=8, dtype=dt).iteration_time_s
     assert not any("memory_format" in w for w in predict("alexnet", "v100-sxm2", batch=8, dtype="fp16",
                                                           memory_format="channels_last").warnings)
+
+
+def test_serve_takes_the_memory_format():
+    from perfmodel.serving import serve
+
+    a = serve("resnet50", "a100-sxm4-80gb", [32], dtype="bf16")
+    b = serve("resnet50", "a100-sxm4-80gb", [32], dtype="bf16", memory_format="channels_last")
+    assert b.points[0].latency_s < a.points[0].latency_s and b.to_dict()["memory_format"] == "channels_last"
+    with pytest.raises(Exception, match="memory_format must be one of contiguous, channels_last"):
+        serve("resnet50", "a100-sxm4-80gb", [32], memory_format="nhwc")

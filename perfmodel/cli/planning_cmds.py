@@ -123,7 +123,7 @@ def sweep(
     from .core_cmds import parse_plans
 
     axes = dict(allreduce=allreduce, sync=sync, scaling=scaling, memory_format=memory_format)
-    opts = {k: parse_list(v) for k, v in axes.items() if v}
+    opts = {k: parse_list(v, option="--" + k.replace("_", "-")) for k, v in axes.items() if v}
     if plan is not None:
         opts["plan"] = parse_plans(plan)
     opts.update(large_values(dict(
@@ -131,24 +131,23 @@ def sweep(
         virtual_stages=virtual_stages, recompute=recompute, offload_activations=offload_activations,
         expert_parallel=expert_parallel, tp_overlap=tp_overlap)))
     nets = parse_list(network)
-    total_guess = math.prod(len(v) for v in (nets, parse_list(hardware), parse_list(devices, int),
-                                             parse_list(batch, int) or [0], parse_list(dtype), parse_list(optimizer),
-                                             *opts.values()))
+    hws, devs, batches = parse_list(hardware, option="--hardware"), parse_list(devices, int, "--devices"), \
+        parse_list(batch, int, "--batch")
+    dtypes, opts_ = parse_list(dtype, option="--dtype"), parse_list(optimizer, option="--optimizer")
+    total_guess = math.prod(len(v) for v in (nets, hws, devs, batches or [0], dtypes, opts_, *opts.values()))
     progress = None if quiet or total_guess < 200 else True
     if top is not None and top < 1:
         from ..errors import InputError
 
         raise InputError(f"--top must be a positive number of rows, got {top}")
-    hws = parse_list(hardware)
     if device is not None:
         from ..planning.space import hardware_with_device
 
         hws = [hardware_with_device(h, device) for h in hws]
-    _check_sweep_training(hws, parse_list(dtype), threads)
-    res = api_sweep(nets, hardware=hws, devices=parse_list(devices, int),
-                    batch=parse_list(batch, int), dtype=parse_list(dtype), optimizer=parse_list(optimizer),
-                    threads=parse_list(threads, int) if threads else None, price_per_hour=parse_prices(price_per_hour),
-                    progress=progress, workers=jobs, **opts)
+    _check_sweep_training(hws, dtypes, threads)
+    res = api_sweep(nets, hardware=hws, devices=devs, batch=batches, dtype=dtypes, optimizer=opts_,
+                    threads=parse_list(threads, int, "--threads") if threads else None,
+                    price_per_hour=parse_prices(price_per_hour), progress=progress, workers=jobs, **opts)
     if csv_out:
         res.to_csv(csv_out)
     if plot:
@@ -315,6 +314,7 @@ def serve(
     batch: str = typer.Option("1,8,32", "--batch", "-b", help="batch sizes, e.g. 1,8,32"),
     dtype: str = typer.Option("fp32", "--dtype", help="serving dtype (weights stored in it)"),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads"),
+    memory_format: str = typer.Option("contiguous", "--memory-format", help="activation layout: contiguous (NCHW) or channels_last"),
     plot: Optional[str] = typer.Option(None, "--plot", help="write latency/throughput vs batch (HTML) to this file"),
     json_out: bool = typer.Option(False, "--json", help="machine-readable output"),
 ) -> None:
@@ -323,7 +323,7 @@ def serve(
     from ..sweeps import parse_list
     from ..units import fmt_bytes, fmt_seconds
 
-    r = api_serve(network, hardware, parse_list(batch, int), dtype=dtype, threads=threads)
+    r = api_serve(network, hardware, parse_list(batch, int), dtype=dtype, threads=threads, memory_format=memory_format)
     if plot:
         from ..report.figures import serving_figure
         from ..report.html import write_figures_html
@@ -332,7 +332,8 @@ def serve(
     if json_out:
         typer.echo(dumps(r.to_dict()))
         return
-    typer.echo(f"{r.network} serving on {r.hardware}, {dtype}{f', {r.threads} threads' if r.threads else ''}; "
+    fmt = ", channels_last" if r.memory_format != "contiguous" else ""
+    typer.echo(f"{r.network} serving on {r.hardware}, {dtype}{fmt}{f', {r.threads} threads' if r.threads else ''}; "
                f"{r.params:,} parameters")
     rows = []
     for p in r.points:

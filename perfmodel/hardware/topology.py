@@ -160,6 +160,15 @@ def _load(ref, kind: str):
     return load_hardware(ref, kind=kind)
 
 
+def device_with_memory_format(device: Device, memory_format: str) -> Device:
+    """`device` running activations in `memory_format` (contiguous or channels_last): a GPU with a kernel model
+    names its software stack's '+channels_last' variant; anything else is returned as it is."""
+    name = stack_with_memory_format(device.software_stack, memory_format)
+    if name == device.software_stack or not device.gpu_arch:  # CPUs: no kernel model of the layout
+        return device
+    return device.model_copy(update={"software_stack": name})
+
+
 @dataclass(frozen=True)
 class System:
     """A node or cluster with every referenced profile loaded: what the parallel model works from."""
@@ -209,12 +218,12 @@ class System:
 
     def with_memory_format(self, memory_format: str) -> "System":
         """The same system with its device running activations in `memory_format` (TrainingSetup.memory_format)."""
-        name = stack_with_memory_format(self.device.software_stack, memory_format)
-        if name == self.device.software_stack or not self.device.gpu_arch:  # CPUs: no kernel model of the layout
+        dev = device_with_memory_format(self.device, memory_format)
+        if dev is self.device:
             return self
         from dataclasses import replace
 
-        return replace(self, device=self.device.model_copy(update={"software_stack": name}))
+        return replace(self, device=dev)
 
     def with_p2p(self, p2p: bool | None) -> "System":
         """The same system with peer-to-peer over PCIe forced on or off (NVLink fabrics are unaffected)."""

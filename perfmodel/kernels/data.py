@@ -48,6 +48,7 @@ def load_arch(name: str) -> GpuArch:
 
 
 CHANNELS_LAST = "+channels_last"  # suffix of a stack name: that stack with NHWC activations
+MEMORY_FORMATS = ("contiguous", "channels_last")  # TrainingSetup.memory_format: PyTorch's NCHW default, NHWC
 
 
 @lru_cache(maxsize=64)

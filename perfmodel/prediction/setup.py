@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from ..kernels.data import MEMORY_FORMATS
 from ..errors import InputError, format_pydantic_error
 from ..ops import DTYPE_BYTES
 from ..optimizers import OPTIMIZER_NAMES
@@ -62,7 +63,7 @@ class TrainingSetup(BaseModel):
     ps_servers: int | None = Field(default=None, gt=0, le=10**6, description="parameter-server shards")
     ps_colocated: bool = Field(default=False, description="parameter-server shards run on the worker nodes")
     p2p: bool | None = Field(default=None, description="force GPUDirect peer-to-peer over PCIe on or off")
-    memory_format: Literal["contiguous", "channels_last"] = Field(
+    memory_format: Literal[MEMORY_FORMATS] = Field(
         default="contiguous", description="activation layout: contiguous (PyTorch's default, NCHW) or channels_last "
         "(NHWC: tensor-core convolutions skip cuDNN's layout conversions)")
     raid0: int | None = Field(default=None, gt=0, le=10**4, description="stripe the storage over this many disks")

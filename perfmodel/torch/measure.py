@@ -49,6 +49,7 @@ import torch
 from torch import nn
 
 from .. import __version__
+from ..kernels.data import MEMORY_FORMATS
 from ..errors import InputError
 from ..graph.io import load_network
 from ..graph.layer_graph import LayerGraph
@@ -369,7 +370,6 @@ def measure_training(module_or_graph, batch: int, *, device: str = "cpu", dtype:
     )
 
 
-MEMORY_FORMATS = ("contiguous", "channels_last")
 FAULTS_NOTE = "minor_page_faults_per_step"  # a note of every CPU measurement taken where getrusage exists
 
 
