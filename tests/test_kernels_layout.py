@@ -37,7 +37,7 @@ def test_conversion_reads_and_writes_inputs_filter_and_output_once():
     nbytes = 2 * 2 * (32 * 64 * 28 * 28 + 128 * 64 * 9 + 32 * 128 * 28 * 28)
     assert float(io_bytes(_arr(CONV), "fp16")[0]) * 2 == nbytes
     assert float(layout_conversion_s(_arr(CONV), "fp16", TOY, NCHW)[0]) == pytest.approx(nbytes / 100e9 + 3 * 5e-6)
-    assert layout_conversion_s(_arr(CONV), "fp16", TOY, NHWC) == 0.0  # channels_last: nothing to convert
+    assert np.all(layout_conversion_s(_arr(CONV), "fp16", TOY, NHWC) == 0.0)  # channels_last: nothing to convert
     assert layout_conversion_s(_arr(CONV), "fp32", TOY, NCHW) == 0.0  # CUDA-core kernels read NCHW as it is
     old = NCHW.model_copy(update={"tensor_core_conv_layout": None})  # a stack that names no kernel layout
     assert layout_conversion_s(_arr(CONV), "fp16", TOY, old) == 0.0
@@ -120,3 +120,12 @@ def test_serve_takes_the_memory_format():
     assert b.points[0].latency_s < a.points[0].latency_s and b.to_dict()["memory_format"] == "channels_last"
     with pytest.raises(Exception, match="memory_format must be one of contiguous, channels_last"):
         serve("resnet50", "a100-sxm4-80gb", [32], memory_format="nhwc")
+
+
+def test_a_1d_convolution_converts_even_channels_last():
+    """channels_last reorders 4-D tensors only: a Conv1d (H = R = 1 here) still pays cuDNN's conversions."""
+    c1 = _arr(dict(N=32, C=64, H=1, W=512, K=128, R=1, S=5, pad_h=0, pad_w=2, stride_h=1, stride_w=1))
+    want = 2 * 2 * (32 * 64 * 512 + 128 * 64 * 5 + 32 * 128 * 512) / 100e9 + 3 * 5e-6
+    for stack in (NCHW, NHWC):
+        assert float(layout_conversion_s(c1, "fp16", TOY, stack)[0]) == pytest.approx(want)
+    assert float(layout_conversion_s(_arr(CONV), "fp16", TOY, NHWC)[0]) == 0.0

@@ -74,10 +74,15 @@ def conv_tiles(dtype: str, arch: GpuArch, stack: SoftwareStack) -> tuple:
 
 def layout_conversion_s(s: dict, dtype: str, arch: GpuArch, stack: SoftwareStack):
     """Seconds a tensor-core convolution call spends converting its inputs, filter and output between the
-    activation layout and the kernels' (each read and written once, one kernel each); 0 when they agree."""
-    if stack.tensor_core_conv_layout in (None, stack.activation_layout) or not tensor_core_math(dtype, arch, stack):
+    activation layout and the kernels' (each read and written once, one kernel each); 0 when they agree. A 1-D
+    convolution (H = R = 1: 3-D tensors, which channels_last does not reorder) converts whatever the layout."""
+    if stack.tensor_core_conv_layout is None or not tensor_core_math(dtype, arch, stack):
         return 0.0
-    return _transform_s(2.0 * io_bytes(s, dtype), arch, stack, kernels=3)
+    t = _transform_s(2.0 * io_bytes(s, dtype), arch, stack, kernels=3)
+    if stack.activation_layout != stack.tensor_core_conv_layout:
+        return t
+    one_d = (np.asarray(s["H"]) == 1) & (np.asarray(s["R"]) == 1)
+    return np.where(one_d, t, 0.0)
 
 
 def implicit_gemm(s: dict, phase: str, dtype, arch, stack):
