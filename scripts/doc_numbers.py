@@ -139,6 +139,19 @@ def serve_values() -> dict[str, str]:
     return {"serve.points": repr(pts), "serve.max_batch": str(r.max_batch)}
 
 
+def api_gpu_cpu_values() -> dict[str, str]:
+    """The memory-format and CPU page-fault examples of python_api.md."""
+    import perfmodel
+
+    kw = dict(batch=256, dtype="bf16")
+    nchw = perfmodel.predict("resnet50", "a100-sxm4-80gb", **kw).iteration_time_s
+    nhwc = perfmodel.predict("resnet50", "a100-sxm4-80gb", memory_format="channels_last", **kw).iteration_time_s
+    p = perfmodel.predict("resnet50", "amd-epyc-2c-kvm", batch=16)
+    faults = p.assumptions["heap_refault_s"]
+    return {"api.memory_format": f"({nchw * 1e3:.1f}, {nhwc * 1e3:.1f})",
+            "api.heap_refault": f"({faults:.3f}, {p.iteration_time_s:.2f}): {100 * faults / p.iteration_time_s:.0f}%"}
+
+
 def plan_values() -> dict[str, str]:
     """The plan-search example of python_api.md (GPT-3 175B on 1,024 A100-80GB)."""
     import perfmodel
@@ -275,7 +288,7 @@ def deepbench_values() -> dict[str, str]:
 
 
 VALUES: tuple[Callable[[], dict[str, str]], ...] = (sweep_values, fit_values, cost_values, serve_values,
-                                                    plan_values, large_model_values, readme_values,
+                                                    api_gpu_cpu_values, plan_values, large_model_values, readme_values,
                                                     validation_values, deepbench_values, cpu_random_values,
                                                     speed_values)
 DDP_CASES = ("mlp-b64", "mlp-b256", "cnn-vgg-small-b24", "cnn-resnet-small-b32", "autoencoder-b128", "lstm-b64")
@@ -294,6 +307,8 @@ SPANS = (
     Span("tte", API, r"est\.device_hours, est\.cost +# (?P<v>\([\d., ]+\))"),
     Span("compare.rows", API, r"r\.meets_deadline, r\.meets_budget\)\n(?P<v>(?:# .*\n)+)"),
     Span("compare.best", API, r"c\.best\(\)\.hardware +# (?P<v>'[^']*'|None)"),
+    Span("api.memory_format", API, r"round\(nhwc\.iteration_time_s \* 1e3, 1\) +# (?P<v>\([\d., ]+\))"),
+    Span("api.heap_refault", API, r"p\.assumptions\[\"heap_refault_s\"\], p\.iteration_time_s +# (?P<v>\([\d., ]+\): \d+%)"),
     Span("serve.points", API, r"for p in r\.points\]\n# (?P<v>\[.*\])\n"),
     Span("serve.max_batch", API, r"r\.max_batch +# (?P<v>\d+)"),
     Span("plan.best", API, r"best\.dtype, best\.schedule\n# (?P<v>\(.*\))\n"),
