@@ -9,7 +9,7 @@ from ..hardware.schema import Device, Efficiency, EfficiencyCurve
 from ..hardware.traits import device_peaks, device_traits, for_threads, gemm_split, thread_speedup
 from ..hardware.traits import per_core_bandwidth as cpu_bandwidth
 from ..kernels import GpuArch, SoftwareStack, load_arch, load_stack
-from ..kernels.conv import tensor_core_math
+from ..kernels.gemm import tensor_core_math
 from ..kernels.schema import CpuAttention
 from .cpu_attention import stack_attention
 from .cpu_stack import check_steps
@@ -81,9 +81,10 @@ def kernel_target(device: Device) -> tuple[GpuArch, SoftwareStack] | None:
 def layout_note(device: Device, dtype: str, memory_format: str) -> str | None:
     """A warning when `memory_format` changes nothing the model prices on `device` at `dtype` (only tensor-core
     convolutions under a stack that names their layout convert NCHW activations), else None."""
+    if memory_format == "contiguous":  # the default: nothing to check (evaluate calls this on every prediction)
+        return None
     kt = kernel_target(device)
-    if memory_format == "contiguous" or (kt is not None and kt[1].tensor_core_conv_layout is not None
-                                         and tensor_core_math(dtype, *kt)):
+    if kt is not None and kt[1].tensor_core_conv_layout is not None and tensor_core_math(dtype, *kt):
         return None
     return (f"memory_format={memory_format!r} changes nothing here: only tensor-core convolutions on a GPU convert "
             f"NCHW activations (cuDNN), and {dtype} on '{device.name}' runs none")

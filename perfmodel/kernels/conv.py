@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .gemm import cuda_core_dtype, dtype_parts, gemm_time_s, tiles_for
+from .gemm import cuda_core_dtype, dtype_parts, gemm_time_s, tensor_core_math, tiles_for
 from .schema import GpuArch, SoftwareStack
 
 PHASES = ("fwd", "bwd_data", "bwd_filter")
@@ -59,11 +59,6 @@ def io_bytes(s: dict, dtype: str):
     N, C, H, W, K, R, S, P, Q, g = _shape(s)
     _, eb = dtype_parts(dtype)
     return eb * (N * C * g * H * W + K * g * C * R * S + N * K * g * P * Q)
-
-
-def tensor_core_math(dtype: str, arch: GpuArch, stack: SoftwareStack) -> bool:
-    """Whether the stack runs `dtype`'s GEMM-like kernels on the arch's tensor cores."""
-    return bool(stack.tensor_core_tiles) and dtype_parts(dtype)[0] in arch.tensor_core_dtypes
 
 
 def conv_tiles(dtype: str, arch: GpuArch, stack: SoftwareStack) -> tuple:

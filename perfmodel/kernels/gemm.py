@@ -23,15 +23,15 @@ from .schema import GemmTile, GpuArch, SoftwareStack
 MIN_K_PER_SPLIT = 256  # smallest K slice a split-K CTA works on (keeps the reduction cheap)
 
 
+ELEM_BYTES = {"fp32": 4, "tf32": 4, "fp16": 2, "bf16": 2, "fp8": 1, "int8": 1, "fp64": 8}
+
+
 def dtype_parts(dtype: str) -> tuple[str, int]:
     """(math dtype, bytes per element in memory). '<io>_io_fp32_math' stores <io> and computes in fp32
     ('fp16_io_fp32_math' is DeepBench's pseudo-fp16)."""
     if "_io_fp32" in dtype:
         return "fp32", ELEM_BYTES[dtype.split("_io_")[0]]
     return dtype, ELEM_BYTES[dtype]
-
-
-ELEM_BYTES = {"fp32": 4, "tf32": 4, "fp16": 2, "bf16": 2, "fp8": 1, "int8": 1, "fp64": 8}
 
 
 def cuda_core_dtype(dtype: str) -> str:
@@ -42,12 +42,15 @@ def cuda_core_dtype(dtype: str) -> str:
     return "fp32" if eb == 4 else f"{dtype}_io_fp32_math"
 
 
+def tensor_core_math(dtype: str, arch: GpuArch, stack: SoftwareStack) -> bool:
+    """Whether the stack runs `dtype`'s GEMM-like kernels on the arch's tensor cores."""
+    return bool(stack.tensor_core_tiles) and dtype_parts(dtype)[0] in arch.tensor_core_dtypes
+
+
 def tiles_for(dtype: str, arch: GpuArch, stack: SoftwareStack) -> tuple[tuple[GemmTile, ...], str]:
     """Tile shapes the stack uses for `dtype` on `arch`, and the math rate key (tensor cores where present)."""
-    math, _ = dtype_parts(dtype)
-    if math in arch.tensor_core_dtypes and stack.tensor_core_tiles:
-        return stack.tensor_core_tiles, math
-    return stack.gemm_tiles, math
+    tiles = stack.tensor_core_tiles if tensor_core_math(dtype, arch, stack) else stack.gemm_tiles
+    return tiles, dtype_parts(dtype)[0]
 
 
 def sm_rate(arch: GpuArch, math: str) -> float:

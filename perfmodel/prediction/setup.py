@@ -12,8 +12,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from ..kernels.data import MEMORY_FORMATS
 from ..errors import InputError, format_pydantic_error
+from ..kernels.data import MEMORY_FORMATS
 from ..ops import DTYPE_BYTES
 from ..optimizers import OPTIMIZER_NAMES
 from ..parallel.collectives import allreduce_choices

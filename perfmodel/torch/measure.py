@@ -49,10 +49,10 @@ import torch
 from torch import nn
 
 from .. import __version__
-from ..kernels.data import MEMORY_FORMATS
 from ..errors import InputError
 from ..graph.io import load_network
 from ..graph.layer_graph import LayerGraph
+from ..kernels.data import MEMORY_FORMATS
 from ..machine import cpu_model_name as _cpu_model
 from .records import (  # noqa: F401  (re-exported: the records and their storage)
     DTYPES, OPTIMIZERS, SCHEMA, JsonlError, LayerTiming, MachineInfo, Measurement, append_jsonl,
